@@ -1,0 +1,57 @@
+//! Embeds `migrations/` into the crate.
+//!
+//! Two things are generated from the same folder at compile time:
+//! `diesel_migrations::embed_migrations!` (in `src/migrate/mod.rs`) for callers
+//! who want Diesel's own harness, and `$OUT_DIR/embedded_migrations.rs`, the
+//! table of SQL texts our migration engine runs and checksums. Both are rebuilt
+//! whenever anything under `migrations/` changes.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::{env, fs};
+
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+    let root = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&root).join("migrations");
+
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|entry| {
+            let entry = entry.expect("readable migrations entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_migration = entry.path().join("up.sql").is_file() && !name.starts_with('.');
+            is_migration.then_some(name)
+        })
+        .collect();
+    // Diesel orders by version (the name up to the first `_`); sorting the
+    // whole name gives the same order because versions have a fixed width.
+    names.sort();
+
+    let mut out = String::from("&[\n");
+    for name in &names {
+        let path = dir.join(name);
+        let file = |f: &str| -> Option<String> {
+            let p = path.join(f);
+            p.is_file()
+                .then(|| format!("include_str!({:?})", p.display().to_string()))
+        };
+        writeln!(
+            out,
+            "    crate::migrate::EmbeddedFiles {{ name: {name:?}, up_sql: {}, down_sql: {}, metadata_toml: {} }},",
+            file("up.sql").expect("checked above"),
+            opt(file("down.sql")),
+            opt(file("metadata.toml")),
+        )
+        .unwrap();
+    }
+    out.push(']');
+
+    let out_path =
+        Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_migrations.rs");
+    fs::write(out_path, out).expect("write embedded_migrations.rs");
+}
+
+fn opt(s: Option<String>) -> String {
+    s.map_or_else(|| "None".to_owned(), |s| format!("Some({s})"))
+}

@@ -1,0 +1,184 @@
+//! `accounts`: the ways a user signs in (an OAuth provider identity, or a
+//! password under the provider `credential`).
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use crate::error::validate;
+use crate::schema::{accounts, users};
+use crate::{AccountId, Conn, Error, Result, UserId};
+
+/// A row of `accounts`. Tokens and the password hash are never serialised
+/// nor printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
+pub struct Account {
+    /// Primary key.
+    pub id: AccountId,
+    /// Whose login method this is.
+    pub user_id: UserId,
+    /// `google`, `github`, `credential`, ...
+    pub provider: String,
+    /// The user's id at the provider (for `credential`, the email).
+    pub provider_account_id: String,
+    /// OAuth access token.
+    #[serde(skip)]
+    pub access_token: Option<String>,
+    /// OAuth refresh token.
+    #[serde(skip)]
+    pub refresh_token: Option<String>,
+    /// OpenID Connect id token.
+    #[serde(skip)]
+    pub id_token: Option<String>,
+    /// When the access token expires.
+    pub access_token_expires_at: Option<DateTime<Utc>>,
+    /// When the refresh token expires.
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    /// Granted OAuth scopes.
+    pub scope: Option<String>,
+    /// Password hash (argon2/bcrypt string) for `credential` accounts.
+    #[serde(skip)]
+    pub password_hash: Option<String>,
+    /// When the account was linked.
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed (kept by a trigger).
+    pub updated_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Account")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("provider", &self.provider)
+            .field("provider_account_id", &self.provider_account_id)
+            .field("scope", &self.scope)
+            .field("has_password", &self.password_hash.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Input of `link`.
+#[derive(Clone, Default, Deserialize, Validate, Insertable)]
+#[diesel(table_name = accounts, treat_none_as_default_value = false)]
+pub struct LinkAccount {
+    /// The user who gains this login method.
+    pub user_id: UserId,
+    /// Provider name, 1 to 64 characters.
+    #[validate(length(min = 1, max = 64))]
+    pub provider: String,
+    /// The provider's id for the user, 1 to 255 characters.
+    #[validate(length(min = 1, max = 255))]
+    pub provider_account_id: String,
+    /// OAuth access token.
+    pub access_token: Option<String>,
+    /// OAuth refresh token.
+    pub refresh_token: Option<String>,
+    /// OpenID Connect id token.
+    pub id_token: Option<String>,
+    /// When the access token expires.
+    pub access_token_expires_at: Option<DateTime<Utc>>,
+    /// When the refresh token expires.
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
+    /// Granted scopes, at most 1024 characters.
+    #[validate(length(max = 1024))]
+    pub scope: Option<String>,
+    /// A password hash, never a password.
+    #[validate(length(min = 1, max = 1024))]
+    pub password_hash: Option<String>,
+}
+
+impl fmt::Debug for LinkAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkAccount")
+            .field("user_id", &self.user_id)
+            .field("provider", &self.provider)
+            .field("provider_account_id", &self.provider_account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Links a login method to a user.
+///
+/// `Conflict` on `accounts_provider_account_key` when the provider identity
+/// belongs to someone already, on `accounts_user_provider_key` when the user
+/// already linked this provider; `NotFound` when the user doesn't exist.
+pub async fn link(conn: &mut Conn, input: &LinkAccount) -> Result<Account> {
+    validate(input)?;
+    diesel::insert_into(accounts::table)
+        .values((accounts::id.eq(AccountId::new()), input))
+        .returning(Account::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
+}
+
+/// Removes a login method. Refuses to remove a user's last one (they could
+/// never sign in again) with `Conflict { constraint: "accounts_last_login_method" }`.
+pub async fn unlink(conn: &mut Conn, user_id: UserId, provider: &str) -> Result<()> {
+    conn.transaction(async |conn| {
+        // Lock the user so two concurrent unlinks can't both see "2 left".
+        users::table
+            .find(user_id)
+            .select(users::id)
+            .for_update()
+            .first::<UserId>(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })?;
+        let count: i64 = accounts::table
+            .filter(accounts::user_id.eq(user_id))
+            .count()
+            .get_result(conn)
+            .await?;
+        let target = accounts::table
+            .filter(accounts::user_id.eq(user_id))
+            .filter(accounts::provider.eq(provider));
+        let exists: bool = diesel::select(diesel::dsl::exists(target))
+            .get_result(conn)
+            .await?;
+        if !exists {
+            return Err(Error::NotFound { entity: "account" });
+        }
+        if count <= 1 {
+            return Err(Error::Conflict {
+                constraint: "accounts_last_login_method".into(),
+                message: format!("{provider} is the user's only login method"),
+            });
+        }
+        diesel::delete(target).execute(conn).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// A user's login methods, oldest first.
+pub async fn list_for_user(conn: &mut Conn, user_id: UserId) -> Result<Vec<Account>> {
+    Ok(accounts::table
+        .filter(accounts::user_id.eq(user_id))
+        .order((accounts::created_at, accounts::id))
+        .select(Account::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// The account of a provider identity: the lookup an OAuth callback makes.
+pub async fn find_by_provider(
+    conn: &mut Conn,
+    provider: &str,
+    provider_account_id: &str,
+) -> Result<Account> {
+    accounts::table
+        .filter(accounts::provider.eq(provider))
+        .filter(accounts::provider_account_id.eq(provider_account_id))
+        .select(Account::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "account" })
+}

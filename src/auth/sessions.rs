@@ -1,0 +1,187 @@
+//! `sessions`: signed-in browsers and devices. The client holds a random
+//! token; the table holds its SHA-256 (see `crate::token`).
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use crate::auth::users::User;
+use crate::error::validate;
+use crate::schema::{sessions, users};
+use crate::{Conn, Error, Result, SessionId, UserId, token};
+
+/// The longest session the crate creates: 400 days (browsers cap cookies there).
+pub const MAX_TTL_SECONDS: i64 = 400 * 24 * 3600;
+
+/// A row of `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
+pub struct Session {
+    /// Primary key.
+    pub id: SessionId,
+    /// Who is signed in.
+    pub user_id: UserId,
+    /// SHA-256 of the token; the token itself is never stored.
+    #[serde(skip)]
+    pub token_hash: Vec<u8>,
+    /// After this instant the session is no longer valid.
+    pub expires_at: DateTime<Utc>,
+    /// Set when the session was signed out or revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Client address at sign-in.
+    pub ip_address: Option<String>,
+    /// Client user agent at sign-in.
+    pub user_agent: Option<String>,
+    /// When the session started.
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed (kept by a trigger).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Input of `create`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+pub struct NewSession {
+    /// Who signs in.
+    pub user_id: UserId,
+    /// Lifetime in seconds: 1 to 400 days' worth.
+    #[validate(range(min = 1, max = 34_560_000))]
+    pub ttl_seconds: i64,
+    /// An IPv4 or IPv6 address.
+    #[validate(ip)]
+    pub ip_address: Option<String>,
+    /// At most 512 characters.
+    #[validate(length(max = 512))]
+    pub user_agent: Option<String>,
+}
+
+/// A new session and the token to give the client (shown only this once).
+#[derive(Debug, Clone)]
+pub struct CreatedSession {
+    /// The stored row.
+    pub session: Session,
+    /// The bearer token (cookie value).
+    pub token: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = sessions, treat_none_as_default_value = false)]
+struct InsertSession<'a> {
+    id: SessionId,
+    user_id: UserId,
+    token_hash: &'a [u8],
+    expires_at: DateTime<Utc>,
+    ip_address: Option<&'a str>,
+    user_agent: Option<&'a str>,
+}
+
+/// Starts a session. `NotFound` when the user doesn't exist.
+pub async fn create(conn: &mut Conn, input: &NewSession) -> Result<CreatedSession> {
+    validate(input)?;
+    let secret = token::generate();
+    let session = diesel::insert_into(sessions::table)
+        .values(InsertSession {
+            id: SessionId::new(),
+            user_id: input.user_id,
+            token_hash: &secret.hash,
+            expires_at: Utc::now() + Duration::seconds(input.ttl_seconds),
+            ip_address: input.ip_address.as_deref(),
+            user_agent: input.user_agent.as_deref(),
+        })
+        .returning(Session::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| Error::from(e).not_found_on("sessions_user_id_fkey", "user"))?;
+    Ok(CreatedSession {
+        session,
+        token: secret.token,
+    })
+}
+
+/// The session of a token, if it is neither expired nor revoked.
+/// `NotFound` otherwise (the caller treats all three as "signed out").
+pub async fn find_valid(conn: &mut Conn, token: &str) -> Result<Session> {
+    sessions::table
+        .filter(sessions::token_hash.eq(token::hash(token)))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(Utc::now()))
+        .select(Session::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "session" })
+}
+
+/// Like `find_valid`, with the signed-in user, in one query: what an
+/// authentication middleware needs on every request.
+pub async fn find_valid_with_user(conn: &mut Conn, token: &str) -> Result<(Session, User)> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::token_hash.eq(token::hash(token)))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(Utc::now()))
+        .select((Session::as_select(), User::as_select()))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "session" })
+}
+
+/// Revokes one session (sign-out). Revoking twice is harmless;
+/// `NotFound` when no such session exists.
+pub async fn revoke(conn: &mut Conn, id: SessionId) -> Result<()> {
+    let now = Utc::now();
+    // Only an unrevoked row changes: the first revocation time is kept.
+    let changed = diesel::update(
+        sessions::table
+            .find(id)
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set(sessions::revoked_at.eq(now))
+    .execute(conn)
+    .await?;
+    if changed == 0 {
+        let exists: bool = diesel::select(diesel::dsl::exists(sessions::table.find(id)))
+            .get_result(conn)
+            .await?;
+        if !exists {
+            return Err(Error::NotFound { entity: "session" });
+        }
+    }
+    Ok(())
+}
+
+/// Revokes every live session of a user (sign out everywhere), except
+/// `keep` when given (the session making the request). Returns how many.
+pub async fn revoke_all_for_user(
+    conn: &mut Conn,
+    user_id: UserId,
+    keep: Option<SessionId>,
+) -> Result<usize> {
+    let mut query = diesel::update(sessions::table)
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .into_boxed();
+    if let Some(keep) = keep {
+        query = query.filter(sessions::id.ne(keep));
+    }
+    Ok(query
+        .set(sessions::revoked_at.eq(Utc::now()))
+        .execute(conn)
+        .await?)
+}
+
+/// Deletes sessions that expired or were revoked before `before`.
+/// Returns how many rows were deleted.
+pub async fn purge_expired(conn: &mut Conn, before: DateTime<Utc>) -> Result<usize> {
+    Ok(diesel::delete(
+        sessions::table.filter(
+            sessions::expires_at
+                .le(before)
+                .or(sessions::revoked_at.le(before)),
+        ),
+    )
+    .execute(conn)
+    .await?)
+}

@@ -1,0 +1,143 @@
+//! `users`: a person who can sign in. Email is unique whatever its case.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use crate::error::validate;
+use crate::functions::lower;
+use crate::schema::users;
+use crate::{Conn, Error, Result, UserId};
+
+/// A row of `users`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct User {
+    /// Primary key.
+    pub id: UserId,
+    /// The address as the user typed it; unique case-insensitively.
+    pub email: String,
+    /// Whether the address was proven (by a consumed verification).
+    pub email_verified: bool,
+    /// Display name.
+    pub name: Option<String>,
+    /// Avatar URL.
+    pub image: Option<String>,
+    /// When the row was created.
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed (kept by a trigger).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Input of `create`.
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
+pub struct NewUser {
+    /// A valid address, at most 254 characters.
+    #[validate(email, length(max = 254))]
+    pub email: String,
+    /// 1 to 100 characters.
+    #[validate(length(min = 1, max = 100))]
+    pub name: Option<String>,
+    /// A URL of at most 2048 characters.
+    #[validate(url, length(max = 2048))]
+    pub image: Option<String>,
+    /// Set when the provider already proved the address (OAuth sign-up).
+    #[serde(default)]
+    pub email_verified: bool,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
+struct InsertUser<'a> {
+    id: UserId,
+    email: &'a str,
+    email_verified: bool,
+    name: Option<&'a str>,
+    image: Option<&'a str>,
+}
+
+/// Input of `update_profile`: `None` leaves a field alone,
+/// `Some(None)` clears it, `Some(Some(v))` sets it.
+#[derive(Debug, Clone, Default, Deserialize, Validate, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserPatch {
+    /// New display name (1 to 100 characters) or `Some(None)` to clear it.
+    #[validate(length(min = 1, max = 100))]
+    pub name: Option<Option<String>>,
+    /// New avatar URL or `Some(None)` to clear it.
+    #[validate(url, length(max = 2048))]
+    pub image: Option<Option<String>>,
+    /// Mark the address verified (or not).
+    pub email_verified: Option<bool>,
+}
+
+impl UserPatch {
+    fn is_empty(&self) -> bool {
+        self.name.is_none() && self.image.is_none() && self.email_verified.is_none()
+    }
+}
+
+/// Creates a user. `Error::Conflict { constraint: "users_email_lower_key" }`
+/// when the address is taken (in any case).
+pub async fn create(conn: &mut Conn, input: &NewUser) -> Result<User> {
+    validate(input)?;
+    diesel::insert_into(users::table)
+        .values(InsertUser {
+            id: UserId::new(),
+            email: &input.email,
+            email_verified: input.email_verified,
+            name: input.name.as_deref(),
+            image: input.image.as_deref(),
+        })
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(Error::from)
+}
+
+/// The user with this id.
+pub async fn find_by_id(conn: &mut Conn, id: UserId) -> Result<User> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "user" })
+}
+
+/// The user with this address, compared case-insensitively.
+pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<User> {
+    users::table
+        .filter(lower(users::email).eq(lower(email)))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "user" })
+}
+
+/// Changes the profile fields given in `patch`; returns the updated row.
+pub async fn update_profile(conn: &mut Conn, id: UserId, patch: &UserPatch) -> Result<User> {
+    validate(patch)?;
+    if patch.is_empty() {
+        return find_by_id(conn, id).await;
+    }
+    diesel::update(users::table.find(id))
+        .set(patch)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "user" })
+}
+
+/// Deletes a user; accounts and sessions go with it (ON DELETE CASCADE).
+pub async fn delete(conn: &mut Conn, id: UserId) -> Result<()> {
+    match diesel::delete(users::table.find(id)).execute(conn).await? {
+        0 => Err(Error::NotFound { entity: "user" }),
+        _ => Ok(()),
+    }
+}

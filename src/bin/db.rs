@@ -1,0 +1,295 @@
+//! `db`: the operator's command for the data layer. Thin by design: it
+//! parses arguments, calls the library and prints.
+//!
+//! Exit codes: 0 success; 1 failure (connection, SQL, refused migration);
+//! 2 usage error; 3 `check` found pending, modified or missing migrations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use database::migrate::{self, MigrationSet, State, Status};
+use database::{Config, Db, db::redact_url};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+/// Exit code of `check` when the database is not up to date.
+const EXIT_NOT_UP_TO_DATE: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "db",
+    version,
+    about = "Set up, migrate and inspect the platform's PostgreSQL database",
+    after_help = "Configuration comes from the environment and .env (see the README).\n\
+                  Exit codes: 0 ok, 1 failure, 2 usage error, 3 `check` found work to do."
+)]
+struct Cli {
+    /// Database URL; overrides DATABASE_URL.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+
+    /// Read migrations from this folder instead of those built into the binary.
+    #[arg(long, global = true, env = "DB_MIGRATIONS_DIR", value_name = "DIR")]
+    migrations_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if it does not exist, apply all migrations, show the status.
+    Setup,
+    /// Apply pending migrations (under a lock: safe to run from many processes).
+    Migrate {
+        /// Stop after this version (e.g. 20261121100000).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// Revert the latest applied migrations.
+    Rollback {
+        /// How many migrations to revert.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        steps: u32,
+    },
+    /// Revert the latest migrations and apply them again.
+    Redo {
+        /// How many migrations to redo.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        steps: u32,
+    },
+    /// List every migration: applied, pending, modified or missing.
+    Status,
+    /// Exit 3 when anything is pending, modified or missing (for CI and deploy gates).
+    Check,
+}
+
+fn main() -> ExitCode {
+    // Before parsing, so that DATABASE_URL from .env reaches --database-url.
+    // A malformed .env is reported by Config::from_env below.
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    Config::from_env().map(drop).or_else(|e| {
+        if cli.database_url.is_some() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    // --database-url (or DATABASE_URL, which clap already read) wins.
+    let mut config = Config::from_lookup(|key| match key {
+        "DATABASE_URL" => cli.database_url.clone(),
+        _ => std::env::var(key).ok(),
+    })?;
+    // One connection is all the CLI ever needs.
+    config.pool_size = 2;
+
+    let owned_set;
+    let set: &MigrationSet = match &cli.migrations_dir {
+        Some(dir) => {
+            owned_set = MigrationSet::from_dir(dir)
+                .with_context(|| format!("reading {}", dir.display()))?;
+            &owned_set
+        }
+        None => MigrationSet::embedded(),
+    };
+
+    match cli.command {
+        Command::Setup => setup(&config, set).await,
+        Command::Migrate { to } => {
+            let mut conn = connect(&config).await?;
+            let report = migrate::run_to(&mut conn, set, to.as_deref()).await?;
+            print_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { steps } => {
+            let mut conn = connect(&config).await?;
+            let reverted = migrate::rollback(&mut conn, set, steps as usize).await?;
+            if reverted.is_empty() {
+                println!("Nothing to roll back.");
+            }
+            for name in reverted {
+                println!("Reverted {name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Redo { steps } => {
+            let mut conn = connect(&config).await?;
+            let redone = migrate::redo(&mut conn, set, steps as usize).await?;
+            if redone.is_empty() {
+                println!("Nothing to redo.");
+            }
+            for name in redone {
+                println!("Redid {name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let mut conn = connect(&config).await?;
+            let status = migrate::status(&mut conn, set).await?;
+            print_status(&status);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            let mut conn = connect(&config).await?;
+            let status = migrate::status(&mut conn, set).await?;
+            print_status(&status);
+            if status.is_up_to_date() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for v in status.versions.iter().filter(|v| v.state != State::Applied) {
+                    eprintln!("check: migration {} is {}", v.version, v.state);
+                }
+                Ok(ExitCode::from(EXIT_NOT_UP_TO_DATE))
+            }
+        }
+    }
+}
+
+/// A direct connection (not pooled) to the migration URL: the migration lock
+/// lives on it and dies with it.
+async fn connect(config: &Config) -> Result<AsyncPgConnection> {
+    let db = Db::new(config.clone())?;
+    Ok(db.connect_direct(config.migration_url()).await?)
+}
+
+async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
+    let url = url::Url::parse(config.migration_url()).with_context(|| {
+        format!(
+            "DATABASE_URL {} is not a URL",
+            redact_url(config.migration_url())
+        )
+    })?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    if name.is_empty() {
+        bail!(
+            "DATABASE_URL {} names no database (add /<name> to the URL)",
+            redact_url(url.as_str())
+        );
+    }
+    let name = percent_decode(&name);
+
+    // CREATE DATABASE must be sent from another database on the same server.
+    let mut maintenance = url.clone();
+    maintenance.set_path("/postgres");
+    let db = Db::new(config.clone())?;
+    let mut admin = db.connect_direct(maintenance.as_str()).await?;
+    if database_exists(&mut admin, &name).await? {
+        println!("Database {name} exists.");
+    } else {
+        let created = admin
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .await;
+        // Another `setup` may have created it between our check and now.
+        if let Err(e) = created
+            && !database_exists(&mut admin, &name).await?
+        {
+            return Err(e).context(format!("creating database {name}"));
+        }
+        println!("Created database {name}.");
+    }
+    drop(admin);
+
+    let mut conn = connect(config).await?;
+    let report = migrate::run(&mut conn, set).await?;
+    print_report(&report);
+    let status = migrate::status(&mut conn, set).await?;
+    print_status(&status);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> Result<bool> {
+    use diesel::sql_types::{Bool, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let row: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result(conn)
+            .await?;
+    Ok(row.exists)
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_owned())
+}
+
+fn print_report(report: &migrate::Report) {
+    for version in &report.checksums_recorded {
+        println!("Recorded checksum of {version} (applied outside `db`).");
+    }
+    if report.applied.is_empty() {
+        println!("No pending migrations.");
+    }
+    for name in &report.applied {
+        println!("Applied {name}");
+    }
+}
+
+fn print_status(status: &Status) {
+    println!(
+        "{:<16} {:<9} {:<20} MIGRATION",
+        "VERSION", "STATE", "APPLIED AT (UTC)"
+    );
+    for v in &status.versions {
+        let applied_at = v
+            .applied_at
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into());
+        let mut name = v
+            .name
+            .clone()
+            .unwrap_or_else(|| "(not in local migrations)".into());
+        if v.state == State::Applied && !v.checksum_recorded {
+            name.push_str("  [checksum recorded on next `db migrate`]");
+        }
+        println!(
+            "{:<16} {:<9} {:<20} {}",
+            v.version,
+            v.state.to_string(),
+            applied_at,
+            name
+        );
+    }
+    println!(
+        "{} applied, {} pending, {} modified, {} missing",
+        status.count(State::Applied),
+        status.count(State::Pending),
+        status.count(State::Modified),
+        status.count(State::Missing)
+    );
+}

@@ -1,0 +1,325 @@
+//! The one error type that every function of the crate returns.
+//!
+//! Callers match on the variants to decide what to do: `NotFound` → 404,
+//! `Invalid` → 422 with the field list, `Conflict`/`Stale` → 409,
+//! `Unavailable` → 503 and retry. Anything else is a bug or an outage and
+//! stays wrapped in `Database` with Diesel's own error.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::migrate::MigrationError;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the data layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The row the caller asked for does not exist (or is not visible to it).
+    #[error("{entity} not found")]
+    NotFound {
+        /// The kind of row, e.g. `"user"`.
+        entity: &'static str,
+    },
+
+    /// A uniqueness or referential rule of the database was violated.
+    #[error("conflict on {constraint}: {message}")]
+    Conflict {
+        /// The name of the violated constraint or rule, e.g. `users_email_lower_key`.
+        constraint: String,
+        /// What the database (or the rule) said.
+        message: String,
+    },
+
+    /// The input was rejected before anything was written.
+    #[error("invalid input: {0}")]
+    Invalid(InvalidInput),
+
+    /// An optimistic-concurrency check failed: somebody else changed the row first.
+    #[error("{entity} was changed concurrently (expected version {expected}); reload and retry")]
+    Stale {
+        /// The kind of row.
+        entity: &'static str,
+        /// The version the caller based its change on.
+        expected: i64,
+    },
+
+    /// A state machine refused a transition.
+    #[error("illegal transition from {from} to {to}")]
+    IllegalTransition {
+        /// The current state.
+        from: String,
+        /// The requested state.
+        to: String,
+    },
+
+    /// A single-use token could not be redeemed.
+    #[error("token rejected: {0}")]
+    TokenRejected(TokenRejection),
+
+    /// The database cannot be reached right now (pool exhausted, connection
+    /// refused, server restarting). Safe to retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+
+    /// The configuration (environment) is missing or malformed.
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// The migration engine refused or failed.
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(DieselError),
+}
+
+/// Why a single-use token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRejection {
+    /// No token with this value exists.
+    Unknown,
+    /// The token exists but its expiry has passed.
+    Expired,
+    /// The token was already used (or revoked).
+    AlreadyUsed,
+}
+
+impl fmt::Display for TokenRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unknown => "unknown token",
+            Self::Expired => "token expired",
+            Self::AlreadyUsed => "token already used",
+        })
+    }
+}
+
+/// One rejected field of an input struct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field's name as the caller spelled it (`email`, `graph.edges[2].target`).
+    pub field: String,
+    /// A machine-readable code (`email`, `length`, `range`, `url`, ...).
+    pub code: Cow<'static, str>,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+/// The list of rejected fields of one input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InvalidInput {
+    /// Every rejected field, in field order.
+    pub fields: Vec<FieldError>,
+}
+
+impl InvalidInput {
+    /// An input error about a single field.
+    pub fn field(
+        field: impl Into<String>,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            fields: vec![FieldError {
+                field: field.into(),
+                code: code.into(),
+                message: message.into(),
+            }],
+        }
+    }
+
+    /// The names of the rejected fields.
+    pub fn field_names(&self) -> Vec<&str> {
+        self.fields.iter().map(|f| f.field.as_str()).collect()
+    }
+}
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.fields.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// Shorthand for `Error::Invalid` about one field.
+    pub fn invalid(
+        field: impl Into<String>,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Invalid(InvalidInput::field(field, code, message))
+    }
+
+    /// Whether retrying the same call later may succeed (outage, deadlock,
+    /// serialization failure).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Database(DieselError::DatabaseError(kind, _)) => {
+                matches!(kind, DatabaseErrorKind::SerializationFailure)
+            }
+            _ => false,
+        }
+    }
+
+    /// The names of the rejected fields when this is `Error::Invalid`, else empty.
+    pub fn invalid_fields(&self) -> Vec<&str> {
+        match self {
+            Self::Invalid(input) => input.field_names(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Messages PostgreSQL sends when it is shutting down or not yet accepting
+/// work. diesel-async only keeps the SQLSTATE for a handful of kinds, so these
+/// (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now)
+/// arrive as `Unknown` and are recognised by their fixed server text.
+const UNAVAILABLE_MESSAGES: &[&str] = &[
+    "terminating connection due to administrator command",
+    "terminating connection because of crash of another server process",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "connection closed",
+    "connection reset",
+];
+
+impl From<DieselError> for Error {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::NotFound => Error::NotFound { entity: "row" },
+            DieselError::DatabaseError(kind, info) => {
+                let constraint = || info.constraint_name().unwrap_or("unknown").to_owned();
+                match kind {
+                    DatabaseErrorKind::UniqueViolation
+                    | DatabaseErrorKind::ForeignKeyViolation
+                    | DatabaseErrorKind::RestrictViolation
+                    | DatabaseErrorKind::ExclusionViolation => Error::Conflict {
+                        constraint: constraint(),
+                        message: info.details().unwrap_or(info.message()).to_owned(),
+                    },
+                    DatabaseErrorKind::CheckViolation => Error::invalid(
+                        constraint(),
+                        "check",
+                        format!("violates check constraint {}", constraint()),
+                    ),
+                    DatabaseErrorKind::NotNullViolation => Error::invalid(
+                        info.column_name().unwrap_or("unknown").to_owned(),
+                        "required",
+                        info.message().to_owned(),
+                    ),
+                    DatabaseErrorKind::ClosedConnection
+                    | DatabaseErrorKind::UnableToSendCommand => {
+                        Error::Unavailable(info.message().to_owned())
+                    }
+                    _ if UNAVAILABLE_MESSAGES
+                        .iter()
+                        .any(|m| info.message().contains(m)) =>
+                    {
+                        Error::Unavailable(info.message().to_owned())
+                    }
+                    kind => Error::Database(DieselError::DatabaseError(kind, info)),
+                }
+            }
+            other => Error::Database(other),
+        }
+    }
+}
+
+impl From<validator::ValidationErrors> for Error {
+    fn from(errors: validator::ValidationErrors) -> Self {
+        let mut fields = Vec::new();
+        collect_validation_errors(&errors, "", &mut fields);
+        fields.sort_by(|a, b| a.field.cmp(&b.field));
+        Error::Invalid(InvalidInput { fields })
+    }
+}
+
+fn collect_validation_errors(
+    errors: &validator::ValidationErrors,
+    prefix: &str,
+    out: &mut Vec<FieldError>,
+) {
+    use validator::ValidationErrorsKind;
+    for (field, kind) in errors.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                for e in list {
+                    out.push(FieldError {
+                        field: path.clone(),
+                        code: e.code.clone(),
+                        message: describe_validation_error(e),
+                    });
+                }
+            }
+            ValidationErrorsKind::Struct(inner) => collect_validation_errors(inner, &path, out),
+            ValidationErrorsKind::List(items) => {
+                for (i, inner) in items {
+                    collect_validation_errors(inner, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+    }
+}
+
+/// A readable sentence for a validator error: its own message when the
+/// derive gave one, else one built from the code and its parameters.
+fn describe_validation_error(e: &validator::ValidationError) -> String {
+    if let Some(msg) = &e.message {
+        return msg.to_string();
+    }
+    let param = |k: &str| e.params.get(k).map(|v| v.to_string());
+    match e.code.as_ref() {
+        "length" => match (param("min"), param("max"), param("equal")) {
+            (_, _, Some(eq)) => format!("must be exactly {eq} characters long"),
+            (Some(min), Some(max), _) => format!("must be {min} to {max} characters long"),
+            (Some(min), None, _) => format!("must be at least {min} characters long"),
+            (None, Some(max), _) => format!("must be at most {max} characters long"),
+            _ => "has an invalid length".to_owned(),
+        },
+        "range" => match (param("min"), param("max")) {
+            (Some(min), Some(max)) => format!("must be between {min} and {max}"),
+            (Some(min), None) => format!("must be at least {min}"),
+            (None, Some(max)) => format!("must be at most {max}"),
+            _ => "is out of range".to_owned(),
+        },
+        "email" => "must be a valid email address".to_owned(),
+        "url" => "must be a valid URL".to_owned(),
+        code => format!("is invalid ({code})"),
+    }
+}
+
+/// Validates an input struct, turning every failed rule into `Error::Invalid`.
+pub fn validate<T: validator::Validate>(input: &T) -> Result<()> {
+    input.validate().map_err(Error::from)
+}
+
+impl Error {
+    /// Turns a foreign-key `Conflict` on `constraint` into `NotFound { entity }`:
+    /// inserting a row that points at a missing parent means the parent was
+    /// not found, which is what the caller needs to hear.
+    pub(crate) fn not_found_on(self, constraint: &str, entity: &'static str) -> Self {
+        match self {
+            Error::Conflict { constraint: c, .. } if c == constraint => Error::NotFound { entity },
+            other => other,
+        }
+    }
+}

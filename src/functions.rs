@@ -1,0 +1,10 @@
+//! SQL functions used by the repositories, declared once for Diesel.
+
+use diesel::sql_types::Text;
+
+diesel::define_sql_function! {
+    /// PostgreSQL `lower(text)`. Case-insensitive lookups compare
+    /// `lower(column) = lower($1)` so both sides fold the same way and the
+    /// expression index on `lower(column)` is used.
+    fn lower(x: Text) -> Text;
+}

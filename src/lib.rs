@@ -1,0 +1,30 @@
+//! The data layer of the platform: PostgreSQL through Diesel, an async pool
+//! (diesel-async + deadpool), migrations embedded in every binary, and one
+//! module per domain with typed rows and repository functions.
+//!
+//! ```no_run
+//! # async fn start() -> Result<(), database::Error> {
+//! let db = database::Db::from_env()?;   // DATABASE_URL, DB_POOL_SIZE, ... (.env too)
+//! db.migrate().await?;                   // safe from many replicas at once
+//! let mut conn = db.conn().await?;
+//! let user = database::auth::users::find_by_email(&mut conn, "ann@example.com").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Repository functions take `&mut Conn`, never the pool, so a caller can run
+//! several in one transaction: `conn.transaction(async |conn| { ... }).await`.
+
+pub mod db;
+pub mod error;
+mod functions;
+pub mod ids;
+pub mod migrate;
+pub mod schema;
+mod sql_enum;
+pub mod token;
+
+pub mod auth;
+
+pub use db::{Config, Conn, Db, PooledConn};
+pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
+pub use ids::*;

@@ -1,0 +1,195 @@
+//! TestDb: every test gets its own database, cloned from a template that is
+//! migrated once per set of migrations (named by the set's fingerprint), so
+//! tests run in parallel against a real PostgreSQL and never see each other's
+//! rows. `DATABASE_URL` (or `TEST_DATABASE_URL`) picks the server; its
+//! database name is ignored.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use database::migrate::{self, MigrationSet};
+use database::{Config, Db, PooledConn};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tokio::sync::OnceCell;
+
+/// The server the tests use, as a URL without a database name.
+pub fn server_url() -> url::Url {
+    let raw = std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+    let mut url = url::Url::parse(&raw).expect("TEST_DATABASE_URL/DATABASE_URL is a URL");
+    url.set_path("");
+    url
+}
+
+/// The URL of database `name` on the test server.
+pub fn url_of(name: &str) -> String {
+    let mut url = server_url();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A connection to the `postgres` maintenance database.
+pub async fn admin_conn() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&url_of("postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {}: {e}", server_url()))
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Creates (once, across processes) the migrated template database.
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let set = MigrationSet::embedded();
+            let name = format!("database_tpl_{}", &set.fingerprint()[..16]);
+            let mut admin = admin_conn().await;
+            // Several test binaries may start at once: one builds, the rest wait.
+            admin
+                .batch_execute("SELECT pg_advisory_lock(7364892)")
+                .await
+                .unwrap();
+            if !database_exists(&mut admin, &name).await {
+                let building = format!("{name}_building");
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                    .await
+                    .unwrap();
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {building}"))
+                    .await
+                    .unwrap();
+                {
+                    let mut conn = AsyncPgConnection::establish(&url_of(&building))
+                        .await
+                        .unwrap();
+                    migrate::run(&mut conn, set)
+                        .await
+                        .expect("migrating the template");
+                }
+                // Renaming last makes the template appear only when complete.
+                admin
+                    .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+                    .await
+                    .unwrap();
+            }
+            admin
+                .batch_execute("SELECT pg_advisory_unlock(7364892)")
+                .await
+                .unwrap();
+            name
+        })
+        .await
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<Text, _>(name)
+        .get_result(conn)
+        .await
+        .unwrap();
+    row.n > 0
+}
+
+/// A database of one test, dropped when the value is dropped.
+pub struct TestDb {
+    /// The database's name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// A `Db` (pool of 8) on it.
+    pub db: Db,
+}
+
+impl TestDb {
+    /// A fresh database with every migration applied.
+    pub async fn new() -> TestDb {
+        let template = template().await;
+        Self::create(Some(template)).await
+    }
+
+    /// A fresh, empty database (no migrations).
+    pub async fn empty() -> TestDb {
+        Self::create(None).await
+    }
+
+    async fn create(template: Option<&str>) -> TestDb {
+        let name = format!(
+            "database_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = admin_conn().await;
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        admin
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let url = url_of(&name);
+        let mut config = Config::new(url.clone());
+        config.pool_size = 8;
+        let db = Db::new(config).unwrap();
+        TestDb { name, url, db }
+    }
+
+    /// A pooled connection.
+    pub async fn conn(&self) -> PooledConn {
+        self.db.conn().await.expect("pooled connection")
+    }
+
+    /// How many rows `table` holds (to prove that nothing was written).
+    pub async fn count(&self, table: &str) -> i64 {
+        count_rows(&mut *self.conn().await, table).await
+    }
+}
+
+/// `SELECT count(*) FROM table`.
+pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
+    use diesel::sql_types::BigInt;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<Count>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("count {table}: {e}"))
+        .n
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.db.close();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which can't block on itself:
+        // drop the database from a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let mut admin = admin_conn().await;
+                    admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
