@@ -93,3 +93,7 @@ typed_id!(
     /// Id of a row in `verifications`.
     VerificationId
 );
+typed_id!(
+    /// Id of a row in `tenants`.
+    TenantId
+);

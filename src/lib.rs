@@ -24,6 +24,7 @@ mod sql_enum;
 pub mod token;
 
 pub mod auth;
+pub mod tenancy;
 
 pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};

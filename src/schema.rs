@@ -39,6 +39,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    tenants (id) {
+        id -> Uuid,
+        name -> Text,
+        slug -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -68,4 +78,4 @@ diesel::table! {
 diesel::joinable!(accounts -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, sessions, users, verifications,);
+diesel::allow_tables_to_appear_in_same_query!(accounts, sessions, tenants, users, verifications,);
