@@ -134,9 +134,15 @@ impl InvalidInput {
         }
     }
 
-    /// The names of the rejected fields.
+    /// The names of the rejected fields, each once, in order.
     pub fn field_names(&self) -> Vec<&str> {
-        self.fields.iter().map(|f| f.field.as_str()).collect()
+        let mut names: Vec<&str> = Vec::with_capacity(self.fields.len());
+        for f in &self.fields {
+            if !names.contains(&f.field.as_str()) {
+                names.push(&f.field);
+            }
+        }
+        names
     }
 }
 

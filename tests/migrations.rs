@@ -554,3 +554,24 @@ async fn diesel_cli_and_db_share_one_history() {
     assert!(!listing.contains("[ ]"), "{listing}");
     assert!(diesel(&["migration", "pending"]).contains("false"));
 }
+
+/// src/schema.rs is generated: it must be byte for byte what the pinned
+/// diesel CLI prints for a freshly migrated database with diesel.toml.
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_rs_is_what_diesel_print_schema_generates() {
+    let t = TestDb::new().await;
+    let diesel_bin = std::env::var("DIESEL_BIN").unwrap_or_else(|_| "diesel".into());
+    let out = Command::new(diesel_bin)
+        .args(["print-schema", "--database-url", &t.url])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("this test needs the diesel CLI on PATH (scripts/test installs it)");
+    assert!(out.status.success(), "{}", text(&out));
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/schema.rs"))
+            .unwrap();
+    assert!(
+        String::from_utf8(out.stdout).unwrap() == committed,
+        "src/schema.rs is stale: run `diesel migration run` (or `diesel print-schema > src/schema.rs`) and commit it"
+    );
+}

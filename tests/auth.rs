@@ -1,0 +1,740 @@
+//! The auth domain against a real PostgreSQL: happy paths, bad input (typed
+//! error naming the field, nothing written), conflicts and races.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::TestDb;
+use database::auth::{
+    LinkAccount, NewSession, NewUser, NewVerification, UserPatch, VerificationPurpose, accounts,
+    sessions, users, verifications,
+};
+use database::{Error, TokenRejection, UserId};
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        name: Some("Ann".into()),
+        ..Default::default()
+    }
+}
+
+fn link(user_id: UserId, provider: &str, id: &str) -> LinkAccount {
+    LinkAccount {
+        user_id,
+        provider: provider.into(),
+        provider_account_id: id.into(),
+        ..Default::default()
+    }
+}
+
+fn session_for(user_id: UserId) -> NewSession {
+    NewSession {
+        user_id,
+        ttl_seconds: 3600,
+        ip_address: Some("10.1.2.3".into()),
+        user_agent: Some("test".into()),
+    }
+}
+
+// ---------------------------------------------------------------- users
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_create_find_update_delete() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let ann = users::create(&mut conn, &new_user("Ann@Example.com"))
+        .await
+        .unwrap();
+    assert_eq!(ann.email, "Ann@Example.com", "stored as typed");
+    assert!(!ann.email_verified);
+
+    assert_eq!(users::find_by_id(&mut conn, ann.id).await.unwrap(), ann);
+    assert_eq!(
+        users::find_by_email(&mut conn, "ann@example.COM")
+            .await
+            .unwrap()
+            .id,
+        ann.id
+    );
+
+    let patch = UserPatch {
+        name: Some(Some("Ann B".into())),
+        image: Some(Some("https://img.example.com/a.png".into())),
+        email_verified: Some(true),
+    };
+    let updated = users::update_profile(&mut conn, ann.id, &patch)
+        .await
+        .unwrap();
+    assert_eq!(updated.name.as_deref(), Some("Ann B"));
+    assert!(updated.email_verified);
+    assert!(
+        updated.updated_at > ann.updated_at,
+        "the trigger keeps updated_at"
+    );
+
+    // Some(None) clears, None leaves alone; an empty patch changes nothing.
+    let cleared = users::update_profile(
+        &mut conn,
+        ann.id,
+        &UserPatch {
+            image: Some(None),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(cleared.image, None);
+    assert_eq!(cleared.name.as_deref(), Some("Ann B"));
+    assert_eq!(
+        users::update_profile(&mut conn, ann.id, &UserPatch::default())
+            .await
+            .unwrap(),
+        cleared
+    );
+
+    users::delete(&mut conn, ann.id).await.unwrap();
+    assert!(matches!(
+        users::find_by_id(&mut conn, ann.id).await,
+        Err(Error::NotFound { entity: "user" })
+    ));
+    assert!(matches!(
+        users::delete(&mut conn, ann.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        users::update_profile(&mut conn, ann.id, &patch).await,
+        Err(Error::NotFound { entity: "user" })
+    ));
+    assert!(matches!(
+        users::find_by_email(&mut conn, "nobody@example.com").await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_bad_input_names_the_field_and_writes_nothing() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let cases: Vec<(NewUser, Vec<&str>)> = vec![
+        (new_user("not-an-email"), vec!["email"]),
+        (
+            new_user(&format!("{}@example.com", "a".repeat(250))),
+            vec!["email"],
+        ),
+        (
+            NewUser {
+                name: Some(String::new()),
+                ..new_user("a@example.com")
+            },
+            vec!["name"],
+        ),
+        (
+            NewUser {
+                name: Some("x".repeat(101)),
+                ..new_user("a@example.com")
+            },
+            vec!["name"],
+        ),
+        (
+            NewUser {
+                image: Some("not a url".into()),
+                ..new_user("a@example.com")
+            },
+            vec!["image"],
+        ),
+        (
+            NewUser {
+                email: "bad".into(),
+                image: Some("bad".into()),
+                ..Default::default()
+            },
+            vec!["email", "image"],
+        ),
+    ];
+    for (input, fields) in cases {
+        let err = users::create(&mut conn, &input).await.unwrap_err();
+        assert_eq!(err.invalid_fields(), fields, "{input:?}: {err}");
+    }
+    assert_eq!(t.count("users").await, 0);
+
+    let ann = users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    let err = users::update_profile(
+        &mut conn,
+        ann.id,
+        &UserPatch {
+            name: Some(Some(String::new())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["name"]);
+    assert_eq!(
+        users::find_by_id(&mut conn, ann.id).await.unwrap(),
+        ann,
+        "nothing changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn email_is_unique_whatever_its_case_even_under_a_race() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    let err = users::create(&mut conn, &new_user("ANN@example.com"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict { constraint, .. } if constraint == "users_email_lower_key"),
+        "{err:?}"
+    );
+
+    let racers = (0..8).map(|i| {
+        let db = t.db.clone();
+        tokio::spawn(async move {
+            let mut conn = db.conn().await.unwrap();
+            let email = if i % 2 == 0 {
+                "race@example.com"
+            } else {
+                "RACE@example.com"
+            };
+            users::create(&mut conn, &new_user(email)).await
+        })
+    });
+    let results = futures::future::join_all(racers).await;
+    let won = results
+        .iter()
+        .filter(|r| r.as_ref().unwrap().is_ok())
+        .count();
+    assert_eq!(won, 1);
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r.as_ref().unwrap(), Ok(_) | Err(Error::Conflict { .. })))
+    );
+    assert_eq!(t.count("users").await, 2);
+}
+
+// ---------------------------------------------------------------- accounts
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_link_list_find_unlink() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let ann = users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    let github = accounts::link(
+        &mut conn,
+        &LinkAccount {
+            access_token: Some("gho_secret".into()),
+            ..link(ann.id, "github", "123")
+        },
+    )
+    .await
+    .unwrap();
+    let google = accounts::link(&mut conn, &link(ann.id, "google", "g-9"))
+        .await
+        .unwrap();
+    assert!(
+        !format!("{github:?}").contains("gho_secret"),
+        "Debug hides tokens"
+    );
+
+    let listed = accounts::list_for_user(&mut conn, ann.id).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![github.id, google.id]
+    );
+    assert_eq!(
+        accounts::find_by_provider(&mut conn, "github", "123")
+            .await
+            .unwrap()
+            .user_id,
+        ann.id
+    );
+
+    accounts::unlink(&mut conn, ann.id, "github").await.unwrap();
+    assert_eq!(
+        accounts::list_for_user(&mut conn, ann.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(
+        accounts::unlink(&mut conn, ann.id, "github").await,
+        Err(Error::NotFound { entity: "account" })
+    ));
+    assert!(matches!(
+        accounts::find_by_provider(&mut conn, "github", "123").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        accounts::unlink(&mut conn, UserId::new(), "google").await,
+        Err(Error::NotFound { entity: "user" })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_bad_input_and_conflicts_write_nothing() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let ann = users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    let bob = users::create(&mut conn, &new_user("bob@example.com"))
+        .await
+        .unwrap();
+
+    for (input, field) in [
+        (link(ann.id, "", "1"), "provider"),
+        (link(ann.id, &"p".repeat(65), "1"), "provider"),
+        (link(ann.id, "github", ""), "provider_account_id"),
+        (
+            LinkAccount {
+                password_hash: Some(String::new()),
+                ..link(ann.id, "credential", "ann")
+            },
+            "password_hash",
+        ),
+    ] {
+        let err = accounts::link(&mut conn, &input).await.unwrap_err();
+        assert_eq!(err.invalid_fields(), vec![field]);
+    }
+    assert_eq!(t.count("accounts").await, 0);
+
+    let err = accounts::link(&mut conn, &link(UserId::new(), "github", "1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
+
+    accounts::link(&mut conn, &link(ann.id, "github", "1"))
+        .await
+        .unwrap();
+    let taken = accounts::link(&mut conn, &link(bob.id, "github", "1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, Error::Conflict { constraint, .. } if constraint == "accounts_provider_account_key"),
+        "{taken:?}"
+    );
+    let twice = accounts::link(&mut conn, &link(ann.id, "github", "2"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&twice, Error::Conflict { constraint, .. } if constraint == "accounts_user_provider_key"),
+        "{twice:?}"
+    );
+    assert_eq!(t.count("accounts").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_login_method_cannot_be_unlinked_even_by_two_racing_requests() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    for round in 0..5 {
+        let user = users::create(&mut conn, &new_user(&format!("u{round}@example.com")))
+            .await
+            .unwrap();
+        accounts::link(&mut conn, &link(user.id, "github", &format!("gh{round}")))
+            .await
+            .unwrap();
+        accounts::link(&mut conn, &link(user.id, "google", &format!("go{round}")))
+            .await
+            .unwrap();
+        let unlinks = ["github", "google"].map(|provider| {
+            let db = t.db.clone();
+            tokio::spawn(async move {
+                let mut conn = db.conn().await.unwrap();
+                accounts::unlink(&mut conn, user.id, provider).await
+            })
+        });
+        let results = futures::future::join_all(unlinks).await;
+        let ok = results
+            .iter()
+            .filter(|r| r.as_ref().unwrap().is_ok())
+            .count();
+        assert_eq!(ok, 1, "{results:?}");
+        let left = accounts::list_for_user(&mut conn, user.id).await.unwrap();
+        assert_eq!(left.len(), 1);
+        let err = accounts::unlink(&mut conn, user.id, &left[0].provider)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Conflict { constraint, .. } if constraint == "accounts_last_login_method")
+        );
+    }
+}
+
+// ---------------------------------------------------------------- sessions
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_create_find_revoke() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let ann = users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    let created = sessions::create(&mut conn, &session_for(ann.id))
+        .await
+        .unwrap();
+    assert_eq!(created.token.len(), 64);
+    assert_ne!(
+        created.session.token_hash,
+        created.token.as_bytes(),
+        "only the hash is stored"
+    );
+
+    assert_eq!(
+        sessions::find_valid(&mut conn, &created.token)
+            .await
+            .unwrap()
+            .id,
+        created.session.id
+    );
+    let (session, user) = sessions::find_valid_with_user(&mut conn, &created.token)
+        .await
+        .unwrap();
+    assert_eq!((session.id, user.id), (created.session.id, ann.id));
+    assert!(matches!(
+        sessions::find_valid(&mut conn, "forged").await,
+        Err(Error::NotFound { entity: "session" })
+    ));
+
+    sessions::revoke(&mut conn, created.session.id)
+        .await
+        .unwrap();
+    sessions::revoke(&mut conn, created.session.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        sessions::find_valid(&mut conn, &created.token).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        sessions::revoke(&mut conn, database::SessionId::new()).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_revoke_all_and_purge() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let ann = users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    let bob = users::create(&mut conn, &new_user("bob@example.com"))
+        .await
+        .unwrap();
+    let mut anns = Vec::new();
+    for _ in 0..3 {
+        anns.push(
+            sessions::create(&mut conn, &session_for(ann.id))
+                .await
+                .unwrap(),
+        );
+    }
+    let bobs = sessions::create(&mut conn, &session_for(bob.id))
+        .await
+        .unwrap();
+
+    let revoked = sessions::revoke_all_for_user(&mut conn, ann.id, Some(anns[0].session.id))
+        .await
+        .unwrap();
+    assert_eq!(revoked, 2);
+    assert!(
+        sessions::find_valid(&mut conn, &anns[0].token)
+            .await
+            .is_ok(),
+        "the kept session stays"
+    );
+    assert!(
+        sessions::find_valid(&mut conn, &anns[1].token)
+            .await
+            .is_err()
+    );
+    assert!(
+        sessions::find_valid(&mut conn, &bobs.token).await.is_ok(),
+        "other users untouched"
+    );
+
+    // An expired one, by moving its expiry into the past.
+    use database::schema::sessions as s;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    diesel::update(s::table.find(bobs.session.id))
+        .set(s::expires_at.eq(Utc::now() - Duration::hours(1)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        sessions::find_valid(&mut conn, &bobs.token).await.is_err(),
+        "expired is not valid"
+    );
+
+    let purged = sessions::purge_expired(&mut conn, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(purged, 3, "two revoked and one expired");
+    assert_eq!(t.count("sessions").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_bad_input_writes_nothing() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let ann = users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    for (input, field) in [
+        (
+            NewSession {
+                ttl_seconds: 0,
+                ..session_for(ann.id)
+            },
+            "ttl_seconds",
+        ),
+        (
+            NewSession {
+                ttl_seconds: 500 * 24 * 3600,
+                ..session_for(ann.id)
+            },
+            "ttl_seconds",
+        ),
+        (
+            NewSession {
+                ip_address: Some("999.1.1.1".into()),
+                ..session_for(ann.id)
+            },
+            "ip_address",
+        ),
+        (
+            NewSession {
+                user_agent: Some("x".repeat(513)),
+                ..session_for(ann.id)
+            },
+            "user_agent",
+        ),
+    ] {
+        let err = sessions::create(&mut conn, &input).await.unwrap_err();
+        assert_eq!(err.invalid_fields(), vec![field]);
+    }
+    let err = sessions::create(&mut conn, &session_for(UserId::new()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
+    assert_eq!(t.count("sessions").await, 0);
+}
+
+// ---------------------------------------------------------------- verifications
+
+fn verification(purpose: VerificationPurpose) -> NewVerification {
+    NewVerification {
+        purpose,
+        identifier: "ann@example.com".into(),
+        ttl_seconds: 3600,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verification_is_consumed_once() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let issued = verifications::issue(
+        &mut conn,
+        &verification(VerificationPurpose::EmailVerification),
+    )
+    .await
+    .unwrap();
+    assert!(issued.verification.consumed_at.is_none());
+
+    let wrong_purpose =
+        verifications::consume(&mut conn, VerificationPurpose::PasswordReset, &issued.token).await;
+    assert!(matches!(
+        wrong_purpose,
+        Err(Error::TokenRejected(TokenRejection::Unknown))
+    ));
+
+    let used = verifications::consume(
+        &mut conn,
+        VerificationPurpose::EmailVerification,
+        &issued.token,
+    )
+    .await
+    .unwrap();
+    assert_eq!(used.id, issued.verification.id);
+    assert!(used.consumed_at.is_some());
+    let again = verifications::consume(
+        &mut conn,
+        VerificationPurpose::EmailVerification,
+        &issued.token,
+    )
+    .await;
+    assert!(matches!(
+        again,
+        Err(Error::TokenRejected(TokenRejection::AlreadyUsed))
+    ));
+    let unknown =
+        verifications::consume(&mut conn, VerificationPurpose::EmailVerification, "nope").await;
+    assert!(matches!(
+        unknown,
+        Err(Error::TokenRejected(TokenRejection::Unknown))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_consumers_one_wins() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    for _ in 0..10 {
+        let issued =
+            verifications::issue(&mut conn, &verification(VerificationPurpose::PasswordReset))
+                .await
+                .unwrap();
+        let consumers = (0..2).map(|_| {
+            let db = t.db.clone();
+            let token = issued.token.clone();
+            tokio::spawn(async move {
+                let mut conn = db.conn().await.unwrap();
+                verifications::consume(&mut conn, VerificationPurpose::PasswordReset, &token).await
+            })
+        });
+        let results: Vec<_> = futures::future::join_all(consumers)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(Error::TokenRejected(TokenRejection::AlreadyUsed))))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_verification_is_refused_and_purged() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let issued = verifications::issue(&mut conn, &verification(VerificationPurpose::MagicLink))
+        .await
+        .unwrap();
+    use database::schema::verifications as v;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    diesel::update(v::table.find(issued.verification.id))
+        .set(v::expires_at.eq(Utc::now() - Duration::minutes(1)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err =
+        verifications::consume(&mut conn, VerificationPurpose::MagicLink, &issued.token).await;
+    assert!(matches!(
+        err,
+        Err(Error::TokenRejected(TokenRejection::Expired))
+    ));
+    let row: Option<chrono::DateTime<Utc>> = v::table
+        .find(issued.verification.id)
+        .select(v::consumed_at)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert!(row.is_none(), "a refused token is not marked used");
+    assert_eq!(
+        verifications::purge_expired(&mut conn, Utc::now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(t.count("verifications").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verification_bad_input_writes_nothing() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let base = verification(VerificationPurpose::EmailChange);
+    for (input, field) in [
+        (
+            NewVerification {
+                identifier: String::new(),
+                ..base.clone()
+            },
+            "identifier",
+        ),
+        (
+            NewVerification {
+                identifier: "x".repeat(256),
+                ..base.clone()
+            },
+            "identifier",
+        ),
+        (
+            NewVerification {
+                ttl_seconds: 10,
+                ..base.clone()
+            },
+            "ttl_seconds",
+        ),
+        (
+            NewVerification {
+                ttl_seconds: 31 * 24 * 3600,
+                ..base.clone()
+            },
+            "ttl_seconds",
+        ),
+    ] {
+        let err = verifications::issue(&mut conn, &input).await.unwrap_err();
+        assert_eq!(err.invalid_fields(), vec![field]);
+    }
+    assert_eq!(t.count("verifications").await, 0);
+
+    // Unknown enum labels are refused by name, before any query.
+    let err = "email_verify".parse::<VerificationPurpose>().unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["VerificationPurpose"]);
+    assert!(
+        serde_json::from_str::<NewVerification>(
+            r#"{"purpose":"bogus","identifier":"a","ttl_seconds":60}"#
+        )
+        .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enum_labels_match_the_database() {
+    let t = TestDb::new().await;
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Label {
+        #[diesel(sql_type = Text)]
+        label: String,
+    }
+    let labels: Vec<String> = diesel::sql_query(
+        "SELECT enumlabel AS label FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid \
+         WHERE t.typname = 'verification_purpose' ORDER BY e.enumsortorder",
+    )
+    .load::<Label>(&mut *t.conn().await)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|l| l.label)
+    .collect();
+    let ours: Vec<&str> = VerificationPurpose::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    assert_eq!(labels, ours);
+}
