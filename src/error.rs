@@ -74,6 +74,25 @@ pub enum Error {
     #[error(transparent)]
     Migration(#[from] MigrationError),
 
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An external tool (`pg_dump`, `diesel`) is missing or failed.
+    #[error("{tool}: {message}")]
+    Tool {
+        /// The program.
+        tool: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+
     /// Any other database error.
     #[error("database error: {0}")]
     Database(DieselError),

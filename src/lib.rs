@@ -19,6 +19,8 @@ pub mod error;
 mod functions;
 pub mod ids;
 pub mod migrate;
+#[cfg(feature = "cli")]
+pub mod ops;
 pub mod schema;
 mod sql_enum;
 pub mod token;

@@ -1,8 +1,9 @@
 //! `db`: the operator's command for the data layer. Thin by design: it
 //! parses arguments, calls the library and prints.
 //!
-//! Exit codes: 0 success; 1 failure (connection, SQL, refused migration);
-//! 2 usage error; 3 `check` found pending, modified or missing migrations.
+//! Exit codes: 0 success; 1 failure (connection, SQL, refused migration,
+//! lint findings); 2 usage error; 3 `check`/`diff` found work to do or drift;
+//! 4 refused by the production guard.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +11,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use database::migrate::{self, MigrationSet, State, Status};
+use database::ops::{self, guard::Verdict};
 use database::{Config, Db, db::redact_url};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-/// Exit code of `check` when the database is not up to date.
+/// Exit code of `check` when the database is not up to date, and of `diff` on drift.
 const EXIT_NOT_UP_TO_DATE: u8 = 3;
+/// Exit code when the production guard refuses a destructive command.
+const EXIT_REFUSED: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +26,8 @@ const EXIT_NOT_UP_TO_DATE: u8 = 3;
     version,
     about = "Set up, migrate and inspect the platform's PostgreSQL database",
     after_help = "Configuration comes from the environment and .env (see the README).\n\
-                  Exit codes: 0 ok, 1 failure, 2 usage error, 3 `check` found work to do."
+                  Exit codes: 0 ok, 1 failure, 2 usage error, 3 `check`/`diff` found work to do,\n\
+                  4 refused by the production guard."
 )]
 struct Cli {
     /// Database URL; overrides DATABASE_URL.
@@ -47,22 +52,56 @@ enum Command {
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
     },
-    /// Revert the latest applied migrations.
+    /// Revert the latest applied migrations (production guard applies).
     Rollback {
         /// How many migrations to revert.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         steps: u32,
+        /// Confirm a non-local database without asking.
+        #[arg(long)]
+        yes: bool,
     },
-    /// Revert the latest migrations and apply them again.
+    /// Revert the latest migrations and apply them again (production guard applies).
     Redo {
         /// How many migrations to redo.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         steps: u32,
+        /// Confirm a non-local database without asking.
+        #[arg(long)]
+        yes: bool,
     },
     /// List every migration: applied, pending, modified or missing.
     Status,
     /// Exit 3 when anything is pending, modified or missing (for CI and deploy gates).
     Check,
+    /// Delete all data; keep the schema and the migration history (production guard applies).
+    Reset {
+        /// Confirm a non-local database without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Drop everything in the public schema, migration history included (production guard applies).
+    Nuke {
+        /// Confirm a non-local database without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Create migrations/YYYY-MM-DD-HHMMSS_<NAME>/{up.sql,down.sql}.
+    New {
+        /// Lowercase words joined by underscores, e.g. add_user_locale.
+        name: String,
+    },
+    /// Check the migrations for operations that lock or break a live database.
+    Lint,
+    /// Compare the live schema with what the migrations produce; exit 3 on drift.
+    Diff,
+    /// Print src/schema.rs for the live database (through `diesel print-schema`).
+    Pull,
+    /// Mark migrations up to VERSION as applied without running them (adopt an existing database).
+    Baseline {
+        /// The last version the database already has, e.g. 20261121100000.
+        version: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -126,7 +165,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print_report(&report);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollback { steps } => {
+        Command::Rollback { steps, yes } => {
+            if let Some(code) = guard(&config, "rollback", yes)? {
+                return Ok(code);
+            }
             let mut conn = connect(&config).await?;
             let reverted = migrate::rollback(&mut conn, set, steps as usize).await?;
             if reverted.is_empty() {
@@ -137,7 +179,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Redo { steps } => {
+        Command::Redo { steps, yes } => {
+            if let Some(code) = guard(&config, "redo", yes)? {
+                return Ok(code);
+            }
             let mut conn = connect(&config).await?;
             let redone = migrate::redo(&mut conn, set, steps as usize).await?;
             if redone.is_empty() {
@@ -165,6 +210,130 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     eprintln!("check: migration {} is {}", v.version, v.state);
                 }
                 Ok(ExitCode::from(EXIT_NOT_UP_TO_DATE))
+            }
+        }
+        Command::Reset { yes } => {
+            if let Some(code) = guard(&config, "reset", yes)? {
+                return Ok(code);
+            }
+            let mut conn = connect(&config).await?;
+            let tables = ops::data::reset(&mut conn).await?;
+            println!(
+                "Emptied {} tables; schema and migration history kept.",
+                tables.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Nuke { yes } => {
+            if let Some(code) = guard(&config, "nuke", yes)? {
+                return Ok(code);
+            }
+            let mut conn = connect(&config).await?;
+            ops::data::nuke(&mut conn).await?;
+            println!(
+                "Dropped everything in schema public, migration history included. `db migrate` rebuilds it."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New { name } => {
+            let dir = match &cli.migrations_dir {
+                Some(dir) => dir.clone(),
+                None => ops::scaffold::find_migrations_dir(&std::env::current_dir()?),
+            };
+            let folder = ops::scaffold::new_migration(&dir, &name, chrono::Utc::now())?;
+            println!("Created {}/up.sql", folder.display());
+            println!("Created {}/down.sql", folder.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lint => {
+            let findings = match &cli.migrations_dir {
+                Some(dir) => ops::lint::lint_dir(dir)?,
+                None => {
+                    let dir = ops::scaffold::find_migrations_dir(&std::env::current_dir()?);
+                    if dir.is_dir() {
+                        ops::lint::lint_dir(&dir)?
+                    } else {
+                        ops::lint::lint_set(set, "migrations")
+                    }
+                }
+            };
+            for f in &findings {
+                println!("{f}\n");
+            }
+            if findings.is_empty() {
+                println!("No findings.");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{} finding(s).", findings.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Diff => {
+            let drift = ops::drift::diff(&config.database_url, set).await?;
+            if drift.has_drift() {
+                print!("{}", drift.diff);
+                eprintln!("diff: the live schema differs from what the migrations produce");
+                Ok(ExitCode::from(EXIT_NOT_UP_TO_DATE))
+            } else {
+                println!("No drift: the live schema is what the migrations produce.");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+        Command::Pull => {
+            print!("{}", ops::drift::pull(&config.database_url)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Baseline { version } => {
+            let mut conn = connect(&config).await?;
+            let marked = migrate::baseline(&mut conn, set, &version).await?;
+            if marked.is_empty() {
+                println!("Nothing to mark: every migration up to {version} is already recorded.");
+            }
+            for name in marked {
+                println!("Marked {name} as applied (not run)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Applies the production guard to a destructive command. `Some(code)`
+/// means stop with that exit code; nothing has been touched.
+fn guard(config: &Config, command: &str, yes: bool) -> Result<Option<ExitCode>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let url = config.migration_url();
+    match ops::guard::judge(url, |k| std::env::var(k).ok()) {
+        Verdict::Allowed => Ok(None),
+        Verdict::Refused(why) => {
+            eprintln!(
+                "refused: `db {command}` never runs against production: {why}. Nothing was changed."
+            );
+            Ok(Some(ExitCode::from(EXIT_REFUSED)))
+        }
+        Verdict::NeedsConfirmation { .. } if yes => Ok(None),
+        Verdict::NeedsConfirmation { host } => {
+            let name = url::Url::parse(url)
+                .map(|u| u.path().trim_start_matches('/').to_owned())
+                .unwrap_or_default();
+            if !std::io::stdin().is_terminal() {
+                eprintln!(
+                    "refused: {} is not a local server; pass --yes to run `db {command}` against it. Nothing was changed.",
+                    redact_url(url)
+                );
+                return Ok(Some(ExitCode::from(EXIT_REFUSED)));
+            }
+            eprint!(
+                "`db {command}` on {host} ({}). Type the database name to confirm: ",
+                redact_url(url)
+            );
+            std::io::stderr().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if answer.trim() == name {
+                Ok(None)
+            } else {
+                eprintln!("refused: the name did not match. Nothing was changed.");
+                Ok(Some(ExitCode::from(EXIT_REFUSED)))
             }
         }
     }
