@@ -147,14 +147,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     // One connection is all the CLI ever needs.
     config.pool_size = 2;
 
+    // `new` and `lint` read the folder themselves (it may not exist yet).
     let owned_set;
     let set: &MigrationSet = match &cli.migrations_dir {
-        Some(dir) => {
+        Some(dir) if !matches!(cli.command, Command::New { .. } | Command::Lint) => {
             owned_set = MigrationSet::from_dir(dir)
                 .with_context(|| format!("reading {}", dir.display()))?;
             &owned_set
         }
-        None => MigrationSet::embedded(),
+        _ => MigrationSet::embedded(),
     };
 
     match cli.command {

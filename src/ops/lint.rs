@@ -187,11 +187,12 @@ pub fn lint_dir(dir: &Path) -> crate::Result<Vec<Finding>> {
 pub fn lint_migration(m: &Migration, dir_label: &str) -> Vec<Finding> {
     let up_file = format!("{dir_label}/{}/up.sql", m.name);
     let mut findings = lint_up(&m.up_sql, m.run_in_transaction, &up_file);
-    let down_is_empty = m
-        .down_sql
-        .as_deref()
-        .is_none_or(|d| crate::migrate::split_statements(d).is_empty());
-    if down_is_empty {
+    let down = m.down_sql.as_deref().unwrap_or_default();
+    let down_is_empty = crate::migrate::split_statements(down).is_empty();
+    // An intentionally irreversible migration says so in either file.
+    let allowed = allowed_rules(&m.up_sql).contains(Rule::MissingDown.name())
+        || allowed_rules(down).contains(Rule::MissingDown.name());
+    if down_is_empty && !allowed {
         findings.push(Finding {
             file: format!("{dir_label}/{}/down.sql", m.name),
             line: 1,

@@ -113,17 +113,24 @@ impl TestDb {
     /// A fresh database with every migration applied.
     pub async fn new() -> TestDb {
         let template = template().await;
-        Self::create(Some(template)).await
+        Self::create(Some(template), "").await
+    }
+
+    /// Like `new`, with `tag` in the database's name (`database_test_<tag>_...`).
+    pub async fn new_tagged(tag: &str) -> TestDb {
+        let template = template().await;
+        Self::create(Some(template), tag).await
     }
 
     /// A fresh, empty database (no migrations).
     pub async fn empty() -> TestDb {
-        Self::create(None).await
+        Self::create(None, "").await
     }
 
-    async fn create(template: Option<&str>) -> TestDb {
+    async fn create(template: Option<&str>, tag: &str) -> TestDb {
         let name = format!(
-            "database_test_{}_{}",
+            "database_test_{tag}{}{}_{}",
+            if tag.is_empty() { "" } else { "_" },
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
