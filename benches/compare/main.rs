@@ -1,0 +1,434 @@
+//! The side-by-side benchmark: each workload through the crate's repository
+//! functions on its pool, and as hand-written SQL with prepared statements on
+//! tokio-postgres through deadpool-postgres with the same pool size, in
+//! alternating rounds so that machine noise hits both sides alike.
+//!
+//!   scripts/bench            # full run (release), writes target/bench/report.json
+//!   scripts/bench --quick    # under a minute
+//!   cargo test --bench compare   # seconds-long smoke run (what CI does)
+//!
+//! It creates and drops its own scratch database on the server of
+//! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`).
+
+mod workloads;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use database::{Config, Db};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use serde::Serialize;
+
+/// One operation of one side; `i` varies the input.
+pub type Op = Arc<dyn Fn(u64) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send + Sync>;
+
+/// A workload: the same operation written both ways.
+pub struct Workload {
+    pub name: &'static str,
+    pub krate: Op,
+    pub raw: Op,
+}
+
+/// Everything the workloads share.
+pub struct Ctx {
+    pub db: Db,
+    pub raw: deadpool_postgres::Pool,
+    pub data: workloads::Data,
+}
+
+#[derive(Clone, Copy)]
+struct Mode {
+    name: &'static str,
+    rounds: usize,
+    round: Duration,
+    scale: workloads::Scale,
+}
+
+const FULL: Mode = Mode {
+    name: "full",
+    rounds: 6,
+    round: Duration::from_millis(1500),
+    scale: workloads::Scale::FULL,
+};
+const QUICK: Mode = Mode {
+    name: "quick",
+    rounds: 2,
+    round: Duration::from_millis(400),
+    scale: workloads::Scale::FULL,
+};
+const SMOKE: Mode = Mode {
+    name: "smoke",
+    rounds: 1,
+    round: Duration::from_millis(60),
+    scale: workloads::Scale::SMOKE,
+};
+
+/// The pool size of both sides.
+const POOL_SIZE: usize = 10;
+const CONCURRENCY: [usize; 2] = [1, 16];
+
+#[derive(Serialize)]
+struct Row {
+    workload: &'static str,
+    concurrency: usize,
+    ops_per_sec: f64,
+    raw_ops_per_sec: f64,
+    ratio: f64,
+    p50_us: u64,
+    p99_us: u64,
+    raw_p50_us: u64,
+    raw_p99_us: u64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    mode: &'static str,
+    machine: String,
+    pool_size: usize,
+    results: Vec<Row>,
+    /// Peak resident memory of this whole process (both sides and the data).
+    bench_peak_rss_mib: f64,
+    /// Peak resident memory of a separate process that only runs the crate
+    /// side, pool of 10, at concurrency 16 over every workload.
+    service_peak_rss_mib: f64,
+    migrate_up_to_date_statements: usize,
+    migrate_up_to_date_ms: f64,
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes --bench; `cargo test` passes neither flag.
+    let mode = if args.iter().any(|a| a == "--quick") {
+        QUICK
+    } else if args.iter().any(|a| a == "--bench" || a == "--full") {
+        FULL
+    } else {
+        SMOKE
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if args.iter().any(|a| a == "--service-mix") {
+        let url = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--url="))
+            .context("--service-mix needs --url=")?;
+        return runtime.block_on(service_mix(url.to_owned(), mode));
+    }
+    runtime.block_on(run(mode))
+}
+
+fn server_url() -> url::Url {
+    let raw = std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let mut url = url::Url::parse(&raw).expect("DATABASE_URL is a URL");
+    url.set_path("");
+    url
+}
+
+async fn run(mode: Mode) -> Result<()> {
+    let name = format!("database_bench_{}", std::process::id());
+    let mut db_url = server_url();
+    db_url.set_path(&format!("/{name}"));
+    let mut admin_url = server_url();
+    admin_url.set_path("/postgres");
+    let mut admin = AsyncPgConnection::establish(admin_url.as_str()).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+
+    let outcome = bench(mode, db_url.as_str()).await;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    let report = outcome?;
+
+    print_table(&report);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let file = if mode.name == "smoke" {
+        "report.smoke.json"
+    } else {
+        "report.json"
+    };
+    std::fs::write(dir.join(file), serde_json::to_string_pretty(&report)?)?;
+    println!("\nwrote target/bench/{file}");
+    Ok(())
+}
+
+async fn bench(mode: Mode, url: &str) -> Result<Report> {
+    let mut config = Config::new(url);
+    config.pool_size = POOL_SIZE;
+    let db = Db::new(config)?;
+    db.migrate().await?;
+    let (migrate_up_to_date_statements, migrate_up_to_date_ms) = migrate_cost(url).await?;
+
+    let pg_config: tokio_postgres::Config = url.parse()?;
+    let manager = deadpool_postgres::Manager::from_config(
+        pg_config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    let raw = deadpool_postgres::Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()?;
+
+    eprintln!("seeding ({} mode)...", mode.name);
+    let data = workloads::seed(&db, mode.scale).await?;
+    let ctx = Arc::new(Ctx { db, raw, data });
+
+    let mut results = Vec::new();
+    for workload in workloads::all(&ctx) {
+        for concurrency in CONCURRENCY {
+            let row = measure(&workload, concurrency, mode)
+                .await
+                .with_context(|| workload.name)?;
+            eprintln!(
+                "  {:<16} c={:<3} ratio {:.2}",
+                row.workload, row.concurrency, row.ratio
+            );
+            results.push(row);
+        }
+    }
+    let service_peak_rss_mib = measure_service(url, mode)?;
+    Ok(Report {
+        mode: mode.name,
+        machine: machine(),
+        pool_size: POOL_SIZE,
+        results,
+        bench_peak_rss_mib: peak_rss_mib(),
+        service_peak_rss_mib,
+        migrate_up_to_date_statements,
+        migrate_up_to_date_ms,
+    })
+}
+
+/// Runs `op` from `concurrency` tasks until `deadline`; returns each op's latency in µs.
+async fn round(
+    op: &Op,
+    concurrency: usize,
+    length: Duration,
+    seq: &Arc<AtomicUsize>,
+) -> Result<(Vec<u64>, Duration)> {
+    let start = Instant::now();
+    let deadline = start + length;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let op = op.clone();
+            let seq = seq.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let i = seq.fetch_add(1, Ordering::Relaxed) as u64;
+                    let t = Instant::now();
+                    op(i).await?;
+                    latencies.push(t.elapsed().as_micros() as u64);
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all, start.elapsed()))
+}
+
+async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
+    let seq = Arc::new(AtomicUsize::new(0));
+    // Warm both sides: connections open, statements prepared.
+    round(&w.krate, concurrency, mode.round / 4, &seq).await?;
+    round(&w.raw, concurrency, mode.round / 4, &seq).await?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut our_time, mut their_time) = (Duration::ZERO, Duration::ZERO);
+    for r in 0..mode.rounds {
+        // Alternate who goes first, so drift in machine load hits both.
+        let order = if r % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_crate in order {
+            let op = if is_crate { &w.krate } else { &w.raw };
+            let (lat, took) = round(op, concurrency, mode.round, &seq).await?;
+            if is_crate {
+                ours.extend(lat);
+                our_time += took;
+            } else {
+                theirs.extend(lat);
+                their_time += took;
+            }
+        }
+    }
+    let ops = ours.len() as f64 / our_time.as_secs_f64();
+    let raw_ops = theirs.len() as f64 / their_time.as_secs_f64();
+    Ok(Row {
+        workload: w.name,
+        concurrency,
+        ops_per_sec: ops.round(),
+        raw_ops_per_sec: raw_ops.round(),
+        ratio: (ops / raw_ops * 1000.0).round() / 1000.0,
+        p50_us: percentile(&mut ours, 50.0),
+        p99_us: percentile(&mut ours, 99.0),
+        raw_p50_us: percentile(&mut theirs, 50.0),
+        raw_p99_us: percentile(&mut theirs, 99.0),
+    })
+}
+
+fn percentile(values: &mut [u64], p: f64) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    values.sort_unstable();
+    let idx = ((p / 100.0) * (values.len() - 1) as f64).round() as usize;
+    values[idx]
+}
+
+static STATEMENTS: AtomicUsize = AtomicUsize::new(0);
+
+struct CountStatements;
+
+impl diesel::connection::Instrumentation for CountStatements {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if let diesel::connection::InstrumentationEvent::StartQuery { .. } = event {
+            STATEMENTS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Statements and time that `Db::migrate()` costs a fresh service on an
+/// up-to-date database, connection set-up included.
+async fn migrate_cost(url: &str) -> Result<(usize, f64)> {
+    diesel::connection::set_default_instrumentation(|| Some(Box::new(CountStatements)))?;
+    let db = Db::new(Config::new(url))?;
+    STATEMENTS.store(0, Ordering::Relaxed);
+    let start = Instant::now();
+    let report = db.migrate().await?;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    let statements = STATEMENTS.load(Ordering::Relaxed);
+    diesel::connection::set_default_instrumentation(|| None)?;
+    anyhow::ensure!(report.applied.is_empty(), "the database was not up to date");
+    Ok((statements, (ms * 100.0).round() / 100.0))
+}
+
+/// Peak RSS of a child process running only the crate side.
+fn measure_service(url: &str, mode: Mode) -> Result<f64> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--service-mix").arg(format!("--url={url}"));
+    if mode.name == "quick" {
+        cmd.arg("--quick");
+    } else if mode.name == "full" {
+        cmd.arg("--full");
+    }
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "service mix failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_mib="))
+        .context("no peak_rss_mib line")?;
+    Ok(line.trim().parse()?)
+}
+
+/// The child of `measure_service`: a "service" on the crate alone.
+async fn service_mix(url: String, mode: Mode) -> Result<()> {
+    let mut config = Config::new(url.clone());
+    config.pool_size = POOL_SIZE;
+    let db = Db::new(config)?;
+    // A raw pool is needed to build the workload table; it stays unused.
+    let pg_config: tokio_postgres::Config = url.parse()?;
+    let manager = deadpool_postgres::Manager::new(pg_config, tokio_postgres::NoTls);
+    let raw = deadpool_postgres::Pool::builder(manager)
+        .max_size(1)
+        .build()?;
+    let data = workloads::Data::load(&db).await?;
+    let ctx = Arc::new(Ctx { db, raw, data });
+    let seq = Arc::new(AtomicUsize::new(1_000_000));
+    for w in workloads::all(&ctx) {
+        round(&w.krate, 16, mode.round, &seq).await?;
+    }
+    println!("peak_rss_mib={:.1}", peak_rss_mib());
+    Ok(())
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    (kib / 1024.0 * 10.0).round() / 10.0
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+fn print_table(r: &Report) {
+    println!(
+        "\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "workload",
+        "conc",
+        "crate op/s",
+        "raw op/s",
+        "ratio",
+        "p50 µs",
+        "p99 µs",
+        "raw p50",
+        "raw p99"
+    );
+    for row in &r.results {
+        println!(
+            "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>8} {:>8} {:>8} {:>8}",
+            row.workload,
+            row.concurrency,
+            row.ops_per_sec,
+            row.raw_ops_per_sec,
+            row.ratio,
+            row.p50_us,
+            row.p99_us,
+            row.raw_p50_us,
+            row.raw_p99_us
+        );
+    }
+    println!(
+        "\nmode {}; {}; pool {} per side\npeak RSS: bench process {:.1} MiB, crate-only service (pool 10, c=16 mix) {:.1} MiB\nmigrate() on an up-to-date database: {} statements, {:.2} ms",
+        r.mode,
+        r.machine,
+        r.pool_size,
+        r.bench_peak_rss_mib,
+        r.service_peak_rss_mib,
+        r.migrate_up_to_date_statements,
+        r.migrate_up_to_date_ms
+    );
+}
