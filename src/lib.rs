@@ -19,11 +19,14 @@ pub mod error;
 mod functions;
 pub mod ids;
 pub mod migrate;
+pub mod page;
 pub mod schema;
 mod sql_enum;
 pub mod token;
 
+pub mod admin;
 pub mod auth;
+pub mod settings;
 pub mod tenancy;
 
 pub use db::{Config, Conn, Db, PooledConn};

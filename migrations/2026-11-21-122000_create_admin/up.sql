@@ -8,7 +8,8 @@ CREATE TABLE admin_roles (
     description text
         CONSTRAINT admin_roles_description_length CHECK (char_length(description) <= 500),
     -- Permission strings such as 'users.read'; checked with `= ANY(permissions)`.
-    permissions text[]      NOT NULL DEFAULT '{}',
+    permissions text[]      NOT NULL DEFAULT '{}'
+        CONSTRAINT admin_roles_permissions_no_nulls CHECK (array_position(permissions, NULL) IS NULL),
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT admin_roles_name_key UNIQUE (name)
