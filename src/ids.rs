@@ -97,3 +97,27 @@ typed_id!(
     /// Id of a row in `tenants`.
     TenantId
 );
+typed_id!(
+    /// Id of a row in `tenant_members`.
+    TenantMemberId
+);
+typed_id!(
+    /// Id of a row in `tenant_invites`.
+    TenantInviteId
+);
+typed_id!(
+    /// Id of a row in `tenant_activity`.
+    TenantActivityId
+);
+typed_id!(
+    /// Id of a row in `admin_roles`.
+    AdminRoleId
+);
+typed_id!(
+    /// Id of a row in `admin_users` (one role grant).
+    AdminUserId
+);
+typed_id!(
+    /// Id of a row in `admin_audit_log`.
+    AuditEntryId
+);

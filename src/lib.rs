@@ -21,11 +21,14 @@ pub mod ids;
 pub mod migrate;
 #[cfg(feature = "cli")]
 pub mod ops;
+pub mod page;
 pub mod schema;
 mod sql_enum;
 pub mod token;
 
+pub mod admin;
 pub mod auth;
+pub mod settings;
 pub mod tenancy;
 
 pub use db::{Config, Conn, Db, PooledConn};

@@ -2,6 +2,10 @@
 
 pub mod sql_types {
     #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tenant_role"))]
+    pub struct TenantRole;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
     #[diesel(postgres_type(name = "verification_purpose"))]
     pub struct VerificationPurpose;
 }
@@ -25,6 +29,41 @@ diesel::table! {
 }
 
 diesel::table! {
+    admin_audit_log (id) {
+        id -> Uuid,
+        actor_id -> Uuid,
+        action -> Text,
+        entity_type -> Text,
+        entity_id -> Nullable<Text>,
+        before -> Nullable<Jsonb>,
+        after -> Nullable<Jsonb>,
+        ip_address -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    admin_roles (id) {
+        id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        permissions -> Array<Nullable<Text>>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    admin_users (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        role_id -> Uuid,
+        granted_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -39,10 +78,75 @@ diesel::table! {
 }
 
 diesel::table! {
+    tenant_activity (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        actor_id -> Nullable<Uuid>,
+        action -> Text,
+        subject -> Nullable<Text>,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::TenantRole;
+
+    tenant_invites (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        email -> Text,
+        role -> TenantRole,
+        token_hash -> Bytea,
+        invited_by -> Nullable<Uuid>,
+        expires_at -> Timestamptz,
+        accepted_at -> Nullable<Timestamptz>,
+        accepted_by -> Nullable<Uuid>,
+        revoked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::TenantRole;
+
+    tenant_members (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        user_id -> Uuid,
+        role -> TenantRole,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tenants (id) {
         id -> Uuid,
         name -> Text,
         slug -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_profiles (user_id) {
+        user_id -> Uuid,
+        display_name -> Text,
+        avatar_url -> Nullable<Text>,
+        bio -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_settings (user_id) {
+        user_id -> Uuid,
+        settings -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
@@ -76,6 +180,28 @@ diesel::table! {
 }
 
 diesel::joinable!(accounts -> users (user_id));
+diesel::joinable!(admin_users -> admin_roles (role_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(tenant_activity -> tenants (tenant_id));
+diesel::joinable!(tenant_activity -> users (actor_id));
+diesel::joinable!(tenant_invites -> tenants (tenant_id));
+diesel::joinable!(tenant_members -> tenants (tenant_id));
+diesel::joinable!(tenant_members -> users (user_id));
+diesel::joinable!(user_profiles -> users (user_id));
+diesel::joinable!(user_settings -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(accounts, sessions, tenants, users, verifications,);
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    admin_audit_log,
+    admin_roles,
+    admin_users,
+    sessions,
+    tenant_activity,
+    tenant_invites,
+    tenant_members,
+    tenants,
+    user_profiles,
+    user_settings,
+    users,
+    verifications,
+);

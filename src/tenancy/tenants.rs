@@ -2,11 +2,16 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
-use serde::Serialize;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use validator::{Validate, ValidationError};
 
-use crate::schema::tenants;
-use crate::{Conn, Error, Result, TenantId};
+use super::tenant_activity;
+use super::tenant_members::{self, InsertMember, TenantRole};
+use crate::error::validate;
+use crate::schema::{tenant_members as members, tenants};
+use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
 
 /// A row of `tenants`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
@@ -44,4 +49,106 @@ pub async fn find_by_slug(conn: &mut Conn, slug: &str) -> Result<Tenant> {
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "tenant" })
+}
+
+/// Input of `create_with_owner`.
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
+pub struct NewTenant {
+    /// Display name, 1 to 100 characters.
+    #[validate(length(min = 1, max = 100))]
+    pub name: String,
+    /// Lowercase letters, digits and inner hyphens, 1 to 63 characters.
+    #[validate(custom(function = "slug_format"))]
+    pub slug: String,
+}
+
+/// Mirrors the `tenants_slug_format` CHECK so bad slugs fail before the database.
+fn slug_format(slug: &str) -> Result<(), ValidationError> {
+    let ok = (1..=63).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new("slug")
+            .with_message("must be 1 to 63 lowercase letters, digits or inner hyphens".into()))
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = tenants)]
+struct InsertTenant<'a> {
+    id: TenantId,
+    name: &'a str,
+    slug: &'a str,
+}
+
+/// Creates a tenant with `owner` as its first owner, in one transaction.
+/// `Conflict { tenants_slug_key }` when the slug is taken, `NotFound { user }`
+/// when `owner` doesn't exist; nothing is written then.
+pub async fn create_with_owner(
+    conn: &mut Conn,
+    input: &NewTenant,
+    owner: UserId,
+) -> Result<Tenant> {
+    validate(input)?;
+    conn.transaction(async |conn| {
+        let tenant = diesel::insert_into(tenants::table)
+            .values(InsertTenant {
+                id: TenantId::new(),
+                name: &input.name,
+                slug: &input.slug,
+            })
+            .returning(Tenant::as_returning())
+            .get_result(conn)
+            .await?;
+        tenant_members::insert(
+            conn,
+            InsertMember {
+                id: TenantMemberId::new(),
+                tenant_id: tenant.id,
+                user_id: owner,
+                role: TenantRole::Owner,
+            },
+        )
+        .await?;
+        tenant_activity::append(
+            conn,
+            tenant.id,
+            Some(owner),
+            "tenant.created",
+            Some(&tenant.id.to_string()),
+            &json!({ "name": tenant.name, "slug": tenant.slug }),
+        )
+        .await?;
+        Ok(tenant)
+    })
+    .await
+}
+
+/// A tenant as seen by one of its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberTenant {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The user's role in it.
+    pub role: TenantRole,
+}
+
+/// Every tenant `user` belongs to, with their role, by tenant name.
+pub async fn list_for_user(conn: &mut Conn, user: UserId) -> Result<Vec<MemberTenant>> {
+    let rows: Vec<(Tenant, TenantRole)> = tenants::table
+        .inner_join(members::table)
+        .filter(members::user_id.eq(user))
+        .select((Tenant::as_select(), members::role))
+        .order((tenants::name.asc(), tenants::id.asc()))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant, role)| MemberTenant { tenant, role })
+        .collect())
 }

@@ -1,0 +1,144 @@
+//! `admin_users`: which user holds which admin role. A user is an admin
+//! while they hold at least one grant. Grants and revocations write their
+//! audit entry in the same transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::Serialize;
+use serde_json::json;
+
+use super::admin_audit_log::{self, AuditContext, NewAuditEntry};
+use super::admin_roles::AdminRole;
+use crate::error::validate;
+use crate::schema::{admin_roles, admin_users};
+use crate::{AdminRoleId, AdminUserId, Conn, Error, Result, UserId};
+
+/// A row of `admin_users`: one role grant.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = admin_users, check_for_backend(diesel::pg::Pg))]
+pub struct AdminGrant {
+    /// Primary key.
+    pub id: AdminUserId,
+    /// The admin.
+    pub user_id: UserId,
+    /// The role held.
+    pub role_id: AdminRoleId,
+    /// Who granted it (None once that user is deleted).
+    pub granted_by: Option<UserId>,
+    /// When it was granted.
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = admin_users)]
+struct InsertGrant {
+    id: AdminUserId,
+    user_id: UserId,
+    role_id: AdminRoleId,
+    granted_by: Option<UserId>,
+}
+
+/// Grants `role` to `user`, audited. `Conflict { admin_users_user_role_key }`
+/// when already held; `NotFound` for a missing user or role.
+pub async fn grant_role(
+    conn: &mut Conn,
+    ctx: &AuditContext,
+    user: UserId,
+    role: AdminRoleId,
+) -> Result<AdminGrant> {
+    validate(ctx)?;
+    conn.transaction(async |conn| {
+        let grant = diesel::insert_into(admin_users::table)
+            .values(InsertGrant {
+                id: AdminUserId::new(),
+                user_id: user,
+                role_id: role,
+                granted_by: Some(ctx.actor),
+            })
+            .returning(AdminGrant::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| {
+                Error::from(e)
+                    .not_found_on("admin_users_user_id_fkey", "user")
+                    .not_found_on("admin_users_role_id_fkey", "admin role")
+                    .not_found_on("admin_users_granted_by_fkey", "user")
+            })?;
+        admin_audit_log::record(
+            conn,
+            ctx,
+            &NewAuditEntry {
+                action: "admin_role.granted".to_owned(),
+                entity_type: "user".to_owned(),
+                entity_id: Some(user.to_string()),
+                before: None,
+                after: Some(json!({ "role_id": role, "grant_id": grant.id })),
+            },
+        )
+        .await?;
+        Ok(grant)
+    })
+    .await
+}
+
+/// Revokes `role` from `user`, audited. `NotFound { admin grant }` when not held.
+pub async fn revoke_role(
+    conn: &mut Conn,
+    ctx: &AuditContext,
+    user: UserId,
+    role: AdminRoleId,
+) -> Result<()> {
+    validate(ctx)?;
+    conn.transaction(async |conn| {
+        let grant = diesel::delete(
+            admin_users::table
+                .filter(admin_users::user_id.eq(user))
+                .filter(admin_users::role_id.eq(role)),
+        )
+        .returning(AdminGrant::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound {
+            entity: "admin grant",
+        })?;
+        admin_audit_log::record(
+            conn,
+            ctx,
+            &NewAuditEntry {
+                action: "admin_role.revoked".to_owned(),
+                entity_type: "user".to_owned(),
+                entity_id: Some(user.to_string()),
+                before: Some(json!({ "role_id": role, "grant_id": grant.id })),
+                after: None,
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Whether `user` holds a role that carries `permission` (one indexed query).
+pub async fn has_permission(conn: &mut Conn, user: UserId, permission: &str) -> Result<bool> {
+    Ok(diesel::select(diesel::dsl::exists(
+        admin_users::table
+            .inner_join(admin_roles::table)
+            .filter(admin_users::user_id.eq(user))
+            .filter(admin_roles::permissions.contains(vec![permission.to_owned()])),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
+/// The roles `user` holds, by name.
+pub async fn roles_of(conn: &mut Conn, user: UserId) -> Result<Vec<AdminRole>> {
+    Ok(admin_users::table
+        .inner_join(admin_roles::table)
+        .filter(admin_users::user_id.eq(user))
+        .select(AdminRole::as_select())
+        .order(admin_roles::name.asc())
+        .load(conn)
+        .await?)
+}

@@ -1,0 +1,292 @@
+//! `tenant_invites`: single-use, expiring, revocable invitations into a
+//! tenant. The token is shown once; only its SHA-256 is stored.
+//!
+//! `accept` claims the invite with one UPDATE that matches only a pending,
+//! unexpired row, then creates the membership and records activity in the
+//! same transaction: of two concurrent accepts exactly one wins, and a
+//! refused accept writes nothing.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use validator::Validate;
+
+use super::tenant_activity;
+use super::tenant_members::{self, InsertMember, TenantMember, TenantRole};
+use crate::error::validate;
+use crate::page::check_limit;
+use crate::schema::tenant_invites;
+use crate::{
+    Conn, Error, Result, TenantId, TenantInviteId, TenantMemberId, TokenRejection, UserId, token,
+};
+
+/// A row of `tenant_invites`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = tenant_invites, check_for_backend(diesel::pg::Pg))]
+pub struct TenantInvite {
+    /// Primary key.
+    pub id: TenantInviteId,
+    /// The tenant the invite is into.
+    pub tenant_id: TenantId,
+    /// Where the invite was sent.
+    pub email: String,
+    /// The role the invitee gets.
+    pub role: TenantRole,
+    /// SHA-256 of the token.
+    #[serde(skip)]
+    pub token_hash: Vec<u8>,
+    /// Who sent it (None once that user is deleted).
+    pub invited_by: Option<UserId>,
+    /// After this instant the invite is refused.
+    pub expires_at: DateTime<Utc>,
+    /// When it was accepted.
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// Who accepted it.
+    pub accepted_by: Option<UserId>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+}
+
+impl TenantInvite {
+    /// The cursor that continues `list_pending` after this row.
+    pub fn cursor(&self) -> InviteCursor {
+        InviteCursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// Keyset cursor of `list_pending`: the last row seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteCursor {
+    /// `created_at` of the last row seen.
+    pub created_at: DateTime<Utc>,
+    /// `id` of the last row seen.
+    pub id: TenantInviteId,
+}
+
+/// Input of `invite`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+pub struct NewInvite {
+    /// A valid address, at most 254 characters.
+    #[validate(email, length(max = 254))]
+    pub email: String,
+    /// The role the invitee gets.
+    pub role: TenantRole,
+    /// Lifetime in seconds: one hour to 30 days.
+    #[validate(range(min = 3600, max = 2_592_000))]
+    pub ttl_seconds: i64,
+}
+
+/// A sent invite: the row, and the token to send (shown only this once).
+#[derive(Debug, Clone)]
+pub struct IssuedInvite {
+    /// The stored row.
+    pub invite: TenantInvite,
+    /// The token to put in the link.
+    pub token: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = tenant_invites)]
+struct InsertInvite<'a> {
+    id: TenantInviteId,
+    tenant_id: TenantId,
+    email: &'a str,
+    role: TenantRole,
+    token_hash: &'a [u8],
+    invited_by: Option<UserId>,
+    expires_at: DateTime<Utc>,
+}
+
+/// Invites `input.email` into `tenant` on behalf of `inviter`.
+pub async fn invite(
+    conn: &mut Conn,
+    tenant: TenantId,
+    inviter: UserId,
+    input: &NewInvite,
+) -> Result<IssuedInvite> {
+    validate(input)?;
+    let secret = token::generate();
+    conn.transaction(async |conn| {
+        let invite = diesel::insert_into(tenant_invites::table)
+            .values(InsertInvite {
+                id: TenantInviteId::new(),
+                tenant_id: tenant,
+                email: &input.email,
+                role: input.role,
+                token_hash: &secret.hash,
+                invited_by: Some(inviter),
+                expires_at: Utc::now() + Duration::seconds(input.ttl_seconds),
+            })
+            .returning(TenantInvite::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| {
+                Error::from(e)
+                    .not_found_on("tenant_invites_tenant_id_fkey", "tenant")
+                    .not_found_on("tenant_invites_invited_by_fkey", "user")
+            })?;
+        tenant_activity::append(
+            conn,
+            tenant,
+            Some(inviter),
+            "invite.created",
+            Some(&invite.id.to_string()),
+            &json!({ "email": invite.email, "role": invite.role }),
+        )
+        .await?;
+        Ok(IssuedInvite {
+            invite,
+            token: secret.token.clone(),
+        })
+    })
+    .await
+}
+
+/// Accepts the invite of `tenant` whose token is `token`, making `user` a
+/// member with the invite's role.
+///
+/// `TokenRejected` with `Unknown` (no such invite in this tenant), `Expired`,
+/// or `AlreadyUsed` (accepted or revoked); `Conflict
+/// { tenant_members_tenant_user_key }` when `user` is already a member.
+/// Nothing is written in any of those cases.
+pub async fn accept(
+    conn: &mut Conn,
+    tenant: TenantId,
+    token: &str,
+    user: UserId,
+) -> Result<TenantMember> {
+    let hash = token::hash(token);
+    conn.transaction(async |conn| {
+        let now = Utc::now();
+        let mine = || {
+            tenant_invites::table
+                .filter(tenant_invites::tenant_id.eq(tenant))
+                .filter(tenant_invites::token_hash.eq(&hash))
+        };
+        // A concurrent accept of the same row waits on its row lock, then
+        // re-checks accepted_at and matches nothing.
+        let claimed = diesel::update(
+            mine()
+                .filter(tenant_invites::accepted_at.is_null())
+                .filter(tenant_invites::revoked_at.is_null())
+                .filter(tenant_invites::expires_at.gt(now)),
+        )
+        .set((
+            tenant_invites::accepted_at.eq(now),
+            tenant_invites::accepted_by.eq(user),
+        ))
+        .returning(TenantInvite::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+        .map_err(|e| Error::from(e).not_found_on("tenant_invites_accepted_by_fkey", "user"))?;
+        let Some(invite) = claimed else {
+            let row = mine()
+                .select(TenantInvite::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            return Err(Error::TokenRejected(match row {
+                None => TokenRejection::Unknown,
+                Some(i) if i.accepted_at.is_some() || i.revoked_at.is_some() => {
+                    TokenRejection::AlreadyUsed
+                }
+                Some(_) => TokenRejection::Expired,
+            }));
+        };
+        let member = tenant_members::insert(
+            conn,
+            InsertMember {
+                id: TenantMemberId::new(),
+                tenant_id: tenant,
+                user_id: user,
+                role: invite.role,
+            },
+        )
+        .await?;
+        tenant_activity::append(
+            conn,
+            tenant,
+            Some(user),
+            "invite.accepted",
+            Some(&invite.id.to_string()),
+            &json!({ "role": invite.role }),
+        )
+        .await?;
+        Ok(member)
+    })
+    .await
+}
+
+/// Revokes a pending invite of `tenant`. `NotFound { invite }` when there is
+/// no such pending invite in this tenant.
+pub async fn revoke(
+    conn: &mut Conn,
+    tenant: TenantId,
+    actor: UserId,
+    invite: TenantInviteId,
+) -> Result<TenantInvite> {
+    conn.transaction(async |conn| {
+        let revoked = diesel::update(
+            tenant_invites::table
+                .filter(tenant_invites::tenant_id.eq(tenant))
+                .filter(tenant_invites::id.eq(invite))
+                .filter(tenant_invites::accepted_at.is_null())
+                .filter(tenant_invites::revoked_at.is_null()),
+        )
+        .set(tenant_invites::revoked_at.eq(Utc::now()))
+        .returning(TenantInvite::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "invite" })?;
+        tenant_activity::append(
+            conn,
+            tenant,
+            Some(actor),
+            "invite.revoked",
+            Some(&invite.to_string()),
+            &json!({ "email": revoked.email }),
+        )
+        .await?;
+        Ok(revoked)
+    })
+    .await
+}
+
+/// A page of `tenant`'s pending invites (not accepted, revoked or expired),
+/// newest first, after `after` (exclusive).
+pub async fn list_pending(
+    conn: &mut Conn,
+    tenant: TenantId,
+    after: Option<InviteCursor>,
+    limit: i64,
+) -> Result<Vec<TenantInvite>> {
+    check_limit(limit)?;
+    let mut query = tenant_invites::table
+        .filter(tenant_invites::tenant_id.eq(tenant))
+        .filter(tenant_invites::accepted_at.is_null())
+        .filter(tenant_invites::revoked_at.is_null())
+        .filter(tenant_invites::expires_at.gt(Utc::now()))
+        .select(TenantInvite::as_select())
+        .order((tenant_invites::created_at.desc(), tenant_invites::id.desc()))
+        .limit(limit)
+        .into_boxed();
+    if let Some(c) = after {
+        query = query.filter(
+            tenant_invites::created_at
+                .lt(c.created_at)
+                .or(tenant_invites::created_at
+                    .eq(c.created_at)
+                    .and(tenant_invites::id.lt(c.id))),
+        );
+    }
+    Ok(query.load(conn).await?)
+}

@@ -1,0 +1,864 @@
+//! Tenancy against a real PostgreSQL: tenants with their first owner,
+//! members and the last-owner rule (under concurrent demotion), invites
+//! (under concurrent acceptance), the activity log, and tenant isolation.
+
+mod common;
+
+use common::TestDb;
+use database::auth::{NewUser, users};
+use database::tenancy::{
+    NewActivity, NewInvite, NewMember, NewTenant, Tenant, TenantRole, tenant_activity,
+    tenant_invites, tenant_members, tenants,
+};
+use database::{Error, TenantId, TokenRejection, UserId};
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+
+async fn user(t: &TestDb, email: &str) -> UserId {
+    let mut conn = t.conn().await;
+    users::create(
+        &mut conn,
+        &NewUser {
+            email: email.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+async fn tenant(t: &TestDb, slug: &str, owner: UserId) -> Tenant {
+    let mut conn = t.conn().await;
+    tenants::create_with_owner(
+        &mut conn,
+        &NewTenant {
+            name: format!("Tenant {slug}"),
+            slug: slug.to_owned(),
+        },
+        owner,
+    )
+    .await
+    .unwrap()
+}
+
+fn invite_input(email: &str, role: TenantRole) -> NewInvite {
+    NewInvite {
+        email: email.to_owned(),
+        role,
+        ttl_seconds: 86_400,
+    }
+}
+
+async fn owners(t: &TestDb, tenant: TenantId) -> usize {
+    let mut conn = t.conn().await;
+    tenant_members::list(&mut conn, tenant, None, 200)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|m| m.role == TenantRole::Owner)
+        .count()
+}
+
+fn conflict_on(err: &Error) -> &str {
+    match err {
+        Error::Conflict { constraint, .. } => constraint,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_with_owner_makes_the_owner_a_member_and_logs_it() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let acme = tenant(&t, "acme", ann).await;
+    let mut conn = t.conn().await;
+
+    let member = tenant_members::find(&mut conn, acme.id, ann).await.unwrap();
+    assert_eq!(member.role, TenantRole::Owner);
+    let log = tenant_activity::list(&mut conn, acme.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].action, "tenant.created");
+    assert_eq!(log[0].actor_id, Some(ann));
+
+    let mine = tenants::list_for_user(&mut conn, ann).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].tenant, acme);
+    assert_eq!(mine[0].role, TenantRole::Owner);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_with_owner_rejects_bad_input_and_writes_nothing() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let mut conn = t.conn().await;
+    for slug in ["Bad Slug", "-lead", "trail-", ""] {
+        let err = tenants::create_with_owner(
+            &mut conn,
+            &NewTenant {
+                name: String::new(),
+                slug: slug.to_owned(),
+            },
+            ann,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.invalid_fields(), vec!["name", "slug"], "{slug:?}");
+    }
+    assert_eq!(t.count("tenants").await, 0);
+    assert_eq!(t.count("tenant_members").await, 0);
+    assert_eq!(t.count("tenant_activity").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_with_owner_conflicts_and_missing_owner_roll_back_everything() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    tenant(&t, "acme", ann).await;
+    let mut conn = t.conn().await;
+
+    let input = NewTenant {
+        name: "Again".into(),
+        slug: "acme".into(),
+    };
+    let err = tenants::create_with_owner(&mut conn, &input, ann)
+        .await
+        .unwrap_err();
+    assert_eq!(conflict_on(&err), "tenants_slug_key");
+
+    let input = NewTenant {
+        name: "Ghost".into(),
+        slug: "ghost".into(),
+    };
+    let err = tenants::create_with_owner(&mut conn, &input, UserId::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
+
+    assert_eq!(t.count("tenants").await, 1);
+    assert_eq!(t.count("tenant_members").await, 1);
+    assert_eq!(t.count("tenant_activity").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn members_are_added_changed_removed_and_paged() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let bob = user(&t, "bob@example.com").await;
+    let cat = user(&t, "cat@example.com").await;
+    let acme = tenant(&t, "acme", ann).await;
+    let mut conn = t.conn().await;
+
+    let added = tenant_members::add(
+        &mut conn,
+        acme.id,
+        ann,
+        &NewMember {
+            user_id: bob,
+            role: TenantRole::Member,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(added.role, TenantRole::Member);
+    tenant_members::add(
+        &mut conn,
+        acme.id,
+        ann,
+        &NewMember {
+            user_id: cat,
+            role: TenantRole::Admin,
+        },
+    )
+    .await
+    .unwrap();
+
+    // Already a member: a conflict, nothing written.
+    let before = t.count("tenant_activity").await;
+    let err = tenant_members::add(
+        &mut conn,
+        acme.id,
+        ann,
+        &NewMember {
+            user_id: bob,
+            role: TenantRole::Admin,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(conflict_on(&err), "tenant_members_tenant_user_key");
+    // Unknown user or tenant: NotFound, nothing written.
+    let err = tenant_members::add(
+        &mut conn,
+        acme.id,
+        ann,
+        &NewMember {
+            user_id: UserId::new(),
+            role: TenantRole::Member,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
+    let err = tenant_members::add(
+        &mut conn,
+        TenantId::new(),
+        ann,
+        &NewMember {
+            user_id: bob,
+            role: TenantRole::Member,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "tenant" }),
+        "{err:?}"
+    );
+    assert_eq!(t.count("tenant_members").await, 3);
+    assert_eq!(t.count("tenant_activity").await, before);
+
+    let promoted = tenant_members::change_role(&mut conn, acme.id, ann, bob, TenantRole::Owner)
+        .await
+        .unwrap();
+    assert_eq!(promoted.role, TenantRole::Owner);
+    // Two owners now: ann may step down.
+    tenant_members::change_role(&mut conn, acme.id, bob, ann, TenantRole::Admin)
+        .await
+        .unwrap();
+    tenant_members::remove(&mut conn, acme.id, bob, cat)
+        .await
+        .unwrap();
+    let err = tenant_members::remove(&mut conn, acme.id, bob, cat)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NotFound {
+                entity: "tenant member"
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Paging: one at a time, oldest first, no repeats.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tenant_members::list(&mut conn, acme.id, after, 1)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor());
+        seen.extend(page.iter().map(|m| (m.user_id, m.role)));
+    }
+    assert_eq!(
+        seen,
+        vec![(ann, TenantRole::Admin), (bob, TenantRole::Owner)]
+    );
+    let err = tenant_members::list(&mut conn, acme.id, None, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["limit"]);
+
+    let actions: Vec<String> = tenant_activity::list(&mut conn, acme.id, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "member.removed",
+            "member.role_changed",
+            "member.role_changed",
+            "member.added",
+            "member.added",
+            "tenant.created"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_owner_can_be_neither_demoted_nor_removed() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let acme = tenant(&t, "acme", ann).await;
+    let mut conn = t.conn().await;
+    let before = t.count("tenant_activity").await;
+
+    for role in [TenantRole::Admin, TenantRole::Member] {
+        let err = tenant_members::change_role(&mut conn, acme.id, ann, ann, role)
+            .await
+            .unwrap_err();
+        assert_eq!(conflict_on(&err), tenant_members::LAST_OWNER);
+    }
+    let err = tenant_members::remove(&mut conn, acme.id, ann, ann)
+        .await
+        .unwrap_err();
+    assert_eq!(conflict_on(&err), tenant_members::LAST_OWNER);
+
+    assert_eq!(owners(&t, acme.id).await, 1);
+    assert_eq!(t.count("tenant_activity").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_demotions_never_leave_a_tenant_without_an_owner() {
+    let t = TestDb::new().await;
+    for round in 0..10 {
+        let a = user(&t, &format!("a{round}@example.com")).await;
+        let b = user(&t, &format!("b{round}@example.com")).await;
+        let tn = tenant(&t, &format!("race-{round}"), a).await;
+        tenant_members::add(
+            &mut *t.conn().await,
+            tn.id,
+            a,
+            &NewMember {
+                user_id: b,
+                role: TenantRole::Owner,
+            },
+        )
+        .await
+        .unwrap();
+
+        // Half the rounds demote, half remove: both paths take the lock.
+        let tasks: Vec<_> = [a, b]
+            .into_iter()
+            .map(|target| {
+                let db = t.db.clone();
+                tokio::spawn(async move {
+                    let mut conn = db.conn().await.unwrap();
+                    if round % 2 == 0 {
+                        tenant_members::change_role(
+                            &mut conn,
+                            tn.id,
+                            target,
+                            target,
+                            TenantRole::Member,
+                        )
+                        .await
+                        .map(|_| ())
+                    } else {
+                        tenant_members::remove(&mut conn, tn.id, target, target).await
+                    }
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => ok += 1,
+                Err(err) => assert_eq!(conflict_on(&err), tenant_members::LAST_OWNER),
+            }
+        }
+        assert_eq!(ok, 1, "round {round}: exactly one change wins");
+        assert_eq!(owners(&t, tn.id).await, 1, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invites_are_sent_accepted_once_revoked_and_listed() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let bob = user(&t, "bob@example.com").await;
+    let cat = user(&t, "cat@example.com").await;
+    let acme = tenant(&t, "acme", ann).await;
+    let mut conn = t.conn().await;
+
+    let sent = tenant_invites::invite(
+        &mut conn,
+        acme.id,
+        ann,
+        &invite_input("bob@example.com", TenantRole::Admin),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent.invite.invited_by, Some(ann));
+    assert_eq!(sent.token.len(), 64);
+
+    let member = tenant_invites::accept(&mut conn, acme.id, &sent.token, bob)
+        .await
+        .unwrap();
+    assert_eq!((member.user_id, member.role), (bob, TenantRole::Admin));
+
+    // A second accept (by anyone) is refused and writes nothing.
+    let members = t.count("tenant_members").await;
+    let activity = t.count("tenant_activity").await;
+    for who in [bob, cat] {
+        let err = tenant_invites::accept(&mut conn, acme.id, &sent.token, who)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::TokenRejected(TokenRejection::AlreadyUsed)),
+            "{err:?}"
+        );
+    }
+    let err = tenant_invites::accept(&mut conn, acme.id, "not-a-token", cat)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TokenRejected(TokenRejection::Unknown)),
+        "{err:?}"
+    );
+    assert_eq!(t.count("tenant_members").await, members);
+    assert_eq!(t.count("tenant_activity").await, activity);
+
+    // Expired.
+    let old = tenant_invites::invite(
+        &mut conn,
+        acme.id,
+        ann,
+        &invite_input("cat@example.com", TenantRole::Member),
+    )
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "UPDATE tenant_invites SET expires_at = now() - interval '1 minute' WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(old.invite.id.into_uuid())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let err = tenant_invites::accept(&mut conn, acme.id, &old.token, cat)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TokenRejected(TokenRejection::Expired)),
+        "{err:?}"
+    );
+
+    // Accepting when already a member: a conflict, and the invite stays pending.
+    let dup = tenant_invites::invite(
+        &mut conn,
+        acme.id,
+        ann,
+        &invite_input("bob@example.com", TenantRole::Member),
+    )
+    .await
+    .unwrap();
+    let err = tenant_invites::accept(&mut conn, acme.id, &dup.token, bob)
+        .await
+        .unwrap_err();
+    assert_eq!(conflict_on(&err), "tenant_members_tenant_user_key");
+
+    // Revoked.
+    let revoked = tenant_invites::revoke(&mut conn, acme.id, ann, dup.invite.id)
+        .await
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+    let err = tenant_invites::revoke(&mut conn, acme.id, ann, dup.invite.id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "invite" }),
+        "{err:?}"
+    );
+    let err = tenant_invites::accept(&mut conn, acme.id, &dup.token, cat)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TokenRejected(TokenRejection::AlreadyUsed)),
+        "{err:?}"
+    );
+
+    // Pending: neither accepted, revoked nor expired; newest first, paged.
+    let p1 = tenant_invites::invite(
+        &mut conn,
+        acme.id,
+        ann,
+        &invite_input("d@example.com", TenantRole::Member),
+    )
+    .await
+    .unwrap();
+    let p2 = tenant_invites::invite(
+        &mut conn,
+        acme.id,
+        ann,
+        &invite_input("e@example.com", TenantRole::Member),
+    )
+    .await
+    .unwrap();
+    let first = tenant_invites::list_pending(&mut conn, acme.id, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, p2.invite.id);
+    let rest = tenant_invites::list_pending(&mut conn, acme.id, Some(first[0].cursor()), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![p1.invite.id]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invite_rejects_bad_input_and_writes_nothing() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let acme = tenant(&t, "acme", ann).await;
+    let mut conn = t.conn().await;
+    let activity = t.count("tenant_activity").await;
+
+    let err = tenant_invites::invite(
+        &mut conn,
+        acme.id,
+        ann,
+        &NewInvite {
+            email: "not an email".into(),
+            role: TenantRole::Member,
+            ttl_seconds: 5,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["email", "ttl_seconds"]);
+    let err = tenant_invites::invite(
+        &mut conn,
+        TenantId::new(),
+        ann,
+        &invite_input("bob@example.com", TenantRole::Member),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "tenant" }),
+        "{err:?}"
+    );
+    let err = tenant_invites::list_pending(&mut conn, acme.id, None, 1000)
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["limit"]);
+
+    assert_eq!(t.count("tenant_invites").await, 0);
+    assert_eq!(t.count("tenant_activity").await, activity);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_accepts_of_one_invite_yield_exactly_one_membership() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let mut takers = Vec::new();
+    for i in 0..6 {
+        takers.push(user(&t, &format!("u{i}@example.com")).await);
+    }
+    for round in 0..5 {
+        let tn = tenant(&t, &format!("inv-{round}"), ann).await;
+        let sent = tenant_invites::invite(
+            &mut *t.conn().await,
+            tn.id,
+            ann,
+            &invite_input("someone@example.com", TenantRole::Member),
+        )
+        .await
+        .unwrap();
+        // Different users race for the same token, so only the invite's
+        // single use (not the membership's uniqueness) can stop them.
+        let tasks: Vec<_> = takers
+            .iter()
+            .map(|&who| {
+                let db = t.db.clone();
+                let token = sent.token.clone();
+                tokio::spawn(async move {
+                    let mut conn = db.conn().await.unwrap();
+                    tenant_invites::accept(&mut conn, tn.id, &token, who).await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => winners += 1,
+                Err(err) => assert!(
+                    matches!(err, Error::TokenRejected(TokenRejection::AlreadyUsed)),
+                    "{err:?}"
+                ),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+        let members = tenant_members::list(&mut *t.conn().await, tn.id, None, 100)
+            .await
+            .unwrap();
+        assert_eq!(members.len(), 2, "round {round}: the owner and one taker");
+        let accepted = tenant_activity::list(&mut *t.conn().await, tn.id, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.action == "invite.accepted")
+            .count();
+        assert_eq!(accepted, 1, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn activity_is_recorded_validated_and_paged_newest_first() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let acme = tenant(&t, "acme", ann).await;
+    let mut conn = t.conn().await;
+
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let a = tenant_activity::record(
+            &mut conn,
+            acme.id,
+            &NewActivity {
+                actor_id: Some(ann),
+                action: "doc.edited".into(),
+                subject: Some(format!("doc-{i}")),
+                details: json!({ "n": i }),
+            },
+        )
+        .await
+        .unwrap();
+        ids.push(a.id);
+    }
+    ids.reverse();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tenant_activity::list(&mut conn, acme.id, after, 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor());
+        seen.extend(page.into_iter().map(|a| a.id));
+    }
+    // Newest first: the five records, then the creation entry.
+    assert_eq!(seen.len(), 6);
+    assert_eq!(&seen[..5], &ids[..]);
+
+    let before = t.count("tenant_activity").await;
+    let err = tenant_activity::record(
+        &mut conn,
+        acme.id,
+        &NewActivity {
+            actor_id: None,
+            action: String::new(),
+            subject: Some("x".repeat(201)),
+            details: json!([1, 2]),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["action", "details", "subject"]);
+    let err = tenant_activity::record(
+        &mut conn,
+        TenantId::new(),
+        &NewActivity {
+            action: "x".into(),
+            details: json!({}),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "tenant" }),
+        "{err:?}"
+    );
+    assert_eq!(t.count("tenant_activity").await, before);
+}
+
+/// Every tenant-scoped function, called with tenant B's id on tenant A's
+/// rows, neither sees nor changes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_crosses_from_one_tenant_to_another() {
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await; // owner of A
+    let bob = user(&t, "bob@example.com").await; // owner of B
+    let cat = user(&t, "cat@example.com").await; // member of A
+    let a = tenant(&t, "tenant-a", ann).await;
+    let b = tenant(&t, "tenant-b", bob).await;
+    let mut conn = t.conn().await;
+    tenant_members::add(
+        &mut conn,
+        a.id,
+        ann,
+        &NewMember {
+            user_id: cat,
+            role: TenantRole::Member,
+        },
+    )
+    .await
+    .unwrap();
+    let inv = tenant_invites::invite(
+        &mut conn,
+        a.id,
+        ann,
+        &invite_input("x@example.com", TenantRole::Admin),
+    )
+    .await
+    .unwrap();
+    tenant_activity::record(
+        &mut conn,
+        a.id,
+        &NewActivity {
+            actor_id: Some(ann),
+            action: "a.secret".into(),
+            details: json!({}),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a_activity = t.count("tenant_activity").await;
+
+    // tenant_members::find / list / change_role / remove
+    for who in [ann, cat] {
+        let err = tenant_members::find(&mut conn, b.id, who)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        let err = tenant_members::change_role(&mut conn, b.id, bob, who, TenantRole::Owner)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        let err = tenant_members::remove(&mut conn, b.id, bob, who)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    }
+    let b_members = tenant_members::list(&mut conn, b.id, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        b_members.iter().map(|m| m.user_id).collect::<Vec<_>>(),
+        vec![bob]
+    );
+    // tenant_members::add into B touches only B.
+    tenant_members::add(
+        &mut conn,
+        b.id,
+        bob,
+        &NewMember {
+            user_id: cat,
+            role: TenantRole::Admin,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tenant_members::find(&mut conn, a.id, cat)
+            .await
+            .unwrap()
+            .role,
+        TenantRole::Member
+    );
+
+    // tenant_invites::list_pending / revoke / accept
+    assert!(
+        tenant_invites::list_pending(&mut conn, b.id, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = tenant_invites::revoke(&mut conn, b.id, bob, inv.invite.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = tenant_invites::accept(&mut conn, b.id, &inv.token, bob)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TokenRejected(TokenRejection::Unknown)),
+        "{err:?}"
+    );
+    let a_pending = tenant_invites::list_pending(&mut conn, a.id, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        a_pending.len(),
+        1,
+        "A's invite is untouched and still pending"
+    );
+    // tenant_invites::invite into B is listed only in B.
+    tenant_invites::invite(
+        &mut conn,
+        b.id,
+        bob,
+        &invite_input("y@example.com", TenantRole::Member),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tenant_invites::list_pending(&mut conn, a.id, None, 100)
+            .await
+            .unwrap(),
+        a_pending
+    );
+
+    // tenant_activity::list / record
+    let b_log = tenant_activity::list(&mut conn, b.id, None, 100)
+        .await
+        .unwrap();
+    assert!(b_log.iter().all(|e| e.tenant_id == b.id));
+    assert!(b_log.iter().all(|e| e.action != "a.secret"));
+    tenant_activity::record(
+        &mut conn,
+        b.id,
+        &NewActivity {
+            action: "b.secret".into(),
+            details: json!({}),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let a_log = tenant_activity::list(&mut conn, a.id, None, 100)
+        .await
+        .unwrap();
+    assert!(a_log.iter().all(|e| e.tenant_id == a.id));
+    assert_eq!(a_log.len() as i64, {
+        // A's rows: everything recorded before B's writes, minus B's creation entry.
+        a_activity - 1
+    });
+
+    // tenants::list_for_user: each user sees exactly their tenants.
+    let ann_t: Vec<_> = tenants::list_for_user(&mut conn, ann)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.tenant.id)
+        .collect();
+    assert_eq!(ann_t, vec![a.id]);
+    let cat_t: Vec<_> = tenants::list_for_user(&mut conn, cat)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.tenant.id, m.role))
+        .collect();
+    assert_eq!(
+        cat_t,
+        vec![(a.id, TenantRole::Member), (b.id, TenantRole::Admin)]
+    );
+}
+
+/// The Rust labels of `TenantRole` match PostgreSQL's `tenant_role`, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_role_labels_match_the_database_enum() {
+    use diesel::sql_types::Text;
+    #[derive(diesel::QueryableByName)]
+    struct Label {
+        #[diesel(sql_type = Text)]
+        label: String,
+    }
+    let t = TestDb::new().await;
+    let labels: Vec<String> = diesel::sql_query(
+        "SELECT enumlabel AS label FROM pg_enum \
+         WHERE enumtypid = 'tenant_role'::regtype ORDER BY enumsortorder",
+    )
+    .load::<Label>(&mut *t.conn().await)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|l| l.label)
+    .collect();
+    let rust: Vec<&str> = TenantRole::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(labels, rust);
+}
