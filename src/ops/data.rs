@@ -1,7 +1,8 @@
 //! Wiping data: `reset` empties every table but keeps the schema and the
 //! migration history; `nuke` drops everything in the `public` schema,
 //! migration tables included. Both run in one transaction: all or nothing.
-//! Callers check `ops::guard` first.
+//! Callers check `ops::guard` first. `reset` needs a superuser (it bypasses
+//! the append-only trigger of the audit log for its own transaction).
 
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -30,6 +31,11 @@ pub async fn reset(conn: &mut Conn) -> Result<Vec<String>> {
         .map(|t| t.name)
         .collect();
         if !tables.is_empty() {
+            // Append-only tables (admin_audit_log) refuse TRUNCATE through a
+            // trigger. A reset is the one deliberate exception: replica mode
+            // skips ordinary triggers for this transaction only, and needs a
+            // superuser, which is what a development database has.
+            conn.batch_execute("SET LOCAL session_replication_role = replica").await?;
             // One statement, so foreign keys between the tables are no obstacle.
             conn.batch_execute(&format!("TRUNCATE {} RESTART IDENTITY CASCADE", tables.join(", ")))
                 .await?;
