@@ -97,3 +97,23 @@ typed_id!(
     /// Id of a row in `tenants`.
     TenantId
 );
+typed_id!(
+    /// Id of a row in `projects`.
+    ProjectId
+);
+typed_id!(
+    /// Id of a row in `canvas_nodes`.
+    CanvasNodeId
+);
+typed_id!(
+    /// Id of a row in `workflows`.
+    WorkflowId
+);
+typed_id!(
+    /// Id of a row in `executions`.
+    ExecutionId
+);
+typed_id!(
+    /// Id of a row in `execution_steps`.
+    ExecutionStepId
+);
