@@ -25,6 +25,7 @@ pub mod token;
 
 pub mod auth;
 pub mod tenancy;
+pub mod workflows;
 
 pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
