@@ -257,14 +257,21 @@ struct Outcome<'a> {
 /// current status may become `to`; sets the timestamps the move implies
 /// (entering `running` the first time sets `started_at`, entering a terminal
 /// status sets `finished_at`). Otherwise writes nothing and returns
-/// `IllegalTransition` (or `NotFound`).
+/// `IllegalTransition` (or `NotFound`). `only_from` narrows the legal
+/// sources further: `resume` is paused -> running only, and pending ->
+/// running belongs to `claim_next`.
 async fn transition(
     conn: &mut Conn,
     tenant_id: TenantId,
     id: ExecutionId,
+    only_from: Option<ExecutionStatus>,
     to: ExecutionStatus,
     outcome: Outcome<'_>,
 ) -> Result<Execution> {
+    let mut sources = ExecutionStatus::sources(to);
+    if let Some(from) = only_from {
+        sources.retain(|s| *s == from);
+    }
     let now = Utc::now();
     // coalesce keeps the first start across pause/resume; NULL leaves it alone.
     let started = (to == ExecutionStatus::Running).then_some(now);
@@ -273,7 +280,7 @@ async fn transition(
         executions::table
             .find(id)
             .filter(executions::tenant_id.eq(tenant_id))
-            .filter(executions::status.eq_any(ExecutionStatus::sources(to))),
+            .filter(executions::status.eq_any(sources)),
     )
     .set((
         executions::status.eq(to),
@@ -328,6 +335,7 @@ pub async fn claim_next(
                 conn,
                 tenant_id,
                 id,
+                Some(ExecutionStatus::Pending),
                 ExecutionStatus::Running,
                 Outcome {
                     worker_id: Some(worker_id),
@@ -352,7 +360,15 @@ pub async fn complete(
         output: Some(output),
         ..Outcome::default()
     };
-    transition(conn, tenant_id, id, ExecutionStatus::Completed, outcome).await
+    transition(
+        conn,
+        tenant_id,
+        id,
+        None,
+        ExecutionStatus::Completed,
+        outcome,
+    )
+    .await
 }
 
 /// running -> failed, with why (1 to 10000 characters).
@@ -373,7 +389,7 @@ pub async fn fail(
         error: Some(error),
         ..Outcome::default()
     };
-    transition(conn, tenant_id, id, ExecutionStatus::Failed, outcome).await
+    transition(conn, tenant_id, id, None, ExecutionStatus::Failed, outcome).await
 }
 
 /// running -> paused.
@@ -382,6 +398,7 @@ pub async fn pause(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Res
         conn,
         tenant_id,
         id,
+        None,
         ExecutionStatus::Paused,
         Outcome::default(),
     )
@@ -394,6 +411,7 @@ pub async fn resume(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Re
         conn,
         tenant_id,
         id,
+        Some(ExecutionStatus::Paused),
         ExecutionStatus::Running,
         Outcome::default(),
     )
@@ -406,6 +424,7 @@ pub async fn cancel(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Re
         conn,
         tenant_id,
         id,
+        None,
         ExecutionStatus::Cancelled,
         Outcome::default(),
     )
