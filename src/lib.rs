@@ -24,6 +24,7 @@ mod sql_enum;
 pub mod token;
 
 pub mod auth;
+pub mod projects;
 pub mod tenancy;
 pub mod workflows;
 
