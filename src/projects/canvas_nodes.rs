@@ -153,9 +153,7 @@ pub async fn load(conn: &mut Conn, tenant_id: TenantId, project_id: ProjectId) -
         .select((projects::canvas_version, Option::<CanvasNode>::as_select()))
         .load(conn)
         .await?;
-    let version = rows
-        .iter()
-        .next()
+    let version = <[_]>::first(&rows)
         .map(|(v, _)| *v)
         .ok_or(Error::NotFound { entity: "project" })?;
     Ok(Canvas {

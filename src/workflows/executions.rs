@@ -486,14 +486,14 @@ pub async fn list(
     filter: &ExecutionFilter,
 ) -> Result<ExecutionPage> {
     validate(filter)?;
-    if let (Some(from), Some(before)) = (filter.created_from, filter.created_before) {
-        if from >= before {
-            return Err(Error::invalid(
-                "created_before",
-                "range",
-                "must be after created_from",
-            ));
-        }
+    if let (Some(from), Some(before)) = (filter.created_from, filter.created_before)
+        && from >= before
+    {
+        return Err(Error::invalid(
+            "created_before",
+            "range",
+            "must be after created_from",
+        ));
     }
     let mut query = executions::table
         .filter(executions::workflow_id.eq(workflow_id))

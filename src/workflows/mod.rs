@@ -4,6 +4,8 @@
 
 pub mod execution_steps;
 pub mod executions;
+// One table, one file: the `workflows` table lives in workflows/workflows.rs.
+#[allow(clippy::module_inception)]
 pub mod workflows;
 
 pub use execution_steps::{ExecutionStep, StepStatus};
