@@ -121,3 +121,23 @@ typed_id!(
     /// Id of a row in `admin_audit_log`.
     AuditEntryId
 );
+typed_id!(
+    /// Id of a row in `projects`.
+    ProjectId
+);
+typed_id!(
+    /// Id of a row in `canvas_nodes`.
+    CanvasNodeId
+);
+typed_id!(
+    /// Id of a row in `workflows`.
+    WorkflowId
+);
+typed_id!(
+    /// Id of a row in `executions`.
+    ExecutionId
+);
+typed_id!(
+    /// Id of a row in `execution_steps`.
+    ExecutionStepId
+);

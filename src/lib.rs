@@ -29,7 +29,9 @@ pub mod token;
 pub mod admin;
 pub mod auth;
 pub mod settings;
+pub mod projects;
 pub mod tenancy;
+pub mod workflows;
 
 pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};

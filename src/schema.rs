@@ -2,6 +2,14 @@
 
 pub mod sql_types {
     #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "execution_status"))]
+    pub struct ExecutionStatus;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "step_status"))]
+    pub struct StepStatus;
+
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
     #[diesel(postgres_type(name = "tenant_role"))]
     pub struct TenantRole;
 
@@ -60,6 +68,81 @@ diesel::table! {
         role_id -> Uuid,
         granted_by -> Nullable<Uuid>,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    canvas_nodes (id) {
+        id -> Uuid,
+        project_id -> Uuid,
+        node_id -> Text,
+        node_type -> Text,
+        position_x -> Float8,
+        position_y -> Float8,
+        width -> Nullable<Float8>,
+        height -> Nullable<Float8>,
+        data -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::StepStatus;
+
+    execution_steps (id) {
+        id -> Uuid,
+        execution_id -> Uuid,
+        node_id -> Text,
+        position -> Int4,
+        status -> StepStatus,
+        input -> Nullable<Jsonb>,
+        output -> Nullable<Jsonb>,
+        validation -> Nullable<Jsonb>,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        error -> Nullable<Text>,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::ExecutionStatus;
+
+    executions (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        workflow_id -> Uuid,
+        user_id -> Nullable<Uuid>,
+        workflow_version -> Int8,
+        status -> ExecutionStatus,
+        input -> Jsonb,
+        output -> Nullable<Jsonb>,
+        error -> Nullable<Text>,
+        worker_id -> Nullable<Text>,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    projects (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        owner_id -> Nullable<Uuid>,
+        name -> Text,
+        description -> Nullable<Text>,
+        canvas_version -> Int8,
+        archived_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -179,8 +262,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    workflows (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        owner_id -> Nullable<Uuid>,
+        name -> Text,
+        description -> Nullable<Text>,
+        nodes -> Jsonb,
+        edges -> Jsonb,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(accounts -> users (user_id));
 diesel::joinable!(admin_users -> admin_roles (role_id));
+diesel::joinable!(canvas_nodes -> projects (project_id));
+diesel::joinable!(execution_steps -> executions (execution_id));
+diesel::joinable!(executions -> tenants (tenant_id));
+diesel::joinable!(executions -> users (user_id));
+diesel::joinable!(executions -> workflows (workflow_id));
+diesel::joinable!(projects -> tenants (tenant_id));
+diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(tenant_activity -> tenants (tenant_id));
 diesel::joinable!(tenant_activity -> users (actor_id));
@@ -189,12 +294,18 @@ diesel::joinable!(tenant_members -> tenants (tenant_id));
 diesel::joinable!(tenant_members -> users (user_id));
 diesel::joinable!(user_profiles -> users (user_id));
 diesel::joinable!(user_settings -> users (user_id));
+diesel::joinable!(workflows -> tenants (tenant_id));
+diesel::joinable!(workflows -> users (owner_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     admin_audit_log,
     admin_roles,
     admin_users,
+    canvas_nodes,
+    execution_steps,
+    executions,
+    projects,
     sessions,
     tenant_activity,
     tenant_invites,
@@ -204,4 +315,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_settings,
     users,
     verifications,
+    workflows,
 );

@@ -1,0 +1,2 @@
+DROP TABLE canvas_nodes;
+DROP TABLE projects;

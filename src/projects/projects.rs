@@ -1,0 +1,216 @@
+//! `projects`: what a tenant's users build, listed newest first.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use crate::error::validate;
+use crate::functions::coalesce;
+use crate::schema::projects;
+use crate::{Conn, Error, ProjectId, Result, TenantId, UserId};
+
+/// A row of `projects`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = projects, check_for_backend(diesel::pg::Pg))]
+pub struct Project {
+    /// Primary key.
+    pub id: ProjectId,
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// Who created it (cleared when that user is deleted).
+    pub owner_id: Option<UserId>,
+    /// Display name, 1 to 100 characters.
+    pub name: String,
+    /// Free text, at most 2000 characters.
+    pub description: Option<String>,
+    /// The canvas version: +1 per saved canvas.
+    pub canvas_version: i64,
+    /// When it was archived (hidden from lists).
+    pub archived_at: Option<DateTime<Utc>>,
+    /// When the row was created.
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed (kept by a trigger).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Input of `create`.
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
+pub struct NewProject {
+    /// 1 to 100 characters.
+    #[validate(length(min = 1, max = 100))]
+    pub name: String,
+    /// At most 2000 characters.
+    #[validate(length(max = 2000))]
+    pub description: Option<String>,
+    /// The creator.
+    pub owner_id: Option<UserId>,
+}
+
+/// Input of `rename`.
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
+pub struct RenameProject {
+    /// 1 to 100 characters.
+    #[validate(length(min = 1, max = 100))]
+    pub name: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = projects, treat_none_as_default_value = false)]
+struct InsertProject<'a> {
+    id: ProjectId,
+    tenant_id: TenantId,
+    owner_id: Option<UserId>,
+    name: &'a str,
+    description: Option<&'a str>,
+}
+
+/// Creates a project (canvas version 0). `NotFound` when the tenant or owner doesn't exist.
+pub async fn create(conn: &mut Conn, tenant_id: TenantId, input: &NewProject) -> Result<Project> {
+    validate(input)?;
+    diesel::insert_into(projects::table)
+        .values(InsertProject {
+            id: ProjectId::new(),
+            tenant_id,
+            owner_id: input.owner_id,
+            name: &input.name,
+            description: input.description.as_deref(),
+        })
+        .returning(Project::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| {
+            Error::from(e)
+                .not_found_on("projects_tenant_id_fkey", "tenant")
+                .not_found_on("projects_owner_id_fkey", "user")
+        })
+}
+
+/// The tenant's project with this id (archived or not).
+pub async fn find(conn: &mut Conn, tenant_id: TenantId, id: ProjectId) -> Result<Project> {
+    projects::table
+        .find(id)
+        .filter(projects::tenant_id.eq(tenant_id))
+        .select(Project::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "project" })
+}
+
+/// Renames the tenant's project.
+pub async fn rename(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    id: ProjectId,
+    input: &RenameProject,
+) -> Result<Project> {
+    validate(input)?;
+    diesel::update(
+        projects::table
+            .find(id)
+            .filter(projects::tenant_id.eq(tenant_id)),
+    )
+    .set(projects::name.eq(&input.name))
+    .returning(Project::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?
+    .ok_or(Error::NotFound { entity: "project" })
+}
+
+/// Archives the tenant's project. Archiving twice keeps the first time.
+pub async fn archive(conn: &mut Conn, tenant_id: TenantId, id: ProjectId) -> Result<Project> {
+    diesel::update(
+        projects::table
+            .find(id)
+            .filter(projects::tenant_id.eq(tenant_id)),
+    )
+    .set(projects::archived_at.eq(coalesce(projects::archived_at, Some(Utc::now()))))
+    .returning(Project::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?
+    .ok_or(Error::NotFound { entity: "project" })
+}
+
+/// Where a page of `list` ends: the last row's sort key and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectCursor {
+    /// The last row's `created_at`.
+    pub created_at: DateTime<Utc>,
+    /// The last row's id (breaks ties).
+    pub id: ProjectId,
+}
+
+/// Input of `list`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+pub struct ProjectFilter {
+    /// Include archived projects too.
+    #[serde(default)]
+    pub include_archived: bool,
+    /// Continue after this row (the previous page's `next`).
+    pub after: Option<ProjectCursor>,
+    /// Page size, 1 to 100.
+    #[validate(range(min = 1, max = 100))]
+    pub limit: i64,
+}
+
+impl Default for ProjectFilter {
+    fn default() -> Self {
+        Self {
+            include_archived: false,
+            after: None,
+            limit: 50,
+        }
+    }
+}
+
+/// One page of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectPage {
+    /// The projects, newest first.
+    pub items: Vec<Project>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<ProjectCursor>,
+}
+
+/// The tenant's projects, newest first, keyset-paginated on `(created_at, id)`.
+pub async fn list(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    filter: &ProjectFilter,
+) -> Result<ProjectPage> {
+    validate(filter)?;
+    let mut query = projects::table
+        .filter(projects::tenant_id.eq(tenant_id))
+        .select(Project::as_select())
+        .order((projects::created_at.desc(), projects::id.desc()))
+        // One extra row says whether there is a next page.
+        .limit(filter.limit + 1)
+        .into_boxed();
+    if !filter.include_archived {
+        query = query.filter(projects::archived_at.is_null());
+    }
+    if let Some(after) = filter.after {
+        query = query.filter(
+            projects::created_at
+                .lt(after.created_at)
+                .or(projects::created_at
+                    .eq(after.created_at)
+                    .and(projects::id.lt(after.id))),
+        );
+    }
+    let mut items = query.load(conn).await?;
+    let next = if items.len() as i64 > filter.limit {
+        items.truncate(filter.limit as usize);
+        items.last().map(|p| ProjectCursor {
+            created_at: p.created_at,
+            id: p.id,
+        })
+    } else {
+        None
+    };
+    Ok(ProjectPage { items, next })
+}

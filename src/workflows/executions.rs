@@ -1,0 +1,535 @@
+//! `executions`: runs of a workflow, and their state machine.
+//!
+//! Every status change goes through `transition`, one guarded UPDATE
+//! (`WHERE id = $1 AND status = ANY($sources)`), where `$sources` comes from
+//! the one table of legal moves, `ExecutionStatus::TRANSITIONS`. Of two
+//! concurrent changes only one can match; the other is refused.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use validator::Validate;
+
+use crate::error::validate;
+use crate::functions::coalesce;
+use crate::schema::{execution_steps, executions, workflows};
+use crate::workflows::execution_steps::ExecutionStep;
+use crate::workflows::workflows::{ExecutionWithSteps, Workflow};
+use crate::{Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId, UserId, WorkflowId};
+
+crate::sql_enum! {
+    /// Where an execution is in its life.
+    pub enum ExecutionStatus: crate::schema::sql_types::ExecutionStatus {
+        /// Waiting for a worker to claim it.
+        Pending => "pending",
+        /// A worker runs it.
+        Running => "running",
+        /// Stopped on purpose; may resume.
+        Paused => "paused",
+        /// Finished successfully (terminal).
+        Completed => "completed",
+        /// Finished with an error (terminal).
+        Failed => "failed",
+        /// Stopped for good before finishing (terminal).
+        Cancelled => "cancelled",
+    }
+}
+
+impl ExecutionStatus {
+    /// The legal moves, `(from, to)`. Nothing leaves a terminal status.
+    pub const TRANSITIONS: &'static [(ExecutionStatus, ExecutionStatus)] = {
+        use ExecutionStatus::*;
+        &[
+            (Pending, Running),
+            (Pending, Cancelled),
+            (Running, Paused),
+            (Running, Completed),
+            (Running, Failed),
+            (Running, Cancelled),
+            (Paused, Running),
+            (Paused, Cancelled),
+        ]
+    };
+
+    /// Whether `self -> to` is a legal move.
+    pub fn can_become(self, to: ExecutionStatus) -> bool {
+        Self::TRANSITIONS.contains(&(self, to))
+    }
+
+    /// The statuses from which `to` may be entered.
+    pub fn sources(to: ExecutionStatus) -> Vec<ExecutionStatus> {
+        Self::TRANSITIONS
+            .iter()
+            .filter(|(_, t)| *t == to)
+            .map(|(f, _)| *f)
+            .collect()
+    }
+
+    /// Completed, failed or cancelled: no move leaves it.
+    pub fn is_terminal(self) -> bool {
+        !Self::TRANSITIONS.iter().any(|(f, _)| *f == self)
+    }
+}
+
+/// A row of `executions`.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = executions, check_for_backend(diesel::pg::Pg))]
+pub struct Execution {
+    /// Primary key.
+    pub id: ExecutionId,
+    /// The owning tenant (the workflow's).
+    pub tenant_id: TenantId,
+    /// The workflow being run.
+    pub workflow_id: WorkflowId,
+    /// Who started it.
+    pub user_id: Option<UserId>,
+    /// The workflow version its steps were made from.
+    pub workflow_version: i64,
+    /// Where it is in its life.
+    pub status: ExecutionStatus,
+    /// The input it was started with.
+    pub input: Value,
+    /// The result, once completed.
+    pub output: Option<Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The worker that claimed it.
+    pub worker_id: Option<String>,
+    /// When it first ran (set by pending -> running).
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it entered a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When the row last changed (kept by a trigger).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Input of `start`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+pub struct StartExecution {
+    /// Who starts it.
+    pub user_id: Option<UserId>,
+    /// The execution's input: a JSON object.
+    #[validate(custom(function = "json_object"))]
+    #[serde(default = "empty_object")]
+    pub input: Value,
+    /// How many times each step may be attempted, 1 to 100.
+    #[validate(range(min = 1, max = 100))]
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: i32,
+}
+
+impl Default for StartExecution {
+    fn default() -> Self {
+        Self {
+            user_id: None,
+            input: empty_object(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+fn default_max_attempts() -> i32 {
+    3
+}
+
+fn json_object(value: &Value) -> std::result::Result<(), validator::ValidationError> {
+    if value.is_object() {
+        Ok(())
+    } else {
+        Err(validator::ValidationError::new("object").with_message("must be a JSON object".into()))
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = executions, treat_none_as_default_value = false)]
+struct InsertExecution<'a> {
+    id: ExecutionId,
+    tenant_id: TenantId,
+    workflow_id: WorkflowId,
+    user_id: Option<UserId>,
+    workflow_version: i64,
+    input: &'a Value,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = execution_steps)]
+struct InsertStep<'a> {
+    id: ExecutionStepId,
+    execution_id: ExecutionId,
+    node_id: &'a str,
+    position: i32,
+    max_attempts: i32,
+}
+
+/// Starts a run of the tenant's workflow: the execution (pending) and one
+/// pending step per graph node, in one transaction.
+pub async fn start(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    workflow_id: WorkflowId,
+    input: &StartExecution,
+) -> Result<ExecutionWithSteps> {
+    validate(input)?;
+    conn.transaction(async |conn| {
+        // FOR SHARE: the graph can't change between reading it and making the steps.
+        let workflow: Workflow = workflows::table
+            .find(workflow_id)
+            .filter(workflows::tenant_id.eq(tenant_id))
+            .select(Workflow::as_select())
+            .for_share()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "workflow" })?;
+        let graph = workflow.graph()?;
+        let execution = diesel::insert_into(executions::table)
+            .values(InsertExecution {
+                id: ExecutionId::new(),
+                tenant_id,
+                workflow_id,
+                user_id: input.user_id,
+                workflow_version: workflow.version,
+                input: &input.input,
+            })
+            .returning(Execution::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| Error::from(e).not_found_on("executions_user_id_fkey", "user"))?;
+        let rows: Vec<InsertStep> = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| InsertStep {
+                id: ExecutionStepId::new(),
+                execution_id: execution.id,
+                node_id: &node.id,
+                position: i as i32,
+                max_attempts: input.max_attempts,
+            })
+            .collect();
+        let mut steps: Vec<ExecutionStep> = if rows.is_empty() {
+            Vec::new()
+        } else {
+            diesel::insert_into(execution_steps::table)
+                .values(&rows)
+                .returning(ExecutionStep::as_returning())
+                .get_results(conn)
+                .await?
+        };
+        steps.sort_by_key(|s| s.position);
+        Ok(ExecutionWithSteps { execution, steps })
+    })
+    .await
+}
+
+/// The tenant's execution with this id.
+pub async fn find(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Result<Execution> {
+    executions::table
+        .find(id)
+        .filter(executions::tenant_id.eq(tenant_id))
+        .select(Execution::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound {
+            entity: "execution",
+        })
+}
+
+/// What a transition writes besides the status.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = executions)]
+struct Outcome<'a> {
+    output: Option<&'a Value>,
+    error: Option<&'a str>,
+    worker_id: Option<&'a str>,
+}
+
+/// The one place an execution's status changes. Moves `id` to `to` if its
+/// current status may become `to`; sets the timestamps the move implies
+/// (entering `running` the first time sets `started_at`, entering a terminal
+/// status sets `finished_at`). Otherwise writes nothing and returns
+/// `IllegalTransition` (or `NotFound`). `only_from` narrows the legal
+/// sources further: `resume` is paused -> running only, and pending ->
+/// running belongs to `claim_next`.
+async fn transition(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    id: ExecutionId,
+    only_from: Option<ExecutionStatus>,
+    to: ExecutionStatus,
+    outcome: Outcome<'_>,
+) -> Result<Execution> {
+    let mut sources = ExecutionStatus::sources(to);
+    if let Some(from) = only_from {
+        sources.retain(|s| *s == from);
+    }
+    let now = Utc::now();
+    // coalesce keeps the first start across pause/resume; NULL leaves it alone.
+    let started = (to == ExecutionStatus::Running).then_some(now);
+    let finished = to.is_terminal().then_some(now);
+    let changed = diesel::update(
+        executions::table
+            .find(id)
+            .filter(executions::tenant_id.eq(tenant_id))
+            .filter(executions::status.eq_any(sources)),
+    )
+    .set((
+        executions::status.eq(to),
+        executions::started_at.eq(coalesce(executions::started_at, started)),
+        executions::finished_at.eq(coalesce(executions::finished_at, finished)),
+        outcome,
+    ))
+    .returning(Execution::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    if let Some(execution) = changed {
+        return Ok(execution);
+    }
+    let from = find(conn, tenant_id, id).await?.status;
+    Err(Error::IllegalTransition {
+        from: from.to_string(),
+        to: to.to_string(),
+    })
+}
+
+/// Claims the tenant's oldest pending execution for `worker_id` and marks it
+/// running; `None` when nothing is pending. Workers polling at once never
+/// get the same execution: the candidate row is locked with
+/// `FOR UPDATE SKIP LOCKED`, so each worker skips rows others are claiming.
+pub async fn claim_next(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    worker_id: &str,
+) -> Result<Option<Execution>> {
+    if !(1..=200).contains(&worker_id.chars().count()) {
+        return Err(Error::invalid(
+            "worker_id",
+            "length",
+            "must be 1 to 200 characters long",
+        ));
+    }
+    conn.transaction(async |conn| {
+        let next: Option<ExecutionId> = executions::table
+            .filter(executions::tenant_id.eq(tenant_id))
+            .filter(executions::status.eq(ExecutionStatus::Pending))
+            .order((executions::created_at, executions::id))
+            .select(executions::id)
+            .for_update()
+            .skip_locked()
+            .first(conn)
+            .await
+            .optional()?;
+        match next {
+            None => Ok(None),
+            Some(id) => transition(
+                conn,
+                tenant_id,
+                id,
+                Some(ExecutionStatus::Pending),
+                ExecutionStatus::Running,
+                Outcome {
+                    worker_id: Some(worker_id),
+                    ..Outcome::default()
+                },
+            )
+            .await
+            .map(Some),
+        }
+    })
+    .await
+}
+
+/// running -> completed, with its output.
+pub async fn complete(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    id: ExecutionId,
+    output: &Value,
+) -> Result<Execution> {
+    let outcome = Outcome {
+        output: Some(output),
+        ..Outcome::default()
+    };
+    transition(
+        conn,
+        tenant_id,
+        id,
+        None,
+        ExecutionStatus::Completed,
+        outcome,
+    )
+    .await
+}
+
+/// running -> failed, with why (1 to 10000 characters).
+pub async fn fail(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    id: ExecutionId,
+    error: &str,
+) -> Result<Execution> {
+    if !(1..=10_000).contains(&error.chars().count()) {
+        return Err(Error::invalid(
+            "error",
+            "length",
+            "must be 1 to 10000 characters long",
+        ));
+    }
+    let outcome = Outcome {
+        error: Some(error),
+        ..Outcome::default()
+    };
+    transition(conn, tenant_id, id, None, ExecutionStatus::Failed, outcome).await
+}
+
+/// running -> paused.
+pub async fn pause(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Result<Execution> {
+    transition(
+        conn,
+        tenant_id,
+        id,
+        None,
+        ExecutionStatus::Paused,
+        Outcome::default(),
+    )
+    .await
+}
+
+/// paused -> running (keeps the first `started_at`).
+pub async fn resume(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Result<Execution> {
+    transition(
+        conn,
+        tenant_id,
+        id,
+        Some(ExecutionStatus::Paused),
+        ExecutionStatus::Running,
+        Outcome::default(),
+    )
+    .await
+}
+
+/// pending, running or paused -> cancelled.
+pub async fn cancel(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Result<Execution> {
+    transition(
+        conn,
+        tenant_id,
+        id,
+        None,
+        ExecutionStatus::Cancelled,
+        Outcome::default(),
+    )
+    .await
+}
+
+/// Where a page of `list` ends: the last row's sort key and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionCursor {
+    /// The last row's `created_at`.
+    pub created_at: DateTime<Utc>,
+    /// The last row's id (breaks ties).
+    pub id: ExecutionId,
+}
+
+/// Input of `list`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+pub struct ExecutionFilter {
+    /// Only executions in this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only executions created at or after this instant.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Only executions created before this instant.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Continue after this row (the previous page's `next`).
+    pub after: Option<ExecutionCursor>,
+    /// Page size, 1 to 100.
+    #[validate(range(min = 1, max = 100))]
+    pub limit: i64,
+}
+
+impl Default for ExecutionFilter {
+    fn default() -> Self {
+        Self {
+            status: None,
+            created_from: None,
+            created_before: None,
+            after: None,
+            limit: 50,
+        }
+    }
+}
+
+/// One page of `list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExecutionPage {
+    /// The executions, newest first.
+    pub items: Vec<Execution>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<ExecutionCursor>,
+}
+
+/// The executions of the tenant's workflow, newest first, filtered by status
+/// and creation time, keyset-paginated on `(created_at, id)`.
+pub async fn list(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    workflow_id: WorkflowId,
+    filter: &ExecutionFilter,
+) -> Result<ExecutionPage> {
+    validate(filter)?;
+    if let (Some(from), Some(before)) = (filter.created_from, filter.created_before)
+        && from >= before
+    {
+        return Err(Error::invalid(
+            "created_before",
+            "range",
+            "must be after created_from",
+        ));
+    }
+    let mut query = executions::table
+        .filter(executions::workflow_id.eq(workflow_id))
+        .filter(executions::tenant_id.eq(tenant_id))
+        .select(Execution::as_select())
+        .order((executions::created_at.desc(), executions::id.desc()))
+        // One extra row says whether there is a next page.
+        .limit(filter.limit + 1)
+        .into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(executions::status.eq(status));
+    }
+    if let Some(from) = filter.created_from {
+        query = query.filter(executions::created_at.ge(from));
+    }
+    if let Some(before) = filter.created_before {
+        query = query.filter(executions::created_at.lt(before));
+    }
+    if let Some(after) = filter.after {
+        query = query.filter(
+            executions::created_at
+                .lt(after.created_at)
+                .or(executions::created_at
+                    .eq(after.created_at)
+                    .and(executions::id.lt(after.id))),
+        );
+    }
+    let mut items = query.load(conn).await?;
+    let next = if items.len() as i64 > filter.limit {
+        items.truncate(filter.limit as usize);
+        items.last().map(|e| ExecutionCursor {
+            created_at: e.created_at,
+            id: e.id,
+        })
+    } else {
+        None
+    };
+    Ok(ExecutionPage { items, next })
+}

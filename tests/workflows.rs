@@ -1,0 +1,1126 @@
+//! The workflow engine against a real PostgreSQL: workflows, executions and
+//! steps, their state machines, the claim queue under real concurrency, and
+//! the nested load's bounded query count.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::TestDb;
+use database::auth::{NewUser, users};
+use database::schema::tenants;
+use database::workflows::{
+    ExecutionFilter, ExecutionStatus, GraphEdge, GraphNode, NewWorkflow, StartExecution,
+    StepStatus, WorkflowGraph, WorkflowPatch, execution_steps, executions, workflows,
+};
+use database::{Conn, Error, ExecutionId, TenantId, UserId, WorkflowId};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+
+async fn tenant(conn: &mut Conn, slug: &str) -> TenantId {
+    let id = TenantId::new();
+    diesel::insert_into(tenants::table)
+        .values((
+            tenants::id.eq(id),
+            tenants::name.eq(slug),
+            tenants::slug.eq(slug),
+        ))
+        .execute(conn)
+        .await
+        .unwrap();
+    id
+}
+
+async fn user(conn: &mut Conn, email: &str) -> UserId {
+    users::create(
+        conn,
+        &NewUser {
+            email: email.to_owned(),
+            ..NewUser::default()
+        },
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+fn node(id: &str) -> GraphNode {
+    GraphNode {
+        id: id.to_owned(),
+        node_type: "task".to_owned(),
+        data: json!({}),
+    }
+}
+
+fn edge(source: &str, target: &str) -> GraphEdge {
+    GraphEdge {
+        source: source.to_owned(),
+        target: target.to_owned(),
+    }
+}
+
+/// a -> b -> c
+fn chain() -> WorkflowGraph {
+    WorkflowGraph {
+        nodes: vec![node("a"), node("b"), node("c")],
+        edges: vec![edge("a", "b"), edge("b", "c")],
+    }
+}
+
+fn new_workflow(name: &str, graph: WorkflowGraph) -> NewWorkflow {
+    NewWorkflow {
+        name: name.to_owned(),
+        graph,
+        ..NewWorkflow::default()
+    }
+}
+
+async fn workflow(conn: &mut Conn, tenant_id: TenantId) -> WorkflowId {
+    workflows::create(conn, tenant_id, &new_workflow("Pipeline", chain()))
+        .await
+        .unwrap()
+        .id
+}
+
+async fn start(conn: &mut Conn, tenant_id: TenantId, workflow_id: WorkflowId) -> ExecutionId {
+    executions::start(conn, tenant_id, workflow_id, &StartExecution::default())
+        .await
+        .unwrap()
+        .execution
+        .id
+}
+
+// ---------------------------------------------------------------- workflows
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_and_find_a_workflow() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let owner = user(&mut conn, "ann@example.com").await;
+    let input = NewWorkflow {
+        owner_id: Some(owner),
+        description: Some("nightly".into()),
+        ..new_workflow("Pipeline", chain())
+    };
+    let created = workflows::create(&mut conn, tn, &input).await.unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(created.tenant_id, tn);
+    assert_eq!(created.owner_id, Some(owner));
+    assert_eq!(created.graph().unwrap(), chain());
+    let found = workflows::find(&mut conn, tn, created.id).await.unwrap();
+    assert_eq!(found, created);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_refuses_bad_input_and_writes_nothing() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+
+    let err = workflows::create(&mut conn, tn, &new_workflow("", chain()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["name"]);
+
+    let dangling = WorkflowGraph {
+        nodes: vec![node("a"), node("b")],
+        edges: vec![edge("a", "b"), edge("b", "ghost")],
+    };
+    let err = workflows::create(&mut conn, tn, &new_workflow("x", dangling))
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["graph.edges[1].target"]);
+
+    let twice = WorkflowGraph {
+        nodes: vec![node("a"), node("a"), node("")],
+        edges: vec![edge("nowhere", "a")],
+    };
+    let err = workflows::create(&mut conn, tn, &new_workflow("", twice))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.invalid_fields(),
+        vec![
+            "graph.edges[0].source",
+            "graph.nodes[1].id",
+            "graph.nodes[2].id",
+            "name"
+        ]
+    );
+
+    let err = workflows::create(
+        &mut conn,
+        tn,
+        &NewWorkflow {
+            owner_id: Some(UserId::new()),
+            ..new_workflow("x", chain())
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
+
+    let err = workflows::create(&mut conn, TenantId::new(), &new_workflow("x", chain()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "tenant" }),
+        "{err:?}"
+    );
+    drop(conn);
+    assert_eq!(t.count("workflows").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_checks_the_version_and_bumps_it() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let id = workflow(&mut conn, tn).await;
+
+    let graph = WorkflowGraph {
+        nodes: vec![node("a"), node("z")],
+        edges: vec![edge("a", "z")],
+    };
+    let patch = WorkflowPatch {
+        name: Some("Renamed".into()),
+        graph: Some(graph.clone()),
+        ..WorkflowPatch::default()
+    };
+    let updated = workflows::update(&mut conn, tn, id, 1, &patch)
+        .await
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.name, "Renamed");
+    assert_eq!(updated.graph().unwrap(), graph);
+
+    // Based on version 1 again: somebody (we) changed it since.
+    let err = workflows::update(&mut conn, tn, id, 1, &patch)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Stale {
+                entity: "workflow",
+                expected: 1
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Bad input: refused before the version check, nothing changes.
+    let bad = WorkflowPatch {
+        name: Some(String::new()),
+        graph: Some(WorkflowGraph {
+            nodes: vec![node("a")],
+            edges: vec![edge("a", "b")],
+        }),
+        ..WorkflowPatch::default()
+    };
+    let err = workflows::update(&mut conn, tn, id, 2, &bad)
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["graph.edges[0].target", "name"]);
+    let now = workflows::find(&mut conn, tn, id).await.unwrap();
+    assert_eq!(now, updated);
+
+    let err = workflows::update(&mut conn, tn, WorkflowId::new(), 1, &patch)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "workflow" }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_updates_of_one_version_one_wins_the_rest_are_stale() {
+    let t = TestDb::new().await;
+    let tn = tenant(&mut *t.conn().await, "acme").await;
+    let id = workflow(&mut *t.conn().await, tn).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut conn = t.db.conn().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let patch = WorkflowPatch {
+                name: Some(format!("editor {i}")),
+                graph: Some(WorkflowGraph {
+                    nodes: vec![node(&format!("n{i}"))],
+                    edges: vec![],
+                }),
+                ..WorkflowPatch::default()
+            };
+            workflows::update(&mut conn, tn, id, 1, &patch).await
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut stale = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(w) => winners.push(w),
+            Err(Error::Stale { expected: 1, .. }) => stale += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(stale, 7);
+    let stored = workflows::find(&mut *t.conn().await, tn, id).await.unwrap();
+    assert_eq!(stored.version, 2);
+    // The stored graph is the winner's whole graph, not a mix.
+    assert_eq!(stored, winners[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_removes_the_workflow_and_its_history() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let id = workflow(&mut conn, tn).await;
+    start(&mut conn, tn, id).await;
+    workflows::delete(&mut conn, tn, id).await.unwrap();
+    let err = workflows::delete(&mut conn, tn, id).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "workflow" }));
+    drop(conn);
+    assert_eq!(t.count("workflows").await, 0);
+    assert_eq!(t.count("executions").await, 0);
+    assert_eq!(t.count("execution_steps").await, 0);
+}
+
+// --------------------------------------------------------------- executions
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_creates_the_execution_and_its_pending_steps() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let who = user(&mut conn, "ann@example.com").await;
+    let id = workflow(&mut conn, tn).await;
+    let started = executions::start(
+        &mut conn,
+        tn,
+        id,
+        &StartExecution {
+            user_id: Some(who),
+            input: json!({"n": 1}),
+            max_attempts: 2,
+        },
+    )
+    .await
+    .unwrap();
+    let e = &started.execution;
+    assert_eq!(e.status, ExecutionStatus::Pending);
+    assert_eq!(e.workflow_version, 1);
+    assert_eq!(e.user_id, Some(who));
+    assert_eq!(e.input, json!({"n": 1}));
+    assert!(e.started_at.is_none() && e.finished_at.is_none());
+    let nodes: Vec<_> = started.steps.iter().map(|s| s.node_id.as_str()).collect();
+    assert_eq!(nodes, ["a", "b", "c"]);
+    assert!(
+        started
+            .steps
+            .iter()
+            .all(|s| s.status == StepStatus::Pending && s.attempts == 0 && s.max_attempts == 2)
+    );
+    assert_eq!(
+        execution_steps::list_for_execution(&mut conn, tn, e.id)
+            .await
+            .unwrap(),
+        started.steps
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_refuses_bad_input_and_writes_nothing() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let id = workflow(&mut conn, tn).await;
+    let err = executions::start(
+        &mut conn,
+        tn,
+        id,
+        &StartExecution {
+            input: json!([1, 2]),
+            max_attempts: 0,
+            ..StartExecution::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["input", "max_attempts"]);
+
+    let err = executions::start(
+        &mut conn,
+        tn,
+        id,
+        &StartExecution {
+            user_id: Some(UserId::new()),
+            ..StartExecution::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
+
+    let err = executions::start(&mut conn, tn, WorkflowId::new(), &StartExecution::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "workflow" }));
+    drop(conn);
+    assert_eq!(t.count("executions").await, 0);
+    assert_eq!(t.count("execution_steps").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_statuses_are_refused_with_a_typed_error() {
+    let err = "bogus".parse::<ExecutionStatus>().unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["ExecutionStatus"]);
+    let err = "done".parse::<StepStatus>().unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["StepStatus"]);
+    assert!(
+        serde_json::from_value::<ExecutionFilter>(json!({"status": "bogus", "limit": 5})).is_err()
+    );
+    let ok: ExecutionFilter =
+        serde_json::from_value(json!({"status": "paused", "limit": 5})).unwrap();
+    assert_eq!(ok.status, Some(ExecutionStatus::Paused));
+    // The labels are exactly seed 002's.
+    let labels: Vec<_> = ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "pending",
+            "running",
+            "paused",
+            "completed",
+            "failed",
+            "cancelled"
+        ]
+    );
+    let labels: Vec<_> = StepStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["pending", "running", "completed", "failed", "skipped"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_enums_match_the_rust_enums() {
+    use diesel::sql_types::Text;
+    #[derive(QueryableByName)]
+    struct Label {
+        #[diesel(sql_type = Text)]
+        label: String,
+    }
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    for (ty, expected) in [
+        (
+            "execution_status",
+            ExecutionStatus::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "step_status",
+            StepStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        ),
+    ] {
+        let rows: Vec<Label> = diesel::sql_query(
+            "SELECT enumlabel::text AS label FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid \
+             WHERE t.typname = $1 ORDER BY e.enumsortorder",
+        )
+        .bind::<Text, _>(ty)
+        .load(&mut conn)
+        .await
+        .unwrap();
+        let labels: Vec<_> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, expected, "{ty}");
+    }
+}
+
+/// Brings a fresh execution into `status` through legal moves only.
+async fn execution_in(
+    conn: &mut Conn,
+    tn: TenantId,
+    wf: WorkflowId,
+    status: ExecutionStatus,
+) -> ExecutionId {
+    use ExecutionStatus::*;
+    let id = start(conn, tn, wf).await;
+    if status == Pending {
+        return id;
+    }
+    if status == Cancelled {
+        executions::cancel(conn, tn, id).await.unwrap();
+        return id;
+    }
+    let claimed = executions::claim_next(conn, tn, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, id, "the only pending execution is claimed");
+    match status {
+        Running => {}
+        Paused => {
+            executions::pause(conn, tn, id).await.unwrap();
+        }
+        Completed => {
+            executions::complete(conn, tn, id, &json!({}))
+                .await
+                .unwrap();
+        }
+        Failed => {
+            executions::fail(conn, tn, id, "boom").await.unwrap();
+        }
+        _ => unreachable!(),
+    }
+    id
+}
+
+/// Asks for `to` through the public function that enters it.
+async fn move_to(
+    conn: &mut Conn,
+    tn: TenantId,
+    id: ExecutionId,
+    to: ExecutionStatus,
+) -> Result<database::workflows::Execution, Error> {
+    use ExecutionStatus::*;
+    match to {
+        Running => executions::resume(conn, tn, id).await,
+        Paused => executions::pause(conn, tn, id).await,
+        Completed => executions::complete(conn, tn, id, &json!({"ok": true})).await,
+        Failed => executions::fail(conn, tn, id, "boom").await,
+        Cancelled => executions::cancel(conn, tn, id).await,
+        Pending => unreachable!("nothing enters pending"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_illegal_execution_transition_is_refused_and_writes_nothing() {
+    use ExecutionStatus::*;
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let wf = workflow(&mut conn, tn).await;
+    let (mut legal, mut refused) = (0, 0);
+    for &from in ExecutionStatus::ALL {
+        for &to in ExecutionStatus::ALL {
+            if to == Pending {
+                continue; // no function enters pending, and nothing may
+            }
+            let id = execution_in(&mut conn, tn, wf, from).await;
+            let before = executions::find(&mut conn, tn, id).await.unwrap();
+            // pending -> running is legal, but only claim_next does it.
+            let allowed = from.can_become(to) && !(from == Pending && to == Running);
+            match move_to(&mut conn, tn, id, to).await {
+                Ok(after) => {
+                    assert!(allowed, "{from} -> {to} was allowed");
+                    assert_eq!(after.status, to);
+                    legal += 1;
+                }
+                Err(Error::IllegalTransition { from: f, to: tt }) => {
+                    assert!(!allowed, "{from} -> {to} was refused");
+                    assert_eq!((f.as_str(), tt.as_str()), (from.as_str(), to.as_str()));
+                    let after = executions::find(&mut conn, tn, id).await.unwrap();
+                    assert_eq!(after, before, "{from} -> {to} wrote something");
+                    refused += 1;
+                }
+                Err(e) => panic!("{from} -> {to}: {e:?}"),
+            }
+            // Leave no pending execution behind for the next claim.
+            let _ = executions::cancel(&mut conn, tn, id).await;
+        }
+    }
+    assert_eq!(legal, 7);
+    assert_eq!(refused, 30 - 7);
+    // Terminal means terminal.
+    for s in [Completed, Failed, Cancelled] {
+        assert!(s.is_terminal());
+    }
+    assert!(!Running.is_terminal());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transitions_set_the_timestamps_they_imply() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let wf = workflow(&mut conn, tn).await;
+    let id = start(&mut conn, tn, wf).await;
+    let claimed = executions::claim_next(&mut conn, tn, "worker-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.worker_id.as_deref(), Some("worker-1"));
+    let started = claimed.started_at.expect("claim sets started_at");
+    assert!(claimed.finished_at.is_none());
+    let paused = executions::pause(&mut conn, tn, id).await.unwrap();
+    assert_eq!(paused.started_at, Some(started));
+    let resumed = executions::resume(&mut conn, tn, id).await.unwrap();
+    assert_eq!(
+        resumed.started_at,
+        Some(started),
+        "resume keeps the first start"
+    );
+    let done = executions::complete(&mut conn, tn, id, &json!({"answer": 42}))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(done.output, Some(json!({"answer": 42})));
+    assert!(done.finished_at.unwrap() >= started);
+
+    let id = start(&mut conn, tn, wf).await;
+    let cancelled = executions::cancel(&mut conn, tn, id).await.unwrap();
+    assert!(cancelled.started_at.is_none());
+    assert!(cancelled.finished_at.is_some());
+
+    let id = start(&mut conn, tn, wf).await;
+    executions::claim_next(&mut conn, tn, "w").await.unwrap();
+    let err = executions::fail(&mut conn, tn, id, "").await.unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["error"]);
+    let failed = executions::fail(&mut conn, tn, id, "boom").await.unwrap();
+    assert_eq!(failed.error.as_deref(), Some("boom"));
+    assert!(failed.finished_at.is_some());
+
+    let err = executions::claim_next(&mut conn, tn, "").await.unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["worker_id"]);
+    assert!(
+        executions::claim_next(&mut conn, tn, "w")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_transitions_of_one_execution_only_one_succeeds() {
+    let t = TestDb::new().await;
+    let tn = tenant(&mut *t.conn().await, "acme").await;
+    let wf = workflow(&mut *t.conn().await, tn).await;
+    let id = execution_in(&mut *t.conn().await, tn, wf, ExecutionStatus::Running).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut conn = t.db.conn().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                executions::complete(&mut conn, tn, id, &json!({"by": i})).await
+            } else {
+                executions::cancel(&mut conn, tn, id).await
+            }
+        }));
+    }
+    let mut ok = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(e) => ok.push(e),
+            Err(Error::IllegalTransition { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok.len(), 1);
+    let stored = executions::find(&mut *t.conn().await, tn, id)
+        .await
+        .unwrap();
+    assert_eq!(stored, ok[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_workers_claim_each_of_1000_pending_executions_exactly_once() {
+    let t = TestDb::new().await;
+    let tn = tenant(&mut *t.conn().await, "acme").await;
+    let wf = workflows::create(
+        &mut *t.conn().await,
+        tn,
+        &new_workflow(
+            "one step",
+            WorkflowGraph {
+                nodes: vec![node("only")],
+                edges: vec![],
+            },
+        ),
+    )
+    .await
+    .unwrap()
+    .id;
+    {
+        let mut conn = t.conn().await;
+        for _ in 0..1000 {
+            start(&mut conn, tn, wf).await;
+        }
+    }
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let mut conn = t.db.conn().await.unwrap();
+        workers.push(tokio::spawn(async move {
+            let name = format!("worker-{w}");
+            let mut mine = Vec::new();
+            while let Some(e) = executions::claim_next(&mut conn, tn, &name).await.unwrap() {
+                assert_eq!(e.status, ExecutionStatus::Running);
+                assert_eq!(e.worker_id.as_deref(), Some(name.as_str()));
+                mine.push(e.id);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    assert_eq!(all.len(), 1000, "every execution claimed once in total");
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(distinct.len(), 1000, "no execution claimed twice");
+
+    use database::schema::executions as ex;
+    let mut conn = t.conn().await;
+    let running: i64 = ex::table
+        .filter(ex::status.eq(ExecutionStatus::Running))
+        .filter(ex::worker_id.is_not_null())
+        .filter(ex::started_at.is_not_null())
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(running, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_pages_newest_first_and_filters_by_status_and_time() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let wf = workflow(&mut conn, tn).await;
+    let other = workflow(&mut conn, tn).await;
+    start(&mut conn, tn, other).await;
+    let mut ids = Vec::new();
+    for _ in 0..25 {
+        ids.push(start(&mut conn, tn, wf).await);
+    }
+    // Cancel every fifth one.
+    for id in ids.iter().step_by(5) {
+        executions::cancel(&mut conn, tn, *id).await.unwrap();
+    }
+
+    let mut seen = Vec::new();
+    let mut filter = ExecutionFilter {
+        limit: 10,
+        ..ExecutionFilter::default()
+    };
+    let mut pages = 0;
+    loop {
+        let page = executions::list(&mut conn, tn, wf, &filter).await.unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().map(|e| (e.created_at, e.id)));
+        match page.next {
+            Some(next) => filter.after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut expected = seen.clone();
+    expected.sort_by(|a, b| b.cmp(a));
+    assert_eq!(seen, expected, "newest first");
+    let got: HashSet<_> = seen.iter().map(|(_, id)| *id).collect();
+    assert_eq!(got, ids.iter().copied().collect::<HashSet<_>>());
+
+    let cancelled = executions::list(
+        &mut conn,
+        tn,
+        wf,
+        &ExecutionFilter {
+            status: Some(ExecutionStatus::Cancelled),
+            ..ExecutionFilter::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(cancelled.items.len(), 5);
+    assert!(cancelled.next.is_none());
+
+    let all = executions::list(&mut conn, tn, wf, &ExecutionFilter::default())
+        .await
+        .unwrap()
+        .items;
+    // A window [created_at of the 10th newest, created_at of the 3rd newest).
+    let window = ExecutionFilter {
+        created_from: Some(all[9].created_at),
+        created_before: Some(all[2].created_at),
+        ..ExecutionFilter::default()
+    };
+    let inside = executions::list(&mut conn, tn, wf, &window)
+        .await
+        .unwrap()
+        .items;
+    assert!(!inside.is_empty());
+    assert!(
+        inside
+            .iter()
+            .all(|e| e.created_at >= all[9].created_at && e.created_at < all[2].created_at)
+    );
+
+    let err = executions::list(
+        &mut conn,
+        tn,
+        wf,
+        &ExecutionFilter {
+            limit: 0,
+            ..ExecutionFilter::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["limit"]);
+    let err = executions::list(
+        &mut conn,
+        tn,
+        wf,
+        &ExecutionFilter {
+            created_from: Some(all[2].created_at),
+            created_before: Some(all[9].created_at),
+            ..ExecutionFilter::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["created_before"]);
+}
+
+/// Counts the statements `f` sends on a dedicated connection.
+async fn queries_of<F>(url: &str, f: F) -> usize
+where
+    F: AsyncFnOnce(&mut AsyncPgConnection),
+{
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let seen = counter.clone();
+    conn.set_instrumentation(move |event: diesel::connection::InstrumentationEvent<'_>| {
+        if let diesel::connection::InstrumentationEvent::StartQuery { .. } = event {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    f(&mut conn).await;
+    AtomicUsize::load(&counter, Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nested_load_costs_the_same_queries_for_1_and_100_executions() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let wf = workflow(&mut conn, tn).await;
+    start(&mut conn, tn, wf).await;
+
+    let one = queries_of(&t.url, async |c| {
+        let tree = workflows::find_with_recent_executions(c, tn, wf, 100)
+            .await
+            .unwrap();
+        assert_eq!(tree.executions.len(), 1);
+        assert_eq!(tree.executions[0].steps.len(), 3);
+    })
+    .await;
+
+    for _ in 0..99 {
+        start(&mut conn, tn, wf).await;
+    }
+    let hundred = queries_of(&t.url, async |c| {
+        let tree = workflows::find_with_recent_executions(c, tn, wf, 100)
+            .await
+            .unwrap();
+        assert_eq!(tree.executions.len(), 100);
+        for e in &tree.executions {
+            let nodes: Vec<_> = e.steps.iter().map(|s| s.node_id.as_str()).collect();
+            assert_eq!(nodes, ["a", "b", "c"]);
+            assert!(e.steps.iter().all(|s| s.execution_id == e.execution.id));
+        }
+        let keys: Vec<_> = tree
+            .executions
+            .iter()
+            .map(|e| (e.execution.created_at, e.execution.id))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(keys, sorted, "newest first");
+    })
+    .await;
+    assert_eq!(one, hundred);
+    assert_eq!(hundred, 3, "workflow, executions, steps");
+
+    // The seed's example: the last 10.
+    let recent = workflows::find_with_recent_executions(&mut conn, tn, wf, 10)
+        .await
+        .unwrap();
+    assert_eq!(recent.executions.len(), 10);
+    let err = workflows::find_with_recent_executions(&mut conn, tn, wf, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["limit"]);
+}
+
+// -------------------------------------------------------------------- steps
+
+#[tokio::test(flavor = "multi_thread")]
+async fn steps_run_fail_retry_within_their_attempts() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let wf = workflow(&mut conn, tn).await;
+    let run = executions::start(
+        &mut conn,
+        tn,
+        wf,
+        &StartExecution {
+            max_attempts: 2,
+            ..StartExecution::default()
+        },
+    )
+    .await
+    .unwrap();
+    let [a, b, c] = [run.steps[0].id, run.steps[1].id, run.steps[2].id];
+
+    let s = execution_steps::start(&mut conn, tn, a, Some(&json!({"x": 1})))
+        .await
+        .unwrap();
+    assert_eq!((s.status, s.attempts), (StepStatus::Running, 1));
+    assert!(s.started_at.is_some() && s.finished_at.is_none());
+    let s = execution_steps::finish(
+        &mut conn,
+        tn,
+        a,
+        &json!({"y": 2}),
+        Some(&json!({"valid": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.status, StepStatus::Completed);
+    assert_eq!(s.output, Some(json!({"y": 2})));
+    assert_eq!(s.validation, Some(json!({"valid": true})));
+    assert!(s.finished_at.is_some());
+
+    // b: fails, is retried once, fails again: no attempt left.
+    execution_steps::start(&mut conn, tn, b, None)
+        .await
+        .unwrap();
+    let err = execution_steps::fail(&mut conn, tn, b, "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["error"]);
+    let s = execution_steps::fail(&mut conn, tn, b, "timeout")
+        .await
+        .unwrap();
+    assert_eq!(s.status, StepStatus::Failed);
+    assert_eq!(s.error.as_deref(), Some("timeout"));
+    let s = execution_steps::retry(&mut conn, tn, b).await.unwrap();
+    assert_eq!((s.status, s.attempts), (StepStatus::Pending, 1));
+    assert!(s.finished_at.is_none());
+    let s = execution_steps::start(&mut conn, tn, b, None)
+        .await
+        .unwrap();
+    assert_eq!(s.attempts, 2);
+    assert!(s.error.is_none(), "a new attempt clears the last error");
+    let failed = execution_steps::fail(&mut conn, tn, b, "timeout again")
+        .await
+        .unwrap();
+    let err = execution_steps::retry(&mut conn, tn, b).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict { constraint, .. } if constraint == "execution_steps_attempts_bounded"),
+        "{err:?}"
+    );
+    assert_eq!(
+        execution_steps::find(&mut conn, tn, b).await.unwrap(),
+        failed
+    );
+    // Giving up on it is allowed.
+    let s = execution_steps::skip(&mut conn, tn, b).await.unwrap();
+    assert_eq!(s.status, StepStatus::Skipped);
+
+    let s = execution_steps::skip(&mut conn, tn, c).await.unwrap();
+    assert_eq!(s.status, StepStatus::Skipped);
+    assert!(s.finished_at.is_some());
+
+    let err = execution_steps::start(&mut conn, tn, database::ExecutionStepId::new(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::NotFound {
+            entity: "execution step"
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_illegal_step_transition_is_refused_and_writes_nothing() {
+    use StepStatus::*;
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let wf = workflow(&mut conn, tn).await;
+    let (mut legal, mut refused) = (0, 0);
+    for &from in StepStatus::ALL {
+        for &to in StepStatus::ALL {
+            let run = executions::start(&mut conn, tn, wf, &StartExecution::default())
+                .await
+                .unwrap();
+            let id = run.steps[0].id;
+            // Reach `from` by legal moves.
+            match from {
+                Pending => {}
+                Skipped => {
+                    execution_steps::skip(&mut conn, tn, id).await.unwrap();
+                }
+                _ => {
+                    execution_steps::start(&mut conn, tn, id, None)
+                        .await
+                        .unwrap();
+                    if from == Completed {
+                        execution_steps::finish(&mut conn, tn, id, &json!(1), None)
+                            .await
+                            .unwrap();
+                    } else if from == Failed {
+                        execution_steps::fail(&mut conn, tn, id, "x").await.unwrap();
+                    }
+                }
+            }
+            let before = execution_steps::find(&mut conn, tn, id).await.unwrap();
+            assert_eq!(before.status, from);
+            let result = match to {
+                Pending => execution_steps::retry(&mut conn, tn, id).await,
+                Running => execution_steps::start(&mut conn, tn, id, None).await,
+                Completed => execution_steps::finish(&mut conn, tn, id, &json!(1), None).await,
+                Failed => execution_steps::fail(&mut conn, tn, id, "x").await,
+                Skipped => execution_steps::skip(&mut conn, tn, id).await,
+            };
+            match result {
+                Ok(after) => {
+                    assert!(from.can_become(to), "{from} -> {to} was allowed");
+                    assert_eq!(after.status, to);
+                    legal += 1;
+                }
+                Err(Error::IllegalTransition { from: f, to: tt }) => {
+                    assert!(!from.can_become(to), "{from} -> {to} was refused");
+                    assert_eq!((f.as_str(), tt.as_str()), (from.as_str(), to.as_str()));
+                    let after = execution_steps::find(&mut conn, tn, id).await.unwrap();
+                    assert_eq!(after, before, "{from} -> {to} wrote something");
+                    refused += 1;
+                }
+                Err(e) => panic!("{from} -> {to}: {e:?}"),
+            }
+        }
+    }
+    assert_eq!(legal, StepStatus::TRANSITIONS.len());
+    assert_eq!(refused, 25 - StepStatus::TRANSITIONS.len());
+}
+
+// ------------------------------------------------------------- tenancy
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenant_finds_and_changes_nothing() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let mine = tenant(&mut conn, "mine").await;
+    let theirs = tenant(&mut conn, "theirs").await;
+    let wf = workflow(&mut conn, mine).await;
+    let run = executions::start(&mut conn, mine, wf, &StartExecution::default())
+        .await
+        .unwrap();
+    let ex = run.execution.id;
+    let step = run.steps[0].id;
+    let snapshot = workflows::find_with_recent_executions(&mut conn, mine, wf, 10)
+        .await
+        .unwrap();
+
+    let nf = |r: Result<_, Error>| matches!(r, Err(Error::NotFound { .. }));
+    assert!(nf(workflows::find(&mut conn, theirs, wf).await.map(|_| ())));
+    assert!(nf(workflows::update(
+        &mut conn,
+        theirs,
+        wf,
+        1,
+        &WorkflowPatch {
+            name: Some("stolen".into()),
+            ..WorkflowPatch::default()
+        }
+    )
+    .await
+    .map(|_| ())));
+    assert!(nf(workflows::delete(&mut conn, theirs, wf).await));
+    assert!(nf(workflows::find_with_recent_executions(
+        &mut conn, theirs, wf, 10
+    )
+    .await
+    .map(|_| ())));
+    assert!(nf(executions::start(
+        &mut conn,
+        theirs,
+        wf,
+        &StartExecution::default()
+    )
+    .await
+    .map(|_| ())));
+    assert!(nf(executions::find(&mut conn, theirs, ex)
+        .await
+        .map(|_| ())));
+    assert!(
+        executions::claim_next(&mut conn, theirs, "w")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(nf(executions::cancel(&mut conn, theirs, ex)
+        .await
+        .map(|_| ())));
+    assert!(nf(executions::pause(&mut conn, theirs, ex)
+        .await
+        .map(|_| ())));
+    assert!(nf(executions::resume(&mut conn, theirs, ex)
+        .await
+        .map(|_| ())));
+    assert!(nf(executions::complete(&mut conn, theirs, ex, &json!({}))
+        .await
+        .map(|_| ())));
+    assert!(nf(executions::fail(&mut conn, theirs, ex, "x")
+        .await
+        .map(|_| ())));
+    let page = executions::list(&mut conn, theirs, wf, &ExecutionFilter::default())
+        .await
+        .unwrap();
+    assert!(page.items.is_empty());
+    assert!(
+        execution_steps::list_for_execution(&mut conn, theirs, ex)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(nf(execution_steps::find(&mut conn, theirs, step)
+        .await
+        .map(|_| ())));
+    assert!(nf(execution_steps::start(&mut conn, theirs, step, None)
+        .await
+        .map(|_| ())));
+    assert!(nf(execution_steps::skip(&mut conn, theirs, step)
+        .await
+        .map(|_| ())));
+    assert!(nf(execution_steps::finish(
+        &mut conn,
+        theirs,
+        step,
+        &json!(1),
+        None
+    )
+    .await
+    .map(|_| ())));
+    assert!(nf(execution_steps::fail(&mut conn, theirs, step, "x")
+        .await
+        .map(|_| ())));
+    assert!(nf(execution_steps::retry(&mut conn, theirs, step)
+        .await
+        .map(|_| ())));
+
+    // The owner sees everything exactly as it was.
+    let after = workflows::find_with_recent_executions(&mut conn, mine, wf, 10)
+        .await
+        .unwrap();
+    assert_eq!(after, snapshot);
+}
