@@ -97,3 +97,43 @@ typed_id!(
     /// Id of a row in `tenants`.
     TenantId
 );
+typed_id!(
+    /// Id of a row in `chats`.
+    ChatId
+);
+typed_id!(
+    /// Id of a row in `messages`.
+    MessageId
+);
+typed_id!(
+    /// Id of a row in `passkeys`.
+    PasskeyId
+);
+typed_id!(
+    /// Id of a row in `notifications`.
+    NotificationId
+);
+typed_id!(
+    /// Id of a row in `notification_deliveries`.
+    NotificationDeliveryId
+);
+typed_id!(
+    /// Id of a row in `notification_targets`.
+    NotificationTargetId
+);
+typed_id!(
+    /// Id of a row in `subscriptions`.
+    SubscriptionId
+);
+typed_id!(
+    /// Id of a row in `subscription_events`.
+    SubscriptionEventId
+);
+typed_id!(
+    /// Id of a row in `todos`.
+    TodoId
+);
+typed_id!(
+    /// Id of a row in `waitlist`.
+    WaitlistEntryId
+);
