@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 mod functions;
 pub mod ids;
+pub mod keyset;
 pub mod migrate;
 pub mod schema;
 mod sql_enum;
@@ -25,6 +26,9 @@ pub mod token;
 
 pub mod auth;
 pub mod tenancy;
+
+pub mod chat;
+pub mod features;
 
 pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
