@@ -25,6 +25,7 @@ mod sql_enum;
 pub mod token;
 
 pub mod auth;
+pub mod billing;
 pub mod tenancy;
 
 pub mod chat;
