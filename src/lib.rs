@@ -30,6 +30,7 @@ pub mod tenancy;
 
 pub mod chat;
 pub mod features;
+pub mod notifications;
 
 pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
