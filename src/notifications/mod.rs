@@ -6,6 +6,8 @@
 pub mod notification_deliveries;
 pub mod notification_preferences;
 pub mod notification_targets;
+// One table, one file: the `notifications` table lives in notifications.rs.
+#[allow(clippy::module_inception)]
 pub mod notifications;
 
 pub use notification_deliveries::{DeliveryAttempt, DeliveryStatus, NotificationDelivery};
