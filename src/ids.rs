@@ -141,3 +141,43 @@ typed_id!(
     /// Id of a row in `execution_steps`.
     ExecutionStepId
 );
+typed_id!(
+    /// Id of a row in `chats`.
+    ChatId
+);
+typed_id!(
+    /// Id of a row in `messages`.
+    MessageId
+);
+typed_id!(
+    /// Id of a row in `passkeys`.
+    PasskeyId
+);
+typed_id!(
+    /// Id of a row in `notifications`.
+    NotificationId
+);
+typed_id!(
+    /// Id of a row in `notification_deliveries`.
+    NotificationDeliveryId
+);
+typed_id!(
+    /// Id of a row in `notification_targets`.
+    NotificationTargetId
+);
+typed_id!(
+    /// Id of a row in `subscriptions`.
+    SubscriptionId
+);
+typed_id!(
+    /// Id of a row in `subscription_events`.
+    SubscriptionEventId
+);
+typed_id!(
+    /// Id of a row in `todos`.
+    TodoId
+);
+typed_id!(
+    /// Id of a row in `waitlist`.
+    WaitlistEntryId
+);

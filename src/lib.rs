@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 mod functions;
 pub mod ids;
+pub mod keyset;
 pub mod migrate;
 #[cfg(feature = "cli")]
 pub mod ops;
@@ -28,8 +29,12 @@ pub mod token;
 
 pub mod admin;
 pub mod auth;
-pub mod settings;
+pub mod billing;
+pub mod chat;
+pub mod features;
+pub mod notifications;
 pub mod projects;
+pub mod settings;
 pub mod tenancy;
 pub mod workflows;
 

@@ -1,0 +1,4 @@
+DROP TABLE messages;
+DROP TYPE message_role;
+DROP TABLE chats;
+DROP TYPE chat_visibility;

@@ -1,0 +1,109 @@
+//! `notification_targets`: where a user receives email or push. A target
+//! (channel, address) is unique: registering a push token again moves it to
+//! the registering user (the device changed hands).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use super::notifications::NotificationChannel;
+use crate::error::validate;
+use crate::schema::notification_targets as targets;
+use crate::{Conn, Error, NotificationTargetId, Result, UserId};
+
+/// A row of `notification_targets`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = targets, check_for_backend(diesel::pg::Pg))]
+pub struct NotificationTarget {
+    /// Primary key.
+    pub id: NotificationTargetId,
+    /// The user it reaches.
+    pub user_id: UserId,
+    /// Email or push.
+    pub channel: NotificationChannel,
+    /// The address or push token.
+    pub address: String,
+    /// When it was first registered.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (kept by a trigger).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Input of `register_target`.
+#[derive(Debug, Clone, Deserialize, Validate)]
+pub struct RegisterTarget {
+    /// Email or push (in-app needs no target).
+    pub channel: NotificationChannel,
+    /// The address or token, 1 to 1024 characters.
+    #[validate(length(min = 1, max = 1024))]
+    pub address: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = targets)]
+struct InsertTarget<'a> {
+    id: NotificationTargetId,
+    user_id: UserId,
+    channel: NotificationChannel,
+    address: &'a str,
+}
+
+/// Registers (or re-assigns to this user) a target.
+pub async fn register_target(
+    conn: &mut Conn,
+    user_id: UserId,
+    input: &RegisterTarget,
+) -> Result<NotificationTarget> {
+    validate(input)?;
+    if input.channel == NotificationChannel::InApp {
+        return Err(Error::invalid(
+            "channel",
+            "channel",
+            "in_app needs no target",
+        ));
+    }
+    diesel::insert_into(targets::table)
+        .values(InsertTarget {
+            id: NotificationTargetId::new(),
+            user_id,
+            channel: input.channel,
+            address: &input.address,
+        })
+        .on_conflict((targets::channel, targets::address))
+        .do_update()
+        .set(targets::user_id.eq(excluded(targets::user_id)))
+        .returning(NotificationTarget::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| Error::from(e).not_found_on("notification_targets_user_id_fkey", "user"))
+}
+
+/// The user's targets, oldest first.
+pub async fn list_for_user(conn: &mut Conn, user_id: UserId) -> Result<Vec<NotificationTarget>> {
+    Ok(targets::table
+        .filter(targets::user_id.eq(user_id))
+        .order((targets::created_at.asc(), targets::id.asc()))
+        .select(NotificationTarget::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Removes one of the user's targets.
+pub async fn delete_target(
+    conn: &mut Conn,
+    user_id: UserId,
+    id: NotificationTargetId,
+) -> Result<()> {
+    let n = diesel::delete(targets::table.find(id).filter(targets::user_id.eq(user_id)))
+        .execute(conn)
+        .await?;
+    if n == 0 {
+        return Err(Error::NotFound {
+            entity: "notification target",
+        });
+    }
+    Ok(())
+}
