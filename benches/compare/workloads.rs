@@ -18,9 +18,13 @@ use super::{Ctx, Op, Workload};
 pub struct Scale {
     pub users: i64,
     /// Invites the measured runs may accept (each once); the service-mix
-    /// child gets `SERVICE_INVITES` more after them.
+    /// child gets `service_invites` more after them.
     pub invites: i64,
     pub service_invites: i64,
+    /// Messages of the one big chat.
+    pub messages: i64,
+    /// Pending executions the claim workload works through.
+    pub pending: i64,
 }
 
 impl Scale {
@@ -29,13 +33,20 @@ impl Scale {
         users: 10_000,
         invites: 150_000,
         service_invites: 40_000,
+        messages: 100_000,
+        pending: 400_000,
     };
     pub const SMOKE: Scale = Scale {
         users: 300,
         invites: 3_000,
         service_invites: 2_000,
+        messages: 3_000,
+        pending: 20_000,
     };
 }
+
+/// Nodes of the workflow whose execution inserts 1,000 steps.
+const BATCH_NODES: usize = 1_000;
 
 const TENANTS: i64 = 20;
 
@@ -46,6 +57,32 @@ pub struct Data {
     /// Where this process starts in the invite sequence.
     pub invite_start: u64,
     pub invite_end: u64,
+    /// The big chat and its owner.
+    pub chat: (Uuid, Uuid),
+    /// Cursors (created_at, id) deep inside the big chat.
+    pub cursors: Vec<(chrono::DateTime<chrono::Utc>, Uuid)>,
+    /// Tenant and workflow of the nested load (tenants[0]).
+    pub tree_workflow: Uuid,
+    /// Tenant whose pending executions are claimed (tenants[1]).
+    pub claim_tenant: Uuid,
+    /// Workflow with BATCH_NODES nodes (tenants[2]).
+    pub batch_workflow: Uuid,
+}
+
+#[derive(diesel::QueryableByName)]
+struct PairRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    user_id: Uuid,
+}
+
+#[derive(diesel::QueryableByName)]
+struct CursorRow {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -85,11 +122,42 @@ impl Data {
         .n;
         // A child process (service mix) takes the reserved tail.
         let start = (invites - reserved).max(0) as u64;
+        let chat = diesel::sql_query("SELECT id, user_id FROM chats ORDER BY id LIMIT 1")
+            .get_result::<PairRow>(&mut conn)
+            .await?;
+        // Pages from 30% to 70% deep: neither end of the index is cheap to reach.
+        let cursors = diesel::sql_query(
+            "SELECT created_at, id FROM (SELECT created_at, id, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n, \
+             count(*) OVER () AS total FROM messages WHERE chat_id = $1) m \
+             WHERE n BETWEEN total * 3 / 10 AND total * 7 / 10 AND n % 37 = 0",
+        )
+        .bind::<SqlUuid, _>(chat.id)
+        .load::<CursorRow>(&mut conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.created_at, r.id))
+        .collect();
+        let workflow_of = async |conn: &mut database::Conn, name: &str| -> Result<Uuid> {
+            Ok(
+                diesel::sql_query("SELECT id FROM workflows WHERE name = $1")
+                    .bind::<diesel::sql_types::Text, _>(name)
+                    .get_result::<IdRow>(conn)
+                    .await?
+                    .id,
+            )
+        };
+        let tree_workflow = workflow_of(&mut conn, "bench tree").await?;
+        let batch_workflow = workflow_of(&mut conn, "bench batch").await?;
         Ok(Data {
+            claim_tenant: tenant_ids[1],
             user_ids,
             tenant_ids,
             invite_start: start,
             invite_end: invites as u64,
+            chat: (chat.id, chat.user_id),
+            cursors,
+            tree_workflow,
+            batch_workflow,
         })
     }
 
@@ -134,6 +202,90 @@ pub async fn seed(db: &Db, scale: Scale) -> Result<Data> {
     .bind::<diesel::sql_types::BigInt, _>(scale.invites)
     .execute(&mut conn)
     .await?;
+    // One chat with many messages, one per second so that timestamps differ
+    // and some ties exist (every 10th pair shares its second).
+    diesel::sql_query(
+        "WITH owner AS (SELECT id FROM users ORDER BY id LIMIT 1), \
+              chat AS (INSERT INTO chats (id, user_id, title, visibility) \
+                       SELECT gen_random_uuid(), id, 'Benchmark chat', 'private' FROM owner RETURNING id) \
+         INSERT INTO messages (id, chat_id, role, parts, created_at) \
+         SELECT gen_random_uuid(), chat.id, CASE WHEN g % 2 = 0 THEN 'user' ELSE 'assistant' END::message_role, \
+                jsonb_build_array(jsonb_build_object('type', 'text', 'text', 'message number ' || g)), \
+                timestamptz '2026-01-01' + (g - g % 10 / 9) * interval '1 second' \
+         FROM chat, generate_series(1, $1) AS g",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(scale.messages)
+    .execute(&mut conn)
+    .await?;
+
+    // Workflows through the crate (validated graphs).
+    let tenants: Vec<Uuid> = diesel::sql_query("SELECT id FROM tenants ORDER BY slug LIMIT 3")
+        .load::<IdRow>(&mut conn)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let graph = |n: usize| {
+        let nodes: Vec<_> = (0..n)
+            .map(|i| serde_json::json!({"id": format!("n{i}"), "type": "task", "data": {}}))
+            .collect();
+        let edges: Vec<_> = (1..n)
+            .map(
+                |i| serde_json::json!({"source": format!("n{}", i - 1), "target": format!("n{i}")}),
+            )
+            .collect();
+        serde_json::from_value::<database::workflows::WorkflowGraph>(
+            serde_json::json!({"nodes": nodes, "edges": edges}),
+        )
+    };
+    let new_workflow = |name: &str, n: usize| -> Result<database::workflows::NewWorkflow> {
+        Ok(database::workflows::NewWorkflow {
+            name: name.into(),
+            description: None,
+            owner_id: None,
+            graph: graph(n)?,
+        })
+    };
+    let tree = database::workflows::workflows::create(
+        &mut conn,
+        tenants[0].into(),
+        &new_workflow("bench tree", 5)?,
+    )
+    .await?;
+    let claim = database::workflows::workflows::create(
+        &mut conn,
+        tenants[1].into(),
+        &new_workflow("bench claim", 3)?,
+    )
+    .await?;
+    database::workflows::workflows::create(
+        &mut conn,
+        tenants[2].into(),
+        &new_workflow("bench batch", BATCH_NODES)?,
+    )
+    .await?;
+    // The tree: 40 finished executions of 5 steps each.
+    for _ in 0..40 {
+        database::workflows::executions::start(
+            &mut conn,
+            tenants[0].into(),
+            tree.id,
+            &Default::default(),
+        )
+        .await?;
+    }
+    // The claim queue: many pending executions, set-based.
+    diesel::sql_query(
+        "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, status, input, created_at) \
+         SELECT gen_random_uuid(), $1, $2, 1, 'pending', '{}'::jsonb, timestamptz '2026-01-01' + g * interval '1 millisecond' \
+         FROM generate_series(1, $3) AS g",
+    )
+    .bind::<SqlUuid, _>(tenants[1])
+    .bind::<SqlUuid, _>(claim.id.into_uuid())
+    .bind::<diesel::sql_types::BigInt, _>(scale.pending)
+    .execute(&mut conn)
+    .await?;
+
     diesel::sql_query("ANALYZE").execute(&mut conn).await?;
     drop(conn);
     let mut data = Data::load(db).await?;
@@ -159,7 +311,15 @@ where
 
 /// Every workload, in report order.
 pub fn all(ctx: &Arc<Ctx>) -> Vec<Workload> {
-    vec![user_by_id(ctx), accept_invite(ctx)]
+    vec![
+        user_by_id(ctx),
+        create_todo(ctx),
+        messages_page(ctx),
+        workflow_tree(ctx),
+        steps_batch(ctx),
+        accept_invite(ctx),
+        claim_execution(ctx),
+    ]
 }
 
 /// A sequence shared by both sides: every accept takes the next invite.
@@ -275,6 +435,366 @@ fn user_by_id(ctx: &Arc<Ctx>) -> Workload {
                 row.get::<_, chrono::DateTime<chrono::Utc>>(6),
             );
             std::hint::black_box(user);
+            Ok(())
+        }),
+    }
+}
+
+fn create_todo(ctx: &Arc<Ctx>) -> Workload {
+    Workload {
+        name: "create_todo",
+        krate: op(ctx, |ctx, i| async move {
+            let user = ctx.data.user_ids[pick(i, ctx.data.user_ids.len())];
+            let input = database::features::todos::CreateTodo {
+                title: format!("Todo {i}"),
+                description: (i % 2 == 0).then(|| "Write the benchmark report".to_owned()),
+                tenant_id: None,
+            };
+            let mut conn = ctx.db.conn().await?;
+            let todo = database::features::todos::create(&mut conn, user.into(), &input).await?;
+            std::hint::black_box(todo);
+            Ok(())
+        }),
+        raw: op(ctx, |ctx, i| async move {
+            let user = ctx.data.user_ids[pick(i, ctx.data.user_ids.len())];
+            let title = format!("Todo {i}");
+            let description = (i % 2 == 0).then(|| "Write the benchmark report".to_owned());
+            // The same validation, by hand.
+            anyhow::ensure!((1..=255).contains(&title.chars().count()), "title");
+            anyhow::ensure!(
+                description
+                    .as_ref()
+                    .is_none_or(|d| d.chars().count() <= 1000),
+                "description"
+            );
+            let client = ctx.raw.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO todos (id, user_id, tenant_id, title, description) VALUES ($1, $2, $3, $4, $5) \
+                     RETURNING id, user_id, tenant_id, title, description, completed, created_at, updated_at",
+                )
+                .await?;
+            let row = client
+                .query_one(
+                    &stmt,
+                    &[&Uuid::now_v7(), &user, &None::<Uuid>, &title, &description],
+                )
+                .await?;
+            std::hint::black_box((
+                row.get::<_, Uuid>(0),
+                row.get::<_, Uuid>(1),
+                row.get::<_, Option<Uuid>>(2),
+                row.get::<_, String>(3),
+                row.get::<_, Option<String>>(4),
+                row.get::<_, bool>(5),
+                row.get::<_, chrono::DateTime<chrono::Utc>>(6),
+                row.get::<_, chrono::DateTime<chrono::Utc>>(7),
+            ));
+            Ok(())
+        }),
+    }
+}
+
+const PAGE: i64 = 50;
+
+fn messages_page(ctx: &Arc<Ctx>) -> Workload {
+    Workload {
+        name: "messages_page",
+        krate: op(ctx, |ctx, i| async move {
+            let (chat, owner) = ctx.data.chat;
+            let (created_at, id) = ctx.data.cursors[pick(i, ctx.data.cursors.len())];
+            let cursor = database::keyset::Cursor {
+                created_at,
+                id: id.into(),
+            };
+            let mut conn = ctx.db.conn().await?;
+            let page = database::chat::messages::get_messages_by_chat_id(
+                &mut conn,
+                owner.into(),
+                chat.into(),
+                Some(cursor),
+                PAGE,
+            )
+            .await?;
+            anyhow::ensure!(page.items.len() == PAGE as usize, "short page");
+            std::hint::black_box(page);
+            Ok(())
+        }),
+        raw: op(ctx, |ctx, i| async move {
+            let (chat, owner) = ctx.data.chat;
+            let (created_at, id) = ctx.data.cursors[pick(i, ctx.data.cursors.len())];
+            let client = ctx.raw.get().await?;
+            // The same two steps: the chat must be the caller's, then the page.
+            let owns = client
+                .prepare_cached("SELECT id FROM chats WHERE id = $1 AND user_id = $2")
+                .await?;
+            client
+                .query_opt(&owns, &[&chat, &owner])
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("not found"))?;
+            let page = client
+                .prepare_cached(
+                    "SELECT id, chat_id, role::text, parts, created_at FROM messages \
+                     WHERE chat_id = $1 AND created_at <= $2 AND (created_at < $2 OR id < $3) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4",
+                )
+                .await?;
+            let rows = client
+                .query(&page, &[&chat, &created_at, &id, &(PAGE + 1)])
+                .await?;
+            let items: Vec<_> = rows
+                .iter()
+                .take(PAGE as usize)
+                .map(|r| {
+                    (
+                        r.get::<_, Uuid>(0),
+                        r.get::<_, Uuid>(1),
+                        r.get::<_, String>(2),
+                        r.get::<_, serde_json::Value>(3),
+                        r.get::<_, chrono::DateTime<chrono::Utc>>(4),
+                    )
+                })
+                .collect();
+            anyhow::ensure!(items.len() == PAGE as usize, "short page");
+            std::hint::black_box(items);
+            Ok(())
+        }),
+    }
+}
+
+fn workflow_tree(ctx: &Arc<Ctx>) -> Workload {
+    Workload {
+        name: "workflow_tree",
+        krate: op(ctx, |ctx, _| async move {
+            let tenant = ctx.data.tenant_ids[0];
+            let mut conn = ctx.db.conn().await?;
+            let tree = database::workflows::workflows::find_with_recent_executions(
+                &mut conn,
+                tenant.into(),
+                ctx.data.tree_workflow.into(),
+                10,
+            )
+            .await?;
+            anyhow::ensure!(
+                tree.executions.len() == 10 && tree.executions[0].steps.len() == 5,
+                "tree shape"
+            );
+            std::hint::black_box(tree);
+            Ok(())
+        }),
+        raw: op(ctx, |ctx, _| async move {
+            let tenant = ctx.data.tenant_ids[0];
+            let workflow_id = ctx.data.tree_workflow;
+            let client = ctx.raw.get().await?;
+            let wf = client
+                .prepare_cached(
+                    "SELECT id, tenant_id, owner_id, name, description, nodes, edges, version, created_at, updated_at \
+                     FROM workflows WHERE id = $1 AND tenant_id = $2",
+                )
+                .await?;
+            let w = client.query_one(&wf, &[&workflow_id, &tenant]).await?;
+            let workflow = (
+                w.get::<_, Uuid>(0),
+                w.get::<_, Uuid>(1),
+                w.get::<_, Option<Uuid>>(2),
+                w.get::<_, String>(3),
+                w.get::<_, Option<String>>(4),
+                w.get::<_, serde_json::Value>(5),
+                w.get::<_, serde_json::Value>(6),
+                w.get::<_, i64>(7),
+            );
+            let ex = client
+                .prepare_cached(
+                    "SELECT id, tenant_id, workflow_id, user_id, workflow_version, status::text, input, output, error, \
+                     worker_id, started_at, finished_at, created_at, updated_at FROM executions \
+                     WHERE workflow_id = $1 AND tenant_id = $2 ORDER BY created_at DESC, id DESC LIMIT 10",
+                )
+                .await?;
+            let executions = client.query(&ex, &[&workflow_id, &tenant]).await?;
+            let ids: Vec<Uuid> = executions.iter().map(|r| r.get(0)).collect();
+            let st = client
+                .prepare_cached(
+                    "SELECT id, execution_id, node_id, position, status::text, input, output, validation, attempts, \
+                     max_attempts, error, started_at, finished_at, created_at, updated_at FROM execution_steps \
+                     WHERE execution_id = ANY($1) ORDER BY execution_id, position, id",
+                )
+                .await?;
+            let steps = client.query(&st, &[&ids]).await?;
+            let mut by_execution: std::collections::HashMap<Uuid, Vec<_>> =
+                std::collections::HashMap::new();
+            for s in &steps {
+                by_execution.entry(s.get::<_, Uuid>(1)).or_default().push((
+                    s.get::<_, Uuid>(0),
+                    s.get::<_, String>(2),
+                    s.get::<_, i32>(3),
+                    s.get::<_, String>(4),
+                    s.get::<_, Option<serde_json::Value>>(5),
+                    s.get::<_, Option<serde_json::Value>>(6),
+                    s.get::<_, Option<serde_json::Value>>(7),
+                    s.get::<_, i32>(8),
+                    s.get::<_, i32>(9),
+                    s.get::<_, Option<String>>(10),
+                    s.get::<_, Option<chrono::DateTime<chrono::Utc>>>(11),
+                ));
+            }
+            let tree: Vec<_> = executions
+                .iter()
+                .map(|e| {
+                    let id = e.get::<_, Uuid>(0);
+                    (
+                        (
+                            id,
+                            e.get::<_, String>(5),
+                            e.get::<_, serde_json::Value>(6),
+                            e.get::<_, Option<String>>(9),
+                        ),
+                        by_execution.remove(&id).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            anyhow::ensure!(tree.len() == 10 && tree[0].1.len() == 5, "tree shape");
+            std::hint::black_box((workflow, tree));
+            Ok(())
+        }),
+    }
+}
+
+fn steps_batch(ctx: &Arc<Ctx>) -> Workload {
+    Workload {
+        name: "steps_batch",
+        krate: op(ctx, |ctx, _| async move {
+            let tenant = ctx.data.tenant_ids[2];
+            let mut conn = ctx.db.conn().await?;
+            let started = database::workflows::executions::start(
+                &mut conn,
+                tenant.into(),
+                ctx.data.batch_workflow.into(),
+                &Default::default(),
+            )
+            .await?;
+            anyhow::ensure!(started.steps.len() == BATCH_NODES, "steps");
+            std::hint::black_box(started);
+            Ok(())
+        }),
+        raw: op(ctx, |ctx, _| async move {
+            let tenant = ctx.data.tenant_ids[2];
+            let workflow_id = ctx.data.batch_workflow;
+            let mut client = ctx.raw.get().await?;
+            let tx = client.transaction().await?;
+            let wf = tx
+                .prepare_cached("SELECT nodes, version FROM workflows WHERE id = $1 AND tenant_id = $2 FOR SHARE")
+                .await?;
+            let w = tx.query_one(&wf, &[&workflow_id, &tenant]).await?;
+            let nodes: serde_json::Value = w.get(0);
+            let version: i64 = w.get(1);
+            let node_ids: Vec<String> = nodes
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.get("id").and_then(|v| v.as_str()).map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ins = tx
+                .prepare_cached(
+                    "INSERT INTO executions (id, tenant_id, workflow_id, user_id, workflow_version, input) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, status::text, created_at",
+                )
+                .await?;
+            let execution_id = Uuid::now_v7();
+            let input = serde_json::json!({});
+            tx.query_one(
+                &ins,
+                &[
+                    &execution_id,
+                    &tenant,
+                    &workflow_id,
+                    &None::<Uuid>,
+                    &version,
+                    &input,
+                ],
+            )
+            .await?;
+            // One statement for the whole batch: arrays, unnested server-side.
+            let steps = tx
+                .prepare_cached(
+                    "INSERT INTO execution_steps (id, execution_id, node_id, position, max_attempts) \
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::int4[]) \
+                     RETURNING id, execution_id, node_id, position, status::text, attempts, max_attempts, created_at",
+                )
+                .await?;
+            let n = node_ids.len();
+            let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+            let executions = vec![execution_id; n];
+            let positions: Vec<i32> = (0..n as i32).collect();
+            let attempts = vec![3i32; n];
+            let rows = tx
+                .query(
+                    &steps,
+                    &[&ids, &executions, &node_ids, &positions, &attempts],
+                )
+                .await?;
+            tx.commit().await?;
+            anyhow::ensure!(rows.len() == BATCH_NODES, "steps");
+            let decoded: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, Uuid>(0),
+                        r.get::<_, String>(2),
+                        r.get::<_, i32>(3),
+                    )
+                })
+                .collect();
+            std::hint::black_box(decoded);
+            Ok(())
+        }),
+    }
+}
+
+fn claim_execution(ctx: &Arc<Ctx>) -> Workload {
+    Workload {
+        name: "claim_execution",
+        krate: op(ctx, |ctx, i| async move {
+            let mut conn = ctx.db.conn().await?;
+            let worker = format!("worker-{}", i % 16);
+            let claimed = database::workflows::executions::claim_next(
+                &mut conn,
+                ctx.data.claim_tenant.into(),
+                &worker,
+            )
+            .await?;
+            anyhow::ensure!(
+                claimed.is_some(),
+                "the claim queue ran dry: raise Scale::pending"
+            );
+            std::hint::black_box(claimed);
+            Ok(())
+        }),
+        raw: op(ctx, |ctx, i| async move {
+            let client = ctx.raw.get().await?;
+            let worker = format!("worker-{}", i % 16);
+            // The hand-written form: one statement claims and starts.
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE executions SET status = 'running', worker_id = $2, \
+                            started_at = coalesce(started_at, now()), updated_at = now() \
+                     WHERE id = (SELECT id FROM executions WHERE tenant_id = $1 AND status = 'pending' \
+                                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     RETURNING id, tenant_id, workflow_id, user_id, workflow_version, status::text, input, output, \
+                               error, worker_id, started_at, finished_at, created_at, updated_at",
+                )
+                .await?;
+            let row = client
+                .query_opt(&stmt, &[&ctx.data.claim_tenant, &worker])
+                .await?;
+            let row = row
+                .ok_or_else(|| anyhow::anyhow!("the claim queue ran dry: raise Scale::pending"))?;
+            std::hint::black_box((
+                row.get::<_, Uuid>(0),
+                row.get::<_, String>(5),
+                row.get::<_, serde_json::Value>(6),
+            ));
             Ok(())
         }),
     }
