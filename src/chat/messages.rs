@@ -159,9 +159,21 @@ pub async fn get_messages_by_chat_id(
     limit: i64,
 ) -> Result<Page<Message, MessageId>> {
     check_limit(limit)?;
-    check_owner(conn, user_id, chat_id).await?;
-    let rows = page_query(chat_id, before, limit).load(conn).await?;
-    Ok(page_of(rows, limit, |m: &Message| Cursor {
+    // The ownership check and the page don't depend on each other: both are
+    // sent at once, pipelined on this one connection (one round trip, not
+    // two). A page read for a chat that isn't the caller's is discarded.
+    let (mut for_owner, mut for_page) = (&*conn, &*conn);
+    let owner = chats::table
+        .find(chat_id)
+        .filter(chats::user_id.eq(user_id))
+        .select(chats::id)
+        .first::<ChatId>(&mut for_owner);
+    let rows = page_query(chat_id, before, limit).load::<Message>(&mut for_page);
+    let (owner, rows) = tokio::join!(owner, rows);
+    owner
+        .optional()?
+        .ok_or(Error::NotFound { entity: "chat" })?;
+    Ok(page_of(rows?, limit, |m: &Message| Cursor {
         created_at: m.created_at,
         id: m.id,
     }))

@@ -253,21 +253,30 @@ struct Outcome<'a> {
     worker_id: Option<&'a str>,
 }
 
-/// The one place an execution's status changes. Moves `id` to `to` if its
-/// current status may become `to`; sets the timestamps the move implies
+/// Which execution a transition moves.
+enum Target {
+    /// This one.
+    One(ExecutionId),
+    /// The tenant's oldest pending execution that no other transaction has
+    /// locked (`FOR UPDATE SKIP LOCKED`): a worker's claim.
+    NextPending,
+}
+
+/// The one place an execution's status changes. Moves the target to `to` if
+/// its current status may become `to`; sets the timestamps the move implies
 /// (entering `running` the first time sets `started_at`, entering a terminal
-/// status sets `finished_at`). Otherwise writes nothing and returns
-/// `IllegalTransition` (or `NotFound`). `only_from` narrows the legal
-/// sources further: `resume` is paused -> running only, and pending ->
-/// running belongs to `claim_next`.
-async fn transition(
+/// status sets `finished_at`). One UPDATE statement whatever the target, so
+/// a claim is a single round trip. `Ok(None)` when nothing matched.
+/// `only_from` narrows the legal sources further: `resume` is paused ->
+/// running only, and pending -> running belongs to `claim_next`.
+async fn try_transition(
     conn: &mut Conn,
     tenant_id: TenantId,
-    id: ExecutionId,
+    target: Target,
     only_from: Option<ExecutionStatus>,
     to: ExecutionStatus,
     outcome: Outcome<'_>,
-) -> Result<Execution> {
+) -> Result<Option<Execution>> {
     let mut sources = ExecutionStatus::sources(to);
     if let Some(from) = only_from {
         sources.retain(|s| *s == from);
@@ -276,23 +285,63 @@ async fn transition(
     // coalesce keeps the first start across pause/resume; NULL leaves it alone.
     let started = (to == ExecutionStatus::Running).then_some(now);
     let finished = to.is_terminal().then_some(now);
-    let changed = diesel::update(
-        executions::table
-            .find(id)
-            .filter(executions::tenant_id.eq(tenant_id))
-            .filter(executions::status.eq_any(sources)),
-    )
-    .set((
-        executions::status.eq(to),
-        executions::started_at.eq(coalesce(executions::started_at, started)),
-        executions::finished_at.eq(coalesce(executions::finished_at, finished)),
-        outcome,
-    ))
-    .returning(Execution::as_returning())
-    .get_result(conn)
-    .await
-    .optional()?;
-    if let Some(execution) = changed {
+    let mut update = diesel::update(executions::table)
+        .filter(executions::tenant_id.eq(tenant_id))
+        .filter(executions::status.eq_any(sources))
+        .into_boxed();
+    update = match target {
+        Target::One(id) => update.filter(executions::id.eq(id)),
+        Target::NextPending => {
+            // The candidate comes from the same table, so it needs an alias
+            // to be a subquery rather than a correlated reference.
+            diesel::alias!(executions as candidate: Candidate);
+            // A scalar subquery (`id = (SELECT ...)`) runs once per statement;
+            // `id IN (SELECT ...)` may be planned as a join that re-runs it.
+            update.filter(
+                executions::id.nullable().eq(candidate
+                    .filter(candidate.field(executions::tenant_id).eq(tenant_id))
+                    .filter(
+                        candidate
+                            .field(executions::status)
+                            .eq(ExecutionStatus::Pending),
+                    )
+                    .order((
+                        candidate.field(executions::created_at),
+                        candidate.field(executions::id),
+                    ))
+                    .select(candidate.field(executions::id))
+                    .for_update()
+                    .skip_locked()
+                    .single_value()),
+            )
+        }
+    };
+    Ok(update
+        .set((
+            executions::status.eq(to),
+            executions::started_at.eq(coalesce(executions::started_at, started)),
+            executions::finished_at.eq(coalesce(executions::finished_at, finished)),
+            outcome,
+        ))
+        .returning(Execution::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+}
+
+/// `try_transition` of one execution; `IllegalTransition` (or `NotFound`)
+/// when its status may not become `to`, and nothing is written.
+async fn transition(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    id: ExecutionId,
+    only_from: Option<ExecutionStatus>,
+    to: ExecutionStatus,
+    outcome: Outcome<'_>,
+) -> Result<Execution> {
+    if let Some(execution) =
+        try_transition(conn, tenant_id, Target::One(id), only_from, to, outcome).await?
+    {
         return Ok(execution);
     }
     let from = find(conn, tenant_id, id).await?.status;
@@ -305,7 +354,8 @@ async fn transition(
 /// Claims the tenant's oldest pending execution for `worker_id` and marks it
 /// running; `None` when nothing is pending. Workers polling at once never
 /// get the same execution: the candidate row is locked with
-/// `FOR UPDATE SKIP LOCKED`, so each worker skips rows others are claiming.
+/// `FOR UPDATE SKIP LOCKED` inside the claiming UPDATE, so each worker skips
+/// rows others are claiming, and the claim is one statement.
 pub async fn claim_next(
     conn: &mut Conn,
     tenant_id: TenantId,
@@ -318,34 +368,17 @@ pub async fn claim_next(
             "must be 1 to 200 characters long",
         ));
     }
-    conn.transaction(async |conn| {
-        let next: Option<ExecutionId> = executions::table
-            .filter(executions::tenant_id.eq(tenant_id))
-            .filter(executions::status.eq(ExecutionStatus::Pending))
-            .order((executions::created_at, executions::id))
-            .select(executions::id)
-            .for_update()
-            .skip_locked()
-            .first(conn)
-            .await
-            .optional()?;
-        match next {
-            None => Ok(None),
-            Some(id) => transition(
-                conn,
-                tenant_id,
-                id,
-                Some(ExecutionStatus::Pending),
-                ExecutionStatus::Running,
-                Outcome {
-                    worker_id: Some(worker_id),
-                    ..Outcome::default()
-                },
-            )
-            .await
-            .map(Some),
-        }
-    })
+    try_transition(
+        conn,
+        tenant_id,
+        Target::NextPending,
+        Some(ExecutionStatus::Pending),
+        ExecutionStatus::Running,
+        Outcome {
+            worker_id: Some(worker_id),
+            ..Outcome::default()
+        },
+    )
     .await
 }
 

@@ -333,15 +333,27 @@ pub async fn find_with_recent_executions(
             "must be between 1 and 100",
         ));
     }
-    let workflow = find(conn, tenant_id, id).await?;
-    let recent: Vec<Execution> = executions::table
+    // The workflow and its executions are independent queries: both are sent
+    // at once, pipelined on this connection. The steps then follow by the
+    // executions' ids, so they always belong to exactly the executions listed.
+    let (mut for_workflow, mut for_executions) = (&*conn, &*conn);
+    let workflow = workflows::table
+        .find(id)
+        .filter(workflows::tenant_id.eq(tenant_id))
+        .select(Workflow::as_select())
+        .first::<Workflow>(&mut for_workflow);
+    let recent = executions::table
         .filter(executions::workflow_id.eq(id))
         .filter(executions::tenant_id.eq(tenant_id))
         .order((executions::created_at.desc(), executions::id.desc()))
         .limit(limit)
         .select(Execution::as_select())
-        .load(conn)
-        .await?;
+        .load::<Execution>(&mut for_executions);
+    let (workflow, recent) = tokio::join!(workflow, recent);
+    let workflow = workflow
+        .optional()?
+        .ok_or(Error::NotFound { entity: "workflow" })?;
+    let recent = recent?;
     let ids: Vec<ExecutionId> = recent.iter().map(|e| e.id).collect();
     let steps: Vec<ExecutionStep> = execution_steps::table
         .filter(execution_steps::execution_id.eq_any(&ids))
