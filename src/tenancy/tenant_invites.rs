@@ -14,12 +14,13 @@ use serde_json::json;
 use validator::Validate;
 
 use super::tenant_activity;
-use super::tenant_members::{self, InsertMember, TenantMember, TenantRole};
+use super::tenant_members::{TenantMember, TenantRole};
 use crate::error::validate;
 use crate::page::check_limit;
 use crate::schema::tenant_invites;
 use crate::{
-    Conn, Error, Result, TenantId, TenantInviteId, TenantMemberId, TokenRejection, UserId, token,
+    Conn, Error, Result, TenantActivityId, TenantId, TenantInviteId, TenantMemberId,
+    TokenRejection, UserId, token,
 };
 
 /// A row of `tenant_invites`.
@@ -162,67 +163,59 @@ pub async fn accept(
     token: &str,
     user: UserId,
 ) -> Result<TenantMember> {
+    use diesel::sql_types::{Bytea, Timestamptz, Uuid};
     let hash = token::hash(token);
-    conn.transaction(async |conn| {
-        let now = Utc::now();
-        let mine = || {
-            tenant_invites::table
-                .filter(tenant_invites::tenant_id.eq(tenant))
-                .filter(tenant_invites::token_hash.eq(&hash))
-        };
-        // A concurrent accept of the same row waits on its row lock, then
-        // re-checks accepted_at and matches nothing.
-        let claimed = diesel::update(
-            mine()
-                .filter(tenant_invites::accepted_at.is_null())
-                .filter(tenant_invites::revoked_at.is_null())
-                .filter(tenant_invites::expires_at.gt(now)),
-        )
-        .set((
-            tenant_invites::accepted_at.eq(now),
-            tenant_invites::accepted_by.eq(user),
-        ))
-        .returning(TenantInvite::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
-        .map_err(|e| Error::from(e).not_found_on("tenant_invites_accepted_by_fkey", "user"))?;
-        let Some(invite) = claimed else {
-            let row = mine()
-                .select(TenantInvite::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            return Err(Error::TokenRejected(match row {
-                None => TokenRejection::Unknown,
-                Some(i) if i.accepted_at.is_some() || i.revoked_at.is_some() => {
-                    TokenRejection::AlreadyUsed
-                }
-                Some(_) => TokenRejection::Expired,
-            }));
-        };
-        let member = tenant_members::insert(
-            conn,
-            InsertMember {
-                id: TenantMemberId::new(),
-                tenant_id: tenant,
-                user_id: user,
-                role: invite.role,
-            },
-        )
-        .await?;
-        tenant_activity::append(
-            conn,
-            tenant,
-            Some(user),
-            "invite.accepted",
-            Some(&invite.id.to_string()),
-            &json!({ "role": invite.role }),
-        )
-        .await?;
-        Ok(member)
-    })
+    // Claim, membership and activity in ONE statement (data-modifying CTEs):
+    // atomic without an explicit transaction, and one round trip instead of
+    // five. The UPDATE only matches a pending, unexpired invite; a
+    // concurrent accept of the same row waits on its row lock, then
+    // re-checks and matches nothing, so its inserts see no claimed row.
+    let accepted = diesel::sql_query(
+        "WITH claimed AS ( \
+             UPDATE tenant_invites SET accepted_at = $1, accepted_by = $2 \
+             WHERE tenant_id = $3 AND token_hash = $4 AND accepted_at IS NULL \
+               AND revoked_at IS NULL AND expires_at > $1 \
+             RETURNING id, role), \
+         member AS ( \
+             INSERT INTO tenant_members (id, tenant_id, user_id, role) \
+             SELECT $5, $3, $2, role FROM claimed \
+             RETURNING *), \
+         activity AS ( \
+             INSERT INTO tenant_activity (id, tenant_id, actor_id, action, subject, details) \
+             SELECT $6, $3, $2, 'invite.accepted', claimed.id::text, jsonb_build_object('role', claimed.role) \
+             FROM claimed) \
+         SELECT * FROM member",
+    )
+    .bind::<Timestamptz, _>(Utc::now())
+    .bind::<Uuid, _>(user)
+    .bind::<Uuid, _>(tenant)
+    .bind::<Bytea, _>(&hash)
+    .bind::<Uuid, _>(TenantMemberId::new())
+    .bind::<Uuid, _>(TenantActivityId::new())
+    .get_result::<TenantMember>(conn)
     .await
+    .optional()
+    .map_err(|e| {
+        Error::from(e)
+            .not_found_on("tenant_invites_accepted_by_fkey", "user")
+            .not_found_on("tenant_members_user_id_fkey", "user")
+    })?;
+    if let Some(member) = accepted {
+        return Ok(member);
+    }
+    // Nothing was claimed (and so nothing written): say why.
+    let row = tenant_invites::table
+        .filter(tenant_invites::tenant_id.eq(tenant))
+        .filter(tenant_invites::token_hash.eq(&hash))
+        .select(TenantInvite::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Err(Error::TokenRejected(match row {
+        None => TokenRejection::Unknown,
+        Some(i) if i.accepted_at.is_some() || i.revoked_at.is_some() => TokenRejection::AlreadyUsed,
+        Some(_) => TokenRejection::Expired,
+    }))
 }
 
 /// Revokes a pending invite of `tenant`. `NotFound { invite }` when there is

@@ -34,7 +34,9 @@ crate::sql_enum! {
 pub const LAST_OWNER: &str = "tenant_members_last_owner";
 
 /// A row of `tenant_members`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Queryable, QueryableByName, Selectable, Identifiable, Serialize,
+)]
 #[diesel(table_name = tenant_members, check_for_backend(diesel::pg::Pg))]
 pub struct TenantMember {
     /// Primary key.

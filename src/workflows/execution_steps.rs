@@ -61,7 +61,9 @@ impl StepStatus {
 }
 
 /// A row of `execution_steps`.
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Identifiable, Serialize,
+)]
 #[diesel(table_name = execution_steps, check_for_backend(diesel::pg::Pg))]
 pub struct ExecutionStep {
     /// Primary key.

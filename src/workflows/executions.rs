@@ -14,7 +14,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::functions::coalesce;
-use crate::schema::{execution_steps, executions, workflows};
+use crate::schema::{executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
 use crate::workflows::workflows::{ExecutionWithSteps, Workflow};
 use crate::{Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId, UserId, WorkflowId};
@@ -159,14 +159,37 @@ struct InsertExecution<'a> {
     input: &'a Value,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = execution_steps)]
-struct InsertStep<'a> {
-    id: ExecutionStepId,
+/// Inserts an execution's pending steps, one per node id in graph order,
+/// in one statement whatever their number: the columns travel as five
+/// arrays that PostgreSQL unnests, so the statement text stays constant
+/// (instead of a VALUES list of up to 5,000 parameters that must be parsed
+/// and planned afresh for every run). PostgreSQL-specific by design.
+async fn insert_steps(
+    conn: &mut Conn,
     execution_id: ExecutionId,
-    node_id: &'a str,
-    position: i32,
+    node_ids: &[&str],
     max_attempts: i32,
+) -> Result<Vec<ExecutionStep>> {
+    use diesel::sql_types::{Array, Int4, Text, Uuid};
+    if node_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = node_ids.len();
+    let ids: Vec<uuid::Uuid> = (0..n).map(|_| ExecutionStepId::new().into_uuid()).collect();
+    let positions: Vec<i32> = (0..n as i32).collect();
+    Ok(diesel::sql_query(
+        "INSERT INTO execution_steps (id, execution_id, node_id, position, max_attempts) \
+         SELECT id, $2, node_id, position, $4 FROM unnest($1::uuid[], $3::text[], $5::int4[]) \
+             AS s (id, node_id, position) \
+         RETURNING *",
+    )
+    .bind::<Array<Uuid>, _>(ids)
+    .bind::<Uuid, _>(execution_id)
+    .bind::<Array<Text>, _>(node_ids)
+    .bind::<Int4, _>(max_attempts)
+    .bind::<Array<Int4>, _>(positions)
+    .load(conn)
+    .await?)
 }
 
 /// Starts a run of the tenant's workflow: the execution (pending) and one
@@ -203,27 +226,8 @@ pub async fn start(
             .get_result(conn)
             .await
             .map_err(|e| Error::from(e).not_found_on("executions_user_id_fkey", "user"))?;
-        let rows: Vec<InsertStep> = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| InsertStep {
-                id: ExecutionStepId::new(),
-                execution_id: execution.id,
-                node_id: &node.id,
-                position: i as i32,
-                max_attempts: input.max_attempts,
-            })
-            .collect();
-        let mut steps: Vec<ExecutionStep> = if rows.is_empty() {
-            Vec::new()
-        } else {
-            diesel::insert_into(execution_steps::table)
-                .values(&rows)
-                .returning(ExecutionStep::as_returning())
-                .get_results(conn)
-                .await?
-        };
+        let node_ids: Vec<&str> = graph.nodes.iter().map(|n| n.id.as_str()).collect();
+        let mut steps = insert_steps(conn, execution.id, &node_ids, input.max_attempts).await?;
         steps.sort_by_key(|s| s.position);
         Ok(ExecutionWithSteps { execution, steps })
     })
