@@ -135,7 +135,11 @@ async fn the_same_seed_twice_writes_nothing_the_second_time() {
 
 #[tokio::test]
 async fn a_seed_gives_the_same_tables_on_every_database() {
-    let (a, b, c) = (TestDb::new().await, TestDb::new().await, TestDb::new().await);
+    let (a, b, c) = (
+        TestDb::new().await,
+        TestDb::new().await,
+        TestDb::new().await,
+    );
     seed_ok(&a, &["seed", "--seed", "7"]);
     seed_ok(&b, &["seed", "--seed", "7", "--scale", "small"]);
     seed_ok(&c, &["seed", "--seed", "8"]);
@@ -148,7 +152,10 @@ async fn a_seed_gives_the_same_tables_on_every_database() {
     for table in SEEDED {
         // The admin roles are shared by every seed; everything else differs.
         if *table != "admin_roles" {
-            assert_ne!(ha[*table], hc[*table], "{table} is the same for seeds 7 and 8");
+            assert_ne!(
+                ha[*table], hc[*table],
+                "{table} is the same for seeds 7 and 8"
+            );
         }
     }
 }
@@ -182,10 +189,16 @@ async fn seed_is_refused_in_production() {
 
 #[test]
 fn seed_help_and_bad_scale() {
-    let out = Command::new(DB_BIN).args(["seed", "--help"]).output().unwrap();
+    let out = Command::new(DB_BIN)
+        .args(["seed", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = stdout(&out);
-    assert!(help.contains("--seed") && help.contains("--scale"), "{help}");
+    assert!(
+        help.contains("--seed") && help.contains("--scale"),
+        "{help}"
+    );
     let out = Command::new(DB_BIN)
         .args(["seed", "--scale", "huge"])
         .output()
