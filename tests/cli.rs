@@ -62,7 +62,7 @@ fn url_with_host(t: &TestDb, host: &str) -> String {
 
 const COMMANDS: &[&str] = &[
     "setup", "migrate", "rollback", "redo", "status", "check", "reset", "nuke", "new", "lint",
-    "diff", "pull", "baseline",
+    "diff", "pull", "baseline", "seed",
 ];
 
 #[test]

@@ -97,6 +97,15 @@ enum Command {
     Diff,
     /// Print src/schema.rs for the live database (through `diesel print-schema`).
     Pull,
+    /// Fill the database with connected demo data; deterministic per seed, idempotent (refused in production).
+    Seed {
+        /// Same seed, same rows: a second run with it writes nothing.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// small: a few thousand rows; medium: ~100k; large: over a million.
+        #[arg(long, default_value = "small", value_parser = parse_scale)]
+        scale: ops::seed::Scale,
+    },
     /// Mark migrations up to VERSION as applied without running them (adopt an existing database).
     Baseline {
         /// The last version the database already has, e.g. 20261121100000.
@@ -284,6 +293,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", ops::drift::pull(&config.database_url)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Seed { seed, scale } => seed_demo(&config, seed, scale).await,
         Command::Baseline { version } => {
             let mut conn = connect(&config).await?;
             let marked = migrate::baseline(&mut conn, set, &version).await?;
@@ -338,6 +348,70 @@ fn guard(config: &Config, command: &str, yes: bool) -> Result<Option<ExitCode>> 
             }
         }
     }
+}
+
+fn parse_scale(s: &str) -> Result<ops::seed::Scale, String> {
+    s.parse().map_err(|e: database::Error| e.to_string())
+}
+
+/// `db seed`: refused where the guard refuses (demo data has no place in
+/// production); anywhere else it only adds rows, so it asks nothing.
+async fn seed_demo(config: &Config, seed: u64, scale: ops::seed::Scale) -> Result<ExitCode> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    if let Verdict::Refused(why) =
+        ops::guard::judge(config.migration_url(), |k| std::env::var(k).ok())
+    {
+        eprintln!("refused: `db seed` never runs against production: {why}. Nothing was changed.");
+        return Ok(ExitCode::from(EXIT_REFUSED));
+    }
+    let mut conn = connect(config).await?;
+    let bar = ProgressBar::with_draw_target(
+        None,
+        if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} ({elapsed})")
+            .expect("static template"),
+    );
+    let mut written = 0u64;
+    let report = ops::seed::seed(&mut conn, seed, scale, &mut |event| match event {
+        ops::seed::Progress::Planned { units } => bar.set_length(units),
+        ops::seed::Progress::Table { name } => {
+            bar.set_message(format!("{name} ({written} rows written)"))
+        }
+        ops::seed::Progress::Advanced { units, written: w } => {
+            written += w;
+            bar.inc(units);
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "Seeded {} rows in {:.1} s ({} rows/s); {} rows already present (seed {seed}, scale {scale})",
+        thousands(report.written()),
+        report.elapsed.as_secs_f64(),
+        thousands(report.rows_per_second().round() as u64),
+        thousands(report.already_present()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 1234567 -> "1,234,567".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A direct connection (not pooled) to the migration URL: the migration lock

@@ -1,10 +1,11 @@
 //! What an operator does by hand, as library functions the `db` command
 //! calls: the production guard, wiping data (`reset`, `nuke`), scaffolding a
 //! migration (`new`) and comparing the live schema with the migrations
-//! (`diff`, `pull`).
+//! (`diff`, `pull`) and filling a database with demo data (`seed`).
 
 pub mod data;
 pub mod drift;
 pub mod guard;
 pub mod lint;
 pub mod scaffold;
+pub mod seed;
