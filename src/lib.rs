@@ -14,6 +14,7 @@
 //! Repository functions take `&mut Conn`, never the pool, so a caller can run
 //! several in one transaction: `conn.transaction(async |conn| { ... }).await`.
 
+mod cached;
 pub mod db;
 pub mod error;
 mod functions;
@@ -38,6 +39,7 @@ pub mod settings;
 pub mod tenancy;
 pub mod workflows;
 
+pub use cached::{Cached, CachedExt};
 pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
 pub use ids::*;

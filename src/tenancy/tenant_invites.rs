@@ -19,7 +19,7 @@ use crate::error::validate;
 use crate::page::check_limit;
 use crate::schema::tenant_invites;
 use crate::{
-    Conn, Error, Result, TenantActivityId, TenantId, TenantInviteId, TenantMemberId,
+    CachedExt, Conn, Error, Result, TenantActivityId, TenantId, TenantInviteId, TenantMemberId,
     TokenRejection, UserId, token,
 };
 
@@ -167,7 +167,7 @@ pub async fn accept(
     let hash = token::hash(token);
     // Claim, membership and activity in ONE statement (data-modifying CTEs):
     // atomic without an explicit transaction, and one round trip instead of
-    // five. The UPDATE only matches a pending, unexpired invite; a
+    // five, prepared once per connection (`cached`). The UPDATE only matches a pending, unexpired invite; a
     // concurrent accept of the same row waits on its row lock, then
     // re-checks and matches nothing, so its inserts see no claimed row.
     let accepted = diesel::sql_query(
@@ -192,6 +192,7 @@ pub async fn accept(
     .bind::<Bytea, _>(&hash)
     .bind::<Uuid, _>(TenantMemberId::new())
     .bind::<Uuid, _>(TenantActivityId::new())
+    .cached()
     .get_result::<TenantMember>(conn)
     .await
     .optional()

@@ -17,7 +17,9 @@ use crate::functions::coalesce;
 use crate::schema::{executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
 use crate::workflows::workflows::{ExecutionWithSteps, Workflow};
-use crate::{Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId, UserId, WorkflowId};
+use crate::{
+    CachedExt, Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId, UserId, WorkflowId,
+};
 
 crate::sql_enum! {
     /// Where an execution is in its life.
@@ -163,7 +165,8 @@ struct InsertExecution<'a> {
 /// in one statement whatever their number: the columns travel as five
 /// arrays that PostgreSQL unnests, so the statement text stays constant
 /// (instead of a VALUES list of up to 5,000 parameters that must be parsed
-/// and planned afresh for every run). PostgreSQL-specific by design.
+/// and planned afresh for every run) and its prepared statement is reused.
+/// PostgreSQL-specific by design.
 async fn insert_steps(
     conn: &mut Conn,
     execution_id: ExecutionId,
@@ -188,6 +191,7 @@ async fn insert_steps(
     .bind::<Array<Text>, _>(node_ids)
     .bind::<Int4, _>(max_attempts)
     .bind::<Array<Int4>, _>(positions)
+    .cached()
     .load(conn)
     .await?)
 }
@@ -289,48 +293,58 @@ async fn try_transition(
     // coalesce keeps the first start across pause/resume; NULL leaves it alone.
     let started = (to == ExecutionStatus::Running).then_some(now);
     let finished = to.is_terminal().then_some(now);
-    let mut update = diesel::update(executions::table)
-        .filter(executions::tenant_id.eq(tenant_id))
-        .filter(executions::status.eq_any(sources))
-        .into_boxed();
-    update = match target {
-        Target::One(id) => update.filter(executions::id.eq(id)),
+    // `cached()`: Diesel never reuses an UPDATE's prepared statement on its
+    // own; these shapes are prepared once per connection instead.
+    macro_rules! apply {
+        ($update:expr) => {
+            $update
+                .set((
+                    executions::status.eq(to),
+                    executions::started_at.eq(coalesce(executions::started_at, started)),
+                    executions::finished_at.eq(coalesce(executions::finished_at, finished)),
+                    outcome,
+                ))
+                .returning(Execution::as_returning())
+                .cached()
+                .get_result(conn)
+                .await
+                .optional()?
+        };
+    }
+    Ok(match target {
+        Target::One(id) => apply!(
+            diesel::update(executions::table)
+                .filter(executions::id.eq(id))
+                .filter(executions::tenant_id.eq(tenant_id))
+                .filter(executions::status.eq_any(sources))
+        ),
         Target::NextPending => {
             // The candidate comes from the same table, so it needs an alias
-            // to be a subquery rather than a correlated reference.
-            diesel::alias!(executions as candidate: Candidate);
-            // A scalar subquery (`id = (SELECT ...)`) runs once per statement;
+            // to be a subquery rather than a correlated reference. A scalar
+            // subquery (`id = (SELECT ...)`) runs once per statement;
             // `id IN (SELECT ...)` may be planned as a join that re-runs it.
-            update.filter(
-                executions::id.nullable().eq(candidate
-                    .filter(candidate.field(executions::tenant_id).eq(tenant_id))
-                    .filter(
-                        candidate
-                            .field(executions::status)
-                            .eq(ExecutionStatus::Pending),
-                    )
-                    .order((
-                        candidate.field(executions::created_at),
-                        candidate.field(executions::id),
-                    ))
-                    .select(candidate.field(executions::id))
-                    .for_update()
-                    .skip_locked()
-                    .single_value()),
+            diesel::alias!(executions as candidate: Candidate);
+            let next_pending = candidate
+                .filter(candidate.field(executions::tenant_id).eq(tenant_id))
+                .filter(candidate.field(executions::status).eq_any(sources))
+                .order((
+                    candidate.field(executions::created_at),
+                    candidate.field(executions::id),
+                ))
+                .select(candidate.field(executions::id))
+                .for_update()
+                .skip_locked()
+                .single_value();
+            // The candidate is locked and checked (tenant, legal source
+            // status) by the subquery, so the UPDATE itself goes by primary
+            // key: a second status filter here would let the planner scan the
+            // tenant's whole queue.
+            apply!(
+                diesel::update(executions::table)
+                    .filter(executions::id.nullable().eq(next_pending))
             )
         }
-    };
-    Ok(update
-        .set((
-            executions::status.eq(to),
-            executions::started_at.eq(coalesce(executions::started_at, started)),
-            executions::finished_at.eq(coalesce(executions::finished_at, finished)),
-            outcome,
-        ))
-        .returning(Execution::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?)
+    })
 }
 
 /// `try_transition` of one execution; `IllegalTransition` (or `NotFound`)
