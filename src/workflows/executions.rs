@@ -319,6 +319,12 @@ async fn try_transition(
                 .filter(executions::status.eq_any(sources))
         ),
         Target::NextPending => {
+            if !sources.contains(&ExecutionStatus::Pending) {
+                return Err(Error::IllegalTransition {
+                    from: ExecutionStatus::Pending.to_string(),
+                    to: to.to_string(),
+                });
+            }
             // The candidate comes from the same table, so it needs an alias
             // to be a subquery rather than a correlated reference. A scalar
             // subquery (`id = (SELECT ...)`) runs once per statement;
@@ -326,7 +332,14 @@ async fn try_transition(
             diesel::alias!(executions as candidate: Candidate);
             let next_pending = candidate
                 .filter(candidate.field(executions::tenant_id).eq(tenant_id))
-                .filter(candidate.field(executions::status).eq_any(sources))
+                // `= 'pending'`, not `= ANY($n)`: only an equality keeps the
+                // index's (created_at, id) order, so the oldest is found
+                // without sorting the whole queue.
+                .filter(
+                    candidate
+                        .field(executions::status)
+                        .eq(ExecutionStatus::Pending),
+                )
                 .order((
                     candidate.field(executions::created_at),
                     candidate.field(executions::id),
