@@ -495,6 +495,90 @@ fn create_todo(ctx: &Arc<Ctx>) -> Workload {
     }
 }
 
+type Ts = chrono::DateTime<chrono::Utc>;
+
+/// Every column of an `executions` row, as the crate's `Execution` holds them.
+const EXECUTION_COLUMNS: &str = "id, tenant_id, workflow_id, user_id, workflow_version, status::text, input, output, \
+     error, worker_id, started_at, finished_at, created_at, updated_at";
+
+type ExecutionRow = (
+    Uuid,
+    Uuid,
+    Uuid,
+    Option<Uuid>,
+    i64,
+    String,
+    serde_json::Value,
+    Option<serde_json::Value>,
+    Option<String>,
+    Option<String>,
+    Option<Ts>,
+    Option<Ts>,
+    Ts,
+    Ts,
+);
+
+fn decode_execution(r: &tokio_postgres::Row) -> ExecutionRow {
+    (
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+        r.get(8),
+        r.get(9),
+        r.get(10),
+        r.get(11),
+        r.get(12),
+        r.get(13),
+    )
+}
+
+/// Every column of an `execution_steps` row, as the crate's `ExecutionStep` holds them.
+const STEP_COLUMNS: &str = "id, execution_id, node_id, position, status::text, input, output, validation, attempts, \
+     max_attempts, error, started_at, finished_at, created_at, updated_at";
+
+type StepRow = (
+    Uuid,
+    Uuid,
+    String,
+    i32,
+    String,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+    i32,
+    i32,
+    Option<String>,
+    Option<Ts>,
+    Option<Ts>,
+    Ts,
+    Ts,
+);
+
+fn decode_step(r: &tokio_postgres::Row) -> StepRow {
+    (
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        r.get(3),
+        r.get(4),
+        r.get(5),
+        r.get(6),
+        r.get(7),
+        r.get(8),
+        r.get(9),
+        r.get(10),
+        r.get(11),
+        r.get(12),
+        r.get(13),
+        r.get(14),
+    )
+}
+
 const PAGE: i64 = 50;
 
 fn messages_page(ctx: &Arc<Ctx>) -> Workload {
@@ -602,6 +686,8 @@ fn workflow_tree(ctx: &Arc<Ctx>) -> Workload {
                 w.get::<_, serde_json::Value>(5),
                 w.get::<_, serde_json::Value>(6),
                 w.get::<_, i64>(7),
+                w.get::<_, Ts>(8),
+                w.get::<_, Ts>(9),
             );
             let ex = client
                 .prepare_cached(
@@ -620,36 +706,18 @@ fn workflow_tree(ctx: &Arc<Ctx>) -> Workload {
                 )
                 .await?;
             let steps = client.query(&st, &[&ids]).await?;
-            let mut by_execution: std::collections::HashMap<Uuid, Vec<_>> =
+            let mut by_execution: std::collections::HashMap<Uuid, Vec<StepRow>> =
                 std::collections::HashMap::new();
             for s in &steps {
-                by_execution.entry(s.get::<_, Uuid>(1)).or_default().push((
-                    s.get::<_, Uuid>(0),
-                    s.get::<_, String>(2),
-                    s.get::<_, i32>(3),
-                    s.get::<_, String>(4),
-                    s.get::<_, Option<serde_json::Value>>(5),
-                    s.get::<_, Option<serde_json::Value>>(6),
-                    s.get::<_, Option<serde_json::Value>>(7),
-                    s.get::<_, i32>(8),
-                    s.get::<_, i32>(9),
-                    s.get::<_, Option<String>>(10),
-                    s.get::<_, Option<chrono::DateTime<chrono::Utc>>>(11),
-                ));
+                let step = decode_step(s);
+                by_execution.entry(step.1).or_default().push(step);
             }
-            let tree: Vec<_> = executions
+            let tree: Vec<(ExecutionRow, Vec<StepRow>)> = executions
                 .iter()
                 .map(|e| {
-                    let id = e.get::<_, Uuid>(0);
-                    (
-                        (
-                            id,
-                            e.get::<_, String>(5),
-                            e.get::<_, serde_json::Value>(6),
-                            e.get::<_, Option<String>>(9),
-                        ),
-                        by_execution.remove(&id).unwrap_or_default(),
-                    )
+                    let execution = decode_execution(e);
+                    let steps = by_execution.remove(&execution.0).unwrap_or_default();
+                    (execution, steps)
                 })
                 .collect();
             anyhow::ensure!(tree.len() == 10 && tree[0].1.len() == 5, "tree shape");
@@ -696,32 +764,34 @@ fn steps_batch(ctx: &Arc<Ctx>) -> Workload {
                 })
                 .unwrap_or_default();
             let ins = tx
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "INSERT INTO executions (id, tenant_id, workflow_id, user_id, workflow_version, input) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, status::text, created_at",
-                )
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {EXECUTION_COLUMNS}"
+                ))
                 .await?;
             let execution_id = Uuid::now_v7();
             let input = serde_json::json!({});
-            tx.query_one(
-                &ins,
-                &[
-                    &execution_id,
-                    &tenant,
-                    &workflow_id,
-                    &None::<Uuid>,
-                    &version,
-                    &input,
-                ],
-            )
-            .await?;
+            let execution = tx
+                .query_one(
+                    &ins,
+                    &[
+                        &execution_id,
+                        &tenant,
+                        &workflow_id,
+                        &None::<Uuid>,
+                        &version,
+                        &input,
+                    ],
+                )
+                .await?;
+            std::hint::black_box(decode_execution(&execution));
             // One statement for the whole batch: arrays, unnested server-side.
             let steps = tx
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "INSERT INTO execution_steps (id, execution_id, node_id, position, max_attempts) \
                      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::int4[]) \
-                     RETURNING id, execution_id, node_id, position, status::text, attempts, max_attempts, created_at",
-                )
+                     RETURNING {STEP_COLUMNS}"
+                ))
                 .await?;
             let n = node_ids.len();
             let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
@@ -736,16 +806,7 @@ fn steps_batch(ctx: &Arc<Ctx>) -> Workload {
                 .await?;
             tx.commit().await?;
             anyhow::ensure!(rows.len() == BATCH_NODES, "steps");
-            let decoded: Vec<_> = rows
-                .iter()
-                .map(|r| {
-                    (
-                        r.get::<_, Uuid>(0),
-                        r.get::<_, String>(2),
-                        r.get::<_, i32>(3),
-                    )
-                })
-                .collect();
+            let decoded: Vec<StepRow> = rows.iter().map(decode_step).collect();
             std::hint::black_box(decoded);
             Ok(())
         }),
@@ -776,25 +837,20 @@ fn claim_execution(ctx: &Arc<Ctx>) -> Workload {
             let worker = format!("worker-{}", i % 16);
             // The hand-written form: one statement claims and starts.
             let stmt = client
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "UPDATE executions SET status = 'running', worker_id = $2, \
                             started_at = coalesce(started_at, now()), updated_at = now() \
                      WHERE id = (SELECT id FROM executions WHERE tenant_id = $1 AND status = 'pending' \
                                  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                     RETURNING id, tenant_id, workflow_id, user_id, workflow_version, status::text, input, output, \
-                               error, worker_id, started_at, finished_at, created_at, updated_at",
-                )
+                     RETURNING {EXECUTION_COLUMNS}"
+                ))
                 .await?;
             let row = client
                 .query_opt(&stmt, &[&ctx.data.claim_tenant, &worker])
                 .await?;
             let row = row
                 .ok_or_else(|| anyhow::anyhow!("the claim queue ran dry: raise Scale::pending"))?;
-            std::hint::black_box((
-                row.get::<_, Uuid>(0),
-                row.get::<_, String>(5),
-                row.get::<_, serde_json::Value>(6),
-            ));
+            std::hint::black_box(decode_execution(&row));
             Ok(())
         }),
     }
