@@ -4,28 +4,15 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::TestDb;
+use common::{TestDb, conflict_on, user};
 use database::admin::{
     AuditContext, AuditFilter, NewAuditEntry, NewRole, RolePermissions, admin_audit_log,
     admin_roles, admin_users,
 };
-use database::auth::{NewUser, users};
+use database::auth::users;
 use database::{AdminRoleId, Error, UserId};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
-
-async fn user(t: &TestDb, email: &str) -> UserId {
-    users::create(
-        &mut *t.conn().await,
-        &NewUser {
-            email: email.to_owned(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
 
 fn ctx(actor: UserId) -> AuditContext {
     AuditContext {
@@ -39,13 +26,6 @@ fn role(name: &str, permissions: &[&str]) -> NewRole {
         name: name.to_owned(),
         description: Some(format!("{name} role")),
         permissions: permissions.iter().map(|p| p.to_string()).collect(),
-    }
-}
-
-fn conflict_on(err: &Error) -> &str {
-    match err {
-        Error::Conflict { constraint, .. } => constraint,
-        other => panic!("expected a conflict, got {other:?}"),
     }
 }
 

@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::TestDb;
-use database::auth::{NewUser, users};
+use common::{TestDb, user};
 use database::chat::messages::{self, SaveMessages};
 use database::chat::{ChatVisibility, MessageRole, NewMessage, SaveChat, chats};
 use database::keyset::Cursor;
@@ -12,20 +11,6 @@ use database::{ChatId, Error, MessageId, UserId};
 use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::json;
-
-async fn user(t: &TestDb, email: &str) -> UserId {
-    let mut conn = t.conn().await;
-    users::create(
-        &mut conn,
-        &NewUser {
-            email: email.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
 
 fn save(id: ChatId, title: &str) -> SaveChat {
     SaveChat {

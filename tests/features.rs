@@ -3,26 +3,12 @@
 mod common;
 
 use chrono::NaiveDate;
-use common::TestDb;
-use database::auth::{NewUser, users};
+use common::{TestDb, user};
+use database::auth::users;
 use database::features::{
     ActivityIncrement, CreateTodo, JoinWaitlist, TodoPatch, todos, user_activity_daily, waitlist,
 };
 use database::{Error, TodoId, UserId};
-
-async fn user(t: &TestDb, email: &str) -> UserId {
-    let mut conn = t.conn().await;
-    users::create(
-        &mut conn,
-        &NewUser {
-            email: email.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
 
 fn todo(title: &str) -> CreateTodo {
     CreateTodo {

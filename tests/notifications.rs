@@ -6,8 +6,7 @@ mod common;
 use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
-use common::TestDb;
-use database::auth::{NewUser, users};
+use common::{TestDb, user};
 use database::notifications::notification_deliveries::{self, claim_due, record_attempt};
 use database::notifications::{
     DeliveryAttempt, DeliveryStatus, NotificationChannel, RegisterTarget, SendNotification,
@@ -16,20 +15,6 @@ use database::notifications::{
 use database::{Error, NotificationDeliveryId, NotificationId, TenantId, UserId};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::json;
-
-async fn user(t: &TestDb, email: &str) -> UserId {
-    let mut conn = t.conn().await;
-    users::create(
-        &mut conn,
-        &NewUser {
-            email: email.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
 
 async fn tenant(t: &TestDb, slug: &str) -> TenantId {
     let id = TenantId::new();

@@ -3,24 +3,9 @@
 
 mod common;
 
-use common::TestDb;
+use common::{TestDb, user};
 use database::auth::passkeys::{self, RegisterPasskey, RenamePasskey, SignIn};
-use database::auth::{NewUser, users};
 use database::{Error, PasskeyId, UserId};
-
-async fn user(t: &TestDb, email: &str) -> UserId {
-    let mut conn = t.conn().await;
-    users::create(
-        &mut conn,
-        &NewUser {
-            email: email.into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
 
 fn key(credential_id: &str) -> RegisterPasskey {
     RegisterPasskey {

@@ -6,30 +6,13 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::TestDb;
+use common::{TestDb, bare_tenant as tenant};
 use database::auth::{NewUser, users};
 use database::projects::{
     CanvasNodeInput, NewProject, ProjectFilter, RenameProject, SaveCanvas, canvas_nodes, projects,
 };
-use database::schema::tenants;
 use database::{Conn, Error, ProjectId, TenantId, UserId};
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use serde_json::json;
-
-async fn tenant(conn: &mut Conn, slug: &str) -> TenantId {
-    let id = TenantId::new();
-    diesel::insert_into(tenants::table)
-        .values((
-            tenants::id.eq(id),
-            tenants::name.eq(slug),
-            tenants::slug.eq(slug),
-        ))
-        .execute(conn)
-        .await
-        .unwrap();
-    id
-}
 
 fn new_project(name: &str) -> NewProject {
     NewProject {

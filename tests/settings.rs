@@ -3,25 +3,11 @@
 
 mod common;
 
-use common::TestDb;
-use database::auth::{NewUser, users};
+use common::{TestDb, user};
 use database::settings::{
     DigestFrequency, ProfileInput, SettingsPatch, Theme, UserSettings, user_profiles, user_settings,
 };
 use database::{Error, UserId};
-
-async fn user(t: &TestDb, email: &str) -> UserId {
-    users::create(
-        &mut *t.conn().await,
-        &NewUser {
-            email: email.to_owned(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_default_until_changed_and_patches_change_only_their_keys() {

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::TestDb;
-use database::auth::{NewUser, users};
+use common::{TestDb, conflict_on, user};
 use database::tenancy::{
     NewActivity, NewInvite, NewMember, NewTenant, Tenant, TenantRole, tenant_activity,
     tenant_invites, tenant_members, tenants,
@@ -13,20 +12,6 @@ use database::tenancy::{
 use database::{Error, TenantId, TokenRejection, UserId};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
-
-async fn user(t: &TestDb, email: &str) -> UserId {
-    let mut conn = t.conn().await;
-    users::create(
-        &mut conn,
-        &NewUser {
-            email: email.to_owned(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .id
-}
 
 async fn tenant(t: &TestDb, slug: &str, owner: UserId) -> Tenant {
     let mut conn = t.conn().await;
@@ -58,13 +43,6 @@ async fn owners(t: &TestDb, tenant: TenantId) -> usize {
         .iter()
         .filter(|m| m.role == TenantRole::Owner)
         .count()
-}
-
-fn conflict_on(err: &Error) -> &str {
-    match err {
-        Error::Conflict { constraint, .. } => constraint,
-        other => panic!("expected a conflict, got {other:?}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,9 +8,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::TestDb;
+use common::{TestDb, bare_tenant as tenant};
 use database::auth::{NewUser, users};
-use database::schema::tenants;
 use database::workflows::{
     ExecutionFilter, ExecutionStatus, GraphEdge, GraphNode, NewWorkflow, StartExecution,
     StepStatus, WorkflowGraph, WorkflowPatch, execution_steps, executions, workflows,
@@ -19,20 +18,6 @@ use database::{Conn, Error, ExecutionId, TenantId, UserId, WorkflowId};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
-
-async fn tenant(conn: &mut Conn, slug: &str) -> TenantId {
-    let id = TenantId::new();
-    diesel::insert_into(tenants::table)
-        .values((
-            tenants::id.eq(id),
-            tenants::name.eq(slug),
-            tenants::slug.eq(slug),
-        ))
-        .execute(conn)
-        .await
-        .unwrap();
-    id
-}
 
 async fn user(conn: &mut Conn, email: &str) -> UserId {
     users::create(

@@ -200,3 +200,43 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A new user with this address (and defaults for the rest).
+pub async fn user(t: &TestDb, email: &str) -> database::UserId {
+    use database::auth::{NewUser, users};
+    users::create(
+        &mut *t.conn().await,
+        &NewUser {
+            email: email.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating user {email}: {e}"))
+    .id
+}
+
+/// A bare tenant row (no members), for tests of tenant-owned data.
+pub async fn bare_tenant(conn: &mut database::Conn, slug: &str) -> database::TenantId {
+    use database::schema::tenants;
+    use diesel::ExpressionMethods;
+    let id = database::TenantId::new();
+    diesel::insert_into(tenants::table)
+        .values((
+            tenants::id.eq(id),
+            tenants::name.eq(slug),
+            tenants::slug.eq(slug),
+        ))
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("creating tenant {slug}: {e}"));
+    id
+}
+
+/// The constraint a `Conflict` names; panics on any other result.
+pub fn conflict_on(err: &database::Error) -> &str {
+    match err {
+        database::Error::Conflict { constraint, .. } => constraint,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
