@@ -6,29 +6,13 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::{DB_BIN, run_db as db};
 use common::{TestDb, count_rows};
 use database::auth::{NewUser, users};
 use database::migrate::{self, MigrationSet, State};
 use diesel_async::SimpleAsyncConnection;
 
-const DB_BIN: &str = env!("CARGO_BIN_EXE_db");
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-
-/// `db <args>` against `url`, with a clean environment for the guard.
-fn db(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(DB_BIN);
-    cmd.args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("DB_MIGRATIONS_DIR")
-        .env_remove("APP_ENV")
-        .env_remove("NODE_ENV")
-        .current_dir(MANIFEST_DIR)
-        .stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run db")
-}
 
 fn text(out: &Output) -> String {
     format!(

@@ -7,11 +7,9 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 use common::TestDb;
+use common::{DB_BIN, run_db as db};
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
-
-const DB_BIN: &str = env!("CARGO_BIN_EXE_db");
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Every table `db seed` fills (all of the schema's tables).
 const SEEDED: &[&str] = &[
@@ -46,22 +44,6 @@ const SEEDED: &[&str] = &[
     "waitlist",
     "workflows",
 ];
-
-/// `db <args>` against `url`, with a clean environment for the guard.
-fn db(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(DB_BIN);
-    cmd.args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("DB_MIGRATIONS_DIR")
-        .env_remove("APP_ENV")
-        .env_remove("NODE_ENV")
-        .current_dir(MANIFEST_DIR)
-        .stdin(std::process::Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run db")
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -240,3 +240,24 @@ pub fn conflict_on(err: &database::Error) -> &str {
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
+
+/// The `db` binary built for these tests.
+pub const DB_BIN: &str = env!("CARGO_BIN_EXE_db");
+
+/// `db <args>` against `url` from the crate's folder, with `env` added to an
+/// environment cleaned of what would change the outcome (the production
+/// guard's variables, a migrations folder override) and no terminal.
+pub fn run_db(url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(DB_BIN);
+    cmd.args(args)
+        .env("DATABASE_URL", url)
+        .env_remove("DB_MIGRATIONS_DIR")
+        .env_remove("APP_ENV")
+        .env_remove("NODE_ENV")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run db")
+}
