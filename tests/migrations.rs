@@ -10,7 +10,7 @@ use common::{TestDb, count_rows};
 use database::migrate::{self, MigrationError, MigrationSet, Problem, State};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-const DB_BIN: &str = env!("CARGO_BIN_EXE_db");
+use common::DB_BIN;
 
 fn migrations_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
@@ -18,12 +18,7 @@ fn migrations_dir() -> PathBuf {
 
 /// Runs `db` against `url` with the given arguments.
 fn db_cmd(url: &str, args: &[&str]) -> Output {
-    Command::new(DB_BIN)
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("DB_MIGRATIONS_DIR")
-        .output()
-        .expect("run db")
+    common::run_db(url, args, &[])
 }
 
 fn text(out: &Output) -> String {
@@ -206,32 +201,10 @@ async fn an_applied_migration_missing_locally_is_refused() {
     }
 }
 
-/// The schema as pg_dump prints it, without the bookkeeping tables and the
-/// per-run `\restrict` keys of recent pg_dump releases.
+/// The schema as `db diff` compares it: pg_dump's DDL without the bookkeeping
+/// tables, comments, settings and per-run `\restrict` keys.
 fn schema_dump(url: &str) -> String {
-    let out = Command::new("pg_dump")
-        .args([
-            "--schema-only",
-            "--no-owner",
-            "--no-privileges",
-            "--exclude-table=__diesel_schema_migrations",
-            "--exclude-table=__database_migration_checksums",
-            "--dbname",
-            url,
-        ])
-        .output()
-        .expect("pg_dump is installed (postgresql-client)");
-    assert!(
-        out.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    database::ops::drift::schema_dump(url).expect("pg_dump is installed (postgresql-client)")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -79,12 +79,14 @@ struct InsertMessage<'a> {
     created_at: DateTime<Utc>,
 }
 
-async fn check_owner(conn: &mut Conn, user_id: UserId, chat_id: ChatId) -> Result<()> {
+/// `NotFound` unless the chat is the user's. Takes a shared reference so it
+/// can be pipelined beside another query on the same connection.
+async fn check_owner(mut conn: &Conn, user_id: UserId, chat_id: ChatId) -> Result<()> {
     let found: Option<ChatId> = chats::table
         .find(chat_id)
         .filter(chats::user_id.eq(user_id))
         .select(chats::id)
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
     found.map(|_| ()).ok_or(Error::NotFound { entity: "chat" })
@@ -162,17 +164,10 @@ pub async fn get_messages_by_chat_id(
     // The ownership check and the page don't depend on each other: both are
     // sent at once, pipelined on this one connection (one round trip, not
     // two). A page read for a chat that isn't the caller's is discarded.
-    let (mut for_owner, mut for_page) = (&*conn, &*conn);
-    let owner = chats::table
-        .find(chat_id)
-        .filter(chats::user_id.eq(user_id))
-        .select(chats::id)
-        .first::<ChatId>(&mut for_owner);
+    let mut for_page = &*conn;
     let rows = page_query(chat_id, before, limit).load::<Message>(&mut for_page);
-    let (owner, rows) = tokio::join!(owner, rows);
-    owner
-        .optional()?
-        .ok_or(Error::NotFound { entity: "chat" })?;
+    let (owner, rows) = tokio::join!(check_owner(conn, user_id, chat_id), rows);
+    owner?;
     Ok(page_of(rows?, limit, |m: &Message| Cursor {
         created_at: m.created_at,
         id: m.id,

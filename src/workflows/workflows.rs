@@ -225,11 +225,16 @@ pub async fn create(conn: &mut Conn, tenant_id: TenantId, input: &NewWorkflow) -
 
 /// The tenant's workflow with this id.
 pub async fn find(conn: &mut Conn, tenant_id: TenantId, id: WorkflowId) -> Result<Workflow> {
+    find_shared(conn, tenant_id, id).await
+}
+
+/// `find` on a shared reference, so it can be pipelined beside another query.
+async fn find_shared(mut conn: &Conn, tenant_id: TenantId, id: WorkflowId) -> Result<Workflow> {
     workflows::table
         .find(id)
         .filter(workflows::tenant_id.eq(tenant_id))
         .select(Workflow::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "workflow" })
@@ -336,12 +341,7 @@ pub async fn find_with_recent_executions(
     // The workflow and its executions are independent queries: both are sent
     // at once, pipelined on this connection. The steps then follow by the
     // executions' ids, so they always belong to exactly the executions listed.
-    let (mut for_workflow, mut for_executions) = (&*conn, &*conn);
-    let workflow = workflows::table
-        .find(id)
-        .filter(workflows::tenant_id.eq(tenant_id))
-        .select(Workflow::as_select())
-        .first::<Workflow>(&mut for_workflow);
+    let mut for_executions = &*conn;
     let recent = executions::table
         .filter(executions::workflow_id.eq(id))
         .filter(executions::tenant_id.eq(tenant_id))
@@ -349,10 +349,8 @@ pub async fn find_with_recent_executions(
         .limit(limit)
         .select(Execution::as_select())
         .load::<Execution>(&mut for_executions);
-    let (workflow, recent) = tokio::join!(workflow, recent);
-    let workflow = workflow
-        .optional()?
-        .ok_or(Error::NotFound { entity: "workflow" })?;
+    let (workflow, recent) = tokio::join!(find_shared(conn, tenant_id, id), recent);
+    let workflow = workflow?;
     let recent = recent?;
     let ids: Vec<ExecutionId> = recent.iter().map(|e| e.id).collect();
     let steps: Vec<ExecutionStep> = execution_steps::table
