@@ -410,10 +410,7 @@ impl Db {
 
     /// Opens a connection outside the pool, set up like pooled ones, to `url`.
     pub async fn connect_direct(&self, url: &str) -> Result<AsyncPgConnection> {
-        ConnectionSettings::from_config(&self.config)
-            .establish(url)
-            .await
-            .map_err(|e| connection_error(e, url))
+        connect(&self.config, url).await
     }
 
     /// Applies the embedded migrations. Safe to call from every replica at
@@ -473,6 +470,15 @@ impl Db {
 }
 
 use diesel::IntoSql as _;
+
+/// Opens one connection to `url`, set up as `config` sets up pooled ones
+/// (timeouts, statement cache, logging), without building a pool.
+pub async fn connect(config: &Config, url: &str) -> Result<AsyncPgConnection> {
+    ConnectionSettings::from_config(config)
+        .establish(url)
+        .await
+        .map_err(|e| connection_error(e, url))
+}
 
 /// Closes connections idle for longer than `idle_timeout`. deadpool has no
 /// idle timeout of its own; this task holds only a weak reference, so it

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use database::migrate::{self, MigrationSet, State, Status};
 use database::ops::{self, guard::Verdict};
-use database::{Config, Db, db::redact_url};
+use database::{Config, db::redact_url};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 /// Exit code of `check` when the database is not up to date, and of `diff` on drift.
@@ -417,8 +417,7 @@ fn thousands(n: u64) -> String {
 /// A direct connection (not pooled) to the migration URL: the migration lock
 /// lives on it and dies with it.
 async fn connect(config: &Config) -> Result<AsyncPgConnection> {
-    let db = Db::new(config.clone())?;
-    Ok(db.connect_direct(config.migration_url()).await?)
+    Ok(database::db::connect(config, config.migration_url()).await?)
 }
 
 async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
@@ -440,8 +439,7 @@ async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
     // CREATE DATABASE must be sent from another database on the same server.
     let mut maintenance = url.clone();
     maintenance.set_path("/postgres");
-    let db = Db::new(config.clone())?;
-    let mut admin = db.connect_direct(maintenance.as_str()).await?;
+    let mut admin = database::db::connect(config, maintenance.as_str()).await?;
     if database_exists(&mut admin, &name).await? {
         println!("Database {name} exists.");
     } else {
