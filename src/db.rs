@@ -293,10 +293,19 @@ impl Instrumentation for QueryLogger {
             InstrumentationEvent::StartQuery { .. } => self.started = Some(Instant::now()),
             InstrumentationEvent::FinishQuery { query, error, .. } => {
                 let elapsed = self.started.take().map(|s| s.elapsed()).unwrap_or_default();
+                let slow = self.slow.is_some_and(|limit| elapsed >= limit);
+                // Rendering the statement costs an allocation per query:
+                // only when it will be written somewhere.
+                if !(slow
+                    || self.log_all
+                    || tracing::enabled!(target: "database::query", tracing::Level::TRACE))
+                {
+                    return;
+                }
                 let text = query.to_string();
                 let sql = text.split(" -- binds: ").next().unwrap_or(&text);
                 let elapsed_us = elapsed.as_micros() as u64;
-                if self.slow.is_some_and(|limit| elapsed >= limit) {
+                if slow {
                     tracing::warn!(target: "database::query", elapsed_us, sql, "slow query");
                 } else if self.log_all {
                     match error {

@@ -19,6 +19,7 @@ pub mod db;
 pub mod error;
 mod functions;
 pub mod ids;
+mod inline_limit;
 pub mod keyset;
 pub mod migrate;
 #[cfg(feature = "cli")]
@@ -43,3 +44,4 @@ pub use cached::{Cached, CachedExt};
 pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
 pub use ids::*;
+pub use inline_limit::{InlineLimit, InlineLimitDsl, ScalarSubquery};

@@ -120,7 +120,13 @@ fn main() -> Result<()> {
             .context("--service-mix needs --url=")?;
         return runtime.block_on(service_mix(url.to_owned(), mode));
     }
-    runtime.block_on(run(mode))
+    // `--only=a,b`: just these workloads (for chasing one gap); the report
+    // then holds only them, and the memory figures are skipped.
+    let only: Option<Vec<String>> = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--only="))
+        .map(|v| v.split(',').map(str::to_owned).collect());
+    runtime.block_on(run(mode, only))
 }
 
 fn server_url() -> url::Url {
@@ -132,7 +138,7 @@ fn server_url() -> url::Url {
     url
 }
 
-async fn run(mode: Mode) -> Result<()> {
+async fn run(mode: Mode, only: Option<Vec<String>>) -> Result<()> {
     let name = format!("database_bench_{}", std::process::id());
     let mut db_url = server_url();
     db_url.set_path(&format!("/{name}"));
@@ -146,7 +152,7 @@ async fn run(mode: Mode) -> Result<()> {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
 
-    let outcome = bench(mode, db_url.as_str()).await;
+    let outcome = bench(mode, db_url.as_str(), only.as_deref()).await;
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
@@ -157,6 +163,8 @@ async fn run(mode: Mode) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let file = if mode.name == "smoke" {
         "report.smoke.json"
+    } else if only.is_some() {
+        "report.only.json"
     } else {
         "report.json"
     };
@@ -165,7 +173,7 @@ async fn run(mode: Mode) -> Result<()> {
     Ok(())
 }
 
-async fn bench(mode: Mode, url: &str) -> Result<Report> {
+async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report> {
     let mut config = Config::new(url);
     config.pool_size = POOL_SIZE;
     let db = Db::new(config)?;
@@ -188,8 +196,21 @@ async fn bench(mode: Mode, url: &str) -> Result<Report> {
     let data = workloads::seed(&db, mode.scale).await?;
     let ctx = Arc::new(Ctx { db, raw, data });
 
+    if let Some(names) = only {
+        let known: Vec<&str> = workloads::all(&ctx).iter().map(|w| w.name).collect();
+        for name in names {
+            anyhow::ensure!(
+                known.contains(&name.as_str()),
+                "unknown workload {name:?}; the workloads are {}",
+                known.join(", ")
+            );
+        }
+    }
     let mut results = Vec::new();
     for workload in workloads::all(&ctx) {
+        if only.is_some_and(|names| !names.iter().any(|n| n == workload.name)) {
+            continue;
+        }
         for concurrency in CONCURRENCY {
             let row = measure(&workload, concurrency, mode)
                 .await
@@ -201,7 +222,11 @@ async fn bench(mode: Mode, url: &str) -> Result<Report> {
             results.push(row);
         }
     }
-    let service_peak_rss_mib = measure_service(url, mode)?;
+    let service_peak_rss_mib = if only.is_none() {
+        measure_service(url, mode)?
+    } else {
+        0.0
+    };
     Ok(Report {
         mode: mode.name,
         machine: machine(),

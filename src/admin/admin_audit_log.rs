@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
 use crate::page::check_limit;
 use crate::schema::admin_audit_log;
 use crate::{AuditEntryId, Conn, Error, Result, UserId};
@@ -178,7 +179,6 @@ pub async fn list(
             admin_audit_log::created_at.desc(),
             admin_audit_log::id.desc(),
         ))
-        .limit(limit)
         .into_boxed();
     if let Some(actor) = filter.actor {
         query = query.filter(admin_audit_log::actor_id.eq(actor));
@@ -204,5 +204,5 @@ pub async fn list(
                     .and(admin_audit_log::id.lt(c.id))),
         );
     }
-    Ok(query.load(conn).await?)
+    Ok(query.inline_limit(limit as u32).load(conn).await?)
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use crate::error::validate;
+use crate::inline_limit::{InlineLimit, InlineLimitDsl};
 use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::schema::{chats, messages};
 use crate::{ChatId, Conn, Error, MessageId, Result, UserId};
@@ -133,12 +134,13 @@ pub fn page_query(
     chat_id: ChatId,
     before: Option<Cursor<MessageId>>,
     limit: i64,
-) -> messages::BoxedQuery<'static, diesel::pg::Pg, diesel::dsl::AsSelect<Message, diesel::pg::Pg>> {
+) -> InlineLimit<
+    messages::BoxedQuery<'static, diesel::pg::Pg, diesel::dsl::AsSelect<Message, diesel::pg::Pg>>,
+> {
     let mut query = messages::table
         .filter(messages::chat_id.eq(chat_id))
         .select(Message::as_select())
         .order((messages::created_at.desc(), messages::id.desc()))
-        .limit(limit + 1)
         .into_boxed();
     if let Some(c) = before {
         // (created_at, id) < cursor. The plain `created_at <=` bound is what
@@ -149,7 +151,9 @@ pub fn page_query(
                 .or(messages::id.lt(c.id)),
         );
     }
-    query
+    // One extra row says whether there is a next page; `limit` is checked
+    // to 1..=100 by the caller.
+    query.inline_limit((limit + 1) as u32)
 }
 
 /// A page of the chat's messages, newest first, starting before `before`.

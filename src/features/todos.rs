@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
 use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::schema::todos;
 use crate::{Conn, Error, Result, TenantId, TodoId, UserId};
@@ -124,7 +125,6 @@ pub async fn list_for_user(
         .filter(todos::user_id.eq(user_id))
         .select(Todo::as_select())
         .order((todos::created_at.desc(), todos::id.desc()))
-        .limit(limit + 1)
         .into_boxed();
     if let Some(c) = after {
         // (created_at, id) < cursor, written so the index range starts at
@@ -133,7 +133,7 @@ pub async fn list_for_user(
             .filter(todos::created_at.le(c.created_at))
             .filter(todos::created_at.lt(c.created_at).or(todos::id.lt(c.id)));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.inline_limit((limit + 1) as u32).load(conn).await?;
     Ok(page_of(rows, limit, |t: &Todo| Cursor {
         created_at: t.created_at,
         id: t.id,

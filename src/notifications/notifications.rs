@@ -10,6 +10,7 @@ use validator::{Validate, ValidationError};
 
 use super::notification_deliveries::{InsertDelivery, NotificationDelivery};
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
 use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::schema::{
     notification_deliveries, notification_preferences, notification_targets, notifications,
@@ -180,7 +181,6 @@ pub async fn list_for_user(
         .filter(notifications::user_id.eq(user_id))
         .select(Notification::as_select())
         .order((notifications::created_at.desc(), notifications::id.desc()))
-        .limit(limit + 1)
         .into_boxed();
     if let Some(c) = after {
         query = query
@@ -191,7 +191,7 @@ pub async fn list_for_user(
                     .or(notifications::id.lt(c.id)),
             );
     }
-    let rows = query.load(conn).await?;
+    let rows = query.inline_limit((limit + 1) as u32).load(conn).await?;
     Ok(page_of(rows, limit, |n: &Notification| Cursor {
         created_at: n.created_at,
         id: n.id,

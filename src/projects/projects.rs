@@ -8,6 +8,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::functions::coalesce;
+use crate::inline_limit::InlineLimitDsl;
 use crate::schema::projects;
 use crate::{Conn, Error, ProjectId, Result, TenantId, UserId};
 
@@ -187,8 +188,6 @@ pub async fn list(
         .filter(projects::tenant_id.eq(tenant_id))
         .select(Project::as_select())
         .order((projects::created_at.desc(), projects::id.desc()))
-        // One extra row says whether there is a next page.
-        .limit(filter.limit + 1)
         .into_boxed();
     if !filter.include_archived {
         query = query.filter(projects::archived_at.is_null());
@@ -202,7 +201,10 @@ pub async fn list(
                     .and(projects::id.lt(after.id))),
         );
     }
-    let mut items = query.load(conn).await?;
+    let mut items = query
+        .inline_limit((filter.limit + 1) as u32)
+        .load(conn)
+        .await?;
     let next = if items.len() as i64 > filter.limit {
         items.truncate(filter.limit as usize);
         items.last().map(|p| ProjectCursor {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
 use crate::page::check_limit;
 use crate::schema::tenant_activity;
 use crate::{Conn, Error, Result, TenantActivityId, TenantId, UserId};
@@ -147,7 +148,6 @@ pub async fn list(
             tenant_activity::created_at.desc(),
             tenant_activity::id.desc(),
         ))
-        .limit(limit)
         .into_boxed();
     if let Some(c) = after {
         query = query.filter(
@@ -158,5 +158,5 @@ pub async fn list(
                     .and(tenant_activity::id.lt(c.id))),
         );
     }
-    Ok(query.load(conn).await?)
+    Ok(query.inline_limit(limit as u32).load(conn).await?)
 }

@@ -16,6 +16,7 @@ use validator::Validate;
 use super::tenant_activity;
 use super::tenant_members::{TenantMember, TenantRole};
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
 use crate::page::check_limit;
 use crate::schema::tenant_invites;
 use crate::{
@@ -271,7 +272,6 @@ pub async fn list_pending(
         .filter(tenant_invites::expires_at.gt(Utc::now()))
         .select(TenantInvite::as_select())
         .order((tenant_invites::created_at.desc(), tenant_invites::id.desc()))
-        .limit(limit)
         .into_boxed();
     if let Some(c) = after {
         query = query.filter(
@@ -282,5 +282,5 @@ pub async fn list_pending(
                     .and(tenant_invites::id.lt(c.id))),
         );
     }
-    Ok(query.load(conn).await?)
+    Ok(query.inline_limit(limit as u32).load(conn).await?)
 }

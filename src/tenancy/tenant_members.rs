@@ -14,6 +14,7 @@ use validator::Validate;
 
 use super::tenant_activity;
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
 use crate::page::check_limit;
 use crate::schema::{tenant_members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
@@ -164,7 +165,6 @@ pub async fn list(
         .filter(tenant_members::tenant_id.eq(tenant))
         .select(TenantMember::as_select())
         .order((tenant_members::created_at.asc(), tenant_members::id.asc()))
-        .limit(limit)
         .into_boxed();
     if let Some(c) = after {
         query = query.filter(
@@ -175,7 +175,7 @@ pub async fn list(
                     .and(tenant_members::id.gt(c.id))),
         );
     }
-    Ok(query.load(conn).await?)
+    Ok(query.inline_limit(limit as u32).load(conn).await?)
 }
 
 /// Locks the tenant row for the rest of the transaction: every change that

@@ -18,7 +18,8 @@ use crate::schema::{executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
 use crate::workflows::workflows::{ExecutionWithSteps, Workflow};
 use crate::{
-    CachedExt, Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId, UserId, WorkflowId,
+    CachedExt, Conn, Error, ExecutionId, ExecutionStepId, InlineLimitDsl, Result, TenantId, UserId,
+    WorkflowId,
 };
 
 crate::sql_enum! {
@@ -347,6 +348,9 @@ async fn try_transition(
                 .select(candidate.field(executions::id))
                 .for_update()
                 .skip_locked()
+                // A literal LIMIT 1: with a bound one the server re-plans
+                // the claim on every call (see `inline_limit`).
+                .inline_limit(1)
                 .single_value();
             // The candidate is locked and checked (tenant, legal source
             // status) by the subquery, so the UPDATE itself goes by primary
@@ -564,8 +568,6 @@ pub async fn list(
         .filter(executions::tenant_id.eq(tenant_id))
         .select(Execution::as_select())
         .order((executions::created_at.desc(), executions::id.desc()))
-        // One extra row says whether there is a next page.
-        .limit(filter.limit + 1)
         .into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(executions::status.eq(status));
@@ -585,7 +587,10 @@ pub async fn list(
                     .and(executions::id.lt(after.id))),
         );
     }
-    let mut items = query.load(conn).await?;
+    let mut items = query
+        .inline_limit((filter.limit + 1) as u32)
+        .load(conn)
+        .await?;
     let next = if items.len() as i64 > filter.limit {
         items.truncate(filter.limit as usize);
         items.last().map(|e| ExecutionCursor {

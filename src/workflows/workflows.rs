@@ -14,7 +14,7 @@ use crate::error::{FieldError, InvalidInput, validate};
 use crate::schema::{execution_steps, executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
 use crate::workflows::executions::Execution;
-use crate::{Conn, Error, ExecutionId, Result, TenantId, UserId, WorkflowId};
+use crate::{Conn, Error, ExecutionId, InlineLimitDsl, Result, TenantId, UserId, WorkflowId};
 
 /// A row of `workflows`.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Identifiable, Serialize)]
@@ -346,8 +346,9 @@ pub async fn find_with_recent_executions(
         .filter(executions::workflow_id.eq(id))
         .filter(executions::tenant_id.eq(tenant_id))
         .order((executions::created_at.desc(), executions::id.desc()))
-        .limit(limit)
         .select(Execution::as_select())
+        // Validated to 1..=100 above; literal so the plan is reused.
+        .inline_limit(limit as u32)
         .load::<Execution>(&mut for_executions);
     let (workflow, recent) = tokio::join!(find_shared(conn, tenant_id, id), recent);
     let workflow = workflow?;
