@@ -20,6 +20,7 @@ pub mod error;
 mod functions;
 pub mod ids;
 mod inline_limit;
+mod jsonb;
 pub mod keyset;
 pub mod migrate;
 #[cfg(feature = "cli")]
@@ -45,3 +46,4 @@ pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
 pub use ids::*;
 pub use inline_limit::{InlineLimit, InlineLimitDsl, ScalarSubquery};
+pub use jsonb::JsonbOf;

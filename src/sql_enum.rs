@@ -43,6 +43,19 @@ macro_rules! sql_enum {
             pub const fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $label),+ }
             }
+
+            /// This variant as a SQL literal (`'label'`) instead of a bind
+            /// value. A bound value of a custom type costs diesel-async a
+            /// type lookup and a second serialization of every bind on each
+            /// query, and hides the value from the planner. The literal
+            /// makes the SQL text depend on the value, so Diesel will not
+            /// cache the statement unless it is wrapped in `.cached()`
+            /// (keyed by text); hot statements that use it are.
+            pub fn literal(self) -> diesel::expression::SqlLiteral<$sql_type> {
+                diesel::dsl::sql::<$sql_type>(match self {
+                    $($name::$variant => concat!("'", $label, "'")),+
+                })
+            }
         }
 
         impl std::fmt::Display for $name {

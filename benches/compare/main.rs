@@ -82,6 +82,10 @@ struct Row {
     p99_us: u64,
     raw_p50_us: u64,
     raw_p99_us: u64,
+    /// CPU time (user + system) this process spent per operation: the
+    /// client's own cost, which the server's time does not hide.
+    cpu_us_per_op: f64,
+    raw_cpu_us_per_op: f64,
 }
 
 #[derive(Serialize)]
@@ -278,6 +282,7 @@ async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
     round(&w.raw, concurrency, mode.round / 4, &seq).await?;
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut our_time, mut their_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut our_cpu, mut their_cpu) = (Duration::ZERO, Duration::ZERO);
     for r in 0..mode.rounds {
         // Alternate who goes first, so drift in machine load hits both.
         let order = if r % 2 == 0 {
@@ -287,18 +292,26 @@ async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
         };
         for is_crate in order {
             let op = if is_crate { &w.krate } else { &w.raw };
+            let cpu_before = process_cpu();
             let (lat, took) = round(op, concurrency, mode.round, &seq).await?;
+            let cpu = process_cpu() - cpu_before;
             if is_crate {
                 ours.extend(lat);
                 our_time += took;
+                our_cpu += cpu;
             } else {
                 theirs.extend(lat);
                 their_time += took;
+                their_cpu += cpu;
             }
         }
     }
     let ops = ours.len() as f64 / our_time.as_secs_f64();
     let raw_ops = theirs.len() as f64 / their_time.as_secs_f64();
+    let per_op =
+        |cpu: Duration, n: usize| (cpu.as_secs_f64() * 1e7 / n.max(1) as f64).round() / 10.0;
+    let cpu_us_per_op = per_op(our_cpu, ours.len());
+    let raw_cpu_us_per_op = per_op(their_cpu, theirs.len());
     Ok(Row {
         workload: w.name,
         concurrency,
@@ -309,7 +322,18 @@ async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
         p99_us: percentile(&mut ours, 99.0),
         raw_p50_us: percentile(&mut theirs, 50.0),
         raw_p99_us: percentile(&mut theirs, 99.0),
+        cpu_us_per_op,
+        raw_cpu_us_per_op,
     })
+}
+
+/// User + system CPU time of this whole process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn percentile(values: &mut [u64], p: f64) -> u64 {
@@ -421,7 +445,7 @@ fn machine() -> String {
 
 fn print_table(r: &Report) {
     println!(
-        "\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}",
         "workload",
         "conc",
         "crate op/s",
@@ -430,11 +454,13 @@ fn print_table(r: &Report) {
         "p50 µs",
         "p99 µs",
         "raw p50",
-        "raw p99"
+        "raw p99",
+        "cpu µs",
+        "raw cpu"
     );
     for row in &r.results {
         println!(
-            "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>8} {:>8} {:>8} {:>8}",
+            "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>8} {:>8} {:>8} {:>8} {:>7.1} {:>7.1}",
             row.workload,
             row.concurrency,
             row.ops_per_sec,
@@ -443,7 +469,9 @@ fn print_table(r: &Report) {
             row.p50_us,
             row.p99_us,
             row.raw_p50_us,
-            row.raw_p99_us
+            row.raw_p99_us,
+            row.cpu_us_per_op,
+            row.raw_cpu_us_per_op
         );
     }
     println!(

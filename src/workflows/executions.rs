@@ -6,7 +6,10 @@
 //! concurrent changes only one can match; the other is refused.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::AsSelect;
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,12 +17,12 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::functions::coalesce;
-use crate::schema::{executions, workflows};
+use crate::schema::{execution_steps, executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
-use crate::workflows::workflows::{ExecutionWithSteps, Workflow};
+use crate::workflows::workflows::ExecutionWithSteps;
 use crate::{
-    CachedExt, Conn, Error, ExecutionId, ExecutionStepId, InlineLimitDsl, Result, TenantId, UserId,
-    WorkflowId,
+    CachedExt, Conn, Error, ExecutionId, ExecutionStepId, InlineLimitDsl, JsonbOf, Result,
+    TenantId, UserId, WorkflowId,
 };
 
 crate::sql_enum! {
@@ -162,39 +165,85 @@ struct InsertExecution<'a> {
     input: &'a Value,
 }
 
+/// `insert_steps`'s statement: `INSERT ... SELECT ... FROM unnest(...)
+/// RETURNING <every ExecutionStep column>`. The columns travel as three
+/// arrays and two scalars whatever the number of steps, so the statement text
+/// is constant: prepared once per connection and cached by this Rust type
+/// (a VALUES list would be up to 5,000 parameters, parsed and planned afresh
+/// for every run). Written by hand because Diesel cannot insert from a
+/// custom `SELECT`; the column names come from the schema, and the returned
+/// rows decode by position like any Diesel query. PostgreSQL-specific.
+struct InsertSteps<'a> {
+    ids: Vec<uuid::Uuid>,
+    execution_id: ExecutionId,
+    node_ids: &'a [&'a str],
+    positions: Vec<i32>,
+    max_attempts: i32,
+    returning: AsSelect<ExecutionStep, Pg>,
+}
+
+impl QueryId for InsertSteps<'_> {
+    type QueryId = InsertSteps<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for InsertSteps<'_> {
+    type SqlType = <AsSelect<ExecutionStep, Pg> as Expression>::SqlType;
+}
+
+impl QueryFragment<Pg> for InsertSteps<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Int4, Text, Uuid};
+        use execution_steps as s;
+        out.push_sql("INSERT INTO ");
+        s::table.walk_ast(out.reborrow())?;
+        out.push_sql(" (");
+        for (i, column) in [s::id::NAME, s::execution_id::NAME, s::node_id::NAME]
+            .into_iter()
+            .chain([s::position::NAME, s::max_attempts::NAME])
+            .enumerate()
+        {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(column)?;
+        }
+        out.push_sql(") SELECT u.id, ");
+        out.push_bind_param::<Uuid, _>(&self.execution_id)?;
+        out.push_sql(", u.node_id, u.position, ");
+        out.push_bind_param::<Int4, _>(&self.max_attempts)?;
+        out.push_sql(" FROM unnest(");
+        out.push_bind_param::<Array<Uuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.node_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Int4>, _>(&self.positions)?;
+        out.push_sql(") AS u (id, node_id, position) RETURNING ");
+        self.returning.walk_ast(out.reborrow())
+    }
+}
+
 /// Inserts an execution's pending steps, one per node id in graph order,
-/// in one statement whatever their number: the columns travel as five
-/// arrays that PostgreSQL unnests, so the statement text stays constant
-/// (instead of a VALUES list of up to 5,000 parameters that must be parsed
-/// and planned afresh for every run) and its prepared statement is reused.
-/// PostgreSQL-specific by design.
+/// in one statement whatever their number (see `InsertSteps`).
 async fn insert_steps(
     conn: &mut Conn,
     execution_id: ExecutionId,
     node_ids: &[&str],
     max_attempts: i32,
 ) -> Result<Vec<ExecutionStep>> {
-    use diesel::sql_types::{Array, Int4, Text, Uuid};
     if node_ids.is_empty() {
         return Ok(Vec::new());
     }
     let n = node_ids.len();
-    let ids: Vec<uuid::Uuid> = (0..n).map(|_| ExecutionStepId::new().into_uuid()).collect();
-    let positions: Vec<i32> = (0..n as i32).collect();
-    Ok(diesel::sql_query(
-        "INSERT INTO execution_steps (id, execution_id, node_id, position, max_attempts) \
-         SELECT id, $2, node_id, position, $4 FROM unnest($1::uuid[], $3::text[], $5::int4[]) \
-             AS s (id, node_id, position) \
-         RETURNING *",
-    )
-    .bind::<Array<Uuid>, _>(ids)
-    .bind::<Uuid, _>(execution_id)
-    .bind::<Array<Text>, _>(node_ids)
-    .bind::<Int4, _>(max_attempts)
-    .bind::<Array<Int4>, _>(positions)
-    .cached()
-    .load(conn)
-    .await?)
+    let statement = InsertSteps {
+        ids: (0..n).map(|_| ExecutionStepId::new().into_uuid()).collect(),
+        execution_id,
+        node_ids,
+        positions: (0..n as i32).collect(),
+        max_attempts,
+        returning: ExecutionStep::as_select(),
+    };
+    Ok(statement.load(conn).await?)
 }
 
 /// Starts a run of the tenant's workflow: the execution (pending) and one
@@ -207,31 +256,37 @@ pub async fn start(
 ) -> Result<ExecutionWithSteps> {
     validate(input)?;
     conn.transaction(async |conn| {
-        // FOR SHARE: the graph can't change between reading it and making the steps.
-        let workflow: Workflow = workflows::table
+        // FOR SHARE: the graph can't change between reading it and making
+        // the steps. Only the version and the node ids are read: the steps
+        // need nothing else, and a large graph's edges and node settings are
+        // then never decoded.
+        #[derive(Deserialize)]
+        struct NodeRef {
+            id: String,
+        }
+        let (version, JsonbOf(nodes)): (i64, JsonbOf<Vec<NodeRef>>) = workflows::table
             .find(workflow_id)
             .filter(workflows::tenant_id.eq(tenant_id))
-            .select(Workflow::as_select())
+            .select((workflows::version, workflows::nodes))
             .for_share()
-            .first(conn)
+            .get_result(conn)
             .await
             .optional()?
             .ok_or(Error::NotFound { entity: "workflow" })?;
-        let graph = workflow.graph()?;
         let execution = diesel::insert_into(executions::table)
             .values(InsertExecution {
                 id: ExecutionId::new(),
                 tenant_id,
                 workflow_id,
                 user_id: input.user_id,
-                workflow_version: workflow.version,
+                workflow_version: version,
                 input: &input.input,
             })
             .returning(Execution::as_returning())
             .get_result(conn)
             .await
             .map_err(|e| Error::from(e).not_found_on("executions_user_id_fkey", "user"))?;
-        let node_ids: Vec<&str> = graph.nodes.iter().map(|n| n.id.as_str()).collect();
+        let node_ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
         let mut steps = insert_steps(conn, execution.id, &node_ids, input.max_attempts).await?;
         steps.sort_by_key(|s| s.position);
         Ok(ExecutionWithSteps { execution, steps })
@@ -300,7 +355,7 @@ async fn try_transition(
         ($update:expr) => {
             $update
                 .set((
-                    executions::status.eq(to),
+                    executions::status.eq(to.literal()),
                     executions::started_at.eq(coalesce(executions::started_at, started)),
                     executions::finished_at.eq(coalesce(executions::finished_at, finished)),
                     outcome,
@@ -339,7 +394,7 @@ async fn try_transition(
                 .filter(
                     candidate
                         .field(executions::status)
-                        .eq(ExecutionStatus::Pending),
+                        .eq(ExecutionStatus::Pending.literal()),
                 )
                 .order((
                     candidate.field(executions::created_at),
