@@ -1,6 +1,8 @@
 //! Keyset pagination: a page ends with a cursor naming its last row's sort
 //! key and id; the next page starts strictly after it. Unlike OFFSET, the
 //! cost of a page does not grow with its depth (one index range read).
+//! Every list function of the crate takes its page size through
+//! `check_limit`, so one rule (1..=MAX_PAGE_SIZE) holds everywhere.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

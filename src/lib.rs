@@ -25,7 +25,6 @@ pub mod keyset;
 pub mod migrate;
 #[cfg(feature = "cli")]
 pub mod ops;
-pub mod page;
 pub mod schema;
 mod sql_enum;
 pub mod token;

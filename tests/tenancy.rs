@@ -37,7 +37,7 @@ fn invite_input(email: &str, role: TenantRole) -> NewInvite {
 
 async fn owners(t: &TestDb, tenant: TenantId) -> usize {
     let mut conn = t.conn().await;
-    tenant_members::list(&mut conn, tenant, None, 200)
+    tenant_members::list(&mut conn, tenant, None, 100)
         .await
         .unwrap()
         .iter()

@@ -12,7 +12,7 @@ use validator::{Validate, ValidationError};
 
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::page::check_limit;
+use crate::keyset::check_limit;
 use crate::schema::admin_audit_log;
 use crate::{AuditEntryId, Conn, Error, Result, UserId};
 

@@ -9,7 +9,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::page::check_limit;
+use crate::keyset::check_limit;
 use crate::schema::tenant_activity;
 use crate::{Conn, Error, Result, TenantActivityId, TenantId, UserId};
 

@@ -17,7 +17,7 @@ use super::tenant_activity;
 use super::tenant_members::{TenantMember, TenantRole};
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::page::check_limit;
+use crate::keyset::check_limit;
 use crate::schema::tenant_invites;
 use crate::{
     CachedExt, Conn, Error, Result, TenantActivityId, TenantId, TenantInviteId, TenantMemberId,

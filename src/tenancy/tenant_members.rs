@@ -15,7 +15,7 @@ use validator::Validate;
 use super::tenant_activity;
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::page::check_limit;
+use crate::keyset::check_limit;
 use crate::schema::{tenant_members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
 
