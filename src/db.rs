@@ -385,7 +385,11 @@ impl Db {
             .wait_timeout(Some(config.wait_timeout))
             // establish() enforces the connect timeout itself; this is a backstop.
             .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
-            .recycle_timeout(Some(config.connect_timeout))
+            // Only a verified recycle does I/O. A fast one is a flag check,
+            // and a timeout around it would build a timer on every checkout.
+            .recycle_timeout(
+                (config.recycle == Recycle::Verified).then_some(config.connect_timeout),
+            )
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Config(format!("cannot build the pool: {e}")))?;

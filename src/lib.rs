@@ -25,6 +25,7 @@ pub mod keyset;
 pub mod migrate;
 #[cfg(feature = "cli")]
 pub mod ops;
+mod render_once;
 pub mod schema;
 mod sql_enum;
 pub mod token;
@@ -46,3 +47,4 @@ pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
 pub use ids::*;
 pub use inline_limit::{InlineLimit, InlineLimitDsl, ScalarSubquery};
 pub use jsonb::JsonbOf;
+pub use render_once::{RenderOnce, RenderOnceDsl};

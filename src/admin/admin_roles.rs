@@ -9,6 +9,7 @@ use validator::{Validate, ValidationError};
 
 use super::admin_audit_log::{self, AuditContext, NewAuditEntry};
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::admin_roles;
 use crate::{AdminRoleId, Conn, Error, Result};
 
@@ -160,7 +161,8 @@ pub async fn set_permissions(
             .find(role)
             .select(AdminRole::as_select())
             .for_update()
-            .first(conn)
+            .render_once()
+            .get_result(conn)
             .await
             .optional()?
             .ok_or(Error::NotFound {
@@ -193,7 +195,8 @@ pub async fn find_by_name(conn: &mut Conn, name: &str) -> Result<AdminRole> {
     admin_roles::table
         .filter(admin_roles::name.eq(name))
         .select(AdminRole::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound {

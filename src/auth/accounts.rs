@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{accounts, users};
 use crate::{AccountId, Conn, Error, Result, UserId};
 
@@ -177,7 +178,8 @@ pub async fn find_by_provider(
         .filter(accounts::provider.eq(provider))
         .filter(accounts::provider_account_id.eq(provider_account_id))
         .select(Account::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "account" })

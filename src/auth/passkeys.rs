@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::passkeys;
 use crate::{Conn, Error, PasskeyId, Result, UserId};
 
@@ -160,7 +161,8 @@ pub async fn find_by_credential_id(conn: &mut Conn, credential_id: &str) -> Resu
     passkeys::table
         .filter(passkeys::credential_id.eq(credential_id))
         .select(Passkey::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "passkey" })

@@ -9,6 +9,7 @@ use validator::Validate;
 
 use crate::auth::users::User;
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{sessions, users};
 use crate::{Conn, Error, Result, SessionId, UserId, token};
 
@@ -107,7 +108,8 @@ pub async fn find_valid(conn: &mut Conn, token: &str) -> Result<Session> {
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(Utc::now()))
         .select(Session::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "session" })
@@ -122,7 +124,8 @@ pub async fn find_valid_with_user(conn: &mut Conn, token: &str) -> Result<(Sessi
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(Utc::now()))
         .select((Session::as_select(), User::as_select()))
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "session" })

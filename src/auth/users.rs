@@ -8,6 +8,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::functions::lower;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::users;
 use crate::{Conn, Error, Result, UserId};
 
@@ -102,7 +103,8 @@ pub async fn find_by_id(conn: &mut Conn, id: UserId) -> Result<User> {
     users::table
         .find(id)
         .select(User::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "user" })
@@ -113,7 +115,8 @@ pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<User> {
     users::table
         .filter(lower(users::email).eq(lower(email)))
         .select(User::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "user" })

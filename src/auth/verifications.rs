@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::verifications;
 use crate::{Conn, Error, Result, TokenRejection, VerificationId, token};
 
@@ -133,7 +134,8 @@ pub async fn consume(
     // Nothing matched: say why, from the row as it is now.
     let row = mine()
         .select(Verification::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?;
     Err(Error::TokenRejected(match row {

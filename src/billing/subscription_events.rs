@@ -15,6 +15,7 @@ use validator::Validate;
 
 use super::subscriptions::{Owner, Subscription, SubscriptionState, SubscriptionStatus};
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{subscription_events, subscriptions};
 use crate::{Conn, Error, Result, SubscriptionEventId, SubscriptionId, TenantId, UserId};
 
@@ -194,7 +195,8 @@ pub async fn apply_event(conn: &mut Conn, input: &ProviderEvent) -> Result<Appli
                 subscriptions::table
                     .filter(subscriptions::provider_subscription_id.eq(&s.provider_subscription_id))
                     .select(subscriptions::id)
-                    .first(conn)
+                    .render_once()
+                    .get_result(conn)
                     .await?,
             ),
         };
@@ -224,7 +226,8 @@ pub async fn find_by_provider_event_id(
     subscription_events::table
         .filter(subscription_events::provider_event_id.eq(provider_event_id))
         .select(SubscriptionEvent::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound {

@@ -8,6 +8,7 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use crate::render_once::RenderOnceDsl;
 use crate::schema::subscriptions;
 use crate::{Conn, Result, SubscriptionId, TenantId, UserId};
 
@@ -103,7 +104,8 @@ pub async fn find_by_provider_id(
     Ok(subscriptions::table
         .filter(subscriptions::provider_subscription_id.eq(provider_subscription_id))
         .select(Subscription::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?)
 }

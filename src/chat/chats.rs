@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::chats;
 use crate::{ChatId, Conn, Error, Result, UserId};
 
@@ -105,7 +106,8 @@ pub async fn find_by_id(conn: &mut Conn, user_id: UserId, id: ChatId) -> Result<
         .find(id)
         .filter(chats::user_id.eq(user_id))
         .select(Chat::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "chat" })

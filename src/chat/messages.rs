@@ -10,6 +10,7 @@ use validator::{Validate, ValidationError};
 use crate::error::validate;
 use crate::inline_limit::{InlineLimit, InlineLimitDsl};
 use crate::keyset::{Cursor, Page, check_limit, page_of};
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{chats, messages};
 use crate::{ChatId, Conn, Error, MessageId, Result, UserId};
 
@@ -87,7 +88,8 @@ async fn check_owner(mut conn: &Conn, user_id: UserId, chat_id: ChatId) -> Resul
         .find(chat_id)
         .filter(chats::user_id.eq(user_id))
         .select(chats::id)
-        .first(&mut conn)
+        .render_once()
+        .get_result(&mut conn)
         .await
         .optional()?;
     found.map(|_| ()).ok_or(Error::NotFound { entity: "chat" })
@@ -192,7 +194,8 @@ pub async fn delete_messages_after(
             .find(message_id)
             .filter(messages::chat_id.eq(chat_id))
             .select((messages::created_at, messages::id))
-            .first(conn)
+            .render_once()
+            .get_result(conn)
             .await
             .optional()?
             .ok_or(Error::NotFound { entity: "message" })?;

@@ -11,6 +11,7 @@ use validator::Validate;
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
 use crate::keyset::{Cursor, Page, check_limit, page_of};
+use crate::render_once::RenderOnceDsl;
 use crate::schema::todos;
 use crate::{Conn, Error, Result, TenantId, TodoId, UserId};
 
@@ -92,6 +93,7 @@ pub async fn create(conn: &mut Conn, user_id: UserId, input: &CreateTodo) -> Res
             description: input.description.as_deref(),
         })
         .returning(Todo::as_returning())
+        .render_once()
         .get_result(conn)
         .await
         .map_err(|e| {
@@ -107,7 +109,8 @@ pub async fn find_by_id(conn: &mut Conn, user_id: UserId, id: TodoId) -> Result<
         .find(id)
         .filter(todos::user_id.eq(user_id))
         .select(Todo::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "todo" })

@@ -9,6 +9,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::functions::lower;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::waitlist;
 use crate::{Conn, Error, Result, WaitlistEntryId};
 
@@ -87,7 +88,8 @@ pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<WaitlistEntry
     waitlist::table
         .filter(lower(waitlist::email).eq(lower(email)))
         .select(WaitlistEntry::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound {

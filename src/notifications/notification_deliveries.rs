@@ -15,6 +15,7 @@ use validator::Validate;
 
 use super::notifications::NotificationChannel;
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::notification_deliveries as deliveries;
 use crate::{Conn, Error, NotificationDeliveryId, NotificationId, Result};
 
@@ -174,7 +175,8 @@ pub async fn record_attempt(
     let current: Option<DeliveryStatus> = deliveries::table
         .find(id)
         .select(deliveries::status)
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?;
     match current {

@@ -9,6 +9,7 @@ use validator::Validate;
 use crate::error::validate;
 use crate::functions::coalesce;
 use crate::inline_limit::InlineLimitDsl;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::projects;
 use crate::{Conn, Error, ProjectId, Result, TenantId, UserId};
 
@@ -94,7 +95,8 @@ pub async fn find(conn: &mut Conn, tenant_id: TenantId, id: ProjectId) -> Result
         .find(id)
         .filter(projects::tenant_id.eq(tenant_id))
         .select(Project::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "project" })

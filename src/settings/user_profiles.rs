@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::user_profiles;
 use crate::{Conn, Error, Result, UserId};
 
@@ -62,7 +63,8 @@ pub async fn find(conn: &mut Conn, user: UserId) -> Result<Profile> {
     user_profiles::table
         .find(user)
         .select(Profile::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "profile" })

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::user_settings;
 use crate::{Conn, Error, Result, UserId};
 
@@ -128,7 +129,8 @@ pub async fn get(conn: &mut Conn, user: UserId) -> Result<UserSettings> {
     let stored: Option<serde_json::Value> = user_settings::table
         .find(user)
         .select(user_settings::settings)
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?;
     stored.map_or_else(|| Ok(UserSettings::default()), decode)

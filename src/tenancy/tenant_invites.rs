@@ -18,6 +18,7 @@ use super::tenant_members::{TenantMember, TenantRole};
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
 use crate::keyset::check_limit;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::tenant_invites;
 use crate::{
     CachedExt, Conn, Error, Result, TenantActivityId, TenantId, TenantInviteId, TenantMemberId,
@@ -210,7 +211,8 @@ pub async fn accept(
         .filter(tenant_invites::tenant_id.eq(tenant))
         .filter(tenant_invites::token_hash.eq(&hash))
         .select(TenantInvite::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?;
     Err(Error::TokenRejected(match row {

@@ -16,6 +16,7 @@ use super::tenant_activity;
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
 use crate::keyset::check_limit;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{tenant_members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
 
@@ -145,7 +146,8 @@ pub async fn find(conn: &mut Conn, tenant: TenantId, user: UserId) -> Result<Ten
         .filter(tenant_members::tenant_id.eq(tenant))
         .filter(tenant_members::user_id.eq(user))
         .select(TenantMember::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound {

@@ -10,6 +10,7 @@ use validator::{Validate, ValidationError};
 use super::tenant_activity;
 use super::tenant_members::{self, InsertMember, TenantRole};
 use crate::error::validate;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{tenant_members as members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
 
@@ -34,7 +35,8 @@ pub async fn find_by_id(conn: &mut Conn, id: TenantId) -> Result<Tenant> {
     tenants::table
         .find(id)
         .select(Tenant::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "tenant" })
@@ -45,7 +47,8 @@ pub async fn find_by_slug(conn: &mut Conn, slug: &str) -> Result<Tenant> {
     tenants::table
         .filter(tenants::slug.eq(slug))
         .select(Tenant::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "tenant" })

@@ -10,6 +10,7 @@ use diesel_async::RunQueryDsl;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{execution_steps, executions};
 use crate::{Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId};
 
@@ -189,7 +190,8 @@ pub async fn find(
         .filter(execution_steps::id.eq(id))
         .filter(executions::tenant_id.eq(tenant_id))
         .select(ExecutionStep::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound {

@@ -17,6 +17,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::functions::coalesce;
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{execution_steps, executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
 use crate::workflows::workflows::ExecutionWithSteps;
@@ -300,7 +301,8 @@ pub async fn find(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Resu
         .find(id)
         .filter(executions::tenant_id.eq(tenant_id))
         .select(Execution::as_select())
-        .first(conn)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or(Error::NotFound {

@@ -11,6 +11,7 @@ use serde_json::Value;
 use validator::Validate;
 
 use crate::error::{FieldError, InvalidInput, validate};
+use crate::render_once::RenderOnceDsl;
 use crate::schema::{execution_steps, executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
 use crate::workflows::executions::Execution;
@@ -234,7 +235,8 @@ async fn find_shared(mut conn: &Conn, tenant_id: TenantId, id: WorkflowId) -> Re
         .find(id)
         .filter(workflows::tenant_id.eq(tenant_id))
         .select(Workflow::as_select())
-        .first(&mut conn)
+        .render_once()
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "workflow" })
