@@ -58,7 +58,7 @@ const QUICK: Mode = Mode {
     name: "quick",
     rounds: 2,
     round: Duration::from_millis(400),
-    scale: workloads::Scale::FULL,
+    scale: workloads::Scale::QUICK,
 };
 const SMOKE: Mode = Mode {
     name: "smoke",
