@@ -5,18 +5,18 @@
 //! when the prepared statement is already cached under the query's Rust type,
 //! and Diesel's PostgreSQL query builder allocates a new string for every
 //! quoted identifier (`"users"."email"`). For the seven-column point lookup
-//! `auth::users::find_by_id` that rendering was a third of the client's
-//! instructions per query (callgrind: about 10,700 of 31,000, against 14,500
-//! for the whole query on the raw driver), the largest single overhead the
-//! crate had over hand-written SQL.
+//! `auth::users::find_by_id` on a pooled connection that rendering was about
+//! 9,700 of the client's 34,200 instructions per lookup (callgrind), against
+//! 17,200 for the whole lookup on the raw driver: the largest single overhead
+//! the crate had over hand-written SQL (see BENCHMARKS.md).
 //!
 //! Diesel's own statement cache rests on the rule this reuses: a query whose
 //! type has a static query id, and which says it is safe to cache, renders the
 //! same text every time. `RenderOnce` keeps that text per type and writes it
 //! in one piece. Whether this instance is safe to cache is still asked every
-//! time, as Diesel does (an insert with a `None` rendered as `DEFAULT` is not,
-//! its siblings with values are); a query that is not, or that has no static
-//! id, is rendered normally.
+//! time, as Diesel does: a fragment may write different text for different
+//! values (`DEFAULT` for a `None`, say) and then reports itself unsafe; a query
+//! that is not safe, or that has no static id, is rendered normally.
 //!
 //! Only the outermost query benefits: nested inside another query it is
 //! walked like any fragment (correct, just not faster).
