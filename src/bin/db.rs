@@ -141,30 +141,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    Config::from_env().map(drop).or_else(|e| {
-        if cli.database_url.is_some() {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
-    // --database-url (or DATABASE_URL, which clap already read) wins.
-    let mut config = Config::from_lookup(|key| match key {
-        "DATABASE_URL" => cli.database_url.clone(),
-        _ => std::env::var(key).ok(),
-    })?;
-    // One connection is all the CLI ever needs.
-    config.pool_size = 2;
+    // These work on files alone: no database, no DATABASE_URL needed.
+    match &cli.command {
+        Command::New { name } => return new_migration(&cli, name),
+        Command::Lint => return lint(&cli),
+        _ => {}
+    }
+    let config = load_config(&cli)?;
 
-    // `new` and `lint` read the folder themselves (it may not exist yet).
     let owned_set;
     let set: &MigrationSet = match &cli.migrations_dir {
-        Some(dir) if !matches!(cli.command, Command::New { .. } | Command::Lint) => {
+        Some(dir) => {
             owned_set = MigrationSet::from_dir(dir)
                 .with_context(|| format!("reading {}", dir.display()))?;
             &owned_set
         }
-        _ => MigrationSet::embedded(),
+        None => MigrationSet::embedded(),
     };
 
     match cli.command {
@@ -245,39 +237,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::New { name } => {
-            let dir = match &cli.migrations_dir {
-                Some(dir) => dir.clone(),
-                None => ops::scaffold::find_migrations_dir(&std::env::current_dir()?),
-            };
-            let folder = ops::scaffold::new_migration(&dir, &name, chrono::Utc::now())?;
-            println!("Created {}/up.sql", folder.display());
-            println!("Created {}/down.sql", folder.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Lint => {
-            let findings = match &cli.migrations_dir {
-                Some(dir) => ops::lint::lint_dir(dir)?,
-                None => {
-                    let dir = ops::scaffold::find_migrations_dir(&std::env::current_dir()?);
-                    if dir.is_dir() {
-                        ops::lint::lint_dir(&dir)?
-                    } else {
-                        ops::lint::lint_set(set, "migrations")
-                    }
-                }
-            };
-            for f in &findings {
-                println!("{f}\n");
-            }
-            if findings.is_empty() {
-                println!("No findings.");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("{} finding(s).", findings.len());
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        Command::New { .. } | Command::Lint => unreachable!("handled before connecting"),
         Command::Diff => {
             let drift = ops::drift::diff(&config.database_url, set).await?;
             if drift.has_drift() {
@@ -305,6 +265,67 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The configuration from the environment, `.env` and `--database-url`.
+fn load_config(cli: &Cli) -> Result<Config> {
+    Config::from_env().map(drop).or_else(|e| {
+        if cli.database_url.is_some() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    // --database-url (or DATABASE_URL, which clap already read) wins.
+    let mut config = Config::from_lookup(|key| match key {
+        "DATABASE_URL" => cli.database_url.clone(),
+        _ => std::env::var(key).ok(),
+    })?;
+    // One connection is all the CLI ever needs.
+    config.pool_size = 2;
+    Ok(config)
+}
+
+/// The migrations folder a file-only command works on: `--migrations-dir`,
+/// else the one `diesel.toml` names in the nearest project directory.
+fn migrations_dir(cli: &Cli) -> Result<PathBuf> {
+    match &cli.migrations_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(ops::project::current()?.migrations_dir),
+    }
+}
+
+/// `db new NAME`.
+fn new_migration(cli: &Cli, name: &str) -> Result<ExitCode> {
+    let dir = migrations_dir(cli)?;
+    let folder = ops::scaffold::new_migration(&dir, name, chrono::Utc::now())?;
+    println!("Created {}/up.sql", folder.display());
+    println!("Created {}/down.sql", folder.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db lint`: the project's migrations folder, which must exist and hold
+/// migrations (an empty lint is not a clean one).
+fn lint(cli: &Cli) -> Result<ExitCode> {
+    let dir = migrations_dir(cli)?;
+    if !dir.is_dir() {
+        bail!("no migrations folder at {}", dir.display());
+    }
+    let set = MigrationSet::from_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    if set.is_empty() {
+        bail!("no migrations in {}: nothing to lint", dir.display());
+    }
+    let findings = ops::lint::lint_dir(&dir)?;
+    for f in &findings {
+        println!("{f}\n");
+    }
+    if findings.is_empty() {
+        println!("No findings.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} finding(s).", findings.len());
+        Ok(ExitCode::FAILURE)
     }
 }
 

@@ -7,5 +7,6 @@ pub mod data;
 pub mod drift;
 pub mod guard;
 pub mod lint;
+pub mod project;
 pub mod scaffold;
 pub mod seed;

@@ -60,19 +60,6 @@ pub fn new_migration(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<PathB
     Ok(folder)
 }
 
-/// The `migrations/` folder for the current directory: the one beside the
-/// nearest `diesel.toml` or `Cargo.toml` above it, else `./migrations`.
-pub fn find_migrations_dir(start: &Path) -> PathBuf {
-    let mut dir = Some(start);
-    while let Some(d) = dir {
-        if d.join("diesel.toml").is_file() || d.join("Cargo.toml").is_file() {
-            return d.join("migrations");
-        }
-        dir = d.parent();
-    }
-    start.join("migrations")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
