@@ -1,0 +1,246 @@
+//! `Config`: the settings of the data layer, read from the environment.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::url::redact_url;
+use crate::error::{Error, Result};
+
+/// How a connection is checked before the pool hands it out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recycle {
+    /// Only check that the connection is open and has no open transaction.
+    Fast,
+    /// Also run a test query (one extra round trip per checkout).
+    Verified,
+}
+
+/// Settings of the data layer. See the README's configuration table.
+#[derive(Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: the database the pool connects to.
+    pub database_url: String,
+    /// `DATABASE_MIGRATION_URL`: where migrations run, when it differs (the
+    /// server itself when the application goes through PgBouncer: the
+    /// migration lock is session-level and does not survive transaction pooling).
+    pub migration_url: Option<String>,
+    /// `DB_POOL_SIZE`: the most connections the pool opens (default 10).
+    pub pool_size: usize,
+    /// `DB_CONNECT_TIMEOUT_SECS`: limit on opening a connection (default 10 s).
+    pub connect_timeout: Duration,
+    /// `DB_IDLE_TIMEOUT_SECS`: an idle connection is closed after this (default 20 s).
+    pub idle_timeout: Duration,
+    /// `DB_POOL_WAIT_TIMEOUT_SECS`: how long a caller waits for a free
+    /// connection before getting `Error::Unavailable` (default 5 s).
+    pub wait_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS`: server-side limit per statement (default none).
+    pub statement_timeout: Option<Duration>,
+    /// `DB_STATEMENT_CACHE`: cache prepared statements per connection
+    /// (default true). Turn off behind PgBouncer in transaction mode.
+    pub statement_cache: bool,
+    /// `DB_LOG_QUERIES`: log every statement and its duration through
+    /// `tracing` (target `database::query`, level DEBUG).
+    pub log_queries: bool,
+    /// `DB_SLOW_QUERY_MS`: log statements slower than this at WARN, even when
+    /// `log_queries` is off.
+    pub slow_query: Option<Duration>,
+    /// `DB_POOL_RECYCLE`: `fast` (default) or `verified`.
+    pub recycle: Recycle,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "migration_url",
+                &self.migration_url.as_deref().map(redact_url),
+            )
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("statement_cache", &self.statement_cache)
+            .field("log_queries", &self.log_queries)
+            .field("slow_query", &self.slow_query)
+            .field("recycle", &self.recycle)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Defaults for everything but the URL.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            migration_url: None,
+            pool_size: 10,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(20),
+            wait_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+            statement_cache: true,
+            log_queries: false,
+            slow_query: None,
+            recycle: Recycle::Fast,
+        }
+    }
+
+    /// Reads the configuration from the environment, after loading `.env`
+    /// from the working directory (or a parent) when there is one. Variables
+    /// already set in the environment win over `.env`.
+    pub fn from_env() -> Result<Self> {
+        // A missing .env is normal; a malformed one is worth stopping for.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(Error::Config(format!(".env: {e}"))),
+        }
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, in `from_env`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |key: &str| {
+            lookup(key)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let url = get("DATABASE_URL").ok_or_else(|| {
+            Error::Config(
+                "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/app (in the environment or .env)".into(),
+            )
+        })?;
+        let mut config = Config::new(url);
+        config.migration_url = get("DATABASE_MIGRATION_URL");
+
+        let number = |key: &str, min: u64, max: u64| -> Result<Option<u64>> {
+            let Some(raw) = get(key) else { return Ok(None) };
+            match raw.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(Error::Config(format!(
+                    "{key}={raw:?}: expected a whole number from {min} to {max}"
+                ))),
+            }
+        };
+        let flag = |key: &str| -> Result<Option<bool>> {
+            let Some(raw) = get(key) else { return Ok(None) };
+            match raw.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(Some(true)),
+                "0" | "false" | "no" | "off" => Ok(Some(false)),
+                _ => Err(Error::Config(format!(
+                    "{key}={raw:?}: expected true or false"
+                ))),
+            }
+        };
+
+        if let Some(n) = number("DB_POOL_SIZE", 1, 10_000)? {
+            config.pool_size = n as usize;
+        }
+        if let Some(n) = number("DB_CONNECT_TIMEOUT_SECS", 1, 3600)? {
+            config.connect_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = number("DB_IDLE_TIMEOUT_SECS", 1, 86_400)? {
+            config.idle_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = number("DB_POOL_WAIT_TIMEOUT_SECS", 0, 3600)? {
+            config.wait_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = number("DB_STATEMENT_TIMEOUT_MS", 1, 86_400_000)? {
+            config.statement_timeout = Some(Duration::from_millis(n));
+        }
+        if let Some(n) = number("DB_SLOW_QUERY_MS", 1, 86_400_000)? {
+            config.slow_query = Some(Duration::from_millis(n));
+        }
+        if let Some(b) = flag("DB_STATEMENT_CACHE")? {
+            config.statement_cache = b;
+        }
+        if let Some(b) = flag("DB_LOG_QUERIES")? {
+            config.log_queries = b;
+        }
+        if let Some(raw) = get("DB_POOL_RECYCLE") {
+            config.recycle = match raw.to_ascii_lowercase().as_str() {
+                "fast" => Recycle::Fast,
+                "verified" => Recycle::Verified,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "DB_POOL_RECYCLE={raw:?}: expected fast or verified"
+                    )));
+                }
+            };
+        }
+        Ok(config)
+    }
+
+    /// The URL migrations run against.
+    pub fn migration_url(&self) -> &str {
+        self.migration_url.as_deref().unwrap_or(&self.database_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_never_shows_the_password() {
+        let config = Config::new("postgres://app:s3cret@db/app");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn config_reads_every_variable() {
+        let env = |k: &str| {
+            Some(
+                match k {
+                    "DATABASE_URL" => "postgres://x/y",
+                    "DB_POOL_SIZE" => "3",
+                    "DB_CONNECT_TIMEOUT_SECS" => "2",
+                    "DB_IDLE_TIMEOUT_SECS" => "7",
+                    "DB_POOL_WAIT_TIMEOUT_SECS" => "1",
+                    "DB_STATEMENT_TIMEOUT_MS" => "1500",
+                    "DB_STATEMENT_CACHE" => "false",
+                    "DB_LOG_QUERIES" => "yes",
+                    "DB_POOL_RECYCLE" => "verified",
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        };
+        let c = Config::from_lookup(env).unwrap();
+        assert_eq!(c.pool_size, 3);
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.idle_timeout, Duration::from_secs(7));
+        assert_eq!(c.wait_timeout, Duration::from_secs(1));
+        assert_eq!(c.statement_timeout, Some(Duration::from_millis(1500)));
+        assert!(!c.statement_cache);
+        assert!(c.log_queries);
+        assert_eq!(c.recycle, Recycle::Verified);
+    }
+
+    #[test]
+    fn config_defaults_and_errors_name_the_variable() {
+        let c = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| "postgres://x/y".to_owned()))
+            .unwrap();
+        assert_eq!(c.pool_size, 10);
+        assert_eq!(c.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(20));
+        assert!(c.statement_cache);
+
+        let missing = Config::from_lookup(|_| None).unwrap_err();
+        assert!(missing.to_string().contains("DATABASE_URL"), "{missing}");
+        let bad = Config::from_lookup(|k| {
+            Some(
+                if k == "DB_POOL_SIZE" {
+                    "many"
+                } else {
+                    "postgres://x/y"
+                }
+                .to_owned(),
+            )
+        })
+        .unwrap_err();
+        assert!(bad.to_string().contains("DB_POOL_SIZE"), "{bad}");
+    }
+}

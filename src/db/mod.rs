@@ -1,0 +1,243 @@
+//! `Db`: configuration from the environment, the connection pool, and the
+//! entry points a service calls at start-up (`migrate`, `health`).
+//!
+//! One file per concern: `config` (the settings), `url` (URLs and their
+//! redaction), `connection` (how one connection is opened and set up) and
+//! this file (the pool and the `Db` handle).
+
+mod config;
+mod connection;
+mod url;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+
+pub use config::{Config, Recycle};
+pub use connection::connect;
+pub use url::redact_url;
+
+use crate::error::{Error, Result};
+use crate::migrate::{self, MigrationError, MigrationSet};
+use connection::{ConnectionSettings, connection_error};
+
+/// The connection type every repository function takes (`&mut Conn`).
+/// A pooled connection dereferences to it.
+pub type Conn = AsyncPgConnection;
+
+/// A connection checked out of the pool; returns to it when dropped.
+pub type PooledConn = Object<AsyncPgConnection>;
+
+/// The data layer's handle: a pool of connections and its configuration.
+/// Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<AsyncPgConnection>,
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db")
+            .field("config", &self.config)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+/// Numbers of the pool at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections not checked out.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
+/// What `Db::health` measured.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Round trip of `SELECT 1` including the checkout.
+    pub latency: Duration,
+    /// The pool after the check.
+    pub pool: PoolStatus,
+}
+
+impl Db {
+    /// Builds the pool. No connection is opened until one is needed, so this
+    /// succeeds while the server is down; `migrate` or `health` will tell.
+    pub fn new(config: Config) -> Result<Self> {
+        let settings = ConnectionSettings::from_config(&config);
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        manager_config.recycling_method = match config.recycle {
+            Recycle::Fast => RecyclingMethod::Fast,
+            Recycle::Verified => RecyclingMethod::Verified,
+        };
+        manager_config.custom_setup = Box::new(move |url| {
+            let settings = settings.clone();
+            let url = url.to_owned();
+            Box::pin(async move { settings.establish(&url).await })
+        });
+        let manager =
+            AsyncDieselConnectionManager::new_with_config(&config.database_url, manager_config);
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.wait_timeout))
+            // establish() enforces the connect timeout itself; this is a backstop.
+            .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
+            // Only a verified recycle does I/O. A fast one is a flag check,
+            // and a timeout around it would build a timer on every checkout.
+            .recycle_timeout(
+                (config.recycle == Recycle::Verified).then_some(config.connect_timeout),
+            )
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the pool: {e}")))?;
+
+        spawn_idle_reaper(&pool, config.idle_timeout);
+        Ok(Self {
+            pool,
+            config: Arc::new(config),
+        })
+    }
+
+    /// `Config::from_env` then `Db::new`.
+    pub fn from_env() -> Result<Self> {
+        Self::new(Config::from_env()?)
+    }
+
+    /// The configuration this `Db` was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Checks a connection out of the pool. Waits at most the pool wait
+    /// timeout; a full pool, a refused connection or a server that is down
+    /// give `Error::Unavailable`.
+    pub async fn conn(&self) -> Result<PooledConn> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| pool_error(e, &self.config))
+    }
+
+    /// Opens a connection outside the pool, set up like pooled ones, to `url`.
+    pub async fn connect_direct(&self, url: &str) -> Result<AsyncPgConnection> {
+        connect(&self.config, url).await
+    }
+
+    /// Applies the embedded migrations. Safe to call from every replica at
+    /// start-up: when nothing is pending this is one query on a pooled
+    /// connection; otherwise the work runs under the migration lock on a
+    /// dedicated connection to the migration URL.
+    pub async fn migrate(&self) -> Result<migrate::Report> {
+        self.migrate_with(MigrationSet::embedded()).await
+    }
+
+    /// Like `migrate`, with another set of migrations.
+    pub async fn migrate_with(&self, set: &MigrationSet) -> Result<migrate::Report> {
+        {
+            let mut conn = self.conn().await?;
+            if migrate::is_up_to_date(&mut conn, set).await? {
+                return Ok(migrate::Report::default());
+            }
+        }
+        let mut conn = self
+            .connect_direct(self.config.migration_url())
+            .await
+            .map_err(|e| MigrationError::Connection(e.to_string()))?;
+        Ok(migrate::run(&mut conn, set).await?)
+    }
+
+    /// Checks that the database answers, and measures how fast.
+    pub async fn health(&self) -> Result<Health> {
+        use diesel_async::RunQueryDsl;
+        let start = Instant::now();
+        let mut conn = self.conn().await?;
+        diesel::select(1.into_sql::<diesel::sql_types::Integer>())
+            .execute(&mut conn)
+            .await?;
+        let latency = start.elapsed();
+        drop(conn);
+        Ok(Health {
+            latency,
+            pool: self.pool_status(),
+        })
+    }
+
+    /// The pool's numbers now.
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
+    }
+
+    /// Closes every idle connection and refuses new checkouts.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}
+
+use diesel::IntoSql as _;
+
+/// Closes connections idle for longer than `idle_timeout`. deadpool has no
+/// idle timeout of its own; this task holds only a weak reference, so it
+/// ends when the last `Db` clone is dropped.
+fn spawn_idle_reaper(pool: &Pool<AsyncPgConnection>, idle_timeout: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = pool.weak();
+    let period = (idle_timeout / 2).max(Duration::from_millis(500));
+    runtime.spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let Some(pool) = weak.upgrade() else { break };
+            pool.retain(|_, metrics| metrics.last_used() < idle_timeout);
+        }
+    });
+}
+
+fn pool_error(e: PoolError, config: &Config) -> Error {
+    use deadpool::managed::{PoolError as P, TimeoutType};
+    match e {
+        P::Timeout(TimeoutType::Wait) => Error::Unavailable(format!(
+            "no free connection within {} s: all {} connections of the pool are in use (DB_POOL_SIZE)",
+            config.wait_timeout.as_secs(),
+            config.pool_size
+        )),
+        P::Timeout(TimeoutType::Create) => Error::Unavailable(format!(
+            "connecting to {} timed out after {} s",
+            redact_url(&config.database_url),
+            config.connect_timeout.as_secs()
+        )),
+        P::Timeout(TimeoutType::Recycle) => {
+            Error::Unavailable("checking a pooled connection timed out".into())
+        }
+        P::Backend(diesel_async::pooled_connection::PoolError::ConnectionError(e)) => {
+            connection_error(e, &config.database_url)
+        }
+        P::Backend(diesel_async::pooled_connection::PoolError::QueryError(e)) => Error::from(e),
+        P::Closed => Error::Unavailable("the pool is closed".into()),
+        P::NoRuntimeSpecified => Error::Config("the pool has no async runtime".into()),
+        P::PostCreateHook(e) => {
+            Error::Unavailable(format!("setting up a new connection failed: {e}"))
+        }
+    }
+}
