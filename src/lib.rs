@@ -43,7 +43,9 @@ pub mod workflows;
 
 pub use cached::{Cached, CachedExt};
 pub use db::{Config, Conn, Db, PooledConn};
-pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
+pub use error::{
+    Error, FieldError, InvalidInput, Result, RetryReason, TimeoutKind, TokenRejection,
+};
 pub use ids::*;
 pub use inline_limit::{InlineLimit, InlineLimitDsl, ScalarSubquery};
 pub use jsonb::JsonbOf;

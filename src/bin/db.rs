@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use database::migrate::{self, MigrationSet, State, Status};
 use database::ops::{self, guard::Verdict};
-use database::{Config, db::redact_url};
+use database::Config;
+use database::db::{ConnString, redact_url, with_dbname};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 /// Exit code of `check` when the database is not up to date, and of `diff` on drift.
@@ -344,9 +345,7 @@ fn guard(config: &Config, command: &str, yes: bool) -> Result<Option<ExitCode>> 
         }
         Verdict::NeedsConfirmation { .. } if yes => Ok(None),
         Verdict::NeedsConfirmation { host } => {
-            let name = url::Url::parse(url)
-                .map(|u| u.path().trim_start_matches('/').to_owned())
-                .unwrap_or_default();
+            let name = ConnString::parse(url).dbname.unwrap_or_default();
             if !std::io::stdin().is_terminal() {
                 eprintln!(
                     "refused: {} is not a local server; pass --yes to run `db {command}` against it. Nothing was changed.",
@@ -438,29 +437,16 @@ fn thousands(n: u64) -> String {
 /// A direct connection (not pooled) to the migration URL: the migration lock
 /// lives on it and dies with it.
 async fn connect(config: &Config) -> Result<AsyncPgConnection> {
-    Ok(database::db::connect(config, config.migration_url()).await?)
+    Ok(database::db::connect_for_migrations(config, config.migration_url()).await?)
 }
 
 async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
-    let url = url::Url::parse(config.migration_url()).with_context(|| {
-        format!(
-            "DATABASE_URL {} is not a URL",
-            redact_url(config.migration_url())
-        )
-    })?;
-    let name = url.path().trim_start_matches('/').to_owned();
-    if name.is_empty() {
-        bail!(
-            "DATABASE_URL {} names no database (add /<name> to the URL)",
-            redact_url(url.as_str())
-        );
-    }
-    let name = percent_decode(&name);
-
+    let url = config.migration_url();
+    // Config refuses a URL without a database name, so there is one.
+    let name = ConnString::parse(url).dbname.unwrap_or_default();
     // CREATE DATABASE must be sent from another database on the same server.
-    let mut maintenance = url.clone();
-    maintenance.set_path("/postgres");
-    let mut admin = database::db::connect(config, maintenance.as_str()).await?;
+    let maintenance = with_dbname(url, "postgres");
+    let mut admin = database::db::connect(config, &maintenance).await?;
     if database_exists(&mut admin, &name).await? {
         println!("Database {name} exists.");
     } else {
@@ -502,13 +488,6 @@ async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> Result<boo
 
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
 }
 
 fn print_report(report: &migrate::Report) {

@@ -20,8 +20,8 @@ use diesel_async::pooled_connection::{
 };
 
 pub use config::{Config, Recycle};
-pub use connection::connect;
-pub use url::redact_url;
+pub use connection::{connect, connect_for_migrations};
+pub use url::{ConnString, redact_url, with_dbname};
 
 use crate::error::{Error, Result};
 use crate::migrate::{self, MigrationError, MigrationSet};
@@ -77,6 +77,7 @@ impl Db {
     /// Builds the pool. No connection is opened until one is needed, so this
     /// succeeds while the server is down; `migrate` or `health` will tell.
     pub fn new(config: Config) -> Result<Self> {
+        config.validate()?;
         let settings = ConnectionSettings::from_config(&config);
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.recycling_method = match config.recycle {
@@ -128,7 +129,7 @@ impl Db {
         self.pool
             .get()
             .await
-            .map_err(|e| pool_error(e, &self.config))
+            .map_err(|e| pool_error(e, &self.config, self.pool.status()))
     }
 
     /// Opens a connection outside the pool, set up like pooled ones, to `url`.
@@ -152,11 +153,10 @@ impl Db {
                 return Ok(migrate::Report::default());
             }
         }
-        let mut conn = self
-            .connect_direct(self.config.migration_url())
+        let mut conn = connect_for_migrations(&self.config, self.config.migration_url())
             .await
             .map_err(|e| MigrationError::Connection(e.to_string()))?;
-        Ok(migrate::run(&mut conn, set).await?)
+        Ok(migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(&self.config)).await?)
     }
 
     /// Checks that the database answers, and measures how fast.
@@ -214,9 +214,22 @@ fn spawn_idle_reaper(pool: &Pool<AsyncPgConnection>, idle_timeout: Duration) {
     });
 }
 
-fn pool_error(e: PoolError, config: &Config) -> Error {
+fn pool_error(e: PoolError, config: &Config, status: deadpool::Status) -> Error {
     use deadpool::managed::{PoolError as P, TimeoutType};
     match e {
+        // Every slot is taken; say by what. Slots whose connection is still
+        // being opened are not "in use": the server has not answered them.
+        P::Timeout(TimeoutType::Wait) if status.size < status.max_size => {
+            Error::Unavailable(format!(
+                "no connection within {} s: {} of {} connections are open and busy, the others \
+                 are still being opened ({} has not answered yet; connect timeout {} s)",
+                config.wait_timeout.as_secs(),
+                status.size,
+                status.max_size,
+                redact_url(&config.database_url),
+                config.connect_timeout.as_secs()
+            ))
+        }
         P::Timeout(TimeoutType::Wait) => Error::Unavailable(format!(
             "no free connection within {} s: all {} connections of the pool are in use (DB_POOL_SIZE)",
             config.wait_timeout.as_secs(),
