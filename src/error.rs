@@ -97,7 +97,9 @@ pub enum Error {
     /// The database's schema is not what this code expects (a table or column
     /// it uses does not exist, SQLSTATE 42P01/42703): usually migrations that
     /// have not been applied yet.
-    #[error("{0}: the database schema is older than this code; are migrations pending? (`db status` lists them, `db migrate` applies them)")]
+    #[error(
+        "{0}: the database schema is older than this code; are migrations pending? (`db status` lists them, `db migrate` applies them)"
+    )]
     SchemaMismatch(String),
 
     /// The configuration (environment, URL, credentials, a missing database)
@@ -324,7 +326,8 @@ fn classify_by_message(message: &str) -> Option<Error> {
         });
     }
     // 42P01 undefined_table, 42703 undefined_column, 42704 undefined_object (types).
-    let undefined = (message.starts_with("relation ") || message.starts_with("column ")
+    let undefined = (message.starts_with("relation ")
+        || message.starts_with("column ")
         || message.starts_with("type "))
         && message.ends_with("does not exist");
     if undefined {

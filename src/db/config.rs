@@ -79,7 +79,10 @@ impl fmt::Debug for Config {
             .field("tcp_keepalive_idle", &self.tcp_keepalive_idle)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
             .field("migration_lock_timeout", &self.migration_lock_timeout)
-            .field("migration_ddl_lock_timeout", &self.migration_ddl_lock_timeout)
+            .field(
+                "migration_ddl_lock_timeout",
+                &self.migration_ddl_lock_timeout,
+            )
             .finish()
     }
 }

@@ -95,7 +95,8 @@ impl ConnectionSettings {
                 ))
             })?
             .map_err(|e| classify_connect_error(&e, url))?;
-        let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection).await?;
+        let mut conn =
+            AsyncPgConnection::try_from_client_and_connection(client, connection).await?;
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
@@ -153,7 +154,9 @@ fn classify_connect_error(e: &tokio_postgres::Error, url: &str) -> ConnectionErr
     let shown = redact_url(url);
     let Some(db) = e.as_db_error() else {
         let text = error_chain(e);
-        return if text.starts_with("invalid connection string") || text.starts_with("invalid configuration") {
+        return if text.starts_with("invalid connection string")
+            || text.starts_with("invalid configuration")
+        {
             ConnectionError::InvalidConnectionUrl(format!("invalid database URL {shown}: {text}"))
         } else {
             ConnectionError::BadConnection(format!("cannot connect to {shown}: {text}"))

@@ -21,7 +21,7 @@ use diesel_async::pooled_connection::{
 
 pub use config::{Config, Recycle};
 pub use connection::{connect, connect_for_migrations};
-pub use url::{ConnString, redact_url, with_dbname};
+pub use url::{ConnString, redact_url, split_password, with_dbname};
 
 use crate::error::{Error, Result};
 use crate::migrate::{self, MigrationError, MigrationSet};
@@ -156,7 +156,12 @@ impl Db {
         let mut conn = connect_for_migrations(&self.config, self.config.migration_url())
             .await
             .map_err(|e| MigrationError::Connection(e.to_string()))?;
-        Ok(migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(&self.config)).await?)
+        Ok(migrate::run_with(
+            &mut conn,
+            set,
+            &migrate::RunOptions::from_config(&self.config),
+        )
+        .await?)
     }
 
     /// Checks that the database answers, and measures how fast.

@@ -32,13 +32,11 @@ pub struct ConnString {
 /// Whether `raw` is a URI (as opposed to a key=value string).
 fn uri_rest(raw: &str) -> Option<&str> {
     let raw = raw.trim();
-    ["postgresql://", "postgres://"]
-        .iter()
-        .find_map(|scheme| {
-            raw.get(..scheme.len())
-                .filter(|p| p.eq_ignore_ascii_case(scheme))
-                .map(|_| &raw[scheme.len()..])
-        })
+    ["postgresql://", "postgres://"].iter().find_map(|scheme| {
+        raw.get(..scheme.len())
+            .filter(|p| p.eq_ignore_ascii_case(scheme))
+            .map(|_| &raw[scheme.len()..])
+    })
 }
 
 /// The position of the `@` that ends the user info, if any: the last `@`
@@ -247,7 +245,11 @@ pub fn with_dbname(raw: &str, dbname: &str) -> String {
                     .split('&')
                     .filter(|p| !p.starts_with("dbname="))
                     .collect();
-                if kept.is_empty() { String::new() } else { format!("?{}", kept.join("&")) }
+                if kept.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", kept.join("&"))
+                }
             };
             format!(
                 "{}{}{authority}/{encoded}{query}",
@@ -261,10 +263,80 @@ pub fn with_dbname(raw: &str, dbname: &str) -> String {
                 .filter(|(k, _)| k != "dbname")
                 .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
                 .collect();
-            parts.push(format!("dbname='{}'", dbname.replace('\\', "\\\\").replace('\'', "\\'")));
+            parts.push(format!(
+                "dbname='{}'",
+                dbname.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
             parts.join(" ")
         }
     }
+}
+
+/// The connection string without its password, and the password: for
+/// handing a URL to another program (`pg_dump`, `diesel`) with the password in
+/// its environment (`PGPASSWORD`), where `ps` does not show it.
+pub fn split_password(raw: &str) -> (String, Option<String>) {
+    let mut password = None;
+    let stripped = match uri_rest(raw) {
+        Some(rest) => {
+            let trimmed = raw.trim();
+            let scheme = &trimmed[..trimmed.len() - rest.len()];
+            let (userinfo, after) = match userinfo_end(rest) {
+                Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+                None => (None, rest),
+            };
+            let mut out = scheme.to_owned();
+            if let Some(info) = userinfo {
+                match info.split_once(':') {
+                    Some((user, pw)) => {
+                        password = Some(percent_decode(pw));
+                        out.push_str(user);
+                    }
+                    None => out.push_str(info),
+                }
+                out.push('@');
+            }
+            match after.split_once('?') {
+                Some((before, query)) => {
+                    out.push_str(before);
+                    let kept: Vec<&str> = query
+                        .split('&')
+                        .filter(|pair| {
+                            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                            if percent_decode(k) == "password" {
+                                password = Some(percent_decode(v));
+                                false
+                            } else {
+                                true
+                            }
+                        })
+                        .collect();
+                    if !kept.is_empty() {
+                        out.push('?');
+                        out.push_str(&kept.join("&"));
+                    }
+                }
+                None => out.push_str(after),
+            }
+            out
+        }
+        None => key_values(raw)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                if k == "password" {
+                    password = Some(v);
+                    None
+                } else {
+                    Some(format!(
+                        "{k}='{}'",
+                        v.replace('\\', "\\\\").replace('\'', "\\'")
+                    ))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    (stripped, password)
 }
 
 /// The connection string with every password replaced by `***`, for logs,
@@ -372,6 +444,24 @@ mod tests {
     }
 
     #[test]
+    fn splits_the_password_off() {
+        assert_eq!(
+            split_password("postgres://app:p%40ss@h:1/db?sslmode=require"),
+            (
+                "postgres://app@h:1/db?sslmode=require".to_owned(),
+                Some("p@ss".to_owned())
+            )
+        );
+        assert_eq!(
+            split_password("postgres://h/db?password=x&a=b"),
+            ("postgres://h/db?a=b".to_owned(), Some("x".to_owned()))
+        );
+        let (kv, pw) = split_password("host=h password='a b' dbname=d");
+        assert!(!kv.contains("a b"));
+        assert_eq!(pw.as_deref(), Some("a b"));
+    }
+
+    #[test]
     fn swaps_the_database_name() {
         assert_eq!(
             with_dbname("postgres://u:p@h1:1,h2:2/app?sslmode=require", "postgres"),
@@ -389,7 +479,9 @@ mod tests {
 
     #[test]
     fn parses_every_host() {
-        let c = ConnString::parse("postgres://u:p@h1:5432,[::1]:6432,h3/app?host=/run/pg&hostaddr=10.0.0.5");
+        let c = ConnString::parse(
+            "postgres://u:p@h1:5432,[::1]:6432,h3/app?host=/run/pg&hostaddr=10.0.0.5",
+        );
         assert_eq!(c.hosts, ["h1", "::1", "h3", "/run/pg", "10.0.0.5"]);
         assert_eq!(c.dbname.as_deref(), Some("app"));
         assert!(c.has_password);
