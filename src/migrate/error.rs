@@ -158,8 +158,9 @@ pub enum Problem {
         /// The version.
         version: String,
     },
-    /// A migration that runs outside a transaction was interrupted and its
-    /// file has changed since: resuming could run the wrong statements.
+    /// A migration that runs outside a transaction was interrupted and one
+    /// of the statements that already ran has changed since: resuming could
+    /// skip or repeat the wrong statements. (Fixing a later statement is fine.)
     EditedWhilePartial {
         /// The version.
         version: String,
@@ -198,10 +199,11 @@ impl fmt::Display for Problem {
                 done,
             } => write!(
                 f,
-                "migration {version} ({name}) was interrupted after statement {done} and its \
-                 up.sql has changed since; restore the file and run `db migrate` to resume, or \
-                 undo the first {done} statement(s) by hand and then run \
-                 `DELETE FROM __database_migration_progress WHERE version = '{version}'`"
+                "migration {version} ({name}) was interrupted after statement {done}, and \
+                 statements 1 to {done} of its up.sql have changed since they ran; restore them \
+                 and run `db migrate` to resume at statement {}, or undo what they did by hand \
+                 and then run `DELETE FROM __database_migration_progress WHERE version = '{version}'`",
+                done + 1
             ),
         }
     }

@@ -41,7 +41,8 @@ ALTER TABLE __database_migration_checksums
 CREATE TABLE IF NOT EXISTS __database_migration_progress (
     version             varchar(50) PRIMARY KEY,
     name                text        NOT NULL,
-    checksum_normalized text        NOT NULL,
+    -- normalised checksum of the statements that completed (not the whole file)
+    done_checksum       text        NOT NULL,
     statements_done     integer     NOT NULL,
     statements_total    integer     NOT NULL,
     updated_at          timestamptz NOT NULL DEFAULT now()
@@ -82,8 +83,9 @@ impl AppliedRow {
 pub(super) struct ProgressRow {
     #[diesel(sql_type = Text)]
     pub version: String,
+    /// `Migration::prefix_checksum(statements_done)` when it was recorded.
     #[diesel(sql_type = Text)]
-    pub checksum_normalized: String,
+    pub done_checksum: String,
     #[diesel(sql_type = Integer)]
     pub statements_done: i32,
     #[diesel(sql_type = Integer)]
@@ -149,7 +151,7 @@ pub(super) async fn read_applied_fast(
 
 async fn read_progress(conn: &mut AsyncPgConnection) -> Result<Vec<ProgressRow>, DieselError> {
     diesel::sql_query(
-        "SELECT version, checksum_normalized, statements_done, statements_total \
+        "SELECT version, done_checksum, statements_done, statements_total \
          FROM __database_migration_progress ORDER BY version",
     )
     .load(conn)
@@ -204,14 +206,15 @@ pub(super) async fn record_progress(
 ) -> Result<(), DieselError> {
     diesel::sql_query(
         "INSERT INTO __database_migration_progress \
-             (version, name, checksum_normalized, statements_done, statements_total) \
+             (version, name, done_checksum, statements_done, statements_total) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (version) DO UPDATE SET statements_done = EXCLUDED.statements_done, \
+             done_checksum = EXCLUDED.done_checksum, \
              statements_total = EXCLUDED.statements_total, updated_at = now()",
     )
     .bind::<Text, _>(&m.version)
     .bind::<Text, _>(&m.name)
-    .bind::<Text, _>(&m.checksum_normalized)
+    .bind::<Text, _>(m.prefix_checksum(done))
     .bind::<Integer, _>(done as i32)
     .bind::<Integer, _>(total as i32)
     .execute(conn)

@@ -233,7 +233,7 @@ fn problems_of(set: &MigrationSet, rows: &[AppliedRow], progress: &[ProgressRow]
     }
     for p in progress {
         if let Some(m) = set.get(&p.version)
-            && m.checksum_normalized != p.checksum_normalized
+            && m.prefix_checksum(p.statements_done as usize) != p.done_checksum
         {
             problems.push(Problem::EditedWhilePartial {
                 version: m.version.clone(),

@@ -102,6 +102,21 @@ impl Migration {
     }
 }
 
+impl Migration {
+    /// The normalised checksum of the first `done` statements of `up.sql`:
+    /// what an interrupted run records, so that a resume is refused when a
+    /// statement that already ran has changed, and allowed when only a later
+    /// one was fixed.
+    pub fn prefix_checksum(&self, done: usize) -> String {
+        let mut hasher = Sha256::new();
+        for statement in super::split_statements(&self.up_sql).into_iter().take(done) {
+            hasher.update(normalize_sql(statement).as_bytes());
+            hasher.update([0]);
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
 /// The text a checksum is taken of: without a UTF-8 BOM, with LF line
 /// endings, without trailing blanks on any line and without blank lines at
 /// the end. Nothing PostgreSQL runs differently depends on those (a string
@@ -241,10 +256,12 @@ impl MigrationSet {
             .ok_or_else(|| MigrationError::UnknownVersion(given.to_owned()))
     }
 
-    /// A digest of every migration's name and checksum: equal sets of files
-    /// give equal fingerprints (the test harness names its template by it).
+    /// A digest of every migration's name and checksum, and of the engine's
+    /// own bookkeeping tables: equal sets of files run by the same engine give
+    /// equal fingerprints (the test harness names its template by it).
     pub fn fingerprint(&self) -> String {
         let mut hasher = Sha256::new();
+        hasher.update(super::history::SETUP_SQL.as_bytes());
         for m in &self.migrations {
             hasher.update(m.name.as_bytes());
             hasher.update([0]);
