@@ -951,8 +951,9 @@ async fn the_guard_refuses_before_touching_anything() {
     // A URL whose host= says "elsewhere" but whose connection would reach
     // this very test database through hostaddr: only the guard saves it.
     let elsewhere = format!(
-        "{}?host=db.internal&hostaddr=127.0.0.1",
-        t.url.split('?').next().unwrap()
+        "postgres:///{}?host=db.internal&hostaddr=127.0.0.1&port={}&user=postgres",
+        t.name,
+        url::Url::parse(&t.url).unwrap().port().unwrap_or(5432)
     );
     for (url, args, env) in [
         (t.url.as_str(), &["reset"][..], &[("NODE_ENV", "prod")][..]),
