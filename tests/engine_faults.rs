@@ -985,3 +985,143 @@ async fn the_guard_refuses_before_touching_anything() {
         .unwrap();
     assert!(status.is_up_to_date());
 }
+
+// 16. A stalled network ------------------------------------------------------------------
+
+/// A TCP proxy on loopback in front of the test server that can stop
+/// forwarding (both directions) while its sockets stay open: what a hung
+/// userspace proxy or pooler looks like to the client.
+struct StallingProxy {
+    port: u16,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: (String, u16)) -> StallingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(upstream.clone())
+                    .await
+                    .unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [(cr, sw), (sr, cw)].map(|(r, w)| (r, w)) {
+                    let flag = flag.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        // Bounded: the test's connections live seconds.
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        while Instant::now() < deadline {
+                            if std::sync::atomic::AtomicBool::load(&flag, Ordering::Relaxed) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                continue;
+                            }
+                            let n = match tokio::time::timeout(
+                                Duration::from_millis(50),
+                                from.read(&mut buf),
+                            )
+                            .await
+                            {
+                                Err(_) => continue,
+                                Ok(Ok(0)) | Ok(Err(_)) => break,
+                                Ok(Ok(n)) => n,
+                            };
+                            // Bytes read just as the stall began are held too.
+                            while std::sync::atomic::AtomicBool::load(&flag, Ordering::Relaxed)
+                                && Instant::now() < deadline
+                            {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        StallingProxy { port, stalled }
+    }
+
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_network_path_is_bounded_by_the_query_deadline() {
+    let t = TestDb::new().await;
+    let server = url::Url::parse(&t.url).unwrap();
+    let proxy = StallingProxy::start((
+        server.host_str().unwrap().to_owned(),
+        server.port().unwrap_or(5432),
+    ))
+    .await;
+    let mut through = server.clone();
+    through.set_host(Some("127.0.0.1")).unwrap();
+    through.set_port(Some(proxy.port)).unwrap();
+    let mut config = config_for(through.as_str());
+    config.query_timeout = Some(Duration::from_millis(800));
+    config.statement_timeout = Some(Duration::from_millis(100)); // the server never sees the query
+    let db = Db::new(config).unwrap();
+    let select = async |conn: &mut database::Conn| {
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .await
+            .map_err(Error::from)
+    };
+    assert_eq!(db.run(select).await.unwrap(), 1);
+    assert_eq!(db.pool_status().size, 1);
+
+    proxy.stall(true);
+    let started = Instant::now();
+    let err = db.run(select).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: database::TimeoutKind::Client,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "bounded: {waited:?}");
+    assert_eq!(
+        db.pool_status().size,
+        0,
+        "the stalled connection was discarded"
+    );
+    proxy.stall(false);
+    assert_eq!(db.run(select).await.unwrap(), 1, "a fresh connection works");
+
+    // The deadline during COMMIT: the outcome is unknown, and said so.
+    let mut setup = connect(&t.url).await;
+    setup
+        .batch_execute("CREATE TABLE stalled (a int)")
+        .await
+        .unwrap();
+    let err = db
+        .run(async |conn| {
+            conn.transaction::<_, Error, _>(async |conn| {
+                diesel::sql_query("INSERT INTO stalled VALUES (1)")
+                    .execute(conn)
+                    .await?;
+                proxy.stall(true); // the COMMIT that follows gets no answer
+                Ok(())
+            })
+            .await
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CommitOutcomeUnknown(_)), "{err:?}");
+    assert!(!err.is_retryable());
+    proxy.stall(false);
+}

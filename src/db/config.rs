@@ -51,6 +51,11 @@ pub struct Config {
     /// `DB_TCP_USER_TIMEOUT_SECS`: drop a connection whose sent data goes
     /// unacknowledged this long (default 30 s; 0 turns it off; Linux only).
     pub tcp_user_timeout: Option<Duration>,
+    /// `DB_QUERY_TIMEOUT_MS`: client-side deadline of one `Db::run` call
+    /// (default off). When it fires the call fails with `Error::Timeout`
+    /// (or `Error::CommitOutcomeUnknown` when a `COMMIT` was in flight) and
+    /// its connection is discarded, never returned to the pool.
+    pub query_timeout: Option<Duration>,
     /// `DB_MIGRATION_LOCK_TIMEOUT_SECS`: how long a migration run waits for
     /// another process's migration lock before giving up (default 300 s).
     pub migration_lock_timeout: Duration,
@@ -78,6 +83,7 @@ impl fmt::Debug for Config {
             .field("recycle", &self.recycle)
             .field("tcp_keepalive_idle", &self.tcp_keepalive_idle)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
+            .field("query_timeout", &self.query_timeout)
             .field("migration_lock_timeout", &self.migration_lock_timeout)
             .field(
                 "migration_ddl_lock_timeout",
@@ -104,6 +110,7 @@ impl Config {
             recycle: Recycle::Fast,
             tcp_keepalive_idle: Duration::from_secs(30),
             tcp_user_timeout: Some(Duration::from_secs(30)),
+            query_timeout: None,
             migration_lock_timeout: Duration::from_secs(300),
             migration_ddl_lock_timeout: Duration::from_secs(10),
         }
@@ -184,6 +191,9 @@ impl Config {
         }
         if let Some(n) = number("DB_TCP_USER_TIMEOUT_SECS", 0, 86_400)? {
             config.tcp_user_timeout = (n > 0).then(|| Duration::from_secs(n));
+        }
+        if let Some(n) = number("DB_QUERY_TIMEOUT_MS", 1, 86_400_000)? {
+            config.query_timeout = Some(Duration::from_millis(n));
         }
         if let Some(n) = number("DB_MIGRATION_LOCK_TIMEOUT_SECS", 0, 86_400)? {
             config.migration_lock_timeout = Duration::from_secs(n);

@@ -19,6 +19,9 @@ pub(super) struct ConnectionSettings {
     statement_cache: bool,
     log_queries: bool,
     slow_query: Option<Duration>,
+    /// Whether `Db::run` deadlines are in use: connections then report
+    /// when a `COMMIT` is in flight (see `deadline`).
+    track_commits: bool,
     tcp_keepalive_idle: Duration,
     tcp_user_timeout: Option<Duration>,
     /// Extra `SET`s for this kind of session (the migration session's timeouts).
@@ -33,6 +36,7 @@ impl ConnectionSettings {
             statement_cache: config.statement_cache,
             log_queries: config.log_queries,
             slow_query: config.slow_query,
+            track_commits: config.query_timeout.is_some(),
             tcp_keepalive_idle: config.tcp_keepalive_idle,
             tcp_user_timeout: config.tcp_user_timeout,
             session_settings: Vec::new(),
@@ -112,11 +116,16 @@ impl ConnectionSettings {
                 .await
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
         }
-        if self.log_queries || self.slow_query.is_some() {
-            conn.set_instrumentation(QueryLogger {
-                log_all: self.log_queries,
-                slow: self.slow_query,
-                started: None,
+        // No instrumentation at all unless something needs it: the hot path
+        // then pays nothing per query.
+        if self.log_queries || self.slow_query.is_some() || self.track_commits {
+            conn.set_instrumentation(ConnectionWatch {
+                logger: (self.log_queries || self.slow_query.is_some()).then_some(QueryLogger {
+                    log_all: self.log_queries,
+                    slow: self.slow_query,
+                    started: None,
+                }),
+                track_commits: self.track_commits,
             });
         }
         Ok(conn)
@@ -179,6 +188,31 @@ fn classify_connect_error(e: &tokio_postgres::Error, url: &str) -> ConnectionErr
         ));
     }
     ConnectionError::BadConnection(format!("cannot connect to {shown}: {message}"))
+}
+
+/// What a connection reports about itself: statements to the log, and
+/// to the `Db::run` in progress whether a `COMMIT` is in flight.
+struct ConnectionWatch {
+    logger: Option<QueryLogger>,
+    track_commits: bool,
+}
+
+impl Instrumentation for ConnectionWatch {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if self.track_commits {
+            match &event {
+                // Emitted just before the top-level COMMIT is sent.
+                InstrumentationEvent::CommitTransaction { depth, .. } if depth.get() == 1 => {
+                    super::deadline::commit_started();
+                }
+                InstrumentationEvent::FinishQuery { .. } => super::deadline::statement_finished(),
+                _ => {}
+            }
+        }
+        if let Some(logger) = &mut self.logger {
+            logger.on_connection_event(event);
+        }
+    }
 }
 
 /// Logs statements and their duration through `tracing`. Bind values are

@@ -7,6 +7,7 @@
 
 mod config;
 mod connection;
+mod deadline;
 mod url;
 
 use std::fmt;
@@ -130,6 +131,50 @@ impl Db {
             .get()
             .await
             .map_err(|e| pool_error(e, &self.config, self.pool.status()))
+    }
+
+    /// Runs `f` on a pooled connection under the client-side deadline
+    /// (`DB_QUERY_TIMEOUT_MS`; without one, simply runs it). When the deadline
+    /// fires, `f` is dropped, its connection is discarded (never returned to
+    /// the pool), and the call fails with `Error::Timeout { kind: Client }`,
+    /// or with `Error::CommitOutcomeUnknown` when a `COMMIT` was in flight:
+    /// then the transaction may have committed.
+    ///
+    /// ```no_run
+    /// # async fn f(db: &database::Db) -> Result<(), database::Error> {
+    /// let user = db
+    ///     .run(async |conn| database::auth::users::find_by_email(conn, "ann@example.com").await)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<T>(&self, f: impl AsyncFnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn().await?;
+        let Some(limit) = self.config.query_timeout else {
+            return f(&mut conn).await;
+        };
+        match deadline::within(limit, f(&mut conn)).await {
+            Ok(result) => result,
+            Err(in_commit) => {
+                // Its protocol state is unknown: never hand it out again.
+                drop(Object::take(conn));
+                let limit_ms = limit.as_millis();
+                Err(if in_commit {
+                    Error::CommitOutcomeUnknown(format!(
+                        "COMMIT was sent but not answered within DB_QUERY_TIMEOUT_MS ({limit_ms} ms); \
+                         the transaction may have committed: check before retrying"
+                    ))
+                } else {
+                    Error::Timeout {
+                        kind: crate::TimeoutKind::Client,
+                        message: format!(
+                            "no answer within DB_QUERY_TIMEOUT_MS ({limit_ms} ms); the connection \
+                             was discarded, so an open transaction of the call is rolled back \
+                             (statements it ran outside a transaction stay)"
+                        ),
+                    }
+                })
+            }
+        }
     }
 
     /// Opens a connection outside the pool, set up like pooled ones, to `url`.
