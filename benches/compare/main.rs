@@ -139,6 +139,12 @@ fn server_url() -> url::Url {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let mut url = url::Url::parse(&raw).expect("DATABASE_URL is a URL");
     url.set_path("");
+    // Both sides on the same transport: the raw side connects without TLS,
+    // so the crate is told to as well (its default, like libpq's, is
+    // `prefer`: encrypted whenever the server offers it).
+    if !url.query_pairs().any(|(k, _)| k == "sslmode") {
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+    }
     url
 }
 

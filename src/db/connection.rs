@@ -8,6 +8,7 @@ use diesel::result::ConnectionError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 use super::config::Config;
+use super::tls::{SslMode, split_tls};
 use super::url::{ConnString, redact_url};
 use crate::error::{Error, Result};
 
@@ -70,12 +71,17 @@ impl ConnectionSettings {
     /// each with a whole sentence that names the URL (password redacted).
     pub(super) async fn establish(&self, url: &str) -> Result<AsyncPgConnection, ConnectionError> {
         let shown = redact_url(url);
-        let mut pg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            ConnectionError::InvalidConnectionUrl(format!(
-                "invalid database URL {shown}: {}",
-                error_chain(&e)
-            ))
+        let (without_tls, tls) = split_tls(url).map_err(|e| {
+            ConnectionError::InvalidConnectionUrl(format!("invalid database URL {shown}: {e}"))
         })?;
+        let mut pg: tokio_postgres::Config =
+            without_tls.parse().map_err(|e: tokio_postgres::Error| {
+                ConnectionError::InvalidConnectionUrl(format!(
+                    "invalid database URL {shown}: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        pg.ssl_mode(tls.tokio_mode());
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(self.connect_timeout);
         }
@@ -90,17 +96,31 @@ impl ConnectionSettings {
         if pg.get_application_name().is_none() {
             pg.application_name(default_application_name());
         }
-        let (client, connection) = tokio::time::timeout(self.connect_timeout, pg.connect(tokio_postgres::NoTls))
-            .await
-            .map_err(|_| {
-                ConnectionError::BadConnection(format!(
-                    "cannot connect to {shown}: no answer within the connect timeout ({} s, DB_CONNECT_TIMEOUT_SECS)",
-                    self.connect_timeout.as_secs()
-                ))
-            })?
-            .map_err(|e| classify_connect_error(&e, url))?;
-        let mut conn =
-            AsyncPgConnection::try_from_client_and_connection(client, connection).await?;
+        let timed_out = || {
+            ConnectionError::BadConnection(format!(
+                "cannot connect to {shown}: no answer within the connect timeout ({} s, DB_CONNECT_TIMEOUT_SECS)",
+                self.connect_timeout.as_secs()
+            ))
+        };
+        // Plain and TLS connections are two stream types: one path each.
+        let mut conn = if tls.mode == SslMode::Disable {
+            let connecting = pg.connect(tokio_postgres::NoTls);
+            let (client, connection) = tokio::time::timeout(self.connect_timeout, connecting)
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| classify_connect_error(&e, url))?;
+            AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+        } else {
+            let connector = tls.connector().map_err(|e| {
+                ConnectionError::InvalidConnectionUrl(format!("TLS settings of {shown}: {e}"))
+            })?;
+            let (client, connection) =
+                tokio::time::timeout(self.connect_timeout, pg.connect(connector))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| classify_connect_error(&e, url))?;
+            AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+        };
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }

@@ -8,6 +8,7 @@
 mod config;
 mod connection;
 mod deadline;
+mod tls;
 mod url;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use diesel_async::pooled_connection::{
 
 pub use config::{Config, Recycle};
 pub use connection::{connect, connect_for_migrations};
+pub use tls::SslMode;
 pub use url::{ConnString, redact_url, split_password, with_dbname};
 
 use crate::error::{Error, Result};

@@ -272,6 +272,57 @@ pub fn with_dbname(raw: &str, dbname: &str) -> String {
     }
 }
 
+/// Removes the parameters named `keys` from a URI's query or a key=value
+/// string, returning the rest and the removed (key, value) pairs in order.
+pub(crate) fn take_params(raw: &str, keys: &[&str]) -> (String, Vec<(String, String)>) {
+    let mut taken = Vec::new();
+    match uri_rest(raw) {
+        Some(_) => {
+            let trimmed = raw.trim();
+            let Some((before, query)) = trimmed.split_once('?') else {
+                return (trimmed.to_owned(), taken);
+            };
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    let k = percent_decode(k);
+                    if keys.contains(&k.as_str()) {
+                        taken.push((k, percent_decode(v)));
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .collect();
+            let rest = if kept.is_empty() {
+                before.to_owned()
+            } else {
+                format!("{before}?{}", kept.join("&"))
+            };
+            (rest, taken)
+        }
+        None => {
+            let rest = key_values(raw)
+                .into_iter()
+                .filter_map(|(k, v)| {
+                    if keys.contains(&k.as_str()) {
+                        taken.push((k, v));
+                        None
+                    } else {
+                        Some(format!(
+                            "{k}='{}'",
+                            v.replace('\\', "\\\\").replace('\'', "\\'")
+                        ))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            (rest, taken)
+        }
+    }
+}
+
 /// The connection string without its password, and the password: for
 /// handing a URL to another program (`pg_dump`, `diesel`) with the password in
 /// its environment (`PGPASSWORD`), where `ps` does not show it.
