@@ -1,5 +1,6 @@
 //! The `db` binary's operator commands against a real PostgreSQL: reset,
-//! nuke, new, lint, diff, pull, baseline, and the production guard.
+//! nuke, new, diff, pull, baseline, and the production guard (`db lint` has
+//! tests/lint.rs).
 
 mod common;
 
@@ -233,128 +234,6 @@ fn new_creates_a_migration_that_diesel_and_db_both_read() {
         names.contains(&"add_locale") && names.contains(&"add_other"),
         "{names:?}"
     );
-}
-
-fn write_migration(dir: &Path, name: &str, up: &str, down: Option<&str>, no_transaction: bool) {
-    let folder = dir.join(name);
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("up.sql"), up).unwrap();
-    if let Some(down) = down {
-        std::fs::write(folder.join("down.sql"), down).unwrap();
-    }
-    if no_transaction {
-        std::fs::write(folder.join("metadata.toml"), "run_in_transaction = false\n").unwrap();
-    }
-}
-
-#[test]
-fn lint_flags_each_rule_on_a_fixture_and_respects_allow_comments() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("migrations");
-    write_migration(
-        &dir,
-        "2030-01-01-000000_base",
-        "CREATE TABLE t (id int PRIMARY KEY, a text, b int);\nCREATE INDEX t_a_idx ON t (a);\n",
-        Some("DROP TABLE t;\n"),
-        false,
-    );
-    write_migration(
-        &dir,
-        "2030-01-02-000000_risky",
-        "CREATE INDEX t_b_idx ON t (b);\n\
-         ALTER TABLE t ADD COLUMN c int NOT NULL;\n\
-         ALTER TABLE t ALTER COLUMN a SET NOT NULL;\n\
-         ALTER TABLE t ADD CONSTRAINT t_b_fk FOREIGN KEY (b) REFERENCES t (id);\n\
-         ALTER TABLE t ADD CONSTRAINT t_b_check CHECK (b > 0);\n\
-         ALTER TABLE t ALTER COLUMN b TYPE bigint;\n\
-         ALTER TABLE t DROP COLUMN a;\n\
-         ALTER TABLE t RENAME COLUMN b TO bb;\n\
-         ALTER TABLE t RENAME TO tt;\n\
-         DROP TABLE tt;\n\
-         CREATE INDEX CONCURRENTLY t_id_idx ON t (id);\n",
-        Some("-- nothing\n"),
-        false,
-    );
-    write_migration(
-        &dir,
-        "2030-01-03-000000_no_down",
-        "SELECT 1;\n",
-        None,
-        false,
-    );
-    write_migration(
-        &dir,
-        "2030-01-04-000000_silenced",
-        "-- db-lint: allow drop-column\nALTER TABLE t DROP COLUMN b;\nDROP TABLE t; -- db-lint: allow drop-table\n",
-        Some("SELECT 1;\n"),
-        false,
-    );
-    write_migration(
-        &dir,
-        "2030-01-05-000000_concurrent",
-        "CREATE INDEX CONCURRENTLY t_b2_idx ON t (b);\n",
-        Some("DROP INDEX CONCURRENTLY t_b2_idx;\n"),
-        true,
-    );
-
-    let out = db(
-        "postgres://unused/x",
-        &["lint", "--migrations-dir", dir.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let report = text(&out);
-    let risky = "migrations/2030-01-02-000000_risky/up.sql";
-    for (line, rule) in [
-        (1, "index-not-concurrent"),
-        (2, "add-column-not-null"),
-        (3, "set-not-null"),
-        (4, "constraint-not-valid"),
-        (5, "constraint-not-valid"),
-        (6, "column-type-change"),
-        (7, "drop-column"),
-        (8, "rename-column"),
-        (9, "rename-table"),
-        (10, "drop-table"),
-        (11, "concurrently-in-transaction"),
-    ] {
-        assert!(
-            report.contains(&format!("{risky}:{line}: [{rule}]")),
-            "missing {rule} at line {line}:\n{report}"
-        );
-    }
-    assert!(
-        report.contains("2030-01-02-000000_risky/down.sql:1: [missing-down]"),
-        "{report}"
-    );
-    assert!(
-        report.contains("2030-01-03-000000_no_down/down.sql:1: [missing-down]"),
-        "{report}"
-    );
-    assert!(
-        !report.contains("_base/"),
-        "a table created in the same migration is exempt:\n{report}"
-    );
-    assert!(
-        !report.contains("_silenced/"),
-        "allow comments are respected:\n{report}"
-    );
-    assert!(
-        !report.contains("_concurrent/"),
-        "CONCURRENTLY outside a transaction is fine:\n{report}"
-    );
-    assert!(
-        report.contains("CONCURRENTLY"),
-        "findings explain the safe alternative"
-    );
-    assert!(report.contains("13 finding(s)"), "{report}");
-}
-
-#[test]
-fn lint_is_silent_on_the_projects_own_migrations() {
-    let out = db("postgres://unused/x", &["lint"], &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("No findings"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -274,8 +274,13 @@ impl Pass<'_> {
             NodeEnum::ClusterStmt(c) => self.check_cluster(c),
             NodeEnum::LockStmt(l) => self.check_lock(l),
             NodeEnum::RefreshMatViewStmt(r) => self.check_refresh(r),
-            NodeEnum::UpdateStmt(u) => self.check_backfill(u.relation.as_ref(), "UPDATE"),
-            NodeEnum::DeleteStmt(d) => self.check_backfill(d.relation.as_ref(), "DELETE"),
+            NodeEnum::UpdateStmt(u) => {
+                self.check_backfill(u.relation.as_ref(), "UPDATE", u.where_clause.is_some())
+            }
+            NodeEnum::DeleteStmt(d) => {
+                self.check_backfill(d.relation.as_ref(), "DELETE", d.where_clause.is_some())
+            }
+            NodeEnum::AlterDomainStmt(d) => self.check_alter_domain(d),
             NodeEnum::AlterEnumStmt(e) => self.check_alter_enum(e),
             _ => {}
         }
@@ -297,6 +302,9 @@ impl Pass<'_> {
             }
             NodeEnum::CreateEnumStmt(e) => {
                 self.created_types.insert(QName::of_list(&e.type_name));
+            }
+            NodeEnum::CreateDomainStmt(d) => {
+                self.created_types.insert(QName::of_list(&d.domainname));
             }
             NodeEnum::VariableSetStmt(v) if v.name == "lock_timeout" => {
                 self.lock_timeout_set = true;

@@ -117,7 +117,7 @@ rules! {
         "Dropping a table loses its data and breaks code still deployed. Stop using it first, keep a backup, then drop it in a later migration (and allow-list the drop).";
     /// `RENAME TO` of a table.
     RenameTable = "rename-table", Error,
-        "Running code uses the old name and fails at once. Create the new table (or a view with the old name), migrate callers, then drop the old name.";
+        "Running code uses the old name and fails at once. Create the new table (or a view with the old name), migrate callers, then drop the old name. (The same holds for views and schemas.)";
     /// `TRUNCATE` of an existing table.
     TruncateTable = "truncate-table", Error,
         "TRUNCATE deletes every row under an ACCESS EXCLUSIVE lock (CASCADE empties referencing tables too). Delete in batches, or drop the table in a later migration once unused.";
@@ -129,10 +129,13 @@ rules! {
         "An explicit LOCK TABLE holds a lock that blocks writes (or reads) until the migration's transaction ends. Drop it, or keep the migration to one short statement with a lock_timeout.";
     /// `REFRESH MATERIALIZED VIEW` without `CONCURRENTLY`.
     RefreshNotConcurrent = "refresh-not-concurrent", Error,
-        "REFRESH MATERIALIZED VIEW takes an ACCESS EXCLUSIVE lock: readers of the view wait for the whole refresh. Use REFRESH MATERIALIZED VIEW CONCURRENTLY (needs a unique index) in a migration with run_in_transaction = false.";
+        "REFRESH MATERIALIZED VIEW takes an ACCESS EXCLUSIVE lock: readers of the view wait for the whole refresh. Use REFRESH MATERIALIZED VIEW CONCURRENTLY (it needs a unique index on the view).";
     /// `UPDATE`/`DELETE` of a table this transaction already holds an ACCESS EXCLUSIVE lock on.
     BackfillUnderLock = "backfill-under-lock", Error,
         "This data change runs in the transaction that already holds the ACCESS EXCLUSIVE lock of an ALTER TABLE on the same table: the table stays locked for the whole backfill. Backfill in a separate, non-transactional migration, in batches.";
+    /// `UPDATE`/`DELETE` of a whole existing table in one statement.
+    UnbatchedBackfill = "unbatched-backfill", Error,
+        "An UPDATE or DELETE without WHERE locks every row of the table until the migration commits: every concurrent write to it waits (and the table bloats). Backfill in batches (WHERE id BETWEEN ...), in a migration with run_in_transaction = false or outside migrations.";
     // --- enums ---
     /// `ALTER TYPE ... RENAME VALUE`.
     EnumRenameValue = "enum-rename-value", Error,

@@ -127,6 +127,16 @@ impl Pass<'_> {
     }
 
     pub(super) fn check_rename(&mut self, rename: &RenameStmt) {
+        if rename.rename_type == ObjectType::ObjectSchema as i32 {
+            self.report(
+                Rule::RenameTable,
+                format!(
+                    "RENAME SCHEMA \"{}\" to \"{}\"",
+                    rename.subname, rename.newname
+                ),
+            );
+            return;
+        }
         let Some(rel) = rename.relation.as_ref() else {
             return;
         };
@@ -134,7 +144,8 @@ impl Pass<'_> {
         if !self.exists(&table) {
             return;
         }
-        if rename.rename_type == ObjectType::ObjectColumn as i32 {
+        let kind = rename.rename_type;
+        if kind == ObjectType::ObjectColumn as i32 {
             self.report(
                 Rule::RenameColumn,
                 format!(
@@ -142,10 +153,16 @@ impl Pass<'_> {
                     rename.subname, rename.newname
                 ),
             );
-        } else if rename.rename_type == ObjectType::ObjectTable as i32 {
+        } else if kind == ObjectType::ObjectTable as i32 {
             self.report(
                 Rule::RenameTable,
                 format!("RENAME TABLE {table} to \"{}\"", rename.newname),
+            );
+        } else if kind == ObjectType::ObjectView as i32 || kind == ObjectType::ObjectMatview as i32
+        {
+            self.report(
+                Rule::RenameTable,
+                format!("RENAME VIEW {table} to \"{}\"", rename.newname),
             );
         }
     }
@@ -226,7 +243,7 @@ impl Pass<'_> {
         }
     }
 
-    pub(super) fn check_backfill(&mut self, rel: Option<&RangeVar>, verb: &str) {
+    pub(super) fn check_backfill(&mut self, rel: Option<&RangeVar>, verb: &str, has_where: bool) {
         let Some(table) = rel.map(QName::of_range) else {
             return;
         };
@@ -236,6 +253,31 @@ impl Pass<'_> {
                 format!(
                     "{verb} of {table} in the transaction that holds its ACCESS EXCLUSIVE lock"
                 ),
+            );
+        } else if !has_where && self.exists(&table) {
+            self.report(
+                Rule::UnbatchedBackfill,
+                format!("{verb} of every row of {table} in one statement"),
+            );
+        }
+    }
+}
+
+impl Pass<'_> {
+    /// `ALTER DOMAIN ... ADD CONSTRAINT` checks every column of that domain in every table.
+    pub(super) fn check_alter_domain(&mut self, d: &pg_query::protobuf::AlterDomainStmt) {
+        if d.subtype != "C" {
+            return;
+        }
+        let Some(NodeEnum::Constraint(c)) = d.def.as_ref().and_then(|n| n.node.as_ref()) else {
+            return;
+        };
+        let domain = QName::of_list(&d.type_name);
+        if !c.skip_validation && !self.created_types.contains(&domain) {
+            self.report_with(
+                Rule::ConstraintWithoutNotValid,
+                format!("ALTER DOMAIN {domain} ADD CONSTRAINT without NOT VALID"),
+                "A domain constraint is checked against every column of the domain in every table, under locks that block writes. Add it NOT VALID, then ALTER DOMAIN ... VALIDATE CONSTRAINT in a later migration.".into(),
             );
         }
     }

@@ -5,7 +5,8 @@ const SETUP: &str = "CREATE TABLE users (id bigint PRIMARY KEY, name varchar(50)
      CREATE TABLE accounts (id bigint PRIMARY KEY, user_id bigint);\n\
      CREATE TABLE sessions (id bigint PRIMARY KEY);\n\
      CREATE INDEX users_email_idx ON users (email);\n\
-     CREATE TYPE mood AS ENUM ('sad', 'ok');\n";
+     CREATE TYPE mood AS ENUM ('sad', 'ok');\n\
+     CREATE DOMAIN email AS text;\n";
 
 /// Lints `sql` after `setup` built the schema; (line, rule) of each finding.
 fn lint_after(setup: &str, sql: &str, in_tx: bool, pg: u32) -> Vec<(usize, &'static str)> {
@@ -222,6 +223,20 @@ const FIXTURES: &[(&str, &str, bool, &str, bool)] = &[
         "CREATE TABLE notes (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users (id) ON DELETE SET NULL);",
         true,
         "CREATE TABLE notes (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id) ON DELETE SET NULL);",
+        true,
+    ),
+    (
+        "unbatched-backfill",
+        "UPDATE users SET status = 'active';",
+        true,
+        "UPDATE users SET status = 'active' WHERE id BETWEEN 1 AND 1000;",
+        true,
+    ),
+    (
+        "constraint-not-valid",
+        "ALTER DOMAIN public.email ADD CONSTRAINT email_at CHECK (VALUE LIKE '%@%');",
+        true,
+        "ALTER DOMAIN email ADD CONSTRAINT email_at CHECK (VALUE LIKE '%@%') NOT VALID;",
         true,
     ),
     (
