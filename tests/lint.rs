@@ -492,3 +492,15 @@ fn lint_is_silent_on_the_projects_own_migrations() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("No findings"), "{}", text(&out));
 }
+
+#[test]
+fn the_readme_rule_tables_list_every_rule() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for rule in database::ops::lint::Rule::ALL {
+        assert!(
+            readme.contains(&format!("| `{}` |", rule.name())),
+            "README's lint rule tables lack {rule}"
+        );
+    }
+}

@@ -79,9 +79,10 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
                 let word = &sql[word_start..i];
                 head.push(word);
                 if head.defines_routine() && paren_depth == 0 {
-                    if word.eq_ignore_ascii_case("begin") {
-                        begin_depth += 1;
-                    } else if word.eq_ignore_ascii_case("case") && begin_depth > 0 {
+                    // CASE also ends with END; it only matters inside a BEGIN.
+                    let opens = word.eq_ignore_ascii_case("begin")
+                        || (word.eq_ignore_ascii_case("case") && begin_depth > 0);
+                    if opens {
                         begin_depth += 1;
                     } else if word.eq_ignore_ascii_case("end") {
                         begin_depth = begin_depth.saturating_sub(1);

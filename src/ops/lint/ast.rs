@@ -96,8 +96,7 @@ impl ColType {
             .names
             .iter()
             .filter_map(sval)
-            .filter(|n| *n != "pg_catalog")
-            .next_back()
+            .rfind(|n| *n != "pg_catalog")
             .unwrap_or_default()
             .to_owned();
         let mods = t
