@@ -31,6 +31,9 @@ struct Case {
     sql: String,
     setup: Option<String>,
     setup_extra: Option<String>,
+    /// Why it is dangerous, when no lock, scan or rewrite shows it.
+    #[allow(dead_code)]
+    why: Option<String>,
     #[serde(default = "yes")]
     transaction: bool,
     #[serde(default = "pg15")]

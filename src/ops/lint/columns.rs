@@ -125,15 +125,19 @@ impl Pass<'_> {
                     Rule::AddPrimaryKey,
                     format!("ADD COLUMN {column} PRIMARY KEY on existing table {table} builds its index under lock"),
                 );
-            } else if ast::is(c, ConstrType::ConstrForeign) {
+            } else if ast::is(c, ConstrType::ConstrForeign)
+                && default.is_some_and(|d| !ast::is_null_const(d))
+            {
+                // Without a default the new column is all NULL and PostgreSQL
+                // marks the key valid without a scan; with one, it validates.
                 let target = c.pktable.as_ref().map(QName::of_range);
                 self.report_with(
                     Rule::ConstraintWithoutNotValid,
                     format!(
-                        "ADD COLUMN {column} REFERENCES {} on existing table {table}: the foreign key is validated at once",
+                        "ADD COLUMN {column} with a DEFAULT and REFERENCES {} on existing table {table}: the foreign key is validated against every row",
                         target.map(|t| t.to_string()).unwrap_or_default()
                     ),
-                    "An inline REFERENCES locks both tables (SHARE ROW EXCLUSIVE on the referenced one) and checks every row. Add the column, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, and VALIDATE CONSTRAINT in a later migration.".into(),
+                    "With a default, an inline REFERENCES checks every row while both tables are locked against writes. Add the column, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, and VALIDATE CONSTRAINT in a later migration.".into(),
                 );
             }
         }
@@ -192,32 +196,47 @@ impl Pass<'_> {
         let old = self.schema.column(table, &cmd.name).map(|c| c.ty.clone());
         let using = def.raw_default.is_some();
         let collate = def.coll_clause.is_some();
+        let utc = self.utc_session && self.options.pg_version >= 12;
         if !using
             && !collate
             && let Some(old) = &old
-            && type_change_is_free(old, &new)
+            && type_change_is_free(old, &new, utc)
         {
             return;
         }
+        let zone_advice = old.as_ref().is_some_and(|o| {
+            matches!(
+                (o.name.as_str(), new.name.as_str()),
+                ("timestamp", "timestamptz") | ("timestamptz", "timestamp")
+            )
+        }) && self.options.pg_version >= 12
+            && !utc;
         let from = old.as_ref().map_or_else(
             || "(type unknown to the linter)".to_owned(),
             ColType::display,
         );
-        self.report(
-            Rule::ColumnTypeChange,
-            format!(
-                "ALTER COLUMN \"{}\" TYPE {} on {table} (from {from}{})",
-                cmd.name,
-                new.display(),
-                if using { ", with USING" } else { "" }
-            ),
+        let message = format!(
+            "ALTER COLUMN \"{}\" TYPE {} on {table} (from {from}{})",
+            cmd.name,
+            new.display(),
+            if using { ", with USING" } else { "" }
         );
+        if zone_advice {
+            self.report_with(
+                Rule::ColumnTypeChange,
+                message,
+                "Between timestamp and timestamptz PostgreSQL 12+ skips the rewrite only when the session TimeZone is UTC; otherwise the table is rewritten under an ACCESS EXCLUSIVE lock. Start the migration with SET LOCAL TimeZone = 'UTC'.".into(),
+            );
+        } else {
+            self.report(Rule::ColumnTypeChange, message);
+        }
     }
 }
 
 /// Changes PostgreSQL makes without a rewrite or a scan: binary-coercible
-/// types whose new limit admits every old value.
-fn type_change_is_free(old: &ColType, new: &ColType) -> bool {
+/// types whose new limit admits every old value; timestamp <-> timestamptz
+/// when the session's time zone is UTC (`utc`, PostgreSQL 12+).
+fn type_change_is_free(old: &ColType, new: &ColType, utc: bool) -> bool {
     if old.array != new.array {
         return false;
     }
@@ -255,6 +274,7 @@ fn type_change_is_free(old: &ColType, new: &ColType) -> bool {
                     .is_some_and(|(a, b)| b >= a)
         }
         ("cidr", "inet") => true,
+        ("timestamp", "timestamptz") | ("timestamptz", "timestamp") => utc,
         _ => false,
     }
 }
@@ -273,36 +293,22 @@ mod tests {
 
     #[test]
     fn widening_is_free_and_narrowing_or_converting_is_not() {
+        let free = |a: ColType, b: ColType| type_change_is_free(&a, &b, false);
+        assert!(free(t("varchar", &[50]), t("varchar", &[100])));
+        assert!(free(t("varchar", &[50]), t("text", &[])));
+        assert!(free(t("varchar", &[50]), t("varchar", &[])));
+        assert!(free(t("numeric", &[10, 2]), t("numeric", &[12, 2])));
+        assert!(free(t("numeric", &[10, 2]), t("numeric", &[])));
+        assert!(!free(t("varchar", &[100]), t("varchar", &[50])));
+        assert!(!free(t("numeric", &[10, 2]), t("numeric", &[12, 3])));
+        assert!(!free(t("int4", &[]), t("int8", &[])));
+        assert!(!free(t("text", &[]), t("varchar", &[10])));
+        assert!(!free(t("timestamp", &[]), t("timestamptz", &[])));
+        // In a UTC session (PostgreSQL 12+) the zone change is free.
         assert!(type_change_is_free(
-            &t("varchar", &[50]),
-            &t("varchar", &[100])
-        ));
-        assert!(type_change_is_free(&t("varchar", &[50]), &t("text", &[])));
-        assert!(type_change_is_free(
-            &t("varchar", &[50]),
-            &t("varchar", &[])
-        ));
-        assert!(type_change_is_free(
-            &t("numeric", &[10, 2]),
-            &t("numeric", &[12, 2])
-        ));
-        assert!(type_change_is_free(
-            &t("numeric", &[10, 2]),
-            &t("numeric", &[])
-        ));
-        assert!(!type_change_is_free(
-            &t("varchar", &[100]),
-            &t("varchar", &[50])
-        ));
-        assert!(!type_change_is_free(
-            &t("numeric", &[10, 2]),
-            &t("numeric", &[12, 3])
-        ));
-        assert!(!type_change_is_free(&t("int4", &[]), &t("int8", &[])));
-        assert!(!type_change_is_free(&t("text", &[]), &t("varchar", &[10])));
-        assert!(!type_change_is_free(
             &t("timestamp", &[]),
-            &t("timestamptz", &[])
+            &t("timestamptz", &[]),
+            true
         ));
     }
 }

@@ -162,6 +162,7 @@ pub fn lint_up(
         added_not_valid: HashSet::new(),
         added_enum_values: Vec::new(),
         lock_timeout_set: false,
+        utc_session: false,
         lock_timeout_reported: false,
         diesel_batch_reported: false,
         file,
@@ -221,6 +222,9 @@ pub(crate) struct Pass<'a> {
     added_enum_values: Vec<String>,
     /// A `SET lock_timeout` ran before the current statement.
     lock_timeout_set: bool,
+    /// A `SET TimeZone = 'UTC'` ran before the current statement (timestamp
+    /// <-> timestamptz needs no rewrite then, PostgreSQL 12+).
+    utc_session: bool,
     lock_timeout_reported: bool,
     diesel_batch_reported: bool,
     file: &'a str,
@@ -308,6 +312,25 @@ impl Pass<'_> {
             }
             NodeEnum::VariableSetStmt(v) if v.name == "lock_timeout" => {
                 self.lock_timeout_set = true;
+            }
+            NodeEnum::VariableSetStmt(v) if v.name == "timezone" => {
+                self.utc_session = v.args.iter().any(|a| {
+                    let node = pg_query::protobuf::Node {
+                        node: a.node.clone(),
+                    };
+                    ast::string_constants(&node).iter().any(|z| {
+                        matches!(
+                            z.to_ascii_lowercase().as_str(),
+                            "utc"
+                                | "etc/utc"
+                                | "gmt"
+                                | "etc/gmt"
+                                | "zulu"
+                                | "universal"
+                                | "etc/universal"
+                        )
+                    })
+                });
             }
             _ => {}
         }

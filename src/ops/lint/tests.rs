@@ -290,6 +290,38 @@ fn type_changes_that_only_widen_are_not_flagged() {
 }
 
 #[test]
+fn timestamp_to_timestamptz_is_free_only_in_a_utc_session() {
+    let setup = format!("{SETUP}CREATE TABLE events (id bigint PRIMARY KEY, at timestamp);\n");
+    let bare = "ALTER TABLE events ALTER COLUMN at TYPE timestamptz;";
+    assert_eq!(errors(&setup, bare, true), vec!["column-type-change"]);
+    let utc = "SET LOCAL TimeZone = 'UTC';\nALTER TABLE events ALTER COLUMN at TYPE timestamptz;";
+    assert!(errors(&setup, utc, true).is_empty());
+    let utc = "SET TIME ZONE 'Etc/UTC';\nALTER TABLE events ALTER COLUMN at TYPE timestamptz;";
+    assert!(errors(&setup, utc, true).is_empty());
+    let paris =
+        "SET TIME ZONE 'Europe/Paris';\nALTER TABLE events ALTER COLUMN at TYPE timestamptz;";
+    assert_eq!(errors(&setup, paris, true), vec!["column-type-change"]);
+    assert_eq!(
+        lint_after(&setup, utc, true, 11).len(),
+        2,
+        "before 12 it always rewrites"
+    );
+}
+
+#[test]
+fn inline_references_on_add_column_validates_only_with_a_default() {
+    // All NULL: PostgreSQL marks the key valid without a scan.
+    let plain = "ALTER TABLE accounts ADD COLUMN referrer_id bigint REFERENCES users (id);";
+    assert!(errors(SETUP, plain, true).is_empty());
+    let with_default =
+        "ALTER TABLE accounts ADD COLUMN owner_id bigint DEFAULT 1 REFERENCES users (id);";
+    assert_eq!(
+        errors(SETUP, with_default, true),
+        vec!["constraint-not-valid"]
+    );
+}
+
+#[test]
 fn set_not_null_is_safe_with_a_validated_check_from_this_or_an_earlier_migration() {
     let with_check = format!(
         "{SETUP}ALTER TABLE users ADD CONSTRAINT users_email_nn CHECK (email IS NOT NULL) NOT VALID;\n\
