@@ -36,6 +36,25 @@ const NON_VOLATILE: &[&str] = &[
     "md5",
     "btrim",
     "trim",
+    "to_char",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "replace",
+    "substring",
+    "substr",
+    "left",
+    "right",
+    "abs",
+    "round",
+    "floor",
+    "ceil",
+    "array_to_string",
+    "string_to_array",
+    "jsonb_object",
+    "json_object",
+    "make_timestamptz",
+    "make_timestamp",
 ];
 
 impl Pass<'_> {
@@ -168,6 +187,29 @@ impl Pass<'_> {
                     "column {column} is NOT NULL DEFAULT NULL: every insert that omits it fails"
                 ),
             );
+        }
+        let ty = col.type_name.as_ref().map(ColType::of);
+        let limit = ty
+            .as_ref()
+            .filter(|t| matches!(t.name.as_str(), "varchar" | "bpchar") && !t.array)
+            .and_then(|t| t.mods.first().copied());
+        if let Some(limit) = limit {
+            let defaults = col.raw_default.iter().map(|d| d.as_ref()).chain(
+                constraints
+                    .iter()
+                    .filter(|c| ast::is(c, ConstrType::ConstrDefault))
+                    .filter_map(|c| c.raw_expr.as_deref()),
+            );
+            let too_long: Vec<String> = defaults
+                .flat_map(ast::string_constants)
+                .filter(|s| s.chars().count() as i64 > limit)
+                .collect();
+            for text in too_long {
+                self.report(
+                    Rule::Contradiction,
+                    format!("column {column} holds at most {limit} characters but its DEFAULT '{text}' is longer"),
+                );
+            }
         }
         for c in constraints
             .iter()

@@ -133,9 +133,6 @@ rules! {
     /// `UPDATE`/`DELETE` of a table this transaction already holds an ACCESS EXCLUSIVE lock on.
     BackfillUnderLock = "backfill-under-lock", Error,
         "This data change runs in the transaction that already holds the ACCESS EXCLUSIVE lock of an ALTER TABLE on the same table: the table stays locked for the whole backfill. Backfill in a separate, non-transactional migration, in batches.";
-    /// `UPDATE`/`DELETE` of a whole existing table in one statement.
-    UnbatchedBackfill = "unbatched-backfill", Error,
-        "An UPDATE or DELETE without WHERE locks every row of the table until the migration commits: every concurrent write to it waits (and the table bloats). Backfill in batches (WHERE id BETWEEN ...), in a migration with run_in_transaction = false or outside migrations.";
     // --- enums ---
     /// `ALTER TYPE ... RENAME VALUE`.
     EnumRenameValue = "enum-rename-value", Error,
@@ -169,6 +166,9 @@ rules! {
     /// An `integer`/`smallint`/`serial` primary key.
     IntPrimaryKey = "int-primary-key", Warning,
         "A 32-bit key runs out at 2.1 billion rows, and widening it later rewrites the table. Prefer bigint GENERATED ALWAYS AS IDENTITY (or uuid, as this project does).";
+    /// `UPDATE`/`DELETE` of a whole existing table in one statement.
+    UnbatchedBackfill = "unbatched-backfill", Warning,
+        "An UPDATE or DELETE without WHERE locks every row of the table until the migration commits: every concurrent write to it waits (and the table bloats). Backfill in batches (WHERE id BETWEEN ...), in a migration with run_in_transaction = false or outside migrations.";
     /// `timestamp` without time zone.
     TimestampWithoutTimeZone = "timestamp-without-time-zone", Warning,
         "timestamp without time zone stores a wall-clock reading with no zone: instants shift with the session's TimeZone. Use timestamptz.";

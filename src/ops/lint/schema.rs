@@ -42,8 +42,8 @@ pub struct Table {
     pub columns: BTreeMap<String, Column>,
     /// Check constraints.
     pub checks: Vec<Check>,
-    /// Whether it has a primary key.
-    pub has_primary_key: bool,
+    /// The primary key constraint's name, if it has one.
+    pub primary_key: Option<String>,
 }
 
 impl Table {
@@ -152,6 +152,9 @@ impl Schema {
                         }
                         (Ok(AlterTableType::AtDropConstraint), _) => {
                             table.checks.retain(|c| c.name != cmd.name);
+                            if table.primary_key.as_deref() == Some(cmd.name.as_str()) {
+                                table.primary_key = None;
+                            }
                         }
                         _ => {}
                     }
@@ -252,7 +255,7 @@ fn add_column(table: &mut Table, table_name: &QName, col: &pg_query::protobuf::C
             not_null = true;
         }
         if ast::is(k, ConstrType::ConstrPrimary) {
-            table.has_primary_key = true;
+            table.primary_key = Some(pk_name(table_name, &k.conname));
         }
         if ast::is(k, ConstrType::ConstrCheck) {
             let name = if k.conname.is_empty() {
@@ -290,11 +293,20 @@ fn add_constraint(table: &mut Table, table_name: &QName, k: &pg_query::protobuf:
             validated: !k.skip_validation,
         });
     } else if ast::is(k, ConstrType::ConstrPrimary) {
-        table.has_primary_key = true;
+        table.primary_key = Some(pk_name(table_name, &k.conname));
         for key in ast::key_names(&k.keys) {
             if let Some(c) = table.columns.get_mut(&key) {
                 c.not_null = true;
             }
         }
+    }
+}
+
+/// A primary key's name: the given one, or PostgreSQL's `<table>_pkey`.
+fn pk_name(table: &QName, given: &str) -> String {
+    if given.is_empty() {
+        format!("{}_pkey", table.name)
+    } else {
+        given.to_owned()
     }
 }

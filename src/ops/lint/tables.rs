@@ -5,8 +5,8 @@
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
-    AlterTableStmt, AlterTableType, ClusterStmt, CreateStmt, DropStmt, LockStmt, ObjectType,
-    RangeVar, RefreshMatViewStmt, RenameStmt, TruncateStmt, VacuumStmt,
+    AlterTableStmt, AlterTableType, ClusterStmt, ConstrType, CreateStmt, DropStmt, LockStmt,
+    ObjectType, RangeVar, RefreshMatViewStmt, RenameStmt, TruncateStmt, VacuumStmt,
 };
 
 use super::ast::{self, QName};
@@ -22,6 +22,11 @@ impl Pass<'_> {
         };
         let table = QName::of_range(rel);
         let existing = self.exists(&table);
+        let mut pk_name = self
+            .schema
+            .tables
+            .get(&table)
+            .and_then(|t| t.primary_key.clone());
         for cmd in &alter.cmds {
             let Some(NodeEnum::AlterTableCmd(cmd)) = cmd.node.as_ref() else {
                 continue;
@@ -46,6 +51,13 @@ impl Pass<'_> {
                     format!("SET DEFAULT NULL on NOT NULL column {table}.\"{}\": every insert that omits it fails", cmd.name),
                 );
             }
+            // The primary key as of this subcommand: an earlier one may drop it.
+            if let (Ok(AlterTableType::AtDropConstraint), Some(pk)) = (subtype, &pk_name)
+                && *pk == cmd.name
+            {
+                pk_name = None;
+            }
+            self.check_second_primary_key(&table, pk_name.is_some(), subtype.ok(), def);
             if !existing {
                 continue;
             }
@@ -264,6 +276,33 @@ impl Pass<'_> {
 }
 
 impl Pass<'_> {
+    /// A primary key added to a table that has one already fails.
+    fn check_second_primary_key(
+        &mut self,
+        table: &QName,
+        has_pk: bool,
+        subtype: Option<AlterTableType>,
+        def: Option<&NodeEnum>,
+    ) {
+        let adds_pk = match (subtype, def) {
+            (Some(AlterTableType::AtAddConstraint), Some(NodeEnum::Constraint(c))) => {
+                ast::is(c, ConstrType::ConstrPrimary)
+            }
+            (Some(AlterTableType::AtAddColumn), Some(NodeEnum::ColumnDef(col))) => {
+                ast::column_constraints(col)
+                    .iter()
+                    .any(|c| ast::is(c, ConstrType::ConstrPrimary))
+            }
+            _ => false,
+        };
+        if adds_pk && has_pk {
+            self.report(
+                Rule::Contradiction,
+                format!("{table} already has a primary key: a second one fails"),
+            );
+        }
+    }
+
     /// `ALTER DOMAIN ... ADD CONSTRAINT` checks every column of that domain in every table.
     pub(super) fn check_alter_domain(&mut self, d: &pg_query::protobuf::AlterDomainStmt) {
         if d.subtype != "C" {

@@ -240,6 +240,20 @@ const FIXTURES: &[(&str, &str, bool, &str, bool)] = &[
         true,
     ),
     (
+        "contradiction",
+        "ALTER TABLE users ADD COLUMN uid bigint PRIMARY KEY;",
+        true,
+        "CREATE TABLE tags (id bigint PRIMARY KEY, name text NOT NULL);",
+        true,
+    ),
+    (
+        "contradiction",
+        "ALTER TABLE users ADD COLUMN code varchar(3) DEFAULT 'toolong';",
+        true,
+        "ALTER TABLE users ADD COLUMN code varchar(3) DEFAULT 'abc';",
+        true,
+    ),
+    (
         "diesel-cli-batch",
         "CREATE INDEX CONCURRENTLY users_age_idx ON users (age);\nCREATE INDEX CONCURRENTLY users_status_idx ON users (status);",
         false,
@@ -467,6 +481,12 @@ fn findings_name_the_object() {
         f[0].message
     );
     assert!(f[0].message.contains("on \"users\""), "{}", f[0].message);
+}
+
+#[test]
+fn a_primary_key_dropped_first_is_no_contradiction() {
+    let sql = "ALTER TABLE users DROP CONSTRAINT users_pkey, ADD PRIMARY KEY (id, email);";
+    assert_eq!(errors(SETUP, sql, true), vec!["add-primary-key"]);
 }
 
 #[test]
