@@ -365,7 +365,10 @@ fn lint_report(cli: &Cli, args: &LintArgs) -> Result<bool> {
         bail!("no allow-list file at {}", allow_file.display());
     }
     let allow = AllowList::load(&allow_file, &set)?;
+    // `--migrations-dir .` has no name of its own: use the real folder's.
     let label = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.clone())
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();

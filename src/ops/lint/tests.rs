@@ -468,19 +468,19 @@ fn findings_name_the_object() {
     let mut schema = Schema::default();
     let options = Options::default();
     lint_up(SETUP, true, "s", &mut schema, &options);
-    let f = lint_up(
-        "DROP INDEX users_email_idx;",
-        false,
-        "u",
-        &mut schema,
-        &options,
-    );
+    let sql = "DROP INDEX users_email_idx;";
+    let f = lint_up(sql, false, "u", &mut schema, &options);
+    let drop = f.iter().find(|f| f.rule == Rule::DropIndexNotConcurrent);
+    let drop = drop.expect("flagged");
     assert!(
-        f[0].message.contains("\"users_email_idx\""),
+        drop.message.contains("\"users_email_idx\""),
         "{}",
-        f[0].message
+        drop.message
     );
-    assert!(f[0].message.contains("on \"users\""), "{}", f[0].message);
+    assert!(drop.message.contains("on \"users\""), "{}", drop.message);
+    // The lock-timeout warning knows the index's table from the schema model.
+    let wait = f.iter().find(|f| f.rule == Rule::MissingLockTimeout);
+    assert!(wait.expect("warned").message.contains("\"users\""));
 }
 
 #[test]

@@ -53,9 +53,22 @@ impl Pass<'_> {
                 ));
             }
         }
+        // DROP INDEX locks the index's table, which only the schema model knows.
+        let dropped_index_table = match node {
+            NodeEnum::DropStmt(d)
+                if !d.concurrent && d.remove_type == ObjectType::ObjectIndex as i32 =>
+            {
+                d.objects
+                    .iter()
+                    .filter_map(super::ast::object_name)
+                    .find_map(|i| self.schema.indexes.get(&i).map(|i| i.table.clone()))
+                    .map(|t| (t, "ACCESS EXCLUSIVE"))
+            }
+            _ => None,
+        };
         if !self.lock_timeout_set
             && !self.lock_timeout_reported
-            && let Some((table, lock)) = strong_lock(node)
+            && let Some((table, lock)) = strong_lock(node).or(dropped_index_table)
             && self.exists(&table)
         {
             self.lock_timeout_reported = true;
@@ -86,8 +99,8 @@ fn cannot_run_in_transaction(node: &NodeEnum, pg_version: u32) -> Option<&'stati
             });
             if concurrent {
                 Some("REINDEX CONCURRENTLY")
-            } else if r.relation.is_none() && r.kind >= 4 {
-                Some("REINDEX SYSTEM/DATABASE")
+            } else if r.relation.is_none() && r.kind >= 3 {
+                Some("REINDEX SCHEMA/DATABASE/SYSTEM")
             } else {
                 None
             }
