@@ -125,7 +125,18 @@ impl ColType {
             let m: Vec<String> = self.mods.iter().map(i64::to_string).collect();
             format!("({})", m.join(","))
         };
-        format!("{}{mods}{}", self.name, if self.array { "[]" } else { "" })
+        // PostgreSQL's internal names, spelled the way migrations write them.
+        let name = match self.name.as_str() {
+            "int2" => "smallint",
+            "int4" => "integer",
+            "int8" => "bigint",
+            "float4" => "real",
+            "float8" => "double precision",
+            "bool" => "boolean",
+            "bpchar" => "char",
+            other => other,
+        };
+        format!("{name}{mods}{}", if self.array { "[]" } else { "" })
     }
 
     /// `serial`, `bigserial`, `smallserial` and their aliases.

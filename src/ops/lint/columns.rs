@@ -252,7 +252,8 @@ impl Pass<'_> {
                 ("timestamp", "timestamptz") | ("timestamptz", "timestamp")
             )
         }) && self.options.pg_version >= 12
-            && !utc;
+            && !utc
+            && !using;
         let from = old.as_ref().map_or_else(
             || "(type unknown to the linter)".to_owned(),
             ColType::display,

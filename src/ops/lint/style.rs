@@ -37,10 +37,7 @@ impl Pass<'_> {
         if (ty.name == "varchar" && !ty.mods.is_empty()) || ty.name == "bpchar" {
             self.report(
                 Rule::PreferText,
-                format!(
-                    "column {column} is {}",
-                    ty.display().replace("bpchar", "char")
-                ),
+                format!("column {column} is {}", ty.display()),
             );
         }
     }

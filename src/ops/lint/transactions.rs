@@ -201,6 +201,10 @@ fn strong_lock(node: &NodeEnum) -> Option<(QName, &'static str)> {
             NodeEnum::RangeVar(r) => Some((QName::of_range(r), "write-blocking")),
             _ => None,
         }),
+        NodeEnum::RuleStmt(r) => r
+            .relation
+            .as_ref()
+            .map(|r| (QName::of_range(r), "ACCESS EXCLUSIVE")),
         NodeEnum::CreateTrigStmt(t) => t.relation.as_ref().map(|r| (QName::of_range(r), "SHARE ROW EXCLUSIVE")),
         NodeEnum::ReindexStmt(r) => r.relation.as_ref().map(|r| (QName::of_range(r), "SHARE")),
         NodeEnum::VacuumStmt(v) => v.rels.iter().find_map(|r| match r.node.as_ref()? {
