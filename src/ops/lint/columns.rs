@@ -317,6 +317,18 @@ fn type_change_is_free(old: &ColType, new: &ColType, utc: bool) -> bool {
                     .is_some_and(|(a, b)| b >= a)
         }
         ("cidr", "inet") => true,
+        // More fractional-second digits (or none: the default, 6) loses nothing.
+        ("timestamp", "timestamp")
+        | ("timestamptz", "timestamptz")
+        | ("time", "time")
+        | ("interval", "interval") => {
+            new.mods.is_empty()
+                || old
+                    .mods
+                    .first()
+                    .zip(new.mods.first())
+                    .is_some_and(|(a, b)| b >= a)
+        }
         ("timestamp", "timestamptz") | ("timestamptz", "timestamp") => utc,
         _ => false,
     }
@@ -347,6 +359,8 @@ mod tests {
         assert!(!free(t("int4", &[]), t("int8", &[])));
         assert!(!free(t("text", &[]), t("varchar", &[10])));
         assert!(!free(t("timestamp", &[]), t("timestamptz", &[])));
+        assert!(free(t("timestamptz", &[3]), t("timestamptz", &[6])));
+        assert!(!free(t("timestamptz", &[6]), t("timestamptz", &[3])));
         // In a UTC session (PostgreSQL 12+) the zone change is free.
         assert!(type_change_is_free(
             &t("timestamp", &[]),
