@@ -32,7 +32,6 @@ struct Case {
     setup: Option<String>,
     setup_extra: Option<String>,
     /// Why it is dangerous, when no lock, scan or rewrite shows it.
-    #[allow(dead_code)]
     why: Option<String>,
     #[serde(default = "yes")]
     transaction: bool,
@@ -138,7 +137,11 @@ fn lint_catches_the_dangerous_cases_of_the_corpus_and_spares_the_safe_ones() {
             false_alarms += usize::from(flagged);
         }
         if flagged != (case.label == "dangerous") {
-            misses.push(format!("{} ({}): {:?}", case.name, case.label, rules));
+            let why = case.why.as_deref().unwrap_or_default();
+            misses.push(format!(
+                "{} ({}; {why}): {:?}",
+                case.name, case.label, rules
+            ));
         }
     }
     let recall = caught as f64 / dangerous as f64;
