@@ -94,8 +94,9 @@ enum Command {
         /// Lowercase words joined by underscores, e.g. add_user_locale.
         name: String,
     },
-    /// Check the migrations for operations that lock or break a live database.
-    Lint,
+    /// Check the migrations for operations that lock or break a live database
+    /// (exit 0 clean, 1 findings, 2 usage or configuration error).
+    Lint(LintArgs),
     /// Compare the live schema with what the migrations produce; exit 3 on drift.
     Diff,
     /// Print src/schema.rs for the live database (through `diesel print-schema`).
@@ -114,6 +115,27 @@ enum Command {
         /// The last version the database already has, e.g. 20261121100000.
         version: String,
     },
+}
+
+/// `db lint`'s options.
+#[derive(clap::Args)]
+struct LintArgs {
+    /// Output format: text (one finding a line), json, or github (workflow annotations).
+    #[arg(long, default_value = "text", value_parser = parse_lint_format)]
+    format: ops::lint::output::Format,
+    /// The PostgreSQL major version the migrations target (some hazards depend on it).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(9..=99))]
+    pg_version: u32,
+    /// `--deny warnings`: warnings fail the lint too (exit 1).
+    #[arg(long, value_name = "LEVEL", value_parser = ["warnings"])]
+    deny: Option<String>,
+    /// The allow-list file (default: lint-allow.toml beside the migrations folder).
+    #[arg(long, value_name = "FILE")]
+    allow_file: Option<PathBuf>,
+}
+
+fn parse_lint_format(s: &str) -> Result<ops::lint::output::Format, String> {
+    s.parse()
 }
 
 fn main() -> ExitCode {
@@ -151,7 +173,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     // These work on files alone: no database, no DATABASE_URL needed.
     match &cli.command {
         Command::New { name } => return new_migration(&cli, name),
-        Command::Lint => return lint(&cli),
+        Command::Lint(args) => return Ok(lint(&cli, args)),
         _ => {}
     }
     let config = load_config(&cli)?;
@@ -252,7 +274,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::New { .. } | Command::Lint => unreachable!("handled before connecting"),
+        Command::New { .. } | Command::Lint(_) => unreachable!("handled before connecting"),
         Command::Diff => {
             let mut conn = connect(&config).await?;
             let pending = migrate::status(&mut conn, set).await?;
@@ -332,28 +354,73 @@ fn new_migration(cli: &Cli, name: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit code of `lint` for usage and configuration errors (findings are 1).
+const EXIT_LINT_USAGE: u8 = 2;
+
 /// `db lint`: the project's migrations folder, which must exist and hold
-/// migrations (an empty lint is not a clean one).
-fn lint(cli: &Cli) -> Result<ExitCode> {
+/// migrations (an empty lint is not a clean one). Exits 0 when clean (or
+/// warnings only), 1 on findings, 2 on a usage or configuration error.
+fn lint(cli: &Cli, args: &LintArgs) -> ExitCode {
+    match lint_report(cli, args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_LINT_USAGE)
+        }
+    }
+}
+
+/// Prints the report; `Ok(clean)`, or `Err` for a usage or configuration error.
+fn lint_report(cli: &Cli, args: &LintArgs) -> Result<bool> {
+    use ops::lint::{Options, Severity, allow::AllowList, output};
     let dir = migrations_dir(cli)?;
     if !dir.is_dir() {
         bail!("no migrations folder at {}", dir.display());
     }
     let set = MigrationSet::from_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
     if set.is_empty() {
-        bail!("no migrations in {}: nothing to lint", dir.display());
+        bail!("no migrations found in {}: nothing to lint", dir.display());
     }
-    let findings = ops::lint::lint_dir(&dir)?;
-    for f in &findings {
-        println!("{f}\n");
+    // Paths in the report and the allow-list are relative to the folder's parent.
+    let root = dir.parent().unwrap_or(&dir);
+    let allow_file = args
+        .allow_file
+        .clone()
+        .unwrap_or_else(|| root.join(ops::lint::allow::FILE_NAME));
+    if args.allow_file.is_some() && !allow_file.is_file() {
+        bail!("no allow-list file at {}", allow_file.display());
     }
-    if findings.is_empty() {
-        println!("No findings.");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("{} finding(s).", findings.len());
-        Ok(ExitCode::FAILURE)
+    let allow = AllowList::load(&allow_file, &set)?;
+    // `--migrations-dir .` has no name of its own: use the real folder's.
+    let label = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.clone())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let options = Options {
+        pg_version: args.pg_version,
+    };
+    let all = ops::lint::lint_set(&set, &label, &options);
+    for entry in allow.unused(&all) {
+        eprintln!(
+            "note: {}: the entry for {} / {} matches no finding; remove it",
+            allow_file.display(),
+            entry.version,
+            entry.rule
+        );
     }
+    let (allowed, findings): (Vec<_>, Vec<_>) = all.into_iter().partition(|f| allow.allows(f));
+    match args.format {
+        output::Format::Text => print!("{}", output::text(&findings, allowed.len())),
+        output::Format::Json => print!("{}", output::json(&findings, allowed.len())),
+        output::Format::Github => print!("{}", output::github(&findings)),
+    }
+    let deny_warnings = args.deny.is_some();
+    Ok(!findings
+        .iter()
+        .any(|f| f.severity() == Severity::Error || deny_warnings))
 }
 
 /// After a rollback or redo, regenerates the schema file that `diesel.toml`

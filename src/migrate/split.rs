@@ -5,9 +5,11 @@
 //! CONCURRENTLY`, `ALTER TYPE ... ADD VALUE` before PG 12, ...) has to be sent
 //! one statement at a time. This splitter understands what can hide a `;`:
 //! `--` and nested `/* */` comments, '...' and E'...' strings, "quoted"
-//! identifiers and $tag$ dollar-quoted bodies. It does not understand
-//! SQL-standard `BEGIN ATOMIC ... END` function bodies; write those with a
-//! dollar-quoted body in a non-transactional migration.
+//! identifiers, $tag$ dollar-quoted bodies, parentheses (`CREATE RULE ... DO
+//! (a; b)`) and SQL-standard `BEGIN ATOMIC ... END` bodies of
+//! `CREATE [OR REPLACE] FUNCTION | PROCEDURE`, the way psql does: inside a
+//! function or procedure definition, `BEGIN` (and `CASE` within it) opens a
+//! block that `END` closes, and a `;` inside one does not end the statement.
 
 /// The statements of `sql`, trimmed, without empty or comment-only ones.
 pub fn split_statements(sql: &str) -> Vec<&str> {
@@ -16,6 +18,10 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
     let mut start = 0;
     let mut has_code = false;
     let mut i = 0;
+    // psql's rules: no split inside parentheses or a BEGIN ... END body.
+    let mut paren_depth = 0usize;
+    let mut begin_depth = 0usize;
+    let mut head = StatementHead::default();
 
     while i < bytes.len() {
         let c = bytes[i];
@@ -49,12 +55,41 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
                     continue;
                 }
             }
-            b';' => {
+            b'(' => {
+                paren_depth += 1;
+                has_code = true;
+            }
+            b')' => {
+                paren_depth = paren_depth.saturating_sub(1);
+                has_code = true;
+            }
+            b';' if paren_depth == 0 && begin_depth == 0 => {
                 if has_code {
                     statements.push(sql[start..i].trim());
                 }
                 start = i + 1;
                 has_code = false;
+                head = StatementHead::default();
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                let word_start = i;
+                while i < bytes.len() && (is_ident_byte(bytes[i]) || bytes[i] == b'$') {
+                    i += 1;
+                }
+                let word = &sql[word_start..i];
+                head.push(word);
+                if head.defines_routine() && paren_depth == 0 {
+                    // CASE also ends with END; it only matters inside a BEGIN.
+                    let opens = word.eq_ignore_ascii_case("begin")
+                        || (word.eq_ignore_ascii_case("case") && begin_depth > 0);
+                    if opens {
+                        begin_depth += 1;
+                    } else if word.eq_ignore_ascii_case("end") {
+                        begin_depth = begin_depth.saturating_sub(1);
+                    }
+                }
+                has_code = true;
+                continue;
             }
             c if !c.is_ascii_whitespace() => has_code = true,
             _ => {}
@@ -65,6 +100,36 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
         statements.push(sql[start..].trim());
     }
     statements
+}
+
+/// The first words of a statement, enough to tell a `CREATE [OR REPLACE]
+/// FUNCTION | PROCEDURE` (whose `BEGIN ATOMIC` body may hold `;`).
+#[derive(Default)]
+struct StatementHead {
+    /// First letters of the leading create/or/replace/function/procedure words.
+    words: [u8; 4],
+    count: usize,
+}
+
+impl StatementHead {
+    fn push(&mut self, word: &str) {
+        if self.count < self.words.len() {
+            let known = ["create", "or", "replace", "function", "procedure"]
+                .iter()
+                .any(|k| word.eq_ignore_ascii_case(k));
+            if known {
+                self.words[self.count] = word.as_bytes()[0].to_ascii_lowercase();
+            }
+        }
+        self.count += 1;
+    }
+
+    fn defines_routine(&self) -> bool {
+        let w = &self.words;
+        w[0] == b'c'
+            && (matches!(w[1], b'f' | b'p')
+                || (w[1] == b'o' && w[2] == b'r' && matches!(w[3], b'f' | b'p')))
+    }
 }
 
 fn is_ident_byte(b: u8) -> bool {
@@ -160,6 +225,52 @@ mod tests {
         assert!(parts[0].ends_with("LANGUAGE plpgsql"));
         assert_eq!(parts[1], "DO $$ BEGIN PERFORM 1; END $$");
         assert_eq!(parts[2], "SELECT $1, a$b FROM t");
+    }
+
+    #[test]
+    fn keeps_a_create_rule_with_several_actions_whole() {
+        let sql = "CREATE RULE log_update AS ON UPDATE TO t DO ALSO (\n\
+                       INSERT INTO log VALUES (old.id, 'u');\n\
+                       UPDATE stats SET n = n + 1;\n\
+                   );\n\
+                   SELECT 1;";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert!(
+            parts[0].starts_with("CREATE RULE") && parts[0].ends_with(")"),
+            "{parts:?}"
+        );
+        assert_eq!(parts[1], "SELECT 1");
+    }
+
+    #[test]
+    fn keeps_begin_atomic_bodies_whole() {
+        let sql = "CREATE OR REPLACE FUNCTION grade(n int) RETURNS text LANGUAGE sql\n\
+                   BEGIN ATOMIC\n\
+                       SELECT CASE WHEN n > 5 THEN 'high' ELSE 'low' END;\n\
+                       SELECT 'x';\n\
+                   END;\n\
+                   CREATE PROCEDURE p() BEGIN ATOMIC INSERT INTO t VALUES (1); INSERT INTO t VALUES (2); END;\n\
+                   SELECT \"end\" FROM t;";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        assert!(parts[0].starts_with("CREATE OR REPLACE FUNCTION") && parts[0].ends_with("END"));
+        assert!(parts[1].starts_with("CREATE PROCEDURE") && parts[1].ends_with("END"));
+        assert_eq!(parts[2], "SELECT \"end\" FROM t");
+    }
+
+    #[test]
+    fn transaction_blocks_and_case_outside_functions_still_split() {
+        let sql = "BEGIN;\nSELECT CASE WHEN true THEN 1 END;\nCOMMIT;\nDO $$ BEGIN NULL; END $$;";
+        assert_eq!(
+            split_statements(sql),
+            vec![
+                "BEGIN",
+                "SELECT CASE WHEN true THEN 1 END",
+                "COMMIT",
+                "DO $$ BEGIN NULL; END $$"
+            ]
+        );
     }
 
     #[test]

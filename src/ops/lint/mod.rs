@@ -1,0 +1,400 @@
+//! `db lint`: a migration safety linter that knows PostgreSQL's locks.
+//!
+//! SQL is parsed with libpg_query (PostgreSQL's own grammar, through the
+//! `pg_query` crate), never with regular expressions. Migrations are read in
+//! version order and replayed into a [`schema::Schema`], so each statement is
+//! judged against the schema the earlier migrations built (a validated
+//! `CHECK (col IS NOT NULL)`, a column's old type, which table an index
+//! belongs to). Objects created in the same migration are exempt from the
+//! lock rules: nobody else can be using them yet.
+//!
+//! Each finding names the file, the line, the rule and the object, and says
+//! what to do instead. A finding is silenced by a comment naming its rule in
+//! or just before the statement (`-- db-lint: allow drop-column`) in a
+//! migration that has not landed yet, or by an entry of the allow-list file
+//! ([`allow`]) for one that has (a landed migration is never edited: its
+//! checksum would change).
+//!
+//! The rules live in one file per hazard family: `indexes`, `columns`,
+//! `constraints`, `tables`, `enums`, `transactions`, `style`.
+
+pub mod allow;
+mod ast;
+mod columns;
+mod constraints;
+mod enums;
+mod indexes;
+pub mod output;
+mod rules;
+mod schema;
+mod style;
+mod tables;
+mod transactions;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use pg_query::NodeEnum;
+
+pub use ast::QName;
+pub use rules::{Rule, Severity};
+pub use schema::Schema;
+
+use crate::migrate::{Migration, MigrationSet};
+
+/// What the linter assumes about the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The PostgreSQL major version the migrations will run on (default 15).
+    pub pg_version: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { pg_version: 15 }
+    }
+}
+
+/// One problem at one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// `migrations/<folder>/up.sql`, relative to the migrations folder's parent.
+    pub file: String,
+    /// 1-based line of the statement.
+    pub line: usize,
+    /// The rule.
+    pub rule: Rule,
+    /// What exactly was found, naming the object.
+    pub message: String,
+    /// The lock taken and the safe alternative, fitted to the case.
+    pub advice: String,
+    /// The migration's version (`20261121100000`), the allow-list's key.
+    pub version: String,
+}
+
+impl Finding {
+    /// The rule's level.
+    pub fn severity(&self) -> Severity {
+        self.rule.severity()
+    }
+}
+
+/// Lints every migration of `set` in version order; `dir_label` prefixes the file names.
+pub fn lint_set(set: &MigrationSet, dir_label: &str, options: &Options) -> Vec<Finding> {
+    let mut schema = Schema::default();
+    set.iter()
+        .flat_map(|m| lint_migration(m, dir_label, &mut schema, options))
+        .collect()
+}
+
+/// Lints the migrations folder at `dir` (labelled with the folder's own name).
+pub fn lint_dir(dir: &Path, options: &Options) -> crate::Result<Vec<Finding>> {
+    let set = MigrationSet::from_dir(dir)?;
+    let label = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(lint_set(&set, &label, options))
+}
+
+/// Lints one migration against `schema` (what the earlier ones built), then
+/// adds what it builds to `schema`.
+pub fn lint_migration(
+    m: &Migration,
+    dir_label: &str,
+    schema: &mut Schema,
+    options: &Options,
+) -> Vec<Finding> {
+    let up_file = format!("{dir_label}/{}/up.sql", m.name);
+    let mut findings = lint_up(&m.up_sql, m.run_in_transaction, &up_file, schema, options);
+    let down = m.down_sql.as_deref().unwrap_or_default();
+    let down_is_empty = crate::migrate::split_statements(down).is_empty();
+    // An intentionally irreversible migration says so in either file.
+    let allowed = allowed_rules(&m.up_sql).contains(Rule::MissingDown.name())
+        || allowed_rules(down).contains(Rule::MissingDown.name());
+    if down_is_empty && !allowed {
+        findings.push(Finding {
+            file: format!("{dir_label}/{}/down.sql", m.name),
+            line: 1,
+            rule: Rule::MissingDown,
+            message: "no down.sql, or it has no statement".into(),
+            advice: Rule::MissingDown.advice().into(),
+            version: String::new(),
+        });
+    }
+    for f in &mut findings {
+        f.version.clone_from(&m.version);
+    }
+    findings
+}
+
+/// Lints the text of an `up.sql` against `schema`, and applies it to `schema`.
+pub fn lint_up(
+    sql: &str,
+    run_in_transaction: bool,
+    file: &str,
+    schema: &mut Schema,
+    options: &Options,
+) -> Vec<Finding> {
+    let parsed = match pg_query::parse(sql, 0) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![Finding {
+                file: file.into(),
+                line: 1,
+                rule: Rule::Syntax,
+                message: e.to_string(),
+                advice: Rule::Syntax.advice().into(),
+                version: String::new(),
+            }];
+        }
+    };
+    let stmts = &parsed.protobuf.stmts;
+    let mut pass = Pass {
+        options,
+        in_transaction: run_in_transaction,
+        statement_count: stmts.len(),
+        schema,
+        created_tables: HashSet::new(),
+        created_types: HashSet::new(),
+        created_indexes: HashSet::new(),
+        locked_tables: HashSet::new(),
+        added_not_valid: HashSet::new(),
+        added_enum_values: Vec::new(),
+        lock_timeout_set: false,
+        utc_session: false,
+        lock_timeout_reported: false,
+        diesel_batch_reported: false,
+        file,
+        line: 0,
+        allowed: HashSet::new(),
+        findings: Vec::new(),
+    };
+    let mut region_start = 0usize;
+    for raw in stmts {
+        let start = raw.stmt_location.max(0) as usize;
+        let end = if raw.stmt_len > 0 {
+            start + raw.stmt_len as usize
+        } else {
+            sql.len()
+        }
+        .min(sql.len());
+        // The statement's comments: those above it, and one trailing on the
+        // line where it ends (`DROP TABLE t; -- db-lint: allow drop-table`).
+        let line_end = sql[end..].find('\n').map_or(sql.len(), |p| end + p);
+        let region = &sql[region_start.min(start)..line_end];
+        region_start = line_end;
+        pass.line = line_of(sql, first_code_offset(sql, start));
+        pass.allowed = allowed_rules(region);
+        let Some(stmt) = raw.stmt.as_deref() else {
+            continue;
+        };
+        let Some(node) = stmt.node.as_ref() else {
+            continue;
+        };
+        pass.check(stmt, node);
+        pass.after(node);
+    }
+    pass.findings
+}
+
+/// The state of one migration's pass: the schema before the statement at
+/// hand, and what the migration's earlier statements did.
+pub(crate) struct Pass<'a> {
+    options: &'a Options,
+    /// The migration runs in one transaction (diesel's default).
+    in_transaction: bool,
+    /// How many statements the file holds.
+    statement_count: usize,
+    /// The schema before the current statement.
+    schema: &'a mut Schema,
+    /// Tables created by this migration (before the current statement).
+    created_tables: HashSet<QName>,
+    /// Types created by this migration.
+    created_types: HashSet<QName>,
+    /// Indexes created by this migration.
+    created_indexes: HashSet<QName>,
+    /// Existing tables this migration's transaction holds an ACCESS EXCLUSIVE lock on.
+    locked_tables: HashSet<QName>,
+    /// (table, constraint) added `NOT VALID` in this transaction.
+    added_not_valid: HashSet<(QName, String)>,
+    /// Enum labels added in this transaction.
+    added_enum_values: Vec<String>,
+    /// A `SET lock_timeout` ran before the current statement.
+    lock_timeout_set: bool,
+    /// A `SET TimeZone = 'UTC'` ran before the current statement (timestamp
+    /// <-> timestamptz needs no rewrite then, PostgreSQL 12+).
+    utc_session: bool,
+    lock_timeout_reported: bool,
+    diesel_batch_reported: bool,
+    file: &'a str,
+    /// The current statement's first line.
+    line: usize,
+    /// Rules the current statement's comments allow.
+    allowed: HashSet<String>,
+    findings: Vec<Finding>,
+}
+
+impl Pass<'_> {
+    /// Reports `rule` at the current statement with the rule's own advice.
+    fn report(&mut self, rule: Rule, message: String) {
+        self.report_with(rule, message, rule.advice().to_owned());
+    }
+
+    /// Reports `rule` with advice fitted to the case.
+    fn report_with(&mut self, rule: Rule, message: String, advice: String) {
+        if !self.allowed.contains(rule.name()) {
+            self.findings.push(Finding {
+                file: self.file.into(),
+                line: self.line,
+                rule,
+                message,
+                advice,
+                version: String::new(),
+            });
+        }
+    }
+
+    /// Whether `table` existed before this migration (the lock rules apply to it).
+    fn exists(&self, table: &QName) -> bool {
+        !self.created_tables.contains(table)
+    }
+
+    fn check(&mut self, stmt: &pg_query::protobuf::Node, node: &NodeEnum) {
+        self.check_transaction(node);
+        self.check_enum_use(stmt);
+        match node {
+            NodeEnum::IndexStmt(idx) => self.check_create_index(idx),
+            NodeEnum::DropStmt(drop) => {
+                self.check_drop_index(drop);
+                self.check_drop_table(drop);
+            }
+            NodeEnum::ReindexStmt(r) => self.check_reindex(r),
+            NodeEnum::RenameStmt(r) => self.check_rename(r),
+            NodeEnum::AlterTableStmt(alter) => self.check_alter_table(alter),
+            NodeEnum::CreateStmt(create) => self.check_create_table(create),
+            NodeEnum::TruncateStmt(t) => self.check_truncate(t),
+            NodeEnum::VacuumStmt(v) => self.check_vacuum(v),
+            NodeEnum::ClusterStmt(c) => self.check_cluster(c),
+            NodeEnum::LockStmt(l) => self.check_lock(l),
+            NodeEnum::RefreshMatViewStmt(r) => self.check_refresh(r),
+            NodeEnum::UpdateStmt(u) => {
+                self.check_backfill(u.relation.as_ref(), "UPDATE", u.where_clause.is_some())
+            }
+            NodeEnum::DeleteStmt(d) => {
+                self.check_backfill(d.relation.as_ref(), "DELETE", d.where_clause.is_some())
+            }
+            NodeEnum::AlterDomainStmt(d) => self.check_alter_domain(d),
+            NodeEnum::AlterEnumStmt(e) => self.check_alter_enum(e),
+            _ => {}
+        }
+    }
+
+    /// Records what the statement built, for the statements after it.
+    fn after(&mut self, node: &NodeEnum) {
+        match node {
+            NodeEnum::CreateStmt(c) => {
+                if let Some(r) = c.relation.as_ref() {
+                    self.created_tables.insert(QName::of_range(r));
+                }
+            }
+            NodeEnum::IndexStmt(i) => {
+                if let Some(r) = i.relation.as_ref() {
+                    self.created_indexes
+                        .insert(QName::of_range(r).sibling(&i.idxname));
+                }
+            }
+            NodeEnum::CreateEnumStmt(e) => {
+                self.created_types.insert(QName::of_list(&e.type_name));
+            }
+            NodeEnum::CreateDomainStmt(d) => {
+                self.created_types.insert(QName::of_list(&d.domainname));
+            }
+            NodeEnum::VariableSetStmt(v) if v.name == "lock_timeout" => {
+                self.lock_timeout_set = true;
+            }
+            NodeEnum::VariableSetStmt(v) if v.name == "timezone" => {
+                self.utc_session = v.args.iter().any(|a| {
+                    let node = pg_query::protobuf::Node {
+                        node: a.node.clone(),
+                    };
+                    ast::string_constants(&node).iter().any(|z| {
+                        matches!(
+                            z.to_ascii_lowercase().as_str(),
+                            "utc"
+                                | "etc/utc"
+                                | "gmt"
+                                | "etc/gmt"
+                                | "zulu"
+                                | "universal"
+                                | "etc/universal"
+                        )
+                    })
+                });
+            }
+            _ => {}
+        }
+        if self.in_transaction
+            && let Some(table) = transactions::access_exclusive_target(node)
+            && self.exists(&table)
+        {
+            self.locked_tables.insert(table);
+        }
+        self.schema.apply(node);
+    }
+}
+
+/// The rules named by `db-lint: allow` comments in `text`.
+fn allowed_rules(text: &str) -> HashSet<String> {
+    let mut rules = HashSet::new();
+    for line in text.lines() {
+        let Some(comment) = line.split_once("--").map(|(_, c)| c) else {
+            continue;
+        };
+        let Some((_, rest)) = comment.split_once("db-lint:") else {
+            continue;
+        };
+        let Some(list) = rest.trim().strip_prefix("allow") else {
+            continue;
+        };
+        rules.extend(
+            list.split([',', ' '])
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    rules
+}
+
+/// Skips whitespace and comments from `offset`: where the statement's code starts.
+fn first_code_offset(sql: &str, mut offset: usize) -> usize {
+    let bytes = sql.as_bytes();
+    while offset < bytes.len() {
+        if bytes[offset].is_ascii_whitespace() {
+            offset += 1;
+        } else if bytes[offset..].starts_with(b"--") {
+            offset = sql[offset..]
+                .find('\n')
+                .map_or(bytes.len(), |p| offset + p + 1);
+        } else if bytes[offset..].starts_with(b"/*") {
+            offset = sql[offset..]
+                .find("*/")
+                .map_or(bytes.len(), |p| offset + p + 2);
+        } else {
+            break;
+        }
+    }
+    offset
+}
+
+fn line_of(sql: &str, offset: usize) -> usize {
+    sql.as_bytes()[..offset.min(sql.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests;

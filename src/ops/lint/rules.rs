@@ -1,0 +1,196 @@
+//! The rules: their names (used in output, `allow` comments and the
+//! allow-list file), their level, and the default advice (the lock taken and
+//! the safe alternative). Findings may carry advice fitted to the case.
+
+use std::fmt;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Style or interop: printed, fails only with `--deny warnings`.
+    Warning,
+    /// Locks, rewrites, failures or breakage of running code: fails the lint.
+    Error,
+}
+
+impl Severity {
+    /// `error` or `warning`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+macro_rules! rules {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $severity:ident, $advice:literal; )*) => {
+        /// A rule of the linter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Rule {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Rule {
+            /// Every rule, in the README's order.
+            pub const ALL: &'static [Rule] = &[$(Rule::$variant),*];
+
+            /// The name used in output, `allow` comments and the allow-list file.
+            pub fn name(self) -> &'static str {
+                match self { $(Rule::$variant => $name,)* }
+            }
+
+            /// Error or warning.
+            pub fn severity(self) -> Severity {
+                match self { $(Rule::$variant => Severity::$severity,)* }
+            }
+
+            /// What goes wrong (the lock taken), and the safe alternative.
+            pub fn advice(self) -> &'static str {
+                match self { $(Rule::$variant => $advice,)* }
+            }
+        }
+    };
+}
+
+rules! {
+    // --- indexes ---
+    /// `CREATE INDEX` without `CONCURRENTLY` on an existing table.
+    IndexNotConcurrent = "index-not-concurrent", Error,
+        "CREATE INDEX takes a SHARE lock: every write to the table waits until the index is built. Use CREATE INDEX CONCURRENTLY in a migration with metadata.toml `run_in_transaction = false`.";
+    /// `DROP INDEX` without `CONCURRENTLY` on an existing table's index.
+    DropIndexNotConcurrent = "drop-index-not-concurrent", Error,
+        "DROP INDEX takes an ACCESS EXCLUSIVE lock on the table: reads and writes wait behind it (and behind any long query it waits for). Use DROP INDEX CONCURRENTLY in a migration with `run_in_transaction = false`.";
+    /// `REINDEX` without `CONCURRENTLY`.
+    ReindexNotConcurrent = "reindex-not-concurrent", Error,
+        "REINDEX blocks writes to the table (and reads that would use the index) for the whole rebuild. Use REINDEX ... CONCURRENTLY (PostgreSQL 12+) in a migration with `run_in_transaction = false`.";
+    /// `CONCURRENTLY` in a migration that runs in a transaction.
+    ConcurrentlyInTransaction = "concurrently-in-transaction", Error,
+        "CONCURRENTLY cannot run inside a transaction block: the migration fails. Put it in its own migration with metadata.toml `run_in_transaction = false`.";
+    /// `ADD CONSTRAINT ... UNIQUE` or inline `UNIQUE` on `ADD COLUMN`: an index built under lock.
+    AddUniqueConstraint = "add-unique-constraint", Error,
+        "Adding a UNIQUE constraint builds its index under an ACCESS EXCLUSIVE lock: reads and writes wait for the build. Build it first with CREATE UNIQUE INDEX CONCURRENTLY (run_in_transaction = false), then ADD CONSTRAINT ... UNIQUE USING INDEX.";
+    /// `ADD PRIMARY KEY` (or inline `PRIMARY KEY` on `ADD COLUMN`).
+    AddPrimaryKey = "add-primary-key", Error,
+        "Adding a primary key builds its index (and sets NOT NULL, scanning the table) under an ACCESS EXCLUSIVE lock. Make the columns NOT NULL safely first, CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... PRIMARY KEY USING INDEX.";
+    /// `EXCLUDE` constraint added to an existing table.
+    AddExclusionConstraint = "add-exclusion-constraint", Error,
+        "An EXCLUDE constraint builds its index and checks every row under an ACCESS EXCLUSIVE lock, and cannot be built concurrently. Add it to a new (or empty) table, or enforce the rule in a trigger and backfill-check in batches.";
+    // --- columns ---
+    /// `ADD COLUMN ... NOT NULL` without a `DEFAULT`.
+    AddColumnNotNullWithoutDefault = "add-column-not-null", Error,
+        "ADD COLUMN ... NOT NULL without DEFAULT fails on a table with rows. Add it with a constant DEFAULT (instant since PostgreSQL 11), or add it nullable, backfill, then add the constraint.";
+    /// `ADD COLUMN` with a volatile default (or any default before PostgreSQL 11).
+    VolatileDefault = "add-column-volatile-default", Error,
+        "A volatile default (gen_random_uuid(), clock_timestamp(), random(), nextval()) rewrites the whole table under an ACCESS EXCLUSIVE lock. Add the column without a default (or with a constant), SET DEFAULT for new rows, and backfill existing rows in batches.";
+    /// `ADD COLUMN ... GENERATED ALWAYS AS (...) STORED`.
+    StoredGeneratedColumn = "add-column-generated-stored", Error,
+        "A stored generated column is computed for every row while the table is rewritten under an ACCESS EXCLUSIVE lock. Add a plain column, fill it by trigger for new rows and in batches for old ones.";
+    /// `ADD COLUMN` of type `serial`/`bigserial` or `GENERATED ... AS IDENTITY`.
+    SerialColumn = "add-column-serial", Error,
+        "Adding a serial or identity column fills every existing row from a sequence: a full rewrite under an ACCESS EXCLUSIVE lock. Add a nullable bigint, attach a sequence default, backfill in batches.";
+    /// Inline `CHECK` on `ADD COLUMN`.
+    CheckOnAddColumn = "add-column-check", Error,
+        "An inline CHECK on ADD COLUMN is verified against every row while the ACCESS EXCLUSIVE lock is held. Add the column, then ADD CONSTRAINT ... CHECK (...) NOT VALID and VALIDATE CONSTRAINT in a later migration.";
+    /// `ALTER COLUMN ... TYPE` that rewrites the table.
+    ColumnTypeChange = "column-type-change", Error,
+        "This type change rewrites the table (and its indexes) under an ACCESS EXCLUSIVE lock. Add a new column, backfill it in batches, switch the code, then drop the old one. (Widening varchar(n), varchar to text and raising numeric precision are free and not flagged.)";
+    /// `DROP COLUMN`.
+    DropColumn = "drop-column", Error,
+        "Code still deployed may read the column and fail. Stop using it in a release first, then drop it in a later migration (and allow-list the drop).";
+    /// `RENAME COLUMN`.
+    RenameColumn = "rename-column", Error,
+        "Running code uses the old name and fails at once. Add the new column, write both, backfill, switch reads, then drop the old one.";
+    // --- constraints ---
+    /// `SET NOT NULL` with no validated `CHECK (col IS NOT NULL)` to rely on.
+    SetNotNull = "set-not-null", Error,
+        "SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock. Add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later migration, then SET NOT NULL (PostgreSQL 12+ skips the scan).";
+    /// A foreign key or check constraint added without `NOT VALID`.
+    ConstraintWithoutNotValid = "constraint-not-valid", Error,
+        "Adding a foreign key or check validates every row while holding a lock that blocks writes (a foreign key locks the referenced table too). Add it NOT VALID, then VALIDATE CONSTRAINT in a separate migration.";
+    /// `VALIDATE CONSTRAINT` in the transaction that added it `NOT VALID` (or that locked the table).
+    ValidateInSameTransaction = "validate-in-same-transaction", Error,
+        "VALIDATE CONSTRAINT runs in the transaction that already holds the ACCESS EXCLUSIVE lock of the ALTER TABLE before it: the point of NOT VALID is lost. Validate in a later migration (or make this one run_in_transaction = false).";
+    // --- tables ---
+    /// `DROP TABLE`.
+    DropTable = "drop-table", Error,
+        "Dropping a table loses its data and breaks code still deployed. Stop using it first, keep a backup, then drop it in a later migration (and allow-list the drop).";
+    /// `RENAME TO` of a table.
+    RenameTable = "rename-table", Error,
+        "Running code uses the old name and fails at once. Create the new table (or a view with the old name), migrate callers, then drop the old name. (The same holds for views and schemas.)";
+    /// `TRUNCATE` of an existing table.
+    TruncateTable = "truncate-table", Error,
+        "TRUNCATE deletes every row under an ACCESS EXCLUSIVE lock (CASCADE empties referencing tables too). Delete in batches, or drop the table in a later migration once unused.";
+    /// `VACUUM FULL`, `CLUSTER`, `SET TABLESPACE`, `SET LOGGED/UNLOGGED`, `SET ACCESS METHOD`.
+    TableRewrite = "table-rewrite", Error,
+        "This rewrites the whole table under an ACCESS EXCLUSIVE lock: nothing can read or write it until it ends. Run it in a maintenance window outside migrations, or use pg_repack / pg_squeeze.";
+    /// `LOCK TABLE` in a mode that blocks writes.
+    LockTable = "lock-table", Error,
+        "An explicit LOCK TABLE holds a lock that blocks writes (or reads) until the migration's transaction ends. Drop it, or keep the migration to one short statement with a lock_timeout.";
+    /// `REFRESH MATERIALIZED VIEW` without `CONCURRENTLY`.
+    RefreshNotConcurrent = "refresh-not-concurrent", Error,
+        "REFRESH MATERIALIZED VIEW takes an ACCESS EXCLUSIVE lock: readers of the view wait for the whole refresh. Use REFRESH MATERIALIZED VIEW CONCURRENTLY (it needs a unique index on the view).";
+    /// `UPDATE`/`DELETE` of a table this transaction already holds an ACCESS EXCLUSIVE lock on.
+    BackfillUnderLock = "backfill-under-lock", Error,
+        "This data change runs in the transaction that already holds the ACCESS EXCLUSIVE lock of an ALTER TABLE on the same table: the table stays locked for the whole backfill. Backfill in a separate, non-transactional migration, in batches.";
+    // --- enums ---
+    /// `ALTER TYPE ... RENAME VALUE`.
+    EnumRenameValue = "enum-rename-value", Error,
+        "Running code still writes and compares the old label and fails at once. Add the new value, migrate the rows and the code, and stop using the old one.";
+    /// A value added with `ADD VALUE` used in the same transaction.
+    EnumValueUsedInTransaction = "enum-value-used-in-transaction", Error,
+        "A value added with ALTER TYPE ... ADD VALUE cannot be used until its transaction commits (\"unsafe use of new value\"). Use it in a later migration.";
+    // --- transactions ---
+    /// A statement that cannot run in a transaction block, in a transactional migration.
+    NotInTransaction = "not-in-transaction", Error,
+        "This statement cannot run inside a transaction block: the migration fails. Put it in its own migration with metadata.toml `run_in_transaction = false`.";
+    /// `BEGIN`/`COMMIT`/`ROLLBACK` in a migration that already runs in a transaction.
+    TransactionControl = "transaction-control", Error,
+        "The migration already runs in a transaction: COMMIT ends it early (later statements run outside it and the version is recorded separately), BEGIN only warns. Remove it, or set run_in_transaction = false.";
+    /// Contradictions a reviewer would catch (`NOT NULL DEFAULT NULL`, `ON DELETE SET NULL` on a `NOT NULL` column, ...).
+    Contradiction = "contradiction", Error,
+        "The definition contradicts itself: it fails as soon as the contradictory path is taken. Fix the definition.";
+    /// No `down.sql`, or one with no statement.
+    MissingDown = "missing-down", Error,
+        "Every migration needs a down.sql that really reverses it, so that `db rollback` and `diesel migration redo` work.";
+    /// The SQL does not parse.
+    Syntax = "syntax", Error,
+        "PostgreSQL's parser rejects this SQL.";
+    // --- warnings ---
+    /// Strong locks taken without a `SET lock_timeout` first (one per migration).
+    MissingLockTimeout = "missing-lock-timeout", Warning,
+        "Waiting for this lock queues every later query on the table behind it. `db migrate` sets a lock timeout itself; `diesel migration run` does not: start the migration with SET lock_timeout = '5s' (or SET LOCAL).";
+    /// A multi-statement non-transactional migration that `diesel migration run` cannot run.
+    DieselCliBatch = "diesel-cli-batch", Warning,
+        "`diesel migration run` sends a run_in_transaction = false migration as one batch, which PostgreSQL runs as one implicit transaction: this statement fails there (it works under `db migrate`, which runs it statement by statement). Put it alone in its own migration.";
+    /// An `integer`/`smallint`/`serial` primary key.
+    IntPrimaryKey = "int-primary-key", Warning,
+        "A 32-bit key runs out at 2.1 billion rows, and widening it later rewrites the table. Prefer bigint GENERATED ALWAYS AS IDENTITY (or uuid, as this project does).";
+    /// `UPDATE`/`DELETE` of a whole existing table in one statement.
+    UnbatchedBackfill = "unbatched-backfill", Warning,
+        "An UPDATE or DELETE without WHERE locks every row of the table until the migration commits: every concurrent write to it waits (and the table bloats). Backfill in batches (WHERE id BETWEEN ...), in a migration with run_in_transaction = false or outside migrations.";
+    /// `timestamp` without time zone.
+    TimestampWithoutTimeZone = "timestamp-without-time-zone", Warning,
+        "timestamp without time zone stores a wall-clock reading with no zone: instants shift with the session's TimeZone. Use timestamptz.";
+    /// `varchar(n)` or `char(n)`.
+    PreferText = "prefer-text", Warning,
+        "Changing a varchar(n)/char(n) limit later is a migration (and shrinking it rewrites); char(n) pads with spaces. Use text with a CHECK (char_length(col) <= n) constraint.";
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Rule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Rule::ALL
+            .iter()
+            .copied()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("unknown rule `{s}`"))
+    }
+}
