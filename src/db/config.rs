@@ -56,6 +56,12 @@ pub struct Config {
     /// (or `Error::CommitOutcomeUnknown` when a `COMMIT` was in flight) and
     /// its connection is discarded, never returned to the pool.
     pub query_timeout: Option<Duration>,
+    /// `DATABASE_REPLICA_URLS`: streaming replicas that serve `Db::read`
+    /// (whitespace-separated; commas belong to multi-host URLs).
+    pub replica_urls: Vec<String>,
+    /// `DB_REPLICA_MAX_LAG_MS`: a replica further behind than this (as
+    /// measured) serves no reads until it catches up (default 1000 ms).
+    pub replica_max_lag: Duration,
     /// `DB_MIGRATION_LOCK_TIMEOUT_SECS`: how long a migration run waits for
     /// another process's migration lock before giving up (default 300 s).
     pub migration_lock_timeout: Duration,
@@ -84,6 +90,15 @@ impl fmt::Debug for Config {
             .field("tcp_keepalive_idle", &self.tcp_keepalive_idle)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
             .field("query_timeout", &self.query_timeout)
+            .field(
+                "replica_urls",
+                &self
+                    .replica_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("replica_max_lag", &self.replica_max_lag)
             .field("migration_lock_timeout", &self.migration_lock_timeout)
             .field(
                 "migration_ddl_lock_timeout",
@@ -111,6 +126,8 @@ impl Config {
             tcp_keepalive_idle: Duration::from_secs(30),
             tcp_user_timeout: Some(Duration::from_secs(30)),
             query_timeout: None,
+            replica_urls: Vec::new(),
+            replica_max_lag: Duration::from_millis(1000),
             migration_lock_timeout: Duration::from_secs(300),
             migration_ddl_lock_timeout: Duration::from_secs(10),
         }
@@ -192,6 +209,15 @@ impl Config {
         if let Some(n) = number("DB_TCP_USER_TIMEOUT_SECS", 0, 86_400)? {
             config.tcp_user_timeout = (n > 0).then(|| Duration::from_secs(n));
         }
+        if let Some(urls) = get("DATABASE_REPLICA_URLS") {
+            config.replica_urls = urls.split_whitespace().map(str::to_owned).collect();
+            for url in &config.replica_urls {
+                check_url("DATABASE_REPLICA_URLS", url)?;
+            }
+        }
+        if let Some(n) = number("DB_REPLICA_MAX_LAG_MS", 0, 86_400_000)? {
+            config.replica_max_lag = Duration::from_millis(n);
+        }
         if let Some(n) = number("DB_QUERY_TIMEOUT_MS", 1, 86_400_000)? {
             config.query_timeout = Some(Duration::from_millis(n));
         }
@@ -226,6 +252,9 @@ impl Config {
         check_url("DATABASE_URL", &self.database_url)?;
         if let Some(url) = &self.migration_url {
             check_url("DATABASE_MIGRATION_URL", url)?;
+        }
+        for url in &self.replica_urls {
+            check_url("DATABASE_REPLICA_URLS", url)?;
         }
         Ok(())
     }

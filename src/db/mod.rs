@@ -8,6 +8,7 @@
 mod config;
 mod connection;
 mod deadline;
+mod replicas;
 mod tls;
 mod url;
 
@@ -23,6 +24,7 @@ use diesel_async::pooled_connection::{
 
 pub use config::{Config, Recycle};
 pub use connection::{connect, connect_for_migrations};
+pub use replicas::{ReadSource, WalPosition};
 pub use tls::SslMode;
 pub use url::{ConnString, redact_url, split_password, with_dbname};
 
@@ -42,6 +44,8 @@ pub type PooledConn = Object<AsyncPgConnection>;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<AsyncPgConnection>,
+    /// Read replicas and what is known of their lag (`None` without any).
+    replicas: Option<Arc<replicas::Replicas>>,
     config: Arc<Config>,
 }
 
@@ -81,36 +85,18 @@ impl Db {
     /// succeeds while the server is down; `migrate` or `health` will tell.
     pub fn new(config: Config) -> Result<Self> {
         config.validate()?;
-        let settings = ConnectionSettings::from_config(&config);
-        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-        manager_config.recycling_method = match config.recycle {
-            Recycle::Fast => RecyclingMethod::Fast,
-            Recycle::Verified => RecyclingMethod::Verified,
-        };
-        manager_config.custom_setup = Box::new(move |url| {
-            let settings = settings.clone();
-            let url = url.to_owned();
-            Box::pin(async move { settings.establish(&url).await })
-        });
-        let manager =
-            AsyncDieselConnectionManager::new_with_config(&config.database_url, manager_config);
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .wait_timeout(Some(config.wait_timeout))
-            // establish() enforces the connect timeout itself; this is a backstop.
-            .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
-            // Only a verified recycle does I/O. A fast one is a flag check,
-            // and a timeout around it would build a timer on every checkout.
-            .recycle_timeout(
-                (config.recycle == Recycle::Verified).then_some(config.connect_timeout),
-            )
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the pool: {e}")))?;
-
+        let pool = build_pool(&config, &config.database_url)?;
         spawn_idle_reaper(&pool, config.idle_timeout);
+        let mut replica_pools = Vec::with_capacity(config.replica_urls.len());
+        for url in &config.replica_urls {
+            let replica = build_pool(&config, url)?;
+            spawn_idle_reaper(&replica, config.idle_timeout);
+            replica_pools.push((url.clone(), replica));
+        }
+        let replicas = replicas::Replicas::start(&pool, replica_pools, config.replica_max_lag);
         Ok(Self {
             pool,
+            replicas,
             config: Arc::new(config),
         })
     }
@@ -133,6 +119,44 @@ impl Db {
             .get()
             .await
             .map_err(|e| pool_error(e, &self.config, self.pool.status()))
+    }
+
+    /// A connection for reads: from a healthy replica within
+    /// `DB_REPLICA_MAX_LAG_MS` when there is one, else from the primary.
+    /// Reads on it may be up to that lag behind; use `read_after` to see a
+    /// write of your own. Replicas are read-only: a repository function that
+    /// writes fails there (`Error::Database` with `ReadOnlyTransaction`).
+    pub async fn read(&self) -> Result<PooledConn> {
+        Ok(self.read_from().await?.0)
+    }
+
+    /// `read`, also saying where the connection came from.
+    pub async fn read_from(&self) -> Result<(PooledConn, ReadSource)> {
+        if let Some(replicas) = &self.replicas
+            && let Some(found) = replicas.read().await
+        {
+            return Ok(found);
+        }
+        Ok((self.conn().await?, ReadSource::Primary))
+    }
+
+    /// The primary's WAL position now. Taken after a write has committed, it
+    /// is a read-your-writes token: `read_after(position)` sees that write.
+    pub async fn wal_position(&self) -> Result<WalPosition> {
+        let mut conn = self.conn().await?;
+        replicas::insert_position(&mut conn).await
+    }
+
+    /// A connection guaranteed to see everything committed before
+    /// `position` (from `wal_position`): a replica that has replayed it, else
+    /// the primary.
+    pub async fn read_after(&self, position: WalPosition) -> Result<(PooledConn, ReadSource)> {
+        if let Some(replicas) = &self.replicas
+            && let Some(found) = replicas.read_after(position).await
+        {
+            return Ok(found);
+        }
+        Ok((self.conn().await?, ReadSource::Primary))
     }
 
     /// Runs `f` on a pooled connection under the client-side deadline
@@ -249,6 +273,34 @@ use diesel::IntoSql as _;
 /// Closes connections idle for longer than `idle_timeout`. deadpool has no
 /// idle timeout of its own; this task holds only a weak reference, so it
 /// ends when the last `Db` clone is dropped.
+/// A pool of connections to `url`, each set up by the one connection
+/// set-up (`connection.rs`) with `config`'s settings.
+fn build_pool(config: &Config, url: &str) -> Result<Pool<AsyncPgConnection>> {
+    let settings = ConnectionSettings::from_config(config);
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    manager_config.recycling_method = match config.recycle {
+        Recycle::Fast => RecyclingMethod::Fast,
+        Recycle::Verified => RecyclingMethod::Verified,
+    };
+    manager_config.custom_setup = Box::new(move |url| {
+        let settings = settings.clone();
+        let url = url.to_owned();
+        Box::pin(async move { settings.establish(&url).await })
+    });
+    let manager = AsyncDieselConnectionManager::new_with_config(url, manager_config);
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .wait_timeout(Some(config.wait_timeout))
+        // establish() enforces the connect timeout itself; this is a backstop.
+        .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
+        // Only a verified recycle does I/O. A fast one is a flag check,
+        // and a timeout around it would build a timer on every checkout.
+        .recycle_timeout((config.recycle == Recycle::Verified).then_some(config.connect_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Config(format!("cannot build the pool: {e}")))
+}
+
 fn spawn_idle_reaper(pool: &Pool<AsyncPgConnection>, idle_timeout: Duration) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
