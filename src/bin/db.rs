@@ -302,7 +302,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", ops::drift::pull(&config.database_url)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Seed { seed, scale } => seed_demo(&config, seed, scale).await,
+        Command::Seed { seed, scale } => seed_demo(&config, set, seed, scale).await,
         Command::Baseline { version } => {
             let mut conn = connect(&config).await?;
             let marked = migrate::baseline(&mut conn, set, &version).await?;
@@ -570,7 +570,12 @@ fn parse_scale(s: &str) -> Result<ops::seed::Scale, String> {
 
 /// `db seed`: refused where the guard refuses (demo data has no place in
 /// production); anywhere else it only adds rows, so it asks nothing.
-async fn seed_demo(config: &Config, seed: u64, scale: ops::seed::Scale) -> Result<ExitCode> {
+async fn seed_demo(
+    config: &Config,
+    set: &MigrationSet,
+    seed: u64,
+    scale: ops::seed::Scale,
+) -> Result<ExitCode> {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
     use std::io::IsTerminal;
     if let Verdict::Refused(why) =
@@ -580,7 +585,7 @@ async fn seed_demo(config: &Config, seed: u64, scale: ops::seed::Scale) -> Resul
         return Ok(ExitCode::from(EXIT_REFUSED));
     }
     let mut conn = connect(config).await?;
-    let status = migrate::status(&mut conn, MigrationSet::embedded()).await?;
+    let status = migrate::status(&mut conn, set).await?;
     let pending = status.pending();
     if !pending.is_empty() {
         bail!(
