@@ -10,6 +10,8 @@
 //! - a SHA-256 of each applied `up.sql`, kept in `__database_migration_checksums`
 //!   (its rows cascade away when Diesel reverts a version); a run refuses,
 //!   naming the version, when an applied migration was edited or deleted;
+//! - the applied `up.sql`/`down.sql` text in `__database_migration_scripts`,
+//!   so `push` can revert an edited migration with the down that matches it;
 //! - per-statement execution of `run_in_transaction = false` migrations, so
 //!   `CREATE INDEX CONCURRENTLY` works even beside other statements;
 //! - a one-statement fast path when nothing is pending, so an up-to-date
@@ -21,6 +23,8 @@
 //! closes, which is why `Db::migrate` runs the slow path on a dedicated
 //! connection rather than a pooled one.
 
+mod push;
+mod scripts;
 mod source;
 mod split;
 
@@ -31,6 +35,8 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
+pub use push::{PushStep, push};
+pub use scripts::AppliedScripts;
 pub use source::{EmbeddedFiles, Migration, MigrationSet};
 pub use split::split_statements;
 
@@ -78,6 +84,12 @@ CREATE TABLE IF NOT EXISTS __database_migration_checksums (
         REFERENCES __diesel_schema_migrations (version) ON DELETE CASCADE,
     checksum    text        NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS __database_migration_scripts (
+    version  varchar(50) PRIMARY KEY
+        REFERENCES __diesel_schema_migrations (version) ON DELETE CASCADE,
+    up_sql   text NOT NULL,
+    down_sql text
 );";
 
 /// What can go wrong in the migration engine.
@@ -113,6 +125,18 @@ pub enum MigrationError {
         /// The version.
         version: String,
         /// Its folder name.
+        name: String,
+    },
+    /// `push` would revert a migration whose applied `down.sql` was not kept
+    /// (applied before the engine stored scripts) and whose file changed.
+    #[error(
+        "migration {name} changed after it was applied, and the down.sql applied with it was not kept \
+             (it was applied before the engine stored scripts): revert it by hand, or start over with `db drop` and `db setup`"
+    )]
+    NoStoredScripts {
+        /// The version.
+        version: String,
+        /// Its folder name (the version when the folder is gone).
         name: String,
     },
     /// A version named by the caller does not exist locally.
@@ -552,6 +576,8 @@ async fn insert_version(conn: &mut AsyncPgConnection, m: &Migration) -> Result<(
 }
 
 async fn record_checksum(conn: &mut AsyncPgConnection, m: &Migration) -> Result<(), DieselError> {
+    // Wherever a checksum is recorded, the scripts it sums are kept too (for `db push`).
+    scripts::record(conn, m).await?;
     diesel::insert_into(checksums::table)
         .values((
             checksums::version.eq(&m.version),

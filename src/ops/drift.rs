@@ -35,6 +35,7 @@ pub fn schema_dump(url: &str) -> Result<String> {
             "--no-privileges",
             "--exclude-table=__diesel_schema_migrations",
             "--exclude-table=__database_migration_checksums",
+            "--exclude-table=__database_migration_scripts",
             "--dbname",
             url,
         ])
