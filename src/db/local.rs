@@ -107,10 +107,15 @@ pub fn state_dir(start: &Path) -> Option<PathBuf> {
 /// project or no `.db/` record; an error naming `db up` when the cluster is
 /// recorded but down. Never starts anything.
 pub fn service_url() -> Result<Option<String>> {
-    let Ok(cwd) = std::env::current_dir() else {
-        return Ok(None);
-    };
-    let Some(dir) = state_dir(&cwd) else {
+    match std::env::current_dir() {
+        Ok(cwd) => service_url_in(&cwd),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `service_url` for the project that `start` belongs to.
+pub fn service_url_in(start: &Path) -> Result<Option<String>> {
+    let Some(dir) = state_dir(start) else {
         return Ok(None);
     };
     let Some(record) = Record::load(&dir)? else {

@@ -124,7 +124,7 @@ fn versioned_dirs() -> Vec<PathBuf> {
     scan("/usr", "pgsql-", "bin");
     scan("/opt/homebrew/opt", "postgresql@", "bin");
     scan("/usr/local/opt", "postgresql@", "bin");
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found.into_iter().map(|(_, p)| p).collect()
 }
 

@@ -139,7 +139,15 @@ pub fn down(destroy: bool, yes: bool, dir: Option<&Path>) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let what = if cluster.data_is_elsewhere() {
-        format!("{} and {}", state.display(), cluster.data_dir().display())
+        format!(
+            "{} and {}",
+            state.display(),
+            cluster
+                .data_dir()
+                .parent()
+                .unwrap_or(cluster.data_dir())
+                .display()
+        )
     } else {
         state.display().to_string()
     };
