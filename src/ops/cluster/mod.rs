@@ -16,32 +16,33 @@
 //! per-folder directory under `/var/tmp`, which the record names. The log is
 //! written through a file handle the launcher opens, so it stays in the
 //! state folder either way.
-
+//!
+//! Files: this one (`Cluster`: create, start, stop, destroy), `binaries`
+//! (finding the installed server), `os_user` (running as `postgres` when
+//! root), `temp` (`TempCluster`, deleted on drop).
 use std::fs;
 use std::io::Write as _;
-use std::ops::{Deref, RangeInclusive};
+use std::ops::RangeInclusive;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use sha2::{Digest, Sha256};
 
 use crate::db::local::{DEFAULT_DATABASE, LOG_FILE, Record};
 use crate::{Error, Result};
+
+mod binaries;
+mod os_user;
+mod temp;
+
+pub use binaries::{find_binaries, find_binaries_in};
+use os_user::{OsUser, fallback_base, server_user};
+pub use temp::TempCluster;
 
 /// Ports a cluster picks from when none is given (never the default 5432).
 pub const PORT_RANGE: RangeInclusive<u16> = 54320..=54399;
 
 /// Marks the block the launcher appends to `postgresql.conf`.
 const CONF_MARKER: &str = "# --- written by the database crate's cluster launcher ---";
-
-/// What to say when no server binaries exist.
-const INSTALL_HINT: &str = "install PostgreSQL's server package, or set DATABASE_URL to a server you already have:\n  \
-     Debian/Ubuntu:   sudo apt-get install postgresql\n  \
-     Fedora/RHEL:     sudo dnf install postgresql-server\n  \
-     macOS/Homebrew:  brew install postgresql@16\n\
-     (or point PG_BIN at the folder that holds initdb and pg_ctl)";
 
 /// How to create a cluster.
 #[derive(Debug, Clone)]
@@ -81,84 +82,6 @@ impl Options {
         }
     }
 }
-
-/// The folder of the server's binaries (`initdb`, `pg_ctl`, `postgres`, ...).
-pub fn find_binaries() -> Result<PathBuf> {
-    let pg_config = Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let path: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    find_binaries_in(
-        std::env::var_os("PG_BIN").map(PathBuf::from),
-        pg_config,
-        &versioned_dirs(),
-        &path,
-    )
-}
-
-/// Version-numbered install folders, newest first: Debian's
-/// `/usr/lib/postgresql/<v>/bin`, the PGDG RPMs' `/usr/pgsql-<v>/bin`,
-/// Homebrew's `postgresql@<v>`.
-fn versioned_dirs() -> Vec<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = Vec::new();
-    let mut scan = |parent: &str, prefix: &str, suffix: &str| {
-        let Ok(entries) = fs::read_dir(parent) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(v) = name
-                .strip_prefix(prefix)
-                .and_then(|v| v.parse::<u32>().ok())
-            {
-                found.push((v, e.path().join(suffix)));
-            }
-        }
-    };
-    scan("/usr/lib/postgresql", "", "bin");
-    scan("/usr", "pgsql-", "bin");
-    scan("/opt/homebrew/opt", "postgresql@", "bin");
-    scan("/usr/local/opt", "postgresql@", "bin");
-    found.sort_by_key(|f| std::cmp::Reverse(f.0));
-    found.into_iter().map(|(_, p)| p).collect()
-}
-
-/// `find_binaries` with its inputs given: `PG_BIN` wins (and must be
-/// right), then `pg_config --bindir`, the versioned folders, `PATH`.
-pub fn find_binaries_in(
-    pg_bin: Option<PathBuf>,
-    pg_config: Option<PathBuf>,
-    versioned: &[PathBuf],
-    path: &[PathBuf],
-) -> Result<PathBuf> {
-    let has_server = |d: &Path| d.join("initdb").is_file() && d.join("pg_ctl").is_file();
-    if let Some(dir) = pg_bin {
-        return if has_server(&dir) {
-            Ok(dir)
-        } else {
-            Err(Error::Config(format!(
-                "PG_BIN={} holds no initdb and pg_ctl; {INSTALL_HINT}",
-                dir.display()
-            )))
-        };
-    }
-    pg_config
-        .into_iter()
-        .chain(versioned.iter().cloned())
-        .chain(path.iter().cloned())
-        .find(|d| has_server(d))
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "no PostgreSQL server binaries (initdb, pg_ctl) found; {INSTALL_HINT}"
-            ))
-        })
-}
-
 /// Whether `start` (a cluster that was started) was already running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -491,153 +414,6 @@ impl Cluster {
         cmd.output().map_err(|e| spawn_error(tool, e))
     }
 }
-
-/// A cluster in a temporary folder, started, and stopped and deleted when
-/// dropped: `scripts/test`'s server, or a second server in a test.
-#[derive(Debug)]
-pub struct TempCluster {
-    cluster: Option<Cluster>,
-}
-
-impl TempCluster {
-    /// Creates and starts a cluster in a fresh temporary folder. A port
-    /// taken by a racing process between choosing and binding is retried.
-    pub fn start(options: Options) -> Result<TempCluster> {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "database-cluster-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let cluster = Cluster::create(&dir, &options)?;
-        let mut temp = TempCluster {
-            cluster: Some(cluster),
-        };
-        for attempt in 0.. {
-            match temp.cluster().start() {
-                Ok(_) => break,
-                Err(e) if attempt < 3 && options.port.is_none() => {
-                    tracing::info!("temporary cluster did not start ({e}); trying another port");
-                    let c = temp.cluster.as_mut().expect("present until drop");
-                    c.record.port = free_port()?;
-                    c.record.save(&c.state_dir)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(temp)
-    }
-
-    /// A streaming replica of `primary` (`pg_basebackup -R`), started. The
-    /// primary needs `wal_level = replica` or higher (the default).
-    pub fn replica_of(primary: &Cluster, mut options: Options) -> Result<TempCluster> {
-        options.base_backup_of = Some(primary.url_of("postgres"));
-        Self::start(options)
-    }
-
-    fn cluster(&self) -> &Cluster {
-        self.cluster.as_ref().expect("present until drop")
-    }
-}
-
-impl Deref for TempCluster {
-    type Target = Cluster;
-    fn deref(&self) -> &Cluster {
-        self.cluster()
-    }
-}
-
-impl Drop for TempCluster {
-    fn drop(&mut self) {
-        let Some(cluster) = self.cluster.take() else {
-            return;
-        };
-        // Immediate: a throwaway cluster needs no clean checkpoint.
-        let _ = cluster.stop_with("immediate");
-        let dir = cluster.state_dir.clone();
-        if let Err(e) = cluster.destroy() {
-            eprintln!(
-                "warning: could not remove temporary cluster {}: {e}",
-                dir.display()
-            );
-        }
-    }
-}
-
-/// The OS user the server must run as.
-struct OsUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl OsUser {
-    fn lookup(name: &str) -> Result<OsUser> {
-        let id = |flag: &str| -> Option<u32> {
-            let out = Command::new("id").args([flag, name]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-        };
-        match (id("-u"), id("-g")) {
-            (Some(uid), Some(gid)) => Ok(OsUser {
-                name: name.to_owned(),
-                uid,
-                gid,
-            }),
-            _ => Err(Error::Config(format!(
-                "PostgreSQL refuses to run as root, and there is no `{name}` OS user to run it as: \
-                 create one (useradd --system {name}), or run `db` as an ordinary user"
-            ))),
-        }
-    }
-
-    /// Whether this user can enter `dir` (every folder above it included).
-    fn can_reach(&self, dir: &Path) -> bool {
-        Command::new("runuser")
-            .args(["-u", &self.name, "--", "test", "-x"])
-            .arg(dir)
-            .current_dir("/")
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    fn chown(&self, path: &Path) -> Result<()> {
-        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
-            .map_err(|e| io_error(path, e))
-    }
-}
-
-/// `Some(postgres)` when running as root (the server refuses root), else `None`.
-fn server_user() -> Result<Option<OsUser>> {
-    let euid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map_err(|e| spawn_error("id", e))?;
-    if String::from_utf8_lossy(&euid.stdout).trim() != "0" {
-        return Ok(None);
-    }
-    OsUser::lookup("postgres").map(Some)
-}
-
-/// A per-folder directory under `/var/tmp` for data the server's user cannot keep in `state_dir`.
-fn fallback_base(state_dir: &Path) -> Result<PathBuf> {
-    let canonical = state_dir
-        .canonicalize()
-        .map_err(|e| io_error(state_dir, e))?;
-    let hash = hex::encode(Sha256::digest(canonical.to_string_lossy().as_bytes()));
-    let project = canonical
-        .parent()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let base = PathBuf::from("/var/tmp").join(format!("database-{project}-{}", &hash[..12]));
-    create_dir(&base, 0o755)?;
-    Ok(base)
-}
-
 /// A port in `PORT_RANGE` that nothing listens on now, tried from a
 /// varying start so parallel callers rarely pick the same one.
 fn free_port() -> Result<u16> {
@@ -705,43 +481,9 @@ fn tool_error(tool: &'static str, doing: &str, out: &Output) -> Error {
         ),
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_binaries_anywhere_says_what_to_install() {
-        let empty = tempfile::tempdir().unwrap();
-        let e = find_binaries_in(None, None, &[], &[empty.path().to_path_buf()]).unwrap_err();
-        let text = e.to_string();
-        for line in [
-            "apt-get install postgresql",
-            "dnf install postgresql-server",
-            "brew install",
-            "DATABASE_URL",
-        ] {
-            assert!(text.contains(line), "{text}");
-        }
-        let e = find_binaries_in(Some(empty.path().into()), None, &[], &[]).unwrap_err();
-        assert!(e.to_string().contains("PG_BIN"), "{e}");
-    }
-
-    #[test]
-    fn binaries_come_from_pg_bin_first_then_the_search() {
-        let dir = tempfile::tempdir().unwrap();
-        for tool in ["initdb", "pg_ctl"] {
-            fs::write(dir.path().join(tool), "").unwrap();
-        }
-        let empty = tempfile::tempdir().unwrap();
-        let found =
-            find_binaries_in(None, Some(empty.path().into()), &[dir.path().into()], &[]).unwrap();
-        assert_eq!(found, dir.path());
-        assert_eq!(
-            find_binaries_in(Some(dir.path().into()), None, &[], &[]).unwrap(),
-            dir.path()
-        );
-    }
 
     #[test]
     fn free_ports_are_in_the_range() {
