@@ -332,3 +332,15 @@ async fn a_streaming_replica_follows_its_primary() {
     }
     assert_eq!(seen, 7);
 }
+
+#[test]
+fn a_cluster_whose_data_directory_is_gone_says_how_to_start_over() {
+    let cluster = TempCluster::start(Options::scratch()).unwrap();
+    cluster.stop().unwrap();
+    std::fs::remove_dir_all(cluster.data_dir()).unwrap();
+    let err = cluster.start().unwrap_err().to_string();
+    assert!(
+        err.contains("is gone") && err.contains("db down --destroy"),
+        "{err}"
+    );
+}

@@ -217,6 +217,13 @@ impl Cluster {
         if self.is_running()? {
             return Ok(Start::AlreadyRunning);
         }
+        if !self.record.data_dir.join("PG_VERSION").is_file() {
+            return Err(Error::Config(format!(
+                "the data directory {} that {} records is gone (deleted, or a temporary folder                  cleaned up); `db down --destroy --yes` then `db up` make a new, empty cluster",
+                self.record.data_dir.display(),
+                self.state_dir.join(crate::db::local::RECORD_FILE).display()
+            )));
+        }
         if self.record.is_listening() {
             return Err(Error::Config(format!(
                 "port {} on 127.0.0.1 is taken by another program; stop it, or change `port` in {}",
