@@ -24,8 +24,9 @@ fn main() {
             is_migration.then_some(name)
         })
         .collect();
-    // Diesel orders by version (the name up to the first `_`); sorting the
-    // whole name gives the same order because versions have a fixed width.
+    // Only for a stable generated file: the engine orders by version (the
+    // name up to the first `_`, dashes removed), which accepts every shape
+    // diesel does (`2026-11-21-100000_x`, `2026-11-21-100000-0000_x`).
     names.sort();
 
     let mut out = String::from("&[\n");

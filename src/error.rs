@@ -66,7 +66,44 @@ pub enum Error {
     #[error("database unavailable: {0}")]
     Unavailable(String),
 
-    /// The configuration (environment) is missing or malformed.
+    /// The transaction lost a race the server could not resolve (a deadlock,
+    /// SQLSTATE 40P01, or a serialization failure, 40001) and was rolled back:
+    /// run the whole transaction again.
+    #[error("transaction rolled back ({reason}); run it again: {message}")]
+    RetryTransaction {
+        /// Deadlock or serialization failure.
+        reason: RetryReason,
+        /// What the server said.
+        message: String,
+    },
+
+    /// A time limit fired and the statement was cancelled; nothing of it is
+    /// committed. Not retryable by default: the same work will likely take
+    /// as long again.
+    #[error("{kind}: {message}")]
+    Timeout {
+        /// Which limit.
+        kind: TimeoutKind,
+        /// What was cancelled, and where the limit is configured.
+        message: String,
+    },
+
+    /// A `COMMIT` was sent but its answer never came (the connection broke or
+    /// the client-side deadline fired): the transaction may or may not have
+    /// committed. Check before retrying anything that is not idempotent.
+    #[error("outcome of COMMIT unknown: {0}")]
+    CommitOutcomeUnknown(String),
+
+    /// The database's schema is not what this code expects (a table or column
+    /// it uses does not exist, SQLSTATE 42P01/42703): usually migrations that
+    /// have not been applied yet.
+    #[error(
+        "{0}: the database schema is older than this code; are migrations pending? (`db status` lists them, `db migrate` applies them)"
+    )]
+    SchemaMismatch(String),
+
+    /// The configuration (environment, URL, credentials, a missing database)
+    /// is wrong. Not retryable: it will not fix itself.
     #[error("configuration error: {0}")]
     Config(String),
 
@@ -96,6 +133,46 @@ pub enum Error {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(DieselError),
+}
+
+/// Why the server rolled a transaction back on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// SQLSTATE 40P01.
+    Deadlock,
+    /// SQLSTATE 40001 (`SERIALIZABLE`/`REPEATABLE READ` conflicts).
+    SerializationFailure,
+}
+
+impl fmt::Display for RetryReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Deadlock => "deadlock",
+            Self::SerializationFailure => "serialization failure",
+        })
+    }
+}
+
+/// Which time limit fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// The server's `statement_timeout` (`DB_STATEMENT_TIMEOUT_MS`), SQLSTATE 57014.
+    Statement,
+    /// The server's `lock_timeout` (SQLSTATE 55P03): a lock held by another session.
+    Lock,
+    /// The client-side deadline (`DB_QUERY_TIMEOUT_MS`): no answer in time;
+    /// the connection was discarded.
+    Client,
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Statement => "statement timeout",
+            Self::Lock => "lock timeout",
+            Self::Client => "query deadline",
+        })
+    }
 }
 
 /// Why a single-use token was refused.
@@ -187,16 +264,12 @@ impl Error {
         Self::Invalid(InvalidInput::field(field, code, message))
     }
 
-    /// Whether retrying the same call later may succeed (outage, deadlock,
-    /// serialization failure).
+    /// Whether retrying the same call later may succeed: an outage
+    /// (`Unavailable`) or a transaction the server rolled back on its own
+    /// (`RetryTransaction`). Timeouts, configuration errors and an unknown
+    /// commit outcome are not: retrying blindly would repeat or hide them.
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Unavailable(_) => true,
-            Self::Database(DieselError::DatabaseError(kind, _)) => {
-                matches!(kind, DatabaseErrorKind::SerializationFailure)
-            }
-            _ => false,
-        }
+        matches!(self, Self::Unavailable(_) | Self::RetryTransaction { .. })
     }
 
     /// The names of the rejected fields when this is `Error::Invalid`, else empty.
@@ -222,11 +295,57 @@ const UNAVAILABLE_MESSAGES: &[&str] = &[
     "connection reset",
 ];
 
+/// diesel-async keeps the SQLSTATE of only a few error kinds and reports
+/// the rest as `Unknown` with the server's message, so these are recognised by
+/// the server's fixed English text (PostgreSQL's default `lc_messages`; a
+/// server with translated messages reports them as `Database`).
+fn classify_by_message(message: &str) -> Option<Error> {
+    let owned = || message.to_owned();
+    if message.starts_with("deadlock detected") {
+        return Some(Error::RetryTransaction {
+            reason: RetryReason::Deadlock,
+            message: owned(),
+        });
+    }
+    if message.starts_with("could not serialize access") {
+        return Some(Error::RetryTransaction {
+            reason: RetryReason::SerializationFailure,
+            message: owned(),
+        });
+    }
+    if message.contains("canceling statement due to statement timeout") {
+        return Some(Error::Timeout {
+            kind: TimeoutKind::Statement,
+            message: format!("{message} (DB_STATEMENT_TIMEOUT_MS)"),
+        });
+    }
+    if message.contains("canceling statement due to lock timeout") {
+        return Some(Error::Timeout {
+            kind: TimeoutKind::Lock,
+            message: owned(),
+        });
+    }
+    // 42P01 undefined_table, 42703 undefined_column, 42704 undefined_object (types).
+    let undefined = (message.starts_with("relation ")
+        || message.starts_with("column ")
+        || message.starts_with("type "))
+        && message.ends_with("does not exist");
+    if undefined {
+        return Some(Error::SchemaMismatch(owned()));
+    }
+    None
+}
+
 impl From<DieselError> for Error {
     fn from(err: DieselError) -> Self {
         match err {
             DieselError::NotFound => Error::NotFound { entity: "row" },
             DieselError::DatabaseError(kind, info) => {
+                if matches!(kind, DatabaseErrorKind::Unknown)
+                    && let Some(e) = classify_by_message(info.message())
+                {
+                    return e;
+                }
                 let constraint = || info.constraint_name().unwrap_or("unknown").to_owned();
                 match kind {
                     DatabaseErrorKind::UniqueViolation
@@ -246,6 +365,10 @@ impl From<DieselError> for Error {
                         "required",
                         info.message().to_owned(),
                     ),
+                    DatabaseErrorKind::SerializationFailure => Error::RetryTransaction {
+                        reason: RetryReason::SerializationFailure,
+                        message: info.message().to_owned(),
+                    },
                     DatabaseErrorKind::ClosedConnection
                     | DatabaseErrorKind::UnableToSendCommand => {
                         Error::Unavailable(info.message().to_owned())

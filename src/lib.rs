@@ -3,9 +3,11 @@
 //! module per domain with typed rows and repository functions.
 //!
 //! ```no_run
+//! use database::prelude::*;
+//!
 //! # async fn start() -> Result<(), database::Error> {
-//! let db = database::Db::from_env()?;   // DATABASE_URL, DB_POOL_SIZE, ... (.env too)
-//! db.migrate().await?;                   // safe from many replicas at once
+//! let db = Db::from_env()?;   // DATABASE_URL, DB_POOL_SIZE, ... (.env too)
+//! db.migrate().await?;        // safe from many replicas at once
 //! let mut conn = db.conn().await?;
 //! let user = database::auth::users::find_by_email(&mut conn, "ann@example.com").await?;
 //! # Ok(()) }
@@ -41,9 +43,24 @@ pub mod settings;
 pub mod tenancy;
 pub mod workflows;
 
+/// What a service needs in scope: the handle, the connection and error
+/// types, and the diesel-async traits behind `conn.transaction(...)` and
+/// Diesel queries. `use database::prelude::*;`
+pub mod prelude {
+    pub use crate::{Conn, Db, Error, PooledConn, Result};
+    pub use diesel_async::{AsyncConnection, RunQueryDsl};
+}
+
+/// The README's code blocks, compiled and run as doc-tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use cached::{Cached, CachedExt};
 pub use db::{Config, Conn, Db, PooledConn};
-pub use error::{Error, FieldError, InvalidInput, Result, TokenRejection};
+pub use error::{
+    Error, FieldError, InvalidInput, Result, RetryReason, TimeoutKind, TokenRejection,
+};
 pub use ids::*;
 pub use inline_limit::{InlineLimit, InlineLimitDsl, ScalarSubquery};
 pub use jsonb::JsonbOf;

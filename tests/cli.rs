@@ -352,7 +352,12 @@ fn lint_flags_each_rule_on_a_fixture_and_respects_allow_comments() {
 
 #[test]
 fn lint_is_silent_on_the_projects_own_migrations() {
-    let out = db("postgres://unused/x", &["lint"], &[]);
+    let out = common::run_db_in(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        "postgres://unused/x",
+        &["lint"],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("No findings"));
 }
@@ -381,7 +386,12 @@ async fn diff_reports_a_column_added_by_hand_and_is_silent_otherwise() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pull_prints_what_schema_rs_holds() {
     let t = TestDb::new().await;
-    let out = db(&t.url, &["pull"], &[]);
+    let out = common::run_db_in(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        &t.url,
+        &["pull"],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let committed = std::fs::read_to_string(Path::new(MANIFEST_DIR).join("src/schema.rs")).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);

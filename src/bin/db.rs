@@ -14,13 +14,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use database::Config;
+use database::db::{ConnString, redact_url, with_dbname};
 use database::migrate::{self, MigrationSet, State, Status};
 use database::ops::{self, guard::Verdict};
-use database::{Config, db::redact_url};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
 /// Exit code of `check` when the database is not up to date, and of `diff` on drift.
 const EXIT_NOT_UP_TO_DATE: u8 = 3;
+/// Exit code of a usage error (clap uses it too for bad arguments).
+const EXIT_USAGE: u8 = 2;
 /// Exit code when the production guard refuses a destructive command.
 const EXIT_REFUSED: u8 = 4;
 
@@ -174,7 +177,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if is_usage_error(&e) {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -195,6 +202,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let config = load_config(&cli)?;
+    warn_if_binary_is_stale(&cli);
+    let run_options = migrate::RunOptions::from_config(&config);
 
     let owned_set;
     let set: &MigrationSet = match &cli.migrations_dir {
@@ -210,7 +219,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Setup => setup(&config, set).await,
         Command::Migrate { to } => {
             let mut conn = connect(&config).await?;
-            let report = migrate::run_to(&mut conn, set, to.as_deref()).await?;
+            let report = migrate::run_to_with(&mut conn, set, to.as_deref(), &run_options).await?;
             print_report(&report);
             Ok(ExitCode::SUCCESS)
         }
@@ -223,8 +232,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if reverted.is_empty() {
                 println!("Nothing to roll back.");
             }
-            for name in reverted {
+            for name in &reverted {
                 println!("Reverted {name}");
+            }
+            if !reverted.is_empty() {
+                sync_schema_file(&cli, &config);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -237,8 +249,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if redone.is_empty() {
                 println!("Nothing to redo.");
             }
-            for name in redone {
+            for name in &redone {
                 println!("Redid {name}");
+            }
+            if !redone.is_empty() {
+                sync_schema_file(&cli, &config);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -295,6 +310,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Push => dev::push(&config, set).await,
         Command::Diff => {
+            let mut conn = connect(&config).await?;
+            let pending = migrate::status(&mut conn, set).await?;
+            let pending = pending.pending();
+            if !pending.is_empty() {
+                eprintln!(
+                    "note: {} migration(s) are not applied to this database yet ({}): the \
+                     difference below includes them; `db migrate` applies them",
+                    pending.len(),
+                    pending.join(", ")
+                );
+            }
+            drop(conn);
             let drift = ops::drift::diff(&config.database_url, set).await?;
             if drift.has_drift() {
                 print!("{}", drift.diff);
@@ -388,6 +415,107 @@ fn lint(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
+/// After a rollback or redo, regenerates the schema file that `diesel.toml`
+/// names, as `diesel migration revert` does, so `src/schema.rs` keeps
+/// matching the database. Without the diesel CLI it prints the command.
+fn sync_schema_file(cli: &Cli, config: &Config) {
+    let Ok(project) = ops::project::current() else {
+        return;
+    };
+    if cli.migrations_dir.is_some()
+        && cli.migrations_dir.as_deref() != Some(&project.migrations_dir)
+    {
+        // Another folder's migrations: the project's schema file is not theirs.
+        return;
+    }
+    let Some(file) = ops::project::schema_file(&project) else {
+        return;
+    };
+    match ops::drift::pull_in(&config.database_url, &project.root) {
+        Ok(text) => match std::fs::write(&file, text) {
+            Ok(()) => println!("Regenerated {} (diesel print-schema).", file.display()),
+            Err(e) => eprintln!("warning: could not write {}: {e}", file.display()),
+        },
+        Err(e) => eprintln!(
+            "warning: {} was not regenerated ({e}); run: diesel print-schema > {}",
+            file.display(),
+            file.display()
+        ),
+    }
+}
+
+/// Whether `e` is the caller's mistake in the arguments (exit 2), not a failure.
+fn is_usage_error(e: &anyhow::Error) -> bool {
+    use migrate::MigrationError as M;
+    let migration = e
+        .downcast_ref::<M>()
+        .or_else(|| match e.downcast_ref::<database::Error>() {
+            Some(database::Error::Migration(m)) => Some(m),
+            _ => None,
+        });
+    matches!(
+        migration,
+        Some(M::UnknownVersion(_) | M::AlreadyApplied(..) | M::TooManySteps { .. })
+    )
+}
+
+/// Says so when the project's migrations folder differs from the set built
+/// into this binary (after `db new`, an edit, or `diesel migration
+/// generate`), and how to proceed. Silent with `--migrations-dir` or
+/// outside a project.
+fn warn_if_binary_is_stale(cli: &Cli) {
+    if cli.migrations_dir.is_some() {
+        return;
+    }
+    let Ok(project) = ops::project::current() else {
+        return;
+    };
+    let Ok(on_disk) = MigrationSet::from_dir(&project.migrations_dir) else {
+        return;
+    };
+    let embedded = MigrationSet::embedded();
+    if on_disk.fingerprint() == embedded.fingerprint() {
+        return;
+    }
+    let new: Vec<&str> = on_disk
+        .iter()
+        .filter(|m| embedded.get(&m.version).is_none())
+        .map(|m| m.name.as_str())
+        .collect();
+    let gone: Vec<&str> = embedded
+        .iter()
+        .filter(|m| on_disk.get(&m.version).is_none())
+        .map(|m| m.name.as_str())
+        .collect();
+    let changed: Vec<&str> = on_disk
+        .iter()
+        .filter(|m| {
+            embedded
+                .get(&m.version)
+                .is_some_and(|e| e.checksum_normalized != m.checksum_normalized || e.name != m.name)
+        })
+        .map(|m| m.name.as_str())
+        .collect();
+    let mut what = Vec::new();
+    if !new.is_empty() {
+        what.push(format!("new on disk: {}", new.join(", ")));
+    }
+    if !changed.is_empty() {
+        what.push(format!("changed on disk: {}", changed.join(", ")));
+    }
+    if !gone.is_empty() {
+        what.push(format!("only in the binary: {}", gone.join(", ")));
+    }
+    eprintln!(
+        "note: {} differs from the migrations built into this `db` ({}); this command uses the \
+         built-in ones. Rebuild (`cargo build --bin db`, or `cargo run --bin db -- ...` does it) \
+         or pass `--migrations-dir {}`.",
+        project.migrations_dir.display(),
+        what.join("; "),
+        project.migrations_dir.display()
+    );
+}
+
 /// Applies the production guard to a destructive command. `Some(code)`
 /// means stop with that exit code; nothing has been touched.
 fn guard(config: &Config, command: &str, yes: bool) -> Result<Option<ExitCode>> {
@@ -403,9 +531,7 @@ fn guard(config: &Config, command: &str, yes: bool) -> Result<Option<ExitCode>> 
         }
         Verdict::NeedsConfirmation { .. } if yes => Ok(None),
         Verdict::NeedsConfirmation { host } => {
-            let name = url::Url::parse(url)
-                .map(|u| u.path().trim_start_matches('/').to_owned())
-                .unwrap_or_default();
+            let name = ConnString::parse(url).dbname.unwrap_or_default();
             if !std::io::stdin().is_terminal() {
                 eprintln!(
                     "refused: {} is not a local server; pass --yes to run `db {command}` against it. Nothing was changed.",
@@ -446,6 +572,15 @@ async fn seed_demo(config: &Config, seed: u64, scale: ops::seed::Scale) -> Resul
         return Ok(ExitCode::from(EXIT_REFUSED));
     }
     let mut conn = connect(config).await?;
+    let status = migrate::status(&mut conn, MigrationSet::embedded()).await?;
+    let pending = status.pending();
+    if !pending.is_empty() {
+        bail!(
+            "{} migration(s) are not applied to this database yet ({}): run `db migrate` first",
+            pending.len(),
+            pending.join(", ")
+        );
+    }
     let bar = ProgressBar::with_draw_target(
         None,
         if std::io::stderr().is_terminal() && std::io::stdout().is_terminal() {
@@ -497,35 +632,22 @@ fn thousands(n: u64) -> String {
 /// A direct connection (not pooled) to the migration URL: the migration lock
 /// lives on it and dies with it.
 async fn connect(config: &Config) -> Result<AsyncPgConnection> {
-    Ok(database::db::connect(config, config.migration_url()).await?)
+    Ok(database::db::connect_for_migrations(config, config.migration_url()).await?)
 }
 
 /// The database name of the migration URL, and the URL of the server's
 /// `postgres` database (where `CREATE`/`DROP DATABASE` are sent from).
-fn database_of(config: &Config) -> Result<(String, url::Url)> {
-    let url = url::Url::parse(config.migration_url()).with_context(|| {
-        format!(
-            "DATABASE_URL {} is not a URL",
-            redact_url(config.migration_url())
-        )
-    })?;
-    let name = url.path().trim_start_matches('/').to_owned();
-    if name.is_empty() {
-        bail!(
-            "DATABASE_URL {} names no database (add /<name> to the URL)",
-            redact_url(url.as_str())
-        );
-    }
-    let name = percent_decode(&name);
-    let mut maintenance = url;
-    maintenance.set_path("/postgres");
-    Ok((name, maintenance))
+fn database_of(config: &Config) -> Result<(String, String)> {
+    let url = config.migration_url();
+    // Config refuses a URL without a database name, so there is one.
+    let name = ConnString::parse(url).dbname.unwrap_or_default();
+    Ok((name, with_dbname(url, "postgres")))
 }
 
 async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
     // CREATE DATABASE must be sent from another database on the same server.
     let (name, maintenance) = database_of(config)?;
-    let mut admin = database::db::connect(config, maintenance.as_str()).await?;
+    let mut admin = database::db::connect(config, &maintenance).await?;
     if database_exists(&mut admin, &name).await? {
         println!("Database {name} exists.");
     } else {
@@ -569,13 +691,6 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_owned())
-}
-
 fn print_report(report: &migrate::Report) {
     for version in &report.checksums_recorded {
         println!("Recorded checksum of {version} (applied outside `db`).");
@@ -590,7 +705,7 @@ fn print_report(report: &migrate::Report) {
 
 fn print_status(status: &Status) {
     println!(
-        "{:<16} {:<9} {:<20} MIGRATION",
+        "{:<18} {:<9} {:<20} MIGRATION",
         "VERSION", "STATE", "APPLIED AT (UTC)"
     );
     for v in &status.versions {
@@ -605,8 +720,17 @@ fn print_status(status: &Status) {
         if v.state == State::Applied && !v.checksum_recorded {
             name.push_str("  [checksum recorded on next `db migrate`]");
         }
+        if let Some(old) = &v.applied_as {
+            name.push_str(&format!("  [renamed: applied as {old}]"));
+        }
+        if let Some((done, total)) = v.progress {
+            name.push_str(&format!(
+                "  [partially applied (statement {done} of {total} done): `db migrate` resumes at statement {}]",
+                done + 1
+            ));
+        }
         println!(
-            "{:<16} {:<9} {:<20} {}",
+            "{:<18} {:<9} {:<20} {}",
             v.version,
             v.state.to_string(),
             applied_at,
@@ -614,10 +738,17 @@ fn print_status(status: &Status) {
         );
     }
     println!(
-        "{} applied, {} pending, {} modified, {} missing",
+        "{} applied, {} pending, {} partially applied, {} modified, {} missing",
         status.count(State::Applied),
         status.count(State::Pending),
+        status.count(State::PartiallyApplied),
         status.count(State::Modified),
         status.count(State::Missing)
     );
+    for index in &status.invalid_indexes {
+        println!(
+            "INVALID index {index}: left by an interrupted or failed CREATE INDEX CONCURRENTLY; \
+             `db migrate` rebuilds it when its migration resumes, or drop it: DROP INDEX CONCURRENTLY {index}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::url::redact_url;
+use super::url::{ConnString, redact_url};
 use crate::error::{Error, Result};
 
 /// How a connection is checked before the pool hands it out again.
@@ -46,6 +46,22 @@ pub struct Config {
     pub slow_query: Option<Duration>,
     /// `DB_POOL_RECYCLE`: `fast` (default) or `verified`.
     pub recycle: Recycle,
+    /// `DB_TCP_KEEPALIVE_SECS`: idle time before TCP keepalive probes (default 30 s).
+    pub tcp_keepalive_idle: Duration,
+    /// `DB_TCP_USER_TIMEOUT_SECS`: drop a connection whose sent data goes
+    /// unacknowledged this long (default 30 s; 0 turns it off; Linux only).
+    pub tcp_user_timeout: Option<Duration>,
+    /// `DB_QUERY_TIMEOUT_MS`: client-side deadline of one `Db::run` call
+    /// (default off). When it fires the call fails with `Error::Timeout`
+    /// (or `Error::CommitOutcomeUnknown` when a `COMMIT` was in flight) and
+    /// its connection is discarded, never returned to the pool.
+    pub query_timeout: Option<Duration>,
+    /// `DB_MIGRATION_LOCK_TIMEOUT_SECS`: how long a migration run waits for
+    /// another process's migration lock before giving up (default 300 s).
+    pub migration_lock_timeout: Duration,
+    /// `DB_MIGRATION_DDL_LOCK_TIMEOUT_MS`: `lock_timeout` of the migration
+    /// session: how long one DDL statement waits for a table lock (default 10 s).
+    pub migration_ddl_lock_timeout: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -65,6 +81,14 @@ impl fmt::Debug for Config {
             .field("log_queries", &self.log_queries)
             .field("slow_query", &self.slow_query)
             .field("recycle", &self.recycle)
+            .field("tcp_keepalive_idle", &self.tcp_keepalive_idle)
+            .field("tcp_user_timeout", &self.tcp_user_timeout)
+            .field("query_timeout", &self.query_timeout)
+            .field("migration_lock_timeout", &self.migration_lock_timeout)
+            .field(
+                "migration_ddl_lock_timeout",
+                &self.migration_ddl_lock_timeout,
+            )
             .finish()
     }
 }
@@ -84,6 +108,11 @@ impl Config {
             log_queries: false,
             slow_query: None,
             recycle: Recycle::Fast,
+            tcp_keepalive_idle: Duration::from_secs(30),
+            tcp_user_timeout: Some(Duration::from_secs(30)),
+            query_timeout: None,
+            migration_lock_timeout: Duration::from_secs(300),
+            migration_ddl_lock_timeout: Duration::from_secs(10),
         }
     }
 
@@ -121,8 +150,12 @@ impl Config {
                 "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/app (in the environment or .env), or `db up` for a project-local server".into(),
             )
         })?;
+        check_url("DATABASE_URL", &url)?;
         let mut config = Config::new(url);
         config.migration_url = get("DATABASE_MIGRATION_URL");
+        if let Some(url) = &config.migration_url {
+            check_url("DATABASE_MIGRATION_URL", url)?;
+        }
 
         let number = |key: &str, min: u64, max: u64| -> Result<Option<u64>> {
             let Some(raw) = get(key) else { return Ok(None) };
@@ -162,6 +195,21 @@ impl Config {
         if let Some(n) = number("DB_SLOW_QUERY_MS", 1, 86_400_000)? {
             config.slow_query = Some(Duration::from_millis(n));
         }
+        if let Some(n) = number("DB_TCP_KEEPALIVE_SECS", 1, 86_400)? {
+            config.tcp_keepalive_idle = Duration::from_secs(n);
+        }
+        if let Some(n) = number("DB_TCP_USER_TIMEOUT_SECS", 0, 86_400)? {
+            config.tcp_user_timeout = (n > 0).then(|| Duration::from_secs(n));
+        }
+        if let Some(n) = number("DB_QUERY_TIMEOUT_MS", 1, 86_400_000)? {
+            config.query_timeout = Some(Duration::from_millis(n));
+        }
+        if let Some(n) = number("DB_MIGRATION_LOCK_TIMEOUT_SECS", 0, 86_400)? {
+            config.migration_lock_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = number("DB_MIGRATION_DDL_LOCK_TIMEOUT_MS", 1, 86_400_000)? {
+            config.migration_ddl_lock_timeout = Duration::from_millis(n);
+        }
         if let Some(b) = flag("DB_STATEMENT_CACHE")? {
             config.statement_cache = b;
         }
@@ -182,10 +230,31 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks what can be checked without connecting: every URL names a database.
+    pub fn validate(&self) -> Result<()> {
+        check_url("DATABASE_URL", &self.database_url)?;
+        if let Some(url) = &self.migration_url {
+            check_url("DATABASE_MIGRATION_URL", url)?;
+        }
+        Ok(())
+    }
+
     /// The URL migrations run against.
     pub fn migration_url(&self) -> &str {
         self.migration_url.as_deref().unwrap_or(&self.database_url)
     }
+}
+
+/// A URL that names no database would silently use the server's default
+/// (the user's name, or the `postgres` maintenance database): refuse it.
+fn check_url(variable: &str, url: &str) -> Result<()> {
+    if ConnString::parse(url).dbname.is_none() {
+        return Err(Error::Config(format!(
+            "{variable} {} names no database: add one, e.g. postgres://user@host:5432/app_dev",
+            redact_url(url)
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use diesel::result::ConnectionError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 use super::config::Config;
-use super::url::redact_url;
+use super::url::{ConnString, redact_url};
 use crate::error::{Error, Result};
 
 /// What each new connection is set up with.
@@ -19,6 +19,13 @@ pub(super) struct ConnectionSettings {
     statement_cache: bool,
     log_queries: bool,
     slow_query: Option<Duration>,
+    /// Whether `Db::run` deadlines are in use: connections then report
+    /// when a `COMMIT` is in flight (see `deadline`).
+    track_commits: bool,
+    tcp_keepalive_idle: Duration,
+    tcp_user_timeout: Option<Duration>,
+    /// Extra `SET`s for this kind of session (the migration session's timeouts).
+    session_settings: Vec<(&'static str, String)>,
 }
 
 impl ConnectionSettings {
@@ -29,35 +36,182 @@ impl ConnectionSettings {
             statement_cache: config.statement_cache,
             log_queries: config.log_queries,
             slow_query: config.slow_query,
+            track_commits: config.query_timeout.is_some(),
+            tcp_keepalive_idle: config.tcp_keepalive_idle,
+            tcp_user_timeout: config.tcp_user_timeout,
+            session_settings: Vec::new(),
         }
     }
 
+    /// The migration session: no statement timeout (a long `CREATE INDEX
+    /// CONCURRENTLY` must not be cancelled half-way, leaving an invalid
+    /// index), a lock timeout for DDL so a migration waiting behind a busy
+    /// table fails with a clear error instead of queueing every query of the
+    /// application behind it, and a dead-client check so a killed `db migrate`
+    /// releases its locks within about a second (PostgreSQL 14+; older
+    /// servers notice only when they next write to the socket).
+    pub(super) fn for_migrations(config: &Config) -> Self {
+        let mut settings = Self::from_config(config);
+        settings.statement_timeout = None;
+        settings.session_settings = vec![
+            ("statement_timeout", "0".to_owned()),
+            (
+                "lock_timeout",
+                config.migration_ddl_lock_timeout.as_millis().to_string(),
+            ),
+            ("client_connection_check_interval", "1000".to_owned()),
+        ];
+        settings
+    }
+
+    /// Opens and sets up one connection. Errors come back as
+    /// `InvalidConnectionUrl` for configuration mistakes (wrong URL, unknown
+    /// database or role, refused credentials) and `BadConnection` for outages,
+    /// each with a whole sentence that names the URL (password redacted).
     pub(super) async fn establish(&self, url: &str) -> Result<AsyncPgConnection, ConnectionError> {
+        let shown = redact_url(url);
+        let mut pg: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            ConnectionError::InvalidConnectionUrl(format!(
+                "invalid database URL {shown}: {}",
+                error_chain(&e)
+            ))
+        })?;
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(self.connect_timeout);
+        }
+        // Peers that vanish at the kernel level (a host gone, a cable pulled)
+        // are noticed by keepalives and the user timeout; a stalled process
+        // that keeps its socket open is not, which is what the client-side
+        // query deadline is for.
+        pg.keepalives(true).keepalives_idle(self.tcp_keepalive_idle);
+        if let Some(t) = self.tcp_user_timeout {
+            pg.tcp_user_timeout(t);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name(default_application_name());
+        }
+        let (client, connection) = tokio::time::timeout(self.connect_timeout, pg.connect(tokio_postgres::NoTls))
+            .await
+            .map_err(|_| {
+                ConnectionError::BadConnection(format!(
+                    "cannot connect to {shown}: no answer within the connect timeout ({} s, DB_CONNECT_TIMEOUT_SECS)",
+                    self.connect_timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| classify_connect_error(&e, url))?;
         let mut conn =
-            tokio::time::timeout(self.connect_timeout, AsyncPgConnection::establish(url))
-                .await
-                .map_err(|_| {
-                    ConnectionError::BadConnection(format!(
-                        "no connection within the connect timeout ({} s)",
-                        self.connect_timeout.as_secs()
-                    ))
-                })??;
+            AsyncPgConnection::try_from_client_and_connection(client, connection).await?;
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
+        let mut setup = String::new();
         if let Some(timeout) = self.statement_timeout {
-            conn.batch_execute(&format!("SET statement_timeout = {}", timeout.as_millis()))
+            setup.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
+        }
+        for (name, value) in &self.session_settings {
+            setup.push_str(&format!("SET {name} = {value};"));
+        }
+        if !setup.is_empty() {
+            conn.batch_execute(&setup)
                 .await
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
         }
-        if self.log_queries || self.slow_query.is_some() {
-            conn.set_instrumentation(QueryLogger {
-                log_all: self.log_queries,
-                slow: self.slow_query,
-                started: None,
+        // No instrumentation at all unless something needs it: the hot path
+        // then pays nothing per query.
+        if self.log_queries || self.slow_query.is_some() || self.track_commits {
+            conn.set_instrumentation(ConnectionWatch {
+                logger: (self.log_queries || self.slow_query.is_some()).then_some(QueryLogger {
+                    log_all: self.log_queries,
+                    slow: self.slow_query,
+                    started: None,
+                }),
+                track_commits: self.track_commits,
             });
         }
         Ok(conn)
+    }
+}
+
+/// `application_name` when the URL sets none: the program's name, so that
+/// `pg_stat_activity` (and the migration lock's "held by" message) says who.
+fn default_application_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "database".to_owned())
+}
+
+/// The error and its causes, `a: b: c` (tokio-postgres's `Display` shows only
+/// the first).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Sorts a failure to connect, by SQLSTATE where the server sent one.
+fn classify_connect_error(e: &tokio_postgres::Error, url: &str) -> ConnectionError {
+    use tokio_postgres::error::SqlState;
+    let shown = redact_url(url);
+    let Some(db) = e.as_db_error() else {
+        let text = error_chain(e);
+        return if text.starts_with("invalid connection string")
+            || text.starts_with("invalid configuration")
+        {
+            ConnectionError::InvalidConnectionUrl(format!("invalid database URL {shown}: {text}"))
+        } else {
+            ConnectionError::BadConnection(format!("cannot connect to {shown}: {text}"))
+        };
+    };
+    let message = db.message();
+    let code = db.code();
+    if *code == SqlState::INVALID_CATALOG_NAME {
+        let name = ConnString::parse(url).dbname.unwrap_or_default();
+        return ConnectionError::InvalidConnectionUrl(format!(
+            "database {name:?} does not exist on the server of {shown}: `db setup` creates it"
+        ));
+    }
+    if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        || *code == SqlState::INVALID_PASSWORD
+        || *code == SqlState::INSUFFICIENT_PRIVILEGE
+    {
+        return ConnectionError::InvalidConnectionUrl(format!(
+            "the server refused {shown}: {message} (check the user, password and pg_hba.conf)"
+        ));
+    }
+    ConnectionError::BadConnection(format!("cannot connect to {shown}: {message}"))
+}
+
+/// What a connection reports about itself: statements to the log, and
+/// to the `Db::run` in progress whether a `COMMIT` is in flight.
+struct ConnectionWatch {
+    logger: Option<QueryLogger>,
+    track_commits: bool,
+}
+
+impl Instrumentation for ConnectionWatch {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if self.track_commits {
+            match &event {
+                // Emitted just before the top-level COMMIT is sent.
+                InstrumentationEvent::CommitTransaction { depth, .. } if depth.get() == 1 => {
+                    super::deadline::commit_started();
+                }
+                InstrumentationEvent::FinishQuery { .. } => super::deadline::statement_finished(),
+                _ => {}
+            }
+        }
+        if let Some(logger) = &mut self.logger {
+            logger.on_connection_event(event);
+        }
     }
 }
 
@@ -115,11 +269,28 @@ pub async fn connect(config: &Config, url: &str) -> Result<AsyncPgConnection> {
         .map_err(|e| connection_error(e, url))
 }
 
+/// `ConnectionError` (what the pool's set-up hook must return) to `Error`:
+/// configuration mistakes are not retryable, outages are.
 pub(super) fn connection_error(e: ConnectionError, url: &str) -> Error {
     match e {
-        ConnectionError::InvalidConnectionUrl(msg) => {
-            Error::Config(format!("invalid database URL {}: {msg}", redact_url(url)))
-        }
+        ConnectionError::InvalidConnectionUrl(msg) => Error::Config(msg),
+        ConnectionError::BadConnection(msg) => Error::Unavailable(msg),
+        ConnectionError::CouldntSetupConfiguration(e) => match Error::from(e) {
+            Error::Database(e) => Error::Unavailable(format!(
+                "setting up a connection to {} failed: {e}",
+                redact_url(url)
+            )),
+            other => other,
+        },
         other => Error::Unavailable(format!("cannot connect to {}: {other}", redact_url(url))),
     }
+}
+
+/// Opens the migration session to `url`: set up as `config` sets up pooled
+/// connections, but with the migration timeouts (see `for_migrations`).
+pub async fn connect_for_migrations(config: &Config, url: &str) -> Result<AsyncPgConnection> {
+    ConnectionSettings::for_migrations(config)
+        .establish(url)
+        .await
+        .map_err(|e| connection_error(e, url))
 }

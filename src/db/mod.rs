@@ -7,6 +7,7 @@
 
 mod config;
 mod connection;
+mod deadline;
 pub mod local;
 mod url;
 
@@ -21,8 +22,8 @@ use diesel_async::pooled_connection::{
 };
 
 pub use config::{Config, Recycle};
-pub use connection::connect;
-pub use url::redact_url;
+pub use connection::{connect, connect_for_migrations};
+pub use url::{ConnString, redact_url, split_password, with_dbname};
 
 use crate::error::{Error, Result};
 use crate::migrate::{self, MigrationError, MigrationSet};
@@ -78,6 +79,7 @@ impl Db {
     /// Builds the pool. No connection is opened until one is needed, so this
     /// succeeds while the server is down; `migrate` or `health` will tell.
     pub fn new(config: Config) -> Result<Self> {
+        config.validate()?;
         let settings = ConnectionSettings::from_config(&config);
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.recycling_method = match config.recycle {
@@ -129,7 +131,51 @@ impl Db {
         self.pool
             .get()
             .await
-            .map_err(|e| pool_error(e, &self.config))
+            .map_err(|e| pool_error(e, &self.config, self.pool.status()))
+    }
+
+    /// Runs `f` on a pooled connection under the client-side deadline
+    /// (`DB_QUERY_TIMEOUT_MS`; without one, simply runs it). When the deadline
+    /// fires, `f` is dropped, its connection is discarded (never returned to
+    /// the pool), and the call fails with `Error::Timeout { kind: Client }`,
+    /// or with `Error::CommitOutcomeUnknown` when a `COMMIT` was in flight:
+    /// then the transaction may have committed.
+    ///
+    /// ```no_run
+    /// # async fn f(db: &database::Db) -> Result<(), database::Error> {
+    /// let user = db
+    ///     .run(async |conn| database::auth::users::find_by_email(conn, "ann@example.com").await)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<T>(&self, f: impl AsyncFnOnce(&mut Conn) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn().await?;
+        let Some(limit) = self.config.query_timeout else {
+            return f(&mut conn).await;
+        };
+        match deadline::within(limit, f(&mut conn)).await {
+            Ok(result) => result,
+            Err(in_commit) => {
+                // Its protocol state is unknown: never hand it out again.
+                drop(Object::take(conn));
+                let limit_ms = limit.as_millis();
+                Err(if in_commit {
+                    Error::CommitOutcomeUnknown(format!(
+                        "COMMIT was sent but not answered within DB_QUERY_TIMEOUT_MS ({limit_ms} ms); \
+                         the transaction may have committed: check before retrying"
+                    ))
+                } else {
+                    Error::Timeout {
+                        kind: crate::TimeoutKind::Client,
+                        message: format!(
+                            "no answer within DB_QUERY_TIMEOUT_MS ({limit_ms} ms); the connection \
+                             was discarded, so an open transaction of the call is rolled back \
+                             (statements it ran outside a transaction stay)"
+                        ),
+                    }
+                })
+            }
+        }
     }
 
     /// Opens a connection outside the pool, set up like pooled ones, to `url`.
@@ -153,11 +199,15 @@ impl Db {
                 return Ok(migrate::Report::default());
             }
         }
-        let mut conn = self
-            .connect_direct(self.config.migration_url())
+        let mut conn = connect_for_migrations(&self.config, self.config.migration_url())
             .await
             .map_err(|e| MigrationError::Connection(e.to_string()))?;
-        Ok(migrate::run(&mut conn, set).await?)
+        Ok(migrate::run_with(
+            &mut conn,
+            set,
+            &migrate::RunOptions::from_config(&self.config),
+        )
+        .await?)
     }
 
     /// Checks that the database answers, and measures how fast.
@@ -215,9 +265,22 @@ fn spawn_idle_reaper(pool: &Pool<AsyncPgConnection>, idle_timeout: Duration) {
     });
 }
 
-fn pool_error(e: PoolError, config: &Config) -> Error {
+fn pool_error(e: PoolError, config: &Config, status: deadpool::Status) -> Error {
     use deadpool::managed::{PoolError as P, TimeoutType};
     match e {
+        // Every slot is taken; say by what. Slots whose connection is still
+        // being opened are not "in use": the server has not answered them.
+        P::Timeout(TimeoutType::Wait) if status.size < status.max_size => {
+            Error::Unavailable(format!(
+                "no connection within {} s: {} of {} connections are open and busy, the others \
+                 are still being opened ({} has not answered yet; connect timeout {} s)",
+                config.wait_timeout.as_secs(),
+                status.size,
+                status.max_size,
+                redact_url(&config.database_url),
+                config.connect_timeout.as_secs()
+            ))
+        }
         P::Timeout(TimeoutType::Wait) => Error::Unavailable(format!(
             "no free connection within {} s: all {} connections of the pool are in use (DB_POOL_SIZE)",
             config.wait_timeout.as_secs(),

@@ -1,5 +1,4 @@
-//! `todos`: a user's task, optionally inside a tenant (the seed's table
-//! pattern). Every function takes the owner's id, so a user never reads or
+//! `todos`: a user's task, optionally inside a tenant. Every function takes the owner's id, so a user never reads or
 //! changes another user's todos.
 
 use chrono::{DateTime, Utc};
@@ -37,7 +36,7 @@ pub struct Todo {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Input of `create` (the seed's `CreateTodoDTO`).
+/// Input of `create`.
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct CreateTodo {
     /// 1 to 255 characters.

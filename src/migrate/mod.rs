@@ -7,13 +7,18 @@
 //! - a PostgreSQL advisory lock around every run, so any number of replicas
 //!   can call `migrate()` at start-up: one applies, the others wait and then
 //!   find nothing pending;
-//! - a SHA-256 of each applied `up.sql`, kept in `__database_migration_checksums`
-//!   (its rows cascade away when Diesel reverts a version); a run refuses,
-//!   naming the version, when an applied migration was edited or deleted;
+//! - a SHA-256 of each applied `up.sql` (exact, and of its normalised text so
+//!   line endings and trailing blanks are not edits), kept in
+//!   `__database_migration_checksums` (its rows cascade away when Diesel
+//!   reverts a version); a run refuses, naming the version, when an applied
+//!   migration was edited or deleted;
 //! - the applied `up.sql`/`down.sql` text in `__database_migration_scripts`,
 //!   so `push` can revert an edited migration with the down that matches it;
 //! - per-statement execution of `run_in_transaction = false` migrations, so
-//!   `CREATE INDEX CONCURRENTLY` works even beside other statements;
+//!   `CREATE INDEX CONCURRENTLY` works even beside other statements, with
+//!   progress recorded so an interrupted one resumes;
+//! - a migration session of its own: no statement timeout, a DDL lock
+//!   timeout, a dead-client check, and a bounded, reported wait for the lock;
 //! - a one-statement fast path when nothing is pending, so an up-to-date
 //!   service pays a single query at start-up.
 //!
@@ -23,6 +28,10 @@
 //! closes, which is why `Db::migrate` runs the slow path on a dedicated
 //! connection rather than a pooled one.
 
+mod error;
+mod execute;
+mod history;
+mod lock;
 mod push;
 mod scripts;
 mod source;
@@ -30,15 +39,17 @@ mod split;
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::prelude::*;
-use diesel::result::Error as DieselError;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
+pub use error::{Failure, MigrationError, Problem, Script};
+pub use lock::LockWait;
 pub use push::{PushStep, push};
 pub use scripts::AppliedScripts;
-pub use source::{EmbeddedFiles, Migration, MigrationSet};
+pub use source::{EmbeddedFiles, Migration, MigrationSet, normalize_sql};
 pub use split::split_statements;
+
+use history::{AppliedRow, ProgressRow};
 
 /// The same migrations embedded for Diesel's own harness
 /// (`diesel_migrations::MigrationHarness`, `diesel_async::AsyncMigrationHarness`),
@@ -50,163 +61,23 @@ pub const DIESEL_MIGRATIONS: diesel_migrations::EmbeddedMigrations =
 /// locks are per database, so one key serves every database on a server.
 pub const LOCK_KEY: i64 = 0x6462_6d69_6772_6174;
 
-mod tables {
-    diesel::table! {
-        __diesel_schema_migrations (version) {
-            version -> VarChar,
-            run_on -> Timestamp,
+/// How a run behaves; `Default` is what `db migrate` uses without settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// The wait for another process's migration lock.
+    pub lock_wait: LockWait,
+}
+
+impl RunOptions {
+    /// The options `config` asks for (`DB_MIGRATION_LOCK_TIMEOUT_SECS`).
+    pub fn from_config(config: &crate::Config) -> Self {
+        Self {
+            lock_wait: LockWait {
+                timeout: config.migration_lock_timeout,
+                ..LockWait::default()
+            },
         }
     }
-
-    diesel::table! {
-        __database_migration_checksums (version) {
-            version -> VarChar,
-            checksum -> Text,
-            recorded_at -> Timestamptz,
-        }
-    }
-
-    diesel::allow_tables_to_appear_in_same_query!(
-        __diesel_schema_migrations,
-        __database_migration_checksums
-    );
-}
-use tables::{__database_migration_checksums as checksums, __diesel_schema_migrations as applied};
-
-/// Diesel's table, created exactly as Diesel creates it, and ours beside it.
-const SETUP_SQL: &str = "\
-CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
-       version VARCHAR(50) PRIMARY KEY NOT NULL,
-       run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS __database_migration_checksums (
-    version     varchar(50) PRIMARY KEY
-        REFERENCES __diesel_schema_migrations (version) ON DELETE CASCADE,
-    checksum    text        NOT NULL,
-    recorded_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS __database_migration_scripts (
-    version  varchar(50) PRIMARY KEY
-        REFERENCES __diesel_schema_migrations (version) ON DELETE CASCADE,
-    up_sql   text NOT NULL,
-    down_sql text
-);";
-
-/// What can go wrong in the migration engine.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MigrationError {
-    /// The database and the local migrations disagree about history.
-    #[error("{}", describe_problems(.problems))]
-    Inconsistent {
-        /// Every modified or missing version.
-        problems: Vec<Problem>,
-    },
-    /// A migration's SQL failed; its transaction (if any) was rolled back.
-    #[error("migration {name} failed{}: {source}{}",
-        .statement.map(|n| format!(" at statement {n}")).unwrap_or_default(),
-        if *.partially_applied { " (it runs outside a transaction: the statements before this one stay applied; fix the database by hand, then re-run)" } else { "" })]
-    Failed {
-        /// The version that failed.
-        version: String,
-        /// Its folder name.
-        name: String,
-        /// For non-transactional migrations, the 1-based statement that failed.
-        statement: Option<usize>,
-        /// Whether earlier statements of a non-transactional migration stay applied.
-        partially_applied: bool,
-        /// The database's error.
-        #[source]
-        source: DieselError,
-    },
-    /// A version to revert has no `down.sql`.
-    #[error("migration {name} has no down.sql and cannot be reverted")]
-    Irreversible {
-        /// The version.
-        version: String,
-        /// Its folder name.
-        name: String,
-    },
-    /// `push` would revert a migration whose applied `down.sql` was not kept
-    /// (applied before the engine stored scripts) and whose file changed.
-    #[error(
-        "migration {name} changed after it was applied, and the down.sql applied with it was not kept \
-             (it was applied before the engine stored scripts): revert it by hand, or start over with `db drop` and `db setup`"
-    )]
-    NoStoredScripts {
-        /// The version.
-        version: String,
-        /// Its folder name (the version when the folder is gone).
-        name: String,
-    },
-    /// A version named by the caller does not exist locally.
-    #[error("no local migration has version {0}")]
-    UnknownVersion(String),
-    /// The migrations folder could not be read or is malformed.
-    #[error("cannot read migration {path}: {message}")]
-    Source {
-        /// The file or folder.
-        path: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// Could not reach the database.
-    #[error("cannot connect to run migrations: {0}")]
-    Connection(String),
-    /// The bookkeeping queries failed.
-    #[error("database error while migrating: {0}")]
-    Database(#[from] DieselError),
-}
-
-/// A disagreement between the database's history and the local migrations.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    /// An applied migration's `up.sql` changed after it was applied.
-    Modified {
-        /// The version.
-        version: String,
-        /// Its folder name.
-        name: String,
-        /// The checksum recorded when it was applied.
-        recorded: String,
-        /// The checksum of the local file now.
-        local: String,
-    },
-    /// A version is applied in the database but has no local migration.
-    Missing {
-        /// The version.
-        version: String,
-    },
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Modified {
-                version,
-                name,
-                recorded,
-                local,
-            } => write!(
-                f,
-                "migration {version} ({name}) was modified after it was applied \
-                 (checksum {}… recorded, up.sql now {}…); applied migrations must not \
-                 change: restore the file and put the change in a new migration",
-                &recorded[..recorded.len().min(12)],
-                &local[..local.len().min(12)],
-            ),
-            Problem::Missing { version } => write!(
-                f,
-                "migration {version} is applied in the database but missing from the \
-                 local migrations (deleted or renamed?)"
-            ),
-        }
-    }
-}
-
-fn describe_problems(problems: &[Problem]) -> String {
-    let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    format!("refusing to migrate: {}", list.join("; "))
 }
 
 /// The state of one version.
@@ -216,6 +87,9 @@ pub enum State {
     Applied,
     /// Local, not applied.
     Pending,
+    /// Runs outside a transaction, started, and stopped before its last
+    /// statement: the next `migrate` resumes it.
+    PartiallyApplied,
     /// Applied, but the local `up.sql` differs from what was applied.
     Modified,
     /// Applied, but absent locally.
@@ -227,6 +101,7 @@ impl fmt::Display for State {
         f.write_str(match self {
             State::Applied => "applied",
             State::Pending => "pending",
+            State::PartiallyApplied => "partial",
             State::Modified => "modified",
             State::Missing => "missing",
         })
@@ -240,13 +115,18 @@ pub struct VersionStatus {
     pub version: String,
     /// The folder name, when the migration exists locally.
     pub name: Option<String>,
-    /// Applied, pending, modified or missing.
+    /// Applied, pending, partially applied, modified or missing.
     pub state: State,
     /// When it was applied (UTC), if it was.
     pub applied_at: Option<DateTime<Utc>>,
     /// Whether a checksum is recorded (versions applied by `diesel` get one
     /// on the next `migrate`).
     pub checksum_recorded: bool,
+    /// The folder name it was applied under, when that differs from the
+    /// local folder of the same version (renamed).
+    pub applied_as: Option<String>,
+    /// For a partially applied migration: (statements completed, statements).
+    pub progress: Option<(usize, usize)>,
 }
 
 /// The status of every version, local or applied, in version order.
@@ -254,6 +134,9 @@ pub struct VersionStatus {
 pub struct Status {
     /// One entry per version.
     pub versions: Vec<VersionStatus>,
+    /// Indexes the database holds as INVALID (left by an interrupted or
+    /// failed `CREATE INDEX CONCURRENTLY`), schema-qualified.
+    pub invalid_indexes: Vec<String>,
 }
 
 impl Status {
@@ -266,6 +149,15 @@ impl Status {
     pub fn is_up_to_date(&self) -> bool {
         self.versions.iter().all(|v| v.state == State::Applied)
     }
+
+    /// Folder names of the migrations not yet applied (pending or partial).
+    pub fn pending(&self) -> Vec<&str> {
+        self.versions
+            .iter()
+            .filter(|v| matches!(v.state, State::Pending | State::PartiallyApplied))
+            .filter_map(|v| v.name.as_deref())
+            .collect()
+    }
 }
 
 /// What a `run` did.
@@ -277,54 +169,16 @@ pub struct Report {
     pub checksums_recorded: Vec<String>,
 }
 
-/// Rows of `__diesel_schema_migrations` with their checksums.
-struct AppliedRow {
-    version: String,
-    run_on: NaiveDateTime,
-    checksum: Option<String>,
-}
-
-async fn read_applied(conn: &mut AsyncPgConnection) -> Result<Vec<AppliedRow>, DieselError> {
-    let rows: Vec<(String, NaiveDateTime, Option<String>)> = applied::table
-        .left_join(checksums::table.on(checksums::version.eq(applied::version)))
-        .select((
-            applied::version,
-            applied::run_on,
-            checksums::checksum.nullable(),
-        ))
-        .order(applied::version)
-        .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(version, run_on, checksum)| AppliedRow {
-            version,
-            run_on,
-            checksum,
-        })
-        .collect())
-}
-
-/// Whether the bookkeeping tables exist (a fresh database has none).
-async fn tables_exist(conn: &mut AsyncPgConnection) -> Result<bool, DieselError> {
-    diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "to_regclass('__diesel_schema_migrations') IS NOT NULL \
-         AND to_regclass('__database_migration_checksums') IS NOT NULL",
-    ))
-    .get_result(conn)
-    .await
-}
-
-fn compute_status(set: &MigrationSet, rows: &[AppliedRow]) -> Status {
+fn compute_status(set: &MigrationSet, rows: &[AppliedRow], progress: &[ProgressRow]) -> Status {
     let mut versions = Vec::with_capacity(set.len().max(rows.len()));
     for m in set.iter() {
         let row = rows.iter().find(|r| r.version == m.version);
-        let state = match row {
-            None => State::Pending,
-            Some(AppliedRow {
-                checksum: Some(c), ..
-            }) if *c != m.checksum => State::Modified,
-            Some(_) => State::Applied,
+        let partial = progress.iter().find(|p| p.version == m.version);
+        let state = match (row, partial) {
+            (None, Some(_)) => State::PartiallyApplied,
+            (None, None) => State::Pending,
+            (Some(r), _) if r.matches(m) == Some(false) => State::Modified,
+            (Some(_), _) => State::Applied,
         };
         versions.push(VersionStatus {
             version: m.version.clone(),
@@ -332,22 +186,31 @@ fn compute_status(set: &MigrationSet, rows: &[AppliedRow]) -> Status {
             state,
             applied_at: row.map(|r| r.run_on.and_utc()),
             checksum_recorded: row.is_some_and(|r| r.checksum.is_some()),
+            applied_as: row
+                .and_then(|r| r.name.clone())
+                .filter(|applied| *applied != m.name),
+            progress: partial.map(|p| (p.statements_done as usize, p.statements_total as usize)),
         });
     }
     for r in rows.iter().filter(|r| set.get(&r.version).is_none()) {
         versions.push(VersionStatus {
             version: r.version.clone(),
-            name: None,
+            name: r.name.clone(),
             state: State::Missing,
             applied_at: Some(r.run_on.and_utc()),
             checksum_recorded: r.checksum.is_some(),
+            applied_as: None,
+            progress: None,
         });
     }
     versions.sort_by(|a, b| a.version.cmp(&b.version));
-    Status { versions }
+    Status {
+        versions,
+        invalid_indexes: Vec::new(),
+    }
 }
 
-fn problems_of(set: &MigrationSet, rows: &[AppliedRow]) -> Vec<Problem> {
+fn problems_of(set: &MigrationSet, rows: &[AppliedRow], progress: &[ProgressRow]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for r in rows {
         match set.get(&r.version) {
@@ -355,17 +218,34 @@ fn problems_of(set: &MigrationSet, rows: &[AppliedRow]) -> Vec<Problem> {
                 version: r.version.clone(),
             }),
             Some(m) => {
-                if let Some(recorded) = &r.checksum
-                    && *recorded != m.checksum
-                {
+                if r.matches(m) == Some(false) {
                     problems.push(Problem::Modified {
                         version: m.version.clone(),
                         name: m.name.clone(),
-                        recorded: recorded.clone(),
-                        local: m.checksum.clone(),
+                        recorded: r
+                            .checksum_normalized
+                            .clone()
+                            .or_else(|| r.checksum.clone())
+                            .unwrap_or_default(),
+                        local: if r.checksum_normalized.is_some() {
+                            m.checksum_normalized.clone()
+                        } else {
+                            m.checksum.clone()
+                        },
                     });
                 }
             }
+        }
+    }
+    for p in progress {
+        if let Some(m) = set.get(&p.version)
+            && m.prefix_checksum(p.statements_done as usize) != p.done_checksum
+        {
+            problems.push(Problem::EditedWhilePartial {
+                version: m.version.clone(),
+                name: m.name.clone(),
+                done: p.statements_done as usize,
+            });
         }
     }
     problems
@@ -376,17 +256,15 @@ pub async fn status(
     conn: &mut AsyncPgConnection,
     set: &MigrationSet,
 ) -> Result<Status, MigrationError> {
-    let rows = if tables_exist(conn).await? {
-        read_applied(conn).await?
-    } else {
-        Vec::new()
-    };
-    Ok(compute_status(set, &rows))
+    let (rows, progress) = history::read(conn).await?;
+    let mut status = compute_status(set, &rows, &progress);
+    status.invalid_indexes = history::invalid_indexes(conn).await?;
+    Ok(status)
 }
 
 /// Checks without locking or writing whether `run` would have anything to do.
 ///
-/// `Ok(true)`: every local migration is applied with its checksum recorded.
+/// `Ok(true)`: every local migration is applied with its checksums recorded.
 /// `Ok(false)`: something is pending, unrecorded, or the tables don't exist
 /// yet. `Err(Inconsistent)`: an applied migration was modified or is missing.
 /// This is a single statement, so an up-to-date service pays one query.
@@ -394,17 +272,26 @@ pub async fn is_up_to_date(
     conn: &mut AsyncPgConnection,
     set: &MigrationSet,
 ) -> Result<bool, MigrationError> {
-    // A fresh database has no tables; the query then fails and the caller
-    // takes the locked path, which creates them. Any other failure (a dead
-    // connection) will surface again there with its real cause.
-    let Ok(rows) = read_applied(conn).await else {
-        return Ok(false);
+    let rows = match history::read_applied_fast(conn).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            // A fresh database has no tables: expected, and the locked path
+            // creates them. Anything else is worth a line before that path
+            // meets it again.
+            let fresh = e.to_string().contains("does not exist");
+            if !fresh {
+                tracing::warn!(
+                    "checking whether migrations are up to date failed ({e}); taking the locked path"
+                );
+            }
+            return Ok(false);
+        }
     };
-    let problems = problems_of(set, &rows);
+    let problems = problems_of(set, &rows, &[]);
     if !problems.is_empty() {
         return Err(MigrationError::Inconsistent { problems });
     }
-    let all_recorded = rows.iter().all(|r| r.checksum.is_some());
+    let all_recorded = rows.iter().all(|r| r.checksum_normalized.is_some());
     Ok(all_recorded && rows.len() == set.len())
 }
 
@@ -416,38 +303,63 @@ pub async fn run(
     run_to(conn, set, None).await
 }
 
+/// Like `run`, with options (the lock wait).
+pub async fn run_with(
+    conn: &mut AsyncPgConnection,
+    set: &MigrationSet,
+    options: &RunOptions,
+) -> Result<Report, MigrationError> {
+    run_to_with(conn, set, None, options).await
+}
+
 /// Applies pending migrations up to and including `target` (all when `None`).
+/// `target` is a version (`20261121100000`), the same with dashes
+/// (`2026-11-21-100000`) or a folder name.
 pub async fn run_to(
     conn: &mut AsyncPgConnection,
     set: &MigrationSet,
     target: Option<&str>,
 ) -> Result<Report, MigrationError> {
+    run_to_with(conn, set, target, &RunOptions::default()).await
+}
+
+/// `run_to` with options.
+pub async fn run_to_with(
+    conn: &mut AsyncPgConnection,
+    set: &MigrationSet,
+    target: Option<&str>,
+    options: &RunOptions,
+) -> Result<Report, MigrationError> {
     let target_version = match target {
-        Some(t) => Some(
-            set.get(t)
-                .ok_or_else(|| MigrationError::UnknownVersion(t.to_owned()))?
-                .version
-                .clone(),
-        ),
+        Some(t) => Some(set.find(t)?.version.clone()),
         None => None,
     };
-    with_lock(conn, async |conn| {
-        conn.batch_execute(SETUP_SQL).await?;
-        let rows = read_applied(conn).await?;
-        let problems = problems_of(set, &rows);
+    lock::with_lock(conn, options.lock_wait, async |conn| {
+        conn.batch_execute(history::SETUP_SQL).await?;
+        let (rows, progress) = history::read(conn).await?;
+        let problems = problems_of(set, &rows, &progress);
         if !problems.is_empty() {
             return Err(MigrationError::Inconsistent { problems });
         }
+        if let Some(t) = &target_version
+            && rows.iter().any(|r| r.version == *t)
+        {
+            let newer = rows.iter().filter(|r| r.version > *t).count();
+            return Err(MigrationError::AlreadyApplied(t.clone(), newer));
+        }
 
         let mut report = Report::default();
-        // Versions applied by `diesel migration run` have no checksum yet:
-        // record the local file's, which is what diesel ran.
-        for r in rows.iter().filter(|r| r.checksum.is_none()) {
+        // Versions applied by `diesel migration run` (no checksum) or by an
+        // older binary (no normalised checksum): record the local file's,
+        // which is what was run (problems_of found no mismatch).
+        for r in rows.iter().filter(|r| r.checksum_normalized.is_none()) {
             let m = set
                 .get(&r.version)
                 .expect("problems_of found no missing version");
-            record_checksum(conn, m).await?;
-            report.checksums_recorded.push(m.version.clone());
+            history::record_checksum(conn, m).await?;
+            if r.checksum.is_none() {
+                report.checksums_recorded.push(m.version.clone());
+            }
         }
 
         let pending = set.iter().filter(|m| {
@@ -455,7 +367,8 @@ pub async fn run_to(
                 && target_version.as_ref().is_none_or(|t| m.version <= *t)
         });
         for m in pending {
-            apply(conn, m).await?;
+            let partial = progress.iter().find(|p| p.version == m.version);
+            execute::apply(conn, m, partial).await?;
             tracing::info!(migration = %m.name, "applied migration");
             report.applied.push(m.name.clone());
         }
@@ -464,14 +377,14 @@ pub async fn run_to(
     .await
 }
 
-/// Reverts the `steps` most recently applied migrations (newest first).
-/// Returns the folder names reverted.
+/// Reverts the `steps` most recently applied migrations (newest first), all
+/// or nothing. Returns the folder names reverted.
 pub async fn rollback(
     conn: &mut AsyncPgConnection,
     set: &MigrationSet,
     steps: usize,
 ) -> Result<Vec<String>, MigrationError> {
-    with_lock(conn, async |conn| {
+    lock::with_lock(conn, LockWait::default(), async |conn| {
         let reverted = revert_latest(conn, set, steps).await?;
         Ok(reverted.into_iter().map(|m| m.name.clone()).collect())
     })
@@ -485,11 +398,11 @@ pub async fn redo(
     set: &MigrationSet,
     steps: usize,
 ) -> Result<Vec<String>, MigrationError> {
-    with_lock(conn, async |conn| {
+    lock::with_lock(conn, LockWait::default(), async |conn| {
         let reverted = revert_latest(conn, set, steps).await?;
         let mut redone = Vec::new();
         for m in reverted.into_iter().rev() {
-            apply(conn, m).await?;
+            execute::apply(conn, m, None).await?;
             redone.push(m.name.clone());
         }
         Ok(redone)
@@ -497,17 +410,20 @@ pub async fn redo(
     .await
 }
 
+/// Checks every version first, so that nothing is reverted when one of them
+/// can't be; then reverts them in one transaction when all are transactional.
 async fn revert_latest<'s>(
     conn: &mut AsyncPgConnection,
     set: &'s MigrationSet,
     steps: usize,
 ) -> Result<Vec<&'s Migration>, MigrationError> {
-    if !tables_exist(conn).await? {
-        return Ok(Vec::new());
+    let (rows, _) = history::read(conn).await?;
+    if steps > rows.len() {
+        return Err(MigrationError::TooManySteps {
+            requested: steps,
+            applied: rows.len(),
+        });
     }
-    let rows = read_applied(conn).await?;
-    // Check every version first, so that nothing is reverted when one of
-    // them can't be.
     let mut to_revert = Vec::new();
     for r in rows.iter().rev().take(steps) {
         let m = set
@@ -528,8 +444,32 @@ async fn revert_latest<'s>(
         }
         to_revert.push(m);
     }
+    if to_revert.len() > 1
+        && let Some((i, m)) = to_revert
+            .iter()
+            .enumerate()
+            .find(|(_, m)| !m.run_in_transaction)
+    {
+        return Err(MigrationError::MixedRollback {
+            count: to_revert.len(),
+            name: m.name.clone(),
+            position: i + 1,
+        });
+    }
+    if to_revert.iter().all(|m| m.run_in_transaction) {
+        conn.transaction::<_, MigrationError, _>(async |conn| {
+            for m in &to_revert {
+                execute::revert(conn, m).await?;
+            }
+            Ok(())
+        })
+        .await?;
+    } else {
+        for m in &to_revert {
+            execute::revert(conn, m).await?;
+        }
+    }
     for m in &to_revert {
-        revert(conn, m).await?;
         tracing::info!(migration = %m.name, "reverted migration");
     }
     Ok(to_revert)
@@ -542,22 +482,17 @@ pub async fn baseline(
     set: &MigrationSet,
     target: &str,
 ) -> Result<Vec<String>, MigrationError> {
-    let target = set
-        .get(target)
-        .ok_or_else(|| MigrationError::UnknownVersion(target.to_owned()))?
-        .version
-        .clone();
-    with_lock(conn, async |conn| {
-        conn.batch_execute(SETUP_SQL).await?;
-        let rows = read_applied(conn).await?;
+    let target = set.find(target)?.version.clone();
+    lock::with_lock(conn, LockWait::default(), async |conn| {
+        conn.batch_execute(history::SETUP_SQL).await?;
+        let (rows, _) = history::read(conn).await?;
         let mut marked = Vec::new();
         for m in set.iter().filter(|m| m.version <= target) {
             if rows.iter().any(|r| r.version == m.version) {
                 continue;
             }
-            conn.transaction::<_, DieselError, _>(async |conn| {
-                insert_version(conn, m).await?;
-                record_checksum(conn, m).await
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                history::insert_version(conn, m).await
             })
             .await?;
             marked.push(m.name.clone());
@@ -565,128 +500,4 @@ pub async fn baseline(
         Ok(marked)
     })
     .await
-}
-
-async fn insert_version(conn: &mut AsyncPgConnection, m: &Migration) -> Result<(), DieselError> {
-    diesel::insert_into(applied::table)
-        .values(applied::version.eq(&m.version))
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
-async fn record_checksum(conn: &mut AsyncPgConnection, m: &Migration) -> Result<(), DieselError> {
-    // Wherever a checksum is recorded, the scripts it sums are kept too (for `db push`).
-    scripts::record(conn, m).await?;
-    diesel::insert_into(checksums::table)
-        .values((
-            checksums::version.eq(&m.version),
-            checksums::checksum.eq(&m.checksum),
-        ))
-        .on_conflict(checksums::version)
-        .do_update()
-        .set((
-            checksums::checksum.eq(&m.checksum),
-            checksums::recorded_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await
-        .map(drop)
-}
-
-fn failed(m: &Migration, statement: Option<usize>, source: DieselError) -> MigrationError {
-    MigrationError::Failed {
-        version: m.version.clone(),
-        name: m.name.clone(),
-        statement,
-        partially_applied: statement.is_some_and(|n| n > 1),
-        source,
-    }
-}
-
-async fn apply(conn: &mut AsyncPgConnection, m: &Migration) -> Result<(), MigrationError> {
-    if m.run_in_transaction {
-        conn.transaction::<_, MigrationError, _>(async |conn| {
-            conn.batch_execute(&m.up_sql)
-                .await
-                .map_err(|e| failed(m, None, e))?;
-            insert_version(conn, m).await?;
-            record_checksum(conn, m).await?;
-            Ok(())
-        })
-        .await
-    } else {
-        // One statement at a time: a multi-statement string would be an
-        // implicit transaction, where CONCURRENTLY is refused.
-        for (i, statement) in split_statements(&m.up_sql).into_iter().enumerate() {
-            conn.batch_execute(statement)
-                .await
-                .map_err(|e| failed(m, Some(i + 1), e))?;
-        }
-        conn.transaction::<_, DieselError, _>(async |conn| {
-            insert_version(conn, m).await?;
-            record_checksum(conn, m).await
-        })
-        .await?;
-        Ok(())
-    }
-}
-
-async fn revert(conn: &mut AsyncPgConnection, m: &Migration) -> Result<(), MigrationError> {
-    let down = m.down_sql.as_deref().unwrap_or_default();
-    let delete = async |conn: &mut AsyncPgConnection| {
-        // The checksum row goes with it (ON DELETE CASCADE).
-        diesel::delete(applied::table.find(&m.version))
-            .execute(conn)
-            .await
-            .map(drop)
-    };
-    if m.run_in_transaction {
-        conn.transaction::<_, MigrationError, _>(async |conn| {
-            conn.batch_execute(down)
-                .await
-                .map_err(|e| failed(m, None, e))?;
-            delete(conn).await?;
-            Ok(())
-        })
-        .await
-    } else {
-        for (i, statement) in split_statements(down).into_iter().enumerate() {
-            conn.batch_execute(statement)
-                .await
-                .map_err(|e| failed(m, Some(i + 1), e))?;
-        }
-        delete(conn).await?;
-        Ok(())
-    }
-}
-
-/// Runs `f` while holding the migration lock on this connection, and
-/// releases the lock on the same connection whatever `f` returned.
-async fn with_lock<R>(
-    conn: &mut AsyncPgConnection,
-    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<R, MigrationError>,
-) -> Result<R, MigrationError> {
-    use diesel::sql_types::BigInt;
-    diesel::define_sql_function!(fn pg_try_advisory_lock(key: BigInt) -> Bool);
-    diesel::define_sql_function!(fn pg_advisory_unlock(key: BigInt) -> Bool);
-
-    let got_it: bool = diesel::select(pg_try_advisory_lock(LOCK_KEY))
-        .get_result(conn)
-        .await?;
-    if !got_it {
-        tracing::info!("another process is migrating this database; waiting for its lock");
-        // pg_advisory_lock returns void, which Diesel can't select into a type.
-        diesel::sql_query("SELECT pg_advisory_lock($1)")
-            .bind::<BigInt, _>(LOCK_KEY)
-            .execute(conn)
-            .await?;
-    }
-    let result = f(conn).await;
-    let unlocked = diesel::select(pg_advisory_unlock(LOCK_KEY))
-        .get_result::<bool>(conn)
-        .await;
-    let value = result?;
-    unlocked?;
-    Ok(value)
 }

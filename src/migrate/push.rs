@@ -6,11 +6,11 @@
 //! step runs in its own transaction where the migration allows one, so a
 //! down that fails leaves the steps before it done and nothing of itself.
 
-use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
+use super::history::{self, AppliedRow};
 use super::{
-    AppliedRow, Migration, MigrationError, MigrationSet, SETUP_SQL, apply, read_applied, revert,
-    scripts, split_statements, with_lock,
+    LockWait, Migration, MigrationError, MigrationSet, execute, lock, scripts, split_statements,
 };
 
 /// One step of `push`, reported as soon as it is done.
@@ -39,15 +39,23 @@ pub async fn push(
     set: &MigrationSet,
     on_step: &mut (dyn FnMut(&PushStep) + Send),
 ) -> Result<Vec<PushStep>, MigrationError> {
-    with_lock(conn, async |conn| {
-        conn.batch_execute(SETUP_SQL).await?;
-        let rows = read_applied(conn).await?;
+    lock::with_lock(conn, LockWait::default(), async |conn| {
+        conn.batch_execute(history::SETUP_SQL).await?;
+        let (rows, progress) = history::read(conn).await?;
         let stored = scripts::load(conn).await?;
         let plan = plan_reverts(set, &rows, &stored)?;
 
         let mut steps = Vec::new();
         for (m, reason) in &plan {
-            revert(conn, m).await?;
+            if m.run_in_transaction {
+                // execute::revert runs in its caller's transaction: one per step here.
+                conn.transaction::<_, MigrationError, _>(async |conn| {
+                    execute::revert(conn, m).await
+                })
+                .await?;
+            } else {
+                execute::revert(conn, m).await?;
+            }
             let step = PushStep::Reverted {
                 name: m.name.clone(),
                 reason,
@@ -64,7 +72,8 @@ pub async fn push(
             .iter()
             .filter(|m| !still_applied.contains(&m.version.as_str()))
         {
-            apply(conn, m).await?;
+            let partial = progress.iter().find(|p| p.version == m.version);
+            execute::apply(conn, m, partial).await?;
             let step = PushStep::Applied {
                 name: m.name.clone(),
             };
@@ -85,11 +94,7 @@ fn plan_reverts(
 ) -> Result<Vec<(Migration, &'static str)>, MigrationError> {
     let edited = |r: &AppliedRow| match set.get(&r.version) {
         None => Some("deleted from the migrations folder"),
-        Some(m) => r
-            .checksum
-            .as_ref()
-            .is_some_and(|c| *c != m.checksum)
-            .then_some("up.sql edited after it was applied"),
+        Some(m) => (r.matches(m) == Some(false)).then_some("up.sql edited after it was applied"),
     };
     let Some(first) = rows.iter().position(|r| edited(r).is_some()) else {
         return Ok(Vec::new());
@@ -128,6 +133,7 @@ fn plan_reverts(
             down_sql: down.map(Into::into),
             run_in_transaction: local.is_none_or(|l| l.run_in_transaction),
             checksum: String::new(),
+            checksum_normalized: String::new(),
         };
         plan.push((m, reason));
     }

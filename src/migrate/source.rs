@@ -38,8 +38,12 @@ pub struct Migration {
     pub down_sql: Option<Cow<'static, str>>,
     /// `false` when `metadata.toml` says `run_in_transaction = false`.
     pub run_in_transaction: bool,
-    /// Hex SHA-256 of `up.sql`, recorded when the migration is applied.
+    /// Hex SHA-256 of `up.sql` exactly as it is, recorded when the
+    /// migration is applied (older binaries compare this one).
     pub checksum: String,
+    /// Hex SHA-256 of `normalize_sql(up.sql)`: what this engine compares, so
+    /// CRLF line endings, trailing blanks or a BOM are not reported as edits.
+    pub checksum_normalized: String,
 }
 
 impl fmt::Debug for Migration {
@@ -85,6 +89,7 @@ impl Migration {
             }
         };
         let checksum = hex::encode(Sha256::digest(up_sql.as_bytes()));
+        let checksum_normalized = hex::encode(Sha256::digest(normalize_sql(&up_sql).as_bytes()));
         Ok(Self {
             version,
             name: name.to_owned(),
@@ -92,8 +97,42 @@ impl Migration {
             down_sql,
             run_in_transaction,
             checksum,
+            checksum_normalized,
         })
     }
+}
+
+impl Migration {
+    /// The normalised checksum of the first `done` statements of `up.sql`:
+    /// what an interrupted run records, so that a resume is refused when a
+    /// statement that already ran has changed, and allowed when only a later
+    /// one was fixed.
+    pub fn prefix_checksum(&self, done: usize) -> String {
+        let mut hasher = Sha256::new();
+        for statement in super::split_statements(&self.up_sql).into_iter().take(done) {
+            hasher.update(normalize_sql(statement).as_bytes());
+            hasher.update([0]);
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// The text a checksum is taken of: without a UTF-8 BOM, with LF line
+/// endings, without trailing blanks on any line and without blank lines at
+/// the end. Nothing PostgreSQL runs differently depends on those (a string
+/// literal spanning lines with trailing blanks is the one exception, and a
+/// rare one in DDL); everything else, a single character included, counts.
+pub fn normalize_sql(sql: &str) -> String {
+    let sql = sql.strip_prefix('\u{feff}').unwrap_or(sql);
+    let sql = sql.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.split('\n') {
+        out.push_str(line.trim_end_matches([' ', '\t']));
+        out.push('\n');
+    }
+    let trimmed = out.trim_end_matches('\n').len();
+    out.truncate(trimmed);
+    out
 }
 
 /// Diesel's rule: the part before the first `_`, dashes removed.
@@ -204,14 +243,29 @@ impl MigrationSet {
             .find(|m| m.version == version_or_name || m.name == version_or_name)
     }
 
-    /// A digest of every migration's name and checksum: equal sets of files
-    /// give equal fingerprints (the test harness names its template by it).
+    /// The migration a user means: a version (`20261121100000`), the same
+    /// with dashes (`2026-11-21-100000`, as in folder names), or a folder name.
+    pub fn find(&self, given: &str) -> Result<&Migration, MigrationError> {
+        let given = given.trim().trim_end_matches('/');
+        let given = given.rsplit('/').next().unwrap_or(given);
+        self.get(given)
+            .or_else(|| {
+                let digits: String = given.chars().filter(|c| *c != '-').collect();
+                self.get(&digits)
+            })
+            .ok_or_else(|| MigrationError::UnknownVersion(given.to_owned()))
+    }
+
+    /// A digest of every migration's name and checksum, and of the engine's
+    /// own bookkeeping tables: equal sets of files run by the same engine give
+    /// equal fingerprints (the test harness names its template by it).
     pub fn fingerprint(&self) -> String {
         let mut hasher = Sha256::new();
+        hasher.update(super::history::SETUP_SQL.as_bytes());
         for m in &self.migrations {
             hasher.update(m.name.as_bytes());
             hasher.update([0]);
-            hasher.update(m.checksum.as_bytes());
+            hasher.update(m.checksum_normalized.as_bytes());
             hasher.update([u8::from(m.run_in_transaction)]);
         }
         hex::encode(hasher.finalize())
@@ -234,6 +288,62 @@ mod tests {
         );
         assert_eq!(version_of("no_version_here"), None);
         assert_eq!(version_of("20261121"), None);
+    }
+
+    #[test]
+    fn version_shapes_of_diesel_cli_2_3() {
+        // `diesel migration generate` names folders with a sub-second suffix.
+        assert_eq!(
+            version_of("2026-11-30-101500-0000_add_x").as_deref(),
+            Some("202611301015000000")
+        );
+        let set = MigrationSet::from_migrations(vec![
+            Migration::new("2026-11-30-101500-0000_b", "".into(), None, None).unwrap(),
+            Migration::new("2026-11-30-101500_a", "".into(), None, None).unwrap(),
+            Migration::new("2026-11-30-101501_c", "".into(), None, None).unwrap(),
+        ])
+        .unwrap();
+        let names: Vec<&str> = set.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "2026-11-30-101500_a",
+                "2026-11-30-101500-0000_b",
+                "2026-11-30-101501_c"
+            ]
+        );
+        assert_eq!(
+            set.find("2026-11-30-101500-0000").unwrap().name,
+            "2026-11-30-101500-0000_b"
+        );
+    }
+
+    #[test]
+    fn targets_in_every_form() {
+        let set = MigrationSet::embedded();
+        let m = set.iter().nth(1).unwrap();
+        let dashed = m.name.split('_').next().unwrap();
+        for given in [
+            m.version.as_str(),
+            dashed,
+            m.name.as_str(),
+            &format!("migrations/{}/", m.name),
+        ] {
+            assert_eq!(set.find(given).unwrap().version, m.version, "{given}");
+        }
+        assert!(set.find("1999").is_err());
+    }
+
+    #[test]
+    fn normalisation_ignores_only_noise() {
+        let base = "CREATE TABLE t (a int);\n-- done\n";
+        let same = |s: &str| normalize_sql(s) == normalize_sql(base);
+        assert!(same("CREATE TABLE t (a int);\r\n-- done\r\n"));
+        assert!(same("\u{feff}CREATE TABLE t (a int);  \n-- done\t\n\n\n"));
+        assert!(same("CREATE TABLE t (a int);\n-- done"));
+        assert!(!same("CREATE TABLE t (a bigint);\n-- done\n"));
+        assert!(!same("CREATE TABLE t  (a int);\n-- done\n"));
+        assert!(!same("CREATE TABLE t (a int);\n\n-- done\n"));
     }
 
     #[test]

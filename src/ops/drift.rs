@@ -5,10 +5,11 @@
 
 use std::process::Command;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 
+use crate::db::{ConnString, redact_url, split_password, with_dbname};
 use crate::migrate::{self, MigrationSet};
-use crate::{Error, Result, db::redact_url};
+use crate::{Config, Error, Result};
 
 /// The outcome of `diff`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,26 +29,30 @@ impl Drift {
 /// `pg_dump --schema-only` of `url`, without the migration bookkeeping,
 /// comments, settings and per-run keys: only what describes the schema.
 pub fn schema_dump(url: &str) -> Result<String> {
-    let out = Command::new("pg_dump")
-        .args([
-            "--schema-only",
-            "--no-owner",
-            "--no-privileges",
-            "--exclude-table=__diesel_schema_migrations",
-            "--exclude-table=__database_migration_checksums",
-            "--exclude-table=__database_migration_scripts",
-            "--dbname",
-            url,
-        ])
-        .output()
-        .map_err(|e| Error::Tool {
-            tool: "pg_dump",
-            message: format!("{e} (install postgresql-client)"),
-        })?;
+    let (without_password, password) = split_password(url);
+    let mut command = Command::new("pg_dump");
+    command.args([
+        "--schema-only",
+        "--no-owner",
+        "--no-privileges",
+        "--exclude-table=__diesel_schema_migrations",
+        "--exclude-table=__database_migration*",
+        "--dbname",
+        &without_password,
+    ]);
+    // In the environment, not on the command line, where `ps` shows it.
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let out = command.output().map_err(|e| Error::Tool {
+        tool: "pg_dump",
+        message: format!("{e} (install postgresql-client)"),
+    })?;
     if !out.status.success() {
         return Err(Error::Tool {
             tool: "pg_dump",
-            message: String::from_utf8_lossy(&out.stderr).replace(url, &redact_url(url)),
+            message: String::from_utf8_lossy(&out.stderr)
+                .replace(&without_password, &redact_url(url)),
         });
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -69,25 +74,18 @@ pub fn schema_dump(url: &str) -> Result<String> {
 /// from `set`. Needs the right to create databases on that server; the
 /// scratch database is dropped afterwards, also on error.
 pub async fn diff(url: &str, set: &MigrationSet) -> Result<Drift> {
-    let parsed =
-        url::Url::parse(url).map_err(|e| Error::Config(format!("{}: {e}", redact_url(url))))?;
-    let live_name = parsed.path().trim_start_matches('/');
+    let live_name = ConnString::parse(url).dbname.unwrap_or_default();
     let scratch = format!(
         "{}_drift_{}",
         live_name.chars().take(40).collect::<String>(),
         std::process::id()
     );
-    let mut scratch_url = parsed.clone();
-    scratch_url.set_path(&format!("/{scratch}"));
-    let mut maintenance_url = parsed.clone();
-    maintenance_url.set_path("/postgres");
+    let scratch_url = with_dbname(url, &scratch);
+    let maintenance_url = with_dbname(url, "postgres");
 
-    let connect = async |u: &str| {
-        AsyncPgConnection::establish(u)
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot connect to {}: {e}", redact_url(u))))
-    };
-    let mut admin = connect(maintenance_url.as_str()).await?;
+    let config = Config::new(url);
+    let connect = async |u: &str| crate::db::connect_for_migrations(&config, u).await;
+    let mut admin = connect(&maintenance_url).await?;
     let quoted = format!("\"{}\"", scratch.replace('"', "\"\""));
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
@@ -98,10 +96,10 @@ pub async fn diff(url: &str, set: &MigrationSet) -> Result<Drift> {
 
     let compared = async {
         {
-            let mut conn = connect(scratch_url.as_str()).await?;
+            let mut conn = connect(&scratch_url).await?;
             migrate::run(&mut conn, set).await?;
         }
-        let expected = schema_dump(scratch_url.as_str())?;
+        let expected = schema_dump(&scratch_url)?;
         let live = schema_dump(url)?;
         Ok::<_, Error>(unified_diff(&expected, &live))
     }
@@ -129,8 +127,19 @@ fn unified_diff(expected: &str, live: &str) -> String {
 /// (the same generator, so the two always agree) with the `diesel.toml` found
 /// from the current directory.
 pub fn pull(url: &str) -> Result<String> {
+    pull_in(
+        url,
+        &std::env::current_dir().map_err(|e| Error::Config(e.to_string()))?,
+    )
+}
+
+/// `pull`, with `diesel` run in `dir` (the project root, for its `diesel.toml`).
+pub fn pull_in(url: &str, dir: &std::path::Path) -> Result<String> {
+    // DATABASE_URL in the child's environment, not on its command line.
     let out = Command::new(std::env::var("DIESEL_BIN").unwrap_or_else(|_| "diesel".into()))
-        .args(["print-schema", "--database-url", url])
+        .arg("print-schema")
+        .env("DATABASE_URL", url)
+        .current_dir(dir)
         .output()
         .map_err(|e| Error::Tool {
             tool: "diesel",

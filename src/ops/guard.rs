@@ -1,13 +1,16 @@
 //! The production guard of destructive commands (`reset`, `nuke`,
 //! `rollback`, `redo`).
 //!
-//! Refused outright, whatever the flags: `APP_ENV` or `NODE_ENV` is
-//! `production`, or the URL's host or database name contains `prod`, the
+//! Refused outright, whatever the flags: `APP_ENV` or `NODE_ENV` starts
+//! with `prod` (any case), or any host of the URL (the authority's list,
+//! `host=`, `hostaddr=`) or database name contains `prod`, the
 //! host ends in `.com`, or it contains `rds.amazonaws`. Allowed without a
 //! question on a local server (localhost, 127.0.0.0/8, ::1, a Unix socket).
 //! Anything else needs a confirmation: typed on a terminal, or `--yes`.
 
 use std::fmt;
+
+use crate::db::ConnString;
 
 /// What the guard decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,13 +33,15 @@ pub enum Refusal {
     ProductionEnv {
         /// The variable that said so.
         variable: &'static str,
+        /// Its value.
+        value: String,
     },
     /// The URL matches a production pattern.
     ProductionUrl {
         /// Which pattern matched.
         pattern: &'static str,
-        /// In which part of the URL (`host` or `database name`).
-        part: &'static str,
+        /// In which part of the URL (`host <name>` or `database name`).
+        part: String,
     },
     /// The URL cannot be parsed, so it cannot be judged safe.
     UnparseableUrl,
@@ -45,7 +50,9 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refusal::ProductionEnv { variable } => write!(f, "{variable} is 'production'"),
+            Refusal::ProductionEnv { variable, value } => {
+                write!(f, "{variable}={value} (starts with 'prod': production)")
+            }
             Refusal::ProductionUrl { pattern, part } => {
                 write!(
                     f,
@@ -60,44 +67,55 @@ impl fmt::Display for Refusal {
 }
 
 /// Judges a destructive command against `url`, reading the environment
-/// through `env`.
+/// through `env`. Pure: no DNS look-up, no connection, so a refusal happens
+/// before any network I/O.
 pub fn judge(url: &str, env: impl Fn(&str) -> Option<String>) -> Verdict {
     for variable in ["APP_ENV", "NODE_ENV"] {
-        if env(variable).is_some_and(|v| v.trim().eq_ignore_ascii_case("production")) {
-            return Verdict::Refused(Refusal::ProductionEnv { variable });
+        // `prod`, `production`, `Prod-EU`: anything that starts with prod.
+        if let Some(value) = env(variable)
+            && value.trim().to_ascii_lowercase().starts_with("prod")
+        {
+            return Verdict::Refused(Refusal::ProductionEnv {
+                variable,
+                value: value.trim().to_owned(),
+            });
         }
     }
-    let Ok(parsed) = url::Url::parse(url) else {
+    let parsed = ConnString::parse(url);
+    if !parsed.is_uri && parsed.hosts.is_empty() && parsed.dbname.is_none() {
         return Verdict::Refused(Refusal::UnparseableUrl);
-    };
-    let host = parsed
-        .host_str()
-        .unwrap_or("")
-        .trim_matches(['[', ']'])
-        .to_ascii_lowercase();
-    let name = parsed.path().trim_start_matches('/').to_ascii_lowercase();
+    }
+    let name = parsed.dbname.unwrap_or_default().to_ascii_lowercase();
     let refuse = |pattern, part| Verdict::Refused(Refusal::ProductionUrl { pattern, part });
-    if host.contains("prod") {
-        return refuse("contains 'prod'", "host");
-    }
     if name.contains("prod") {
-        return refuse("contains 'prod'", "database name");
+        return refuse("contains 'prod'", "database name".to_owned());
     }
-    if host.ends_with(".com") {
-        return refuse("ends in '.com'", "host");
+    // Every host as written counts: the authority's list, host= and hostaddr=.
+    let hosts: Vec<String> = parsed
+        .hosts
+        .iter()
+        .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+        .collect();
+    for host in &hosts {
+        let part = format!("host {host}");
+        if host.contains("prod") {
+            return refuse("contains 'prod'", part);
+        }
+        if host.ends_with(".com") {
+            return refuse("ends in '.com'", part);
+        }
+        if host.contains("rds.amazonaws") {
+            return refuse("contains 'rds.amazonaws'", part);
+        }
     }
-    if host.contains("rds.amazonaws") {
-        return refuse("contains 'rds.amazonaws'", "host");
-    }
-    if is_local(&host) {
-        Verdict::Allowed
-    } else {
-        Verdict::NeedsConfirmation { host }
+    match hosts.into_iter().find(|h| !is_local(h)) {
+        None => Verdict::Allowed,
+        Some(host) => Verdict::NeedsConfirmation { host },
     }
 }
 
 fn is_local(host: &str) -> bool {
-    host.is_empty() // a Unix socket (host in the query string or the default)
+    host.is_empty() // the default Unix socket
         || host == "localhost"
         || host.starts_with('/')
         || host == "::1"
@@ -115,11 +133,16 @@ mod tests {
     #[test]
     fn production_environments_are_refused() {
         for variable in ["APP_ENV", "NODE_ENV"] {
-            let env = |k: &str| (k == variable).then(|| "Production".to_owned());
-            assert_eq!(
-                judge("postgres://postgres@127.0.0.1/app", env),
-                Verdict::Refused(Refusal::ProductionEnv { variable })
-            );
+            for value in ["Production", "prod", "PROD-eu"] {
+                let env = |k: &str| (k == variable).then(|| value.to_owned());
+                assert_eq!(
+                    judge("postgres://postgres@127.0.0.1/app", env),
+                    Verdict::Refused(Refusal::ProductionEnv {
+                        variable,
+                        value: value.to_owned()
+                    })
+                );
+            }
         }
         let staging = |k: &str| (k == "APP_ENV").then(|| "staging".to_owned());
         assert_eq!(
@@ -136,6 +159,8 @@ mod tests {
             "postgres://u@db.example.com/app",
             "postgres://u@mydb.abc123.eu-west-1.rds.amazonaws.com.cn/app",
             "not a url",
+            "postgres://u@localhost,db.example.com/app",
+            "postgres:///app?host=db-prod.internal",
         ] {
             assert!(matches!(judge(url, no_env), Verdict::Refused(_)), "{url}");
         }
@@ -150,6 +175,17 @@ mod tests {
             "postgres:///app?host=/run/postgresql",
         ] {
             assert_eq!(judge(url, no_env), Verdict::Allowed, "{url}");
+        }
+        for url in [
+            "postgres:///app?host=10.0.0.5",
+            "postgres://localhost/app?hostaddr=10.0.0.5",
+            "postgres://u@127.0.0.1:5432,10.0.0.6:5432/app",
+            "host=127.0.0.1,10.0.0.7 dbname=app",
+        ] {
+            assert!(
+                matches!(judge(url, no_env), Verdict::NeedsConfirmation { .. }),
+                "{url}"
+            );
         }
         assert_eq!(
             judge("postgres://u@db.internal/app", no_env),

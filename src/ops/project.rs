@@ -43,6 +43,14 @@ pub fn current() -> Result<Project> {
     })
 }
 
+/// The schema file `diesel.toml` names (`[print_schema] file`), if any.
+pub fn schema_file(project: &Project) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(project.root.join("diesel.toml")).ok()?;
+    let value: toml::Value = toml::from_str(&text).ok()?;
+    let file = value.get("print_schema")?.get("file")?.as_str()?;
+    Some(project.root.join(file))
+}
+
 /// The migrations directory a `diesel.toml` names, relative to its folder.
 fn migrations_dir_of(config: &Path) -> Result<PathBuf> {
     let text = std::fs::read_to_string(config)

@@ -1,5 +1,5 @@
 //! Projects: a tenant's projects and the nodes of each project's visual
-//! editor canvas (seed 000). Tables created in
+//! editor canvas. Tables created in
 //! `migrations/2026-11-21-130000_create_projects`.
 
 pub mod canvas_nodes;

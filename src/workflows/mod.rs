@@ -1,4 +1,4 @@
-//! The workflow engine (seed 002): workflow definitions, their executions
+//! The workflow engine: workflow definitions, their executions
 //! and the steps of each execution. Tables created in
 //! `migrations/2026-11-21-131000_create_workflows`.
 

@@ -256,13 +256,26 @@ pub const DB_BIN: &str = env!("CARGO_BIN_EXE_db");
 /// environment cleaned of what would change the outcome (the production
 /// guard's variables, a migrations folder override) and no terminal.
 pub fn run_db(url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    run_db_in(&std::env::temp_dir(), url, args, env)
+}
+
+/// `run_db` with the working directory `dir` (the project root for the
+/// commands that read `diesel.toml`: `lint`, `pull`, `new`).
+pub fn run_db_in(
+    dir: &std::path::Path,
+    url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let mut cmd = std::process::Command::new(DB_BIN);
     cmd.args(args)
         .env("DATABASE_URL", url)
         .env_remove("DB_MIGRATIONS_DIR")
         .env_remove("APP_ENV")
         .env_remove("NODE_ENV")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // run_db runs outside the project: a rollback there would
+        // regenerate the repository's own src/schema.rs from the test database.
+        .current_dir(dir)
         .stdin(std::process::Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);

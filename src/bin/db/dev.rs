@@ -175,7 +175,7 @@ pub fn down(destroy: bool, yes: bool, dir: Option<&Path>) -> Result<ExitCode> {
 /// `db drop`: the URL's database, its connections closed first (the guard has passed).
 pub async fn drop_database(config: &Config) -> Result<ExitCode> {
     let (name, maintenance) = database_of(config)?;
-    let mut admin = database::db::connect(config, maintenance.as_str()).await?;
+    let mut admin = database::db::connect(config, &maintenance).await?;
     if !database_exists(&mut admin, &name).await? {
         println!("Database {name} does not exist.");
         return Ok(ExitCode::SUCCESS);

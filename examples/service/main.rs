@@ -1,0 +1,365 @@
+//! An HTTP service on the crate, as a backend engineer would write one:
+//! `Db::from_env` and `migrate` at start-up, handlers that call repository
+//! functions, and `database::Error` mapped to HTTP once (`ApiError`).
+//!
+//! ```sh
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/database_dev \
+//!     cargo run --example service        # SERVICE_ADDR=127.0.0.1:3000 by default
+//! curl -X POST localhost:3000/users -H 'content-type: application/json' -d '{"email":"ann@example.com"}'
+//! ```
+//!
+//! Endpoints: `POST /users` (sign up), `POST /sessions` (sign in: a bearer
+//! token), `GET /me`, `POST /tenants`, `POST /tenants/{slug}/todos`, `GET
+//! /tenants/{slug}/todos?limit=&after=` (keyset pages), `GET /todos/{id}`,
+//! `POST /tenants/{slug}/workflows`, `POST /workflows/{id}/runs`,
+//! `GET /health`. Authentication is a bearer session token; the session
+//! endpoint takes only an email because password checking is not the
+//! data layer's business.
+
+use std::net::SocketAddr;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use database::auth::{NewSession, NewUser, User, sessions, users};
+use database::features::{CreateTodo, todos};
+use database::keyset::Cursor;
+use database::tenancy::{NewTenant, Tenant, tenant_members, tenants};
+use database::workflows::{NewWorkflow, StartExecution, WorkflowGraph, executions, workflows};
+use database::{Db, Error, TodoId, WorkflowId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// `database::Error` as an HTTP response: the README's error table, once.
+struct ApiError(Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let (status, code) = match &e {
+            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            Error::Stale { .. } => (StatusCode::CONFLICT, "stale"),
+            Error::IllegalTransition { .. } => (StatusCode::CONFLICT, "illegal_transition"),
+            Error::TokenRejected(database::TokenRejection::Expired) => {
+                (StatusCode::GONE, "token_expired")
+            }
+            Error::TokenRejected(_) => (StatusCode::BAD_REQUEST, "token_rejected"),
+            Error::RetryTransaction { .. } | Error::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let mut body = json!({ "error": code });
+        match &e {
+            Error::Invalid(input) => {
+                body["fields"] = input
+                    .fields
+                    .iter()
+                    .map(|f| json!({ "field": f.field, "code": f.code, "message": f.message }))
+                    .collect();
+            }
+            Error::Conflict { constraint, .. } => body["constraint"] = json!(constraint),
+            Error::NotFound { entity } => body["entity"] = json!(entity),
+            _ => {}
+        }
+        if status.is_server_error() {
+            // Details of a 5xx go to the log, not to the client.
+            tracing::error!(error = %e, "request failed");
+        } else {
+            body["message"] = json!(e.to_string());
+        }
+        let mut response = (status, Json(body)).into_response();
+        if e.is_retryable() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The signed-in user, from `Authorization: Bearer <session token>`.
+struct Auth(User);
+
+impl FromRequestParts<Db> for Auth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, db: &Db) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({ "error": "unauthorized" })),
+                )
+                    .into_response()
+            })?;
+        let mut conn = db.conn().await.map_err(|e| ApiError(e).into_response())?;
+        match sessions::find_valid_with_user(&mut conn, token).await {
+            Ok((_, user)) => Ok(Auth(user)),
+            Err(Error::NotFound { .. } | Error::TokenRejected(_)) => Err((
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": "unauthorized" })),
+            )
+                .into_response()),
+            Err(e) => Err(ApiError(e).into_response()),
+        }
+    }
+}
+
+async fn sign_up(
+    State(db): State<Db>,
+    Json(input): Json<NewUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let mut conn = db.conn().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(users::create(&mut conn, &input).await?),
+    ))
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    email: String,
+}
+
+async fn sign_in(
+    State(db): State<Db>,
+    Json(input): Json<SignIn>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut conn = db.conn().await?;
+    let user = users::find_by_email(&mut conn, &input.email).await?;
+    let created = sessions::create(
+        &mut conn,
+        &NewSession {
+            user_id: user.id,
+            ttl_seconds: 3600,
+            ip_address: None,
+            user_agent: None,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": created.token, "user": user })),
+    ))
+}
+
+async fn me(Auth(user): Auth) -> Json<User> {
+    Json(user)
+}
+
+async fn create_tenant(
+    State(db): State<Db>,
+    Auth(user): Auth,
+    Json(input): Json<NewTenant>,
+) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    let mut conn = db.conn().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(tenants::create_with_owner(&mut conn, &input, user.id).await?),
+    ))
+}
+
+/// The tenant named by `slug`, if `user` is a member (else 404: a tenant one
+/// does not belong to is not visible).
+async fn member_tenant(
+    conn: &mut database::Conn,
+    slug: &str,
+    user: &User,
+) -> Result<Tenant, Error> {
+    let tenant = tenants::find_by_slug(conn, slug).await?;
+    tenant_members::find(conn, tenant.id, user.id)
+        .await
+        .map_err(|_| Error::NotFound { entity: "tenant" })?;
+    Ok(tenant)
+}
+
+#[derive(Deserialize)]
+struct NewTodoBody {
+    title: String,
+    description: Option<String>,
+}
+
+async fn create_todo(
+    State(db): State<Db>,
+    Auth(user): Auth,
+    Path(slug): Path<String>,
+    Json(body): Json<NewTodoBody>,
+) -> ApiResult<(StatusCode, Json<todos::Todo>)> {
+    let mut conn = db.conn().await?;
+    let tenant = member_tenant(&mut conn, &slug, &user).await?;
+    let input = CreateTodo {
+        title: body.title,
+        description: body.description,
+        tenant_id: Some(tenant.id),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(todos::create(&mut conn, user.id, &input).await?),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<i64>,
+    /// The `next` cursor of the previous page, as JSON.
+    after: Option<String>,
+}
+
+async fn list_todos(
+    State(db): State<Db>,
+    Auth(user): Auth,
+    Path(slug): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let after: Option<Cursor<TodoId>> = match page.after.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            serde_json::from_str(raw)
+                .map_err(|e| Error::invalid("after", "cursor", e.to_string()))?,
+        ),
+    };
+    let mut conn = db.conn().await?;
+    let tenant = member_tenant(&mut conn, &slug, &user).await?;
+    let page = todos::list_for_user(&mut conn, user.id, after, page.limit.unwrap_or(20)).await?;
+    let items: Vec<&todos::Todo> = page
+        .items
+        .iter()
+        .filter(|t| t.tenant_id == Some(tenant.id))
+        .collect();
+    Ok(Json(json!({ "items": items, "next": page.next })))
+}
+
+async fn get_todo(
+    State(db): State<Db>,
+    Auth(user): Auth,
+    Path(id): Path<TodoId>,
+) -> ApiResult<Json<todos::Todo>> {
+    let mut conn = db.conn().await?;
+    Ok(Json(todos::find_by_id(&mut conn, user.id, id).await?))
+}
+
+#[derive(Deserialize)]
+struct NewWorkflowBody {
+    name: String,
+    graph: WorkflowGraph,
+}
+
+async fn create_workflow(
+    State(db): State<Db>,
+    Auth(user): Auth,
+    Path(slug): Path<String>,
+    Json(body): Json<NewWorkflowBody>,
+) -> ApiResult<(StatusCode, Json<workflows::Workflow>)> {
+    let mut conn = db.conn().await?;
+    let tenant = member_tenant(&mut conn, &slug, &user).await?;
+    let input = NewWorkflow {
+        name: body.name,
+        description: None,
+        owner_id: Some(user.id),
+        graph: body.graph,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(workflows::create(&mut conn, tenant.id, &input).await?),
+    ))
+}
+
+#[derive(Deserialize)]
+struct RunBody {
+    tenant: String,
+    #[serde(default)]
+    input: Option<Value>,
+}
+
+async fn run_workflow(
+    State(db): State<Db>,
+    Auth(user): Auth,
+    Path(id): Path<WorkflowId>,
+    Json(body): Json<RunBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut conn = db.conn().await?;
+    let tenant = member_tenant(&mut conn, &body.tenant, &user).await?;
+    let input = StartExecution {
+        user_id: Some(user.id),
+        input: body.input.unwrap_or_else(|| json!({})),
+        ..Default::default()
+    };
+    let run = executions::start(&mut conn, tenant.id, id, &input).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "execution": run.execution, "steps": run.steps })),
+    ))
+}
+
+async fn health(State(db): State<Db>) -> ApiResult<Json<Value>> {
+    let h = db.health().await?;
+    Ok(Json(
+        json!({ "latency_us": h.latency.as_micros() as u64, "pool_size": h.pool.size }),
+    ))
+}
+
+/// The routes, over a `Db` (the integration test serves them too).
+pub fn router(db: Db) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/users", post(sign_up))
+        .route("/sessions", post(sign_in))
+        .route("/me", get(me))
+        .route("/tenants", post(create_tenant))
+        .route("/tenants/{slug}/todos", post(create_todo).get(list_todos))
+        .route("/todos/{id}", get(get_todo))
+        .route("/tenants/{slug}/workflows", post(create_workflow))
+        .route("/workflows/{id}/runs", post(run_workflow))
+        .with_state(db)
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let db = Db::from_env()?;
+    let report = db.migrate().await?;
+    for name in &report.applied {
+        tracing::info!("applied migration {name}");
+    }
+    let addr: SocketAddr = std::env::var("SERVICE_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3000".into())
+        .parse()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // The test reads this line to learn the port when SERVICE_ADDR ends in :0.
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router(db)).await?;
+    Ok(())
+}
