@@ -34,8 +34,15 @@ fn main() {
         let path = dir.join(name);
         let file = |f: &str| -> Option<String> {
             let p = path.join(f);
-            p.is_file()
-                .then(|| format!("include_str!({:?})", p.display().to_string()))
+            // The text itself, not `include_str!(<absolute path>)`: the
+            // generated file then does not depend on where the checkout is,
+            // so a build directory shared with another checkout (CI's fresh
+            // clone) never points at files that are gone.
+            p.is_file().then(|| {
+                let text = fs::read_to_string(&p)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+                format!("{text:?}")
+            })
         };
         writeln!(
             out,

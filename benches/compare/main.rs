@@ -8,7 +8,7 @@
 //!   cargo test --bench compare   # seconds-long smoke run (what CI does)
 //!
 //! It creates and drops its own scratch database on the server of
-//! `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432`).
+//! `DATABASE_URL` (else the project's own cluster, when `db up` started it).
 
 mod workloads;
 
@@ -134,9 +134,14 @@ fn main() -> Result<()> {
 }
 
 fn server_url() -> url::Url {
+    // As the tests: what scripts/test chose, else DATABASE_URL, else the
+    // project's own cluster when `db up` started it.
     let raw = std::env::var("TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| database::db::local::service_url().ok().flatten())
+        .expect("no PostgreSQL: set DATABASE_URL, or `db up` for the project's own");
     let mut url = url::Url::parse(&raw).expect("DATABASE_URL is a URL");
     url.set_path("");
     // Both sides on the same transport: the raw side connects without TLS,

@@ -5,6 +5,10 @@
 //! lint findings); 2 usage error; 3 `check`/`diff` found work to do or drift;
 //! 4 refused by the production guard.
 
+// The crate root is this file, so the submodule is found through its path.
+#[path = "db/dev.rs"]
+mod dev;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -115,6 +119,41 @@ enum Command {
         /// The last version the database already has, e.g. 20261121100000.
         version: String,
     },
+    /// Start the project's own PostgreSQL (in .db/, created on first use) and print its DATABASE_URL.
+    Up {
+        /// Print only the URL.
+        #[arg(long)]
+        print_url: bool,
+        /// Keep the cluster in DIR instead of the project's .db/ (scripts/test's throwaway server).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Turn fsync off (faster; a crash may lose the cluster): for throwaway clusters.
+        #[arg(long)]
+        no_fsync: bool,
+        /// The database the printed URL names, when the cluster is created (default database_dev).
+        #[arg(long, value_name = "NAME")]
+        database: Option<String>,
+    },
+    /// Stop the project's own PostgreSQL (fast shutdown); --destroy deletes it.
+    Down {
+        /// Also delete the cluster and every database in it (asks first).
+        #[arg(long)]
+        destroy: bool,
+        /// Delete without asking.
+        #[arg(long, requires = "destroy")]
+        yes: bool,
+        /// The cluster's folder, when it is not the project's .db/.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Drop the URL's database after closing its connections (production guard applies).
+    Drop {
+        /// Confirm a non-local database without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Development only: revert edited migrations with their stored down.sql, apply the current files.
+    Push,
 }
 
 /// `db lint`'s options.
@@ -174,6 +213,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::New { name } => return new_migration(&cli, name),
         Command::Lint(args) => return Ok(lint(&cli, args)),
+        // The local cluster: no DATABASE_URL needed or used.
+        Command::Up {
+            print_url,
+            dir,
+            no_fsync,
+            database,
+        } => return dev::up(*print_url, dir.as_deref(), *no_fsync, database.clone()),
+        Command::Down { destroy, yes, dir } => return dev::down(*destroy, *yes, dir.as_deref()),
         _ => {}
     }
     let config = load_config(&cli)?;
@@ -274,7 +321,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::New { .. } | Command::Lint(_) => unreachable!("handled before connecting"),
+        Command::New { .. } | Command::Lint(_) | Command::Up { .. } | Command::Down { .. } => {
+            unreachable!("handled before connecting")
+        }
+        Command::Drop { yes } => {
+            if let Some(code) = guard(&config, "drop", yes)? {
+                return Ok(code);
+            }
+            dev::drop_database(&config).await
+        }
+        Command::Push => dev::push(&config, set).await,
         Command::Diff => {
             let mut conn = connect(&config).await?;
             let pending = migrate::status(&mut conn, set).await?;
@@ -319,16 +375,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// The configuration from the environment, `.env` and `--database-url`.
 fn load_config(cli: &Cli) -> Result<Config> {
-    Config::from_env().map(drop).or_else(|e| {
-        if cli.database_url.is_some() {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
-    // --database-url (or DATABASE_URL, which clap already read) wins.
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        bail!("configuration error: .env: {e}");
+    }
+    // --database-url (or DATABASE_URL, which clap already read) wins; without
+    // one, the project's own cluster (started when down; `setup` creates it).
+    let url = match cli.database_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => url.to_owned(),
+        _ => dev::default_url(matches!(cli.command, Command::Setup))?,
+    };
     let mut config = Config::from_lookup(|key| match key {
-        "DATABASE_URL" => cli.database_url.clone(),
+        "DATABASE_URL" => Some(url.clone()),
         _ => std::env::var(key).ok(),
     })?;
     // One connection is all the CLI ever needs.
@@ -648,12 +707,18 @@ async fn connect(config: &Config) -> Result<AsyncPgConnection> {
     Ok(database::db::connect_for_migrations(config, config.migration_url()).await?)
 }
 
-async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
+/// The database name of the migration URL, and the URL of the server's
+/// `postgres` database (where `CREATE`/`DROP DATABASE` are sent from).
+fn database_of(config: &Config) -> Result<(String, String)> {
     let url = config.migration_url();
     // Config refuses a URL without a database name, so there is one.
     let name = ConnString::parse(url).dbname.unwrap_or_default();
+    Ok((name, with_dbname(url, "postgres")))
+}
+
+async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
     // CREATE DATABASE must be sent from another database on the same server.
-    let maintenance = with_dbname(url, "postgres");
+    let (name, maintenance) = database_of(config)?;
     let mut admin = database::db::connect(config, &maintenance).await?;
     if database_exists(&mut admin, &name).await? {
         println!("Database {name} exists.");

@@ -143,7 +143,16 @@ impl Config {
             Err(e) if e.not_found() => {}
             Err(e) => return Err(Error::Config(format!(".env: {e}"))),
         }
-        Self::from_lookup(|key| std::env::var(key).ok())
+        // No DATABASE_URL (environment or .env): the project's local cluster, when recorded.
+        let local_url = match std::env::var("DATABASE_URL") {
+            Ok(v) if !v.trim().is_empty() => None,
+            _ => super::local::service_url()?,
+        };
+        Self::from_lookup(|key| {
+            std::env::var(key)
+                .ok()
+                .or_else(|| local_url.clone().filter(|_| key == "DATABASE_URL"))
+        })
     }
 
     /// Reads the configuration through `lookup` (the environment, in `from_env`).
@@ -155,7 +164,7 @@ impl Config {
         };
         let url = get("DATABASE_URL").ok_or_else(|| {
             Error::Config(
-                "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/app (in the environment or .env)".into(),
+                "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/app (in the environment or .env), or `db up` for a project-local server".into(),
             )
         })?;
         check_url("DATABASE_URL", &url)?;

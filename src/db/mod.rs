@@ -2,12 +2,13 @@
 //! entry points a service calls at start-up (`migrate`, `health`).
 //!
 //! One file per concern: `config` (the settings), `url` (URLs and their
-//! redaction), `connection` (how one connection is opened and set up) and
-//! this file (the pool and the `Db` handle).
+//! redaction), `connection` (how one connection is opened and set up), `local` (the
+//! project-local cluster's URL when `DATABASE_URL` is unset) and this file (the pool and the `Db` handle).
 
 mod config;
 mod connection;
 mod deadline;
+pub mod local;
 mod replicas;
 mod tls;
 mod url;

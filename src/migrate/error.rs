@@ -47,6 +47,18 @@ pub enum MigrationError {
         /// Its folder name.
         name: String,
     },
+    /// `push` would revert a migration whose applied `down.sql` was not kept
+    /// (applied before the engine stored scripts) and whose file changed.
+    #[error(
+        "migration {name} changed after it was applied, and the down.sql applied with it was not kept \
+         (it was applied before the engine stored scripts): revert it by hand, or start over with `db drop` and `db setup`; nothing was changed"
+    )]
+    NoStoredScripts {
+        /// The version.
+        version: String,
+        /// Its folder name (the version when the folder is gone).
+        name: String,
+    },
     /// A version named by the caller does not exist locally.
     #[error(
         "no local migration has version {0} (give a version such as 20261121100000, 2026-11-21-100000, or a folder name)"

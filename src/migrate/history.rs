@@ -7,6 +7,8 @@
 //!   (`checksum_normalized`, so line endings, trailing blanks and a BOM do
 //!   not count as edits) and the folder name it was applied under. Rows
 //!   cascade away when Diesel reverts a version.
+//! - `__database_migration_scripts` (`scripts.rs`): the `up.sql` and
+//!   `down.sql` text of each applied version, for `db push`.
 //! - `__database_migration_progress`: per migration that runs outside a
 //!   transaction and has started but not finished, how many statements
 //!   completed, so an interrupted run resumes instead of failing.
@@ -46,6 +48,12 @@ CREATE TABLE IF NOT EXISTS __database_migration_progress (
     statements_done     integer     NOT NULL,
     statements_total    integer     NOT NULL,
     updated_at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS __database_migration_scripts (
+    version  varchar(50) PRIMARY KEY
+        REFERENCES __diesel_schema_migrations (version) ON DELETE CASCADE,
+    up_sql   text NOT NULL,
+    down_sql text
 );";
 
 /// One applied version as the database records it.
@@ -182,6 +190,8 @@ pub(super) async fn record_checksum(
     conn: &mut AsyncPgConnection,
     m: &Migration,
 ) -> Result<(), DieselError> {
+    // Wherever checksums are recorded, the scripts they sum are kept too (for `db push`).
+    super::scripts::record(conn, m).await?;
     diesel::sql_query(
         "INSERT INTO __database_migration_checksums \
              (version, checksum, checksum_normalized, name) VALUES ($1, $2, $3, $4) \

@@ -12,6 +12,8 @@
 //!   `__database_migration_checksums` (its rows cascade away when Diesel
 //!   reverts a version); a run refuses, naming the version, when an applied
 //!   migration was edited or deleted;
+//! - the applied `up.sql`/`down.sql` text in `__database_migration_scripts`,
+//!   so `push` can revert an edited migration with the down that matches it;
 //! - per-statement execution of `run_in_transaction = false` migrations, so
 //!   `CREATE INDEX CONCURRENTLY` works even beside other statements, with
 //!   progress recorded so an interrupted one resumes;
@@ -30,6 +32,8 @@ mod error;
 mod execute;
 mod history;
 mod lock;
+mod push;
+mod scripts;
 mod source;
 mod split;
 
@@ -40,6 +44,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 pub use error::{Failure, MigrationError, Problem, Script};
 pub use lock::LockWait;
+pub use push::{PushStep, push};
+pub use scripts::AppliedScripts;
 pub use source::{EmbeddedFiles, Migration, MigrationSet, normalize_sql};
 pub use split::split_statements;
 

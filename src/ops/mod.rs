@@ -1,8 +1,10 @@
 //! What an operator does by hand, as library functions the `db` command
 //! calls: the production guard, wiping data (`reset`, `nuke`), scaffolding a
 //! migration (`new`) and comparing the live schema with the migrations
-//! (`diff`, `pull`) and filling a database with demo data (`seed`).
+//! (`diff`, `pull`), filling a database with demo data (`seed`) and the
+//! PostgreSQL launcher behind `up`/`down` and the tests' servers (`cluster`).
 
+pub mod cluster;
 pub mod data;
 pub mod drift;
 pub mod guard;

@@ -19,19 +19,15 @@ pub struct Project {
 
 /// The project that `start` (usually the working directory) belongs to, if any.
 pub fn find(start: &Path) -> Result<Option<Project>> {
-    let mut dir = Some(start);
-    while let Some(d) = dir {
-        let config = d.join("diesel.toml");
-        if config.is_file() {
-            let migrations_dir = d.join(migrations_dir_of(&config)?);
-            return Ok(Some(Project {
-                root: d.to_path_buf(),
-                migrations_dir,
-            }));
-        }
-        dir = d.parent();
-    }
-    Ok(None)
+    // The rule itself lives in the library (`db::local`), which services use without the CLI.
+    let Some(root) = crate::db::local::project_root(start) else {
+        return Ok(None);
+    };
+    let migrations_dir = root.join(migrations_dir_of(&root.join("diesel.toml"))?);
+    Ok(Some(Project {
+        root,
+        migrations_dir,
+    }))
 }
 
 /// `find` from the working directory, or an error that says how to get one.

@@ -1,8 +1,8 @@
 //! TestDb: every test gets its own database, cloned from a template that is
 //! migrated once per set of migrations (named by the set's fingerprint), so
 //! tests run in parallel against a real PostgreSQL and never see each other's
-//! rows. `DATABASE_URL` (or `TEST_DATABASE_URL`) picks the server; its
-//! database name is ignored.
+//! rows. The server is the one `scripts/test` chose (`TEST_DATABASE_URL`;
+//! see `server_url`); its database name is ignored.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,11 +12,19 @@ use database::{Config, Db, PooledConn};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tokio::sync::OnceCell;
 
-/// The server the tests use, as a URL without a database name.
+/// The server the tests use, as a URL without a database name: the one
+/// `scripts/test` chose (`TEST_DATABASE_URL`), else `DATABASE_URL`, else the
+/// project's own cluster when `db up` started it.
 pub fn server_url() -> url::Url {
     let raw = std::env::var("TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| database::db::local::service_url().ok().flatten())
+        .expect(
+            "no PostgreSQL for the tests: run them with scripts/test (which finds or starts one), \
+             or set TEST_DATABASE_URL",
+        );
     let mut url = url::Url::parse(&raw).expect("TEST_DATABASE_URL/DATABASE_URL is a URL");
     url.set_path("");
     url

@@ -1,0 +1,228 @@
+//! The development commands: `up` and `down` (the project's own
+//! PostgreSQL, through `ops::cluster`), `drop` and `push`, and the default
+//! URL every command uses when `DATABASE_URL` is unset.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use database::Config;
+use database::db::local::{DEFAULT_DATABASE, RECORD_FILE, STATE_DIR};
+use database::db::redact_url;
+use database::migrate::{self, MigrationSet, PushStep};
+use database::ops::cluster::{Cluster, Options, Start};
+use database::ops::{self, guard::Verdict};
+use diesel_async::SimpleAsyncConnection;
+
+use super::{EXIT_REFUSED, connect, database_exists, database_of, quote_ident};
+
+/// The state folder: `--dir`, else `.db/` at the project root.
+fn state_dir(dir: Option<&Path>) -> Result<PathBuf> {
+    match dir {
+        Some(d) => Ok(d.to_path_buf()),
+        None => Ok(ops::project::current()?.root.join(STATE_DIR)),
+    }
+}
+
+/// The URL a command uses when `DATABASE_URL` is unset: the project's own
+/// cluster, started when it is down; `create` (for `db setup`) also makes it.
+pub fn default_url(create: bool) -> Result<String> {
+    let project = ops::project::current().context(
+        "DATABASE_URL is not set (environment or .env), and without a project there is no local \
+         PostgreSQL to use",
+    )?;
+    let state = project.root.join(STATE_DIR);
+    let cluster = match Cluster::open(&state)? {
+        Some(cluster) => cluster,
+        None if create => {
+            eprintln!(
+                "DATABASE_URL is not set: creating the project's own PostgreSQL in {}",
+                state.display()
+            );
+            Cluster::create(&state, &Options::default())?
+        }
+        None => bail!(
+            "DATABASE_URL is not set (environment or .env), and this project has no local \
+             PostgreSQL yet: `db up` (or `db setup`) creates one in {}; or set DATABASE_URL",
+            state.display()
+        ),
+    };
+    if cluster.start()? == Start::Started {
+        eprintln!(
+            "Started the project's PostgreSQL on 127.0.0.1:{} (`db down` stops it).",
+            cluster.record().port
+        );
+    }
+    Ok(cluster.url())
+}
+
+/// `db up`.
+pub fn up(
+    print_url: bool,
+    dir: Option<&Path>,
+    no_fsync: bool,
+    database: Option<String>,
+) -> Result<ExitCode> {
+    let state = state_dir(dir)?;
+    let existed = Cluster::open(&state)?.is_some();
+    let options = Options {
+        fsync: !no_fsync,
+        database: database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
+        ..Options::default()
+    };
+    let cluster = Cluster::create(&state, &options)?;
+    let start = cluster.start()?;
+    let record = cluster.record();
+    if print_url {
+        println!("{}", cluster.url());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !existed {
+        println!(
+            "Created a PostgreSQL cluster ({}) for {}.",
+            record.bin_dir.display(),
+            state.display()
+        );
+    }
+    if cluster.data_is_elsewhere() {
+        println!(
+            "The server runs as the OS user {} (PostgreSQL refuses root), which cannot reach {}: \
+             its data lives in {} (recorded in {}).",
+            record.os_user.as_deref().unwrap_or("postgres"),
+            state.display(),
+            record.data_dir.display(),
+            state.join(RECORD_FILE).display()
+        );
+    }
+    match start {
+        Start::Started => println!(
+            "Started PostgreSQL on 127.0.0.1:{} and a socket in {} (log: {}).",
+            record.port,
+            record.socket_dir.display(),
+            cluster.log_path().display()
+        ),
+        Start::AlreadyRunning => println!(
+            "PostgreSQL is already running on 127.0.0.1:{}.",
+            record.port
+        ),
+    }
+    println!("DATABASE_URL={}", cluster.url());
+    if let Ok(set) = std::env::var("DATABASE_URL")
+        && !set.trim().is_empty()
+        && set != cluster.url()
+    {
+        eprintln!(
+            "note: DATABASE_URL is set ({}): `db` commands and services use it, not this cluster.",
+            redact_url(&set)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db down`: stop the cluster; with `destroy`, delete it after asking.
+pub fn down(destroy: bool, yes: bool, dir: Option<&Path>) -> Result<ExitCode> {
+    let state = state_dir(dir)?;
+    let Some(cluster) = Cluster::open(&state)? else {
+        println!(
+            "No local PostgreSQL in {}: nothing to stop.",
+            state.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !destroy {
+        if cluster.stop()? {
+            println!("Stopped the PostgreSQL of {}.", state.display());
+        } else {
+            println!("The PostgreSQL of {} is already stopped.", state.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let what = if cluster.data_is_elsewhere() {
+        format!(
+            "{} and {}",
+            state.display(),
+            cluster
+                .data_dir()
+                .parent()
+                .unwrap_or(cluster.data_dir())
+                .display()
+        )
+    } else {
+        state.display().to_string()
+    };
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "refused: `db down --destroy` deletes {what} and every database in it; pass --yes. Nothing was changed."
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        eprint!("Delete {what} with every database in it? Type yes: ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            eprintln!("Nothing was changed.");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    cluster.destroy()?;
+    println!("Stopped the server and deleted {what}.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db drop`: the URL's database, its connections closed first (the guard has passed).
+pub async fn drop_database(config: &Config) -> Result<ExitCode> {
+    let (name, maintenance) = database_of(config)?;
+    let mut admin = database::db::connect(config, &maintenance).await?;
+    if !database_exists(&mut admin, &name).await? {
+        println!("Database {name} does not exist.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&name)
+        ))
+        .await
+        .with_context(|| format!("dropping database {name}"))?;
+    println!("Dropped database {name}. `db setup` creates it again.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db push`: development only. Refused where the production guard refuses
+/// and on any server that is not local, without asking.
+pub async fn push(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
+    match ops::guard::judge(config.migration_url(), |k| std::env::var(k).ok()) {
+        Verdict::Allowed => {}
+        Verdict::Refused(why) => {
+            eprintln!(
+                "refused: `db push` never runs against production: {why}. Nothing was changed."
+            );
+            return Ok(ExitCode::from(EXIT_REFUSED));
+        }
+        Verdict::NeedsConfirmation { host } => {
+            eprintln!(
+                "refused: `db push` is for a local development database, and {host} is not local. Nothing was changed."
+            );
+            return Ok(ExitCode::from(EXIT_REFUSED));
+        }
+    }
+    let mut conn = connect(config).await?;
+    let steps = migrate::push(&mut conn, set, &mut |step| match step {
+        PushStep::Reverted { name, reason } => {
+            println!("Reverted {name} with its stored down.sql ({reason})")
+        }
+        PushStep::Applied { name } => println!("Applied {name}"),
+    })
+    .await
+    .context(
+        "push stopped: the steps printed above are done; the failing one was rolled back \
+         where it ran in a transaction",
+    )?;
+    if steps.is_empty() {
+        println!("Nothing to push: the database matches the migrations folder.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
