@@ -1,0 +1,255 @@
+//! The read path against a real streaming replica: a throwaway primary and
+//! its replica (`pg_basebackup -R`), started by the crate's own cluster
+//! launcher on free ports and removed afterwards. `DB_TEST_LONG=1` runs the
+//! 10,000-pair read-your-writes check; the default is a CI-sized 400.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use database::db::ReadSource;
+use database::ops::cluster::{Options, TempCluster};
+use database::{Config, Db, Error};
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// A primary and a streaming replica, or `None` (with the reason printed)
+/// where PostgreSQL's server binaries are missing.
+fn pair() -> Option<(TempCluster, TempCluster)> {
+    let primary = match TempCluster::start(Options::scratch()) {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(
+                std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
+                "a throwaway cluster is required: {e}"
+            );
+            eprintln!("skipped: cannot start a throwaway cluster ({e})");
+            return None;
+        }
+    };
+    let replica = TempCluster::replica_of(&primary, Options::scratch()).expect("replica starts");
+    Some((primary, replica))
+}
+
+async fn setup(primary: &TempCluster) {
+    let mut conn = AsyncPgConnection::establish(&primary.url_of("postgres"))
+        .await
+        .unwrap();
+    conn.batch_execute("CREATE TABLE IF NOT EXISTS rw (id bigint PRIMARY KEY)")
+        .await
+        .unwrap();
+}
+
+fn db_for(primary: &TempCluster, replica: &TempCluster, max_lag: Duration) -> Db {
+    let mut config = Config::new(primary.url_of("postgres"));
+    config.replica_urls = vec![replica.url_of("postgres")];
+    config.replica_max_lag = max_lag;
+    config.pool_size = 8;
+    Db::new(config).unwrap()
+}
+
+async fn count(conn: &mut AsyncPgConnection, id: i64) -> i64 {
+    diesel::sql_query(format!("SELECT count(*) AS n FROM rw WHERE id = {id}"))
+        .get_result::<Count>(conn)
+        .await
+        .unwrap()
+        .n
+}
+
+/// Waits until the replica serves reads and has replayed everything the
+/// primary has now (the test's table included).
+async fn until_replica_serves(db: &Db) {
+    let start = Instant::now();
+    let now = db.wal_position().await.unwrap();
+    loop {
+        let (_, plain) = db.read_from().await.unwrap();
+        let (_, after) = db.read_after(now).await.unwrap();
+        if matches!(plain, ReadSource::Replica(_)) && matches!(after, ReadSource::Replica(_)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the replica never served a read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_go_to_the_replica_and_read_your_writes_holds_under_load() {
+    let Some((primary, replica)) = pair() else {
+        return;
+    };
+    setup(&primary).await;
+    let db = db_for(&primary, &replica, Duration::from_millis(1000));
+    until_replica_serves(&db).await;
+
+    // Background write load on the primary while the pairs run.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let db = db.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut id = 1_000_000_000i64;
+            while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                id += 1;
+                let mut conn = db.conn().await.unwrap();
+                diesel::sql_query(format!("INSERT INTO rw VALUES ({id})"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let pairs: i64 = if std::env::var("DB_TEST_LONG").is_ok() {
+        10_000
+    } else {
+        400
+    };
+    let (mut on_replica, mut stale) = (0, 0);
+    for id in 0..pairs {
+        {
+            let mut conn = db.conn().await.unwrap();
+            diesel::sql_query(format!("INSERT INTO rw VALUES ({id})"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let token = db.wal_position().await.unwrap();
+        // Most reads follow at once (the replica rarely has the write yet:
+        // they go to the primary); every fourth waits a little, as a user's
+        // next request would, and a caught-up replica serves it.
+        if id % 4 == 0 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        let (mut conn, source) = db.read_after(token).await.unwrap();
+        if count(&mut conn, id).await != 1 {
+            stale += 1;
+        }
+        if matches!(source, ReadSource::Replica(_)) {
+            on_replica += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    eprintln!("{pairs} write-then-read pairs: {on_replica} served by the replica, {stale} stale");
+    assert_eq!(stale, 0, "a read after its token missed the write");
+    assert!(on_replica > 0, "the replica served none of the reads");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_replica_is_lagging_and_reads_go_to_the_primary() {
+    let Some((primary, replica)) = pair() else {
+        return;
+    };
+    setup(&primary).await;
+    let db = db_for(&primary, &replica, Duration::from_millis(300));
+    until_replica_serves(&db).await;
+
+    let mut on_replica = AsyncPgConnection::establish(&replica.url_of("postgres"))
+        .await
+        .unwrap();
+    on_replica
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let mut writer = AsyncPgConnection::establish(&primary.url_of("postgres"))
+        .await
+        .unwrap();
+    writer
+        .batch_execute("INSERT INTO rw VALUES (-1)")
+        .await
+        .unwrap();
+    // Keep the primary moving so the lag is measurable, then wait past the limit.
+    let start = Instant::now();
+    loop {
+        writer
+            .batch_execute("INSERT INTO rw SELECT -2 - count(*) FROM rw")
+            .await
+            .unwrap();
+        let (_, source) = db.read_from().await.unwrap();
+        if source == ReadSource::Primary {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a paused replica kept serving reads"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Caught up again after resuming: the replica serves again.
+    on_replica
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    until_replica_serves(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_replica_never_fails_a_read_that_starts_after_it_is_gone() {
+    let Some((primary, replica)) = pair() else {
+        return;
+    };
+    setup(&primary).await;
+    let db = db_for(&primary, &replica, Duration::from_millis(1000));
+    until_replica_serves(&db).await;
+
+    let stopped = Arc::new(AtomicBool::new(false));
+    let failures_after_stop = Arc::new(AtomicUsize::new(0));
+    let in_flight_failures = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            let stopped = stopped.clone();
+            let after = failures_after_stop.clone();
+            let during = in_flight_failures.clone();
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(4);
+                while Instant::now() < deadline {
+                    let started_after_stop = AtomicBool::load(&stopped, Ordering::Relaxed);
+                    let result = async {
+                        let mut conn = db.read().await?;
+                        diesel::sql_query("SELECT count(*) AS n FROM rw")
+                            .get_result::<Count>(&mut conn)
+                            .await
+                            .map_err(Error::from)
+                    }
+                    .await;
+                    match result {
+                        Ok(_) => {}
+                        Err(e) if started_after_stop => {
+                            eprintln!("read started after the stop failed: {e}");
+                            after.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            assert!(e.is_retryable(), "a read on the dying replica: {e:?}");
+                            during.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    replica.stop().unwrap();
+    stopped.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    eprintln!(
+        "reads in flight when the replica stopped that failed (retryable): {}",
+        AtomicUsize::load(&in_flight_failures, Ordering::Relaxed)
+    );
+    assert_eq!(
+        AtomicUsize::load(&failures_after_stop, Ordering::Relaxed),
+        0
+    );
+    let (_, source) = db.read_from().await.unwrap();
+    assert_eq!(source, ReadSource::Primary);
+}

@@ -1,0 +1,224 @@
+//! TLS against a real server: a throwaway cluster from the crate's launcher
+//! with `ssl = on` and a certificate signed by a CA the test makes with
+//! `openssl`. Every `sslmode` is tried, plus a wrong root and a wrong name.
+
+use std::path::Path;
+use std::process::Command;
+
+use database::ops::cluster::{Options, TempCluster};
+use database::{Config, Db, Error};
+use diesel::sql_types::Bool;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+#[derive(diesel::QueryableByName)]
+struct Ssl {
+    #[diesel(sql_type = Bool)]
+    ssl: bool,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`name`.crt/.key) in `dir`.
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+}
+
+/// A server certificate for localhost and 127.0.0.1, signed by `ca`.
+fn server_cert(dir: &Path, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+async fn encrypted(url: &str) -> Result<bool, Error> {
+    let db = Db::new(Config::new(url))?;
+    let mut conn = db.conn().await?;
+    let row: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .get_result(&mut conn)
+        .await?;
+    Ok(row.ssl)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sslmode_against_a_tls_server() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(
+            std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
+            "openssl is required"
+        );
+        eprintln!("skipped: no openssl");
+        return;
+    }
+    let cluster = match TempCluster::start(Options::scratch()) {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
+                "a throwaway cluster is required: {e}"
+            );
+            eprintln!("skipped: cannot start a throwaway cluster ({e})");
+            return;
+        }
+    };
+    let certs = tempfile::tempdir().unwrap();
+    ca(certs.path(), "rootca");
+    ca(certs.path(), "otherca");
+    server_cert(certs.path(), "rootca");
+    let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
+    cluster
+        .write_data_file("server.crt", &read("server.crt"), 0o644)
+        .unwrap();
+    cluster
+        .write_data_file("server.key", &read("server.key"), 0o600)
+        .unwrap();
+    let mut admin = AsyncPgConnection::establish(&cluster.url_of("postgres"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute("ALTER SYSTEM SET ssl = on")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let base = cluster.url_of("postgres");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let with = |params: &str| format!("{base}{sep}{params}");
+    let root = certs.path().join("rootca.crt");
+    let other = certs.path().join("otherca.crt");
+
+    assert!(!encrypted(&with("sslmode=disable")).await.unwrap());
+    assert!(encrypted(&with("sslmode=prefer")).await.unwrap());
+    assert!(encrypted(&with("sslmode=require")).await.unwrap());
+    assert!(
+        encrypted(&with(&format!(
+            "sslmode=verify-ca&sslrootcert={}",
+            root.display()
+        )))
+        .await
+        .unwrap()
+    );
+    assert!(
+        encrypted(&with(&format!(
+            "sslmode=verify-full&sslrootcert={}",
+            root.display()
+        )))
+        .await
+        .unwrap()
+    );
+
+    // A root that did not sign the server's certificate: refused, clearly.
+    let err = encrypted(&with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        other.display()
+    )))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let err = encrypted(&with(&format!(
+        "sslmode=verify-ca&sslrootcert={}",
+        other.display()
+    )))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // The right root but another host name (the TCP address stays 127.0.0.1):
+    // verify-full refuses, verify-ca does not look at names.
+    let port = url::Url::parse(&base).unwrap().port().unwrap();
+    let renamed = format!(
+        "postgres://postgres@wrong-name.example:{port}/postgres?hostaddr=127.0.0.1&sslrootcert={}",
+        root.display()
+    );
+    let err = encrypted(&format!("{renamed}&sslmode=verify-full"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(
+        encrypted(&format!("{renamed}&sslmode=verify-ca"))
+            .await
+            .unwrap()
+    );
+
+    // The migration session goes through the same set-up.
+    let config = Config::new(with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        root.display()
+    )));
+    let mut conn = database::db::connect_for_migrations(&config, &config.database_url)
+        .await
+        .unwrap();
+    let row: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(row.ssl);
+}
