@@ -1125,3 +1125,45 @@ async fn a_stalled_network_path_is_bounded_by_the_query_deadline() {
     assert!(!err.is_retryable());
     proxy.stall(false);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_single_statement_concurrent_index_is_rebuilt_on_rerun() {
+    let t = TestDb::empty().await;
+    let mut conn = connect(&t.url).await;
+    conn.batch_execute("CREATE TABLE dup (a int); INSERT INTO dup VALUES (1), (1);")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A comment first: the repair must still recognise the statement.
+    let up = "-- one value per row\nCREATE UNIQUE INDEX CONCURRENTLY dup_a ON dup (a);\n";
+    write_migration(
+        dir.path(),
+        "2030-01-01-000000_unique",
+        up,
+        "DROP INDEX CONCURRENTLY dup_a;",
+        false,
+    );
+    let set = MigrationSet::from_dir(dir.path()).unwrap();
+    let err = migrate::run(&mut conn, &set).await.unwrap_err().to_string();
+    assert!(err.contains("INVALID index dup_a"), "{err}");
+    let status = migrate::status(&mut conn, &set).await.unwrap();
+    assert_eq!(
+        status.versions[0].state,
+        State::PartiallyApplied,
+        "{status:?}"
+    );
+    assert_eq!(status.invalid_indexes, ["dup_a"]);
+
+    conn.batch_execute("DELETE FROM dup WHERE ctid <> (SELECT min(ctid) FROM dup)")
+        .await
+        .unwrap();
+    let report = migrate::run(&mut conn, &set)
+        .await
+        .expect("the re-run drops the invalid index and builds it");
+    assert_eq!(report.applied.len(), 1);
+    let status = migrate::status(&mut conn, &set).await.unwrap();
+    assert!(
+        status.is_up_to_date() && status.invalid_indexes.is_empty(),
+        "{status:?}"
+    );
+}

@@ -250,7 +250,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(code);
             }
             let mut conn = connect(&config).await?;
-            let reverted = migrate::rollback(&mut conn, set, steps as usize).await?;
+            let reverted =
+                migrate::rollback_with(&mut conn, set, steps as usize, &run_options).await?;
             if reverted.is_empty() {
                 println!("Nothing to roll back.");
             }
@@ -267,7 +268,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(code);
             }
             let mut conn = connect(&config).await?;
-            let redone = migrate::redo(&mut conn, set, steps as usize).await?;
+            let redone = migrate::redo_with(&mut conn, set, steps as usize, &run_options).await?;
             if redone.is_empty() {
                 println!("Nothing to redo.");
             }
@@ -361,7 +362,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Seed { seed, scale } => seed_demo(&config, set, seed, scale).await,
         Command::Baseline { version } => {
             let mut conn = connect(&config).await?;
-            let marked = migrate::baseline(&mut conn, set, &version).await?;
+            let marked = migrate::baseline_with(&mut conn, set, &version, &run_options).await?;
             if marked.is_empty() {
                 println!("Nothing to mark: every migration up to {version} is already recorded.");
             }
@@ -737,7 +738,8 @@ async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
     drop(admin);
 
     let mut conn = connect(config).await?;
-    let report = migrate::run(&mut conn, set).await?;
+    let report =
+        migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(config)).await?;
     print_report(&report);
     let status = migrate::status(&mut conn, set).await?;
     print_status(&status);
@@ -819,8 +821,9 @@ fn print_status(status: &Status) {
     );
     for index in &status.invalid_indexes {
         println!(
-            "INVALID index {index}: left by an interrupted or failed CREATE INDEX CONCURRENTLY; \
-             `db migrate` rebuilds it when its migration resumes, or drop it: DROP INDEX CONCURRENTLY {index}"
+            "INVALID index {index}: an interrupted or failed CREATE INDEX CONCURRENTLY (or one \
+             still building) left it; `db migrate` rebuilds the one of a partial migration, any \
+             other: DROP INDEX CONCURRENTLY {index}, then create it again"
         );
     }
 }

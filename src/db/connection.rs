@@ -37,7 +37,9 @@ impl ConnectionSettings {
             statement_cache: config.statement_cache,
             log_queries: config.log_queries,
             slow_query: config.slow_query,
-            track_commits: config.query_timeout.is_some(),
+            // Always: `Db::run` tells an unknown commit outcome apart from a
+            // plain failure, deadline or not (a callback per statement).
+            track_commits: true,
             tcp_keepalive_idle: config.tcp_keepalive_idle,
             tcp_user_timeout: config.tcp_user_timeout,
             session_settings: Vec::new(),
@@ -102,10 +104,17 @@ impl ConnectionSettings {
                 self.connect_timeout.as_secs()
             ))
         };
+        // tokio-postgres's timeout is per host: several hosts may each take it.
+        let hosts = (pg.get_hosts().len().max(pg.get_hostaddrs().len())).max(1) as u32;
+        let connect_limit = self.connect_timeout * hosts;
         // Plain and TLS connections are two stream types: one path each.
-        let mut conn = if tls.mode == SslMode::Disable {
+        // `prefer` without a host name (only `hostaddr=`) has no name to check
+        // a certificate against: plain, as libpq falls back too.
+        let plain = tls.mode == SslMode::Disable
+            || (tls.mode == SslMode::Prefer && pg.get_hosts().is_empty());
+        let mut conn = if plain {
             let connecting = pg.connect(tokio_postgres::NoTls);
-            let (client, connection) = tokio::time::timeout(self.connect_timeout, connecting)
+            let (client, connection) = tokio::time::timeout(connect_limit, connecting)
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| classify_connect_error(&e, url))?;
@@ -114,11 +123,10 @@ impl ConnectionSettings {
             let connector = tls.connector().map_err(|e| {
                 ConnectionError::InvalidConnectionUrl(format!("TLS settings of {shown}: {e}"))
             })?;
-            let (client, connection) =
-                tokio::time::timeout(self.connect_timeout, pg.connect(connector))
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(|e| classify_connect_error(&e, url))?;
+            let (client, connection) = tokio::time::timeout(connect_limit, pg.connect(connector))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| classify_connect_error(&e, url))?;
             AsyncPgConnection::try_from_client_and_connection(client, connection).await?
         };
         if !self.statement_cache {
@@ -128,8 +136,12 @@ impl ConnectionSettings {
         if let Some(timeout) = self.statement_timeout {
             setup.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
         }
+        // Through pg_settings, so a parameter the server does not have (the
+        // dead-client check before PostgreSQL 14) is skipped, not an error.
         for (name, value) in &self.session_settings {
-            setup.push_str(&format!("SET {name} = {value};"));
+            setup.push_str(&format!(
+                "SELECT set_config(name, '{value}', false) FROM pg_settings WHERE name = '{name}';"
+            ));
         }
         if !setup.is_empty() {
             conn.batch_execute(&setup)
@@ -187,6 +199,12 @@ fn classify_connect_error(e: &tokio_postgres::Error, url: &str) -> ConnectionErr
             || text.starts_with("invalid configuration")
         {
             ConnectionError::InvalidConnectionUrl(format!("invalid database URL {shown}: {text}"))
+        } else if text.contains("TLS") || text.contains("certificate") {
+            // A certificate that does not verify, or a server without TLS
+            // under sslmode=require: settings to fix, not an outage.
+            ConnectionError::InvalidConnectionUrl(format!(
+                "TLS with {shown} failed: {text} (check sslmode and sslrootcert)"
+            ))
         } else {
             ConnectionError::BadConnection(format!("cannot connect to {shown}: {text}"))
         };
@@ -225,7 +243,9 @@ impl Instrumentation for ConnectionWatch {
                 InstrumentationEvent::CommitTransaction { depth, .. } if depth.get() == 1 => {
                     super::deadline::commit_started();
                 }
-                InstrumentationEvent::FinishQuery { .. } => super::deadline::statement_finished(),
+                InstrumentationEvent::FinishQuery { error, .. } => {
+                    super::deadline::statement_finished(error.is_none())
+                }
                 _ => {}
             }
         }
@@ -296,6 +316,16 @@ pub(super) fn connection_error(e: ConnectionError, url: &str) -> Error {
         ConnectionError::InvalidConnectionUrl(msg) => Error::Config(msg),
         ConnectionError::BadConnection(msg) => Error::Unavailable(msg),
         ConnectionError::CouldntSetupConfiguration(e) => match Error::from(e) {
+            // A setting the server refuses (class 42, 22023) is configuration.
+            Error::Database(e)
+                if e.to_string().contains("configuration parameter")
+                    || e.to_string().contains("invalid value for parameter") =>
+            {
+                Error::Config(format!(
+                    "setting up a connection to {} failed: {e}",
+                    redact_url(url)
+                ))
+            }
             Error::Database(e) => Error::Unavailable(format!(
                 "setting up a connection to {} failed: {e}",
                 redact_url(url)

@@ -17,29 +17,65 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// What the connection reported during one `Db::run` call.
+#[derive(Default)]
+pub(super) struct CallState {
+    /// A top-level `COMMIT` was sent and has no answer yet.
+    in_commit: AtomicBool,
+    /// A `COMMIT` of this call succeeded.
+    committed: AtomicBool,
+    /// A `COMMIT` of this call failed (its outcome may be unknown when the
+    /// failure was the connection's).
+    commit_failed: AtomicBool,
+}
+
+impl CallState {
+    /// Whether a `COMMIT` was in flight.
+    pub fn in_commit(&self) -> bool {
+        self.in_commit.load(Ordering::Relaxed)
+    }
+    /// Whether a `COMMIT` of the call succeeded.
+    pub fn committed(&self) -> bool {
+        self.committed.load(Ordering::Relaxed)
+    }
+    /// Whether a `COMMIT` of the call failed.
+    pub fn commit_failed(&self) -> bool {
+        self.commit_failed.load(Ordering::Relaxed)
+    }
+}
+
 tokio::task_local! {
-    static CALL: Arc<AtomicBool>;
+    static CALL: Arc<CallState>;
 }
 
 /// Called by the connection just before it sends a top-level `COMMIT`.
 pub(super) fn commit_started() {
-    let _ = CALL.try_with(|in_commit| in_commit.store(true, Ordering::Relaxed));
+    let _ = CALL.try_with(|s| s.in_commit.store(true, Ordering::Relaxed));
 }
 
 /// Called by the connection when any statement has its answer.
-pub(super) fn statement_finished() {
-    let _ = CALL.try_with(|in_commit| in_commit.store(false, Ordering::Relaxed));
+pub(super) fn statement_finished(ok: bool) {
+    let _ = CALL.try_with(|s| {
+        if s.in_commit.swap(false, Ordering::Relaxed) {
+            let flag = if ok { &s.committed } else { &s.commit_failed };
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
 }
 
-/// Runs `fut` under `limit`. `Err(true)`: the deadline fired while a
-/// `COMMIT` was in flight; `Err(false)`: it fired at any other point.
+/// Runs `fut` (bounded by `limit` when there is one), with the call's
+/// state: `Err(state)` when the deadline fired.
 pub(super) async fn within<F: Future>(
-    limit: std::time::Duration,
+    limit: Option<std::time::Duration>,
     fut: F,
-) -> Result<F::Output, bool> {
-    let in_commit = Arc::new(AtomicBool::new(false));
-    let outcome = CALL
-        .scope(in_commit.clone(), tokio::time::timeout(limit, fut))
-        .await;
-    outcome.map_err(|_| in_commit.load(Ordering::Relaxed))
+) -> (Option<F::Output>, Arc<CallState>) {
+    let state = Arc::new(CallState::default());
+    let output = match limit {
+        Some(limit) => CALL
+            .scope(state.clone(), tokio::time::timeout(limit, fut))
+            .await
+            .ok(),
+        None => Some(CALL.scope(state.clone(), fut).await),
+    };
+    (output, state)
 }

@@ -30,7 +30,7 @@ pub use tls::SslMode;
 pub use url::{ConnString, redact_url, split_password, with_dbname};
 
 use crate::error::{Error, Result};
-use crate::migrate::{self, MigrationError, MigrationSet};
+use crate::migrate::{self, MigrationSet};
 use connection::{ConnectionSettings, connection_error};
 
 /// The connection type every repository function takes (`&mut Conn`).
@@ -176,27 +176,40 @@ impl Db {
     /// ```
     pub async fn run<T>(&self, f: impl AsyncFnOnce(&mut Conn) -> Result<T>) -> Result<T> {
         let mut conn = self.conn().await?;
-        let Some(limit) = self.config.query_timeout else {
-            return f(&mut conn).await;
-        };
-        match deadline::within(limit, f(&mut conn)).await {
-            Ok(result) => result,
-            Err(in_commit) => {
+        let limit = self.config.query_timeout;
+        let (output, call) = deadline::within(limit, f(&mut conn)).await;
+        match output {
+            // The connection broke while a COMMIT was on its way: it may
+            // have committed. Saying "unavailable, retry" would invite a
+            // second write.
+            Some(Err(Error::Unavailable(why))) if call.commit_failed() => {
+                Err(Error::CommitOutcomeUnknown(format!(
+                    "the connection failed during COMMIT ({why}); the transaction may have \
+                     committed: check before retrying"
+                )))
+            }
+            Some(result) => result,
+            None => {
                 // Its protocol state is unknown: never hand it out again.
                 drop(Object::take(conn));
-                let limit_ms = limit.as_millis();
-                Err(if in_commit {
+                let limit_ms = limit.map_or(0, |l| l.as_millis());
+                Err(if call.in_commit() {
                     Error::CommitOutcomeUnknown(format!(
                         "COMMIT was sent but not answered within DB_QUERY_TIMEOUT_MS ({limit_ms} ms); \
                          the transaction may have committed: check before retrying"
                     ))
                 } else {
+                    let committed = if call.committed() {
+                        "a transaction of this call had committed before the deadline; "
+                    } else {
+                        ""
+                    };
                     Error::Timeout {
                         kind: crate::TimeoutKind::Client,
                         message: format!(
-                            "no answer within DB_QUERY_TIMEOUT_MS ({limit_ms} ms); the connection \
-                             was discarded, so an open transaction of the call is rolled back \
-                             (statements it ran outside a transaction stay)"
+                            "no answer within DB_QUERY_TIMEOUT_MS ({limit_ms} ms); {committed}the \
+                             connection was discarded, so an open transaction is rolled back \
+                             (statements run outside a transaction stay)"
                         ),
                     }
                 })
@@ -225,9 +238,9 @@ impl Db {
                 return Ok(migrate::Report::default());
             }
         }
-        let mut conn = connect_for_migrations(&self.config, self.config.migration_url())
-            .await
-            .map_err(|e| MigrationError::Connection(e.to_string()))?;
+        // Connection errors keep their kind: an outage at start-up stays
+        // retryable, a wrong URL stays a configuration error.
+        let mut conn = connect_for_migrations(&self.config, self.config.migration_url()).await?;
         Ok(migrate::run_with(
             &mut conn,
             set,

@@ -38,6 +38,10 @@ use crate::error::{Error, Result};
 const TICK: Duration = Duration::from_millis(200);
 /// How long the monitor waits for a replica's answer before calling it down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a read waits for a busy replica pool before trying elsewhere.
+const CHECKOUT_WAIT: Duration = Duration::from_millis(50);
+/// How long a read lets a replica take to open a connection.
+const CHECKOUT_CREATE: Duration = Duration::from_millis(1000);
 /// Primary samples kept (the lag resolution is one tick, the horizon this many).
 const SAMPLES: usize = 600;
 
@@ -108,7 +112,25 @@ async fn replayed(conn: &mut AsyncPgConnection) -> Result<Option<WalPosition>> {
     Ok(row.lsn.as_deref().and_then(WalPosition::parse))
 }
 
-/// The primary's WAL insert position now.
+/// The primary's WAL flush position: what the lag monitor compares replay
+/// positions with (the insert position may point past a page header or a
+/// segment switch that an idle primary's replicas never "replay").
+async fn flush_position(conn: &mut AsyncPgConnection) -> Result<WalPosition> {
+    let row: Position = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT pg_current_wal_flush_lsn()::text AS lsn"),
+        conn,
+    )
+    .await?;
+    row.lsn
+        .as_deref()
+        .and_then(WalPosition::parse)
+        .ok_or_else(|| {
+            Error::Config("the primary reported no WAL position (is it a replica?)".into())
+        })
+}
+
+/// The primary's WAL insert position now (a read-your-writes token: past
+/// every commit record written so far).
 pub(super) async fn insert_position(conn: &mut AsyncPgConnection) -> Result<WalPosition> {
     let row: Position = diesel_async::RunQueryDsl::get_result(
         diesel::sql_query("SELECT pg_current_wal_insert_lsn()::text AS lsn"),
@@ -151,6 +173,11 @@ impl Replicas {
             max_lag,
             next: AtomicUsize::new(0),
         });
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::warn!(
+                "Db built outside a Tokio runtime: the replica monitor cannot start, so every read goes to the primary"
+            );
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let weak = Arc::downgrade(&replicas);
             let primary = primary.weak();
@@ -179,7 +206,7 @@ impl Replicas {
         let now = Instant::now();
         let primary_position = match tokio::time::timeout(CHECK_TIMEOUT, async {
             let mut conn = primary.get().await.ok()?;
-            insert_position(&mut conn).await.ok()
+            flush_position(&mut conn).await.ok()
         })
         .await
         {
@@ -279,11 +306,20 @@ impl Replicas {
     }
 }
 
-/// Checks a connection out of `member`'s pool; a failure marks it down
-/// (until the monitor sees it answer) and is not the caller's problem.
+/// Checks a connection out of `member`'s pool, briefly: a replica whose
+/// pool is busy is skipped for this read (not marked down), and one that
+/// does not let a connection open within `CHECKOUT_CREATE` is marked down
+/// (until the monitor sees it answer) and not the caller's problem.
 async fn checkout(member: &Member) -> Option<PooledConn> {
-    match member.pool.get().await {
+    use deadpool::managed::{PoolError, TimeoutType, Timeouts};
+    let timeouts = Timeouts {
+        wait: Some(CHECKOUT_WAIT),
+        create: Some(CHECKOUT_CREATE),
+        recycle: None,
+    };
+    match member.pool.timeout_get(&timeouts).await {
         Ok(conn) => Some(conn),
+        Err(PoolError::Timeout(TimeoutType::Wait)) => None,
         Err(e) => {
             if member.healthy.swap(false, Ordering::Relaxed) {
                 tracing::warn!(replica = %member.shown_url, error = %e, "replica checkout failed; reads go to the primary");

@@ -39,11 +39,11 @@ fn uri_rest(raw: &str) -> Option<&str> {
     })
 }
 
-/// The position of the `@` that ends the user info, if any: the last `@`
-/// before the path, scanning the whole string when a `/` or `?` inside the
-/// password would otherwise hide it (redacting too much is safe, too little is not).
+/// The position of the `@` that ends the user info, if any: the first `@`,
+/// as tokio-postgres reads a URI (so the guard judges the hosts the driver
+/// connects to). Redaction does not rely on it alone (see `secret_ranges`).
 fn userinfo_end(rest: &str) -> Option<usize> {
-    rest.rfind('@')
+    rest.find('@')
 }
 
 impl ConnString {
@@ -390,67 +390,80 @@ pub fn split_password(raw: &str) -> (String, Option<String>) {
     (stripped, password)
 }
 
-/// The connection string with every password replaced by `***`, for logs,
-/// errors and `Debug`. Works on every form (see the module docs), including
-/// strings no client would accept.
-pub fn redact_url(raw: &str) -> String {
-    match uri_rest(raw) {
-        Some(rest) => {
-            let scheme = &raw.trim()[..raw.trim().len() - rest.len()];
-            let (userinfo, after) = match userinfo_end(rest) {
-                Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-                None => (None, rest),
-            };
-            let mut out = scheme.to_owned();
-            if let Some(info) = userinfo {
-                match info.split_once(':') {
-                    Some((user, _)) => {
-                        out.push_str(user);
-                        out.push_str(":***");
-                    }
-                    None => out.push_str(info),
-                }
-                out.push('@');
-            }
-            match after.split_once('?') {
-                Some((before, query)) => {
-                    out.push_str(before);
-                    out.push('?');
-                    let redacted: Vec<String> = query
-                        .split('&')
-                        .map(|pair| match pair.split_once('=') {
-                            Some((k, _)) if is_secret_key(&percent_decode(k)) => {
-                                format!("{k}=***")
-                            }
-                            _ => pair.to_owned(),
-                        })
-                        .collect();
-                    out.push_str(&redacted.join("&"));
-                }
-                None => out.push_str(after),
-            }
-            out
-        }
-        None => {
-            let pairs = key_values(raw);
-            if pairs.is_empty() {
-                return raw.to_owned();
-            }
-            pairs
-                .iter()
-                .map(|(k, v)| {
-                    if is_secret_key(k) {
-                        format!("{k}=***")
-                    } else if v.is_empty() || v.contains(char::is_whitespace) || v.contains('\'') {
-                        format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
-                    } else {
-                        format!("{k}={v}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+/// Byte ranges of `uri` that may hold a password, under every reading a
+/// client or a typo could give it: the user info ending at the first `@`
+/// (tokio-postgres) and at the last one (a password with an unescaped `@`),
+/// and every `*password*` query value, wherever the query is taken to start.
+fn secret_ranges(uri: &str, after_scheme: usize) -> Vec<(usize, usize)> {
+    let rest = &uri[after_scheme..];
+    let mut ranges = Vec::new();
+    for at in [rest.find('@'), rest.rfind('@')].into_iter().flatten() {
+        if let Some(colon) = rest[..at].find(':') {
+            ranges.push((after_scheme + colon + 1, after_scheme + at));
         }
     }
+    let query_starts = [
+        rest.find('?'),
+        rest.rfind('@')
+            .and_then(|at| rest[at..].find('?').map(|q| at + q)),
+    ];
+    for q in query_starts.into_iter().flatten() {
+        let mut offset = after_scheme + q + 1;
+        for pair in uri[offset..].split('&') {
+            if let Some((key, _)) = pair.split_once('=')
+                && is_secret_key(&percent_decode(key))
+            {
+                ranges.push((offset + key.len() + 1, offset + pair.len()));
+            }
+            offset += pair.len() + 1;
+        }
+    }
+    ranges.retain(|(start, end)| start < end);
+    ranges.sort();
+    ranges
+}
+
+/// The connection string with every password replaced by `***`, for logs,
+/// errors and `Debug`. Works on every form (see the module docs), including
+/// strings no client would accept and schemes it does not know
+/// (`postgresql+psycopg://`, `jdbc:postgresql://`): anything with `://` is
+/// masked as a URI.
+pub fn redact_url(raw: &str) -> String {
+    let trimmed = raw.trim();
+    if let Some(i) = trimmed.find("://")
+        && !trimmed[..i].contains(char::is_whitespace)
+    {
+        let mut out = String::with_capacity(trimmed.len());
+        let mut copied = 0;
+        for (start, end) in secret_ranges(trimmed, i + 3) {
+            if end <= copied {
+                continue;
+            }
+            let start = start.max(copied);
+            out.push_str(&trimmed[copied..start]);
+            out.push_str("***");
+            copied = end;
+        }
+        out.push_str(&trimmed[copied..]);
+        return out;
+    }
+    let pairs = key_values(raw);
+    if pairs.is_empty() {
+        return raw.to_owned();
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            if is_secret_key(k) {
+                format!("{k}=***")
+            } else if v.is_empty() || v.contains(char::is_whitespace) || v.contains('\'') {
+                format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -487,6 +500,11 @@ mod tests {
             ("postgres://h/db?user=a&password=s8", "s8"),
             ("postgres://h/db?sslpassword=s9", "s9"),
             ("POSTGRES://app:s10@h/db", "s10"),
+            ("postgresql+psycopg://u:s11@h/db", "s11"),
+            ("jdbc:postgresql://h/db?user=u&password=s12", "s12"),
+            ("postgress://u:s13@h/db", "s13"),
+            ("postgres://h/db?password=p@s14", "p@s14"),
+            ("postgres://u:s15@h/db?application_name=me@ci", "s15"),
         ] {
             let shown = redact_url(raw);
             assert!(!shown.contains(secret), "{raw} -> {shown}");
@@ -544,6 +562,12 @@ mod tests {
         assert_eq!(c.hosts, ["a", "b", "10.1.1.1"]);
         assert_eq!(c.dbname.as_deref(), Some("my db"));
         assert_eq!(ConnString::parse("postgres://u@host:5432").dbname, None);
+        // An `@` in a query value is not the end of the user info.
+        let c = ConnString::parse("postgres://u@h/app?application_name=me@ci");
+        assert_eq!(
+            (c.hosts.as_slice(), c.dbname.as_deref()),
+            (&["h".to_owned()][..], Some("app"))
+        );
         assert_eq!(ConnString::parse("postgres://u@host:5432/").dbname, None);
     }
 }

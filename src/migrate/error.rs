@@ -170,6 +170,14 @@ pub enum Problem {
         /// The version.
         version: String,
     },
+    /// A migration that runs outside a transaction has started and not
+    /// finished: a rollback now would revert older ones under it.
+    Unfinished {
+        /// The version.
+        version: String,
+        /// Statements that completed.
+        done: usize,
+    },
     /// A migration that runs outside a transaction was interrupted and one
     /// of the statements that already ran has changed since: resuming could
     /// skip or repeat the wrong statements. (Fixing a later statement is fine.)
@@ -204,6 +212,11 @@ impl fmt::Display for Problem {
                 "migration {version} is applied in the database but missing from the \
                  local migrations (deleted or renamed? if this binary is older than the \
                  migrations folder, rebuild it or pass --migrations-dir migrations)"
+            ),
+            Problem::Unfinished { version, done } => write!(
+                f,
+                "migration {version} is partially applied ({done} statement(s) done); finish it \
+                 with `db migrate` before reverting anything; nothing was reverted"
             ),
             Problem::EditedWhilePartial {
                 version,

@@ -10,6 +10,55 @@ use super::history::{self, ProgressRow};
 use super::source::Migration;
 use super::split_statements;
 
+/// The migration session's own settings, captured at the start of a run and
+/// put back after each migration: a migration's `SET` (say, a shorter
+/// `lock_timeout` it chose for itself) must not carry over to the next.
+pub(super) struct SessionSettings(Vec<(String, String)>);
+
+impl SessionSettings {
+    const NAMES: [&str; 3] = [
+        "statement_timeout",
+        "lock_timeout",
+        "client_connection_check_interval",
+    ];
+
+    pub(super) async fn capture(conn: &mut AsyncPgConnection) -> Result<Self, DieselError> {
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            value: Option<String>,
+        }
+        let mut saved = Vec::new();
+        for name in Self::NAMES {
+            // missing_ok: client_connection_check_interval is PostgreSQL 14+.
+            let s: Setting = diesel_async::RunQueryDsl::get_result(
+                diesel::sql_query("SELECT current_setting($1, true) AS value")
+                    .bind::<diesel::sql_types::Text, _>(name),
+                conn,
+            )
+            .await?;
+            if let Some(value) = s.value {
+                saved.push((name.to_owned(), value));
+            }
+        }
+        Ok(Self(saved))
+    }
+
+    pub(super) async fn restore(&self, conn: &mut AsyncPgConnection) -> Result<(), DieselError> {
+        conn.batch_execute("RESET ALL").await?;
+        for (name, value) in &self.0 {
+            diesel_async::RunQueryDsl::execute(
+                diesel::sql_query("SELECT set_config($1, $2, false)")
+                    .bind::<diesel::sql_types::Text, _>(name)
+                    .bind::<diesel::sql_types::Text, _>(value),
+                conn,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 /// Where in `sql` (1-based line) the 1-based character `position` falls.
 fn line_at(sql: &str, position: usize) -> usize {
     1 + sql
@@ -82,16 +131,109 @@ fn failed(
 
 fn lock_timeout_advice(message: &str) -> Option<String> {
     message.contains("lock timeout").then(|| {
-        "another session held a lock on the table this statement changes for longer than \
-         DB_MIGRATION_DDL_LOCK_TIMEOUT_MS; find it with `SELECT pid, application_name, state, \
-         xact_start, query FROM pg_stat_activity WHERE wait_event_type IS NULL AND xact_start \
-         IS NOT NULL`, let it finish (or end it), and re-run"
+        "another session held a lock on a table this migration changes for longer than \
+         DB_MIGRATION_DDL_LOCK_TIMEOUT_MS; let it finish (or end it) and re-run"
             .to_owned()
     })
 }
 
+/// After a lock timeout: the sessions with the oldest open transactions in
+/// this database (the usual blockers: an `idle in transaction` client, a
+/// long report), named so the operator can act.
+pub(super) async fn name_lock_holders(conn: &mut AsyncPgConnection, e: &mut MigrationError) {
+    let MigrationError::Failed(failure) = e else {
+        return;
+    };
+    if !failure.message.contains("lock timeout") {
+        return;
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Holder {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        line: String,
+    }
+    let holders: Result<Vec<Holder>, _> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT format('pid %s (%s, %s since %s): %s', pid, \
+                    coalesce(nullif(application_name, ''), 'no application_name'), state, \
+                    to_char(xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC'), \
+                    left(query, 80)) AS line \
+             FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND xact_start IS NOT NULL \
+             ORDER BY xact_start LIMIT 3",
+        ),
+        conn,
+    )
+    .await;
+    if let Ok(holders) = holders
+        && !holders.is_empty()
+    {
+        let list: Vec<String> = holders.into_iter().map(|h| h.line).collect();
+        let advice = failure.advice.get_or_insert_with(String::new);
+        advice.push_str(&format!(
+            "; open transactions, oldest first (end one with SELECT pg_terminate_backend(pid)): {}",
+            list.join("; ")
+        ));
+    }
+}
+
+/// `statement` without the comments and blank space before its first word
+/// (the splitter keeps a statement's leading comments with it).
+fn without_leading_comments(mut statement: &str) -> &str {
+    loop {
+        statement = statement.trim_start();
+        if let Some(rest) = statement.strip_prefix("--") {
+            statement = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = statement.strip_prefix("/*") {
+            statement = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return statement;
+        }
+    }
+}
+
+/// Whether a statement runs `CONCURRENTLY` (waits for other transactions
+/// by design: `lock_timeout` must not cancel it half-way).
+fn is_concurrent(statement: &str) -> bool {
+    without_leading_comments(statement)
+        .split_whitespace()
+        .take(6)
+        .any(|w| w.eq_ignore_ascii_case("concurrently"))
+}
+
+/// Runs one statement of a non-transactional migration. A `CONCURRENTLY`
+/// statement waits for older transactions by design, and the migration
+/// session's `lock_timeout` would cancel it half-way, leaving an INVALID
+/// index: it runs with no lock timeout, restored afterwards.
+async fn run_statement(conn: &mut AsyncPgConnection, statement: &str) -> Result<(), DieselError> {
+    if !is_concurrent(statement) {
+        return conn.batch_execute(statement).await;
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let saved: Setting = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT current_setting('lock_timeout') AS value"),
+        conn,
+    )
+    .await?;
+    conn.batch_execute("SET lock_timeout = 0").await?;
+    let result = conn.batch_execute(statement).await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("SELECT set_config('lock_timeout', $1, false)")
+            .bind::<diesel::sql_types::Text, _>(&saved.value),
+        conn,
+    )
+    .await?;
+    result
+}
+
 /// `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ...` -> `name`.
 pub(super) fn concurrent_index_name(statement: &str) -> Option<String> {
+    let statement = without_leading_comments(statement);
     let words: Vec<String> = statement
         .split_whitespace()
         .take(8)
@@ -145,53 +287,56 @@ pub(super) async fn apply(
     let done = progress.map_or(0, |p| usize::try_from(p.statements_done).unwrap_or(0));
     if done > 0 {
         tracing::warn!(migration = %m.name, "resuming after statement {done} of {total} (an earlier run was interrupted)");
+    } else if progress.is_none() {
+        // Recorded before the first statement, so a run killed inside it
+        // (a long CREATE INDEX CONCURRENTLY) shows as started, not pending.
+        history::record_progress(conn, m, 0, total).await?;
     }
     for (i, statement) in statements.iter().enumerate().skip(done) {
         let number = i + 1;
+        let fail = |e: &DieselError, advice: Option<String>| {
+            failed(
+                m,
+                Script::Up,
+                &m.up_sql,
+                statement,
+                Some((number, total)),
+                e,
+                advice,
+            )
+        };
+        let index = concurrent_index_name(statement);
         // The statement an earlier run was in when it stopped may have left
-        // an INVALID index behind; CREATE INDEX would then fail with "already
-        // exists". Only an index this very statement creates is dropped.
-        // If it finished but the run stopped before recording it, the index
-        // exists and is valid: the statement is done.
+        // an INVALID index of the very name it creates; CREATE INDEX would
+        // then fail with "already exists" (or, with IF NOT EXISTS, keep the
+        // invalid one). Only that index is dropped, and built again.
         if i == done
-            && progress.is_some()
-            && let Some(index) = concurrent_index_name(statement)
+            && let Some(index) = &index
         {
-            match history::index_validity(conn, &index).await? {
+            match history::index_validity(conn, index).await? {
                 Some(false) => {
-                    tracing::warn!(migration = %m.name, "dropping invalid index {index} left by the interrupted run, to build it again");
+                    tracing::warn!(migration = %m.name, "dropping invalid index {index} left by an interrupted or failed build, to build it again");
                     conn.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
                         .await
-                        .map_err(|e| {
-                            failed(
-                                m,
-                                Script::Up,
-                                &m.up_sql,
-                                statement,
-                                Some((number, total)),
-                                &e,
-                                None,
-                            )
-                        })?;
+                        .map_err(|e| fail(&e, None))?;
                 }
-                Some(true) => {
+                // Built before the run stopped, but not recorded: done.
+                Some(true) if progress.is_some() => {
                     tracing::warn!(migration = %m.name, "index {index} of statement {number} was built before the interruption; not building it again");
-                    if number < total {
-                        history::record_progress(conn, m, number, total).await?;
-                    }
+                    history::record_progress(conn, m, number, total).await?;
                     continue;
                 }
-                None => {}
+                _ => {}
             }
         }
-        if let Err(e) = conn.batch_execute(statement).await {
-            let invalid = match concurrent_index_name(statement) {
-                Some(index) => history::index_validity(conn, &index)
+        if let Err(e) = run_statement(conn, statement).await {
+            let invalid = match &index {
+                Some(index) => history::index_validity(conn, index)
                     .await
                     .ok()
                     .flatten()
                     .filter(|valid| !valid)
-                    .map(|_| index),
+                    .map(|_| index.clone()),
                 None => None,
             };
             let mut advice = if i == 0 {
@@ -208,15 +353,19 @@ pub(super) async fn apply(
                      drops and builds again (or drop it yourself: DROP INDEX CONCURRENTLY {index})"
                 ));
             }
-            return Err(failed(
-                m,
-                Script::Up,
-                &m.up_sql,
-                statement,
-                Some((number, total)),
-                &e,
-                Some(advice),
-            ));
+            return Err(fail(&e, Some(advice)));
+        }
+        // CREATE INDEX CONCURRENTLY IF NOT EXISTS succeeds over an invalid
+        // index of that name: make sure the index it leaves is valid.
+        if let Some(index) = &index
+            && history::index_validity(conn, index).await? == Some(false)
+        {
+            conn.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+                .await
+                .map_err(|e| fail(&e, None))?;
+            run_statement(conn, statement)
+                .await
+                .map_err(|e| fail(&e, None))?;
         }
         if number < total {
             history::record_progress(conn, m, number, total).await?;
@@ -303,5 +452,14 @@ mod tests {
             None
         );
         assert_eq!(concurrent_index_name("CREATE INDEX idx ON t (a)"), None);
+        assert_eq!(
+            concurrent_index_name(
+                "-- speeds up X\n/* b */ CREATE INDEX CONCURRENTLY idx_c ON t (c)"
+            )
+            .as_deref(),
+            Some("idx_c")
+        );
+        assert!(is_concurrent("-- x\nREINDEX INDEX CONCURRENTLY i"));
+        assert!(!is_concurrent("CREATE INDEX i ON t (a)"));
     }
 }

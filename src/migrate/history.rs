@@ -232,6 +232,20 @@ pub(super) async fn record_progress(
     .map(drop)
 }
 
+/// Drops progress rows of versions that are applied (by the diesel CLI,
+/// which knows nothing of them, after a partial run of ours).
+pub(super) async fn forget_progress_of_applied(
+    conn: &mut AsyncPgConnection,
+) -> Result<(), DieselError> {
+    diesel::sql_query(
+        "DELETE FROM __database_migration_progress p USING __diesel_schema_migrations m \
+         WHERE p.version = m.version",
+    )
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// Removes `version` from Diesel's table (our checksum row cascades).
 pub(super) async fn delete_version(
     conn: &mut AsyncPgConnection,

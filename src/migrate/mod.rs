@@ -237,7 +237,10 @@ fn problems_of(set: &MigrationSet, rows: &[AppliedRow], progress: &[ProgressRow]
             }
         }
     }
-    for p in progress {
+    for p in progress
+        .iter()
+        .filter(|p| !rows.iter().any(|r| r.version == p.version))
+    {
         if let Some(m) = set.get(&p.version)
             && m.prefix_checksum(p.statements_done as usize) != p.done_checksum
         {
@@ -362,13 +365,23 @@ pub async fn run_to_with(
             }
         }
 
+        // Progress of versions the diesel CLI applied since: done.
+        history::forget_progress_of_applied(conn).await?;
+
         let pending = set.iter().filter(|m| {
             !rows.iter().any(|r| r.version == m.version)
                 && target_version.as_ref().is_none_or(|t| m.version <= *t)
         });
+        // A migration's own `SET`s (a lock timeout it chose) must not carry
+        // over to the next one: the session is put back after each.
+        let session = execute::SessionSettings::capture(conn).await?;
         for m in pending {
             let partial = progress.iter().find(|p| p.version == m.version);
-            execute::apply(conn, m, partial).await?;
+            if let Err(mut e) = execute::apply(conn, m, partial).await {
+                execute::name_lock_holders(conn, &mut e).await;
+                return Err(e);
+            }
+            session.restore(conn).await?;
             tracing::info!(migration = %m.name, "applied migration");
             report.applied.push(m.name.clone());
         }
@@ -384,47 +397,113 @@ pub async fn rollback(
     set: &MigrationSet,
     steps: usize,
 ) -> Result<Vec<String>, MigrationError> {
-    lock::with_lock(conn, LockWait::default(), async |conn| {
-        let reverted = revert_latest(conn, set, steps).await?;
-        Ok(reverted.into_iter().map(|m| m.name.clone()).collect())
+    rollback_with(conn, set, steps, &RunOptions::default()).await
+}
+
+/// `rollback` with options (the lock wait).
+pub async fn rollback_with(
+    conn: &mut AsyncPgConnection,
+    set: &MigrationSet,
+    steps: usize,
+    options: &RunOptions,
+) -> Result<Vec<String>, MigrationError> {
+    lock::with_lock(conn, options.lock_wait, async |conn| {
+        let plan = plan_revert(conn, set, steps).await?;
+        let session = execute::SessionSettings::capture(conn).await?;
+        if plan.iter().all(|m| m.run_in_transaction) {
+            conn.transaction::<_, MigrationError, _>(async |conn| {
+                for m in &plan {
+                    execute::revert(conn, m).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        } else {
+            // plan_revert allows a non-transactional one only alone.
+            execute::revert(conn, plan[0]).await?;
+        }
+        session.restore(conn).await?;
+        for m in &plan {
+            tracing::info!(migration = %m.name, "reverted migration");
+        }
+        Ok(plan.into_iter().map(|m| m.name.clone()).collect())
     })
     .await
 }
 
-/// Reverts the `steps` latest migrations and applies them again, under one lock.
-/// Returns the folder names redone, oldest first.
+/// Reverts the `steps` latest migrations and applies them again, under one
+/// lock; all in one transaction when every one is transactional. Returns
+/// the folder names redone, oldest first.
 pub async fn redo(
     conn: &mut AsyncPgConnection,
     set: &MigrationSet,
     steps: usize,
 ) -> Result<Vec<String>, MigrationError> {
-    lock::with_lock(conn, LockWait::default(), async |conn| {
-        let reverted = revert_latest(conn, set, steps).await?;
-        let mut redone = Vec::new();
-        for m in reverted.into_iter().rev() {
-            execute::apply(conn, m, None).await?;
-            redone.push(m.name.clone());
+    redo_with(conn, set, steps, &RunOptions::default()).await
+}
+
+/// `redo` with options (the lock wait).
+pub async fn redo_with(
+    conn: &mut AsyncPgConnection,
+    set: &MigrationSet,
+    steps: usize,
+    options: &RunOptions,
+) -> Result<Vec<String>, MigrationError> {
+    lock::with_lock(conn, options.lock_wait, async |conn| {
+        let plan = plan_revert(conn, set, steps).await?;
+        let session = execute::SessionSettings::capture(conn).await?;
+        if plan.iter().all(|m| m.run_in_transaction) {
+            conn.transaction::<_, MigrationError, _>(async |conn| {
+                for m in &plan {
+                    execute::revert(conn, m).await?;
+                }
+                for m in plan.iter().rev() {
+                    execute::apply(conn, m, None).await?;
+                }
+                Ok(())
+            })
+            .await?;
+        } else {
+            let m = plan[0];
+            execute::revert(conn, m).await?;
+            execute::apply(conn, m, None).await.inspect_err(|_| {
+                tracing::error!(migration = %m.name, "reverted, but applying it again failed: it is now pending");
+            })?;
         }
-        Ok(redone)
+        session.restore(conn).await?;
+        Ok(plan.iter().rev().map(|m| m.name.clone()).collect())
     })
     .await
 }
 
-/// Checks every version first, so that nothing is reverted when one of them
-/// can't be; then reverts them in one transaction when all are transactional.
-async fn revert_latest<'s>(
+/// The migrations a rollback of `steps` reverts, newest first, after every
+/// check that can refuse it: so nothing is reverted when one can't be.
+async fn plan_revert<'s>(
     conn: &mut AsyncPgConnection,
     set: &'s MigrationSet,
     steps: usize,
 ) -> Result<Vec<&'s Migration>, MigrationError> {
-    let (rows, _) = history::read(conn).await?;
+    let (rows, progress) = history::read(conn).await?;
+    let unfinished: Vec<Problem> = progress
+        .iter()
+        .filter(|p| !rows.iter().any(|r| r.version == p.version))
+        .map(|p| Problem::Unfinished {
+            version: p.version.clone(),
+            done: p.statements_done as usize,
+        })
+        .collect();
+    if !unfinished.is_empty() {
+        return Err(MigrationError::Inconsistent {
+            problems: unfinished,
+        });
+    }
     if steps > rows.len() {
         return Err(MigrationError::TooManySteps {
             requested: steps,
             applied: rows.len(),
         });
     }
-    let mut to_revert = Vec::new();
+    let mut plan = Vec::new();
     for r in rows.iter().rev().take(steps) {
         let m = set
             .get(&r.version)
@@ -442,37 +521,18 @@ async fn revert_latest<'s>(
                 name: m.name.clone(),
             });
         }
-        to_revert.push(m);
+        plan.push(m);
     }
-    if to_revert.len() > 1
-        && let Some((i, m)) = to_revert
-            .iter()
-            .enumerate()
-            .find(|(_, m)| !m.run_in_transaction)
+    if plan.len() > 1
+        && let Some((i, m)) = plan.iter().enumerate().find(|(_, m)| !m.run_in_transaction)
     {
         return Err(MigrationError::MixedRollback {
-            count: to_revert.len(),
+            count: plan.len(),
             name: m.name.clone(),
             position: i + 1,
         });
     }
-    if to_revert.iter().all(|m| m.run_in_transaction) {
-        conn.transaction::<_, MigrationError, _>(async |conn| {
-            for m in &to_revert {
-                execute::revert(conn, m).await?;
-            }
-            Ok(())
-        })
-        .await?;
-    } else {
-        for m in &to_revert {
-            execute::revert(conn, m).await?;
-        }
-    }
-    for m in &to_revert {
-        tracing::info!(migration = %m.name, "reverted migration");
-    }
-    Ok(to_revert)
+    Ok(plan)
 }
 
 /// Marks migrations up to `target` as applied without running them, recording
@@ -482,8 +542,18 @@ pub async fn baseline(
     set: &MigrationSet,
     target: &str,
 ) -> Result<Vec<String>, MigrationError> {
+    baseline_with(conn, set, target, &RunOptions::default()).await
+}
+
+/// `baseline` with options (the lock wait).
+pub async fn baseline_with(
+    conn: &mut AsyncPgConnection,
+    set: &MigrationSet,
+    target: &str,
+    options: &RunOptions,
+) -> Result<Vec<String>, MigrationError> {
     let target = set.find(target)?.version.clone();
-    lock::with_lock(conn, LockWait::default(), async |conn| {
+    lock::with_lock(conn, options.lock_wait, async |conn| {
         conn.batch_execute(history::SETUP_SQL).await?;
         let (rows, _) = history::read(conn).await?;
         let mut marked = Vec::new();
