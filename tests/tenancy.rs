@@ -285,6 +285,54 @@ async fn the_last_owner_can_be_neither_demoted_nor_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_last_owner_is_refused_and_keeps_every_row() {
+    use database::auth::users;
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let bob = user(&t, "bob@example.com").await;
+    let acme = tenant(&t, "acme", ann).await;
+    let mut conn = t.conn().await;
+    tenant_members::add(
+        &mut conn,
+        acme.id,
+        ann,
+        &NewMember {
+            user_id: bob,
+            role: TenantRole::Member,
+        },
+    )
+    .await
+    .unwrap();
+
+    let err = users::delete(&mut conn, ann).await.unwrap_err();
+    assert_eq!(conflict_on(&err), tenant_members::LAST_OWNER);
+    users::find_by_id(&mut conn, ann).await.unwrap();
+    assert_eq!(owners(&t, acme.id).await, 1);
+    assert_eq!(t.count("tenant_members").await, 2);
+
+    // A plain member leaves freely; a second owner makes the first deletable.
+    users::delete(&mut conn, bob).await.unwrap();
+    let cid = user(&t, "cid@example.com").await;
+    tenant_members::add(
+        &mut conn,
+        acme.id,
+        ann,
+        &NewMember {
+            user_id: cid,
+            role: TenantRole::Owner,
+        },
+    )
+    .await
+    .unwrap();
+    users::delete(&mut conn, ann).await.unwrap();
+    assert_eq!(owners(&t, acme.id).await, 1);
+    assert_eq!(
+        tenant_members::find(&mut conn, acme.id, cid).await.unwrap().role,
+        TenantRole::Owner
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_concurrent_demotions_never_leave_a_tenant_without_an_owner() {
     let t = TestDb::new().await;
     for round in 0..10 {

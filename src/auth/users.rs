@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
@@ -137,10 +137,17 @@ pub async fn update_profile(conn: &mut Conn, id: UserId, patch: &UserPatch) -> R
         .ok_or(Error::NotFound { entity: "user" })
 }
 
-/// Deletes a user; accounts and sessions go with it (ON DELETE CASCADE).
+/// Deletes a user; accounts, sessions and memberships go with it (ON DELETE
+/// CASCADE). `Conflict { tenant_members::LAST_OWNER }` while the user is the
+/// only owner of a tenant (deleting the tenant with them would destroy the
+/// other members' data): ownership must be transferred first.
 pub async fn delete(conn: &mut Conn, id: UserId) -> Result<()> {
-    match diesel::delete(users::table.find(id)).execute(conn).await? {
-        0 => Err(Error::NotFound { entity: "user" }),
-        _ => Ok(()),
-    }
+    conn.transaction(async |conn| {
+        crate::tenancy::tenant_members::ensure_user_owns_no_tenant_alone(conn, id).await?;
+        match diesel::delete(users::table.find(id)).execute(conn).await? {
+            0 => Err(Error::NotFound { entity: "user" }),
+            _ => Ok(()),
+        }
+    })
+    .await
 }

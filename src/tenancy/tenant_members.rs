@@ -214,6 +214,64 @@ async fn ensure_not_last_owner(conn: &mut Conn, member: &TenantMember, what: &st
     Ok(())
 }
 
+/// Refuses to let `user` disappear while they are the last owner of a
+/// tenant; the caller is deleting the user, inside a transaction. The user
+/// row is locked first (`FOR UPDATE`, which blocks new memberships of the
+/// user: their foreign-key check needs a share lock on it), then every tenant
+/// the user belongs to (`FOR NO KEY UPDATE`: conflicts with `lock_tenant`,
+/// so role changes and removals in those tenants wait, but not with the
+/// key-share locks of concurrent inserts). Only then are owners counted, as
+/// for a demotion.
+pub(crate) async fn ensure_user_owns_no_tenant_alone(conn: &mut Conn, user: UserId) -> Result<()> {
+    use crate::schema::users;
+    users::table
+        .find(user)
+        .select(users::id)
+        .for_update()
+        .render_once()
+        .get_result::<UserId>(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "user" })?;
+    let of_user = tenant_members::table
+        .filter(tenant_members::user_id.eq(user))
+        .select(tenant_members::tenant_id);
+    let _locked: Vec<TenantId> = tenants::table
+        .filter(tenants::id.eq_any(of_user))
+        .select(tenants::id)
+        .order(tenants::id)
+        .for_no_key_update()
+        .load(conn)
+        .await?;
+    diesel::alias!(tenant_members as other: Other);
+    let owned_alone: Option<TenantId> = tenant_members::table
+        .filter(tenant_members::user_id.eq(user))
+        .filter(tenant_members::role.eq(TenantRole::Owner))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            other
+                .filter(
+                    other
+                        .field(tenant_members::tenant_id)
+                        .eq(tenant_members::tenant_id),
+                )
+                .filter(other.field(tenant_members::role).eq(TenantRole::Owner))
+                .filter(other.field(tenant_members::user_id).ne(user)),
+        )))
+        .select(tenant_members::tenant_id)
+        .first(conn)
+        .await
+        .optional()?;
+    match owned_alone {
+        Some(tenant) => Err(Error::Conflict {
+            constraint: LAST_OWNER.to_owned(),
+            message: format!(
+                "cannot delete the last owner of tenant {tenant}: transfer ownership first"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Changes `user`'s role in `tenant`. `Conflict { LAST_OWNER }` when that
 /// would leave the tenant without an owner.
 pub async fn change_role(
