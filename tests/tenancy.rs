@@ -327,7 +327,10 @@ async fn deleting_the_last_owner_is_refused_and_keeps_every_row() {
     users::delete(&mut conn, ann).await.unwrap();
     assert_eq!(owners(&t, acme.id).await, 1);
     assert_eq!(
-        tenant_members::find(&mut conn, acme.id, cid).await.unwrap().role,
+        tenant_members::find(&mut conn, acme.id, cid)
+            .await
+            .unwrap()
+            .role,
         TenantRole::Owner
     );
 }

@@ -78,6 +78,16 @@ async fn start(conn: &mut Conn, tenant_id: TenantId, workflow_id: WorkflowId) ->
         .id
 }
 
+/// Claims the oldest pending execution of the tenant, which must be `id`:
+/// steps move only while their execution runs.
+async fn claim(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) {
+    let claimed = executions::claim_next(conn, tenant_id, "worker-1")
+        .await
+        .unwrap()
+        .expect("a pending execution");
+    assert_eq!(claimed.id, id);
+}
+
 // ---------------------------------------------------------------- workflows
 
 #[tokio::test(flavor = "multi_thread")]
@@ -933,6 +943,7 @@ async fn steps_run_fail_retry_within_their_attempts() {
     )
     .await
     .unwrap();
+    claim(&mut conn, tn, run.execution.id).await;
     let [a, b, c] = [run.steps[0].id, run.steps[1].id, run.steps[2].id];
 
     let s = execution_steps::start(&mut conn, tn, a, Some(&json!({"x": 1})))
@@ -1019,6 +1030,7 @@ async fn every_illegal_step_transition_is_refused_and_writes_nothing() {
             let run = executions::start(&mut conn, tn, wf, &StartExecution::default())
                 .await
                 .unwrap();
+            claim(&mut conn, tn, run.execution.id).await;
             let id = run.steps[0].id;
             // Reach `from` by legal moves.
             match from {
@@ -1067,6 +1079,102 @@ async fn every_illegal_step_transition_is_refused_and_writes_nothing() {
     }
     assert_eq!(legal, StepStatus::TRANSITIONS.len());
     assert_eq!(refused, 25 - StepStatus::TRANSITIONS.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn steps_move_only_while_their_execution_runs_and_close_with_it() {
+    use database::workflows::execution_steps::EXECUTION_NOT_RUNNING;
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let wf = workflow(&mut conn, tn).await;
+    let not_running = |r: Result<_, Error>| match r {
+        Err(Error::Conflict { constraint, .. }) => constraint == EXECUTION_NOT_RUNNING,
+        other => panic!(
+            "expected {EXECUTION_NOT_RUNNING}, got {:?}",
+            other.map(|_: database::workflows::ExecutionStep| ())
+        ),
+    };
+
+    // Never claimed: nothing moves.
+    let run = executions::start(&mut conn, tn, wf, &StartExecution::default())
+        .await
+        .unwrap();
+    let a = run.steps[0].id;
+    assert!(not_running(
+        execution_steps::start(&mut conn, tn, a, None).await
+    ));
+    assert!(not_running(execution_steps::skip(&mut conn, tn, a).await));
+
+    // Running: a starts; paused: a can't finish; resumed: it can.
+    claim(&mut conn, tn, run.execution.id).await;
+    execution_steps::start(&mut conn, tn, a, None)
+        .await
+        .unwrap();
+    executions::pause(&mut conn, tn, run.execution.id)
+        .await
+        .unwrap();
+    assert!(not_running(
+        execution_steps::finish(&mut conn, tn, a, &json!(1), None).await
+    ));
+    executions::resume(&mut conn, tn, run.execution.id)
+        .await
+        .unwrap();
+    execution_steps::start(&mut conn, tn, run.steps[1].id, None)
+        .await
+        .unwrap();
+
+    // Cancelled: the open steps (b running, c pending) are closed with it,
+    // the finished ones keep their record, and nothing moves any more.
+    execution_steps::finish(&mut conn, tn, a, &json!(1), None)
+        .await
+        .unwrap();
+    executions::cancel(&mut conn, tn, run.execution.id)
+        .await
+        .unwrap();
+    let steps = execution_steps::list_for_execution(&mut conn, tn, run.execution.id)
+        .await
+        .unwrap();
+    let statuses: Vec<StepStatus> = steps.iter().map(|s| s.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            StepStatus::Completed,
+            StepStatus::Skipped,
+            StepStatus::Skipped
+        ]
+    );
+    assert!(steps.iter().all(|s| s.finished_at.is_some()));
+    assert!(not_running(
+        execution_steps::finish(&mut conn, tn, run.steps[1].id, &json!(1), None).await
+    ));
+    assert!(not_running(
+        execution_steps::retry(&mut conn, tn, run.steps[2].id).await
+    ));
+
+    // Completed and failed executions close their steps too.
+    for complete in [true, false] {
+        let run = executions::start(&mut conn, tn, wf, &StartExecution::default())
+            .await
+            .unwrap();
+        claim(&mut conn, tn, run.execution.id).await;
+        if complete {
+            executions::complete(&mut conn, tn, run.execution.id, &json!({}))
+                .await
+                .unwrap();
+        } else {
+            executions::fail(&mut conn, tn, run.execution.id, "boom")
+                .await
+                .unwrap();
+        }
+        let steps = execution_steps::list_for_execution(&mut conn, tn, run.execution.id)
+            .await
+            .unwrap();
+        assert!(steps.iter().all(|s| s.status == StepStatus::Skipped));
+        assert!(not_running(
+            execution_steps::start(&mut conn, tn, run.steps[0].id, None).await
+        ));
+    }
 }
 
 // ------------------------------------------------------------- tenancy

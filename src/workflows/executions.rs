@@ -422,7 +422,9 @@ async fn try_transition(
 }
 
 /// `try_transition` of one execution; `IllegalTransition` (or `NotFound`)
-/// when its status may not become `to`, and nothing is written.
+/// when its status may not become `to`, and nothing is written. Entering a
+/// terminal status closes the execution's open steps in the same
+/// transaction (see `execution_steps::close_open_steps`).
 async fn transition(
     conn: &mut Conn,
     tenant_id: TenantId,
@@ -431,9 +433,20 @@ async fn transition(
     to: ExecutionStatus,
     outcome: Outcome<'_>,
 ) -> Result<Execution> {
-    if let Some(execution) =
+    let moved = if to.is_terminal() {
+        conn.transaction(async |conn| {
+            let moved =
+                try_transition(conn, tenant_id, Target::One(id), only_from, to, outcome).await?;
+            if let Some(execution) = &moved {
+                crate::workflows::execution_steps::close_open_steps(conn, execution.id).await?;
+            }
+            Ok::<_, Error>(moved)
+        })
+        .await?
+    } else {
         try_transition(conn, tenant_id, Target::One(id), only_from, to, outcome).await?
-    {
+    };
+    if let Some(execution) = moved {
         return Ok(execution);
     }
     let from = find(conn, tenant_id, id).await?.status;
