@@ -166,6 +166,72 @@ async fn role_writes_reject_bad_input_and_conflicts_writing_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn wildcards_grant_what_they_say_and_the_grammar_is_enforced_everywhere() {
+    let t = TestDb::new().await;
+    let root = user(&t, "root@example.com").await;
+    let ann = user(&t, "ann@example.com").await;
+    let bob = user(&t, "bob@example.com").await;
+    let mut conn = t.conn().await;
+    let superadmin = admin_roles::create(&mut conn, &ctx(root), &role("superadmin", &["*"]))
+        .await
+        .unwrap();
+    let users_all = admin_roles::create(&mut conn, &ctx(root), &role("users", &["users.*"]))
+        .await
+        .unwrap();
+    admin_users::grant_role(&mut conn, &ctx(root), ann, superadmin.id)
+        .await
+        .unwrap();
+    admin_users::grant_role(&mut conn, &ctx(root), bob, users_all.id)
+        .await
+        .unwrap();
+    for (who, perm, expected) in [
+        (ann, "users.read", true),
+        (ann, "billing.write", true),
+        (bob, "users.read", true),
+        (bob, "users.delete", true),
+        (bob, "billing.read", false),
+        (root, "users.read", false),
+    ] {
+        assert_eq!(
+            admin_users::has_permission(&mut conn, who, perm)
+                .await
+                .unwrap(),
+            expected,
+            "{perm}"
+        );
+    }
+    // One grammar: what a role may not hold is refused when asked, and a
+    // question with a wildcard is not a permission.
+    for bad in [
+        "users:read",
+        "Users.read",
+        "users",
+        "users.read.all",
+        "*",
+        "users.*",
+        "",
+    ] {
+        let err = admin_users::has_permission(&mut conn, ann, bad)
+            .await
+            .unwrap_err();
+        assert_eq!(err.invalid_fields(), vec!["permission"], "{bad}");
+    }
+    for bad in [
+        "users:read",
+        "*.read",
+        "users.",
+        ".read",
+        "users.read.all",
+        "users.**",
+    ] {
+        let err = admin_roles::create(&mut conn, &ctx(root), &role("bad", &[bad]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.invalid_fields(), vec!["permissions"], "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn grants_give_permissions_and_every_grant_and_revoke_is_audited() {
     let t = TestDb::new().await;
     let root = user(&t, "root@example.com").await;

@@ -157,6 +157,47 @@ async fn every_domain_gets_rows() {
 }
 
 #[tokio::test]
+async fn seeded_admins_hold_the_permissions_their_roles_name() {
+    use database::admin::admin_users;
+    #[derive(diesel::QueryableByName)]
+    struct Admin {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        user_id: uuid::Uuid,
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let t = TestDb::new().await;
+    seed_ok(&t, &["seed"]);
+    let mut conn = t.conn().await;
+    let admins: Vec<Admin> = diesel::sql_query(
+        "SELECT u.user_id, r.name FROM admin_users u JOIN admin_roles r ON r.id = u.role_id",
+    )
+    .load(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(admins.len(), 3);
+    for Admin { user_id, name } in admins {
+        let id = user_id.into();
+        let can = |perm: &'static str| {
+            let db = t.db.clone();
+            async move {
+                admin_users::has_permission(&mut *db.conn().await.unwrap(), id, perm)
+                    .await
+                    .unwrap()
+            }
+        };
+        match name.as_str() {
+            "superadmin" => {
+                assert!(can("users.read").await && can("anything.at_all").await);
+            }
+            "support" => assert!(can("users.read").await && !can("users.delete").await),
+            "billing" => assert!(can("subscriptions.write").await && !can("users.read").await),
+            other => panic!("unexpected role {other}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn seed_is_refused_in_production() {
     let t = TestDb::new().await;
     for (k, v) in [("APP_ENV", "production"), ("NODE_ENV", "production")] {

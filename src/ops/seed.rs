@@ -304,12 +304,12 @@ const ADMIN_ROLES: &[(&str, &str, &[&str])] = &[
     (
         "support",
         "Read users and tenants, resend emails",
-        &["users:read", "tenants:read", "emails:resend"],
+        &["users.read", "tenants.read", "emails.resend"],
     ),
     (
         "billing",
         "Read and adjust subscriptions",
-        &["subscriptions:read", "subscriptions:write"],
+        &["subscriptions.read", "subscriptions.write"],
     ),
 ];
 /// The first users of a seed are its admins.
@@ -1140,6 +1140,13 @@ impl Seeder<'_> {
             ADMIN_ROLES.len() as u64,
             |i: u64, rows: &mut Vec<AdminRoleRow>| {
                 let (name, description, permissions) = ADMIN_ROLES[i as usize];
+                // The same grammar as `admin_roles::create`.
+                crate::error::validate(&crate::admin::admin_roles::NewRole {
+                    name: name.to_owned(),
+                    description: Some(description.to_owned()),
+                    permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                })
+                .expect("the seed's admin roles follow the permission grammar");
                 rows.push(AdminRoleRow {
                     // Seed 0's ids: the roles are shared by every seed.
                     id: Gen { seed: 0, plan: p }.id(tag("admin_roles"), i),
