@@ -163,6 +163,36 @@ async fn todos_bad_input_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_todo_goes_only_into_a_tenant_of_its_user() {
+    use database::tenancy::{NewTenant, tenants};
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let eve = user(&t, "eve@example.com").await;
+    let mut conn = t.conn().await;
+    let acme = tenants::create_with_owner(
+        &mut conn,
+        &NewTenant {
+            name: "Acme".into(),
+            slug: "acme".into(),
+        },
+        ann,
+    )
+    .await
+    .unwrap();
+    // The tenant id comes from the client: eve is no member of acme.
+    let input: CreateTodo =
+        serde_json::from_value(serde_json::json!({"title": "x", "tenant_id": acme.id})).unwrap();
+    let err = todos::create(&mut conn, eve, &input).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "tenant" }),
+        "{err:?}"
+    );
+    assert_eq!(t.count("todos").await, 0);
+    let todo = todos::create(&mut conn, ann, &input).await.unwrap();
+    assert_eq!(todo.tenant_id, Some(acme.id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn todos_go_with_their_user() {
     let t = TestDb::new().await;
     let ann = user(&t, "ann@example.com").await;

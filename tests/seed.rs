@@ -181,7 +181,7 @@ async fn seeded_admins_hold_the_permissions_their_roles_name() {
         let can = |perm: &'static str| {
             let db = t.db.clone();
             async move {
-                admin_users::has_permission(&mut *db.conn().await.unwrap(), id, perm)
+                admin_users::has_permission(&mut db.conn().await.unwrap(), id, perm)
                     .await
                     .unwrap()
             }

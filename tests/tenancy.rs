@@ -407,9 +407,9 @@ async fn invites_are_sent_accepted_once_revoked_and_listed() {
     .await
     .unwrap();
     assert_eq!(sent.invite.invited_by, Some(ann));
-    assert_eq!(sent.token.len(), 64);
+    assert_eq!(sent.token.expose().len(), 64);
 
-    let member = tenant_invites::accept(&mut conn, acme.id, &sent.token, bob)
+    let member = tenant_invites::accept(&mut conn, acme.id, sent.token.expose(), bob)
         .await
         .unwrap();
     assert_eq!((member.user_id, member.role), (bob, TenantRole::Admin));
@@ -418,7 +418,7 @@ async fn invites_are_sent_accepted_once_revoked_and_listed() {
     let members = t.count("tenant_members").await;
     let activity = t.count("tenant_activity").await;
     for who in [bob, cat] {
-        let err = tenant_invites::accept(&mut conn, acme.id, &sent.token, who)
+        let err = tenant_invites::accept(&mut conn, acme.id, sent.token.expose(), who)
             .await
             .unwrap_err();
         assert!(
@@ -452,7 +452,7 @@ async fn invites_are_sent_accepted_once_revoked_and_listed() {
     .execute(&mut conn)
     .await
     .unwrap();
-    let err = tenant_invites::accept(&mut conn, acme.id, &old.token, cat)
+    let err = tenant_invites::accept(&mut conn, acme.id, old.token.expose(), cat)
         .await
         .unwrap_err();
     assert!(
@@ -469,7 +469,7 @@ async fn invites_are_sent_accepted_once_revoked_and_listed() {
     )
     .await
     .unwrap();
-    let err = tenant_invites::accept(&mut conn, acme.id, &dup.token, bob)
+    let err = tenant_invites::accept(&mut conn, acme.id, dup.token.expose(), bob)
         .await
         .unwrap_err();
     assert_eq!(conflict_on(&err), "tenant_members_tenant_user_key");
@@ -486,7 +486,7 @@ async fn invites_are_sent_accepted_once_revoked_and_listed() {
         matches!(err, Error::NotFound { entity: "invite" }),
         "{err:?}"
     );
-    let err = tenant_invites::accept(&mut conn, acme.id, &dup.token, cat)
+    let err = tenant_invites::accept(&mut conn, acme.id, dup.token.expose(), cat)
         .await
         .unwrap_err();
     assert!(
@@ -594,7 +594,7 @@ async fn concurrent_accepts_of_one_invite_yield_exactly_one_membership() {
                 let token = sent.token.clone();
                 tokio::spawn(async move {
                     let mut conn = db.conn().await.unwrap();
-                    tenant_invites::accept(&mut conn, tn.id, &token, who).await
+                    tenant_invites::accept(&mut conn, tn.id, token.expose(), who).await
                 })
             })
             .collect();
@@ -791,7 +791,7 @@ async fn nothing_crosses_from_one_tenant_to_another() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    let err = tenant_invites::accept(&mut conn, b.id, &inv.token, bob)
+    let err = tenant_invites::accept(&mut conn, b.id, inv.token.expose(), bob)
         .await
         .unwrap_err();
     assert!(

@@ -64,7 +64,7 @@ fn new_workflow(name: &str, graph: WorkflowGraph) -> NewWorkflow {
 }
 
 async fn workflow(conn: &mut Conn, tenant_id: TenantId) -> WorkflowId {
-    workflows::create(conn, tenant_id, &new_workflow("Pipeline", chain()))
+    workflows::create(conn, tenant_id, None, &new_workflow("Pipeline", chain()))
         .await
         .unwrap()
         .id
@@ -97,11 +97,12 @@ async fn create_and_find_a_workflow() {
     let tn = tenant(&mut conn, "acme").await;
     let owner = user(&mut conn, "ann@example.com").await;
     let input = NewWorkflow {
-        owner_id: Some(owner),
         description: Some("nightly".into()),
         ..new_workflow("Pipeline", chain())
     };
-    let created = workflows::create(&mut conn, tn, &input).await.unwrap();
+    let created = workflows::create(&mut conn, tn, Some(owner), &input)
+        .await
+        .unwrap();
     assert_eq!(created.version, 1);
     assert_eq!(created.tenant_id, tn);
     assert_eq!(created.owner_id, Some(owner));
@@ -116,7 +117,7 @@ async fn create_refuses_bad_input_and_writes_nothing() {
     let mut conn = t.conn().await;
     let tn = tenant(&mut conn, "acme").await;
 
-    let err = workflows::create(&mut conn, tn, &new_workflow("", chain()))
+    let err = workflows::create(&mut conn, tn, None, &new_workflow("", chain()))
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["name"]);
@@ -125,7 +126,7 @@ async fn create_refuses_bad_input_and_writes_nothing() {
         nodes: vec![node("a"), node("b")],
         edges: vec![edge("a", "b"), edge("b", "ghost")],
     };
-    let err = workflows::create(&mut conn, tn, &new_workflow("x", dangling))
+    let err = workflows::create(&mut conn, tn, None, &new_workflow("x", dangling))
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["graph.edges[1].target"]);
@@ -134,7 +135,7 @@ async fn create_refuses_bad_input_and_writes_nothing() {
         nodes: vec![node("a"), node("a"), node("")],
         edges: vec![edge("nowhere", "a")],
     };
-    let err = workflows::create(&mut conn, tn, &new_workflow("", twice))
+    let err = workflows::create(&mut conn, tn, None, &new_workflow("", twice))
         .await
         .unwrap_err();
     assert_eq!(
@@ -150,18 +151,21 @@ async fn create_refuses_bad_input_and_writes_nothing() {
     let err = workflows::create(
         &mut conn,
         tn,
-        &NewWorkflow {
-            owner_id: Some(UserId::new()),
-            ..new_workflow("x", chain())
-        },
+        Some(UserId::new()),
+        &new_workflow("x", chain()),
     )
     .await
     .unwrap_err();
     assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
 
-    let err = workflows::create(&mut conn, TenantId::new(), &new_workflow("x", chain()))
-        .await
-        .unwrap_err();
+    let err = workflows::create(
+        &mut conn,
+        TenantId::new(),
+        None,
+        &new_workflow("x", chain()),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, Error::NotFound { entity: "tenant" }),
         "{err:?}"
@@ -629,6 +633,7 @@ async fn eight_workers_claim_each_of_1000_pending_executions_exactly_once() {
     let wf = workflows::create(
         &mut *t.conn().await,
         tn,
+        None,
         &new_workflow(
             "one step",
             WorkflowGraph {

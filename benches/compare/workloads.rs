@@ -250,25 +250,27 @@ pub async fn seed(db: &Db, scale: Scale) -> Result<Data> {
         Ok(database::workflows::NewWorkflow {
             name: name.into(),
             description: None,
-            owner_id: None,
             graph: graph(n)?,
         })
     };
     let tree = database::workflows::workflows::create(
         &mut conn,
         tenants[0].into(),
+        None,
         &new_workflow("bench tree", 5)?,
     )
     .await?;
     let claim = database::workflows::workflows::create(
         &mut conn,
         tenants[1].into(),
+        None,
         &new_workflow("bench claim", 3)?,
     )
     .await?;
     database::workflows::workflows::create(
         &mut conn,
         tenants[2].into(),
+        None,
         &new_workflow("bench batch", BATCH_NODES)?,
     )
     .await?;

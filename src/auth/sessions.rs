@@ -62,8 +62,8 @@ pub struct NewSession {
 pub struct CreatedSession {
     /// The stored row.
     pub session: Session,
-    /// The bearer token (cookie value).
-    pub token: String,
+    /// The bearer token (cookie value); `Debug` prints `***`.
+    pub token: token::SecretString,
 }
 
 #[derive(Insertable)]
@@ -131,21 +131,21 @@ pub async fn find_valid_with_user(conn: &mut Conn, token: &str) -> Result<(Sessi
         .ok_or(Error::NotFound { entity: "session" })
 }
 
-/// Revokes one session (sign-out). Revoking twice is harmless;
-/// `NotFound` when no such session exists.
-pub async fn revoke(conn: &mut Conn, id: SessionId) -> Result<()> {
+/// Revokes one of `user_id`'s sessions (sign-out). Revoking twice is
+/// harmless; `NotFound` when the user has no such session (another user's
+/// session is not found either).
+pub async fn revoke(conn: &mut Conn, user_id: UserId, id: SessionId) -> Result<()> {
     let now = Utc::now();
+    let of_user = sessions::table
+        .find(id)
+        .filter(sessions::user_id.eq(user_id));
     // Only an unrevoked row changes: the first revocation time is kept.
-    let changed = diesel::update(
-        sessions::table
-            .find(id)
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set(sessions::revoked_at.eq(now))
-    .execute(conn)
-    .await?;
+    let changed = diesel::update(of_user.filter(sessions::revoked_at.is_null()))
+        .set(sessions::revoked_at.eq(now))
+        .execute(conn)
+        .await?;
     if changed == 0 {
-        let exists: bool = diesel::select(diesel::dsl::exists(sessions::table.find(id)))
+        let exists: bool = diesel::select(diesel::dsl::exists(of_user))
             .get_result(conn)
             .await?;
         if !exists {

@@ -44,8 +44,9 @@ pub struct NewUser {
     /// A URL of at most 2048 characters.
     #[validate(url, length(max = 2048))]
     pub image: Option<String>,
-    /// Set when the provider already proved the address (OAuth sign-up).
-    #[serde(default)]
+    /// Set by the server when the provider already proved the address (OAuth
+    /// sign-up); never read from a client's JSON.
+    #[serde(skip)]
     pub email_verified: bool,
 }
 
@@ -60,7 +61,8 @@ struct InsertUser<'a> {
 }
 
 /// Input of `update_profile`: `None` leaves a field alone,
-/// `Some(None)` clears it, `Some(Some(v))` sets it.
+/// `Some(None)` clears it, `Some(Some(v))` sets it. Only what a user may
+/// change about themselves (`email_verified` is `set_email_verified`'s).
 #[derive(Debug, Clone, Default, Deserialize, Validate, AsChangeset)]
 #[diesel(table_name = users)]
 pub struct UserPatch {
@@ -70,13 +72,11 @@ pub struct UserPatch {
     /// New avatar URL or `Some(None)` to clear it.
     #[validate(url, length(max = 2048))]
     pub image: Option<Option<String>>,
-    /// Mark the address verified (or not).
-    pub email_verified: Option<bool>,
 }
 
 impl UserPatch {
     fn is_empty(&self) -> bool {
-        self.name.is_none() && self.image.is_none() && self.email_verified.is_none()
+        self.name.is_none() && self.image.is_none()
     }
 }
 
@@ -130,6 +130,18 @@ pub async fn update_profile(conn: &mut Conn, id: UserId, patch: &UserPatch) -> R
     }
     diesel::update(users::table.find(id))
         .set(patch)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "user" })
+}
+
+/// Records whether the user's address is proven: the server's decision
+/// (a consumed verification, a provider's word), never a profile edit.
+pub async fn set_email_verified(conn: &mut Conn, id: UserId, verified: bool) -> Result<User> {
+    diesel::update(users::table.find(id))
+        .set(users::email_verified.eq(verified))
         .returning(User::as_returning())
         .get_result(conn)
         .await

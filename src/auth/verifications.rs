@@ -67,8 +67,8 @@ pub struct NewVerification {
 pub struct IssuedVerification {
     /// The stored row.
     pub verification: Verification,
-    /// The token to put in the link.
-    pub token: String,
+    /// The token to put in the link; `Debug` prints `***`.
+    pub token: crate::token::SecretString,
 }
 
 #[derive(Insertable)]

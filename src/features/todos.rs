@@ -12,7 +12,7 @@ use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
 use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
-use crate::schema::todos;
+use crate::schema::{tenant_members, todos};
 use crate::{Conn, Error, Result, TenantId, TodoId, UserId};
 
 /// A row of `todos`.
@@ -46,7 +46,7 @@ pub struct CreateTodo {
     /// At most 1000 characters.
     #[validate(length(max = 1000))]
     pub description: Option<String>,
-    /// The tenant it belongs to, if any.
+    /// The tenant it belongs to, if any: one the user is a member of.
     pub tenant_id: Option<TenantId>,
 }
 
@@ -81,9 +81,25 @@ struct InsertTodo<'a> {
     description: Option<&'a str>,
 }
 
-/// Creates a todo for `user_id`. `NotFound` when the user or tenant does not exist.
+/// Creates a todo for `user_id`. `NotFound` when the user does not exist,
+/// and `NotFound { tenant }` when `input.tenant_id` is not a tenant the user
+/// is a member of (whether it exists is not revealed).
 pub async fn create(conn: &mut Conn, user_id: UserId, input: &CreateTodo) -> Result<Todo> {
     validate(input)?;
+    if let Some(tenant_id) = input.tenant_id {
+        // Checked only for tenant todos: a personal todo (the common case)
+        // stays one statement.
+        let member: bool = diesel::select(diesel::dsl::exists(
+            tenant_members::table
+                .filter(tenant_members::tenant_id.eq(tenant_id))
+                .filter(tenant_members::user_id.eq(user_id)),
+        ))
+        .get_result(conn)
+        .await?;
+        if !member {
+            return Err(Error::NotFound { entity: "tenant" });
+        }
+    }
     diesel::insert_into(todos::table)
         .values(InsertTodo {
             id: TodoId::new(),

@@ -46,8 +46,6 @@ pub struct NewProject {
     /// At most 2000 characters.
     #[validate(length(max = 2000))]
     pub description: Option<String>,
-    /// The creator.
-    pub owner_id: Option<UserId>,
 }
 
 /// Input of `rename`.
@@ -68,14 +66,21 @@ struct InsertProject<'a> {
     description: Option<&'a str>,
 }
 
-/// Creates a project (canvas version 0). `NotFound` when the tenant or owner doesn't exist.
-pub async fn create(conn: &mut Conn, tenant_id: TenantId, input: &NewProject) -> Result<Project> {
+/// Creates a project (canvas version 0) owned by `owner_id`, the server's
+/// choice (the signed-in user), never a field of the client's input.
+/// `NotFound` when the tenant or owner doesn't exist.
+pub async fn create(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    owner_id: Option<UserId>,
+    input: &NewProject,
+) -> Result<Project> {
     validate(input)?;
     diesel::insert_into(projects::table)
         .values(InsertProject {
             id: ProjectId::new(),
             tenant_id,
-            owner_id: input.owner_id,
+            owner_id,
             name: &input.name,
             description: input.description.as_deref(),
         })

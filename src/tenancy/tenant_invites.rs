@@ -91,8 +91,8 @@ pub struct NewInvite {
 pub struct IssuedInvite {
     /// The stored row.
     pub invite: TenantInvite,
-    /// The token to put in the link.
-    pub token: String,
+    /// The token to put in the link; `Debug` prints `***`.
+    pub token: crate::token::SecretString,
 }
 
 #[derive(Insertable)]

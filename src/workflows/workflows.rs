@@ -157,8 +157,6 @@ pub struct NewWorkflow {
     /// At most 2000 characters.
     #[validate(length(max = 2000))]
     pub description: Option<String>,
-    /// The author.
-    pub owner_id: Option<UserId>,
     /// The graph; edges must join known nodes.
     #[validate(nested)]
     #[serde(default)]
@@ -200,15 +198,22 @@ struct WorkflowChanges<'a> {
     edges: Option<Value>,
 }
 
-/// Creates a workflow at version 1. `NotFound` when the tenant or owner doesn't exist.
-pub async fn create(conn: &mut Conn, tenant_id: TenantId, input: &NewWorkflow) -> Result<Workflow> {
+/// Creates a workflow at version 1, authored by `owner_id` (the server's
+/// choice: the signed-in user, never a field of the client's input).
+/// `NotFound` when the tenant or owner doesn't exist.
+pub async fn create(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    owner_id: Option<UserId>,
+    input: &NewWorkflow,
+) -> Result<Workflow> {
     validate_with_graph(input, Some(&input.graph))?;
     let (nodes, edges) = input.graph.to_json();
     diesel::insert_into(workflows::table)
         .values(InsertWorkflow {
             id: WorkflowId::new(),
             tenant_id,
-            owner_id: input.owner_id,
+            owner_id,
             name: &input.name,
             description: input.description.as_deref(),
             nodes,
