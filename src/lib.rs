@@ -20,6 +20,7 @@ pub mod error;
 mod functions;
 pub mod ids;
 mod inline_limit;
+mod input;
 mod jsonb;
 pub mod keyset;
 pub mod migrate;

@@ -1182,6 +1182,109 @@ async fn steps_move_only_while_their_execution_runs_and_close_with_it() {
     }
 }
 
+/// A JSON value nested `depth` levels deep.
+fn nested(depth: usize) -> serde_json::Value {
+    (1..depth).fold(json!({}), |v, _| json!({ "a": v }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_unreadable_or_unstorable_is_committed() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "acme").await;
+    let with_data = |data: serde_json::Value| {
+        new_workflow(
+            "deep",
+            WorkflowGraph {
+                nodes: vec![GraphNode { data, ..node("a") }],
+                edges: vec![],
+            },
+        )
+    };
+    // Too deep to read back (serde_json stops at 128), a NUL PostgreSQL
+    // refuses: both are refused by validation, naming the field.
+    for data in [
+        nested(130),
+        nested(65),
+        json!({"k": "a\u{0}b"}),
+        json!({"a\u{0}": 1}),
+    ] {
+        let err = workflows::create(&mut conn, tn, None, &with_data(data))
+            .await
+            .unwrap_err();
+        assert_eq!(err.invalid_fields(), vec!["graph.nodes[0].data"], "{err}");
+    }
+    // Over 1 MiB in all.
+    let big = json!({ "blob": "x".repeat(1024 * 1024) });
+    let err = workflows::create(&mut conn, tn, None, &with_data(big))
+        .await
+        .unwrap_err();
+    assert!(err.invalid_fields().contains(&"graph"), "{err}");
+    // Bad text: NUL, control characters, whitespace-only names.
+    for name in ["a\u{0}b", "   ", "line\nbreak", "bell\u{7}"] {
+        let err = workflows::create(&mut conn, tn, None, &new_workflow(name, chain()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.invalid_fields(), vec!["name"], "{name:?}");
+    }
+    let err = workflows::create(
+        &mut conn,
+        tn,
+        None,
+        &NewWorkflow {
+            description: Some("nul \u{0} inside".into()),
+            ..new_workflow("x", chain())
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["description"]);
+    // Counts are told in their own unit.
+    let many = WorkflowGraph {
+        nodes: (0..1001).map(|i| node(&format!("n{i}"))).collect(),
+        edges: vec![],
+    };
+    let err = workflows::create(&mut conn, tn, None, &new_workflow("many", many))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 1000 nodes"), "{err}");
+    assert_eq!(t.count("workflows").await, 0);
+
+    // Parameters are checked too: a step's output, an execution's error.
+    let wf = workflow(&mut conn, tn).await;
+    let run = executions::start(&mut conn, tn, wf, &StartExecution::default())
+        .await
+        .unwrap();
+    claim(&mut conn, tn, run.execution.id).await;
+    let step = run.steps[0].id;
+    execution_steps::start(&mut conn, tn, step, None)
+        .await
+        .unwrap();
+    let err = execution_steps::finish(&mut conn, tn, step, &nested(200), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["output"]);
+    let err = executions::fail(&mut conn, tn, run.execution.id, "nul \u{0}")
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["error"]);
+
+    // Whatever is accepted reads back: the deepest allowed value, in a graph.
+    let deepest = workflows::create(&mut conn, tn, None, &with_data(nested(64)))
+        .await
+        .unwrap();
+    let found = workflows::find(&mut conn, tn, deepest.id).await.unwrap();
+    assert_eq!(found.graph().unwrap().nodes[0].data, nested(64));
+    assert_eq!(
+        users::find_by_email(&mut conn, "a\u{0}@example.com")
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
+        "user not found"
+    );
+}
+
 // ------------------------------------------------------------- tenancy
 
 #[tokio::test(flavor = "multi_thread")]

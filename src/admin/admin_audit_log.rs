@@ -89,17 +89,19 @@ fn valid_ip(v: &str) -> Result<(), ValidationError> {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewAuditEntry {
     /// What was done, 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub action: String,
     /// The kind of entity, 1 to 64 characters.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub entity_type: String,
     /// Which entity, at most 200 characters.
-    #[validate(length(max = 200))]
+    #[validate(length(max = 200), custom(function = "crate::input::line"))]
     pub entity_id: Option<String>,
-    /// State before.
+    /// State before (JSON, see `crate::input::json`).
+    #[validate(custom(function = "crate::input::json"))]
     pub before: Option<serde_json::Value>,
-    /// State after.
+    /// State after (JSON, see `crate::input::json`).
+    #[validate(custom(function = "crate::input::json"))]
     pub after: Option<serde_json::Value>,
 }
 
@@ -148,10 +150,10 @@ pub struct AuditFilter {
     /// Only this admin's entries.
     pub actor: Option<UserId>,
     /// Only this kind of entity.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub entity_type: Option<String>,
     /// Only this entity (use with `entity_type`).
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::input::line"))]
     pub entity_id: Option<String>,
     /// Entries at or after this instant.
     pub from: Option<DateTime<Utc>>,

@@ -61,10 +61,10 @@ impl
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewRole {
     /// 1 to 64 characters, unique.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub name: String,
     /// At most 500 characters.
-    #[validate(length(max = 500))]
+    #[validate(length(max = 500), custom(function = "crate::input::text"))]
     pub description: Option<String>,
     /// Each `resource.action`, `resource.*` or `*` (see `permission`).
     #[validate(custom(function = "permission_list"))]
@@ -244,6 +244,12 @@ pub async fn set_permissions(
 
 /// The role named `name`.
 pub async fn find_by_name(conn: &mut Conn, name: &str) -> Result<AdminRole> {
+    if name.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound {
+            entity: "admin role",
+        });
+    }
     admin_roles::table
         .filter(admin_roles::name.eq(name))
         .select(AdminRole::as_select())

@@ -60,7 +60,7 @@ pub struct LinkAccount {
     #[validate(length(min = 1, max = 64), custom(function = "oauth_provider"))]
     pub provider: String,
     /// The provider's id for the user, 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_account_id: String,
     /// OAuth access token.
     pub access_token: Option<SecretString>,
@@ -73,7 +73,7 @@ pub struct LinkAccount {
     /// When the refresh token expires.
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     /// Granted scopes, at most 1024 characters.
-    #[validate(length(max = 1024))]
+    #[validate(length(max = 1024), custom(function = "crate::input::line"))]
     pub scope: Option<String>,
 }
 
@@ -141,6 +141,10 @@ pub async fn link_password(
 /// Removes a login method. Refuses to remove a user's last one (they could
 /// never sign in again) with `Conflict { constraint: "accounts_last_login_method" }`.
 pub async fn unlink(conn: &mut Conn, user_id: UserId, provider: &str) -> Result<()> {
+    if provider.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound { entity: "account" });
+    }
     conn.transaction(async |conn| {
         // Lock the user so two concurrent unlinks can't both see "2 left".
         users::table

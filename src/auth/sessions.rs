@@ -53,7 +53,7 @@ pub struct NewSession {
     #[validate(ip)]
     pub ip_address: Option<String>,
     /// At most 512 characters.
-    #[validate(length(max = 512))]
+    #[validate(length(max = 512), custom(function = "crate::input::line"))]
     pub user_agent: Option<String>,
 }
 

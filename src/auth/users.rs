@@ -39,7 +39,7 @@ pub struct NewUser {
     #[validate(email, length(max = 254))]
     pub email: String,
     /// 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: Option<String>,
     /// A URL of at most 2048 characters.
     #[validate(url, length(max = 2048))]
@@ -67,7 +67,7 @@ struct InsertUser<'a> {
 #[diesel(table_name = users)]
 pub struct UserPatch {
     /// New display name (1 to 100 characters) or `Some(None)` to clear it.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: Option<Option<String>>,
     /// New avatar URL or `Some(None)` to clear it.
     #[validate(url, length(max = 2048))]
@@ -112,6 +112,10 @@ pub async fn find_by_id(conn: &mut Conn, id: UserId) -> Result<User> {
 
 /// The user with this address, compared case-insensitively.
 pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<User> {
+    if email.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound { entity: "user" });
+    }
     users::table
         .filter(lower(users::email).eq(lower(email)))
         .select(User::as_select())

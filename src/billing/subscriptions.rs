@@ -80,13 +80,13 @@ pub struct SubscriptionState {
     /// Who pays (used when the subscription is first seen).
     pub owner: Owner,
     /// 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_customer_id: String,
     /// 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_subscription_id: String,
     /// 1 to 64 characters.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub plan: String,
     /// The provider's status.
     pub status: SubscriptionStatus,

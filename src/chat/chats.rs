@@ -47,7 +47,7 @@ pub struct SaveChat {
     /// saved before the title exists.
     pub id: ChatId,
     /// 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub title: String,
     /// Who may read it (used when the chat is created).
     pub visibility: ChatVisibility,

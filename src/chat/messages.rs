@@ -56,7 +56,7 @@ pub struct NewMessage {
 
 fn parts_array(parts: &serde_json::Value) -> Result<(), ValidationError> {
     match parts.as_array() {
-        Some(a) if !a.is_empty() => Ok(()),
+        Some(a) if !a.is_empty() => crate::input::json(parts),
         _ => {
             Err(ValidationError::new("parts").with_message("must be a non-empty JSON array".into()))
         }
@@ -67,7 +67,10 @@ fn parts_array(parts: &serde_json::Value) -> Result<(), ValidationError> {
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
 pub struct SaveMessages {
     /// The messages, oldest first.
-    #[validate(length(min = 1, max = 500), nested)]
+    #[validate(
+        length(min = 1, max = 500, message = "must have 1 to 500 messages"),
+        nested
+    )]
     pub messages: Vec<NewMessage>,
 }
 

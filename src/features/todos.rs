@@ -41,10 +41,10 @@ pub struct Todo {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct CreateTodo {
     /// 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub title: String,
     /// At most 1000 characters.
-    #[validate(length(max = 1000))]
+    #[validate(length(max = 1000), custom(function = "crate::input::text"))]
     pub description: Option<String>,
     /// The tenant it belongs to, if any: one the user is a member of.
     pub tenant_id: Option<TenantId>,
@@ -56,10 +56,10 @@ pub struct CreateTodo {
 #[diesel(table_name = todos)]
 pub struct TodoPatch {
     /// New title, 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub title: Option<String>,
     /// New description (at most 1000 characters) or `Some(None)` to clear it.
-    #[validate(length(max = 1000))]
+    #[validate(length(max = 1000), custom(function = "crate::input::text"))]
     pub description: Option<Option<String>>,
     /// Done or not.
     pub completed: Option<bool>,

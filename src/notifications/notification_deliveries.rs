@@ -77,10 +77,10 @@ pub struct DeliveryAttempt {
     /// Whether the provider accepted the message.
     pub succeeded: bool,
     /// The provider's message id, at most 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_message_id: Option<String>,
     /// Why it failed (required when it did), 1 to 2000 characters.
-    #[validate(length(min = 1, max = 2000))]
+    #[validate(length(min = 1, max = 2000), custom(function = "crate::input::text"))]
     pub error: Option<String>,
     /// On failure: when to try again; `None` gives up.
     pub retry_at: Option<DateTime<Utc>>,

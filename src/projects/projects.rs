@@ -41,10 +41,10 @@ pub struct Project {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewProject {
     /// 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: String,
     /// At most 2000 characters.
-    #[validate(length(max = 2000))]
+    #[validate(length(max = 2000), custom(function = "crate::input::text"))]
     pub description: Option<String>,
 }
 
@@ -52,7 +52,7 @@ pub struct NewProject {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct RenameProject {
     /// 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: String,
 }
 

@@ -58,10 +58,10 @@ pub struct NewActivity {
     /// Who did it.
     pub actor_id: Option<UserId>,
     /// What happened, 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub action: String,
     /// What it happened to, at most 200 characters.
-    #[validate(length(max = 200))]
+    #[validate(length(max = 200), custom(function = "crate::input::line"))]
     pub subject: Option<String>,
     /// Free-form details (a JSON object).
     #[validate(custom(function = "json_object"))]
@@ -70,7 +70,7 @@ pub struct NewActivity {
 
 fn json_object(v: &serde_json::Value) -> Result<(), validator::ValidationError> {
     if v.is_object() {
-        Ok(())
+        crate::input::json(v)
     } else {
         Err(validator::ValidationError::new("object").with_message("must be a JSON object".into()))
     }

@@ -264,6 +264,9 @@ pub async fn start(
     id: ExecutionStepId,
     input: Option<&Value>,
 ) -> Result<ExecutionStep> {
+    if let Some(input) = input {
+        crate::input::check_json("input", input)?;
+    }
     let changes = StepChanges {
         started_at: Some(Utc::now()),
         finished_at: Some(None),
@@ -282,6 +285,10 @@ pub async fn finish(
     output: &Value,
     validation: Option<&Value>,
 ) -> Result<ExecutionStep> {
+    crate::input::check_json("output", output)?;
+    if let Some(validation) = validation {
+        crate::input::check_json("validation", validation)?;
+    }
     let changes = StepChanges {
         finished_at: Some(Some(Utc::now())),
         output: Some(output),
@@ -298,13 +305,7 @@ pub async fn fail(
     id: ExecutionStepId,
     error: &str,
 ) -> Result<ExecutionStep> {
-    if !(1..=10_000).contains(&error.chars().count()) {
-        return Err(Error::invalid(
-            "error",
-            "length",
-            "must be 1 to 10000 characters long",
-        ));
-    }
+    crate::input::check_text("error", error, 1, 10_000)?;
     let changes = StepChanges {
         finished_at: Some(Some(Utc::now())),
         error: Some(Some(error)),

@@ -149,7 +149,7 @@ fn default_max_attempts() -> i32 {
 
 fn json_object(value: &Value) -> std::result::Result<(), validator::ValidationError> {
     if value.is_object() {
-        Ok(())
+        crate::input::json(value)
     } else {
         Err(validator::ValidationError::new("object").with_message("must be a JSON object".into()))
     }
@@ -466,13 +466,7 @@ pub async fn claim_next(
     tenant_id: TenantId,
     worker_id: &str,
 ) -> Result<Option<Execution>> {
-    if !(1..=200).contains(&worker_id.chars().count()) {
-        return Err(Error::invalid(
-            "worker_id",
-            "length",
-            "must be 1 to 200 characters long",
-        ));
-    }
+    crate::input::check_line("worker_id", worker_id, 1, 200)?;
     try_transition(
         conn,
         tenant_id,
@@ -494,6 +488,7 @@ pub async fn complete(
     id: ExecutionId,
     output: &Value,
 ) -> Result<Execution> {
+    crate::input::check_json("output", output)?;
     let outcome = Outcome {
         output: Some(output),
         ..Outcome::default()
@@ -516,13 +511,7 @@ pub async fn fail(
     id: ExecutionId,
     error: &str,
 ) -> Result<Execution> {
-    if !(1..=10_000).contains(&error.chars().count()) {
-        return Err(Error::invalid(
-            "error",
-            "length",
-            "must be 1 to 10000 characters long",
-        ));
-    }
+    crate::input::check_text("error", error, 1, 10_000)?;
     let outcome = Outcome {
         error: Some(error),
         ..Outcome::default()
