@@ -568,6 +568,74 @@ async fn invite_rejects_bad_input_and_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_warm_connection_keeps_accepting_invites_after_a_migration_adds_a_column() {
+    use database::migrate::{self, MigrationSet};
+    use diesel_async::AsyncConnection;
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let bob = user(&t, "bob@example.com").await;
+    let cat = user(&t, "cat@example.com").await;
+    let acme = tenant(&t, "acme", ann).await;
+    let mut warm = t.conn().await;
+    let mut invite = async |email: &str| {
+        tenant_invites::invite(
+            &mut *t.conn().await,
+            acme.id,
+            ann,
+            &invite_input(email, TenantRole::Member),
+        )
+        .await
+        .unwrap()
+    };
+    let (first, second) = (
+        invite("bob@example.com").await,
+        invite("cat@example.com").await,
+    );
+    // The accept statement is prepared and cached on `warm`.
+    tenant_invites::accept(&mut warm, acme.id, first.token.expose(), bob)
+        .await
+        .unwrap();
+
+    // A new migration adds a column to the table the statement returns rows of.
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        let target = dir.path().join(entry.file_name());
+        std::fs::create_dir(&target).unwrap();
+        for file in std::fs::read_dir(entry.path()).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), target.join(file.file_name())).unwrap();
+        }
+    }
+    let added = dir.path().join("2099-01-01-000000_add_member_note");
+    std::fs::create_dir(&added).unwrap();
+    std::fs::write(
+        added.join("up.sql"),
+        "ALTER TABLE tenant_members ADD COLUMN note text;\n\
+         ALTER TABLE tenant_invites ADD COLUMN note text;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        added.join("down.sql"),
+        "ALTER TABLE tenant_members DROP COLUMN note;\n\
+         ALTER TABLE tenant_invites DROP COLUMN note;\n",
+    )
+    .unwrap();
+    let set = MigrationSet::from_dir(dir.path()).unwrap();
+    let mut migrator = diesel_async::AsyncPgConnection::establish(&t.url)
+        .await
+        .unwrap();
+    migrate::run(&mut migrator, &set).await.unwrap();
+
+    // The warm connection's cached statement still works.
+    let member = tenant_invites::accept(&mut warm, acme.id, second.token.expose(), cat)
+        .await
+        .unwrap();
+    assert_eq!((member.user_id, member.role), (cat, TenantRole::Member));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_accepts_of_one_invite_yield_exactly_one_membership() {
     let t = TestDb::new().await;
     let ann = user(&t, "ann@example.com").await;

@@ -172,6 +172,9 @@ pub async fn accept(
     // five, prepared once per connection (`cached`). The UPDATE only matches a pending, unexpired invite; a
     // concurrent accept of the same row waits on its row lock, then
     // re-checks and matches nothing, so its inserts see no claimed row.
+    // Columns are listed, never `*`: the statement is cached on every
+    // connection, and a cached plan whose result type changes (a migration
+    // added a column) fails with "cached plan must not change result type".
     let accepted = diesel::sql_query(
         "WITH claimed AS ( \
              UPDATE tenant_invites SET accepted_at = $1, accepted_by = $2 \
@@ -181,12 +184,12 @@ pub async fn accept(
          member AS ( \
              INSERT INTO tenant_members (id, tenant_id, user_id, role) \
              SELECT $5, $3, $2, role FROM claimed \
-             RETURNING *), \
+             RETURNING id, tenant_id, user_id, role, created_at, updated_at), \
          activity AS ( \
              INSERT INTO tenant_activity (id, tenant_id, actor_id, action, subject, details) \
              SELECT $6, $3, $2, 'invite.accepted', claimed.id::text, jsonb_build_object('role', claimed.role) \
              FROM claimed) \
-         SELECT * FROM member",
+         SELECT id, tenant_id, user_id, role, created_at, updated_at FROM member",
     )
     .bind::<Timestamptz, _>(Utc::now())
     .bind::<Uuid, _>(user)
