@@ -181,3 +181,7 @@ typed_id!(
     /// Id of a row in `waitlist`.
     WaitlistEntryId
 );
+typed_id!(
+    /// Id of a row in `jwks`: also the key id (`kid`) of the JSON Web Key.
+    JwkId
+);

@@ -577,7 +577,7 @@ async fn a_warm_connection_keeps_accepting_invites_after_a_migration_adds_a_colu
     let cat = user(&t, "cat@example.com").await;
     let acme = tenant(&t, "acme", ann).await;
     let mut warm = t.conn().await;
-    let mut invite = async |email: &str| {
+    let invite = async |email: &str| {
         tenant_invites::invite(
             &mut *t.conn().await,
             acme.id,
