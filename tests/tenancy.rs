@@ -45,6 +45,57 @@ async fn owners(t: &TestDb, tenant: TenantId) -> usize {
         .count()
 }
 
+/// A transaction on a connection of its own that holds the row locks
+/// `lock_sql` takes until `release`: the racing calls of a test queue up
+/// behind it, so they are all in flight at once when it lets go, whatever
+/// the scheduler does.
+struct LockHolder(diesel_async::AsyncPgConnection);
+
+impl LockHolder {
+    async fn take(t: &TestDb, lock_sql: &str) -> LockHolder {
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let mut conn = diesel_async::AsyncPgConnection::establish(&t.url)
+            .await
+            .unwrap();
+        conn.batch_execute(&format!("BEGIN; {lock_sql}"))
+            .await
+            .unwrap();
+        LockHolder(conn)
+    }
+
+    async fn release(mut self) {
+        use diesel_async::SimpleAsyncConnection;
+        self.0.batch_execute("COMMIT").await.unwrap();
+    }
+}
+
+/// Waits until `n` sessions on the test's database wait for a lock.
+async fn lock_waiters(t: &TestDb, n: i64) {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let sql = format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = '{}' AND wait_event_type = 'Lock'",
+        t.name
+    );
+    let mut conn = t.conn().await;
+    for _ in 0..1000 {
+        let waiting = diesel::sql_query(&sql)
+            .get_result::<Count>(&mut conn)
+            .await
+            .unwrap()
+            .n;
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{n} sessions never waited for the lock");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn create_with_owner_makes_the_owner_a_member_and_logs_it() {
     let t = TestDb::new().await;
@@ -355,6 +406,18 @@ async fn two_concurrent_demotions_never_leave_a_tenant_without_an_owner() {
         .unwrap();
 
         // Half the rounds demote, half remove: both paths take the lock.
+        // The members' rows are held locked, so each change queues up at its
+        // write (or, with the tenant lock, one at the tenant row): both are
+        // in flight before either can finish. Without the tenant lock both
+        // count two owners and both win.
+        let holder = LockHolder::take(
+            &t,
+            &format!(
+                "SELECT 1 FROM tenant_members WHERE tenant_id = '{}' FOR UPDATE",
+                tn.id
+            ),
+        )
+        .await;
         let tasks: Vec<_> = [a, b]
             .into_iter()
             .map(|target| {
@@ -377,6 +440,8 @@ async fn two_concurrent_demotions_never_leave_a_tenant_without_an_owner() {
                 })
             })
             .collect();
+        lock_waiters(&t, 2).await;
+        holder.release().await;
         let mut ok = 0;
         for task in tasks {
             match task.await.unwrap() {
@@ -654,7 +719,16 @@ async fn concurrent_accepts_of_one_invite_yield_exactly_one_membership() {
         .await
         .unwrap();
         // Different users race for the same token, so only the invite's
-        // single use (not the membership's uniqueness) can stop them.
+        // single use (not the membership's uniqueness) can stop them. The
+        // invite row is held locked until every accept waits on it.
+        let holder = LockHolder::take(
+            &t,
+            &format!(
+                "SELECT 1 FROM tenant_invites WHERE id = '{}' FOR UPDATE",
+                sent.invite.id
+            ),
+        )
+        .await;
         let tasks: Vec<_> = takers
             .iter()
             .map(|&who| {
@@ -666,6 +740,8 @@ async fn concurrent_accepts_of_one_invite_yield_exactly_one_membership() {
                 })
             })
             .collect();
+        lock_waiters(&t, takers.len() as i64).await;
+        holder.release().await;
         let mut winners = 0;
         for task in tasks {
             match task.await.unwrap() {
