@@ -814,30 +814,3 @@ async fn verification_bad_input_writes_nothing() {
         .is_err()
     );
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn enum_labels_match_the_database() {
-    let t = TestDb::new().await;
-    use diesel::sql_types::Text;
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Label {
-        #[diesel(sql_type = Text)]
-        label: String,
-    }
-    let labels: Vec<String> = diesel::sql_query(
-        "SELECT enumlabel AS label FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid \
-         WHERE t.typname = 'verification_purpose' ORDER BY e.enumsortorder",
-    )
-    .load::<Label>(&mut *t.conn().await)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|l| l.label)
-    .collect();
-    let ours: Vec<&str> = VerificationPurpose::ALL
-        .iter()
-        .map(|p| p.as_str())
-        .collect();
-    assert_eq!(labels, ours);
-}

@@ -1011,27 +1011,3 @@ async fn nothing_crosses_from_one_tenant_to_another() {
         vec![(a.id, TenantRole::Member), (b.id, TenantRole::Admin)]
     );
 }
-
-/// The Rust labels of `TenantRole` match PostgreSQL's `tenant_role`, in order.
-#[tokio::test(flavor = "multi_thread")]
-async fn tenant_role_labels_match_the_database_enum() {
-    use diesel::sql_types::Text;
-    #[derive(diesel::QueryableByName)]
-    struct Label {
-        #[diesel(sql_type = Text)]
-        label: String,
-    }
-    let t = TestDb::new().await;
-    let labels: Vec<String> = diesel::sql_query(
-        "SELECT enumlabel AS label FROM pg_enum \
-         WHERE enumtypid = 'tenant_role'::regtype ORDER BY enumsortorder",
-    )
-    .load::<Label>(&mut *t.conn().await)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|l| l.label)
-    .collect();
-    let rust: Vec<&str> = TenantRole::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(labels, rust);
-}

@@ -404,42 +404,6 @@ async fn unknown_statuses_are_refused_with_a_typed_error() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_database_enums_match_the_rust_enums() {
-    use diesel::sql_types::Text;
-    #[derive(QueryableByName)]
-    struct Label {
-        #[diesel(sql_type = Text)]
-        label: String,
-    }
-    let t = TestDb::new().await;
-    let mut conn = t.conn().await;
-    for (ty, expected) in [
-        (
-            "execution_status",
-            ExecutionStatus::ALL
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        (
-            "step_status",
-            StepStatus::ALL.iter().map(|s| s.as_str()).collect(),
-        ),
-    ] {
-        let rows: Vec<Label> = diesel::sql_query(
-            "SELECT enumlabel::text AS label FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid \
-             WHERE t.typname = $1 ORDER BY e.enumsortorder",
-        )
-        .bind::<Text, _>(ty)
-        .load(&mut conn)
-        .await
-        .unwrap();
-        let labels: Vec<_> = rows.iter().map(|r| r.label.as_str()).collect();
-        assert_eq!(labels, expected, "{ty}");
-    }
-}
-
 /// Brings a fresh execution into `status` through legal moves only.
 async fn execution_in(
     conn: &mut Conn,
