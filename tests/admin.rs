@@ -64,7 +64,8 @@ async fn roles_are_created_and_changed_with_an_audit_entry_each() {
 
     let log = admin_audit_log::list(&mut conn, &AuditFilter::default(), None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].action, "admin_role.permissions_changed");
     assert_eq!(log[0].actor_id, root);
@@ -352,7 +353,8 @@ async fn grants_give_permissions_and_every_grant_and_revoke_is_audited() {
         10,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     let actions: Vec<_> = about_ann.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -400,9 +402,9 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         let page = admin_audit_log::list(&mut conn, &AuditFilter::default(), after, 2)
             .await
             .unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.cursor());
-        seen.extend(page.into_iter().map(|e| e.id));
+        seen.extend(page.items.iter().map(|e| e.id));
+        let Some(next) = page.next else { break };
+        after = Some(next);
     }
     assert_eq!(seen, all.iter().map(|e| e.id).collect::<Vec<_>>());
 
@@ -416,7 +418,8 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         100,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     assert_eq!(by_a.len(), 3);
     assert!(by_a.iter().all(|e| e.actor_id == a));
 
@@ -431,7 +434,8 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         100,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     assert_eq!(
         a_on_users
             .iter()
@@ -457,7 +461,8 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         100,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     assert_eq!(everything.len(), 6);
     let future = admin_audit_log::list(
         &mut conn,
@@ -466,12 +471,14 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         100,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     assert!(future.is_empty());
     let until_first =
         admin_audit_log::list(&mut conn, &window(None, Some(all[5].created_at)), None, 100)
             .await
-            .unwrap();
+            .unwrap()
+            .items;
     assert!(until_first.is_empty(), "until is exclusive");
 
     let err = admin_audit_log::list(
@@ -553,7 +560,8 @@ async fn the_database_refuses_to_update_delete_or_truncate_the_audit_log() {
     }
     let log = admin_audit_log::list(&mut conn, &AuditFilter::default(), None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(log, vec![entry]);
 
     // Deleting the actor leaves the log intact (no foreign key to cascade).

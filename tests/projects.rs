@@ -199,18 +199,18 @@ async fn list_pages_a_tenants_projects_newest_first() {
         projects::archive(&mut conn, tn, *id).await.unwrap();
     }
 
-    let mut filter = ProjectFilter {
-        limit: 10,
-        ..ProjectFilter::default()
-    };
+    let filter = ProjectFilter::default();
+    let mut after = None;
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let page = projects::list(&mut conn, tn, &filter).await.unwrap();
+        let page = projects::list(&mut conn, tn, &filter, after, 10)
+            .await
+            .unwrap();
         pages += 1;
         seen.extend(page.items.iter().map(|p| (p.created_at, p.id)));
         match page.next {
-            Some(next) => filter.after = Some(next),
+            Some(next) => after = Some(next),
             None => break,
         }
     }
@@ -229,25 +229,18 @@ async fn list_pages_a_tenants_projects_newest_first() {
         tn,
         &ProjectFilter {
             include_archived: true,
-            limit: 100,
-            after: None,
         },
+        None,
+        100,
     )
     .await
     .unwrap();
     assert_eq!(all.items.len(), 25);
     assert!(all.next.is_none());
 
-    let err = projects::list(
-        &mut conn,
-        tn,
-        &ProjectFilter {
-            limit: 101,
-            ..ProjectFilter::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = projects::list(&mut conn, tn, &ProjectFilter::default(), None, 101)
+        .await
+        .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["limit"]);
 }
 
@@ -454,8 +447,9 @@ async fn another_tenant_finds_and_changes_nothing() {
         theirs,
         &ProjectFilter {
             include_archived: true,
-            ..ProjectFilter::default()
         },
+        None,
+        100,
     )
     .await
     .unwrap();

@@ -40,6 +40,7 @@ async fn owners(t: &TestDb, tenant: TenantId) -> usize {
     tenant_members::list(&mut conn, tenant, None, 100)
         .await
         .unwrap()
+        .items
         .iter()
         .filter(|m| m.role == TenantRole::Owner)
         .count()
@@ -107,7 +108,8 @@ async fn create_with_owner_makes_the_owner_a_member_and_logs_it() {
     assert_eq!(member.role, TenantRole::Owner);
     let log = tenant_activity::list(&mut conn, acme.id, None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].action, "tenant.created");
     assert_eq!(log[0].actor_id, Some(ann));
@@ -280,9 +282,9 @@ async fn members_are_added_changed_removed_and_paged() {
         let page = tenant_members::list(&mut conn, acme.id, after, 1)
             .await
             .unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.cursor());
-        seen.extend(page.iter().map(|m| (m.user_id, m.role)));
+        seen.extend(page.items.iter().map(|m| (m.user_id, m.role)));
+        let Some(next) = page.next else { break };
+        after = Some(next);
     }
     assert_eq!(
         seen,
@@ -296,6 +298,7 @@ async fn members_are_added_changed_removed_and_paged() {
     let actions: Vec<String> = tenant_activity::list(&mut conn, acme.id, None, 50)
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|a| a.action)
         .collect();
@@ -579,11 +582,12 @@ async fn invites_are_sent_accepted_once_revoked_and_listed() {
     let first = tenant_invites::list_pending(&mut conn, acme.id, None, 1)
         .await
         .unwrap();
-    assert_eq!(first.len(), 1);
-    assert_eq!(first[0].id, p2.invite.id);
-    let rest = tenant_invites::list_pending(&mut conn, acme.id, Some(first[0].cursor()), 10)
+    assert_eq!(first.items.len(), 1);
+    assert_eq!(first.items[0].id, p2.invite.id);
+    let rest = tenant_invites::list_pending(&mut conn, acme.id, first.next, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(
         rest.iter().map(|i| i.id).collect::<Vec<_>>(),
         vec![p1.invite.id]
@@ -755,11 +759,13 @@ async fn concurrent_accepts_of_one_invite_yield_exactly_one_membership() {
         assert_eq!(winners, 1, "round {round}");
         let members = tenant_members::list(&mut *t.conn().await, tn.id, None, 100)
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         assert_eq!(members.len(), 2, "round {round}: the owner and one taker");
         let accepted = tenant_activity::list(&mut *t.conn().await, tn.id, None, 100)
             .await
             .unwrap()
+            .items
             .into_iter()
             .filter(|a| a.action == "invite.accepted")
             .count();
@@ -798,9 +804,9 @@ async fn activity_is_recorded_validated_and_paged_newest_first() {
         let page = tenant_activity::list(&mut conn, acme.id, after, 2)
             .await
             .unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.cursor());
-        seen.extend(page.into_iter().map(|a| a.id));
+        seen.extend(page.items.iter().map(|a| a.id));
+        let Some(next) = page.next else { break };
+        after = Some(next);
     }
     // Newest first: the five records, then the creation entry.
     assert_eq!(seen.len(), 6);
@@ -899,7 +905,8 @@ async fn nothing_crosses_from_one_tenant_to_another() {
     }
     let b_members = tenant_members::list(&mut conn, b.id, None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(
         b_members.iter().map(|m| m.user_id).collect::<Vec<_>>(),
         vec![bob]
@@ -929,6 +936,7 @@ async fn nothing_crosses_from_one_tenant_to_another() {
         tenant_invites::list_pending(&mut conn, b.id, None, 100)
             .await
             .unwrap()
+            .items
             .is_empty()
     );
     let err = tenant_invites::revoke(&mut conn, b.id, bob, inv.invite.id)
@@ -944,7 +952,8 @@ async fn nothing_crosses_from_one_tenant_to_another() {
     );
     let a_pending = tenant_invites::list_pending(&mut conn, a.id, None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(
         a_pending.len(),
         1,
@@ -962,14 +971,16 @@ async fn nothing_crosses_from_one_tenant_to_another() {
     assert_eq!(
         tenant_invites::list_pending(&mut conn, a.id, None, 100)
             .await
-            .unwrap(),
+            .unwrap()
+            .items,
         a_pending
     );
 
     // tenant_activity::list / record
     let b_log = tenant_activity::list(&mut conn, b.id, None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert!(b_log.iter().all(|e| e.tenant_id == b.id));
     assert!(b_log.iter().all(|e| e.action != "a.secret"));
     tenant_activity::record(
@@ -985,7 +996,8 @@ async fn nothing_crosses_from_one_tenant_to_another() {
     .unwrap();
     let a_log = tenant_activity::list(&mut conn, a.id, None, 100)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert!(a_log.iter().all(|e| e.tenant_id == a.id));
     assert_eq!(a_log.len() as i64, {
         // A's rows: everything recorded before B's writes, minus B's creation entry.

@@ -668,17 +668,17 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
     }
 
     let mut seen = Vec::new();
-    let mut filter = ExecutionFilter {
-        limit: 10,
-        ..ExecutionFilter::default()
-    };
+    let filter = ExecutionFilter::default();
+    let mut after = None;
     let mut pages = 0;
     loop {
-        let page = executions::list(&mut conn, tn, wf, &filter).await.unwrap();
+        let page = executions::list(&mut conn, tn, wf, &filter, after, 10)
+            .await
+            .unwrap();
         pages += 1;
         seen.extend(page.items.iter().map(|e| (e.created_at, e.id)));
         match page.next {
-            Some(next) => filter.after = Some(next),
+            Some(next) => after = Some(next),
             None => break,
         }
     }
@@ -697,13 +697,15 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
             status: Some(ExecutionStatus::Cancelled),
             ..ExecutionFilter::default()
         },
+        None,
+        50,
     )
     .await
     .unwrap();
     assert_eq!(cancelled.items.len(), 5);
     assert!(cancelled.next.is_none());
 
-    let all = executions::list(&mut conn, tn, wf, &ExecutionFilter::default())
+    let all = executions::list(&mut conn, tn, wf, &ExecutionFilter::default(), None, 50)
         .await
         .unwrap()
         .items;
@@ -713,7 +715,7 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
         created_before: Some(all[2].created_at),
         ..ExecutionFilter::default()
     };
-    let inside = executions::list(&mut conn, tn, wf, &window)
+    let inside = executions::list(&mut conn, tn, wf, &window, None, 50)
         .await
         .unwrap()
         .items;
@@ -724,17 +726,9 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
             .all(|e| e.created_at >= all[9].created_at && e.created_at < all[2].created_at)
     );
 
-    let err = executions::list(
-        &mut conn,
-        tn,
-        wf,
-        &ExecutionFilter {
-            limit: 0,
-            ..ExecutionFilter::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = executions::list(&mut conn, tn, wf, &ExecutionFilter::default(), None, 0)
+        .await
+        .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["limit"]);
     let err = executions::list(
         &mut conn,
@@ -745,6 +739,8 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
             created_before: Some(all[9].created_at),
             ..ExecutionFilter::default()
         },
+        None,
+        50,
     )
     .await
     .unwrap_err();
@@ -1319,7 +1315,7 @@ async fn another_tenant_finds_and_changes_nothing() {
     assert!(nf(executions::fail(&mut conn, theirs, ex, "x")
         .await
         .map(|_| ())));
-    let page = executions::list(&mut conn, theirs, wf, &ExecutionFilter::default())
+    let page = executions::list(&mut conn, theirs, wf, &ExecutionFilter::default(), None, 50)
         .await
         .unwrap();
     assert!(page.items.is_empty());

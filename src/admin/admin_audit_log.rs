@@ -12,7 +12,7 @@ use validator::{Validate, ValidationError};
 
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::keyset::check_limit;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::schema::admin_audit_log;
 use crate::{AuditEntryId, Conn, Error, Result, UserId};
 
@@ -38,25 +38,6 @@ pub struct AuditEntry {
     pub ip_address: Option<String>,
     /// When it happened.
     pub created_at: DateTime<Utc>,
-}
-
-impl AuditEntry {
-    /// The cursor that continues `list` after this row.
-    pub fn cursor(&self) -> AuditCursor {
-        AuditCursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
-
-/// Keyset cursor of `list`: the last row seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditCursor {
-    /// `created_at` of the last row seen.
-    pub created_at: DateTime<Utc>,
-    /// `id` of the last row seen.
-    pub id: AuditEntryId,
 }
 
 /// Who performs an admin mutation and from where; every audited function takes it.
@@ -165,9 +146,9 @@ pub struct AuditFilter {
 pub async fn list(
     conn: &mut Conn,
     filter: &AuditFilter,
-    after: Option<AuditCursor>,
+    after: Option<Cursor<AuditEntryId>>,
     limit: i64,
-) -> Result<Vec<AuditEntry>> {
+) -> Result<Page<AuditEntry, AuditEntryId>> {
     validate(filter)?;
     if let (Some(from), Some(until)) = (filter.from, filter.until)
         && from > until
@@ -206,5 +187,9 @@ pub async fn list(
                     .and(admin_audit_log::id.lt(c.id))),
         );
     }
-    Ok(query.inline_limit(limit as u32).load(conn).await?)
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &AuditEntry| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }

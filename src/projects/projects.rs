@@ -9,6 +9,7 @@ use validator::Validate;
 use crate::error::validate;
 use crate::functions::coalesce;
 use crate::inline_limit::InlineLimitDsl;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::projects;
 use crate::{Conn, Error, ProjectId, Result, TenantId, UserId};
@@ -143,54 +144,24 @@ pub async fn archive(conn: &mut Conn, tenant_id: TenantId, id: ProjectId) -> Res
     .ok_or(Error::NotFound { entity: "project" })
 }
 
-/// Where a page of `list` ends: the last row's sort key and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProjectCursor {
-    /// The last row's `created_at`.
-    pub created_at: DateTime<Utc>,
-    /// The last row's id (breaks ties).
-    pub id: ProjectId,
-}
-
-/// Input of `list`.
-#[derive(Debug, Clone, Deserialize, Validate)]
+/// Filters of `list`.
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct ProjectFilter {
     /// Include archived projects too.
     #[serde(default)]
     pub include_archived: bool,
-    /// Continue after this row (the previous page's `next`).
-    pub after: Option<ProjectCursor>,
-    /// Page size, 1 to 100.
-    #[validate(range(min = 1, max = 100))]
-    pub limit: i64,
 }
 
-impl Default for ProjectFilter {
-    fn default() -> Self {
-        Self {
-            include_archived: false,
-            after: None,
-            limit: 50,
-        }
-    }
-}
-
-/// One page of `list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProjectPage {
-    /// The projects, newest first.
-    pub items: Vec<Project>,
-    /// Pass as `after` for the next page; `None` on the last page.
-    pub next: Option<ProjectCursor>,
-}
-
-/// The tenant's projects, newest first, keyset-paginated on `(created_at, id)`.
+/// A page of the tenant's projects, newest first, after `after` (exclusive).
 pub async fn list(
     conn: &mut Conn,
     tenant_id: TenantId,
     filter: &ProjectFilter,
-) -> Result<ProjectPage> {
+    after: Option<Cursor<ProjectId>>,
+    limit: i64,
+) -> Result<Page<Project, ProjectId>> {
     validate(filter)?;
+    check_limit(limit)?;
     let mut query = projects::table
         .filter(projects::tenant_id.eq(tenant_id))
         .select(Project::as_select())
@@ -199,7 +170,7 @@ pub async fn list(
     if !filter.include_archived {
         query = query.filter(projects::archived_at.is_null());
     }
-    if let Some(after) = filter.after {
+    if let Some(after) = after {
         query = query.filter(
             projects::created_at
                 .lt(after.created_at)
@@ -208,18 +179,9 @@ pub async fn list(
                     .and(projects::id.lt(after.id))),
         );
     }
-    let mut items = query
-        .inline_limit((filter.limit + 1) as u32)
-        .load(conn)
-        .await?;
-    let next = if items.len() as i64 > filter.limit {
-        items.truncate(filter.limit as usize);
-        items.last().map(|p| ProjectCursor {
-            created_at: p.created_at,
-            id: p.id,
-        })
-    } else {
-        None
-    };
-    Ok(ProjectPage { items, next })
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |p: &Project| Cursor {
+        created_at: p.created_at,
+        id: p.id,
+    }))
 }

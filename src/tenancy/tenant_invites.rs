@@ -17,7 +17,7 @@ use super::tenant_activity;
 use super::tenant_members::{TenantMember, TenantRole};
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::keyset::check_limit;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::tenant_invites;
 use crate::{
@@ -52,25 +52,6 @@ pub struct TenantInvite {
     pub revoked_at: Option<DateTime<Utc>>,
     /// When it was sent.
     pub created_at: DateTime<Utc>,
-}
-
-impl TenantInvite {
-    /// The cursor that continues `list_pending` after this row.
-    pub fn cursor(&self) -> InviteCursor {
-        InviteCursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
-
-/// Keyset cursor of `list_pending`: the last row seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InviteCursor {
-    /// `created_at` of the last row seen.
-    pub created_at: DateTime<Utc>,
-    /// `id` of the last row seen.
-    pub id: TenantInviteId,
 }
 
 /// Input of `invite`.
@@ -266,9 +247,9 @@ pub async fn revoke(
 pub async fn list_pending(
     conn: &mut Conn,
     tenant: TenantId,
-    after: Option<InviteCursor>,
+    after: Option<Cursor<TenantInviteId>>,
     limit: i64,
-) -> Result<Vec<TenantInvite>> {
+) -> Result<Page<TenantInvite, TenantInviteId>> {
     check_limit(limit)?;
     let mut query = tenant_invites::table
         .filter(tenant_invites::tenant_id.eq(tenant))
@@ -287,5 +268,9 @@ pub async fn list_pending(
                     .and(tenant_invites::id.lt(c.id))),
         );
     }
-    Ok(query.inline_limit(limit as u32).load(conn).await?)
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &TenantInvite| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }

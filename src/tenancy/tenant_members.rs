@@ -15,7 +15,7 @@ use validator::Validate;
 use super::tenant_activity;
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::keyset::check_limit;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{tenant_members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
@@ -53,25 +53,6 @@ pub struct TenantMember {
     pub created_at: DateTime<Utc>,
     /// When the row last changed (kept by a trigger).
     pub updated_at: DateTime<Utc>,
-}
-
-impl TenantMember {
-    /// The cursor that continues `list` after this row.
-    pub fn cursor(&self) -> MemberCursor {
-        MemberCursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
-
-/// Keyset cursor of `list`: the last row seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberCursor {
-    /// `created_at` of the last row seen.
-    pub created_at: DateTime<Utc>,
-    /// `id` of the last row seen.
-    pub id: TenantMemberId,
 }
 
 /// Input of `add`.
@@ -159,9 +140,9 @@ pub async fn find(conn: &mut Conn, tenant: TenantId, user: UserId) -> Result<Ten
 pub async fn list(
     conn: &mut Conn,
     tenant: TenantId,
-    after: Option<MemberCursor>,
+    after: Option<Cursor<TenantMemberId>>,
     limit: i64,
-) -> Result<Vec<TenantMember>> {
+) -> Result<Page<TenantMember, TenantMemberId>> {
     check_limit(limit)?;
     let mut query = tenant_members::table
         .filter(tenant_members::tenant_id.eq(tenant))
@@ -177,7 +158,11 @@ pub async fn list(
                     .and(tenant_members::id.gt(c.id))),
         );
     }
-    Ok(query.inline_limit(limit as u32).load(conn).await?)
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &TenantMember| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }
 
 /// Locks the tenant row for the rest of the transaction: every change that

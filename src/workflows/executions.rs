@@ -17,6 +17,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::functions::coalesce;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{execution_steps, executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
@@ -558,17 +559,8 @@ pub async fn cancel(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Re
     .await
 }
 
-/// Where a page of `list` ends: the last row's sort key and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutionCursor {
-    /// The last row's `created_at`.
-    pub created_at: DateTime<Utc>,
-    /// The last row's id (breaks ties).
-    pub id: ExecutionId,
-}
-
-/// Input of `list`.
-#[derive(Debug, Clone, Deserialize, Validate)]
+/// Filters of `list`; every `Some` narrows the result.
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct ExecutionFilter {
     /// Only executions in this status.
     pub status: Option<ExecutionStatus>,
@@ -576,43 +568,20 @@ pub struct ExecutionFilter {
     pub created_from: Option<DateTime<Utc>>,
     /// Only executions created before this instant.
     pub created_before: Option<DateTime<Utc>>,
-    /// Continue after this row (the previous page's `next`).
-    pub after: Option<ExecutionCursor>,
-    /// Page size, 1 to 100.
-    #[validate(range(min = 1, max = 100))]
-    pub limit: i64,
 }
 
-impl Default for ExecutionFilter {
-    fn default() -> Self {
-        Self {
-            status: None,
-            created_from: None,
-            created_before: None,
-            after: None,
-            limit: 50,
-        }
-    }
-}
-
-/// One page of `list`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExecutionPage {
-    /// The executions, newest first.
-    pub items: Vec<Execution>,
-    /// Pass as `after` for the next page; `None` on the last page.
-    pub next: Option<ExecutionCursor>,
-}
-
-/// The executions of the tenant's workflow, newest first, filtered by status
-/// and creation time, keyset-paginated on `(created_at, id)`.
+/// A page of the executions of the tenant's workflow, newest first,
+/// filtered by status and creation time, after `after` (exclusive).
 pub async fn list(
     conn: &mut Conn,
     tenant_id: TenantId,
     workflow_id: WorkflowId,
     filter: &ExecutionFilter,
-) -> Result<ExecutionPage> {
+    after: Option<Cursor<ExecutionId>>,
+    limit: i64,
+) -> Result<Page<Execution, ExecutionId>> {
     validate(filter)?;
+    check_limit(limit)?;
     if let (Some(from), Some(before)) = (filter.created_from, filter.created_before)
         && from >= before
     {
@@ -637,7 +606,7 @@ pub async fn list(
     if let Some(before) = filter.created_before {
         query = query.filter(executions::created_at.lt(before));
     }
-    if let Some(after) = filter.after {
+    if let Some(after) = after {
         query = query.filter(
             executions::created_at
                 .lt(after.created_at)
@@ -646,18 +615,9 @@ pub async fn list(
                     .and(executions::id.lt(after.id))),
         );
     }
-    let mut items = query
-        .inline_limit((filter.limit + 1) as u32)
-        .load(conn)
-        .await?;
-    let next = if items.len() as i64 > filter.limit {
-        items.truncate(filter.limit as usize);
-        items.last().map(|e| ExecutionCursor {
-            created_at: e.created_at,
-            id: e.id,
-        })
-    } else {
-        None
-    };
-    Ok(ExecutionPage { items, next })
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |e: &Execution| Cursor {
+        created_at: e.created_at,
+        id: e.id,
+    }))
 }
