@@ -49,7 +49,7 @@ async fn users_create_find_update_delete() {
     assert_eq!(ann.email, "Ann@Example.com", "stored as typed");
     assert!(!ann.email_verified);
 
-    assert_eq!(users::find_by_id(&mut conn, ann.id).await.unwrap(), ann);
+    assert_eq!(users::find(&mut conn, ann.id).await.unwrap(), ann);
     assert_eq!(
         users::find_by_email(&mut conn, "ann@example.COM")
             .await
@@ -94,7 +94,7 @@ async fn users_create_find_update_delete() {
 
     users::delete(&mut conn, ann.id).await.unwrap();
     assert!(matches!(
-        users::find_by_id(&mut conn, ann.id).await,
+        users::find(&mut conn, ann.id).await,
         Err(Error::NotFound { entity: "user" })
     ));
     assert!(matches!(
@@ -172,7 +172,7 @@ async fn users_bad_input_names_the_field_and_writes_nothing() {
     .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["name"]);
     assert_eq!(
-        users::find_by_id(&mut conn, ann.id).await.unwrap(),
+        users::find(&mut conn, ann.id).await.unwrap(),
         ann,
         "nothing changed"
     );
@@ -490,7 +490,7 @@ async fn sessions_create_find_revoke() {
     assert_eq!((session.id, user.id), (created.session.id, ann.id));
     assert!(matches!(
         sessions::find_valid(&mut conn, "forged").await,
-        Err(Error::NotFound { entity: "session" })
+        Err(Error::TokenRejected(TokenRejection::Unknown))
     ));
 
     sessions::revoke(&mut conn, ann.id, created.session.id)
@@ -501,7 +501,7 @@ async fn sessions_create_find_revoke() {
         .unwrap();
     assert!(matches!(
         sessions::find_valid(&mut conn, created.token.expose()).await,
-        Err(Error::NotFound { .. })
+        Err(Error::TokenRejected(TokenRejection::AlreadyUsed))
     ));
     assert!(matches!(
         sessions::revoke(&mut conn, ann.id, database::SessionId::new()).await,
@@ -563,9 +563,10 @@ async fn sessions_revoke_all_and_purge() {
         .await
         .unwrap();
     assert!(
-        sessions::find_valid(&mut conn, bobs.token.expose())
-            .await
-            .is_err(),
+        matches!(
+            sessions::find_valid(&mut conn, bobs.token.expose()).await,
+            Err(Error::TokenRejected(TokenRejection::Expired))
+        ),
         "expired is not valid"
     );
 

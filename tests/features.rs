@@ -37,12 +37,12 @@ async fn todos_create_find_update_list_delete() {
     .unwrap();
     assert!(!created.completed);
     assert_eq!(
-        todos::find_by_id(&mut conn, ann, created.id).await.unwrap(),
+        todos::find(&mut conn, ann, created.id).await.unwrap(),
         created
     );
     // Another user can neither see nor change it.
     assert!(matches!(
-        todos::find_by_id(&mut conn, bob, created.id).await,
+        todos::find(&mut conn, bob, created.id).await,
         Err(Error::NotFound { entity: "todo" })
     ));
     let patch = TodoPatch {
@@ -152,12 +152,9 @@ async fn todos_bad_input_writes_nothing() {
     .await
     .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["title"]);
-    assert_eq!(
-        todos::find_by_id(&mut conn, ann, kept.id).await.unwrap(),
-        kept
-    );
+    assert_eq!(todos::find(&mut conn, ann, kept.id).await.unwrap(), kept);
     assert!(matches!(
-        todos::find_by_id(&mut conn, ann, TodoId::new()).await,
+        todos::find(&mut conn, ann, TodoId::new()).await,
         Err(Error::NotFound { .. })
     ));
 }

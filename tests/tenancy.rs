@@ -360,7 +360,7 @@ async fn deleting_the_last_owner_is_refused_and_keeps_every_row() {
 
     let err = users::delete(&mut conn, ann).await.unwrap_err();
     assert_eq!(conflict_on(&err), tenant_members::LAST_OWNER);
-    users::find_by_id(&mut conn, ann).await.unwrap();
+    users::find(&mut conn, ann).await.unwrap();
     assert_eq!(owners(&t, acme.id).await, 1);
     assert_eq!(t.count("tenant_members").await, 2);
 

@@ -422,7 +422,7 @@ fn user_by_id(ctx: &Arc<Ctx>) -> Workload {
         krate: op(ctx, |ctx, i| async move {
             let id = ctx.data.user_ids[pick(i, ctx.data.user_ids.len())];
             let mut conn = ctx.db.conn().await?;
-            let user = database::auth::users::find_by_id(&mut conn, id.into()).await?;
+            let user = database::auth::users::find(&mut conn, id.into()).await?;
             std::hint::black_box(user);
             Ok(())
         }),
@@ -602,7 +602,7 @@ fn messages_page(ctx: &Arc<Ctx>) -> Workload {
                 id: id.into(),
             };
             let mut conn = ctx.db.conn().await?;
-            let page = database::chat::messages::get_messages_by_chat_id(
+            let page = database::chat::messages::list_for_chat(
                 &mut conn,
                 owner.into(),
                 chat.into(),

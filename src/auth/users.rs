@@ -99,7 +99,7 @@ pub async fn create(conn: &mut Conn, input: &NewUser) -> Result<User> {
 }
 
 /// The user with this id.
-pub async fn find_by_id(conn: &mut Conn, id: UserId) -> Result<User> {
+pub async fn find(conn: &mut Conn, id: UserId) -> Result<User> {
     users::table
         .find(id)
         .select(User::as_select())
@@ -130,7 +130,7 @@ pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<User> {
 pub async fn update_profile(conn: &mut Conn, id: UserId, patch: &UserPatch) -> Result<User> {
     validate(patch)?;
     if patch.is_empty() {
-        return find_by_id(conn, id).await;
+        return find(conn, id).await;
     }
     diesel::update(users::table.find(id))
         .set(patch)

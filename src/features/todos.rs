@@ -120,7 +120,7 @@ pub async fn create(conn: &mut Conn, user_id: UserId, input: &CreateTodo) -> Res
 }
 
 /// The todo `id` of `user_id`.
-pub async fn find_by_id(conn: &mut Conn, user_id: UserId, id: TodoId) -> Result<Todo> {
+pub async fn find(conn: &mut Conn, user_id: UserId, id: TodoId) -> Result<Todo> {
     todos::table
         .find(id)
         .filter(todos::user_id.eq(user_id))
@@ -168,7 +168,7 @@ pub async fn update(
 ) -> Result<Todo> {
     validate(patch)?;
     if patch.is_empty() {
-        return find_by_id(conn, user_id, id).await;
+        return find(conn, user_id, id).await;
     }
     diesel::update(todos::table.find(id).filter(todos::user_id.eq(user_id)))
         .set(patch)

@@ -31,7 +31,7 @@ pub struct Tenant {
 }
 
 /// The tenant with this id.
-pub async fn find_by_id(conn: &mut Conn, id: TenantId) -> Result<Tenant> {
+pub async fn find(conn: &mut Conn, id: TenantId) -> Result<Tenant> {
     tenants::table
         .find(id)
         .select(Tenant::as_select())
