@@ -244,13 +244,25 @@ async fn a_deep_page_of_a_100k_message_chat_is_an_index_range_and_matches_a_full
     );
     assert!(page.next.is_some());
 
-    // EXPLAIN the exact SQL the function runs, with the same parameters.
-    let query = messages::page_query(chat, Some(cursor), 50);
-    let debug = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
-    let sql = debug.split(" -- binds:").next().unwrap();
-    conn.batch_execute(&format!("PREPARE deep_page AS {sql}"))
-        .await
-        .unwrap();
+    // EXPLAIN the exact statement the function prepared on this connection
+    // (Diesel caches it), with the same parameters.
+    #[derive(diesel::QueryableByName)]
+    struct Prepared {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        statement: String,
+    }
+    let Prepared {
+        name,
+        statement: sql,
+    } = diesel::sql_query(
+        "SELECT name, statement FROM pg_prepared_statements \
+         WHERE statement LIKE 'SELECT \"messages\".\"id\"%' AND statement LIKE '%LIMIT 51%'",
+    )
+    .get_result(&mut *conn)
+    .await
+    .unwrap();
     let ts = cursor.created_at.to_rfc3339();
     // The limit is written into the SQL (a bound one makes the server re-plan
     // every call), so the generic plan, the one reused, must be as good as
@@ -260,7 +272,7 @@ async fn a_deep_page_of_a_100k_message_chat_is_an_index_range_and_matches_a_full
             .await
             .unwrap();
         let plan: Vec<PlanLine> = diesel::sql_query(format!(
-            "EXPLAIN EXECUTE deep_page('{chat}', '{ts}', '{ts}', '{}')",
+            "EXPLAIN EXECUTE {name}('{chat}', '{ts}', '{ts}', '{}')",
             cursor.id
         ))
         .load(&mut *conn)

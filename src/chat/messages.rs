@@ -134,8 +134,8 @@ pub async fn create_many(
 }
 
 /// The page query of `list_for_chat`: newest first, strictly
-/// before `before`. Public so that tests can `EXPLAIN` the exact SQL.
-pub fn page_query(
+/// before `before`.
+fn page_query(
     chat_id: ChatId,
     before: Option<Cursor<MessageId>>,
     limit: i64,
