@@ -341,6 +341,59 @@ async fn deleting_the_last_owner_is_refused_and_keeps_every_row() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_owner_while_the_other_is_demoted_leaves_one_owner() {
+    use database::auth::users;
+    let t = TestDb::new().await;
+    let a = user(&t, "a@example.com").await;
+    let b = user(&t, "b@example.com").await;
+    let tn = tenant(&t, "race", a).await;
+    tenant_members::add(
+        &mut *t.conn().await,
+        tn.id,
+        a,
+        &NewMember {
+            user_id: b,
+            role: TenantRole::Owner,
+        },
+    )
+    .await
+    .unwrap();
+    // The membership rows are held locked until both calls wait: without
+    // the tenant locks, both would count two owners and both would win.
+    let holder = LockHolder::take(
+        &t,
+        &format!(
+            "SELECT 1 FROM tenant_members WHERE tenant_id = '{}' FOR UPDATE",
+            tn.id
+        ),
+    )
+    .await;
+    let (db1, db2) = (t.db.clone(), t.db.clone());
+    let delete =
+        tokio::spawn(async move { users::delete(&mut db1.conn().await.unwrap(), a).await });
+    let demote = tokio::spawn(async move {
+        tenant_members::change_role(
+            &mut db2.conn().await.unwrap(),
+            tn.id,
+            b,
+            b,
+            TenantRole::Member,
+        )
+        .await
+        .map(|_| ())
+    });
+    lock_waiters(&t, 2).await;
+    holder.release().await;
+    let outcomes = [delete.await.unwrap(), demote.await.unwrap()];
+    let won = outcomes.iter().filter(|r| r.is_ok()).count();
+    for refused in outcomes.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(conflict_on(refused), tenant_members::LAST_OWNER);
+    }
+    assert_eq!(won, 1, "{outcomes:?}");
+    assert_eq!(owners(&t, tn.id).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_concurrent_demotions_never_leave_a_tenant_without_an_owner() {
     let t = TestDb::new().await;
     for round in 0..10 {
