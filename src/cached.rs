@@ -21,7 +21,7 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 
 /// A query whose prepared statement may be cached by its SQL text.
 #[derive(Debug, Clone, Copy)]
-pub struct Cached<Q>(pub Q);
+pub struct Cached<Q>(Q);
 
 impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Cached<Q> {
     fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {

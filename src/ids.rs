@@ -4,7 +4,6 @@
 
 /// Defines a typed id: a UUID newtype usable as a Diesel `Uuid` column value,
 /// serialised as a plain UUID string.
-#[macro_export]
 macro_rules! typed_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
@@ -18,7 +17,9 @@ macro_rules! typed_id {
         pub struct $name(pub uuid::Uuid);
 
         impl $name {
-            /// A fresh, time-ordered (v7) id.
+            /// A fresh, time-ordered (v7) id. Deliberately not `Default`: a
+            /// defaulted struct must not get a random id by accident.
+            #[allow(clippy::new_without_default)]
             pub fn new() -> Self {
                 Self(uuid::Uuid::now_v7())
             }
@@ -26,12 +27,6 @@ macro_rules! typed_id {
             /// The underlying UUID.
             pub fn into_uuid(self) -> uuid::Uuid {
                 self.0
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
             }
         }
 
@@ -180,4 +175,8 @@ typed_id!(
 typed_id!(
     /// Id of a row in `waitlist`.
     WaitlistEntryId
+);
+typed_id!(
+    /// Id of a row in `jwks`: also the key id (`kid`) of the JSON Web Key.
+    JwkId
 );

@@ -22,6 +22,7 @@ pub mod error;
 mod functions;
 pub mod ids;
 mod inline_limit;
+mod input;
 mod jsonb;
 pub mod keyset;
 pub mod migrate;
@@ -55,13 +56,16 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-pub use cached::{Cached, CachedExt};
 pub use db::{Config, Conn, Db, PooledConn};
 pub use error::{
     Error, FieldError, InvalidInput, Result, RetryReason, TimeoutKind, TokenRejection,
 };
 pub use ids::*;
-pub use inline_limit::{InlineLimit, InlineLimitDsl, ScalarSubquery};
-pub use jsonb::JsonbOf;
-pub use render_once::{RenderOnce, RenderOnceDsl};
+
+// The query helpers (`cached`, `inline_limit`, `jsonb`, `render_once`) are
+// for the crate's own repository functions: see each module's docs and the
+// README's "Performance" part. They are not API.
+pub(crate) use cached::CachedExt;
+pub(crate) use inline_limit::InlineLimitDsl;
+pub(crate) use jsonb::JsonbOf;
+pub(crate) use sql_enum::sql_enum;

@@ -5,7 +5,7 @@
 //! when the prepared statement is already cached under the query's Rust type,
 //! and Diesel's PostgreSQL query builder allocates a new string for every
 //! quoted identifier (`"users"."email"`). For the seven-column point lookup
-//! `auth::users::find_by_id` on a pooled connection that rendering was about
+//! `auth::users::find` on a pooled connection that rendering was about
 //! 9,700 of the client's 34,200 instructions per lookup (callgrind), against
 //! 17,200 for the whole lookup on the raw driver: the largest single overhead
 //! the crate had over hand-written SQL (see BENCHMARKS.md).

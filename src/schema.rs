@@ -171,6 +171,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    jwks (id) {
+        id -> Uuid,
+        algorithm -> Text,
+        public_key -> Jsonb,
+        private_key -> Bytea,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        retired_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     use diesel::sql_types::*;
     use super::sql_types::MessageRole;
 
@@ -515,6 +528,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     chats,
     execution_steps,
     executions,
+    jwks,
     messages,
     notification_deliveries,
     notification_preferences,

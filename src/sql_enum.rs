@@ -16,7 +16,6 @@
 ///     }
 /// }
 /// ```
-#[macro_export]
 macro_rules! sql_enum {
     (
         $(#[$meta:meta])*
@@ -103,3 +102,5 @@ macro_rules! sql_enum {
         }
     };
 }
+
+pub(crate) use sql_enum;

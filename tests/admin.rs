@@ -64,7 +64,8 @@ async fn roles_are_created_and_changed_with_an_audit_entry_each() {
 
     let log = admin_audit_log::list(&mut conn, &AuditFilter::default(), None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].action, "admin_role.permissions_changed");
     assert_eq!(log[0].actor_id, root);
@@ -163,6 +164,72 @@ async fn role_writes_reject_bad_input_and_conflicts_writing_nothing() {
             .permissions,
         vec!["ops.all"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wildcards_grant_what_they_say_and_the_grammar_is_enforced_everywhere() {
+    let t = TestDb::new().await;
+    let root = user(&t, "root@example.com").await;
+    let ann = user(&t, "ann@example.com").await;
+    let bob = user(&t, "bob@example.com").await;
+    let mut conn = t.conn().await;
+    let superadmin = admin_roles::create(&mut conn, &ctx(root), &role("superadmin", &["*"]))
+        .await
+        .unwrap();
+    let users_all = admin_roles::create(&mut conn, &ctx(root), &role("users", &["users.*"]))
+        .await
+        .unwrap();
+    admin_users::grant_role(&mut conn, &ctx(root), ann, superadmin.id)
+        .await
+        .unwrap();
+    admin_users::grant_role(&mut conn, &ctx(root), bob, users_all.id)
+        .await
+        .unwrap();
+    for (who, perm, expected) in [
+        (ann, "users.read", true),
+        (ann, "billing.write", true),
+        (bob, "users.read", true),
+        (bob, "users.delete", true),
+        (bob, "billing.read", false),
+        (root, "users.read", false),
+    ] {
+        assert_eq!(
+            admin_users::has_permission(&mut conn, who, perm)
+                .await
+                .unwrap(),
+            expected,
+            "{perm}"
+        );
+    }
+    // One grammar: what a role may not hold is refused when asked, and a
+    // question with a wildcard is not a permission.
+    for bad in [
+        "users:read",
+        "Users.read",
+        "users",
+        "users.read.all",
+        "*",
+        "users.*",
+        "",
+    ] {
+        let err = admin_users::has_permission(&mut conn, ann, bad)
+            .await
+            .unwrap_err();
+        assert_eq!(err.invalid_fields(), vec!["permission"], "{bad}");
+    }
+    for bad in [
+        "users:read",
+        "*.read",
+        "users.",
+        ".read",
+        "users.read.all",
+        "users.**",
+    ] {
+        let err = admin_roles::create(&mut conn, &ctx(root), &role("bad", &[bad]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.invalid_fields(), vec!["permissions"], "{bad}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -286,7 +353,8 @@ async fn grants_give_permissions_and_every_grant_and_revoke_is_audited() {
         10,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     let actions: Vec<_> = about_ann.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -334,9 +402,9 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         let page = admin_audit_log::list(&mut conn, &AuditFilter::default(), after, 2)
             .await
             .unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.cursor());
-        seen.extend(page.into_iter().map(|e| e.id));
+        seen.extend(page.items.iter().map(|e| e.id));
+        let Some(next) = page.next else { break };
+        after = Some(next);
     }
     assert_eq!(seen, all.iter().map(|e| e.id).collect::<Vec<_>>());
 
@@ -350,7 +418,8 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         100,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     assert_eq!(by_a.len(), 3);
     assert!(by_a.iter().all(|e| e.actor_id == a));
 
@@ -365,7 +434,8 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         100,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     assert_eq!(
         a_on_users
             .iter()
@@ -391,7 +461,8 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         100,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     assert_eq!(everything.len(), 6);
     let future = admin_audit_log::list(
         &mut conn,
@@ -400,12 +471,14 @@ async fn the_audit_log_is_paged_and_filtered_by_actor_entity_and_time() {
         100,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .items;
     assert!(future.is_empty());
     let until_first =
         admin_audit_log::list(&mut conn, &window(None, Some(all[5].created_at)), None, 100)
             .await
-            .unwrap();
+            .unwrap()
+            .items;
     assert!(until_first.is_empty(), "until is exclusive");
 
     let err = admin_audit_log::list(
@@ -487,7 +560,8 @@ async fn the_database_refuses_to_update_delete_or_truncate_the_audit_log() {
     }
     let log = admin_audit_log::list(&mut conn, &AuditFilter::default(), None, 10)
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(log, vec![entry]);
 
     // Deleting the actor leaves the log intact (no foreign key to cascade).

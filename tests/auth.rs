@@ -9,6 +9,7 @@ use database::auth::{
     LinkAccount, NewSession, NewUser, NewVerification, UserPatch, VerificationPurpose, accounts,
     sessions, users, verifications,
 };
+use database::token::SecretString;
 use database::{Error, TokenRejection, UserId};
 
 fn new_user(email: &str) -> NewUser {
@@ -19,9 +20,8 @@ fn new_user(email: &str) -> NewUser {
     }
 }
 
-fn link(user_id: UserId, provider: &str, id: &str) -> LinkAccount {
+fn link(provider: &str, id: &str) -> LinkAccount {
     LinkAccount {
-        user_id,
         provider: provider.into(),
         provider_account_id: id.into(),
         ..Default::default()
@@ -49,7 +49,7 @@ async fn users_create_find_update_delete() {
     assert_eq!(ann.email, "Ann@Example.com", "stored as typed");
     assert!(!ann.email_verified);
 
-    assert_eq!(users::find_by_id(&mut conn, ann.id).await.unwrap(), ann);
+    assert_eq!(users::find(&mut conn, ann.id).await.unwrap(), ann);
     assert_eq!(
         users::find_by_email(&mut conn, "ann@example.COM")
             .await
@@ -61,13 +61,12 @@ async fn users_create_find_update_delete() {
     let patch = UserPatch {
         name: Some(Some("Ann B".into())),
         image: Some(Some("https://img.example.com/a.png".into())),
-        email_verified: Some(true),
     };
     let updated = users::update_profile(&mut conn, ann.id, &patch)
         .await
         .unwrap();
     assert_eq!(updated.name.as_deref(), Some("Ann B"));
-    assert!(updated.email_verified);
+    assert!(!updated.email_verified);
     assert!(
         updated.updated_at > ann.updated_at,
         "the trigger keeps updated_at"
@@ -95,7 +94,7 @@ async fn users_create_find_update_delete() {
 
     users::delete(&mut conn, ann.id).await.unwrap();
     assert!(matches!(
-        users::find_by_id(&mut conn, ann.id).await,
+        users::find(&mut conn, ann.id).await,
         Err(Error::NotFound { entity: "user" })
     ));
     assert!(matches!(
@@ -173,7 +172,7 @@ async fn users_bad_input_names_the_field_and_writes_nothing() {
     .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["name"]);
     assert_eq!(
-        users::find_by_id(&mut conn, ann.id).await.unwrap(),
+        users::find(&mut conn, ann.id).await.unwrap(),
         ann,
         "nothing changed"
     );
@@ -231,14 +230,15 @@ async fn accounts_link_list_find_unlink() {
         .unwrap();
     let github = accounts::link(
         &mut conn,
+        ann.id,
         &LinkAccount {
-            access_token: Some("gho_secret".into()),
-            ..link(ann.id, "github", "123")
+            access_token: Some(SecretString::new("gho_secret")),
+            ..link("github", "123")
         },
     )
     .await
     .unwrap();
-    let google = accounts::link(&mut conn, &link(ann.id, "google", "g-9"))
+    let google = accounts::link(&mut conn, ann.id, &link("google", "g-9"))
         .await
         .unwrap();
     assert!(
@@ -293,38 +293,37 @@ async fn accounts_bad_input_and_conflicts_write_nothing() {
         .unwrap();
 
     for (input, field) in [
-        (link(ann.id, "", "1"), "provider"),
-        (link(ann.id, &"p".repeat(65), "1"), "provider"),
-        (link(ann.id, "github", ""), "provider_account_id"),
-        (
-            LinkAccount {
-                password_hash: Some(String::new()),
-                ..link(ann.id, "credential", "ann")
-            },
-            "password_hash",
-        ),
+        (link("", "1"), "provider"),
+        (link(&"p".repeat(65), "1"), "provider"),
+        (link("github", ""), "provider_account_id"),
+        // Passwords only through link_password.
+        (link("credential", "ann"), "provider"),
     ] {
-        let err = accounts::link(&mut conn, &input).await.unwrap_err();
+        let err = accounts::link(&mut conn, ann.id, &input).await.unwrap_err();
         assert_eq!(err.invalid_fields(), vec![field]);
     }
+    let err = accounts::link_password(&mut conn, ann.id, &SecretString::new(""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["password_hash"]);
     assert_eq!(t.count("accounts").await, 0);
 
-    let err = accounts::link(&mut conn, &link(UserId::new(), "github", "1"))
+    let err = accounts::link(&mut conn, UserId::new(), &link("github", "1"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
 
-    accounts::link(&mut conn, &link(ann.id, "github", "1"))
+    accounts::link(&mut conn, ann.id, &link("github", "1"))
         .await
         .unwrap();
-    let taken = accounts::link(&mut conn, &link(bob.id, "github", "1"))
+    let taken = accounts::link(&mut conn, bob.id, &link("github", "1"))
         .await
         .unwrap_err();
     assert!(
         matches!(&taken, Error::Conflict { constraint, .. } if constraint == "accounts_provider_account_key"),
         "{taken:?}"
     );
-    let twice = accounts::link(&mut conn, &link(ann.id, "github", "2"))
+    let twice = accounts::link(&mut conn, ann.id, &link("github", "2"))
         .await
         .unwrap_err();
     assert!(
@@ -342,10 +341,10 @@ async fn the_last_login_method_cannot_be_unlinked_even_by_two_racing_requests() 
         let user = users::create(&mut conn, &new_user(&format!("u{round}@example.com")))
             .await
             .unwrap();
-        accounts::link(&mut conn, &link(user.id, "github", &format!("gh{round}")))
+        accounts::link(&mut conn, user.id, &link("github", &format!("gh{round}")))
             .await
             .unwrap();
-        accounts::link(&mut conn, &link(user.id, "google", &format!("go{round}")))
+        accounts::link(&mut conn, user.id, &link("google", &format!("go{round}")))
             .await
             .unwrap();
         let unlinks = ["github", "google"].map(|provider| {
@@ -372,6 +371,93 @@ async fn the_last_login_method_cannot_be_unlinked_even_by_two_racing_requests() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_cannot_set_what_the_server_decides() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    // JSON straight from a request body: privileged fields are not read.
+    let input: NewUser =
+        serde_json::from_str(r#"{"email": "eve@example.com", "email_verified": true}"#).unwrap();
+    let eve = users::create(&mut conn, &input).await.unwrap();
+    assert!(!eve.email_verified, "a client verified its own address");
+    let patch: UserPatch =
+        serde_json::from_str(r#"{"name": "Eve", "email_verified": true}"#).unwrap();
+    let eve = users::update_profile(&mut conn, eve.id, &patch)
+        .await
+        .unwrap();
+    assert_eq!(eve.name.as_deref(), Some("Eve"));
+    assert!(!eve.email_verified, "a profile edit verified the address");
+    let verified = users::set_email_verified(&mut conn, eve.id, true)
+        .await
+        .unwrap();
+    assert!(verified.email_verified);
+
+    // An account is linked to the user the server names, whatever the body says.
+    let ann = users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    let body = format!(
+        r#"{{"user_id": "{}", "provider": "github", "provider_account_id": "1",
+            "password_hash": "x"}}"#,
+        ann.id
+    );
+    let input: LinkAccount = serde_json::from_str(&body).unwrap();
+    let account = accounts::link(&mut conn, eve.id, &input).await.unwrap();
+    assert_eq!(account.user_id, eve.id);
+    assert!(account.password_hash.is_none());
+    let password = accounts::link_password(&mut conn, eve.id, &SecretString::new("$argon2id$h"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (password.provider.as_str(), password.user_id),
+        ("credential", eve.id)
+    );
+
+    // Signing out someone else's session is not found and changes nothing.
+    let anns = sessions::create(&mut conn, &session_for(ann.id))
+        .await
+        .unwrap();
+    assert!(matches!(
+        sessions::revoke(&mut conn, eve.id, anns.session.id).await,
+        Err(Error::NotFound { entity: "session" })
+    ));
+    sessions::find_valid(&mut conn, anns.token.expose())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_reach_debug_output() {
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let ann = users::create(&mut conn, &new_user("ann@example.com"))
+        .await
+        .unwrap();
+    let session = sessions::create(&mut conn, &session_for(ann.id))
+        .await
+        .unwrap();
+    let printed = format!("{session:?}");
+    assert!(!printed.contains(session.token.expose()), "{printed}");
+    let issued = verifications::issue(
+        &mut conn,
+        &NewVerification {
+            purpose: VerificationPurpose::EmailVerification,
+            identifier: "ann@example.com".into(),
+            ttl_seconds: 3600,
+        },
+    )
+    .await
+    .unwrap();
+    let printed = format!("{issued:?}");
+    assert!(!printed.contains(issued.token.expose()), "{printed}");
+    let account =
+        accounts::link_password(&mut conn, ann.id, &SecretString::new("$argon2id$SECRET"))
+            .await
+            .unwrap();
+    let printed = format!("{account:?} {}", serde_json::to_string(&account).unwrap());
+    assert!(!printed.contains("SECRET"), "{printed}");
+}
+
 // ---------------------------------------------------------------- sessions
 
 #[tokio::test(flavor = "multi_thread")]
@@ -384,41 +470,41 @@ async fn sessions_create_find_revoke() {
     let created = sessions::create(&mut conn, &session_for(ann.id))
         .await
         .unwrap();
-    assert_eq!(created.token.len(), 64);
+    assert_eq!(created.token.expose().len(), 64);
     assert_ne!(
         created.session.token_hash,
-        created.token.as_bytes(),
+        created.token.expose().as_bytes(),
         "only the hash is stored"
     );
 
     assert_eq!(
-        sessions::find_valid(&mut conn, &created.token)
+        sessions::find_valid(&mut conn, created.token.expose())
             .await
             .unwrap()
             .id,
         created.session.id
     );
-    let (session, user) = sessions::find_valid_with_user(&mut conn, &created.token)
+    let (session, user) = sessions::find_valid_with_user(&mut conn, created.token.expose())
         .await
         .unwrap();
     assert_eq!((session.id, user.id), (created.session.id, ann.id));
     assert!(matches!(
         sessions::find_valid(&mut conn, "forged").await,
-        Err(Error::NotFound { entity: "session" })
+        Err(Error::TokenRejected(TokenRejection::Unknown))
     ));
 
-    sessions::revoke(&mut conn, created.session.id)
+    sessions::revoke(&mut conn, ann.id, created.session.id)
         .await
         .unwrap();
-    sessions::revoke(&mut conn, created.session.id)
+    sessions::revoke(&mut conn, ann.id, created.session.id)
         .await
         .unwrap();
     assert!(matches!(
-        sessions::find_valid(&mut conn, &created.token).await,
-        Err(Error::NotFound { .. })
+        sessions::find_valid(&mut conn, created.token.expose()).await,
+        Err(Error::TokenRejected(TokenRejection::AlreadyUsed))
     ));
     assert!(matches!(
-        sessions::revoke(&mut conn, database::SessionId::new()).await,
+        sessions::revoke(&mut conn, ann.id, database::SessionId::new()).await,
         Err(Error::NotFound { .. })
     ));
 }
@@ -450,18 +536,20 @@ async fn sessions_revoke_all_and_purge() {
         .unwrap();
     assert_eq!(revoked, 2);
     assert!(
-        sessions::find_valid(&mut conn, &anns[0].token)
+        sessions::find_valid(&mut conn, anns[0].token.expose())
             .await
             .is_ok(),
         "the kept session stays"
     );
     assert!(
-        sessions::find_valid(&mut conn, &anns[1].token)
+        sessions::find_valid(&mut conn, anns[1].token.expose())
             .await
             .is_err()
     );
     assert!(
-        sessions::find_valid(&mut conn, &bobs.token).await.is_ok(),
+        sessions::find_valid(&mut conn, bobs.token.expose())
+            .await
+            .is_ok(),
         "other users untouched"
     );
 
@@ -475,7 +563,10 @@ async fn sessions_revoke_all_and_purge() {
         .await
         .unwrap();
     assert!(
-        sessions::find_valid(&mut conn, &bobs.token).await.is_err(),
+        matches!(
+            sessions::find_valid(&mut conn, bobs.token.expose()).await,
+            Err(Error::TokenRejected(TokenRejection::Expired))
+        ),
         "expired is not valid"
     );
 
@@ -555,8 +646,12 @@ async fn a_verification_is_consumed_once() {
     .unwrap();
     assert!(issued.verification.consumed_at.is_none());
 
-    let wrong_purpose =
-        verifications::consume(&mut conn, VerificationPurpose::PasswordReset, &issued.token).await;
+    let wrong_purpose = verifications::consume(
+        &mut conn,
+        VerificationPurpose::PasswordReset,
+        issued.token.expose(),
+    )
+    .await;
     assert!(matches!(
         wrong_purpose,
         Err(Error::TokenRejected(TokenRejection::Unknown))
@@ -565,7 +660,7 @@ async fn a_verification_is_consumed_once() {
     let used = verifications::consume(
         &mut conn,
         VerificationPurpose::EmailVerification,
-        &issued.token,
+        issued.token.expose(),
     )
     .await
     .unwrap();
@@ -574,7 +669,7 @@ async fn a_verification_is_consumed_once() {
     let again = verifications::consume(
         &mut conn,
         VerificationPurpose::EmailVerification,
-        &issued.token,
+        issued.token.expose(),
     )
     .await;
     assert!(matches!(
@@ -603,7 +698,12 @@ async fn two_concurrent_consumers_one_wins() {
             let token = issued.token.clone();
             tokio::spawn(async move {
                 let mut conn = db.conn().await.unwrap();
-                verifications::consume(&mut conn, VerificationPurpose::PasswordReset, &token).await
+                verifications::consume(
+                    &mut conn,
+                    VerificationPurpose::PasswordReset,
+                    token.expose(),
+                )
+                .await
             })
         });
         let results: Vec<_> = futures::future::join_all(consumers)
@@ -639,8 +739,12 @@ async fn an_expired_verification_is_refused_and_purged() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let err =
-        verifications::consume(&mut conn, VerificationPurpose::MagicLink, &issued.token).await;
+    let err = verifications::consume(
+        &mut conn,
+        VerificationPurpose::MagicLink,
+        issued.token.expose(),
+    )
+    .await;
     assert!(matches!(
         err,
         Err(Error::TokenRejected(TokenRejection::Expired))
@@ -710,31 +814,4 @@ async fn verification_bad_input_writes_nothing() {
         )
         .is_err()
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn enum_labels_match_the_database() {
-    let t = TestDb::new().await;
-    use diesel::sql_types::Text;
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Label {
-        #[diesel(sql_type = Text)]
-        label: String,
-    }
-    let labels: Vec<String> = diesel::sql_query(
-        "SELECT enumlabel AS label FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid \
-         WHERE t.typname = 'verification_purpose' ORDER BY e.enumsortorder",
-    )
-    .load::<Label>(&mut *t.conn().await)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|l| l.label)
-    .collect();
-    let ours: Vec<&str> = VerificationPurpose::ALL
-        .iter()
-        .map(|p| p.as_str())
-        .collect();
-    assert_eq!(labels, ours);
 }

@@ -74,7 +74,6 @@ async fn an_event_creates_then_updates_and_a_redelivery_changes_nothing() {
     );
     let sub = subscriptions::find_by_provider_id(&mut conn, "sub_1")
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(sub.user_id, Some(ann));
     assert_eq!(sub.status, SubscriptionStatus::Trialing);
@@ -91,7 +90,6 @@ async fn an_event_creates_then_updates_and_a_redelivery_changes_nothing() {
     assert_eq!(second.outcome, EventOutcome::Applied);
     let sub = subscriptions::find_by_provider_id(&mut conn, "sub_1")
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(
         (sub.plan.as_str(), sub.status),
@@ -118,7 +116,6 @@ async fn an_event_creates_then_updates_and_a_redelivery_changes_nothing() {
     assert_eq!(
         subscriptions::find_by_provider_id(&mut conn, "sub_1")
             .await
-            .unwrap()
             .unwrap(),
         sub
     );
@@ -145,7 +142,6 @@ async fn an_older_event_arriving_late_is_recorded_but_never_rolls_back() {
     .unwrap();
     let before = subscriptions::find_by_provider_id(&mut conn, "sub_1")
         .await
-        .unwrap()
         .unwrap();
     let late = apply_event(
         &mut conn,
@@ -158,7 +154,6 @@ async fn an_older_event_arriving_late_is_recorded_but_never_rolls_back() {
     assert_eq!(
         subscriptions::find_by_provider_id(&mut conn, "sub_1")
             .await
-            .unwrap()
             .unwrap(),
         before
     );
@@ -235,7 +230,6 @@ async fn concurrent_events_in_any_order_leave_the_newest_state() {
     let mut conn = t.conn().await;
     let sub = subscriptions::find_by_provider_id(&mut conn, "sub_1")
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(sub.plan, format!("p{}", n - 1));
     assert_eq!(sub.last_event_at, t0() + Duration::seconds(n - 1));

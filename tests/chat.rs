@@ -39,30 +39,30 @@ async fn save_chat_creates_then_renames_only_for_its_owner() {
     let bob = user(&t, "bob@example.com").await;
     let mut conn = t.conn().await;
     let id = ChatId::new();
-    let created = chats::save_chat(&mut conn, ann, &save(id, "New chat"))
+    let created = chats::save(&mut conn, ann, &save(id, "New chat"))
         .await
         .unwrap();
     assert_eq!(created.title, "New chat");
-    let renamed = chats::save_chat(&mut conn, ann, &save(id, "Rust lifetimes"))
+    let renamed = chats::save(&mut conn, ann, &save(id, "Rust lifetimes"))
         .await
         .unwrap();
     assert_eq!(renamed.title, "Rust lifetimes");
     assert_eq!(renamed.created_at, created.created_at);
-    let err = chats::save_chat(&mut conn, bob, &save(id, "Mine now"))
+    let err = chats::save(&mut conn, bob, &save(id, "Mine now"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { entity: "chat" }));
     assert_eq!(
-        chats::find_by_id(&mut conn, ann, id).await.unwrap().title,
+        chats::find(&mut conn, ann, id).await.unwrap().title,
         "Rust lifetimes"
     );
     assert_eq!(t.count("chats").await, 1);
 
-    let err = chats::save_chat(&mut conn, ann, &save(ChatId::new(), ""))
+    let err = chats::save(&mut conn, ann, &save(ChatId::new(), ""))
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["title"]);
-    let err = chats::save_chat(&mut conn, UserId::new(), &save(ChatId::new(), "x"))
+    let err = chats::save(&mut conn, UserId::new(), &save(ChatId::new(), "x"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { entity: "user" }));
@@ -76,11 +76,9 @@ async fn messages_save_page_delete_after_and_delete_chat() {
     let bob = user(&t, "bob@example.com").await;
     let mut conn = t.conn().await;
     let chat = ChatId::new();
-    chats::save_chat(&mut conn, ann, &save(chat, "c"))
-        .await
-        .unwrap();
+    chats::save(&mut conn, ann, &save(chat, "c")).await.unwrap();
 
-    let saved = messages::save_messages(&mut conn, ann, chat, &msgs(&["a", "b", "c", "d", "e"]))
+    let saved = messages::create_many(&mut conn, ann, chat, &msgs(&["a", "b", "c", "d", "e"]))
         .await
         .unwrap();
     assert_eq!(saved.len(), 5);
@@ -91,15 +89,15 @@ async fn messages_save_page_delete_after_and_delete_chat() {
     };
     assert_eq!(texts(&saved), vec!["a", "b", "c", "d", "e"]);
 
-    let p1 = messages::get_messages_by_chat_id(&mut conn, ann, chat, None, 2)
+    let p1 = messages::list_for_chat(&mut conn, ann, chat, None, 2)
         .await
         .unwrap();
     assert_eq!(texts(&p1.items), vec!["e", "d"]);
-    let p2 = messages::get_messages_by_chat_id(&mut conn, ann, chat, p1.next, 2)
+    let p2 = messages::list_for_chat(&mut conn, ann, chat, p1.next, 2)
         .await
         .unwrap();
     assert_eq!(texts(&p2.items), vec!["c", "b"]);
-    let p3 = messages::get_messages_by_chat_id(&mut conn, ann, chat, p2.next, 2)
+    let p3 = messages::list_for_chat(&mut conn, ann, chat, p2.next, 2)
         .await
         .unwrap();
     assert_eq!(texts(&p3.items), vec!["a"]);
@@ -107,38 +105,38 @@ async fn messages_save_page_delete_after_and_delete_chat() {
 
     // Another user can neither read nor write this chat.
     assert!(matches!(
-        messages::get_messages_by_chat_id(&mut conn, bob, chat, None, 2).await,
+        messages::list_for_chat(&mut conn, bob, chat, None, 2).await,
         Err(Error::NotFound { entity: "chat" })
     ));
     assert!(matches!(
-        messages::save_messages(&mut conn, bob, chat, &msgs(&["x"])).await,
+        messages::create_many(&mut conn, bob, chat, &msgs(&["x"])).await,
         Err(Error::NotFound { entity: "chat" })
     ));
     assert!(matches!(
-        messages::delete_messages_after(&mut conn, bob, chat, saved[1].id).await,
+        messages::delete_after(&mut conn, bob, chat, saved[1].id).await,
         Err(Error::NotFound { entity: "chat" })
     ));
     assert_eq!(t.count("messages").await, 5);
 
     // Edit-and-regenerate: everything after "b" goes.
-    let n = messages::delete_messages_after(&mut conn, ann, chat, saved[1].id)
+    let n = messages::delete_after(&mut conn, ann, chat, saved[1].id)
         .await
         .unwrap();
     assert_eq!(n, 3);
-    let left = messages::get_messages_by_chat_id(&mut conn, ann, chat, None, 10)
+    let left = messages::list_for_chat(&mut conn, ann, chat, None, 10)
         .await
         .unwrap();
     assert_eq!(texts(&left.items), vec!["b", "a"]);
     assert!(matches!(
-        messages::delete_messages_after(&mut conn, ann, chat, MessageId::new()).await,
+        messages::delete_after(&mut conn, ann, chat, MessageId::new()).await,
         Err(Error::NotFound { entity: "message" })
     ));
 
     assert!(matches!(
-        chats::delete_chat(&mut conn, bob, chat).await,
+        chats::delete(&mut conn, bob, chat).await,
         Err(Error::NotFound { .. })
     ));
-    chats::delete_chat(&mut conn, ann, chat).await.unwrap();
+    chats::delete(&mut conn, ann, chat).await.unwrap();
     assert_eq!(t.count("chats").await, 0);
     assert_eq!(t.count("messages").await, 0);
 }
@@ -149,25 +147,23 @@ async fn message_bad_input_writes_nothing() {
     let ann = user(&t, "ann@example.com").await;
     let mut conn = t.conn().await;
     let chat = ChatId::new();
-    chats::save_chat(&mut conn, ann, &save(chat, "c"))
-        .await
-        .unwrap();
+    chats::save(&mut conn, ann, &save(chat, "c")).await.unwrap();
 
-    let err = messages::save_messages(&mut conn, ann, chat, &SaveMessages { messages: vec![] })
+    let err = messages::create_many(&mut conn, ann, chat, &SaveMessages { messages: vec![] })
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["messages"]);
     let mut bad = msgs(&["ok", "ok"]);
     bad.messages[1].parts = json!({ "text": "not an array" });
-    let err = messages::save_messages(&mut conn, ann, chat, &bad)
+    let err = messages::create_many(&mut conn, ann, chat, &bad)
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["messages[1].parts"]);
-    let err = messages::save_messages(&mut conn, ann, ChatId::new(), &msgs(&["x"]))
+    let err = messages::create_many(&mut conn, ann, ChatId::new(), &msgs(&["x"]))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { entity: "chat" }));
-    let err = messages::get_messages_by_chat_id(&mut conn, ann, chat, None, 101)
+    let err = messages::list_for_chat(&mut conn, ann, chat, None, 101)
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["limit"]);
@@ -194,15 +190,15 @@ async fn a_deep_page_of_a_100k_message_chat_is_an_index_range_and_matches_a_full
     let ann = user(&t, "ann@example.com").await;
     let mut conn = t.conn().await;
     let chat = ChatId::new();
-    chats::save_chat(&mut conn, ann, &save(chat, "big"))
+    chats::save(&mut conn, ann, &save(chat, "big"))
         .await
         .unwrap();
     // A neighbour chat, so the index has to pick this chat's range.
     let other = ChatId::new();
-    chats::save_chat(&mut conn, ann, &save(other, "other"))
+    chats::save(&mut conn, ann, &save(other, "other"))
         .await
         .unwrap();
-    messages::save_messages(&mut conn, ann, other, &msgs(&["x", "y"]))
+    messages::create_many(&mut conn, ann, other, &msgs(&["x", "y"]))
         .await
         .unwrap();
 
@@ -236,7 +232,7 @@ async fn a_deep_page_of_a_100k_message_chat_is_an_index_range_and_matches_a_full
         created_at: last_seen.created_at,
         id: MessageId(last_seen.id),
     };
-    let page = messages::get_messages_by_chat_id(&mut conn, ann, chat, Some(cursor), 50)
+    let page = messages::list_for_chat(&mut conn, ann, chat, Some(cursor), 50)
         .await
         .unwrap();
     assert_eq!(
@@ -248,13 +244,25 @@ async fn a_deep_page_of_a_100k_message_chat_is_an_index_range_and_matches_a_full
     );
     assert!(page.next.is_some());
 
-    // EXPLAIN the exact SQL the function runs, with the same parameters.
-    let query = messages::page_query(chat, Some(cursor), 50);
-    let debug = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
-    let sql = debug.split(" -- binds:").next().unwrap();
-    conn.batch_execute(&format!("PREPARE deep_page AS {sql}"))
-        .await
-        .unwrap();
+    // EXPLAIN the exact statement the function prepared on this connection
+    // (Diesel caches it), with the same parameters.
+    #[derive(diesel::QueryableByName)]
+    struct Prepared {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        statement: String,
+    }
+    let Prepared {
+        name,
+        statement: sql,
+    } = diesel::sql_query(
+        "SELECT name, statement FROM pg_prepared_statements \
+         WHERE statement LIKE 'SELECT \"messages\".\"id\"%' AND statement LIKE '%LIMIT 51%'",
+    )
+    .get_result(&mut *conn)
+    .await
+    .unwrap();
     let ts = cursor.created_at.to_rfc3339();
     // The limit is written into the SQL (a bound one makes the server re-plan
     // every call), so the generic plan, the one reused, must be as good as
@@ -264,7 +272,7 @@ async fn a_deep_page_of_a_100k_message_chat_is_an_index_range_and_matches_a_full
             .await
             .unwrap();
         let plan: Vec<PlanLine> = diesel::sql_query(format!(
-            "EXPLAIN EXECUTE deep_page('{chat}', '{ts}', '{ts}', '{}')",
+            "EXPLAIN EXECUTE {name}('{chat}', '{ts}', '{ts}', '{}')",
             cursor.id
         ))
         .load(&mut *conn)

@@ -1,73 +1,82 @@
-//! The Rust enums of this crate carry the same labels, in the same order, as
-//! their PostgreSQL enum types.
+//! Every PostgreSQL enum type in the catalog has a Rust enum with the same
+//! labels in the same order. The catalog drives the test: an enum type that
+//! a migration adds without a Rust counterpart here fails it.
 
 mod common;
+
+use std::collections::BTreeMap;
 
 use common::TestDb;
 use database::auth::VerificationPurpose;
 use database::billing::{EventOutcome, SubscriptionStatus};
 use database::chat::{ChatVisibility, MessageRole};
 use database::notifications::{DeliveryStatus, NotificationChannel};
+use database::tenancy::TenantRole;
+use database::workflows::{ExecutionStatus, StepStatus};
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 
+/// The labels of a Rust enum made by `sql_enum!`, in declaration order.
+macro_rules! labels {
+    ($rust:ty) => {
+        <$rust>::ALL
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<&str>>()
+    };
+}
+
 #[derive(diesel::QueryableByName)]
 struct Label {
+    #[diesel(sql_type = Text)]
+    typname: String,
     #[diesel(sql_type = Text)]
     enumlabel: String,
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rust_enums_match_pg_enum() {
+async fn every_postgres_enum_matches_its_rust_enum() {
+    // PostgreSQL type name -> the labels of the Rust enum stored as it.
+    let rust: BTreeMap<&str, Vec<&str>> = BTreeMap::from([
+        ("verification_purpose", labels!(VerificationPurpose)),
+        ("tenant_role", labels!(TenantRole)),
+        ("execution_status", labels!(ExecutionStatus)),
+        ("step_status", labels!(StepStatus)),
+        ("chat_visibility", labels!(ChatVisibility)),
+        ("message_role", labels!(MessageRole)),
+        ("notification_channel", labels!(NotificationChannel)),
+        ("delivery_status", labels!(DeliveryStatus)),
+        ("subscription_status", labels!(SubscriptionStatus)),
+        ("subscription_event_outcome", labels!(EventOutcome)),
+    ]);
     let t = TestDb::new().await;
-    let mut conn = t.conn().await;
-    let cases: Vec<(&str, Vec<&str>)> = vec![
-        (
-            "verification_purpose",
-            VerificationPurpose::ALL
-                .iter()
-                .map(|v| v.as_str())
-                .collect(),
-        ),
-        (
-            "chat_visibility",
-            ChatVisibility::ALL.iter().map(|v| v.as_str()).collect(),
-        ),
-        (
-            "message_role",
-            MessageRole::ALL.iter().map(|v| v.as_str()).collect(),
-        ),
-        (
-            "notification_channel",
-            NotificationChannel::ALL
-                .iter()
-                .map(|v| v.as_str())
-                .collect(),
-        ),
-        (
-            "delivery_status",
-            DeliveryStatus::ALL.iter().map(|v| v.as_str()).collect(),
-        ),
-        (
-            "subscription_status",
-            SubscriptionStatus::ALL.iter().map(|v| v.as_str()).collect(),
-        ),
-        (
-            "subscription_event_outcome",
-            EventOutcome::ALL.iter().map(|v| v.as_str()).collect(),
-        ),
-    ];
-    for (type_name, rust) in cases {
-        let labels: Vec<Label> = diesel::sql_query(
-            "SELECT e.enumlabel::text AS enumlabel FROM pg_enum e
-             JOIN pg_type t ON t.oid = e.enumtypid
-             WHERE t.typname = $1 ORDER BY e.enumsortorder",
-        )
-        .bind::<Text, _>(type_name)
-        .load(&mut *conn)
-        .await
-        .unwrap();
-        let pg: Vec<&str> = labels.iter().map(|l| l.enumlabel.as_str()).collect();
-        assert_eq!(pg, rust, "{type_name}");
+    let rows: Vec<Label> = diesel::sql_query(
+        "SELECT t.typname::text AS typname, e.enumlabel::text AS enumlabel
+         FROM pg_enum e
+         JOIN pg_type t ON t.oid = e.enumtypid
+         JOIN pg_namespace n ON n.oid = t.typnamespace
+         WHERE n.nspname = 'public'
+         ORDER BY t.typname, e.enumsortorder",
+    )
+    .load(&mut *t.conn().await)
+    .await
+    .unwrap();
+    let mut catalog: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for row in &rows {
+        catalog
+            .entry(row.typname.as_str())
+            .or_default()
+            .push(row.enumlabel.as_str());
     }
+    for (type_name, labels) in &catalog {
+        let ours = rust.get(type_name).unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL enum {type_name} has no Rust enum in this test (add one with sql_enum!)"
+            )
+        });
+        assert_eq!(labels, ours, "{type_name}");
+    }
+    let catalog_names: Vec<_> = catalog.keys().collect();
+    let rust_names: Vec<_> = rust.keys().collect();
+    assert_eq!(catalog_names, rust_names, "a Rust enum whose type is gone");
 }

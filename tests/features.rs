@@ -37,12 +37,12 @@ async fn todos_create_find_update_list_delete() {
     .unwrap();
     assert!(!created.completed);
     assert_eq!(
-        todos::find_by_id(&mut conn, ann, created.id).await.unwrap(),
+        todos::find(&mut conn, ann, created.id).await.unwrap(),
         created
     );
     // Another user can neither see nor change it.
     assert!(matches!(
-        todos::find_by_id(&mut conn, bob, created.id).await,
+        todos::find(&mut conn, bob, created.id).await,
         Err(Error::NotFound { entity: "todo" })
     ));
     let patch = TodoPatch {
@@ -152,14 +152,41 @@ async fn todos_bad_input_writes_nothing() {
     .await
     .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["title"]);
-    assert_eq!(
-        todos::find_by_id(&mut conn, ann, kept.id).await.unwrap(),
-        kept
-    );
+    assert_eq!(todos::find(&mut conn, ann, kept.id).await.unwrap(), kept);
     assert!(matches!(
-        todos::find_by_id(&mut conn, ann, TodoId::new()).await,
+        todos::find(&mut conn, ann, TodoId::new()).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_todo_goes_only_into_a_tenant_of_its_user() {
+    use database::tenancy::{NewTenant, tenants};
+    let t = TestDb::new().await;
+    let ann = user(&t, "ann@example.com").await;
+    let eve = user(&t, "eve@example.com").await;
+    let mut conn = t.conn().await;
+    let acme = tenants::create_with_owner(
+        &mut conn,
+        &NewTenant {
+            name: "Acme".into(),
+            slug: "acme".into(),
+        },
+        ann,
+    )
+    .await
+    .unwrap();
+    // The tenant id comes from the client: eve is no member of acme.
+    let input: CreateTodo =
+        serde_json::from_value(serde_json::json!({"title": "x", "tenant_id": acme.id})).unwrap();
+    let err = todos::create(&mut conn, eve, &input).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "tenant" }),
+        "{err:?}"
+    );
+    assert_eq!(t.count("todos").await, 0);
+    let todo = todos::create(&mut conn, ann, &input).await.unwrap();
+    assert_eq!(todo.tenant_id, Some(acme.id));
 }
 
 #[tokio::test(flavor = "multi_thread")]

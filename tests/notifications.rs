@@ -7,7 +7,9 @@ use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use common::{TestDb, user};
-use database::notifications::notification_deliveries::{self, claim_due, record_attempt};
+use database::notifications::notification_deliveries::{
+    self, DeliveryClaim, MAX_DELIVERY_ATTEMPTS, claim_due, record_attempt,
+};
 use database::notifications::{
     DeliveryAttempt, DeliveryStatus, NotificationChannel, RegisterTarget, SendNotification,
     SetPreference, notification_preferences, notification_targets, notifications,
@@ -390,19 +392,19 @@ async fn concurrent_senders_never_claim_the_same_delivery() {
                     break;
                 }
                 for d in batch {
-                    assert_eq!(d.status, DeliveryStatus::Sending);
+                    assert_eq!(d.delivery.status, DeliveryStatus::Sending);
                     record_attempt(
                         &mut conn,
-                        d.id,
+                        d.claim,
                         &DeliveryAttempt {
                             succeeded: true,
-                            provider_message_id: Some(format!("m-{}", d.id)),
+                            provider_message_id: Some(format!("m-{}", d.claim.id)),
                             ..Default::default()
                         },
                     )
                     .await
                     .unwrap();
-                    mine.push(d.id);
+                    mine.push(d.claim.id);
                 }
             }
             mine
@@ -456,17 +458,28 @@ async fn attempts_retry_fail_and_lapsed_claims() {
         succeeded: true,
         ..Default::default()
     };
+    let first = DeliveryClaim { id, attempt: 1 };
     assert!(matches!(
-        record_attempt(&mut conn, id, &ok).await,
+        record_attempt(&mut conn, first, &ok).await,
         Err(Error::IllegalTransition { .. })
     ));
     assert!(matches!(
-        record_attempt(&mut conn, NotificationDeliveryId::new(), &ok).await,
+        record_attempt(
+            &mut conn,
+            DeliveryClaim {
+                id: NotificationDeliveryId::new(),
+                attempt: 1
+            },
+            &ok
+        )
+        .await,
         Err(Error::NotFound { .. })
     ));
 
     let claimed = claim_due(&mut conn, in_app, 10, 60).await.unwrap();
     assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].claim, first);
+    assert_eq!(claimed[0].delivery.attempts, 1, "a claim counts an attempt");
     // Claimed and leased: nobody else gets it.
     assert!(
         claim_due(&mut conn, in_app, 10, 60)
@@ -476,13 +489,13 @@ async fn attempts_retry_fail_and_lapsed_claims() {
     );
 
     // Bad attempts are refused and change nothing.
-    let err = record_attempt(&mut conn, id, &DeliveryAttempt::default())
+    let err = record_attempt(&mut conn, first, &DeliveryAttempt::default())
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["error"]);
     let err = record_attempt(
         &mut conn,
-        id,
+        first,
         &DeliveryAttempt {
             succeeded: false,
             error: Some("e".repeat(2001)),
@@ -495,7 +508,7 @@ async fn attempts_retry_fail_and_lapsed_claims() {
     let d = &notification_deliveries::list_for_notification(&mut conn, sent.notification.id)
         .await
         .unwrap()[0];
-    assert_eq!((d.status, d.attempts), (DeliveryStatus::Sending, 0));
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Sending, 1));
 
     // A failure with a retry time goes back to pending, due at that time.
     let retry = DeliveryAttempt {
@@ -504,28 +517,37 @@ async fn attempts_retry_fail_and_lapsed_claims() {
         retry_at: Some(Utc::now() - Duration::seconds(1)),
         ..Default::default()
     };
-    let d = record_attempt(&mut conn, id, &retry).await.unwrap();
+    let d = record_attempt(&mut conn, first, &retry).await.unwrap();
     assert_eq!(
         (d.status, d.attempts, d.last_error.as_deref()),
         (DeliveryStatus::Pending, 1, Some("timeout"))
     );
 
     // A claim whose worker died lapses and is handed out again.
-    assert_eq!(claim_due(&mut conn, in_app, 10, 60).await.unwrap().len(), 1);
+    let second = claim_due(&mut conn, in_app, 10, 60).await.unwrap()[0].claim;
     conn.batch_execute(
         "UPDATE notification_deliveries SET next_attempt_at = now() - interval '1 second'",
     )
     .await
     .unwrap();
-    assert_eq!(claim_due(&mut conn, in_app, 10, 60).await.unwrap().len(), 1);
+    let third = claim_due(&mut conn, in_app, 10, 60).await.unwrap()[0].claim;
+    assert_eq!((second.attempt, third.attempt), (2, 3));
+
+    // The lapsed worker reports late: refused as stale, nothing changes.
+    let late = record_attempt(&mut conn, second, &ok).await.unwrap_err();
+    assert!(matches!(late, Error::Stale { .. }), "{late:?}");
+    let d = &notification_deliveries::list_for_notification(&mut conn, sent.notification.id)
+        .await
+        .unwrap()[0];
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Sending, 3));
 
     let gave_up = DeliveryAttempt {
         succeeded: false,
         error: Some("bounced".into()),
         ..Default::default()
     };
-    let d = record_attempt(&mut conn, id, &gave_up).await.unwrap();
-    assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 2));
+    let d = record_attempt(&mut conn, third, &gave_up).await.unwrap();
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 3));
     assert!(
         claim_due(&mut conn, in_app, 10, 60)
             .await
@@ -537,4 +559,42 @@ async fn attempts_retry_fail_and_lapsed_claims() {
     assert_eq!(err.invalid_fields(), vec!["limit"]);
     let err = claim_due(&mut conn, in_app, 1, 0).await.unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["lease_seconds"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_that_keeps_crashing_dead_letters_the_delivery() {
+    let t = TestDb::new().await;
+    let acme = tenant(&t, "acme").await;
+    let ann = user(&t, "ann@example.com").await;
+    let mut conn = t.conn().await;
+    let sent = notifications::send(&mut conn, acme, &note(ann, "k", "t"))
+        .await
+        .unwrap();
+    let in_app = NotificationChannel::InApp;
+    // Every claim lapses without a result (the sender dies each time).
+    for attempt in 1..=MAX_DELIVERY_ATTEMPTS {
+        let claimed = claim_due(&mut conn, in_app, 10, 60).await.unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {attempt}");
+        assert_eq!(claimed[0].claim.attempt, attempt);
+        conn.batch_execute(
+            "UPDATE notification_deliveries SET next_attempt_at = now() - interval '1 second'",
+        )
+        .await
+        .unwrap();
+    }
+    assert!(
+        claim_due(&mut conn, in_app, 10, 60)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no claim after the last attempt"
+    );
+    let d = &notification_deliveries::list_for_notification(&mut conn, sent.notification.id)
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (d.status, d.attempts),
+        (DeliveryStatus::Failed, MAX_DELIVERY_ATTEMPTS)
+    );
+    assert!(d.last_error.as_deref().unwrap().contains("gave up"));
 }

@@ -22,7 +22,7 @@ fn new_project(name: &str) -> NewProject {
 }
 
 async fn project(conn: &mut Conn, tn: TenantId) -> ProjectId {
-    projects::create(conn, tn, &new_project("Site"))
+    projects::create(conn, tn, None, &new_project("Site"))
         .await
         .unwrap()
         .id
@@ -65,10 +65,10 @@ async fn create_rename_archive_and_find_a_project() {
     let created = projects::create(
         &mut conn,
         tn,
+        Some(owner),
         &NewProject {
             name: "Site".into(),
             description: Some("marketing".into()),
-            owner_id: Some(owner),
         },
     )
     .await
@@ -133,31 +133,24 @@ async fn bad_project_input_is_refused_and_nothing_is_written() {
     let err = projects::create(
         &mut conn,
         tn,
+        None,
         &NewProject {
             name: String::new(),
             description: Some("d".repeat(2001)),
-            owner_id: None,
         },
     )
     .await
     .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["description", "name"]);
-    let err = projects::create(&mut conn, tn, &new_project(&"n".repeat(101)))
+    let err = projects::create(&mut conn, tn, None, &new_project(&"n".repeat(101)))
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["name"]);
-    let err = projects::create(
-        &mut conn,
-        tn,
-        &NewProject {
-            owner_id: Some(UserId::new()),
-            ..new_project("x")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = projects::create(&mut conn, tn, Some(UserId::new()), &new_project("x"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
-    let err = projects::create(&mut conn, TenantId::new(), &new_project("x"))
+    let err = projects::create(&mut conn, TenantId::new(), None, &new_project("x"))
         .await
         .unwrap_err();
     assert!(
@@ -196,7 +189,7 @@ async fn list_pages_a_tenants_projects_newest_first() {
     let mut ids = Vec::new();
     for i in 0..25 {
         ids.push(
-            projects::create(&mut conn, tn, &new_project(&format!("p{i}")))
+            projects::create(&mut conn, tn, None, &new_project(&format!("p{i}")))
                 .await
                 .unwrap()
                 .id,
@@ -206,18 +199,18 @@ async fn list_pages_a_tenants_projects_newest_first() {
         projects::archive(&mut conn, tn, *id).await.unwrap();
     }
 
-    let mut filter = ProjectFilter {
-        limit: 10,
-        ..ProjectFilter::default()
-    };
+    let filter = ProjectFilter::default();
+    let mut after = None;
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let page = projects::list(&mut conn, tn, &filter).await.unwrap();
+        let page = projects::list(&mut conn, tn, &filter, after, 10)
+            .await
+            .unwrap();
         pages += 1;
         seen.extend(page.items.iter().map(|p| (p.created_at, p.id)));
         match page.next {
-            Some(next) => filter.after = Some(next),
+            Some(next) => after = Some(next),
             None => break,
         }
     }
@@ -236,25 +229,18 @@ async fn list_pages_a_tenants_projects_newest_first() {
         tn,
         &ProjectFilter {
             include_archived: true,
-            limit: 100,
-            after: None,
         },
+        None,
+        100,
     )
     .await
     .unwrap();
     assert_eq!(all.items.len(), 25);
     assert!(all.next.is_none());
 
-    let err = projects::list(
-        &mut conn,
-        tn,
-        &ProjectFilter {
-            limit: 101,
-            ..ProjectFilter::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = projects::list(&mut conn, tn, &ProjectFilter::default(), None, 101)
+        .await
+        .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["limit"]);
 }
 
@@ -461,8 +447,9 @@ async fn another_tenant_finds_and_changes_nothing() {
         theirs,
         &ProjectFilter {
             include_archived: true,
-            ..ProjectFilter::default()
         },
+        None,
+        100,
     )
     .await
     .unwrap();

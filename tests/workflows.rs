@@ -64,7 +64,7 @@ fn new_workflow(name: &str, graph: WorkflowGraph) -> NewWorkflow {
 }
 
 async fn workflow(conn: &mut Conn, tenant_id: TenantId) -> WorkflowId {
-    workflows::create(conn, tenant_id, &new_workflow("Pipeline", chain()))
+    workflows::create(conn, tenant_id, None, &new_workflow("Pipeline", chain()))
         .await
         .unwrap()
         .id
@@ -87,11 +87,12 @@ async fn create_and_find_a_workflow() {
     let tn = tenant(&mut conn, "acme").await;
     let owner = user(&mut conn, "ann@example.com").await;
     let input = NewWorkflow {
-        owner_id: Some(owner),
         description: Some("nightly".into()),
         ..new_workflow("Pipeline", chain())
     };
-    let created = workflows::create(&mut conn, tn, &input).await.unwrap();
+    let created = workflows::create(&mut conn, tn, Some(owner), &input)
+        .await
+        .unwrap();
     assert_eq!(created.version, 1);
     assert_eq!(created.tenant_id, tn);
     assert_eq!(created.owner_id, Some(owner));
@@ -106,7 +107,7 @@ async fn create_refuses_bad_input_and_writes_nothing() {
     let mut conn = t.conn().await;
     let tn = tenant(&mut conn, "acme").await;
 
-    let err = workflows::create(&mut conn, tn, &new_workflow("", chain()))
+    let err = workflows::create(&mut conn, tn, None, &new_workflow("", chain()))
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["name"]);
@@ -115,7 +116,7 @@ async fn create_refuses_bad_input_and_writes_nothing() {
         nodes: vec![node("a"), node("b")],
         edges: vec![edge("a", "b"), edge("b", "ghost")],
     };
-    let err = workflows::create(&mut conn, tn, &new_workflow("x", dangling))
+    let err = workflows::create(&mut conn, tn, None, &new_workflow("x", dangling))
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["graph.edges[1].target"]);
@@ -124,7 +125,7 @@ async fn create_refuses_bad_input_and_writes_nothing() {
         nodes: vec![node("a"), node("a"), node("")],
         edges: vec![edge("nowhere", "a")],
     };
-    let err = workflows::create(&mut conn, tn, &new_workflow("", twice))
+    let err = workflows::create(&mut conn, tn, None, &new_workflow("", twice))
         .await
         .unwrap_err();
     assert_eq!(
@@ -140,18 +141,21 @@ async fn create_refuses_bad_input_and_writes_nothing() {
     let err = workflows::create(
         &mut conn,
         tn,
-        &NewWorkflow {
-            owner_id: Some(UserId::new()),
-            ..new_workflow("x", chain())
-        },
+        Some(UserId::new()),
+        &new_workflow("x", chain()),
     )
     .await
     .unwrap_err();
     assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
 
-    let err = workflows::create(&mut conn, TenantId::new(), &new_workflow("x", chain()))
-        .await
-        .unwrap_err();
+    let err = workflows::create(
+        &mut conn,
+        TenantId::new(),
+        None,
+        &new_workflow("x", chain()),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, Error::NotFound { entity: "tenant" }),
         "{err:?}"
@@ -390,42 +394,6 @@ async fn unknown_statuses_are_refused_with_a_typed_error() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_database_enums_match_the_rust_enums() {
-    use diesel::sql_types::Text;
-    #[derive(QueryableByName)]
-    struct Label {
-        #[diesel(sql_type = Text)]
-        label: String,
-    }
-    let t = TestDb::new().await;
-    let mut conn = t.conn().await;
-    for (ty, expected) in [
-        (
-            "execution_status",
-            ExecutionStatus::ALL
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        (
-            "step_status",
-            StepStatus::ALL.iter().map(|s| s.as_str()).collect(),
-        ),
-    ] {
-        let rows: Vec<Label> = diesel::sql_query(
-            "SELECT enumlabel::text AS label FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid \
-             WHERE t.typname = $1 ORDER BY e.enumsortorder",
-        )
-        .bind::<Text, _>(ty)
-        .load(&mut conn)
-        .await
-        .unwrap();
-        let labels: Vec<_> = rows.iter().map(|r| r.label.as_str()).collect();
-        assert_eq!(labels, expected, "{ty}");
-    }
-}
-
 /// Brings a fresh execution into `status` through legal moves only.
 async fn execution_in(
     conn: &mut Conn,
@@ -619,6 +587,7 @@ async fn eight_workers_claim_each_of_1000_pending_executions_exactly_once() {
     let wf = workflows::create(
         &mut *t.conn().await,
         tn,
+        None,
         &new_workflow(
             "one step",
             WorkflowGraph {
@@ -689,17 +658,17 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
     }
 
     let mut seen = Vec::new();
-    let mut filter = ExecutionFilter {
-        limit: 10,
-        ..ExecutionFilter::default()
-    };
+    let filter = ExecutionFilter::default();
+    let mut after = None;
     let mut pages = 0;
     loop {
-        let page = executions::list(&mut conn, tn, wf, &filter).await.unwrap();
+        let page = executions::list(&mut conn, tn, wf, &filter, after, 10)
+            .await
+            .unwrap();
         pages += 1;
         seen.extend(page.items.iter().map(|e| (e.created_at, e.id)));
         match page.next {
-            Some(next) => filter.after = Some(next),
+            Some(next) => after = Some(next),
             None => break,
         }
     }
@@ -718,13 +687,15 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
             status: Some(ExecutionStatus::Cancelled),
             ..ExecutionFilter::default()
         },
+        None,
+        50,
     )
     .await
     .unwrap();
     assert_eq!(cancelled.items.len(), 5);
     assert!(cancelled.next.is_none());
 
-    let all = executions::list(&mut conn, tn, wf, &ExecutionFilter::default())
+    let all = executions::list(&mut conn, tn, wf, &ExecutionFilter::default(), None, 50)
         .await
         .unwrap()
         .items;
@@ -734,7 +705,7 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
         created_before: Some(all[2].created_at),
         ..ExecutionFilter::default()
     };
-    let inside = executions::list(&mut conn, tn, wf, &window)
+    let inside = executions::list(&mut conn, tn, wf, &window, None, 50)
         .await
         .unwrap()
         .items;
@@ -745,17 +716,9 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
             .all(|e| e.created_at >= all[9].created_at && e.created_at < all[2].created_at)
     );
 
-    let err = executions::list(
-        &mut conn,
-        tn,
-        wf,
-        &ExecutionFilter {
-            limit: 0,
-            ..ExecutionFilter::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = executions::list(&mut conn, tn, wf, &ExecutionFilter::default(), None, 0)
+        .await
+        .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["limit"]);
     let err = executions::list(
         &mut conn,
@@ -766,6 +729,8 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
             created_before: Some(all[9].created_at),
             ..ExecutionFilter::default()
         },
+        None,
+        50,
     )
     .await
     .unwrap_err();
@@ -914,161 +879,6 @@ async fn the_claim_and_the_recent_list_reuse_one_plan() {
     }
 }
 
-// -------------------------------------------------------------------- steps
-
-#[tokio::test(flavor = "multi_thread")]
-async fn steps_run_fail_retry_within_their_attempts() {
-    let t = TestDb::new().await;
-    let mut conn = t.conn().await;
-    let tn = tenant(&mut conn, "acme").await;
-    let wf = workflow(&mut conn, tn).await;
-    let run = executions::start(
-        &mut conn,
-        tn,
-        wf,
-        &StartExecution {
-            max_attempts: 2,
-            ..StartExecution::default()
-        },
-    )
-    .await
-    .unwrap();
-    let [a, b, c] = [run.steps[0].id, run.steps[1].id, run.steps[2].id];
-
-    let s = execution_steps::start(&mut conn, tn, a, Some(&json!({"x": 1})))
-        .await
-        .unwrap();
-    assert_eq!((s.status, s.attempts), (StepStatus::Running, 1));
-    assert!(s.started_at.is_some() && s.finished_at.is_none());
-    let s = execution_steps::finish(
-        &mut conn,
-        tn,
-        a,
-        &json!({"y": 2}),
-        Some(&json!({"valid": true})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(s.status, StepStatus::Completed);
-    assert_eq!(s.output, Some(json!({"y": 2})));
-    assert_eq!(s.validation, Some(json!({"valid": true})));
-    assert!(s.finished_at.is_some());
-
-    // b: fails, is retried once, fails again: no attempt left.
-    execution_steps::start(&mut conn, tn, b, None)
-        .await
-        .unwrap();
-    let err = execution_steps::fail(&mut conn, tn, b, "")
-        .await
-        .unwrap_err();
-    assert_eq!(err.invalid_fields(), vec!["error"]);
-    let s = execution_steps::fail(&mut conn, tn, b, "timeout")
-        .await
-        .unwrap();
-    assert_eq!(s.status, StepStatus::Failed);
-    assert_eq!(s.error.as_deref(), Some("timeout"));
-    let s = execution_steps::retry(&mut conn, tn, b).await.unwrap();
-    assert_eq!((s.status, s.attempts), (StepStatus::Pending, 1));
-    assert!(s.finished_at.is_none());
-    let s = execution_steps::start(&mut conn, tn, b, None)
-        .await
-        .unwrap();
-    assert_eq!(s.attempts, 2);
-    assert!(s.error.is_none(), "a new attempt clears the last error");
-    let failed = execution_steps::fail(&mut conn, tn, b, "timeout again")
-        .await
-        .unwrap();
-    let err = execution_steps::retry(&mut conn, tn, b).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Conflict { constraint, .. } if constraint == "execution_steps_attempts_bounded"),
-        "{err:?}"
-    );
-    assert_eq!(
-        execution_steps::find(&mut conn, tn, b).await.unwrap(),
-        failed
-    );
-    // Giving up on it is allowed.
-    let s = execution_steps::skip(&mut conn, tn, b).await.unwrap();
-    assert_eq!(s.status, StepStatus::Skipped);
-
-    let s = execution_steps::skip(&mut conn, tn, c).await.unwrap();
-    assert_eq!(s.status, StepStatus::Skipped);
-    assert!(s.finished_at.is_some());
-
-    let err = execution_steps::start(&mut conn, tn, database::ExecutionStepId::new(), None)
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        Error::NotFound {
-            entity: "execution step"
-        }
-    ));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn every_illegal_step_transition_is_refused_and_writes_nothing() {
-    use StepStatus::*;
-    let t = TestDb::new().await;
-    let mut conn = t.conn().await;
-    let tn = tenant(&mut conn, "acme").await;
-    let wf = workflow(&mut conn, tn).await;
-    let (mut legal, mut refused) = (0, 0);
-    for &from in StepStatus::ALL {
-        for &to in StepStatus::ALL {
-            let run = executions::start(&mut conn, tn, wf, &StartExecution::default())
-                .await
-                .unwrap();
-            let id = run.steps[0].id;
-            // Reach `from` by legal moves.
-            match from {
-                Pending => {}
-                Skipped => {
-                    execution_steps::skip(&mut conn, tn, id).await.unwrap();
-                }
-                _ => {
-                    execution_steps::start(&mut conn, tn, id, None)
-                        .await
-                        .unwrap();
-                    if from == Completed {
-                        execution_steps::finish(&mut conn, tn, id, &json!(1), None)
-                            .await
-                            .unwrap();
-                    } else if from == Failed {
-                        execution_steps::fail(&mut conn, tn, id, "x").await.unwrap();
-                    }
-                }
-            }
-            let before = execution_steps::find(&mut conn, tn, id).await.unwrap();
-            assert_eq!(before.status, from);
-            let result = match to {
-                Pending => execution_steps::retry(&mut conn, tn, id).await,
-                Running => execution_steps::start(&mut conn, tn, id, None).await,
-                Completed => execution_steps::finish(&mut conn, tn, id, &json!(1), None).await,
-                Failed => execution_steps::fail(&mut conn, tn, id, "x").await,
-                Skipped => execution_steps::skip(&mut conn, tn, id).await,
-            };
-            match result {
-                Ok(after) => {
-                    assert!(from.can_become(to), "{from} -> {to} was allowed");
-                    assert_eq!(after.status, to);
-                    legal += 1;
-                }
-                Err(Error::IllegalTransition { from: f, to: tt }) => {
-                    assert!(!from.can_become(to), "{from} -> {to} was refused");
-                    assert_eq!((f.as_str(), tt.as_str()), (from.as_str(), to.as_str()));
-                    let after = execution_steps::find(&mut conn, tn, id).await.unwrap();
-                    assert_eq!(after, before, "{from} -> {to} wrote something");
-                    refused += 1;
-                }
-                Err(e) => panic!("{from} -> {to}: {e:?}"),
-            }
-        }
-    }
-    assert_eq!(legal, StepStatus::TRANSITIONS.len());
-    assert_eq!(refused, 25 - StepStatus::TRANSITIONS.len());
-}
-
 // ------------------------------------------------------------- tenancy
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1139,7 +949,7 @@ async fn another_tenant_finds_and_changes_nothing() {
     assert!(nf(executions::fail(&mut conn, theirs, ex, "x")
         .await
         .map(|_| ())));
-    let page = executions::list(&mut conn, theirs, wf, &ExecutionFilter::default())
+    let page = executions::list(&mut conn, theirs, wf, &ExecutionFilter::default(), None, 50)
         .await
         .unwrap();
     assert!(page.items.is_empty());

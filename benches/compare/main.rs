@@ -67,6 +67,18 @@ const SMOKE: Mode = Mode {
     scale: workloads::Scale::SMOKE,
 };
 
+/// Every workload, in report order: a run must produce a row for each at
+/// each concurrency (see `check_results`).
+const WORKLOADS: [&str; 7] = [
+    "user_by_id",
+    "create_todo",
+    "messages_page",
+    "workflow_tree",
+    "steps_batch",
+    "accept_invite",
+    "claim_execution",
+];
+
 /// The pool size of both sides.
 const POOL_SIZE: usize = 10;
 const CONCURRENCY: [usize; 2] = [1, 16];
@@ -237,6 +249,16 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
             results.push(row);
         }
     }
+    let defined: Vec<&str> = workloads::all(&ctx).iter().map(|w| w.name).collect();
+    anyhow::ensure!(
+        defined == WORKLOADS,
+        "the workloads are {defined:?}, BENCHMARKS.md reports {WORKLOADS:?}: update both"
+    );
+    let expected: Vec<&str> = WORKLOADS
+        .into_iter()
+        .filter(|name| only.is_none_or(|names| names.iter().any(|n| n == name)))
+        .collect();
+    check_results(&expected, &results)?;
     let service_peak_rss_mib = if only.is_none() {
         measure_service(url, mode)?
     } else {
@@ -252,6 +274,41 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
         migrate_up_to_date_statements,
         migrate_up_to_date_ms,
     })
+}
+
+/// Refuses a run that proves nothing: every expected workload must have run
+/// at every concurrency, with operations on both sides and a finite,
+/// plausible ratio. `cargo test` runs the smoke mode, so a workload that
+/// silently does nothing (or stops running) fails the test suite.
+fn check_results(expected: &[&str], results: &[Row]) -> Result<()> {
+    for name in expected {
+        for concurrency in CONCURRENCY {
+            let row = results
+                .iter()
+                .find(|r| r.workload == *name && r.concurrency == concurrency)
+                .with_context(|| format!("workload {name} did not run at c={concurrency}"))?;
+            anyhow::ensure!(
+                row.ops_per_sec > 0.0 && row.raw_ops_per_sec > 0.0,
+                "{name} c={concurrency}: no operations on one side \
+                 (crate {:.1}/s, raw {:.1}/s)",
+                row.ops_per_sec,
+                row.raw_ops_per_sec
+            );
+            anyhow::ensure!(
+                row.ratio.is_finite() && (0.01..=100.0).contains(&row.ratio),
+                "{name} c={concurrency}: implausible ratio {}",
+                row.ratio
+            );
+        }
+    }
+    anyhow::ensure!(
+        results.len() == expected.len() * CONCURRENCY.len(),
+        "{} results for {} workloads at {} concurrencies",
+        results.len(),
+        expected.len(),
+        CONCURRENCY.len()
+    );
+    Ok(())
 }
 
 /// Runs `op` from `concurrency` tasks until `deadline`; returns each op's latency in µs.

@@ -250,25 +250,27 @@ pub async fn seed(db: &Db, scale: Scale) -> Result<Data> {
         Ok(database::workflows::NewWorkflow {
             name: name.into(),
             description: None,
-            owner_id: None,
             graph: graph(n)?,
         })
     };
     let tree = database::workflows::workflows::create(
         &mut conn,
         tenants[0].into(),
+        None,
         &new_workflow("bench tree", 5)?,
     )
     .await?;
     let claim = database::workflows::workflows::create(
         &mut conn,
         tenants[1].into(),
+        None,
         &new_workflow("bench claim", 3)?,
     )
     .await?;
     database::workflows::workflows::create(
         &mut conn,
         tenants[2].into(),
+        None,
         &new_workflow("bench batch", BATCH_NODES)?,
     )
     .await?;
@@ -420,7 +422,7 @@ fn user_by_id(ctx: &Arc<Ctx>) -> Workload {
         krate: op(ctx, |ctx, i| async move {
             let id = ctx.data.user_ids[pick(i, ctx.data.user_ids.len())];
             let mut conn = ctx.db.conn().await?;
-            let user = database::auth::users::find_by_id(&mut conn, id.into()).await?;
+            let user = database::auth::users::find(&mut conn, id.into()).await?;
             std::hint::black_box(user);
             Ok(())
         }),
@@ -600,7 +602,7 @@ fn messages_page(ctx: &Arc<Ctx>) -> Workload {
                 id: id.into(),
             };
             let mut conn = ctx.db.conn().await?;
-            let page = database::chat::messages::get_messages_by_chat_id(
+            let page = database::chat::messages::list_for_chat(
                 &mut conn,
                 owner.into(),
                 chat.into(),

@@ -157,7 +157,7 @@ async fn sign_in(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": created.token, "user": user })),
+        Json(json!({ "token": created.token.expose(), "user": user })),
     ))
 }
 
@@ -253,7 +253,7 @@ async fn get_todo(
     Path(id): Path<TodoId>,
 ) -> ApiResult<Json<todos::Todo>> {
     let mut conn = db.conn().await?;
-    Ok(Json(todos::find_by_id(&mut conn, user.id, id).await?))
+    Ok(Json(todos::find(&mut conn, user.id, id).await?))
 }
 
 #[derive(Deserialize)]
@@ -273,12 +273,11 @@ async fn create_workflow(
     let input = NewWorkflow {
         name: body.name,
         description: None,
-        owner_id: Some(user.id),
         graph: body.graph,
     };
     Ok((
         StatusCode::CREATED,
-        Json(workflows::create(&mut conn, tenant.id, &input).await?),
+        Json(workflows::create(&mut conn, tenant.id, Some(user.id), &input).await?),
     ))
 }
 

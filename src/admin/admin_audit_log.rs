@@ -12,7 +12,7 @@ use validator::{Validate, ValidationError};
 
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::keyset::check_limit;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::schema::admin_audit_log;
 use crate::{AuditEntryId, Conn, Error, Result, UserId};
 
@@ -38,25 +38,6 @@ pub struct AuditEntry {
     pub ip_address: Option<String>,
     /// When it happened.
     pub created_at: DateTime<Utc>,
-}
-
-impl AuditEntry {
-    /// The cursor that continues `list` after this row.
-    pub fn cursor(&self) -> AuditCursor {
-        AuditCursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
-
-/// Keyset cursor of `list`: the last row seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditCursor {
-    /// `created_at` of the last row seen.
-    pub created_at: DateTime<Utc>,
-    /// `id` of the last row seen.
-    pub id: AuditEntryId,
 }
 
 /// Who performs an admin mutation and from where; every audited function takes it.
@@ -89,17 +70,19 @@ fn valid_ip(v: &str) -> Result<(), ValidationError> {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewAuditEntry {
     /// What was done, 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub action: String,
     /// The kind of entity, 1 to 64 characters.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub entity_type: String,
     /// Which entity, at most 200 characters.
-    #[validate(length(max = 200))]
+    #[validate(length(max = 200), custom(function = "crate::input::line"))]
     pub entity_id: Option<String>,
-    /// State before.
+    /// State before (JSON, see `crate::input::json`).
+    #[validate(custom(function = "crate::input::json"))]
     pub before: Option<serde_json::Value>,
-    /// State after.
+    /// State after (JSON, see `crate::input::json`).
+    #[validate(custom(function = "crate::input::json"))]
     pub after: Option<serde_json::Value>,
 }
 
@@ -148,10 +131,10 @@ pub struct AuditFilter {
     /// Only this admin's entries.
     pub actor: Option<UserId>,
     /// Only this kind of entity.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub entity_type: Option<String>,
     /// Only this entity (use with `entity_type`).
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::input::line"))]
     pub entity_id: Option<String>,
     /// Entries at or after this instant.
     pub from: Option<DateTime<Utc>>,
@@ -163,9 +146,9 @@ pub struct AuditFilter {
 pub async fn list(
     conn: &mut Conn,
     filter: &AuditFilter,
-    after: Option<AuditCursor>,
+    after: Option<Cursor<AuditEntryId>>,
     limit: i64,
-) -> Result<Vec<AuditEntry>> {
+) -> Result<Page<AuditEntry, AuditEntryId>> {
     validate(filter)?;
     if let (Some(from), Some(until)) = (filter.from, filter.until)
         && from > until
@@ -204,5 +187,9 @@ pub async fn list(
                     .and(admin_audit_log::id.lt(c.id))),
         );
     }
-    Ok(query.inline_limit(limit as u32).load(conn).await?)
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &AuditEntry| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }

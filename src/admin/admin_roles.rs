@@ -61,30 +61,82 @@ impl
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewRole {
     /// 1 to 64 characters, unique.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub name: String,
     /// At most 500 characters.
-    #[validate(length(max = 500))]
+    #[validate(length(max = 500), custom(function = "crate::input::text"))]
     pub description: Option<String>,
-    /// Each like `users.read`: lowercase words joined by dots, at most 100 characters.
+    /// Each `resource.action`, `resource.*` or `*` (see `permission`).
     #[validate(custom(function = "permission_list"))]
     pub permissions: Vec<String>,
 }
 
-/// Checks permission strings: non-empty dotted lowercase words, 1..=100 chars.
+/// The permission grammar, the one place it is defined:
+///
+/// - `resource.action`: one action on one resource, e.g. `users.read`;
+/// - `resource.*`: every action on one resource;
+/// - `*`: everything.
+///
+/// `resource` and `action` are a lowercase letter followed by lowercase
+/// letters, digits or `_`; the whole string is at most 100 characters. Roles
+/// may hold all three forms; `has_permission` asks about a `resource.action`
+/// and is granted by that exact string, by `resource.*` or by `*`.
+pub mod permission {
+    /// Everything.
+    pub const ALL: &str = "*";
+
+    fn is_word(w: &str) -> bool {
+        let mut bytes = w.bytes();
+        matches!(bytes.next(), Some(b'a'..=b'z'))
+            && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    }
+
+    /// Whether `p` is a permission a role may hold (`*`, `resource.*` or
+    /// `resource.action`).
+    pub fn is_grantable(p: &str) -> bool {
+        if p.len() > 100 {
+            return false;
+        }
+        if p == ALL {
+            return true;
+        }
+        match p.split_once('.') {
+            Some((resource, action)) => is_word(resource) && (action == "*" || is_word(action)),
+            None => false,
+        }
+    }
+
+    /// Whether `p` is a permission one can ask about: `resource.action`,
+    /// no wildcard.
+    pub fn is_concrete(p: &str) -> bool {
+        is_grantable(p) && !p.contains('*')
+    }
+
+    /// The held permissions that grant the concrete `p`: `p` itself,
+    /// `resource.*` and `*`.
+    pub fn granting(p: &str) -> Vec<String> {
+        let resource = p.split_once('.').map_or(p, |(r, _)| r);
+        vec![p.to_owned(), format!("{resource}.*"), ALL.to_owned()]
+    }
+
+    /// Whether a role holding `held` may do the concrete `wanted`.
+    pub fn grants(held: &[String], wanted: &str) -> bool {
+        is_concrete(wanted) && granting(wanted).iter().any(|g| held.contains(g))
+    }
+}
+
+/// Checks a role's permission list against the grammar (see `permission`).
 fn permission_list(list: &[String]) -> Result<(), ValidationError> {
-    let ok = list.iter().all(|p| {
-        (1..=100).contains(&p.len())
-            && p.split('.').all(|w| {
-                !w.is_empty()
-                    && w.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'*')
-            })
-    });
-    ok.then_some(()).ok_or_else(|| {
-        ValidationError::new("permission")
-            .with_message("each permission must look like `users.read`".into())
-    })
+    list.iter()
+        .all(|p| permission::is_grantable(p))
+        .then_some(())
+        .ok_or_else(|| {
+            ValidationError::new("permission").with_message(
+                "each permission must be `resource.action`, `resource.*` or `*` \
+                 (lowercase letters, digits and `_`, at most 100 characters)"
+                    .into(),
+            )
+        })
 }
 
 /// Input of `set_permissions`.
@@ -192,6 +244,12 @@ pub async fn set_permissions(
 
 /// The role named `name`.
 pub async fn find_by_name(conn: &mut Conn, name: &str) -> Result<AdminRole> {
+    if name.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound {
+            entity: "admin role",
+        });
+    }
     admin_roles::table
         .filter(admin_roles::name.eq(name))
         .select(AdminRole::as_select())

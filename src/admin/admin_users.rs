@@ -120,13 +120,24 @@ pub async fn revoke_role(
     .await
 }
 
-/// Whether `user` holds a role that carries `permission` (one indexed query).
+/// Whether `user` holds a role that grants `permission`, a concrete
+/// `resource.action`: a role holding it, `resource.*` or `*` does (see
+/// `admin_roles::permission`; one indexed query). `Invalid { permission }`
+/// for anything else, wildcards included.
 pub async fn has_permission(conn: &mut Conn, user: UserId, permission: &str) -> Result<bool> {
+    if !super::admin_roles::permission::is_concrete(permission) {
+        return Err(Error::invalid(
+            "permission",
+            "permission",
+            "must be `resource.action` (lowercase letters, digits and `_`)",
+        ));
+    }
+    let granting = super::admin_roles::permission::granting(permission);
     Ok(diesel::select(diesel::dsl::exists(
         admin_users::table
             .inner_join(admin_roles::table)
             .filter(admin_users::user_id.eq(user))
-            .filter(admin_roles::permissions.contains(vec![permission.to_owned()])),
+            .filter(admin_roles::permissions.overlaps_with(granting)),
     ))
     .get_result(conn)
     .await?)

@@ -6,6 +6,6 @@ pub mod admin_audit_log;
 pub mod admin_roles;
 pub mod admin_users;
 
-pub use admin_audit_log::{AuditContext, AuditCursor, AuditEntry, AuditFilter, NewAuditEntry};
+pub use admin_audit_log::{AuditContext, AuditEntry, AuditFilter, NewAuditEntry};
 pub use admin_roles::{AdminRole, NewRole, RolePermissions};
 pub use admin_users::AdminGrant;

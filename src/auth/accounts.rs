@@ -1,8 +1,6 @@
 //! `accounts`: the ways a user signs in (an OAuth provider identity, or a
 //! password under the provider `credential`).
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -12,11 +10,12 @@ use validator::Validate;
 use crate::error::validate;
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{accounts, users};
+use crate::token::SecretString;
 use crate::{AccountId, Conn, Error, Result, UserId};
 
-/// A row of `accounts`. Tokens and the password hash are never serialised
-/// nor printed by `Debug`.
-#[derive(Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+/// A row of `accounts`. Tokens and the password hash are `SecretString`s:
+/// never serialised, `***` in `Debug`.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
 pub struct Account {
     /// Primary key.
@@ -29,13 +28,13 @@ pub struct Account {
     pub provider_account_id: String,
     /// OAuth access token.
     #[serde(skip)]
-    pub access_token: Option<String>,
+    pub access_token: Option<SecretString>,
     /// OAuth refresh token.
     #[serde(skip)]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<SecretString>,
     /// OpenID Connect id token.
     #[serde(skip)]
-    pub id_token: Option<String>,
+    pub id_token: Option<SecretString>,
     /// When the access token expires.
     pub access_token_expires_at: Option<DateTime<Utc>>,
     /// When the refresh token expires.
@@ -44,75 +43,95 @@ pub struct Account {
     pub scope: Option<String>,
     /// Password hash (argon2/bcrypt string) for `credential` accounts.
     #[serde(skip)]
-    pub password_hash: Option<String>,
+    pub password_hash: Option<SecretString>,
     /// When the account was linked.
     pub created_at: DateTime<Utc>,
     /// When the row last changed (kept by a trigger).
     pub updated_at: DateTime<Utc>,
 }
 
-impl fmt::Debug for Account {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Account")
-            .field("id", &self.id)
-            .field("user_id", &self.user_id)
-            .field("provider", &self.provider)
-            .field("provider_account_id", &self.provider_account_id)
-            .field("scope", &self.scope)
-            .field("has_password", &self.password_hash.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Input of `link`.
-#[derive(Clone, Default, Deserialize, Validate, Insertable)]
+/// Input of `link`: an OAuth provider identity. Whose login method it
+/// becomes is `link`'s `user_id` parameter, chosen by the server (the signed-in
+/// user), never a field a client sends; passwords go through `link_password`.
+#[derive(Debug, Clone, Default, Deserialize, Validate, Insertable)]
 #[diesel(table_name = accounts, treat_none_as_default_value = false)]
 pub struct LinkAccount {
-    /// The user who gains this login method.
-    pub user_id: UserId,
-    /// Provider name, 1 to 64 characters.
-    #[validate(length(min = 1, max = 64))]
+    /// Provider name, 1 to 64 characters; not `credential` (see `link_password`).
+    #[validate(length(min = 1, max = 64), custom(function = "oauth_provider"))]
     pub provider: String,
     /// The provider's id for the user, 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_account_id: String,
     /// OAuth access token.
-    pub access_token: Option<String>,
+    pub access_token: Option<SecretString>,
     /// OAuth refresh token.
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<SecretString>,
     /// OpenID Connect id token.
-    pub id_token: Option<String>,
+    pub id_token: Option<SecretString>,
     /// When the access token expires.
     pub access_token_expires_at: Option<DateTime<Utc>>,
     /// When the refresh token expires.
     pub refresh_token_expires_at: Option<DateTime<Utc>>,
     /// Granted scopes, at most 1024 characters.
-    #[validate(length(max = 1024))]
+    #[validate(length(max = 1024), custom(function = "crate::input::line"))]
     pub scope: Option<String>,
-    /// A password hash, never a password.
-    #[validate(length(min = 1, max = 1024))]
-    pub password_hash: Option<String>,
 }
 
-impl fmt::Debug for LinkAccount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LinkAccount")
-            .field("user_id", &self.user_id)
-            .field("provider", &self.provider)
-            .field("provider_account_id", &self.provider_account_id)
-            .finish_non_exhaustive()
+/// The provider name of password accounts.
+pub const CREDENTIAL_PROVIDER: &str = "credential";
+
+fn oauth_provider(provider: &str) -> Result<(), validator::ValidationError> {
+    if provider == CREDENTIAL_PROVIDER {
+        return Err(validator::ValidationError::new("provider")
+            .with_message("`credential` accounts are made by link_password".into()));
     }
+    Ok(())
 }
 
-/// Links a login method to a user.
+/// Links an OAuth login method to `user_id` (the server's choice: the
+/// signed-in user or the one just created).
 ///
 /// `Conflict` on `accounts_provider_account_key` when the provider identity
 /// belongs to someone already, on `accounts_user_provider_key` when the user
 /// already linked this provider; `NotFound` when the user doesn't exist.
-pub async fn link(conn: &mut Conn, input: &LinkAccount) -> Result<Account> {
+pub async fn link(conn: &mut Conn, user_id: UserId, input: &LinkAccount) -> Result<Account> {
     validate(input)?;
     diesel::insert_into(accounts::table)
-        .values((accounts::id.eq(AccountId::new()), input))
+        .values((
+            accounts::id.eq(AccountId::new()),
+            accounts::user_id.eq(user_id),
+            input,
+        ))
+        .returning(Account::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
+}
+
+/// Gives `user_id` a password login (provider `credential`, the user's id
+/// as provider account id). `password_hash` is the hash the service computed
+/// (argon2/bcrypt string, 1 to 1024 characters), never a password.
+/// `Conflict { accounts_user_provider_key }` when the user has one already.
+pub async fn link_password(
+    conn: &mut Conn,
+    user_id: UserId,
+    password_hash: &SecretString,
+) -> Result<Account> {
+    if !(1..=1024).contains(&password_hash.expose().chars().count()) {
+        return Err(Error::invalid(
+            "password_hash",
+            "length",
+            "must be 1 to 1024 characters long",
+        ));
+    }
+    diesel::insert_into(accounts::table)
+        .values((
+            accounts::id.eq(AccountId::new()),
+            accounts::user_id.eq(user_id),
+            accounts::provider.eq(CREDENTIAL_PROVIDER),
+            accounts::provider_account_id.eq(user_id.to_string()),
+            accounts::password_hash.eq(password_hash),
+        ))
         .returning(Account::as_returning())
         .get_result(conn)
         .await
@@ -122,6 +141,10 @@ pub async fn link(conn: &mut Conn, input: &LinkAccount) -> Result<Account> {
 /// Removes a login method. Refuses to remove a user's last one (they could
 /// never sign in again) with `Conflict { constraint: "accounts_last_login_method" }`.
 pub async fn unlink(conn: &mut Conn, user_id: UserId, provider: &str) -> Result<()> {
+    if provider.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound { entity: "account" });
+    }
     conn.transaction(async |conn| {
         // Lock the user so two concurrent unlinks can't both see "2 left".
         users::table

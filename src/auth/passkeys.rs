@@ -78,10 +78,10 @@ fn known_transports(transports: &[String]) -> Result<(), ValidationError> {
 #[derive(Debug, Clone, Deserialize, Validate)]
 pub struct RegisterPasskey {
     /// The credential id (base64url), 16 to 1366 characters.
-    #[validate(length(min = 16, max = 1366))]
+    #[validate(length(min = 16, max = 1366), custom(function = "crate::input::line"))]
     pub credential_id: String,
     /// The COSE public key, 16 to 2048 bytes.
-    #[validate(length(min = 16, max = 2048))]
+    #[validate(length(min = 16, max = 2048, message = "must be 16 to 2048 bytes long"))]
     pub public_key: Vec<u8>,
     /// The initial signature counter (0 to 2^32-1).
     #[validate(range(min = 0, max = 4_294_967_295_i64))]
@@ -90,7 +90,7 @@ pub struct RegisterPasskey {
     #[validate(custom(function = "known_transports"))]
     pub transports: Vec<String>,
     /// 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub device_name: Option<String>,
 }
 
@@ -98,7 +98,7 @@ pub struct RegisterPasskey {
 #[derive(Debug, Clone, Deserialize, Validate)]
 pub struct RenamePasskey {
     /// New name (1 to 100 characters), or `None` to clear it.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub device_name: Option<String>,
 }
 
@@ -158,6 +158,10 @@ pub async fn list_for_user(conn: &mut Conn, user_id: UserId) -> Result<Vec<Passk
 
 /// The passkey with this credential id (the sign-in lookup).
 pub async fn find_by_credential_id(conn: &mut Conn, credential_id: &str) -> Result<Passkey> {
+    if credential_id.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound { entity: "passkey" });
+    }
     passkeys::table
         .filter(passkeys::credential_id.eq(credential_id))
         .select(Passkey::as_select())

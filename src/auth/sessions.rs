@@ -11,7 +11,7 @@ use crate::auth::users::User;
 use crate::error::validate;
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{sessions, users};
-use crate::{Conn, Error, Result, SessionId, UserId, token};
+use crate::{Conn, Error, Result, SessionId, TokenRejection, UserId, token};
 
 /// The longest session the crate creates: 400 days (browsers cap cookies there).
 pub const MAX_TTL_SECONDS: i64 = 400 * 24 * 3600;
@@ -53,7 +53,7 @@ pub struct NewSession {
     #[validate(ip)]
     pub ip_address: Option<String>,
     /// At most 512 characters.
-    #[validate(length(max = 512))]
+    #[validate(length(max = 512), custom(function = "crate::input::line"))]
     pub user_agent: Option<String>,
 }
 
@@ -62,8 +62,8 @@ pub struct NewSession {
 pub struct CreatedSession {
     /// The stored row.
     pub session: Session,
-    /// The bearer token (cookie value).
-    pub token: String,
+    /// The bearer token (cookie value); `Debug` prints `***`.
+    pub token: token::SecretString,
 }
 
 #[derive(Insertable)]
@@ -101,9 +101,11 @@ pub async fn create(conn: &mut Conn, input: &NewSession) -> Result<CreatedSessio
 }
 
 /// The session of a token, if it is neither expired nor revoked.
-/// `NotFound` otherwise (the caller treats all three as "signed out").
+/// Otherwise `TokenRejected` with `Unknown`, `Expired` or `AlreadyUsed`
+/// (revoked), like every refused credential of the crate; a caller treats
+/// all three as "signed out".
 pub async fn find_valid(conn: &mut Conn, token: &str) -> Result<Session> {
-    sessions::table
+    let found = sessions::table
         .filter(sessions::token_hash.eq(token::hash(token)))
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(Utc::now()))
@@ -111,14 +113,34 @@ pub async fn find_valid(conn: &mut Conn, token: &str) -> Result<Session> {
         .render_once()
         .get_result(conn)
         .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "session" })
+        .optional()?;
+    match found {
+        Some(found) => Ok(found),
+        None => Err(rejected(conn, token).await),
+    }
+}
+
+/// Why the session of `token` is refused (the rare path: one more lookup).
+async fn rejected(conn: &mut Conn, token: &str) -> Error {
+    let state: Result<Option<Option<DateTime<Utc>>>> = sessions::table
+        .filter(sessions::token_hash.eq(token::hash(token)))
+        .select(sessions::revoked_at)
+        .get_result(conn)
+        .await
+        .optional()
+        .map_err(Error::from);
+    match state {
+        Err(e) => e,
+        Ok(None) => Error::TokenRejected(TokenRejection::Unknown),
+        Ok(Some(Some(_))) => Error::TokenRejected(TokenRejection::AlreadyUsed),
+        Ok(Some(None)) => Error::TokenRejected(TokenRejection::Expired),
+    }
 }
 
 /// Like `find_valid`, with the signed-in user, in one query: what an
 /// authentication middleware needs on every request.
 pub async fn find_valid_with_user(conn: &mut Conn, token: &str) -> Result<(Session, User)> {
-    sessions::table
+    let found = sessions::table
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(token::hash(token)))
         .filter(sessions::revoked_at.is_null())
@@ -127,25 +149,28 @@ pub async fn find_valid_with_user(conn: &mut Conn, token: &str) -> Result<(Sessi
         .render_once()
         .get_result(conn)
         .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "session" })
+        .optional()?;
+    match found {
+        Some(found) => Ok(found),
+        None => Err(rejected(conn, token).await),
+    }
 }
 
-/// Revokes one session (sign-out). Revoking twice is harmless;
-/// `NotFound` when no such session exists.
-pub async fn revoke(conn: &mut Conn, id: SessionId) -> Result<()> {
+/// Revokes one of `user_id`'s sessions (sign-out). Revoking twice is
+/// harmless; `NotFound` when the user has no such session (another user's
+/// session is not found either).
+pub async fn revoke(conn: &mut Conn, user_id: UserId, id: SessionId) -> Result<()> {
     let now = Utc::now();
+    let of_user = sessions::table
+        .find(id)
+        .filter(sessions::user_id.eq(user_id));
     // Only an unrevoked row changes: the first revocation time is kept.
-    let changed = diesel::update(
-        sessions::table
-            .find(id)
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set(sessions::revoked_at.eq(now))
-    .execute(conn)
-    .await?;
+    let changed = diesel::update(of_user.filter(sessions::revoked_at.is_null()))
+        .set(sessions::revoked_at.eq(now))
+        .execute(conn)
+        .await?;
     if changed == 0 {
-        let exists: bool = diesel::select(diesel::dsl::exists(sessions::table.find(id)))
+        let exists: bool = diesel::select(diesel::dsl::exists(of_user))
             .get_result(conn)
             .await?;
         if !exists {

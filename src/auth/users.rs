@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
@@ -39,13 +39,14 @@ pub struct NewUser {
     #[validate(email, length(max = 254))]
     pub email: String,
     /// 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: Option<String>,
     /// A URL of at most 2048 characters.
     #[validate(url, length(max = 2048))]
     pub image: Option<String>,
-    /// Set when the provider already proved the address (OAuth sign-up).
-    #[serde(default)]
+    /// Set by the server when the provider already proved the address (OAuth
+    /// sign-up); never read from a client's JSON.
+    #[serde(skip)]
     pub email_verified: bool,
 }
 
@@ -60,23 +61,22 @@ struct InsertUser<'a> {
 }
 
 /// Input of `update_profile`: `None` leaves a field alone,
-/// `Some(None)` clears it, `Some(Some(v))` sets it.
+/// `Some(None)` clears it, `Some(Some(v))` sets it. Only what a user may
+/// change about themselves (`email_verified` is `set_email_verified`'s).
 #[derive(Debug, Clone, Default, Deserialize, Validate, AsChangeset)]
 #[diesel(table_name = users)]
 pub struct UserPatch {
     /// New display name (1 to 100 characters) or `Some(None)` to clear it.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: Option<Option<String>>,
     /// New avatar URL or `Some(None)` to clear it.
     #[validate(url, length(max = 2048))]
     pub image: Option<Option<String>>,
-    /// Mark the address verified (or not).
-    pub email_verified: Option<bool>,
 }
 
 impl UserPatch {
     fn is_empty(&self) -> bool {
-        self.name.is_none() && self.image.is_none() && self.email_verified.is_none()
+        self.name.is_none() && self.image.is_none()
     }
 }
 
@@ -99,7 +99,7 @@ pub async fn create(conn: &mut Conn, input: &NewUser) -> Result<User> {
 }
 
 /// The user with this id.
-pub async fn find_by_id(conn: &mut Conn, id: UserId) -> Result<User> {
+pub async fn find(conn: &mut Conn, id: UserId) -> Result<User> {
     users::table
         .find(id)
         .select(User::as_select())
@@ -112,6 +112,10 @@ pub async fn find_by_id(conn: &mut Conn, id: UserId) -> Result<User> {
 
 /// The user with this address, compared case-insensitively.
 pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<User> {
+    if email.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound { entity: "user" });
+    }
     users::table
         .filter(lower(users::email).eq(lower(email)))
         .select(User::as_select())
@@ -126,7 +130,7 @@ pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<User> {
 pub async fn update_profile(conn: &mut Conn, id: UserId, patch: &UserPatch) -> Result<User> {
     validate(patch)?;
     if patch.is_empty() {
-        return find_by_id(conn, id).await;
+        return find(conn, id).await;
     }
     diesel::update(users::table.find(id))
         .set(patch)
@@ -137,10 +141,29 @@ pub async fn update_profile(conn: &mut Conn, id: UserId, patch: &UserPatch) -> R
         .ok_or(Error::NotFound { entity: "user" })
 }
 
-/// Deletes a user; accounts and sessions go with it (ON DELETE CASCADE).
+/// Records whether the user's address is proven: the server's decision
+/// (a consumed verification, a provider's word), never a profile edit.
+pub async fn set_email_verified(conn: &mut Conn, id: UserId, verified: bool) -> Result<User> {
+    diesel::update(users::table.find(id))
+        .set(users::email_verified.eq(verified))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "user" })
+}
+
+/// Deletes a user; accounts, sessions and memberships go with it (ON DELETE
+/// CASCADE). `Conflict { tenant_members::LAST_OWNER }` while the user is the
+/// only owner of a tenant (deleting the tenant with them would destroy the
+/// other members' data): ownership must be transferred first.
 pub async fn delete(conn: &mut Conn, id: UserId) -> Result<()> {
-    match diesel::delete(users::table.find(id)).execute(conn).await? {
-        0 => Err(Error::NotFound { entity: "user" }),
-        _ => Ok(()),
-    }
+    conn.transaction(async |conn| {
+        crate::tenancy::tenant_members::ensure_user_owns_no_tenant_alone(conn, id).await?;
+        match diesel::delete(users::table.find(id)).execute(conn).await? {
+            0 => Err(Error::NotFound { entity: "user" }),
+            _ => Ok(()),
+        }
+    })
+    .await
 }

@@ -55,7 +55,7 @@ pub struct NewVerification {
     /// What the token is for.
     pub purpose: VerificationPurpose,
     /// What is being verified, 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub identifier: String,
     /// Lifetime in seconds: one minute to 30 days.
     #[validate(range(min = 60, max = 2_592_000))]
@@ -67,8 +67,8 @@ pub struct NewVerification {
 pub struct IssuedVerification {
     /// The stored row.
     pub verification: Verification,
-    /// The token to put in the link.
-    pub token: String,
+    /// The token to put in the link; `Debug` prints `***`.
+    pub token: crate::token::SecretString,
 }
 
 #[derive(Insertable)]

@@ -57,14 +57,15 @@ pub struct SubscriptionEvent {
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
 pub struct ProviderEvent {
     /// The provider's event id, 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_event_id: String,
     /// The event type, 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub event_type: String,
     /// The provider's timestamp of the event.
     pub occurred_at: DateTime<Utc>,
-    /// The raw event, kept for audit.
+    /// The raw event, kept for audit (at most 1 MiB, see `crate::input::json`).
+    #[validate(custom(function = "crate::input::json"))]
     pub payload: serde_json::Value,
     /// The subscription as of this event.
     #[validate(nested)]

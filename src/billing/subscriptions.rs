@@ -10,7 +10,7 @@ use validator::Validate;
 
 use crate::render_once::RenderOnceDsl;
 use crate::schema::subscriptions;
-use crate::{Conn, Result, SubscriptionId, TenantId, UserId};
+use crate::{Conn, Error, Result, SubscriptionId, TenantId, UserId};
 
 crate::sql_enum! {
     /// The provider's subscription status (Stripe's values).
@@ -80,13 +80,13 @@ pub struct SubscriptionState {
     /// Who pays (used when the subscription is first seen).
     pub owner: Owner,
     /// 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_customer_id: String,
     /// 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_subscription_id: String,
     /// 1 to 64 characters.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub plan: String,
     /// The provider's status.
     pub status: SubscriptionStatus,
@@ -96,18 +96,27 @@ pub struct SubscriptionState {
     pub cancel_at_period_end: bool,
 }
 
-/// The subscription with this provider id, if known.
+/// The subscription with this provider id. `NotFound { subscription }`
+/// when it is unknown.
 pub async fn find_by_provider_id(
     conn: &mut Conn,
     provider_subscription_id: &str,
-) -> Result<Option<Subscription>> {
-    Ok(subscriptions::table
+) -> Result<Subscription> {
+    if provider_subscription_id.contains('\0') {
+        return Err(Error::NotFound {
+            entity: "subscription",
+        });
+    }
+    subscriptions::table
         .filter(subscriptions::provider_subscription_id.eq(provider_subscription_id))
         .select(Subscription::as_select())
         .render_once()
         .get_result(conn)
         .await
-        .optional()?)
+        .optional()?
+        .ok_or(Error::NotFound {
+            entity: "subscription",
+        })
 }
 
 /// The user's subscriptions, newest first.

@@ -40,14 +40,14 @@ pub struct Chat {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Input of `save_chat`.
+/// Input of `save`.
 #[derive(Debug, Clone, Deserialize, Validate)]
 pub struct SaveChat {
     /// The chat's id, chosen by the client so the first message can be
     /// saved before the title exists.
     pub id: ChatId,
     /// 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub title: String,
     /// Who may read it (used when the chat is created).
     pub visibility: ChatVisibility,
@@ -64,7 +64,7 @@ struct InsertChat<'a> {
 
 /// Creates the chat, or changes its title when it exists. `NotFound` when
 /// the id belongs to another user's chat (or the user does not exist).
-pub async fn save_chat(conn: &mut Conn, user_id: UserId, input: &SaveChat) -> Result<Chat> {
+pub async fn save(conn: &mut Conn, user_id: UserId, input: &SaveChat) -> Result<Chat> {
     validate(input)?;
     conn.transaction(async |conn| {
         let created = diesel::insert_into(chats::table)
@@ -101,7 +101,7 @@ pub async fn save_chat(conn: &mut Conn, user_id: UserId, input: &SaveChat) -> Re
 }
 
 /// The chat `id` of `user_id`.
-pub async fn find_by_id(conn: &mut Conn, user_id: UserId, id: ChatId) -> Result<Chat> {
+pub async fn find(conn: &mut Conn, user_id: UserId, id: ChatId) -> Result<Chat> {
     chats::table
         .find(id)
         .filter(chats::user_id.eq(user_id))
@@ -114,7 +114,7 @@ pub async fn find_by_id(conn: &mut Conn, user_id: UserId, id: ChatId) -> Result<
 }
 
 /// Deletes the chat and (by cascade) its messages.
-pub async fn delete_chat(conn: &mut Conn, user_id: UserId, id: ChatId) -> Result<()> {
+pub async fn delete(conn: &mut Conn, user_id: UserId, id: ChatId) -> Result<()> {
     let n = diesel::delete(chats::table.find(id).filter(chats::user_id.eq(user_id)))
         .execute(conn)
         .await?;

@@ -44,7 +44,7 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
-/// One message of `save_messages`.
+/// One message of `create_many`.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
 pub struct NewMessage {
     /// Who wrote it.
@@ -56,18 +56,21 @@ pub struct NewMessage {
 
 fn parts_array(parts: &serde_json::Value) -> Result<(), ValidationError> {
     match parts.as_array() {
-        Some(a) if !a.is_empty() => Ok(()),
+        Some(a) if !a.is_empty() => crate::input::json(parts),
         _ => {
             Err(ValidationError::new("parts").with_message("must be a non-empty JSON array".into()))
         }
     }
 }
 
-/// Input of `save_messages`: 1 to 500 messages, in order.
+/// Input of `create_many`: 1 to 500 messages, in order.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
 pub struct SaveMessages {
     /// The messages, oldest first.
-    #[validate(length(min = 1, max = 500), nested)]
+    #[validate(
+        length(min = 1, max = 500, message = "must have 1 to 500 messages"),
+        nested
+    )]
     pub messages: Vec<NewMessage>,
 }
 
@@ -96,7 +99,7 @@ async fn check_owner(mut conn: &Conn, user_id: UserId, chat_id: ChatId) -> Resul
 }
 
 /// Appends a batch of messages to the chat in one INSERT; returns them.
-pub async fn save_messages(
+pub async fn create_many(
     conn: &mut Conn,
     user_id: UserId,
     chat_id: ChatId,
@@ -130,9 +133,9 @@ pub async fn save_messages(
     .await
 }
 
-/// The page query of `get_messages_by_chat_id`: newest first, strictly
-/// before `before`. Public so that tests can `EXPLAIN` the exact SQL.
-pub fn page_query(
+/// The page query of `list_for_chat`: newest first, strictly
+/// before `before`.
+fn page_query(
     chat_id: ChatId,
     before: Option<Cursor<MessageId>>,
     limit: i64,
@@ -159,7 +162,7 @@ pub fn page_query(
 }
 
 /// A page of the chat's messages, newest first, starting before `before`.
-pub async fn get_messages_by_chat_id(
+pub async fn list_for_chat(
     conn: &mut Conn,
     user_id: UserId,
     chat_id: ChatId,
@@ -182,7 +185,7 @@ pub async fn get_messages_by_chat_id(
 
 /// Deletes the messages written after `message_id` in its chat (the tail
 /// an edit-and-regenerate replaces); returns how many.
-pub async fn delete_messages_after(
+pub async fn delete_after(
     conn: &mut Conn,
     user_id: UserId,
     chat_id: ChatId,

@@ -11,7 +11,7 @@ use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
 use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
-use crate::schema::todos;
+use crate::schema::{tenant_members, todos};
 use crate::{Conn, Error, Result, TenantId, TodoId, UserId};
 
 /// A row of `todos`.
@@ -40,12 +40,12 @@ pub struct Todo {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct CreateTodo {
     /// 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub title: String,
     /// At most 1000 characters.
-    #[validate(length(max = 1000))]
+    #[validate(length(max = 1000), custom(function = "crate::input::text"))]
     pub description: Option<String>,
-    /// The tenant it belongs to, if any.
+    /// The tenant it belongs to, if any: one the user is a member of.
     pub tenant_id: Option<TenantId>,
 }
 
@@ -55,10 +55,10 @@ pub struct CreateTodo {
 #[diesel(table_name = todos)]
 pub struct TodoPatch {
     /// New title, 1 to 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub title: Option<String>,
     /// New description (at most 1000 characters) or `Some(None)` to clear it.
-    #[validate(length(max = 1000))]
+    #[validate(length(max = 1000), custom(function = "crate::input::text"))]
     pub description: Option<Option<String>>,
     /// Done or not.
     pub completed: Option<bool>,
@@ -80,9 +80,25 @@ struct InsertTodo<'a> {
     description: Option<&'a str>,
 }
 
-/// Creates a todo for `user_id`. `NotFound` when the user or tenant does not exist.
+/// Creates a todo for `user_id`. `NotFound` when the user does not exist,
+/// and `NotFound { tenant }` when `input.tenant_id` is not a tenant the user
+/// is a member of (whether it exists is not revealed).
 pub async fn create(conn: &mut Conn, user_id: UserId, input: &CreateTodo) -> Result<Todo> {
     validate(input)?;
+    if let Some(tenant_id) = input.tenant_id {
+        // Checked only for tenant todos: a personal todo (the common case)
+        // stays one statement.
+        let member: bool = diesel::select(diesel::dsl::exists(
+            tenant_members::table
+                .filter(tenant_members::tenant_id.eq(tenant_id))
+                .filter(tenant_members::user_id.eq(user_id)),
+        ))
+        .get_result(conn)
+        .await?;
+        if !member {
+            return Err(Error::NotFound { entity: "tenant" });
+        }
+    }
     diesel::insert_into(todos::table)
         .values(InsertTodo {
             id: TodoId::new(),
@@ -103,7 +119,7 @@ pub async fn create(conn: &mut Conn, user_id: UserId, input: &CreateTodo) -> Res
 }
 
 /// The todo `id` of `user_id`.
-pub async fn find_by_id(conn: &mut Conn, user_id: UserId, id: TodoId) -> Result<Todo> {
+pub async fn find(conn: &mut Conn, user_id: UserId, id: TodoId) -> Result<Todo> {
     todos::table
         .find(id)
         .filter(todos::user_id.eq(user_id))
@@ -151,7 +167,7 @@ pub async fn update(
 ) -> Result<Todo> {
     validate(patch)?;
     if patch.is_empty() {
-        return find_by_id(conn, user_id, id).await;
+        return find(conn, user_id, id).await;
     }
     diesel::update(todos::table.find(id).filter(todos::user_id.eq(user_id)))
         .set(patch)

@@ -85,6 +85,12 @@ pub async fn join(conn: &mut Conn, input: &JoinWaitlist) -> Result<Joined> {
 
 /// The entry of this address, compared case-insensitively.
 pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<WaitlistEntry> {
+    if email.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound {
+            entity: "waitlist entry",
+        });
+    }
     waitlist::table
         .filter(lower(waitlist::email).eq(lower(email)))
         .select(WaitlistEntry::as_select())

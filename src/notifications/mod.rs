@@ -10,7 +10,9 @@ pub mod notification_targets;
 #[allow(clippy::module_inception)]
 pub mod notifications;
 
-pub use notification_deliveries::{DeliveryAttempt, DeliveryStatus, NotificationDelivery};
+pub use notification_deliveries::{
+    ClaimedDelivery, DeliveryAttempt, DeliveryClaim, DeliveryStatus, NotificationDelivery,
+};
 pub use notification_preferences::{NotificationPreference, SetPreference};
 pub use notification_targets::{NotificationTarget, RegisterTarget};
 pub use notifications::{Notification, NotificationChannel, SendNotification, Sent};

@@ -47,7 +47,7 @@ pub struct NotificationDelivery {
     pub channel: NotificationChannel,
     /// Where it stands.
     pub status: DeliveryStatus,
-    /// Attempts recorded so far.
+    /// Claims made so far (each counts as an attempt, recorded or not).
     pub attempts: i32,
     /// When a sender may take it (while `sending`: when the claim lapses).
     pub next_attempt_at: DateTime<Utc>,
@@ -77,25 +77,60 @@ pub struct DeliveryAttempt {
     /// Whether the provider accepted the message.
     pub succeeded: bool,
     /// The provider's message id, at most 255 characters.
-    #[validate(length(min = 1, max = 255))]
+    #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
     pub provider_message_id: Option<String>,
     /// Why it failed (required when it did), 1 to 2000 characters.
-    #[validate(length(min = 1, max = 2000))]
+    #[validate(length(min = 1, max = 2000), custom(function = "crate::input::text"))]
     pub error: Option<String>,
     /// On failure: when to try again; `None` gives up.
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+/// How many claims a delivery gets. A claim counts as an attempt when it is
+/// made (so a sender that crashes before recording still uses one up); after
+/// the last one the delivery is dead-lettered (`failed`) instead of handed out
+/// again.
+pub const MAX_DELIVERY_ATTEMPTS: i32 = 5;
+
+/// Proof of one claim of a delivery: its id and the attempt number the claim
+/// was given. `record_attempt` accepts only the newest claim, so a worker whose
+/// lease lapsed (and whose delivery was claimed again) cannot overwrite the
+/// newer claim's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DeliveryClaim {
+    /// The claimed delivery.
+    pub id: NotificationDeliveryId,
+    /// The attempt this claim is (1 for the first).
+    pub attempt: i32,
+}
+
+/// A delivery handed to a sender by `claim_due`, with the claim to present
+/// when recording its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimedDelivery {
+    /// The delivery as claimed (`sending`, attempts already counted).
+    pub delivery: NotificationDelivery,
+    /// What `record_attempt` needs.
+    pub claim: DeliveryClaim,
+}
+
+/// The columns `claim_due` returns, listed: a cached statement with `*` would
+/// break on every warm connection once a migration adds a column.
+const DELIVERY_COLUMNS: &str = "id, notification_id, channel, status, attempts, next_attempt_at, \
+     provider_message_id, last_error, sent_at, created_at, updated_at";
+
 /// Claims up to `limit` (1..=100) due deliveries of `channel` for
 /// `lease_seconds` (1..=3600). A claim that is not recorded before its lease
 /// ends becomes due again (the worker died). Concurrent workers never
-/// receive the same delivery.
+/// receive the same delivery. Every claim counts an attempt; a due delivery
+/// that already had `MAX_DELIVERY_ATTEMPTS` claims is marked `failed`
+/// (dead-lettered) instead, in the same statement, and not returned.
 pub async fn claim_due(
     conn: &mut Conn,
     channel: NotificationChannel,
     limit: i64,
     lease_seconds: i32,
-) -> Result<Vec<NotificationDelivery>> {
+) -> Result<Vec<ClaimedDelivery>> {
     if !(1..=100).contains(&limit) {
         return Err(Error::invalid(
             "limit",
@@ -110,32 +145,54 @@ pub async fn claim_due(
             "must be between 1 and 3600",
         ));
     }
-    let mut claimed: Vec<NotificationDelivery> = diesel::sql_query(
+    let sql = format!(
         "UPDATE notification_deliveries
-         SET status = 'sending', next_attempt_at = now() + $3 * interval '1 second'
+         SET status = CASE WHEN attempts >= $4 THEN 'failed'::delivery_status
+                           ELSE 'sending'::delivery_status END,
+             attempts = CASE WHEN attempts >= $4 THEN attempts ELSE attempts + 1 END,
+             next_attempt_at = CASE WHEN attempts >= $4 THEN next_attempt_at
+                                    ELSE now() + $3 * interval '1 second' END,
+             last_error = CASE WHEN attempts >= $4
+                               THEN 'gave up after ' || attempts || ' attempts without a result'
+                               ELSE last_error END
          WHERE id IN (
              SELECT id FROM notification_deliveries
              WHERE channel = $1 AND status IN ('pending', 'sending') AND next_attempt_at <= now()
              ORDER BY next_attempt_at
              LIMIT $2
              FOR UPDATE SKIP LOCKED)
-         RETURNING *",
-    )
-    .bind::<crate::schema::sql_types::NotificationChannel, _>(channel)
-    .bind::<BigInt, _>(limit)
-    .bind::<Integer, _>(lease_seconds)
-    .load(conn)
-    .await?;
+         RETURNING {DELIVERY_COLUMNS}"
+    );
+    let mut claimed: Vec<NotificationDelivery> = diesel::sql_query(sql)
+        .bind::<crate::schema::sql_types::NotificationChannel, _>(channel)
+        .bind::<BigInt, _>(limit)
+        .bind::<Integer, _>(lease_seconds)
+        .bind::<Integer, _>(MAX_DELIVERY_ATTEMPTS)
+        .load(conn)
+        .await?;
+    claimed.retain(|d| d.status == DeliveryStatus::Sending);
     claimed.sort_by_key(|d| (d.created_at, d.id));
-    Ok(claimed)
+    Ok(claimed
+        .into_iter()
+        .map(|delivery| ClaimedDelivery {
+            claim: DeliveryClaim {
+                id: delivery.id,
+                attempt: delivery.attempts,
+            },
+            delivery,
+        })
+        .collect())
 }
 
 /// Records the result of sending a claimed delivery: `sent`, `pending`
-/// again (failed with `retry_at`) or `failed`. `IllegalTransition` when the
-/// delivery is not currently claimed.
+/// again (failed with `retry_at`, while attempts remain) or `failed`.
+/// `Stale` when `claim` is not the delivery's newest claim (its lease lapsed
+/// and another sender claimed it): the late result is dropped.
+/// `IllegalTransition` when there is no such claim (never claimed, or this
+/// claim's result was already recorded).
 pub async fn record_attempt(
     conn: &mut Conn,
-    id: NotificationDeliveryId,
+    claim: DeliveryClaim,
     attempt: &DeliveryAttempt,
 ) -> Result<NotificationDelivery> {
     validate(attempt)?;
@@ -147,19 +204,20 @@ pub async fn record_attempt(
         ));
     }
     let now = Utc::now();
+    let attempts_left = claim.attempt < MAX_DELIVERY_ATTEMPTS;
     let (status, next_at, sent_at) = match (attempt.succeeded, attempt.retry_at) {
         (true, _) => (DeliveryStatus::Sent, now, Some(now)),
-        (false, Some(at)) => (DeliveryStatus::Pending, at, None),
-        (false, None) => (DeliveryStatus::Failed, now, None),
+        (false, Some(at)) if attempts_left => (DeliveryStatus::Pending, at, None),
+        (false, _) => (DeliveryStatus::Failed, now, None),
     };
     let updated = diesel::update(
         deliveries::table
-            .find(id)
-            .filter(deliveries::status.eq(DeliveryStatus::Sending)),
+            .find(claim.id)
+            .filter(deliveries::status.eq(DeliveryStatus::Sending))
+            .filter(deliveries::attempts.eq(claim.attempt)),
     )
     .set((
         deliveries::status.eq(status),
-        deliveries::attempts.eq(deliveries::attempts + 1),
         deliveries::next_attempt_at.eq(next_at),
         deliveries::sent_at.eq(sent_at),
         deliveries::provider_message_id.eq(attempt.provider_message_id.as_deref()),
@@ -172,9 +230,9 @@ pub async fn record_attempt(
     if let Some(d) = updated {
         return Ok(d);
     }
-    let current: Option<DeliveryStatus> = deliveries::table
-        .find(id)
-        .select(deliveries::status)
+    let current: Option<(DeliveryStatus, i32)> = deliveries::table
+        .find(claim.id)
+        .select((deliveries::status, deliveries::attempts))
         .render_once()
         .get_result(conn)
         .await
@@ -183,7 +241,11 @@ pub async fn record_attempt(
         None => Err(Error::NotFound {
             entity: "notification delivery",
         }),
-        Some(from) => Err(Error::IllegalTransition {
+        Some((_, attempts)) if attempts > claim.attempt => Err(Error::Stale {
+            entity: "notification delivery",
+            expected: claim.attempt.into(),
+        }),
+        Some((from, _)) => Err(Error::IllegalTransition {
             from: from.to_string(),
             to: status.to_string(),
         }),

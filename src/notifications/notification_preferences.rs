@@ -33,7 +33,7 @@ pub struct NotificationPreference {
 #[derive(Debug, Clone, Deserialize, Validate)]
 pub struct SetPreference {
     /// 1 to 64 characters.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub kind: String,
     /// The channel.
     pub channel: NotificationChannel,

@@ -38,7 +38,7 @@ pub struct RegisterTarget {
     /// Email or push (in-app needs no target).
     pub channel: NotificationChannel,
     /// The address or token, 1 to 1024 characters.
-    #[validate(length(min = 1, max = 1024))]
+    #[validate(length(min = 1, max = 1024), custom(function = "crate::input::line"))]
     pub address: String,
 }
 

@@ -59,13 +59,13 @@ pub struct SendNotification {
     /// The recipient.
     pub user_id: UserId,
     /// 1 to 64 characters.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub kind: String,
     /// 1 to 200 characters.
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::input::line"))]
     pub title: String,
     /// At most 5000 characters.
-    #[validate(length(max = 5000))]
+    #[validate(length(max = 5000), custom(function = "crate::input::text"))]
     pub body: Option<String>,
     /// A JSON object.
     #[validate(custom(function = "json_object"))]
@@ -74,7 +74,7 @@ pub struct SendNotification {
 
 fn json_object(data: &serde_json::Value) -> Result<(), ValidationError> {
     if data.is_object() {
-        Ok(())
+        crate::input::json(data)
     } else {
         Err(ValidationError::new("object").with_message("must be a JSON object".into()))
     }

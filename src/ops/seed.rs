@@ -304,14 +304,19 @@ const ADMIN_ROLES: &[(&str, &str, &[&str])] = &[
     (
         "support",
         "Read users and tenants, resend emails",
-        &["users:read", "tenants:read", "emails:resend"],
+        &["users.read", "tenants.read", "emails.resend"],
     ),
     (
         "billing",
         "Read and adjust subscriptions",
-        &["subscriptions:read", "subscriptions:write"],
+        &["subscriptions.read", "subscriptions.write"],
     ),
 ];
+/// The key that seals the seeded signing keys' private halves when
+/// `JWKS_ENCRYPTION_KEY` is not set: demo data only, never a real secret.
+const SEED_JWKS_ENCRYPTION_KEY: &str =
+    "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
 /// The first users of a seed are its admins.
 const ADMINS: u64 = 3;
 const AUDIT_PER_ADMIN: u64 = 5;
@@ -1140,6 +1145,13 @@ impl Seeder<'_> {
             ADMIN_ROLES.len() as u64,
             |i: u64, rows: &mut Vec<AdminRoleRow>| {
                 let (name, description, permissions) = ADMIN_ROLES[i as usize];
+                // The same grammar as `admin_roles::create`.
+                crate::error::validate(&crate::admin::admin_roles::NewRole {
+                    name: name.to_owned(),
+                    description: Some(description.to_owned()),
+                    permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                })
+                .expect("the seed's admin roles follow the permission grammar");
                 rows.push(AdminRoleRow {
                     // Seed 0's ids: the roles are shared by every seed.
                     id: Gen { seed: 0, plan: p }.id(tag("admin_roles"), i),
@@ -1990,6 +2002,34 @@ impl Seeder<'_> {
                 });
             }
         );
+
+        // Signing keys, built by the domain's own constructor: two retired
+        // (still published until they expire), one signing. Only one key
+        // may sign per database, so a second seed's signing key is skipped.
+        let jwks_key = crate::auth::jwks::JwksEncryptionKey::from_env().unwrap_or_else(|_| {
+            crate::auth::jwks::JwksEncryptionKey::from_hex(SEED_JWKS_ENCRYPTION_KEY)
+                .expect("a valid development key")
+        });
+        fill!(self, jwks, 3, |i: u64,
+                              rows: &mut Vec<
+            crate::auth::jwks::InsertJwk,
+        >| {
+            let mut rng = g.rng(tag("jwks"), i);
+            let (mut secret, mut nonce) = ([0u8; 32], [0u8; 12]);
+            rng.fill(&mut secret);
+            rng.fill(&mut nonce);
+            let created = base() + chrono::Duration::days(30 * i as i64);
+            let mut row = crate::auth::jwks::InsertJwk::sealed(
+                g.id(tag("jwks"), i).into(),
+                &jwks_key,
+                &secret,
+                &nonce,
+                created,
+                created + chrono::Duration::days(90),
+            );
+            row.retired_at = (i < 2).then(|| created + chrono::Duration::days(30));
+            rows.push(row);
+        });
 
         let first_day = (base() + chrono::Duration::days(120 - p.days as i64)).date_naive();
         fill!(self, user_activity_daily, p.users, |u: u64,

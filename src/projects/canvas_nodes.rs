@@ -61,10 +61,10 @@ fn finite(value: f64) -> std::result::Result<(), validator::ValidationError> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 pub struct CanvasNodeInput {
     /// The editor's id, 1 to 100 characters, unique in the canvas.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub node_id: String,
     /// 1 to 64 characters.
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub node_type: String,
     /// A finite number.
     #[validate(custom(function = "finite"))]
@@ -78,8 +78,9 @@ pub struct CanvasNodeInput {
     /// Positive, at most 100000.
     #[validate(range(exclusive_min = 0.0, max = 100_000.0))]
     pub height: Option<f64>,
-    /// The node's own data.
+    /// The node's own data (see `crate::input::json`).
     #[serde(default)]
+    #[validate(custom(function = "crate::input::json"))]
     pub data: Value,
 }
 
@@ -90,7 +91,7 @@ pub struct SaveCanvas {
     #[validate(range(min = 0))]
     pub expected_version: i64,
     /// Every node of the canvas (at most 2000); missing ones are deleted.
-    #[validate(length(max = 2000), nested)]
+    #[validate(length(max = 2000, message = "must have at most 2000 nodes"), nested)]
     pub nodes: Vec<CanvasNodeInput>,
 }
 
@@ -110,6 +111,21 @@ impl SaveCanvas {
                     message: format!("node id {:?} appears twice", node.node_id),
                 });
             }
+        }
+        let bytes: usize = self
+            .nodes
+            .iter()
+            .map(|n| crate::input::json_size(&n.data))
+            .sum();
+        if bytes > crate::input::MAX_JSON_BYTES {
+            fields.push(FieldError {
+                field: "nodes".into(),
+                code: "size".into(),
+                message: format!(
+                    "the nodes' data must be at most {} bytes of JSON in all (is {bytes})",
+                    crate::input::MAX_JSON_BYTES
+                ),
+            });
         }
         if fields.is_empty() {
             return Ok(());

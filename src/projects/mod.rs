@@ -8,4 +8,4 @@ pub mod canvas_nodes;
 pub mod projects;
 
 pub use canvas_nodes::{Canvas, CanvasNode, CanvasNodeInput, SaveCanvas};
-pub use projects::{NewProject, Project, ProjectCursor, ProjectFilter, ProjectPage, RenameProject};
+pub use projects::{NewProject, Project, ProjectFilter, RenameProject};

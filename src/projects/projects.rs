@@ -9,6 +9,7 @@ use validator::Validate;
 use crate::error::validate;
 use crate::functions::coalesce;
 use crate::inline_limit::InlineLimitDsl;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::projects;
 use crate::{Conn, Error, ProjectId, Result, TenantId, UserId};
@@ -41,20 +42,18 @@ pub struct Project {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewProject {
     /// 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: String,
     /// At most 2000 characters.
-    #[validate(length(max = 2000))]
+    #[validate(length(max = 2000), custom(function = "crate::input::text"))]
     pub description: Option<String>,
-    /// The creator.
-    pub owner_id: Option<UserId>,
 }
 
 /// Input of `rename`.
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct RenameProject {
     /// 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: String,
 }
 
@@ -68,14 +67,21 @@ struct InsertProject<'a> {
     description: Option<&'a str>,
 }
 
-/// Creates a project (canvas version 0). `NotFound` when the tenant or owner doesn't exist.
-pub async fn create(conn: &mut Conn, tenant_id: TenantId, input: &NewProject) -> Result<Project> {
+/// Creates a project (canvas version 0) owned by `owner_id`, the server's
+/// choice (the signed-in user), never a field of the client's input.
+/// `NotFound` when the tenant or owner doesn't exist.
+pub async fn create(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    owner_id: Option<UserId>,
+    input: &NewProject,
+) -> Result<Project> {
     validate(input)?;
     diesel::insert_into(projects::table)
         .values(InsertProject {
             id: ProjectId::new(),
             tenant_id,
-            owner_id: input.owner_id,
+            owner_id,
             name: &input.name,
             description: input.description.as_deref(),
         })
@@ -138,54 +144,24 @@ pub async fn archive(conn: &mut Conn, tenant_id: TenantId, id: ProjectId) -> Res
     .ok_or(Error::NotFound { entity: "project" })
 }
 
-/// Where a page of `list` ends: the last row's sort key and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProjectCursor {
-    /// The last row's `created_at`.
-    pub created_at: DateTime<Utc>,
-    /// The last row's id (breaks ties).
-    pub id: ProjectId,
-}
-
-/// Input of `list`.
-#[derive(Debug, Clone, Deserialize, Validate)]
+/// Filters of `list`.
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct ProjectFilter {
     /// Include archived projects too.
     #[serde(default)]
     pub include_archived: bool,
-    /// Continue after this row (the previous page's `next`).
-    pub after: Option<ProjectCursor>,
-    /// Page size, 1 to 100.
-    #[validate(range(min = 1, max = 100))]
-    pub limit: i64,
 }
 
-impl Default for ProjectFilter {
-    fn default() -> Self {
-        Self {
-            include_archived: false,
-            after: None,
-            limit: 50,
-        }
-    }
-}
-
-/// One page of `list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProjectPage {
-    /// The projects, newest first.
-    pub items: Vec<Project>,
-    /// Pass as `after` for the next page; `None` on the last page.
-    pub next: Option<ProjectCursor>,
-}
-
-/// The tenant's projects, newest first, keyset-paginated on `(created_at, id)`.
+/// A page of the tenant's projects, newest first, after `after` (exclusive).
 pub async fn list(
     conn: &mut Conn,
     tenant_id: TenantId,
     filter: &ProjectFilter,
-) -> Result<ProjectPage> {
+    after: Option<Cursor<ProjectId>>,
+    limit: i64,
+) -> Result<Page<Project, ProjectId>> {
     validate(filter)?;
+    check_limit(limit)?;
     let mut query = projects::table
         .filter(projects::tenant_id.eq(tenant_id))
         .select(Project::as_select())
@@ -194,7 +170,7 @@ pub async fn list(
     if !filter.include_archived {
         query = query.filter(projects::archived_at.is_null());
     }
-    if let Some(after) = filter.after {
+    if let Some(after) = after {
         query = query.filter(
             projects::created_at
                 .lt(after.created_at)
@@ -203,18 +179,9 @@ pub async fn list(
                     .and(projects::id.lt(after.id))),
         );
     }
-    let mut items = query
-        .inline_limit((filter.limit + 1) as u32)
-        .load(conn)
-        .await?;
-    let next = if items.len() as i64 > filter.limit {
-        items.truncate(filter.limit as usize);
-        items.last().map(|p| ProjectCursor {
-            created_at: p.created_at,
-            id: p.id,
-        })
-    } else {
-        None
-    };
-    Ok(ProjectPage { items, next })
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |p: &Project| Cursor {
+        created_at: p.created_at,
+        id: p.id,
+    }))
 }

@@ -34,13 +34,13 @@ pub struct Profile {
 #[diesel(table_name = user_profiles, treat_none_as_default_value = false, treat_none_as_null = true)]
 pub struct ProfileInput {
     /// 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub display_name: String,
     /// A URL of at most 2048 characters.
     #[validate(url, length(max = 2048))]
     pub avatar_url: Option<String>,
     /// At most 1000 characters.
-    #[validate(length(max = 1000))]
+    #[validate(length(max = 1000), custom(function = "crate::input::text"))]
     pub bio: Option<String>,
 }
 

@@ -11,7 +11,7 @@ pub mod tenant_invites;
 pub mod tenant_members;
 pub mod tenants;
 
-pub use tenant_activity::{ActivityCursor, NewActivity, TenantActivity};
-pub use tenant_invites::{InviteCursor, IssuedInvite, NewInvite, TenantInvite};
-pub use tenant_members::{MemberCursor, NewMember, TenantMember, TenantRole};
+pub use tenant_activity::{NewActivity, TenantActivity};
+pub use tenant_invites::{IssuedInvite, NewInvite, TenantInvite};
+pub use tenant_members::{NewMember, TenantMember, TenantRole};
 pub use tenants::{MemberTenant, NewTenant, Tenant};

@@ -9,7 +9,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::keyset::check_limit;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::schema::tenant_activity;
 use crate::{Conn, Error, Result, TenantActivityId, TenantId, UserId};
 
@@ -33,35 +33,16 @@ pub struct TenantActivity {
     pub created_at: DateTime<Utc>,
 }
 
-impl TenantActivity {
-    /// The cursor that continues a listing after this row.
-    pub fn cursor(&self) -> ActivityCursor {
-        ActivityCursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
-
-/// Keyset cursor of `list`: the last row seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActivityCursor {
-    /// `created_at` of the last row seen.
-    pub created_at: DateTime<Utc>,
-    /// `id` of the last row seen (breaks ties between equal instants).
-    pub id: TenantActivityId,
-}
-
 /// Input of `record`.
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewActivity {
     /// Who did it.
     pub actor_id: Option<UserId>,
     /// What happened, 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub action: String,
     /// What it happened to, at most 200 characters.
-    #[validate(length(max = 200))]
+    #[validate(length(max = 200), custom(function = "crate::input::line"))]
     pub subject: Option<String>,
     /// Free-form details (a JSON object).
     #[validate(custom(function = "json_object"))]
@@ -70,7 +51,7 @@ pub struct NewActivity {
 
 fn json_object(v: &serde_json::Value) -> Result<(), validator::ValidationError> {
     if v.is_object() {
-        Ok(())
+        crate::input::json(v)
     } else {
         Err(validator::ValidationError::new("object").with_message("must be a JSON object".into()))
     }
@@ -137,9 +118,9 @@ pub(crate) async fn append(
 pub async fn list(
     conn: &mut Conn,
     tenant: TenantId,
-    after: Option<ActivityCursor>,
+    after: Option<Cursor<TenantActivityId>>,
     limit: i64,
-) -> Result<Vec<TenantActivity>> {
+) -> Result<Page<TenantActivity, TenantActivityId>> {
     check_limit(limit)?;
     let mut query = tenant_activity::table
         .filter(tenant_activity::tenant_id.eq(tenant))
@@ -158,5 +139,9 @@ pub async fn list(
                     .and(tenant_activity::id.lt(c.id))),
         );
     }
-    Ok(query.inline_limit(limit as u32).load(conn).await?)
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &TenantActivity| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }

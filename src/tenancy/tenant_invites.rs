@@ -17,7 +17,7 @@ use super::tenant_activity;
 use super::tenant_members::{TenantMember, TenantRole};
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::keyset::check_limit;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::tenant_invites;
 use crate::{
@@ -54,25 +54,6 @@ pub struct TenantInvite {
     pub created_at: DateTime<Utc>,
 }
 
-impl TenantInvite {
-    /// The cursor that continues `list_pending` after this row.
-    pub fn cursor(&self) -> InviteCursor {
-        InviteCursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
-
-/// Keyset cursor of `list_pending`: the last row seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InviteCursor {
-    /// `created_at` of the last row seen.
-    pub created_at: DateTime<Utc>,
-    /// `id` of the last row seen.
-    pub id: TenantInviteId,
-}
-
 /// Input of `invite`.
 #[derive(Debug, Clone, Deserialize, Validate)]
 pub struct NewInvite {
@@ -91,8 +72,8 @@ pub struct NewInvite {
 pub struct IssuedInvite {
     /// The stored row.
     pub invite: TenantInvite,
-    /// The token to put in the link.
-    pub token: String,
+    /// The token to put in the link; `Debug` prints `***`.
+    pub token: crate::token::SecretString,
 }
 
 #[derive(Insertable)]
@@ -172,6 +153,9 @@ pub async fn accept(
     // five, prepared once per connection (`cached`). The UPDATE only matches a pending, unexpired invite; a
     // concurrent accept of the same row waits on its row lock, then
     // re-checks and matches nothing, so its inserts see no claimed row.
+    // Columns are listed, never `*`: the statement is cached on every
+    // connection, and a cached plan whose result type changes (a migration
+    // added a column) fails with "cached plan must not change result type".
     let accepted = diesel::sql_query(
         "WITH claimed AS ( \
              UPDATE tenant_invites SET accepted_at = $1, accepted_by = $2 \
@@ -181,12 +165,12 @@ pub async fn accept(
          member AS ( \
              INSERT INTO tenant_members (id, tenant_id, user_id, role) \
              SELECT $5, $3, $2, role FROM claimed \
-             RETURNING *), \
+             RETURNING id, tenant_id, user_id, role, created_at, updated_at), \
          activity AS ( \
              INSERT INTO tenant_activity (id, tenant_id, actor_id, action, subject, details) \
              SELECT $6, $3, $2, 'invite.accepted', claimed.id::text, jsonb_build_object('role', claimed.role) \
              FROM claimed) \
-         SELECT * FROM member",
+         SELECT id, tenant_id, user_id, role, created_at, updated_at FROM member",
     )
     .bind::<Timestamptz, _>(Utc::now())
     .bind::<Uuid, _>(user)
@@ -263,9 +247,9 @@ pub async fn revoke(
 pub async fn list_pending(
     conn: &mut Conn,
     tenant: TenantId,
-    after: Option<InviteCursor>,
+    after: Option<Cursor<TenantInviteId>>,
     limit: i64,
-) -> Result<Vec<TenantInvite>> {
+) -> Result<Page<TenantInvite, TenantInviteId>> {
     check_limit(limit)?;
     let mut query = tenant_invites::table
         .filter(tenant_invites::tenant_id.eq(tenant))
@@ -284,5 +268,9 @@ pub async fn list_pending(
                     .and(tenant_invites::id.lt(c.id))),
         );
     }
-    Ok(query.inline_limit(limit as u32).load(conn).await?)
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &TenantInvite| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }

@@ -15,7 +15,7 @@ use validator::Validate;
 use super::tenant_activity;
 use crate::error::validate;
 use crate::inline_limit::InlineLimitDsl;
-use crate::keyset::check_limit;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{tenant_members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
@@ -53,25 +53,6 @@ pub struct TenantMember {
     pub created_at: DateTime<Utc>,
     /// When the row last changed (kept by a trigger).
     pub updated_at: DateTime<Utc>,
-}
-
-impl TenantMember {
-    /// The cursor that continues `list` after this row.
-    pub fn cursor(&self) -> MemberCursor {
-        MemberCursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
-
-/// Keyset cursor of `list`: the last row seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberCursor {
-    /// `created_at` of the last row seen.
-    pub created_at: DateTime<Utc>,
-    /// `id` of the last row seen.
-    pub id: TenantMemberId,
 }
 
 /// Input of `add`.
@@ -159,9 +140,9 @@ pub async fn find(conn: &mut Conn, tenant: TenantId, user: UserId) -> Result<Ten
 pub async fn list(
     conn: &mut Conn,
     tenant: TenantId,
-    after: Option<MemberCursor>,
+    after: Option<Cursor<TenantMemberId>>,
     limit: i64,
-) -> Result<Vec<TenantMember>> {
+) -> Result<Page<TenantMember, TenantMemberId>> {
     check_limit(limit)?;
     let mut query = tenant_members::table
         .filter(tenant_members::tenant_id.eq(tenant))
@@ -177,7 +158,11 @@ pub async fn list(
                     .and(tenant_members::id.gt(c.id))),
         );
     }
-    Ok(query.inline_limit(limit as u32).load(conn).await?)
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &TenantMember| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }
 
 /// Locks the tenant row for the rest of the transaction: every change that
@@ -212,6 +197,64 @@ async fn ensure_not_last_owner(conn: &mut Conn, member: &TenantMember, what: &st
         });
     }
     Ok(())
+}
+
+/// Refuses to let `user` disappear while they are the last owner of a
+/// tenant; the caller is deleting the user, inside a transaction. The user
+/// row is locked first (`FOR UPDATE`, which blocks new memberships of the
+/// user: their foreign-key check needs a share lock on it), then every tenant
+/// the user belongs to (`FOR NO KEY UPDATE`: conflicts with `lock_tenant`,
+/// so role changes and removals in those tenants wait, but not with the
+/// key-share locks of concurrent inserts). Only then are owners counted, as
+/// for a demotion.
+pub(crate) async fn ensure_user_owns_no_tenant_alone(conn: &mut Conn, user: UserId) -> Result<()> {
+    use crate::schema::users;
+    users::table
+        .find(user)
+        .select(users::id)
+        .for_update()
+        .render_once()
+        .get_result::<UserId>(conn)
+        .await
+        .optional()?
+        .ok_or(Error::NotFound { entity: "user" })?;
+    let of_user = tenant_members::table
+        .filter(tenant_members::user_id.eq(user))
+        .select(tenant_members::tenant_id);
+    let _locked: Vec<TenantId> = tenants::table
+        .filter(tenants::id.eq_any(of_user))
+        .select(tenants::id)
+        .order(tenants::id)
+        .for_no_key_update()
+        .load(conn)
+        .await?;
+    diesel::alias!(tenant_members as other: Other);
+    let owned_alone: Option<TenantId> = tenant_members::table
+        .filter(tenant_members::user_id.eq(user))
+        .filter(tenant_members::role.eq(TenantRole::Owner))
+        .filter(diesel::dsl::not(diesel::dsl::exists(
+            other
+                .filter(
+                    other
+                        .field(tenant_members::tenant_id)
+                        .eq(tenant_members::tenant_id),
+                )
+                .filter(other.field(tenant_members::role).eq(TenantRole::Owner))
+                .filter(other.field(tenant_members::user_id).ne(user)),
+        )))
+        .select(tenant_members::tenant_id)
+        .first(conn)
+        .await
+        .optional()?;
+    match owned_alone {
+        Some(tenant) => Err(Error::Conflict {
+            constraint: LAST_OWNER.to_owned(),
+            message: format!(
+                "cannot delete the last owner of tenant {tenant}: transfer ownership first"
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Changes `user`'s role in `tenant`. `Conflict { LAST_OWNER }` when that

@@ -31,7 +31,7 @@ pub struct Tenant {
 }
 
 /// The tenant with this id.
-pub async fn find_by_id(conn: &mut Conn, id: TenantId) -> Result<Tenant> {
+pub async fn find(conn: &mut Conn, id: TenantId) -> Result<Tenant> {
     tenants::table
         .find(id)
         .select(Tenant::as_select())
@@ -44,6 +44,10 @@ pub async fn find_by_id(conn: &mut Conn, id: TenantId) -> Result<Tenant> {
 
 /// The tenant with this slug.
 pub async fn find_by_slug(conn: &mut Conn, slug: &str) -> Result<Tenant> {
+    if slug.contains('\0') {
+        // Nothing stored contains NUL (PostgreSQL refuses it in text).
+        return Err(Error::NotFound { entity: "tenant" });
+    }
     tenants::table
         .filter(tenants::slug.eq(slug))
         .select(Tenant::as_select())
@@ -58,7 +62,7 @@ pub async fn find_by_slug(conn: &mut Conn, slug: &str) -> Result<Tenant> {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewTenant {
     /// Display name, 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub name: String,
     /// Lowercase letters, digits and inner hyphens, 1 to 63 characters.
     #[validate(custom(function = "slug_format"))]

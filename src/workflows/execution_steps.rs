@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{execution_steps, executions};
+use crate::workflows::executions::ExecutionStatus;
 use crate::{Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId};
 
 crate::sql_enum! {
@@ -60,6 +61,10 @@ impl StepStatus {
             .collect()
     }
 }
+
+/// The rule reported (as `Conflict { constraint }`) when a step is moved
+/// while its execution is not `running`.
+pub const EXECUTION_NOT_RUNNING: &str = "execution_steps_execution_running";
 
 /// A row of `execution_steps`.
 #[derive(
@@ -127,8 +132,12 @@ impl StepChanges<'_> {
 }
 
 /// The one place a step's status changes: a guarded UPDATE of a step of
-/// one of the tenant's executions whose status may become `changes.status`.
-/// Starting counts an attempt; a retry (back to pending) needs one left.
+/// one of the tenant's *running* executions whose status may become
+/// `changes.status`. Starting counts an attempt; a retry (back to pending)
+/// needs one left. The execution is read `FOR SHARE`, so a concurrent
+/// status change of the execution (which closes its open steps) waits for
+/// this move or this move sees its result: a step never moves after its
+/// execution stopped. `Conflict { EXECUTION_NOT_RUNNING }` otherwise.
 async fn transition(
     conn: &mut Conn,
     tenant_id: TenantId,
@@ -138,13 +147,15 @@ async fn transition(
     let to = changes.status;
     let counts_attempt: i32 = (to == StepStatus::Running).into();
     let needs_attempt_left = to == StepStatus::Pending;
-    let of_tenant = executions::table
+    let running_of_tenant = executions::table
         .filter(executions::tenant_id.eq(tenant_id))
-        .select(executions::id);
+        .filter(executions::status.eq(ExecutionStatus::Running))
+        .select(executions::id)
+        .for_share();
     let changed = diesel::update(
         execution_steps::table
             .find(id)
-            .filter(execution_steps::execution_id.eq_any(of_tenant))
+            .filter(execution_steps::execution_id.eq_any(running_of_tenant))
             .filter(execution_steps::status.eq_any(StepStatus::sources(to)))
             .filter(
                 execution_steps::attempts
@@ -164,6 +175,20 @@ async fn transition(
         return Ok(step);
     }
     let current = find(conn, tenant_id, id).await?;
+    let execution_status: ExecutionStatus = executions::table
+        .find(current.execution_id)
+        .select(executions::status)
+        .get_result(conn)
+        .await?;
+    if execution_status != ExecutionStatus::Running {
+        return Err(Error::Conflict {
+            constraint: EXECUTION_NOT_RUNNING.to_owned(),
+            message: format!(
+                "step {} cannot move: its execution is {execution_status}",
+                current.node_id
+            ),
+        });
+    }
     if current.status.can_become(to) && needs_attempt_left {
         return Err(Error::Conflict {
             constraint: "execution_steps_attempts_bounded".to_owned(),
@@ -177,6 +202,23 @@ async fn transition(
         from: current.status.to_string(),
         to: to.to_string(),
     })
+}
+
+/// Closes the open (pending or running) steps of an execution that just
+/// reached a terminal status: they become `skipped`, in the caller's
+/// transaction. Failed and finished steps keep their record.
+pub(crate) async fn close_open_steps(conn: &mut Conn, execution_id: ExecutionId) -> Result<usize> {
+    Ok(diesel::update(
+        execution_steps::table
+            .filter(execution_steps::execution_id.eq(execution_id))
+            .filter(execution_steps::status.eq_any([StepStatus::Pending, StepStatus::Running])),
+    )
+    .set((
+        execution_steps::status.eq(StepStatus::Skipped),
+        execution_steps::finished_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await?)
 }
 
 /// The step with this id, if it belongs to one of the tenant's executions.
@@ -222,6 +264,9 @@ pub async fn start(
     id: ExecutionStepId,
     input: Option<&Value>,
 ) -> Result<ExecutionStep> {
+    if let Some(input) = input {
+        crate::input::check_json("input", input)?;
+    }
     let changes = StepChanges {
         started_at: Some(Utc::now()),
         finished_at: Some(None),
@@ -240,6 +285,10 @@ pub async fn finish(
     output: &Value,
     validation: Option<&Value>,
 ) -> Result<ExecutionStep> {
+    crate::input::check_json("output", output)?;
+    if let Some(validation) = validation {
+        crate::input::check_json("validation", validation)?;
+    }
     let changes = StepChanges {
         finished_at: Some(Some(Utc::now())),
         output: Some(output),
@@ -256,13 +305,7 @@ pub async fn fail(
     id: ExecutionStepId,
     error: &str,
 ) -> Result<ExecutionStep> {
-    if !(1..=10_000).contains(&error.chars().count()) {
-        return Err(Error::invalid(
-            "error",
-            "length",
-            "must be 1 to 10000 characters long",
-        ));
-    }
+    crate::input::check_text("error", error, 1, 10_000)?;
     let changes = StepChanges {
         finished_at: Some(Some(Utc::now())),
         error: Some(Some(error)),

@@ -17,6 +17,7 @@ use validator::Validate;
 
 use crate::error::validate;
 use crate::functions::coalesce;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{execution_steps, executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
@@ -149,7 +150,7 @@ fn default_max_attempts() -> i32 {
 
 fn json_object(value: &Value) -> std::result::Result<(), validator::ValidationError> {
     if value.is_object() {
-        Ok(())
+        crate::input::json(value)
     } else {
         Err(validator::ValidationError::new("object").with_message("must be a JSON object".into()))
     }
@@ -422,7 +423,9 @@ async fn try_transition(
 }
 
 /// `try_transition` of one execution; `IllegalTransition` (or `NotFound`)
-/// when its status may not become `to`, and nothing is written.
+/// when its status may not become `to`, and nothing is written. Entering a
+/// terminal status closes the execution's open steps in the same
+/// transaction (see `execution_steps::close_open_steps`).
 async fn transition(
     conn: &mut Conn,
     tenant_id: TenantId,
@@ -431,9 +434,20 @@ async fn transition(
     to: ExecutionStatus,
     outcome: Outcome<'_>,
 ) -> Result<Execution> {
-    if let Some(execution) =
+    let moved = if to.is_terminal() {
+        conn.transaction(async |conn| {
+            let moved =
+                try_transition(conn, tenant_id, Target::One(id), only_from, to, outcome).await?;
+            if let Some(execution) = &moved {
+                crate::workflows::execution_steps::close_open_steps(conn, execution.id).await?;
+            }
+            Ok::<_, Error>(moved)
+        })
+        .await?
+    } else {
         try_transition(conn, tenant_id, Target::One(id), only_from, to, outcome).await?
-    {
+    };
+    if let Some(execution) = moved {
         return Ok(execution);
     }
     let from = find(conn, tenant_id, id).await?.status;
@@ -453,13 +467,7 @@ pub async fn claim_next(
     tenant_id: TenantId,
     worker_id: &str,
 ) -> Result<Option<Execution>> {
-    if !(1..=200).contains(&worker_id.chars().count()) {
-        return Err(Error::invalid(
-            "worker_id",
-            "length",
-            "must be 1 to 200 characters long",
-        ));
-    }
+    crate::input::check_line("worker_id", worker_id, 1, 200)?;
     try_transition(
         conn,
         tenant_id,
@@ -481,6 +489,7 @@ pub async fn complete(
     id: ExecutionId,
     output: &Value,
 ) -> Result<Execution> {
+    crate::input::check_json("output", output)?;
     let outcome = Outcome {
         output: Some(output),
         ..Outcome::default()
@@ -503,13 +512,7 @@ pub async fn fail(
     id: ExecutionId,
     error: &str,
 ) -> Result<Execution> {
-    if !(1..=10_000).contains(&error.chars().count()) {
-        return Err(Error::invalid(
-            "error",
-            "length",
-            "must be 1 to 10000 characters long",
-        ));
-    }
+    crate::input::check_text("error", error, 1, 10_000)?;
     let outcome = Outcome {
         error: Some(error),
         ..Outcome::default()
@@ -556,17 +559,8 @@ pub async fn cancel(conn: &mut Conn, tenant_id: TenantId, id: ExecutionId) -> Re
     .await
 }
 
-/// Where a page of `list` ends: the last row's sort key and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutionCursor {
-    /// The last row's `created_at`.
-    pub created_at: DateTime<Utc>,
-    /// The last row's id (breaks ties).
-    pub id: ExecutionId,
-}
-
-/// Input of `list`.
-#[derive(Debug, Clone, Deserialize, Validate)]
+/// Filters of `list`; every `Some` narrows the result.
+#[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct ExecutionFilter {
     /// Only executions in this status.
     pub status: Option<ExecutionStatus>,
@@ -574,43 +568,20 @@ pub struct ExecutionFilter {
     pub created_from: Option<DateTime<Utc>>,
     /// Only executions created before this instant.
     pub created_before: Option<DateTime<Utc>>,
-    /// Continue after this row (the previous page's `next`).
-    pub after: Option<ExecutionCursor>,
-    /// Page size, 1 to 100.
-    #[validate(range(min = 1, max = 100))]
-    pub limit: i64,
 }
 
-impl Default for ExecutionFilter {
-    fn default() -> Self {
-        Self {
-            status: None,
-            created_from: None,
-            created_before: None,
-            after: None,
-            limit: 50,
-        }
-    }
-}
-
-/// One page of `list`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExecutionPage {
-    /// The executions, newest first.
-    pub items: Vec<Execution>,
-    /// Pass as `after` for the next page; `None` on the last page.
-    pub next: Option<ExecutionCursor>,
-}
-
-/// The executions of the tenant's workflow, newest first, filtered by status
-/// and creation time, keyset-paginated on `(created_at, id)`.
+/// A page of the executions of the tenant's workflow, newest first,
+/// filtered by status and creation time, after `after` (exclusive).
 pub async fn list(
     conn: &mut Conn,
     tenant_id: TenantId,
     workflow_id: WorkflowId,
     filter: &ExecutionFilter,
-) -> Result<ExecutionPage> {
+    after: Option<Cursor<ExecutionId>>,
+    limit: i64,
+) -> Result<Page<Execution, ExecutionId>> {
     validate(filter)?;
+    check_limit(limit)?;
     if let (Some(from), Some(before)) = (filter.created_from, filter.created_before)
         && from >= before
     {
@@ -635,7 +606,7 @@ pub async fn list(
     if let Some(before) = filter.created_before {
         query = query.filter(executions::created_at.lt(before));
     }
-    if let Some(after) = filter.after {
+    if let Some(after) = after {
         query = query.filter(
             executions::created_at
                 .lt(after.created_at)
@@ -644,18 +615,9 @@ pub async fn list(
                     .and(executions::id.lt(after.id))),
         );
     }
-    let mut items = query
-        .inline_limit((filter.limit + 1) as u32)
-        .load(conn)
-        .await?;
-    let next = if items.len() as i64 > filter.limit {
-        items.truncate(filter.limit as usize);
-        items.last().map(|e| ExecutionCursor {
-            created_at: e.created_at,
-            id: e.id,
-        })
-    } else {
-        None
-    };
-    Ok(ExecutionPage { items, next })
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |e: &Execution| Cursor {
+        created_at: e.created_at,
+        id: e.id,
+    }))
 }

@@ -9,9 +9,7 @@ pub mod executions;
 pub mod workflows;
 
 pub use execution_steps::{ExecutionStep, StepStatus};
-pub use executions::{
-    Execution, ExecutionCursor, ExecutionFilter, ExecutionPage, ExecutionStatus, StartExecution,
-};
+pub use executions::{Execution, ExecutionFilter, ExecutionStatus, StartExecution};
 pub use workflows::{
     ExecutionWithSteps, GraphEdge, GraphNode, NewWorkflow, Workflow, WorkflowGraph, WorkflowPatch,
     WorkflowWithExecutions,

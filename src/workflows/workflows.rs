@@ -60,14 +60,15 @@ impl Workflow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 pub struct GraphNode {
     /// The node's id, unique in its graph, 1 to 100 characters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub id: String,
     /// What the node does (`start`, `http`, ...), 1 to 64 characters.
     #[serde(rename = "type")]
-    #[validate(length(min = 1, max = 64))]
+    #[validate(length(min = 1, max = 64), custom(function = "crate::input::line"))]
     pub node_type: String,
-    /// The node's settings.
+    /// The node's settings (see `crate::input::json`).
     #[serde(default)]
+    #[validate(custom(function = "crate::input::json"))]
     pub data: Value,
 }
 
@@ -75,10 +76,10 @@ pub struct GraphNode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
 pub struct GraphEdge {
     /// The node the edge leaves.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub source: String,
     /// The node the edge enters.
-    #[validate(length(min = 1, max = 100))]
+    #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
     pub target: String,
 }
 
@@ -86,10 +87,10 @@ pub struct GraphEdge {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, Validate)]
 pub struct WorkflowGraph {
     /// At most 1000 nodes.
-    #[validate(length(max = 1000), nested)]
+    #[validate(length(max = 1000, message = "must have at most 1000 nodes"), nested)]
     pub nodes: Vec<GraphNode>,
     /// At most 5000 edges, each between known nodes.
-    #[validate(length(max = 5000), nested)]
+    #[validate(length(max = 5000, message = "must have at most 5000 edges"), nested)]
     pub edges: Vec<GraphEdge>,
 }
 
@@ -140,6 +141,17 @@ fn validate_with_graph<T: Validate>(input: &T, graph: Option<&WorkflowGraph>) ->
     };
     if let Some(graph) = graph {
         fields.extend(graph.reference_errors("graph"));
+        let bytes = crate::input::json_size(graph);
+        if bytes > crate::input::MAX_JSON_BYTES {
+            fields.push(FieldError {
+                field: "graph".into(),
+                code: "size".into(),
+                message: format!(
+                    "must be at most {} bytes of JSON (is {bytes})",
+                    crate::input::MAX_JSON_BYTES
+                ),
+            });
+        }
     }
     if fields.is_empty() {
         return Ok(());
@@ -152,13 +164,11 @@ fn validate_with_graph<T: Validate>(input: &T, graph: Option<&WorkflowGraph>) ->
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct NewWorkflow {
     /// 1 to 200 characters.
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::input::line"))]
     pub name: String,
     /// At most 2000 characters.
-    #[validate(length(max = 2000))]
+    #[validate(length(max = 2000), custom(function = "crate::input::text"))]
     pub description: Option<String>,
-    /// The author.
-    pub owner_id: Option<UserId>,
     /// The graph; edges must join known nodes.
     #[validate(nested)]
     #[serde(default)]
@@ -169,10 +179,10 @@ pub struct NewWorkflow {
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
 pub struct WorkflowPatch {
     /// New name, 1 to 200 characters.
-    #[validate(length(min = 1, max = 200))]
+    #[validate(length(min = 1, max = 200), custom(function = "crate::input::line"))]
     pub name: Option<String>,
     /// New description (`Some(None)` clears it).
-    #[validate(length(max = 2000))]
+    #[validate(length(max = 2000), custom(function = "crate::input::text"))]
     pub description: Option<Option<String>>,
     /// New graph, replacing nodes and edges together.
     #[validate(nested)]
@@ -200,15 +210,22 @@ struct WorkflowChanges<'a> {
     edges: Option<Value>,
 }
 
-/// Creates a workflow at version 1. `NotFound` when the tenant or owner doesn't exist.
-pub async fn create(conn: &mut Conn, tenant_id: TenantId, input: &NewWorkflow) -> Result<Workflow> {
+/// Creates a workflow at version 1, authored by `owner_id` (the server's
+/// choice: the signed-in user, never a field of the client's input).
+/// `NotFound` when the tenant or owner doesn't exist.
+pub async fn create(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    owner_id: Option<UserId>,
+    input: &NewWorkflow,
+) -> Result<Workflow> {
     validate_with_graph(input, Some(&input.graph))?;
     let (nodes, edges) = input.graph.to_json();
     diesel::insert_into(workflows::table)
         .values(InsertWorkflow {
             id: WorkflowId::new(),
             tenant_id,
-            owner_id: input.owner_id,
+            owner_id,
             name: &input.name,
             description: input.description.as_deref(),
             nodes,
