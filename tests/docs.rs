@@ -112,3 +112,13 @@ fn sql_files_are_pinned_to_lf_and_the_diesel_lock_is_ignored() {
     assert!(read(".gitattributes").contains("*.sql text eol=lf"));
     assert!(read(".gitignore").contains(".diesel_lock"));
 }
+
+#[test]
+fn the_first_build_shows_its_progress() {
+    let setup = read("scripts/setup");
+    assert!(
+        !setup.contains("--quiet"),
+        "scripts/setup hides the first build's progress"
+    );
+    assert!(setup.contains("takes a few minutes"));
+}

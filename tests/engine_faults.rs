@@ -757,6 +757,18 @@ async fn seed_on_an_unmigrated_database_names_the_pending_migrations() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn diff_names_the_pending_migrations_above_its_output() {
+    let t = TestDb::empty().await;
+    let out = run_db(&t.url, &["diff"], &[]);
+    let all = text(&out);
+    assert!(all.contains("not applied to this database yet"), "{all}");
+    assert!(
+        all.contains("create_auth") && all.contains("db migrate"),
+        "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn to_accepts_every_form_and_never_goes_backwards() {
     let t = TestDb::empty().await;
     let set = MigrationSet::embedded();
