@@ -37,9 +37,9 @@ impl ConnectionSettings {
             statement_cache: config.statement_cache,
             log_queries: config.log_queries,
             slow_query: config.slow_query,
-            // Always: `Db::run` tells an unknown commit outcome apart from a
-            // plain failure, deadline or not (a callback per statement).
-            track_commits: true,
+            // With the deadline only: tracking costs an instrumentation
+            // callback (and its mutex) per statement on the hot path.
+            track_commits: config.query_timeout.is_some(),
             tcp_keepalive_idle: config.tcp_keepalive_idle,
             tcp_user_timeout: config.tcp_user_timeout,
             session_settings: Vec::new(),
