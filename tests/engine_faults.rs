@@ -590,6 +590,20 @@ async fn a_renamed_folder_is_reported() {
     );
 }
 
+/// Whether the diesel CLI is installed; when not, says so (and fails under
+/// `DB_TEST_REQUIRE_ALL`).
+fn diesel_cli_present() -> bool {
+    if Command::new("diesel").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
+        "the diesel CLI is required"
+    );
+    eprintln!("skipped: no diesel CLI (scripts/diesel-cli installs it)");
+    false
+}
+
 // 7, 8, 10. The binary, the folder and the project --------------------------------
 
 /// A project folder: diesel.toml, the crate's migrations and a schema file.
@@ -671,12 +685,7 @@ fn new_and_lint_need_no_database_and_lint_needs_migrations() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_keeps_the_schema_file_in_step() {
-    if Command::new("diesel").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
-            "the diesel CLI is required"
-        );
-        eprintln!("skipped: no diesel CLI (scripts/diesel-cli installs it)");
+    if !diesel_cli_present() {
         return;
     }
     let t = TestDb::new().await;
@@ -709,12 +718,7 @@ async fn rollback_keeps_the_schema_file_in_step() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn db_status_after_diesel_migration_run_reports_everything_applied() {
-    if Command::new("diesel").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
-            "the diesel CLI is required"
-        );
-        eprintln!("skipped: no diesel CLI (scripts/diesel-cli installs it)");
+    if !diesel_cli_present() {
         return;
     }
     let t = TestDb::empty().await;

@@ -103,46 +103,39 @@ struct Reached {
     reached: bool,
 }
 
-async fn replayed(conn: &mut AsyncPgConnection) -> Result<Option<WalPosition>> {
+/// A WAL position one of PostgreSQL's `pg_*_lsn()` functions reports
+/// (`None` where it has none: a replay position on a primary).
+async fn position(conn: &mut AsyncPgConnection, function: &str) -> Result<Option<WalPosition>> {
     let row: Position = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query("SELECT pg_last_wal_replay_lsn()::text AS lsn"),
+        diesel::sql_query(format!("SELECT {function}()::text AS lsn")),
         conn,
     )
     .await?;
     Ok(row.lsn.as_deref().and_then(WalPosition::parse))
 }
 
+async fn replayed(conn: &mut AsyncPgConnection) -> Result<Option<WalPosition>> {
+    position(conn, "pg_last_wal_replay_lsn").await
+}
+
+/// A position of the primary's WAL; an error on a replica, which has none.
+async fn primary_position(conn: &mut AsyncPgConnection, function: &str) -> Result<WalPosition> {
+    position(conn, function).await?.ok_or_else(|| {
+        Error::Config("the primary reported no WAL position (is it a replica?)".into())
+    })
+}
+
 /// The primary's WAL flush position: what the lag monitor compares replay
 /// positions with (the insert position may point past a page header or a
 /// segment switch that an idle primary's replicas never "replay").
 async fn flush_position(conn: &mut AsyncPgConnection) -> Result<WalPosition> {
-    let row: Position = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query("SELECT pg_current_wal_flush_lsn()::text AS lsn"),
-        conn,
-    )
-    .await?;
-    row.lsn
-        .as_deref()
-        .and_then(WalPosition::parse)
-        .ok_or_else(|| {
-            Error::Config("the primary reported no WAL position (is it a replica?)".into())
-        })
+    primary_position(conn, "pg_current_wal_flush_lsn").await
 }
 
 /// The primary's WAL insert position now (a read-your-writes token: past
 /// every commit record written so far).
 pub(super) async fn insert_position(conn: &mut AsyncPgConnection) -> Result<WalPosition> {
-    let row: Position = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query("SELECT pg_current_wal_insert_lsn()::text AS lsn"),
-        conn,
-    )
-    .await?;
-    row.lsn
-        .as_deref()
-        .and_then(WalPosition::parse)
-        .ok_or_else(|| {
-            Error::Config("the primary reported no WAL position (is it a replica?)".into())
-        })
+    primary_position(conn, "pg_current_wal_insert_lsn").await
 }
 
 impl Replicas {
