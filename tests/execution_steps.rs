@@ -5,52 +5,15 @@
 
 mod common;
 
+use common::workflows::{chain, new_workflow, node, workflow};
 use common::{TestDb, bare_tenant as tenant};
 use database::auth::users;
 use database::workflows::{
-    GraphEdge, GraphNode, NewWorkflow, StartExecution, StepStatus, WorkflowGraph, execution_steps,
-    executions, workflows,
+    GraphNode, NewWorkflow, StartExecution, StepStatus, WorkflowGraph, execution_steps, executions,
+    workflows,
 };
-use database::{Conn, Error, ExecutionId, TenantId, WorkflowId};
+use database::{Conn, Error, ExecutionId, TenantId};
 use serde_json::json;
-
-fn node(id: &str) -> GraphNode {
-    GraphNode {
-        id: id.to_owned(),
-        node_type: "task".to_owned(),
-        data: json!({}),
-    }
-}
-
-fn edge(source: &str, target: &str) -> GraphEdge {
-    GraphEdge {
-        source: source.to_owned(),
-        target: target.to_owned(),
-    }
-}
-
-/// a -> b -> c
-fn chain() -> WorkflowGraph {
-    WorkflowGraph {
-        nodes: vec![node("a"), node("b"), node("c")],
-        edges: vec![edge("a", "b"), edge("b", "c")],
-    }
-}
-
-fn new_workflow(name: &str, graph: WorkflowGraph) -> NewWorkflow {
-    NewWorkflow {
-        name: name.to_owned(),
-        graph,
-        ..NewWorkflow::default()
-    }
-}
-
-async fn workflow(conn: &mut Conn, tenant_id: TenantId) -> WorkflowId {
-    workflows::create(conn, tenant_id, None, &new_workflow("Pipeline", chain()))
-        .await
-        .unwrap()
-        .id
-}
 
 /// Claims the oldest pending execution of the tenant, which must be `id`:
 /// steps move only while their execution runs.

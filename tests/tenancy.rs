@@ -5,35 +5,14 @@
 mod common;
 mod locks;
 
+use common::tenancy::{invite_input, tenant};
 use common::{TestDb, conflict_on, user};
 use database::tenancy::{
-    NewActivity, NewInvite, NewMember, NewTenant, Tenant, TenantRole, tenant_activity,
-    tenant_invites, tenant_members, tenants,
+    NewActivity, NewMember, NewTenant, TenantRole, tenant_activity, tenant_invites, tenant_members,
+    tenants,
 };
 use database::{Error, TenantId, TokenRejection, UserId};
 use serde_json::json;
-
-async fn tenant(t: &TestDb, slug: &str, owner: UserId) -> Tenant {
-    let mut conn = t.conn().await;
-    tenants::create_with_owner(
-        &mut conn,
-        &NewTenant {
-            name: format!("Tenant {slug}"),
-            slug: slug.to_owned(),
-        },
-        owner,
-    )
-    .await
-    .unwrap()
-}
-
-fn invite_input(email: &str, role: TenantRole) -> NewInvite {
-    NewInvite {
-        email: email.to_owned(),
-        role,
-        ttl_seconds: 86_400,
-    }
-}
 
 async fn owners(t: &TestDb, tenant: TenantId) -> usize {
     let mut conn = t.conn().await;

@@ -6,36 +6,12 @@
 mod common;
 mod locks;
 
+use common::tenancy::{invite_input, tenant};
 use common::{TestDb, conflict_on, user};
-use database::tenancy::{
-    NewInvite, NewTenant, Tenant, TenantRole, tenant_activity, tenant_invites, tenant_members,
-    tenants,
-};
-use database::{Error, TenantId, TokenRejection, UserId};
+use database::tenancy::{NewInvite, TenantRole, tenant_activity, tenant_invites, tenant_members};
+use database::{Error, TenantId, TokenRejection};
 use diesel_async::RunQueryDsl;
 use locks::{LockHolder, lock_waiters};
-
-async fn tenant(t: &TestDb, slug: &str, owner: UserId) -> Tenant {
-    let mut conn = t.conn().await;
-    tenants::create_with_owner(
-        &mut conn,
-        &NewTenant {
-            name: format!("Tenant {slug}"),
-            slug: slug.to_owned(),
-        },
-        owner,
-    )
-    .await
-    .unwrap()
-}
-
-fn invite_input(email: &str, role: TenantRole) -> NewInvite {
-    NewInvite {
-        email: email.to_owned(),
-        role,
-        ttl_seconds: 86_400,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invites_are_sent_accepted_once_revoked_and_listed() {

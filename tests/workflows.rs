@@ -8,11 +8,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::workflows::{chain, edge, new_workflow, node, workflow};
 use common::{TestDb, bare_tenant as tenant};
 use database::auth::{NewUser, users};
 use database::workflows::{
-    ExecutionFilter, ExecutionStatus, GraphEdge, GraphNode, NewWorkflow, StartExecution,
-    StepStatus, WorkflowGraph, WorkflowPatch, execution_steps, executions, workflows,
+    ExecutionFilter, ExecutionStatus, NewWorkflow, StartExecution, StepStatus, WorkflowGraph,
+    WorkflowPatch, execution_steps, executions, workflows,
 };
 use database::{Conn, Error, ExecutionId, TenantId, UserId, WorkflowId};
 use diesel::prelude::*;
@@ -30,44 +31,6 @@ async fn user(conn: &mut Conn, email: &str) -> UserId {
     .await
     .unwrap()
     .id
-}
-
-fn node(id: &str) -> GraphNode {
-    GraphNode {
-        id: id.to_owned(),
-        node_type: "task".to_owned(),
-        data: json!({}),
-    }
-}
-
-fn edge(source: &str, target: &str) -> GraphEdge {
-    GraphEdge {
-        source: source.to_owned(),
-        target: target.to_owned(),
-    }
-}
-
-/// a -> b -> c
-fn chain() -> WorkflowGraph {
-    WorkflowGraph {
-        nodes: vec![node("a"), node("b"), node("c")],
-        edges: vec![edge("a", "b"), edge("b", "c")],
-    }
-}
-
-fn new_workflow(name: &str, graph: WorkflowGraph) -> NewWorkflow {
-    NewWorkflow {
-        name: name.to_owned(),
-        graph,
-        ..NewWorkflow::default()
-    }
-}
-
-async fn workflow(conn: &mut Conn, tenant_id: TenantId) -> WorkflowId {
-    workflows::create(conn, tenant_id, None, &new_workflow("Pipeline", chain()))
-        .await
-        .unwrap()
-        .id
 }
 
 async fn start(conn: &mut Conn, tenant_id: TenantId, workflow_id: WorkflowId) -> ExecutionId {

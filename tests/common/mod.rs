@@ -7,6 +7,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod tenancy;
+pub mod workflows;
+
 use database::migrate::{self, MigrationSet};
 use database::{Config, Db, PooledConn};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
