@@ -5,10 +5,11 @@
 use std::path::Path;
 use std::process::Command;
 
+use database::Conn;
 use database::ops::cluster::{Options, TempCluster};
 use database::{Config, Db, Error};
 use diesel::sql_types::Bool;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
 #[derive(diesel::QueryableByName)]
 struct Ssl {
@@ -136,9 +137,7 @@ async fn every_sslmode_against_a_tls_server() {
     cluster
         .write_data_file("server.key", &read("server.key"), 0o600)
         .unwrap();
-    let mut admin = AsyncPgConnection::establish(&cluster.url_of("postgres"))
-        .await
-        .unwrap();
+    let mut admin = Conn::establish(&cluster.url_of("postgres")).await.unwrap();
     admin
         .batch_execute("ALTER SYSTEM SET ssl = on")
         .await
