@@ -65,9 +65,8 @@ pub fn pooler() -> Option<&'static TempPgBouncer> {
         .as_ref()
 }
 
-/// A transaction-mode PgBouncer in front of the test server, with a small
-/// pool so that clients really share server connections; stopped when the
-/// test process exits (statics are never dropped).
+/// A transaction-mode PgBouncer in front of the test server; stopped when
+/// the test process exits (statics are never dropped).
 pub fn start_bouncer() -> database::Result<TempPgBouncer> {
     static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
     extern "C" fn stop_all() {
@@ -81,7 +80,10 @@ pub fn start_bouncer() -> database::Result<TempPgBouncer> {
         server.host_str().unwrap_or("127.0.0.1"),
         server.port().unwrap_or(5432),
     );
-    options.pool_size = 4;
+    // Fewer server connections per database than a TestDb's pool (8), so
+    // that clients really take turns on them; enough for the widest forced
+    // race of the suite (six callers waiting on one lock, plus the watcher).
+    options.pool_size = 7;
     let bouncer = TempPgBouncer::start(&options)?;
     let mut started = STARTED.lock().unwrap();
     if started.is_empty() {
