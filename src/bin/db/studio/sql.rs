@@ -115,7 +115,7 @@ pub fn refusal(sql: &str) -> Option<String> {
             | NodeRef::MergeStmt(_) => {
                 return Some("a data-modifying WITH is refused in the console".into());
             }
-            NodeRef::LockingClause(_) => {
+            NodeRef::SelectStmt(s) if !s.locking_clause.is_empty() => {
                 return Some("FOR UPDATE/SHARE takes row locks: refused in the console".into());
             }
             NodeRef::SelectStmt(s) if s.into_clause.is_some() => {
