@@ -126,7 +126,7 @@ async fn the_token_is_exchanged_for_an_httponly_samesite_strict_cookie() {
     );
     let cookie = r.header("set-cookie").expect("a cookie");
     assert!(
-        cookie.starts_with(&format!("db_studio={};", s.token)),
+        cookie.starts_with(&format!("db_studio_{}={};", s.port, s.token)),
         "{cookie}"
     );
     assert!(cookie.contains("HttpOnly"), "{cookie}");
@@ -174,7 +174,7 @@ async fn without_token_or_cookie_every_route_is_401() {
             s.port,
             "GET",
             "/",
-            &[("Cookie", &format!("db_studio={wrong}"))],
+            &[("Cookie", &format!("db_studio_{}={wrong}", s.port))],
             None
         )
         .status,
@@ -327,7 +327,7 @@ async fn no_cors_headers_and_a_restrictive_csp_everywhere() {
             "{csp}"
         );
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
-        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"));
     }
     // The pages need nothing the policy forbids: no inline script or style.
     let home = s.get("/").body;

@@ -3,6 +3,8 @@
 //! the tests see exactly the bytes a browser would get).
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -64,8 +66,36 @@ pub fn http_to(
         req.push_str(b);
     }
     s.write_all(req.as_bytes())?;
+    // Read to the end of the message, not of the connection: some servers
+    // (chromedriver) keep it open despite `Connection: close`.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let body = &raw[end + 4..];
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(n) = length
+                && body.len() >= n
+            {
+                break;
+            }
+            if head.contains("transfer-encoding: chunked") && body.ends_with(b"0\r\n\r\n") {
+                break;
+            }
+            if head.starts_with("http/1.1 304") || head.starts_with("http/1.1 204") {
+                break;
+            }
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     Ok(parse(&raw))
 }
 
@@ -191,7 +221,7 @@ impl Studio {
 
     /// The cookie header the token buys.
     pub fn cookie(&self) -> String {
-        format!("db_studio={}", self.token)
+        format!("db_studio_{}={}", self.port, self.token)
     }
 
     /// GET with the cookie.

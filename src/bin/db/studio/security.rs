@@ -11,7 +11,9 @@
 //!    refused (403) even though the browser would attach the cookie.
 //!
 //! Every response gets a restrictive Content-Security-Policy, `nosniff`,
-//! no referrer and no caching; none gets a CORS header.
+//! no referrer to other sites and no caching; none gets a CORS header.
+//! (`Referrer-Policy: no-referrer` would make browsers send `Origin: null`
+//! on the studio's own form posts, so it is `same-origin`.)
 
 use std::sync::Arc;
 
@@ -23,8 +25,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::Studio;
 
-/// The cookie that carries the token after the first visit.
-pub const COOKIE: &str = "db_studio";
+/// The cookie that carries the token after the first visit, named per
+/// port: browsers keep cookies per host, not per port, so two studios on
+/// 127.0.0.1 must not overwrite each other's.
+fn cookie_name(port: u16) -> String {
+    format!("db_studio_{port}")
+}
 
 /// Scripts, styles and images from this server only; no frames, no plugins,
 /// forms post only here.
@@ -62,7 +68,7 @@ pub async fn guard(State(studio): State<Arc<Studio>>, request: Request, next: Ne
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -115,7 +121,8 @@ async fn check(studio: &Studio, request: Request, next: Next) -> Response {
             .header(
                 header::SET_COOKIE,
                 format!(
-                    "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                    "{}={}; HttpOnly; SameSite=Strict; Path=/",
+                    cookie_name(port),
                     studio.token
                 ),
             )
@@ -123,6 +130,7 @@ async fn check(studio: &Studio, request: Request, next: Next) -> Response {
             .expect("static response");
     }
 
+    let name = cookie_name(port);
     let cookie_ok = request
         .headers()
         .get_all(header::COOKIE)
@@ -130,7 +138,7 @@ async fn check(studio: &Studio, request: Request, next: Next) -> Response {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .any(|(k, v)| k == COOKIE && same(v.as_bytes(), studio.token.as_bytes()));
+        .any(|(k, v)| k == name && same(v.as_bytes(), studio.token.as_bytes()));
     if !cookie_ok {
         return refuse(
             StatusCode::UNAUTHORIZED,
