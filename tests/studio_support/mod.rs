@@ -83,7 +83,7 @@ pub fn http_to(
             {
                 break;
             }
-            if head.contains("transfer-encoding: chunked") && body.ends_with(b"0\r\n\r\n") {
+            if head.contains("transfer-encoding: chunked") && chunked_complete(body) {
                 break;
             }
             if head.starts_with("http/1.1 304") || head.starts_with("http/1.1 204") {
@@ -97,6 +97,27 @@ pub fn http_to(
         raw.extend_from_slice(&buf[..n]);
     }
     Ok(parse(&raw))
+}
+
+/// Whether a chunked body has arrived up to its last (empty) chunk.
+fn chunked_complete(mut rest: &[u8]) -> bool {
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&rest[..eol]);
+        let Ok(size) = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            return false;
+        };
+        if size == 0 {
+            return rest.len() >= eol + 4;
+        }
+        if rest.len() < eol + 2 + size + 2 {
+            return false;
+        }
+        rest = &rest[eol + 2 + size + 2..];
+    }
 }
 
 fn parse(raw: &[u8]) -> Resp {
