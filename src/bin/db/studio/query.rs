@@ -105,9 +105,17 @@ pub fn row_json(columns: &[&str], alias: Option<&str>) -> String {
         .iter()
         .map(|c| format!("{prefix}{}::text", super::catalog::quote_ident(c)))
         .collect();
-    if cols.is_empty() {
-        "'[]'::text AS r".into()
-    } else {
-        format!("json_build_array({})::text AS r", cols.join(", "))
+    // A function takes at most 100 arguments: wider tables concatenate
+    // arrays of 100 (jsonb keeps the order).
+    match cols.len() {
+        0 => "'[]'::text AS r".into(),
+        1..=100 => format!("json_build_array({})::text AS r", cols.join(", ")),
+        _ => {
+            let parts: Vec<String> = cols
+                .chunks(100)
+                .map(|c| format!("jsonb_build_array({})", c.join(", ")))
+                .collect();
+            format!("({})::text AS r", parts.join(" || "))
+        }
     }
 }

@@ -91,7 +91,9 @@ pub struct View {
     pub size: usize,
 }
 
-/// The table `name` of `catalog`, or a 404 page.
+/// The table `name` of `catalog`, or a 404 page (the handler's whole
+/// answer, so it is returned as is rather than boxed).
+#[allow(clippy::result_large_err)]
 pub fn find<'c>(studio: &Studio, catalog: &'c Catalog, name: &str) -> Result<&'c Table, Response> {
     catalog.table(name).ok_or_else(|| {
         html::error(
