@@ -275,12 +275,26 @@ fn keyset_sql(
 ) -> String {
     let cols = key_columns(table, view);
     let sort_extra = cols.len() > table.primary_key.len();
+    let op = if greater { ">" } else { "<" };
+    let nullable_sort = sort_extra && table.column(&cols[0]).is_some_and(|c| c.nullable);
+    if !nullable_sort && key.iter().all(Option::is_some) {
+        // One row comparison: an index on the sort column (or the primary
+        // key) finds the first row directly.
+        let lhs: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+        let rhs: Vec<String> = cols
+            .iter()
+            .zip(key)
+            .map(|(c, v)| cast(stmt, table, c, v.clone()))
+            .collect();
+        return format!("({}) {op} ({})", lhs.join(", "), rhs.join(", "));
+    }
+    // A nullable sort column: NULLs sort last, and a row comparison with a
+    // NULL is unknown, so the cases are spelled out.
     let (pk_cols, pk_vals) = if sort_extra {
         (&cols[1..], &key[1..])
     } else {
         (&cols[..], key)
     };
-    let op = if greater { ">" } else { "<" };
     let lhs: Vec<String> = pk_cols.iter().map(|c| quote_ident(c)).collect();
     let rhs: Vec<String> = pk_cols
         .iter()
@@ -397,9 +411,13 @@ pub fn row_pairs(table: &Table, row: &Row) -> Vec<(String, String)> {
         .collect()
 }
 
-fn server_timing(response: &mut Response, started: Instant) {
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    if let Ok(v) = HeaderValue::from_str(&format!("db;dur={ms:.2}")) {
+/// `Server-Timing`: the database's part (checkout, transaction, query) and
+/// the handler's whole time (with parsing and rendering), in ms;
+/// `scripts/studio-bench` reads it.
+fn server_timing(response: &mut Response, started: Instant, db: std::time::Duration) {
+    let total = started.elapsed().as_secs_f64() * 1000.0;
+    let db = db.as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("db;dur={db:.2}, total;dur={total:.2}")) {
         response.headers_mut().insert("server-timing", v);
     }
 }
@@ -410,6 +428,7 @@ pub async fn view(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let started = Instant::now();
     let catalog = studio.catalog();
     let table = match find(&studio, &catalog, &name) {
         Ok(t) => t,
@@ -420,13 +439,13 @@ pub async fn view(
         Ok(v) => v,
         Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
     };
-    let started = Instant::now();
     let (stmt, reversed) = page_stmt(table, &view, view.size + 1);
+    let db_started = Instant::now();
     let mut rows = match query::read(&studio.db, studio.timeout_ms, vec![stmt]).await {
         Ok(mut r) => r.remove(0),
         Err(e) => return studio.db_error(&e),
     };
-    let db_time = started;
+    let db_time = db_started.elapsed();
     let more = rows.len() > view.size;
     rows.truncate(view.size);
     if reversed {
@@ -434,7 +453,7 @@ pub async fn view(
     }
     let body = render_view(&studio, &catalog, table, &view, &rows, more);
     let mut response = html::page(&studio.chrome(), &table.name, &body).into_response();
-    server_timing(&mut response, db_time);
+    server_timing(&mut response, started, db_time);
     response
 }
 
@@ -845,7 +864,8 @@ pub async fn row(
     b.push_str("</ul>");
     let mut response =
         html::page(&studio.chrome(), &format!("{} row", table.name), &b).into_response();
-    server_timing(&mut response, started);
+    let elapsed = started.elapsed();
+    server_timing(&mut response, started, elapsed);
     response
 }
 
