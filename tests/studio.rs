@@ -1043,3 +1043,67 @@ async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
     assert_eq!(t.count("users").await, 0);
     assert_eq!(t.count("sessions").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn big_tables_show_the_planners_estimate_marked_as_such() {
+    let t = TestDb::new().await;
+    sql(
+        &t,
+        "CREATE TABLE studio_big AS SELECT g AS id FROM generate_series(1, 150000) g; \
+         ALTER TABLE studio_big ADD PRIMARY KEY (id); ANALYZE studio_big",
+    )
+    .await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let home = s.get("/").body;
+    let item = home
+        .split("<li>")
+        .find(|li| li.contains("href=\"/t/studio_big\""))
+        .unwrap();
+    assert!(
+        item.contains("class=\"est\" title=\"the planner's estimate\">~"),
+        "{item}"
+    );
+    let section = home
+        .split("<section class=\"domain\">")
+        .find(|s| s.contains("studio_big"))
+        .unwrap();
+    assert!(
+        section.starts_with("<h2>other</h2>"),
+        "a table of no domain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_hands_the_url_to_the_desktop_opener() {
+    let t = TestDb::new().await;
+    let bin = tempfile::tempdir().unwrap();
+    let seen = bin.path().join("opened");
+    let opener = bin.path().join(if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    });
+    std::fs::write(
+        &opener,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", seen.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let s = Studio::start(&t.url, &["--open"], &[("PATH", &path)]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the opener was not run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), s.url);
+}
