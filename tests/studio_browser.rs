@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{TestDb, run_db};
-use support::Studio;
 use support::webdriver::{Browser, find_browser};
+use support::{Studio, scalar};
 
 fn shots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -45,21 +45,6 @@ async fn seeded() -> TestDb {
         String::from_utf8_lossy(&out.stderr)
     );
     t
-}
-
-async fn scalar(t: &TestDb, sql: &str) -> String {
-    use diesel::sql_types::Text;
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct V {
-        #[diesel(sql_type = Text)]
-        v: String,
-    }
-    diesel::sql_query(format!("SELECT ({sql})::text AS v"))
-        .get_result::<V>(&mut *t.conn().await)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .v
 }
 
 /// The primary keys of the rows on the page shown.

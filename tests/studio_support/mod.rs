@@ -5,6 +5,9 @@
 
 pub mod webdriver;
 
+use crate::common::TestDb;
+use diesel_async::SimpleAsyncConnection;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -297,4 +300,67 @@ pub fn href_of(html: &str, id: &str) -> Option<String> {
     let h = tag.find("href=\"")? + 6;
     let end = tag[h..].find('"')?;
     Some(unescape(&tag[h..h + end]))
+}
+
+/// Runs `sql` on `t`'s database.
+pub async fn sql(t: &TestDb, sql: &str) {
+    t.conn()
+        .await
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+pub async fn scalar(t: &TestDb, sql: &str) -> String {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = Text)]
+        v: String,
+    }
+    diesel::sql_query(format!("SELECT ({sql})::text AS v"))
+        .get_result::<V>(&mut *t.conn().await)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .v
+}
+
+/// `n` users `u1@example.com`...; returns nothing (ids are random).
+pub async fn users(t: &TestDb, n: usize) {
+    sql(
+        t,
+        &format!(
+            "INSERT INTO users (id, email) SELECT gen_random_uuid(), 'u' || g || '@example.com' \
+             FROM generate_series(1, {n}) g"
+        ),
+    )
+    .await;
+}
+
+/// Every `href` of links with `class="<class>"`.
+pub fn links(html: &str, class: &str) -> Vec<String> {
+    let needle = format!("class=\"{class}\"");
+    html.match_indices(&needle)
+        .map(|(i, _)| {
+            let rest = &html[i..];
+            let rest = &rest[rest.find("href=\"").unwrap() + 6..];
+            unescape(&rest[..rest.find('"').unwrap()])
+        })
+        .collect()
+}
+
+/// The `k=` values of the row links on a table page, in order.
+pub fn row_keys(html: &str) -> Vec<String> {
+    links(html, "open")
+        .iter()
+        .map(|h| {
+            let q = h.split_once('?').unwrap().1;
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "k")
+                .unwrap()
+                .1
+                .into_owned()
+        })
+        .collect()
 }

@@ -14,7 +14,8 @@ use futures_util::StreamExt;
 use super::Studio;
 use super::html;
 use super::query;
-use super::table::{self, View};
+use super::table;
+use super::view::{self, View};
 
 /// Rows per batch.
 const BATCH: usize = 1000;
@@ -64,7 +65,7 @@ async fn export(
         Ok(t) => t.clone(),
         Err(r) => return r,
     };
-    let pairs = table::pairs(raw.as_deref());
+    let pairs = view::pairs(raw.as_deref());
     let mut view = match View::parse(&table, &pairs) {
         Ok(v) => v,
         Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
@@ -88,7 +89,7 @@ async fn export(
         }
         let mut first = true;
         loop {
-            let (stmt, _) = table::page_stmt(&table, &view, BATCH);
+            let (stmt, _) = view::page_stmt(&table, &view, BATCH);
             let rows = match query::read(&studio.db, studio.timeout_ms, vec![stmt]).await {
                 Ok(mut r) => r.remove(0),
                 Err(e) => {
@@ -131,7 +132,7 @@ async fn export(
             }
             let done = rows.len() < BATCH || table.primary_key.is_empty();
             if let Some(last) = rows.last() {
-                view.after = Some(table::key_of(&table, &view, last));
+                view.after = Some(view::key_of(&table, &view, last));
             }
             if tx.send(Ok(chunk)).await.is_err() {
                 return; // the client went away

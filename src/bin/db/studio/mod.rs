@@ -2,18 +2,23 @@
 //!
 //! One file per concern: `security` (the front door: Host, token, Origin,
 //! headers), `catalog` (what tables and columns exist: the only source of
-//! identifiers), `query` (running SQL with binds), `table` (browse, filter,
-//! page, row detail), `sql` (the read-only console), `write` (edit, insert,
-//! delete with a preview), `export` (streamed CSV/JSON), `html` (layout and
-//! escaping). HTML, CSS and JavaScript are compiled in from `assets/`.
+//! identifiers), `query` (running SQL with binds), `view` (a table view's
+//! state and SQL: filters, sort, keyset cursor), `table` (the table page),
+//! `row` (the row page), `sql` (the read-only console), `write` (edit and
+//! insert with a preview), `delete` (delete, its cascades counted first),
+//! `export` (streamed CSV/JSON), `html` (layout and escaping). HTML, CSS and
+//! JavaScript are compiled in from `assets/`.
 
 mod catalog;
+mod delete;
 mod export;
 mod html;
 mod query;
+mod row;
 mod security;
 mod sql;
 mod table;
+mod view;
 mod write;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -195,7 +200,7 @@ fn router(studio: Arc<Studio>) -> Router {
         .route("/migrations", get(migrations_page))
         .route("/sql", get(sql::form).post(sql::run))
         .route("/t/{table}", get(table::view))
-        .route("/t/{table}/row", get(table::row))
+        .route("/t/{table}/row", get(row::row))
         .route("/t/{table}/export.csv", get(export::csv))
         .route("/t/{table}/export.json", get(export::json))
         .route("/t/{table}/edit", get(write::edit_form).post(write::edit))
@@ -205,7 +210,7 @@ fn router(studio: Arc<Studio>) -> Router {
         )
         .route(
             "/t/{table}/delete",
-            get(write::delete_form).post(write::delete),
+            get(delete::delete_form).post(delete::delete),
         )
         .route("/assets/studio.css", get(css))
         .route("/assets/studio.js", get(js))
