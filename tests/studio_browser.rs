@@ -154,18 +154,21 @@ async fn browse_filter_page_follow_keys_open_json_export_and_query() {
     assert_eq!(keys(&b).len(), sessions_of_user);
     b.screenshot(&dir, "06-referenced-by");
 
-    // A JSON value: pretty-printed, foldable.
+    // A JSON value: a tree whose objects and arrays fold, and its text.
     b.goto(&format!("http://127.0.0.1:{}/t/executions", s.port));
     b.find("#rows a.open").click();
-    let json = b.find("dd[data-column='input'] details.json");
-    assert_eq!(json.prop("open"), serde_json::Value::Bool(true));
+    let tree = b.find("dd[data-column='input'] .json-tree > details.jv");
+    assert_eq!(tree.prop("open"), serde_json::Value::Bool(true));
+    assert!(tree.text().contains("trigger"), "{}", tree.text());
+    b.find("dd[data-column='input'] .json-tree > details.jv > summary")
+        .click();
+    assert_eq!(tree.prop("open"), serde_json::Value::Bool(false), "folded");
+    b.find("dd[data-column='input'] .json-tree > details.jv > summary")
+        .click();
+    b.find("dd[data-column='input'] details.json-text > summary")
+        .click();
     let text = b.find("dd[data-column='input'] pre.json").text();
     serde_json::from_str::<serde_json::Value>(&text).expect("the shown JSON parses");
-    b.find("dd[data-column='input'] details.json summary")
-        .click();
-    assert_eq!(json.prop("open"), serde_json::Value::Bool(false), "folded");
-    b.find("dd[data-column='input'] details.json summary")
-        .click();
     // Timestamps get the browser's local time beside UTC (from the script).
     b.find("dd[data-column='created_at'] .local");
     b.screenshot(&dir, "07-json-detail");

@@ -251,8 +251,21 @@ async fn row_detail_shows_json_timestamps_enums_and_long_text() {
     .await;
     let s = Studio::start(&t.url, &[], &[]);
     let settings = s.get(&format!("/t/user_settings/row?k={uid}")).body;
+    // A tree whose every object and array folds on its own, and the text.
     assert!(
-        settings.contains("<details class=\"json\" open>"),
+        settings.contains(
+            "<div class=\"json-tree\"><details class=\"jv\" open><summary>{ 2 keys }</summary>"
+        ),
+        "{settings}"
+    );
+    assert!(
+        settings.contains(
+            "<li><span class=\"jk\">theme</span>: <details class=\"jv\" open><summary>{ 1 key }</summary>"
+        ),
+        "{settings}"
+    );
+    assert!(
+        settings.contains("<details class=\"json-text\">"),
         "{settings}"
     );
     assert!(

@@ -155,17 +155,19 @@ fn detail_value(kind: Kind, value: Option<&str>) -> String {
         return r#"<span class="null">NULL</span>"#.into();
     };
     match kind {
-        Kind::Json => {
-            let pretty = serde_json::from_str::<serde_json::Value>(v)
-                .ok()
-                .and_then(|j| serde_json::to_string_pretty(&j).ok())
-                .unwrap_or_else(|| v.to_owned());
-            format!(
-                r#"<details class="json" open><summary>JSON, {} characters</summary><pre class="json">{}</pre></details>"#,
-                v.len(),
-                esc(&pretty)
-            )
-        }
+        Kind::Json => match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(json) => {
+                let pretty = serde_json::to_string_pretty(&json).unwrap_or_else(|_| v.to_owned());
+                let mut tree = String::new();
+                json_tree(&json, &mut tree);
+                format!(
+                    r#"<div class="json-tree">{tree}</div><details class="json-text"><summary>as text ({} characters)</summary><pre class="json">{}</pre></details>"#,
+                    v.len(),
+                    esc(&pretty)
+                )
+            }
+            Err(_) => format!(r#"<pre class="json">{}</pre>"#, esc(v)),
+        },
         Kind::Timestamp if v.len() >= 19 && (v.ends_with("+00") || v.ends_with("+00:00")) => {
             let iso = format!(
                 "{}Z",
@@ -191,4 +193,62 @@ fn detail_value(kind: Kind, value: Option<&str>) -> String {
         }
         _ => esc(v),
     }
+}
+
+/// A JSON value as nested `<details>`: every object and array folds on its
+/// own (the browser does the folding, no script needed).
+fn json_tree(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    let (open, close, n, what) = match value {
+        Value::Object(m) => ("{", "}", m.len(), "keys"),
+        Value::Array(a) => ("[", "]", a.len(), "items"),
+        Value::String(s) => {
+            out.push_str(&format!(
+                r#"<span class="js">{}</span>"#,
+                esc(&Value::String(s.clone()).to_string())
+            ));
+            return;
+        }
+        Value::Null => {
+            out.push_str(r#"<span class="null">null</span>"#);
+            return;
+        }
+        other => {
+            out.push_str(&format!(
+                r#"<span class="jn">{}</span>"#,
+                esc(&other.to_string())
+            ));
+            return;
+        }
+    };
+    if n == 0 {
+        out.push_str(&format!("{open}{close}"));
+        return;
+    }
+    let what = if n == 1 {
+        what.trim_end_matches('s')
+    } else {
+        what
+    };
+    out.push_str(&format!(
+        r#"<details class="jv" open><summary>{open} {n} {what} {close}</summary><ul>"#
+    ));
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.push_str(&format!(r#"<li><span class="jk">{}</span>: "#, esc(k)));
+                json_tree(v, out);
+                out.push_str("</li>");
+            }
+        }
+        Value::Array(a) => {
+            for v in a {
+                out.push_str("<li>");
+                json_tree(v, out);
+                out.push_str("</li>");
+            }
+        }
+        _ => {}
+    }
+    out.push_str("</ul></details>");
 }
