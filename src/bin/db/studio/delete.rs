@@ -17,6 +17,7 @@ use super::table::find;
 use super::view::{key_from, key_sql, pairs};
 use super::write::{Fields, done, field, load_row, preview, refuse_read_only, returning};
 
+/// `DELETE` of the row with primary key `key`, returning it.
 fn delete_stmt(table: &Table, key: &[String]) -> Stmt {
     let mut stmt = Stmt::default();
     let cond = key_sql(&mut stmt, table, key);

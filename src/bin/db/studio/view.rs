@@ -320,8 +320,8 @@ fn order_sql(table: &Table, view: &View, reversed: bool) -> String {
     format!(" ORDER BY {}", parts.join(", "))
 }
 
-/// The statement of one page (`limit` rows in display order, or reversed
-/// when `reversed()` says so) and whether its rows come back reversed.
+/// The statement of one page of `limit` rows, and whether its rows come
+/// back in reverse display order (a `before` page reads backwards).
 pub fn page_stmt(table: &Table, view: &View, limit: usize) -> (Stmt, bool) {
     let mut stmt = Stmt::default();
     let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
