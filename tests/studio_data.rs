@@ -422,6 +422,12 @@ async fn an_edit_is_previewed_with_its_binds_then_runs_in_a_transaction() {
             .body
             .contains("<li><code>new@example.com</code></li>")
     );
+    support::assert_csp_clean(&preview.body);
+    support::assert_csp_clean(&form.body);
+    assert_eq!(
+        support::href_of(&preview.body, "cancel").as_deref(),
+        Some(&format!("/t/users/row?k={id}")[..])
+    );
     assert_eq!(
         scalar(&t, "SELECT email FROM users").await,
         "u1@example.com",

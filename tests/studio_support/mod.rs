@@ -364,3 +364,20 @@ pub fn row_keys(html: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// Panics when `html` holds something the studio's CSP would block (inline
+/// script or style, a `javascript:` URL, an inline event handler): the page
+/// would look or work differently in a browser than its HTML says.
+pub fn assert_csp_clean(html: &str) {
+    for bad in [
+        "<script>",
+        " style=",
+        "javascript:",
+        " onclick=",
+        " onchange=",
+        " onload=",
+        " onsubmit=",
+    ] {
+        assert!(!html.contains(bad), "{bad} in a studio page: {html}");
+    }
+}

@@ -133,6 +133,11 @@ pub async fn delete_form(
         &studio,
         &format!("Delete from {}", table.name),
         &action,
+        &format!(
+            "/t/{}/row?{}",
+            enc(&table.name),
+            raw.as_deref().unwrap_or("")
+        ),
         &delete_stmt(table, &key),
         &Vec::new(),
         &note,

@@ -136,6 +136,7 @@ pub(super) fn preview(
     studio: &Studio,
     title: &str,
     action: &str,
+    back: &str,
     stmt: &Stmt,
     fields: &Fields,
     note: &str,
@@ -161,7 +162,11 @@ pub(super) fn preview(
             esc(v)
         ));
     }
-    b.push_str(r#"<input type="hidden" name="confirm" value="1"><button type="submit" id="confirm">Run it</button> <a href="javascript:history.back()">Back</a></form>"#);
+    b.push_str(r#"<input type="hidden" name="confirm" value="1"><button type="submit" id="confirm">Run it</button> "#);
+    b.push_str(&format!(
+        r#"<a id="cancel" href="{}">Cancel</a></form>"#,
+        esc(back)
+    ));
     html::page(&studio.chrome(), title, &b).into_response()
 }
 
@@ -331,6 +336,11 @@ pub async fn edit(
             &studio,
             &format!("Update {}", table.name),
             &action,
+            &format!(
+                "/t/{}/row?{}",
+                enc(&table.name),
+                raw.as_deref().unwrap_or("")
+            ),
             &stmt,
             &fields,
             "",
@@ -448,6 +458,7 @@ pub async fn insert(
             &studio,
             &format!("Insert into {}", table.name),
             &action,
+            &format!("/t/{}", enc(&table.name)),
             &stmt,
             &fields,
             "",
