@@ -325,6 +325,16 @@ fn classify_by_message(message: &str) -> Option<Error> {
             message: owned(),
         });
     }
+    // 26000 / 42P05: named prepared statements that vanish or collide are
+    // what a transaction-mode pooler does to a client that prepares by name.
+    if message.starts_with("prepared statement \"")
+        && (message.ends_with("does not exist") || message.ends_with("already exists"))
+    {
+        return Some(Error::Config(format!(
+            "{message}: a transaction-mode pooler (PgBouncer, Supavisor) seems to sit in front of \
+             the server; set DB_POOLER=transaction, which sends only unnamed statements"
+        )));
+    }
     // 42P01 undefined_table, 42703 undefined_column, 42704 undefined_object (types).
     let undefined = (message.starts_with("relation ")
         || message.starts_with("column ")

@@ -11,9 +11,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{DB_BIN, TestDb, count_rows, run_db, run_db_in};
+use database::Conn;
 use database::migrate::{self, MigrationError, MigrationSet, State};
 use database::{Config, Db, Error};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
 fn text(out: &Output) -> String {
     format!(
@@ -35,12 +36,12 @@ fn write_migration(dir: &Path, name: &str, up: &str, down: &str, in_transaction:
     }
 }
 
-async fn connect(url: &str) -> AsyncPgConnection {
-    AsyncPgConnection::establish(url).await.unwrap()
+async fn connect(url: &str) -> Conn {
+    Conn::establish(url).await.unwrap()
 }
 
 /// Whether some session holds the migration lock on this database.
-async fn lock_held(conn: &mut AsyncPgConnection) -> bool {
+async fn lock_held(conn: &mut Conn) -> bool {
     use diesel::sql_types::Bool;
     #[derive(diesel::QueryableByName)]
     struct Held {

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use common::DB_BIN;
+use database::Conn;
 use database::db::local;
 use database::ops::cluster::{Options, TempCluster};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 
 fn text(out: &Output) -> String {
     format!(
@@ -129,7 +130,7 @@ async fn query_one(url: &str, sql: &str) -> i32 {
         #[diesel(sql_type = Integer)]
         n: i32,
     }
-    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let mut conn = Conn::establish(url).await.unwrap();
     diesel::sql_query(sql)
         .get_result::<One>(&mut conn)
         .await
@@ -162,7 +163,7 @@ async fn up_down_up(p: &Project, data_elsewhere: bool) {
     // DATABASE_URL unset: `db setup` uses the project's cluster.
     let setup = p.db_ok(&["setup"]);
     assert!(setup.contains("Created database database_dev"), "{setup}");
-    AsyncPgConnection::establish(&url)
+    Conn::establish(&url)
         .await
         .unwrap()
         .batch_execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
@@ -284,7 +285,7 @@ async fn a_temporary_cluster_is_gone_after_its_guard() {
             .contains("fsync = off")
     );
     drop(cluster);
-    assert!(AsyncPgConnection::establish(&url).await.is_err());
+    assert!(Conn::establish(&url).await.is_err());
     assert!(!dir.exists());
 }
 
@@ -305,9 +306,7 @@ fn a_server_that_cannot_start_quotes_its_log() {
 async fn a_streaming_replica_follows_its_primary() {
     let primary = TempCluster::start(Options::scratch()).unwrap();
     let replica = TempCluster::replica_of(&primary, Options::scratch()).unwrap();
-    let mut conn = AsyncPgConnection::establish(&primary.url_of("postgres"))
-        .await
-        .unwrap();
+    let mut conn = Conn::establish(&primary.url_of("postgres")).await.unwrap();
     conn.batch_execute("CREATE TABLE t (n int); INSERT INTO t VALUES (7)")
         .await
         .unwrap();
@@ -318,7 +317,7 @@ async fn a_streaming_replica_follows_its_primary() {
     );
     let mut seen = 0;
     for _ in 0..100 {
-        let mut c = AsyncPgConnection::establish(&replica_url).await.unwrap();
+        let mut c = Conn::establish(&replica_url).await.unwrap();
         use diesel_async::RunQueryDsl;
         if diesel::sql_query("SELECT 1 FROM t")
             .execute(&mut c)

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{TestDb, count_rows};
+use database::Conn;
 use database::migrate::{self, MigrationError, MigrationSet, Problem, State};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use common::DB_BIN;
 
@@ -47,7 +48,7 @@ fn copy_migrations() -> tempfile::TempDir {
     tmp
 }
 
-async fn versions_recorded(conn: &mut AsyncPgConnection) -> Vec<(String, i64)> {
+async fn versions_recorded(conn: &mut Conn) -> Vec<(String, i64)> {
     use diesel::sql_types::{BigInt, Text};
     #[derive(diesel::QueryableByName)]
     struct Row {
@@ -211,7 +212,7 @@ fn schema_dump(url: &str) -> String {
 async fn every_migration_survives_up_down_up_with_an_identical_schema() {
     let t = TestDb::empty().await;
     let set = MigrationSet::embedded();
-    let mut conn = AsyncPgConnection::establish(&t.url).await.unwrap();
+    let mut conn = Conn::establish(&t.url).await.unwrap();
     let mut before = schema_dump(&t.url);
     for m in set.iter() {
         let report = migrate::run_to(&mut conn, set, Some(&m.version))
@@ -358,7 +359,7 @@ async fn a_failing_migration_rolls_back_and_names_itself() {
 async fn an_up_to_date_database_costs_one_statement() {
     use std::sync::{Arc, Mutex};
     let t = TestDb::new().await;
-    let mut conn = AsyncPgConnection::establish(&t.url).await.unwrap();
+    let mut conn = Conn::establish(&t.url).await.unwrap();
     let statements = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = statements.clone();
     conn.set_instrumentation(move |event: diesel::connection::InstrumentationEvent<'_>| {

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use database::Conn;
 use database::db::ReadSource;
 use database::ops::cluster::{Options, TempCluster};
 use database::{Config, Db, Error};
 use diesel::sql_types::BigInt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
 #[derive(diesel::QueryableByName)]
 struct Count {
@@ -38,9 +39,7 @@ fn pair() -> Option<(TempCluster, TempCluster)> {
 }
 
 async fn setup(primary: &TempCluster) {
-    let mut conn = AsyncPgConnection::establish(&primary.url_of("postgres"))
-        .await
-        .unwrap();
+    let mut conn = Conn::establish(&primary.url_of("postgres")).await.unwrap();
     conn.batch_execute("CREATE TABLE IF NOT EXISTS rw (id bigint PRIMARY KEY)")
         .await
         .unwrap();
@@ -54,7 +53,7 @@ fn db_for(primary: &TempCluster, replica: &TempCluster, max_lag: Duration) -> Db
     Db::new(config).unwrap()
 }
 
-async fn count(conn: &mut AsyncPgConnection, id: i64) -> i64 {
+async fn count(conn: &mut Conn, id: i64) -> i64 {
     diesel::sql_query(format!("SELECT count(*) AS n FROM rw WHERE id = {id}"))
         .get_result::<Count>(conn)
         .await
@@ -152,16 +151,12 @@ async fn a_paused_replica_is_lagging_and_reads_go_to_the_primary() {
     let db = db_for(&primary, &replica, Duration::from_millis(300));
     until_replica_serves(&db).await;
 
-    let mut on_replica = AsyncPgConnection::establish(&replica.url_of("postgres"))
-        .await
-        .unwrap();
+    let mut on_replica = Conn::establish(&replica.url_of("postgres")).await.unwrap();
     on_replica
         .batch_execute("SELECT pg_wal_replay_pause()")
         .await
         .unwrap();
-    let mut writer = AsyncPgConnection::establish(&primary.url_of("postgres"))
-        .await
-        .unwrap();
+    let mut writer = Conn::establish(&primary.url_of("postgres")).await.unwrap();
     writer
         .batch_execute("INSERT INTO rw VALUES (-1)")
         .await

@@ -215,10 +215,9 @@ async fn an_exhausted_pool_is_a_503_with_retry_after() {
     .await;
     assert_eq!(status, 201);
     // A lock makes the first request hold the only pooled connection.
-    let mut locker =
-        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&t.url)
-            .await
-            .unwrap();
+    let mut locker = <database::Conn as diesel_async::AsyncConnection>::establish(&t.url)
+        .await
+        .unwrap();
     locker
         .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;")
         .await

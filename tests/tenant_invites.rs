@@ -248,9 +248,7 @@ async fn a_warm_connection_keeps_accepting_invites_after_a_migration_adds_a_colu
     )
     .unwrap();
     let set = MigrationSet::from_dir(dir.path()).unwrap();
-    let mut migrator = diesel_async::AsyncPgConnection::establish(&t.url)
-        .await
-        .unwrap();
+    let mut migrator = database::Conn::establish(&t.url).await.unwrap();
     migrate::run(&mut migrator, &set).await.unwrap();
 
     // The warm connection's cached statement still works.

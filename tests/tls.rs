@@ -1,14 +1,18 @@
 //! TLS against a real server: a throwaway cluster from the crate's launcher
 //! with `ssl = on` and a certificate signed by a CA the test makes with
-//! `openssl`. Every `sslmode` is tried, plus a wrong root and a wrong name.
+//! `openssl`. Every `sslmode` is tried, plus a wrong root and a wrong name,
+//! in direct mode and in pooler mode (`DB_POOLER=transaction`).
 
 use std::path::Path;
 use std::process::Command;
 
+use database::Conn;
+use database::db::Pooler;
+use database::ops::cluster::{BouncerOptions, TempPgBouncer};
 use database::ops::cluster::{Options, TempCluster};
 use database::{Config, Db, Error};
 use diesel::sql_types::Bool;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
 #[derive(diesel::QueryableByName)]
 struct Ssl {
@@ -95,9 +99,29 @@ fn server_cert(dir: &Path, ca: &str) {
     );
 }
 
+/// Whether a pooled connection to `url` is encrypted, in direct mode and in
+/// pooler mode (`DB_POOLER=transaction`); both must agree.
 async fn encrypted(url: &str) -> Result<bool, Error> {
-    let db = Db::new(Config::new(url))?;
+    let direct = encrypted_in(url, Pooler::None).await;
+    let pooled = encrypted_in(url, Pooler::Transaction).await;
+    match (&direct, &pooled) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "direct and pooler mode disagree on {url}"),
+        (Err(a), Err(b)) => assert_eq!(
+            std::mem::discriminant(a),
+            std::mem::discriminant(b),
+            "{a} / {b}"
+        ),
+        _ => panic!("direct {direct:?} but pooler mode {pooled:?} for {url}"),
+    }
+    direct
+}
+
+async fn encrypted_in(url: &str, pooler: Pooler) -> Result<bool, Error> {
+    let mut config = Config::new(url);
+    config.pooler = pooler;
+    let db = Db::new(config)?;
     let mut conn = db.conn().await?;
+    assert_eq!(conn.is_pooler_mode(), pooler == Pooler::Transaction);
     let row: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
         .get_result(&mut conn)
         .await?;
@@ -136,9 +160,7 @@ async fn every_sslmode_against_a_tls_server() {
     cluster
         .write_data_file("server.key", &read("server.key"), 0o600)
         .unwrap();
-    let mut admin = AsyncPgConnection::establish(&cluster.url_of("postgres"))
-        .await
-        .unwrap();
+    let mut admin = Conn::establish(&cluster.url_of("postgres")).await.unwrap();
     admin
         .batch_execute("ALTER SYSTEM SET ssl = on")
         .await
@@ -221,4 +243,41 @@ async fn every_sslmode_against_a_tls_server() {
         .await
         .unwrap();
     assert!(row.ssl);
+
+    // Pooler mode through a PgBouncer that speaks TLS to its clients (with
+    // the same certificate): verify-full with the right root connects, with
+    // another root it is refused.
+    let mut options = BouncerOptions::transaction_mode("127.0.0.1", port);
+    options.client_tls = Some((
+        certs.path().join("server.crt"),
+        certs.path().join("server.key"),
+    ));
+    let bouncer = match TempPgBouncer::start(&options) {
+        Ok(b) => b,
+        Err(e) => {
+            assert!(
+                std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
+                "pgbouncer is required: {e}"
+            );
+            eprintln!("skipped the PgBouncer part: {e}");
+            return;
+        }
+    };
+    let through = |root: &Path| {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            bouncer.url_of("postgres", "postgres"),
+            root.display()
+        )
+    };
+    let db = {
+        let mut config = Config::new(through(&root));
+        config.pooler = Pooler::Transaction;
+        Db::new(config).unwrap()
+    };
+    db.health().await.unwrap();
+    let mut config = Config::new(through(&other));
+    config.pooler = Pooler::Transaction;
+    let err = Db::new(config).unwrap().health().await.unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
 }

@@ -17,7 +17,7 @@ use database::workflows::{
 };
 use database::{Conn, Error, ExecutionId, TenantId, UserId, WorkflowId};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde_json::json;
 
 async fn user(conn: &mut Conn, email: &str) -> UserId {
@@ -703,9 +703,9 @@ async fn list_pages_newest_first_and_filters_by_status_and_time() {
 /// Counts the statements `f` sends on a dedicated connection.
 async fn queries_of<F>(url: &str, f: F) -> usize
 where
-    F: AsyncFnOnce(&mut AsyncPgConnection),
+    F: AsyncFnOnce(&mut Conn),
 {
-    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let mut conn = Conn::establish(url).await.unwrap();
     let counter = Arc::new(AtomicUsize::new(0));
     let seen = counter.clone();
     conn.set_instrumentation(move |event: diesel::connection::InstrumentationEvent<'_>| {
@@ -811,7 +811,7 @@ async fn the_claim_and_the_recent_list_reuse_one_plan() {
         .unwrap();
 
     // One dedicated connection: its prepared statements are ours alone.
-    let mut own = AsyncPgConnection::establish(&t.url).await.unwrap();
+    let mut own = Conn::establish(&t.url).await.unwrap();
     for _ in 0..12 {
         executions::claim_next(&mut own, tn, "w")
             .await

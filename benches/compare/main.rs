@@ -38,6 +38,9 @@ pub struct Ctx {
     pub db: Db,
     pub raw: deadpool_postgres::Pool,
     pub data: workloads::Data,
+    /// The raw side sends unnamed statements (`query_typed`), as it must
+    /// through a transaction-mode pooler; else prepared, cached ones.
+    pub unnamed: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -100,12 +103,33 @@ struct Row {
     raw_cpu_us_per_op: f64,
 }
 
+/// A workload through PgBouncer (transaction mode): the crate in pooler
+/// mode against the raw driver's unnamed statements through the same
+/// PgBouncer, and against the crate's own direct figure of the same run.
+#[derive(Serialize)]
+struct PoolerRow {
+    workload: &'static str,
+    concurrency: usize,
+    ops_per_sec: f64,
+    raw_ops_per_sec: f64,
+    /// Crate in pooler mode / raw unnamed statements, both through PgBouncer.
+    ratio: f64,
+    /// Crate in pooler mode through PgBouncer / crate direct (same run).
+    vs_direct: f64,
+    p50_us: u64,
+    raw_p50_us: u64,
+}
+
 #[derive(Serialize)]
 struct Report {
     mode: &'static str,
     machine: String,
     pool_size: usize,
     results: Vec<Row>,
+    /// The same workloads through PgBouncer in transaction mode.
+    pooler: Vec<PoolerRow>,
+    /// Why there is no pooler column (PgBouncer missing), if there is none.
+    pooler_skipped: Option<String>,
     /// Peak resident memory of this whole process (both sides and the data).
     bench_peak_rss_mib: f64,
     /// Peak resident memory of a separate process that only runs the crate
@@ -221,7 +245,12 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
 
     eprintln!("seeding ({} mode)...", mode.name);
     let data = workloads::seed(&db, mode.scale).await?;
-    let ctx = Arc::new(Ctx { db, raw, data });
+    let ctx = Arc::new(Ctx {
+        db,
+        raw,
+        data: data.clone(),
+        unnamed: false,
+    });
 
     if let Some(names) = only {
         let known: Vec<&str> = workloads::all(&ctx).iter().map(|w| w.name).collect();
@@ -259,6 +288,13 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
         .filter(|name| only.is_none_or(|names| names.iter().any(|n| n == name)))
         .collect();
     check_results(&expected, &results)?;
+    let (pooler, pooler_skipped) = match through_pooler(mode, url, data, only, &results).await? {
+        Ok(rows) => (rows, None),
+        Err(why) => {
+            eprintln!("no pooler column: {why}");
+            (Vec::new(), Some(why))
+        }
+    };
     let service_peak_rss_mib = if only.is_none() {
         measure_service(url, mode)?
     } else {
@@ -269,11 +305,109 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
         machine: machine(),
         pool_size: POOL_SIZE,
         results,
+        pooler,
+        pooler_skipped,
         bench_peak_rss_mib: peak_rss_mib(),
         service_peak_rss_mib,
         migrate_up_to_date_statements,
         migrate_up_to_date_ms,
     })
+}
+
+/// The pooler column: every workload again, through a throwaway PgBouncer
+/// in transaction mode in front of the same server (pool of `POOL_SIZE`
+/// server connections), the crate in pooler mode (`DB_POOLER=transaction`)
+/// against the raw driver's unnamed statements. `Err(why)` when PgBouncer is
+/// not installed (an error instead under `DB_TEST_REQUIRE_ALL=1`).
+async fn through_pooler(
+    mode: Mode,
+    url: &str,
+    data: workloads::Data,
+    only: Option<&[String]>,
+    direct: &[Row],
+) -> Result<std::result::Result<Vec<PoolerRow>, String>> {
+    let server = url::Url::parse(url)?;
+    let options = database::ops::cluster::BouncerOptions {
+        pool_size: POOL_SIZE as u32,
+        ..database::ops::cluster::BouncerOptions::transaction_mode(
+            server.host_str().unwrap_or("127.0.0.1"),
+            server.port().unwrap_or(5432),
+        )
+    };
+    let bouncer = match database::ops::cluster::TempPgBouncer::start(&options) {
+        Ok(b) => b,
+        Err(e) if std::env::var("DB_TEST_REQUIRE_ALL").is_err() => return Ok(Err(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    let user = if server.username().is_empty() {
+        "postgres"
+    } else {
+        server.username()
+    };
+    let mut via = url::Url::parse(&bouncer.url_of(user, server.path().trim_start_matches('/')))?;
+    via.set_query(server.query());
+    let mut config = Config::new(via.as_str());
+    config.pool_size = POOL_SIZE;
+    config.pooler = database::db::Pooler::Transaction;
+    config.migration_url = Some(url.to_owned());
+    let db = Db::new(config)?;
+    let pg_config: tokio_postgres::Config = via.as_str().parse()?;
+    let manager = deadpool_postgres::Manager::from_config(
+        pg_config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    let raw = deadpool_postgres::Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()?;
+    let ctx = Arc::new(Ctx {
+        db,
+        raw,
+        data,
+        unnamed: true,
+    });
+    let mut rows = Vec::new();
+    for workload in workloads::all(&ctx) {
+        if only.is_some_and(|names| !names.iter().any(|n| n == workload.name)) {
+            continue;
+        }
+        for concurrency in CONCURRENCY {
+            let row = measure(&workload, concurrency, mode)
+                .await
+                .with_context(|| format!("{} through PgBouncer", workload.name))?;
+            let direct_ops = direct
+                .iter()
+                .find(|d| d.workload == row.workload && d.concurrency == concurrency)
+                .map_or(f64::NAN, |d| d.ops_per_sec);
+            let vs_direct = (row.ops_per_sec / direct_ops * 1000.0).round() / 1000.0;
+            eprintln!(
+                "  {:<16} c={:<3} pooler ratio {:.2}, vs direct {:.2}",
+                row.workload, row.concurrency, row.ratio, vs_direct
+            );
+            anyhow::ensure!(
+                row.ratio.is_finite()
+                    && (0.01..=100.0).contains(&row.ratio)
+                    && vs_direct.is_finite(),
+                "{} c={concurrency} through PgBouncer: implausible ratios {} / {vs_direct}",
+                row.workload,
+                row.ratio
+            );
+            rows.push(PoolerRow {
+                workload: row.workload,
+                concurrency,
+                ops_per_sec: row.ops_per_sec,
+                raw_ops_per_sec: row.raw_ops_per_sec,
+                ratio: row.ratio,
+                vs_direct,
+                p50_us: row.p50_us,
+                raw_p50_us: row.raw_p50_us,
+            });
+        }
+    }
+    ctx.db.close();
+    Ok(Ok(rows))
 }
 
 /// Refuses a run that proves nothing: every expected workload must have run
@@ -476,7 +610,12 @@ async fn service_mix(url: String, mode: Mode) -> Result<()> {
         .max_size(1)
         .build()?;
     let data = workloads::Data::load(&db).await?;
-    let ctx = Arc::new(Ctx { db, raw, data });
+    let ctx = Arc::new(Ctx {
+        db,
+        raw,
+        data,
+        unnamed: false,
+    });
     let seq = Arc::new(AtomicUsize::new(1_000_000));
     for w in workloads::all(&ctx) {
         round(&w.krate, 16, mode.round, &seq).await?;
@@ -541,6 +680,28 @@ fn print_table(r: &Report) {
             row.cpu_us_per_op,
             row.raw_cpu_us_per_op
         );
+    }
+    if !r.pooler.is_empty() {
+        println!(
+            "\nthrough PgBouncer (transaction mode): crate in pooler mode vs raw unnamed statements, and vs crate direct\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>9} {:>8} {:>8}",
+            "workload", "conc", "crate op/s", "raw op/s", "ratio", "vs direct", "p50 µs", "raw p50"
+        );
+        for row in &r.pooler {
+            println!(
+                "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>9.2} {:>8} {:>8}",
+                row.workload,
+                row.concurrency,
+                row.ops_per_sec,
+                row.raw_ops_per_sec,
+                row.ratio,
+                row.vs_direct,
+                row.p50_us,
+                row.raw_p50_us
+            );
+        }
+    }
+    if let Some(why) = &r.pooler_skipped {
+        println!("\nno pooler column: {why}");
     }
     println!(
         "\nmode {}; {}; pool {} per side\npeak RSS: bench process {:.1} MiB, crate-only service (pool 10, c=16 mix) {:.1} MiB\nmigrate() on an up-to-date database: {} statements, {:.2} ms",

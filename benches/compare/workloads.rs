@@ -11,6 +11,8 @@ use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
+use tokio_postgres::types::{ToSql, Type};
+
 use super::{Ctx, Op, Workload};
 
 /// How much data to seed.
@@ -30,10 +32,11 @@ pub struct Scale {
 impl Scale {
     // users × TENANTS bounds the distinct (tenant, user) pairs invites need.
     // Every accept uses one up: a full run took about 150,000 on the
-    // development machine, so the full scale leaves room for a faster one.
+    // development machine in direct mode and more through the pooler, so the
+    // full scale leaves room for both passes on a faster one.
     pub const FULL: Scale = Scale {
         users: 10_000,
-        invites: 300_000,
+        invites: 450_000,
         service_invites: 40_000,
         messages: 100_000,
         pending: 400_000,
@@ -59,6 +62,7 @@ const BATCH_NODES: usize = 1_000;
 const TENANTS: i64 = 40;
 
 /// Ids the workloads pick from.
+#[derive(Clone)]
 pub struct Data {
     pub user_ids: Vec<Uuid>,
     pub tenant_ids: Vec<Uuid>,
@@ -310,6 +314,84 @@ fn pick(i: u64, n: usize) -> usize {
     (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n as u64) as usize
 }
 
+/// How the raw side sends a statement: prepared and cached by name (direct,
+/// what a careful engineer does against the server), or unnamed with its
+/// parameter types, Parse/Bind/Execute/Sync in one round trip (through a
+/// transaction-mode pooler: tokio-postgres `query_typed`, what postgres.js
+/// does with `prepare: false`). `Ctx::unnamed` chooses.
+pub trait RawStatements {
+    async fn rows(
+        &self,
+        unnamed: bool,
+        sql: &str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>>;
+
+    async fn one(
+        &self,
+        unnamed: bool,
+        sql: &str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row> {
+        self.opt(unnamed, sql, types, params)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no row"))
+    }
+
+    async fn opt(
+        &self,
+        unnamed: bool,
+        sql: &str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>> {
+        let mut rows = self.rows(unnamed, sql, types, params).await?;
+        anyhow::ensure!(rows.len() <= 1, "more than one row");
+        Ok(rows.pop())
+    }
+}
+
+fn typed<'a>(
+    params: &'a [&'a (dyn ToSql + Sync)],
+    types: &[Type],
+) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params.iter().copied().zip(types.iter().cloned()).collect()
+}
+
+impl RawStatements for deadpool_postgres::Object {
+    async fn rows(
+        &self,
+        unnamed: bool,
+        sql: &str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        if unnamed {
+            return Ok(self.query_typed(sql, &typed(params, types)).await?);
+        }
+        let stmt = self.prepare_cached(sql).await?;
+        Ok(self.query(&stmt, params).await?)
+    }
+}
+
+impl RawStatements for deadpool_postgres::Transaction<'_> {
+    async fn rows(
+        &self,
+        unnamed: bool,
+        sql: &str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        if unnamed {
+            return Ok(self.query_typed(sql, &typed(params, types)).await?);
+        }
+        let stmt = self.prepare_cached(sql).await?;
+        Ok(self.query(&stmt, params).await?)
+    }
+}
+
 fn op<F, Fut>(ctx: &Arc<Ctx>, f: F) -> Op
 where
     F: Fn(Arc<Ctx>, u64) -> Fut + Send + Sync + 'static,
@@ -367,38 +449,44 @@ fn accept_invite(ctx: &Arc<Ctx>) -> Workload {
             let hash = database::token::hash(&token);
             let mut client = ctx.raw.get().await?;
             let tx = client.transaction().await?;
-            let claim = tx
-                .prepare_cached(
+            let now = chrono::Utc::now();
+            let invite = tx
+                .opt(
+                    ctx.unnamed,
                     "UPDATE tenant_invites SET accepted_at = $1, accepted_by = $2 \
                      WHERE tenant_id = $3 AND token_hash = $4 AND accepted_at IS NULL \
                        AND revoked_at IS NULL AND expires_at > $1 \
                      RETURNING id, tenant_id, email, role::text, token_hash, invited_by, expires_at, \
                                accepted_at, accepted_by, revoked_at, created_at",
+                    &[Type::TIMESTAMPTZ, Type::UUID, Type::UUID, Type::BYTEA],
+                    &[&now, &user, &tenant, &hash],
                 )
                 .await?;
-            let now = chrono::Utc::now();
-            let invite = tx.query_opt(&claim, &[&now, &user, &tenant, &hash]).await?;
             let invite = invite.ok_or_else(|| anyhow::anyhow!("invite refused"))?;
             let invite_id: Uuid = invite.get(0);
             let role: String = invite.get(3);
-            let insert_member = tx
-                .prepare_cached(
+            let member = tx
+                .one(
+                    ctx.unnamed,
                     "INSERT INTO tenant_members (id, tenant_id, user_id, role) VALUES ($1, $2, $3, $4::text::tenant_role) \
                      RETURNING id, tenant_id, user_id, role::text, created_at, updated_at",
-                )
-                .await?;
-            let member = tx
-                .query_one(&insert_member, &[&Uuid::now_v7(), &tenant, &user, &role])
-                .await?;
-            let insert_activity = tx
-                .prepare_cached(
-                    "INSERT INTO tenant_activity (id, tenant_id, actor_id, action, subject, details) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at",
+                    &[Type::UUID, Type::UUID, Type::UUID, Type::TEXT],
+                    &[&Uuid::now_v7(), &tenant, &user, &role],
                 )
                 .await?;
             let details = serde_json::json!({ "role": role });
-            tx.query_one(
-                &insert_activity,
+            tx.one(
+                ctx.unnamed,
+                "INSERT INTO tenant_activity (id, tenant_id, actor_id, action, subject, details) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at",
+                &[
+                    Type::UUID,
+                    Type::UUID,
+                    Type::UUID,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::JSONB,
+                ],
                 &[
                     &Uuid::now_v7(),
                     &tenant,
@@ -429,12 +517,14 @@ fn user_by_id(ctx: &Arc<Ctx>) -> Workload {
         raw: op(ctx, |ctx, i| async move {
             let id = ctx.data.user_ids[pick(i, ctx.data.user_ids.len())];
             let client = ctx.raw.get().await?;
-            let stmt = client
-                .prepare_cached(
+            let row = client
+                .one(
+                    ctx.unnamed,
                     "SELECT id, email, email_verified, name, image, created_at, updated_at FROM users WHERE id = $1",
+                    &[Type::UUID],
+                    &[&id],
                 )
                 .await?;
-            let row = client.query_one(&stmt, &[&id]).await?;
             let user = (
                 row.get::<_, Uuid>(0),
                 row.get::<_, String>(1),
@@ -478,15 +568,12 @@ fn create_todo(ctx: &Arc<Ctx>) -> Workload {
                 "description"
             );
             let client = ctx.raw.get().await?;
-            let stmt = client
-                .prepare_cached(
+            let row = client
+                .one(
+                    ctx.unnamed,
                     "INSERT INTO todos (id, user_id, tenant_id, title, description) VALUES ($1, $2, $3, $4, $5) \
                      RETURNING id, user_id, tenant_id, title, description, completed, created_at, updated_at",
-                )
-                .await?;
-            let row = client
-                .query_one(
-                    &stmt,
+                    &[Type::UUID, Type::UUID, Type::UUID, Type::TEXT, Type::TEXT],
                     &[&Uuid::now_v7(), &user, &None::<Uuid>, &title, &description],
                 )
                 .await?;
@@ -619,22 +706,24 @@ fn messages_page(ctx: &Arc<Ctx>) -> Workload {
             let (created_at, id) = ctx.data.cursors[pick(i, ctx.data.cursors.len())];
             let client = ctx.raw.get().await?;
             // The same two steps: the chat must be the caller's, then the page.
-            let owns = client
-                .prepare_cached("SELECT id FROM chats WHERE id = $1 AND user_id = $2")
-                .await?;
             client
-                .query_opt(&owns, &[&chat, &owner])
+                .opt(
+                    ctx.unnamed,
+                    "SELECT id FROM chats WHERE id = $1 AND user_id = $2",
+                    &[Type::UUID, Type::UUID],
+                    &[&chat, &owner],
+                )
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("not found"))?;
-            let page = client
-                .prepare_cached(
+            let rows = client
+                .rows(
+                    ctx.unnamed,
                     "SELECT id, chat_id, role::text, parts, created_at FROM messages \
                      WHERE chat_id = $1 AND created_at <= $2 AND (created_at < $2 OR id < $3) \
                      ORDER BY created_at DESC, id DESC LIMIT $4",
+                    &[Type::UUID, Type::TIMESTAMPTZ, Type::UUID, Type::INT8],
+                    &[&chat, &created_at, &id, &(PAGE + 1)],
                 )
-                .await?;
-            let rows = client
-                .query(&page, &[&chat, &created_at, &id, &(PAGE + 1)])
                 .await?;
             let items: Vec<_> = rows
                 .iter()
@@ -680,13 +769,15 @@ fn workflow_tree(ctx: &Arc<Ctx>) -> Workload {
             let tenant = ctx.data.tenant_ids[0];
             let workflow_id = ctx.data.tree_workflow;
             let client = ctx.raw.get().await?;
-            let wf = client
-                .prepare_cached(
+            let w = client
+                .one(
+                    ctx.unnamed,
                     "SELECT id, tenant_id, owner_id, name, description, nodes, edges, version, created_at, updated_at \
                      FROM workflows WHERE id = $1 AND tenant_id = $2",
+                    &[Type::UUID, Type::UUID],
+                    &[&workflow_id, &tenant],
                 )
                 .await?;
-            let w = client.query_one(&wf, &[&workflow_id, &tenant]).await?;
             let workflow = (
                 w.get::<_, Uuid>(0),
                 w.get::<_, Uuid>(1),
@@ -699,23 +790,27 @@ fn workflow_tree(ctx: &Arc<Ctx>) -> Workload {
                 w.get::<_, Ts>(8),
                 w.get::<_, Ts>(9),
             );
-            let ex = client
-                .prepare_cached(
+            let executions = client
+                .rows(
+                    ctx.unnamed,
                     "SELECT id, tenant_id, workflow_id, user_id, workflow_version, status::text, input, output, error, \
                      worker_id, started_at, finished_at, created_at, updated_at FROM executions \
                      WHERE workflow_id = $1 AND tenant_id = $2 ORDER BY created_at DESC, id DESC LIMIT 10",
+                    &[Type::UUID, Type::UUID],
+                    &[&workflow_id, &tenant],
                 )
                 .await?;
-            let executions = client.query(&ex, &[&workflow_id, &tenant]).await?;
             let ids: Vec<Uuid> = executions.iter().map(|r| r.get(0)).collect();
-            let st = client
-                .prepare_cached(
+            let steps = client
+                .rows(
+                    ctx.unnamed,
                     "SELECT id, execution_id, node_id, position, status::text, input, output, validation, attempts, \
                      max_attempts, error, started_at, finished_at, created_at, updated_at FROM execution_steps \
                      WHERE execution_id = ANY($1) ORDER BY execution_id, position, id",
+                    &[Type::UUID_ARRAY],
+                    &[&ids],
                 )
                 .await?;
-            let steps = client.query(&st, &[&ids]).await?;
             let mut by_execution: std::collections::HashMap<Uuid, Vec<StepRow>> =
                 std::collections::HashMap::new();
             for s in &steps {
@@ -759,10 +854,14 @@ fn steps_batch(ctx: &Arc<Ctx>) -> Workload {
             let workflow_id = ctx.data.batch_workflow;
             let mut client = ctx.raw.get().await?;
             let tx = client.transaction().await?;
-            let wf = tx
-                .prepare_cached("SELECT nodes, version FROM workflows WHERE id = $1 AND tenant_id = $2 FOR SHARE")
+            let w = tx
+                .one(
+                    ctx.unnamed,
+                    "SELECT nodes, version FROM workflows WHERE id = $1 AND tenant_id = $2 FOR SHARE",
+                    &[Type::UUID, Type::UUID],
+                    &[&workflow_id, &tenant],
+                )
                 .await?;
-            let w = tx.query_one(&wf, &[&workflow_id, &tenant]).await?;
             let nodes: serde_json::Value = w.get(0);
             let version: i64 = w.get(1);
             let node_ids: Vec<String> = nodes
@@ -773,17 +872,16 @@ fn steps_batch(ctx: &Arc<Ctx>) -> Workload {
                         .collect()
                 })
                 .unwrap_or_default();
-            let ins = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO executions (id, tenant_id, workflow_id, user_id, workflow_version, input) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {EXECUTION_COLUMNS}"
-                ))
-                .await?;
             let execution_id = Uuid::now_v7();
             let input = serde_json::json!({});
             let execution = tx
-                .query_one(
-                    &ins,
+                .one(
+                    ctx.unnamed,
+                    &format!(
+                        "INSERT INTO executions (id, tenant_id, workflow_id, user_id, workflow_version, input) \
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {EXECUTION_COLUMNS}"
+                    ),
+                    &[Type::UUID, Type::UUID, Type::UUID, Type::UUID, Type::INT8, Type::JSONB],
                     &[
                         &execution_id,
                         &tenant,
@@ -796,21 +894,26 @@ fn steps_batch(ctx: &Arc<Ctx>) -> Workload {
                 .await?;
             std::hint::black_box(decode_execution(&execution));
             // One statement for the whole batch: arrays, unnested server-side.
-            let steps = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO execution_steps (id, execution_id, node_id, position, max_attempts) \
-                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::int4[]) \
-                     RETURNING {STEP_COLUMNS}"
-                ))
-                .await?;
             let n = node_ids.len();
             let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
             let executions = vec![execution_id; n];
             let positions: Vec<i32> = (0..n as i32).collect();
             let attempts = vec![3i32; n];
             let rows = tx
-                .query(
-                    &steps,
+                .rows(
+                    ctx.unnamed,
+                    &format!(
+                        "INSERT INTO execution_steps (id, execution_id, node_id, position, max_attempts) \
+                         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::int4[]) \
+                         RETURNING {STEP_COLUMNS}"
+                    ),
+                    &[
+                        Type::UUID_ARRAY,
+                        Type::UUID_ARRAY,
+                        Type::TEXT_ARRAY,
+                        Type::INT4_ARRAY,
+                        Type::INT4_ARRAY,
+                    ],
                     &[&ids, &executions, &node_ids, &positions, &attempts],
                 )
                 .await?;
@@ -846,17 +949,19 @@ fn claim_execution(ctx: &Arc<Ctx>) -> Workload {
             let client = ctx.raw.get().await?;
             let worker = format!("worker-{}", i % 16);
             // The hand-written form: one statement claims and starts.
-            let stmt = client
-                .prepare_cached(&format!(
-                    "UPDATE executions SET status = 'running', worker_id = $2, \
-                            started_at = coalesce(started_at, now()), updated_at = now() \
-                     WHERE id = (SELECT id FROM executions WHERE tenant_id = $1 AND status = 'pending' \
-                                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                     RETURNING {EXECUTION_COLUMNS}"
-                ))
-                .await?;
             let row = client
-                .query_opt(&stmt, &[&ctx.data.claim_tenant, &worker])
+                .opt(
+                    ctx.unnamed,
+                    &format!(
+                        "UPDATE executions SET status = 'running', worker_id = $2, \
+                                started_at = coalesce(started_at, now()), updated_at = now() \
+                         WHERE id = (SELECT id FROM executions WHERE tenant_id = $1 AND status = 'pending' \
+                                     ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                         RETURNING {EXECUTION_COLUMNS}"
+                    ),
+                    &[Type::UUID, Type::TEXT],
+                    &[&ctx.data.claim_tenant, &worker],
+                )
                 .await?;
             let row = row
                 .ok_or_else(|| anyhow::anyhow!("the claim queue ran dry: raise Scale::pending"))?;

@@ -20,7 +20,7 @@ use database::Config;
 use database::db::{ConnString, redact_url, with_dbname};
 use database::migrate::{self, MigrationSet, State, Status};
 use database::ops::{self, guard::Verdict};
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
 /// Exit code of `check` when the database is not up to date, and of `diff` on drift.
 const EXIT_NOT_UP_TO_DATE: u8 = 3;
@@ -688,7 +688,11 @@ async fn seed_demo(
             .expect("static template"),
     );
     let mut written = 0u64;
-    let report = ops::seed::seed(&mut conn, seed, scale, &mut |event| match event {
+    // The seed still takes the direct connection type (it is being split per domain).
+    let conn = conn
+        .as_direct()
+        .expect("the migration URL connection is direct");
+    let report = ops::seed::seed(conn, seed, scale, &mut |event| match event {
         ops::seed::Progress::Planned { units } => bar.set_length(units),
         ops::seed::Progress::Table { name } => {
             bar.set_message(format!("{name} ({written} rows written)"))
@@ -725,7 +729,7 @@ fn thousands(n: u64) -> String {
 
 /// A direct connection (not pooled) to the migration URL: the migration lock
 /// lives on it and dies with it.
-async fn connect(config: &Config) -> Result<AsyncPgConnection> {
+async fn connect(config: &Config) -> Result<database::Conn> {
     Ok(database::db::connect_for_migrations(config, config.migration_url()).await?)
 }
 
@@ -767,7 +771,7 @@ async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> Result<bool> {
+async fn database_exists(conn: &mut database::Conn, name: &str) -> Result<bool> {
     use diesel::sql_types::{Bool, Text};
     #[derive(diesel::QueryableByName)]
     struct Exists {

@@ -15,6 +15,19 @@ pub enum Recycle {
     Verified,
 }
 
+/// Which statements connections may use: set by `DB_POOLER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooler {
+    /// `none` (default): the server is reached directly (or through a
+    /// session-mode pooler). Named, cached prepared statements, pipelining.
+    #[default]
+    None,
+    /// `transaction`: a transaction-mode pooler (PgBouncer, Supavisor) sits
+    /// in front. Only unnamed statements, nothing that outlives a
+    /// transaction on the server; migrations go to `DATABASE_MIGRATION_URL`.
+    Transaction,
+}
+
 /// Settings of the data layer. See the README's configuration table.
 #[derive(Clone)]
 pub struct Config {
@@ -36,8 +49,11 @@ pub struct Config {
     /// `DB_STATEMENT_TIMEOUT_MS`: server-side limit per statement (default none).
     pub statement_timeout: Option<Duration>,
     /// `DB_STATEMENT_CACHE`: cache prepared statements per connection
-    /// (default true). Turn off behind PgBouncer in transaction mode.
+    /// (default true). Has no effect in pooler mode, which prepares nothing
+    /// by name; behind a transaction-mode pooler set `DB_POOLER` instead.
     pub statement_cache: bool,
+    /// `DB_POOLER`: `none` (default) or `transaction` (see `Pooler`).
+    pub pooler: Pooler,
     /// `DB_LOG_QUERIES`: log every statement and its duration through
     /// `tracing` (target `database::query`, level DEBUG).
     pub log_queries: bool,
@@ -84,6 +100,7 @@ impl fmt::Debug for Config {
             .field("wait_timeout", &self.wait_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("statement_cache", &self.statement_cache)
+            .field("pooler", &self.pooler)
             .field("log_queries", &self.log_queries)
             .field("slow_query", &self.slow_query)
             .field("recycle", &self.recycle)
@@ -120,6 +137,7 @@ impl Config {
             wait_timeout: Duration::from_secs(5),
             statement_timeout: None,
             statement_cache: true,
+            pooler: Pooler::None,
             log_queries: false,
             slow_query: None,
             recycle: Recycle::Fast,
@@ -239,6 +257,17 @@ impl Config {
         if let Some(b) = flag("DB_STATEMENT_CACHE")? {
             config.statement_cache = b;
         }
+        if let Some(raw) = get("DB_POOLER") {
+            config.pooler = match raw.to_ascii_lowercase().as_str() {
+                "none" => Pooler::None,
+                "transaction" => Pooler::Transaction,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "DB_POOLER={raw:?}: expected none or transaction"
+                    )));
+                }
+            };
+        }
         if let Some(b) = flag("DB_LOG_QUERIES")? {
             config.log_queries = b;
         }
@@ -264,6 +293,18 @@ impl Config {
         }
         for url in &self.replica_urls {
             check_url("DATABASE_REPLICA_URLS", url)?;
+        }
+        // A session SET through a transaction-mode pooler lands on whichever
+        // server connection is free and stays there for other clients; PgBouncer
+        // 1.18 does not forward startup `options` either.
+        if self.pooler == Pooler::Transaction && self.statement_timeout.is_some() {
+            return Err(Error::Config(
+                "DB_STATEMENT_TIMEOUT_MS cannot be applied with DB_POOLER=transaction (a session \
+                 SET would leak to other clients of the pooler's server connections): set it on \
+                 the role instead, e.g. ALTER ROLE app SET statement_timeout = '5s', and unset \
+                 DB_STATEMENT_TIMEOUT_MS"
+                    .into(),
+            ));
         }
         Ok(())
     }

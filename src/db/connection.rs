@@ -7,8 +7,10 @@ use diesel::connection::{CacheSize, Instrumentation, InstrumentationEvent};
 use diesel::result::ConnectionError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
-use super::config::Config;
+use super::config::{Config, Pooler};
+use super::pg_conn::PgConn;
 use super::tls::{SslMode, split_tls};
+use super::unnamed::{UnnamedConnection, convert_error};
 use super::url::{ConnString, redact_url};
 use crate::error::{Error, Result};
 
@@ -18,6 +20,8 @@ pub(super) struct ConnectionSettings {
     connect_timeout: Duration,
     statement_timeout: Option<Duration>,
     statement_cache: bool,
+    /// Pooler mode: unnamed statements only (`DB_POOLER=transaction`).
+    pooler: bool,
     log_queries: bool,
     slow_query: Option<Duration>,
     /// Whether `Db::run` deadlines are in use: connections then report
@@ -35,6 +39,7 @@ impl ConnectionSettings {
             connect_timeout: config.connect_timeout,
             statement_timeout: config.statement_timeout,
             statement_cache: config.statement_cache,
+            pooler: config.pooler == Pooler::Transaction,
             log_queries: config.log_queries,
             slow_query: config.slow_query,
             // With the deadline only: tracking costs an instrumentation
@@ -55,6 +60,9 @@ impl ConnectionSettings {
     /// servers notice only when they next write to the socket).
     pub(super) fn for_migrations(config: &Config) -> Self {
         let mut settings = Self::from_config(config);
+        // The migration session holds a session-level advisory lock and sets
+        // session timeouts: it always talks to the server directly.
+        settings.pooler = false;
         settings.statement_timeout = None;
         settings.session_settings = vec![
             ("statement_timeout", "0".to_owned()),
@@ -71,7 +79,7 @@ impl ConnectionSettings {
     /// `InvalidConnectionUrl` for configuration mistakes (wrong URL, unknown
     /// database or role, refused credentials) and `BadConnection` for outages,
     /// each with a whole sentence that names the URL (password redacted).
-    pub(super) async fn establish(&self, url: &str) -> Result<AsyncPgConnection, ConnectionError> {
+    pub(super) async fn establish(&self, url: &str) -> Result<PgConn, ConnectionError> {
         let shown = redact_url(url);
         let (without_tls, tls) = split_tls(url).map_err(|e| {
             ConnectionError::InvalidConnectionUrl(format!("invalid database URL {shown}: {e}"))
@@ -118,7 +126,7 @@ impl ConnectionSettings {
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| classify_connect_error(&e, url))?;
-            AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+            self.take_over(client, connection).await?
         } else {
             let connector = tls.connector().map_err(|e| {
                 ConnectionError::InvalidConnectionUrl(format!("TLS settings of {shown}: {e}"))
@@ -127,13 +135,15 @@ impl ConnectionSettings {
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| classify_connect_error(&e, url))?;
-            AsyncPgConnection::try_from_client_and_connection(client, connection).await?
+            self.take_over(client, connection).await?
         };
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
         let mut setup = String::new();
-        if let Some(timeout) = self.statement_timeout {
+        // In pooler mode `Config::validate` refuses a statement timeout and
+        // there are no session settings: nothing is SET for the session.
+        if let Some(timeout) = self.statement_timeout.filter(|_| !self.pooler) {
             setup.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
         }
         // Through pg_settings, so a parameter the server does not have (the
@@ -161,6 +171,31 @@ impl ConnectionSettings {
             });
         }
         Ok(conn)
+    }
+
+    /// Wraps an open client in the connection type of this mode.
+    async fn take_over<S>(
+        &self,
+        client: tokio_postgres::Client,
+        connection: tokio_postgres::Connection<tokio_postgres::Socket, S>,
+    ) -> Result<PgConn, ConnectionError>
+    where
+        S: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+    {
+        if !self.pooler {
+            return AsyncPgConnection::try_from_client_and_connection(client, connection)
+                .await
+                .map(PgConn::direct);
+        }
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(target: "database::connection", error = %e, "connection ended");
+            }
+        });
+        let conn = UnnamedConnection::new(client)
+            .await
+            .map_err(|e| ConnectionError::CouldntSetupConfiguration(convert_error(e)))?;
+        Ok(PgConn::unnamed(conn))
     }
 }
 
@@ -301,8 +336,8 @@ impl Instrumentation for QueryLogger {
 }
 
 /// Opens one connection to `url`, set up as `config` sets up pooled ones
-/// (timeouts, statement cache, logging), without building a pool.
-pub async fn connect(config: &Config, url: &str) -> Result<AsyncPgConnection> {
+/// (timeouts, statement cache, logging, pooler mode), without building a pool.
+pub async fn connect(config: &Config, url: &str) -> Result<PgConn> {
     ConnectionSettings::from_config(config)
         .establish(url)
         .await
@@ -338,7 +373,9 @@ pub(super) fn connection_error(e: ConnectionError, url: &str) -> Error {
 
 /// Opens the migration session to `url`: set up as `config` sets up pooled
 /// connections, but with the migration timeouts (see `for_migrations`).
-pub async fn connect_for_migrations(config: &Config, url: &str) -> Result<AsyncPgConnection> {
+/// It always reaches the server directly, also in pooler mode: the
+/// migration lock is a session-level advisory lock.
+pub async fn connect_for_migrations(config: &Config, url: &str) -> Result<PgConn> {
     ConnectionSettings::for_migrations(config)
         .establish(url)
         .await

@@ -9,24 +9,27 @@ mod config;
 mod connection;
 mod deadline;
 pub mod local;
+mod pg_conn;
 mod replicas;
 mod tls;
+mod unnamed;
 mod url;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 
-pub use config::{Config, Recycle};
+pub use config::{Config, Pooler, Recycle};
 pub use connection::{connect, connect_for_migrations};
+pub use pg_conn::{PgConn, PgConnField, PgConnRow};
 pub use replicas::{ReadSource, WalPosition};
 pub use tls::SslMode;
+pub use unnamed::{UnnamedField, UnnamedRow};
 pub use url::{ConnString, redact_url, split_password, with_dbname};
 
 use crate::error::{Error, Result};
@@ -34,17 +37,18 @@ use crate::migrate::{self, MigrationSet};
 use connection::{ConnectionSettings, connection_error};
 
 /// The connection type every repository function takes (`&mut Conn`).
-/// A pooled connection dereferences to it.
-pub type Conn = AsyncPgConnection;
+/// A pooled connection dereferences to it. Direct or pooler mode is decided
+/// when it opens (`DB_POOLER`); see `PgConn`.
+pub type Conn = PgConn;
 
 /// A connection checked out of the pool; returns to it when dropped.
-pub type PooledConn = Object<AsyncPgConnection>;
+pub type PooledConn = Object<PgConn>;
 
 /// The data layer's handle: a pool of connections and its configuration.
 /// Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pool<PgConn>,
     /// Read replicas and what is known of their lag (`None` without any).
     replicas: Option<Arc<replicas::Replicas>>,
     config: Arc<Config>,
@@ -218,7 +222,7 @@ impl Db {
     }
 
     /// Opens a connection outside the pool, set up like pooled ones, to `url`.
-    pub async fn connect_direct(&self, url: &str) -> Result<AsyncPgConnection> {
+    pub async fn connect_direct(&self, url: &str) -> Result<Conn> {
         connect(&self.config, url).await
     }
 
@@ -232,7 +236,18 @@ impl Db {
 
     /// Like `migrate`, with another set of migrations.
     pub async fn migrate_with(&self, set: &MigrationSet) -> Result<migrate::Report> {
-        {
+        if self.config.pooler == Pooler::Transaction {
+            // The migration lock is a session-level advisory lock: through a
+            // transaction-mode pooler it would be taken on one server
+            // connection and released on another (or never).
+            if self.config.migration_url.is_none() {
+                return Err(Error::Config(
+                    "DB_POOLER=transaction: migrations need DATABASE_MIGRATION_URL, a URL of the \
+                     server itself (not the pooler)"
+                        .into(),
+                ));
+            }
+        } else {
             let mut conn = self.conn().await?;
             if migrate::is_up_to_date(&mut conn, set).await? {
                 return Ok(migrate::Report::default());
@@ -289,9 +304,9 @@ use diesel::IntoSql as _;
 /// ends when the last `Db` clone is dropped.
 /// A pool of connections to `url`, each set up by the one connection
 /// set-up (`connection.rs`) with `config`'s settings.
-fn build_pool(config: &Config, url: &str) -> Result<Pool<AsyncPgConnection>> {
+fn build_pool(config: &Config, url: &str) -> Result<Pool<PgConn>> {
     let settings = ConnectionSettings::from_config(config);
-    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    let mut manager_config = ManagerConfig::<PgConn>::default();
     manager_config.recycling_method = match config.recycle {
         Recycle::Fast => RecyclingMethod::Fast,
         Recycle::Verified => RecyclingMethod::Verified,
@@ -315,7 +330,7 @@ fn build_pool(config: &Config, url: &str) -> Result<Pool<AsyncPgConnection>> {
         .map_err(|e| Error::Config(format!("cannot build the pool: {e}")))
 }
 
-fn spawn_idle_reaper(pool: &Pool<AsyncPgConnection>, idle_timeout: Duration) {
+fn spawn_idle_reaper(pool: &Pool<PgConn>, idle_timeout: Duration) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };

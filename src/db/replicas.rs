@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::PgConn;
 use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Nullable, Text};
-use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
 // `RunQueryDsl` is called by path: in scope, its blanket `load` would
 // shadow the atomics' own `load`.
@@ -76,7 +76,7 @@ pub enum ReadSource {
 
 struct Member {
     shown_url: String,
-    pool: Pool<AsyncPgConnection>,
+    pool: Pool<PgConn>,
     healthy: AtomicBool,
     /// Replayed WAL position, as last seen.
     replayed: AtomicU64,
@@ -105,7 +105,7 @@ struct Reached {
 
 /// A WAL position one of PostgreSQL's `pg_*_lsn()` functions reports
 /// (`None` where it has none: a replay position on a primary).
-async fn position(conn: &mut AsyncPgConnection, function: &str) -> Result<Option<WalPosition>> {
+async fn position(conn: &mut PgConn, function: &str) -> Result<Option<WalPosition>> {
     let row: Position = diesel_async::RunQueryDsl::get_result(
         diesel::sql_query(format!("SELECT {function}()::text AS lsn")),
         conn,
@@ -114,12 +114,12 @@ async fn position(conn: &mut AsyncPgConnection, function: &str) -> Result<Option
     Ok(row.lsn.as_deref().and_then(WalPosition::parse))
 }
 
-async fn replayed(conn: &mut AsyncPgConnection) -> Result<Option<WalPosition>> {
+async fn replayed(conn: &mut PgConn) -> Result<Option<WalPosition>> {
     position(conn, "pg_last_wal_replay_lsn").await
 }
 
 /// A position of the primary's WAL; an error on a replica, which has none.
-async fn primary_position(conn: &mut AsyncPgConnection, function: &str) -> Result<WalPosition> {
+async fn primary_position(conn: &mut PgConn, function: &str) -> Result<WalPosition> {
     position(conn, function).await?.ok_or_else(|| {
         Error::Config("the primary reported no WAL position (is it a replica?)".into())
     })
@@ -128,21 +128,21 @@ async fn primary_position(conn: &mut AsyncPgConnection, function: &str) -> Resul
 /// The primary's WAL flush position: what the lag monitor compares replay
 /// positions with (the insert position may point past a page header or a
 /// segment switch that an idle primary's replicas never "replay").
-async fn flush_position(conn: &mut AsyncPgConnection) -> Result<WalPosition> {
+async fn flush_position(conn: &mut PgConn) -> Result<WalPosition> {
     primary_position(conn, "pg_current_wal_flush_lsn").await
 }
 
 /// The primary's WAL insert position now (a read-your-writes token: past
 /// every commit record written so far).
-pub(super) async fn insert_position(conn: &mut AsyncPgConnection) -> Result<WalPosition> {
+pub(super) async fn insert_position(conn: &mut PgConn) -> Result<WalPosition> {
     primary_position(conn, "pg_current_wal_insert_lsn").await
 }
 
 impl Replicas {
     /// The replicas, with their monitor started (it ends with the last `Db`).
     pub fn start(
-        primary: &Pool<AsyncPgConnection>,
-        pools: Vec<(String, Pool<AsyncPgConnection>)>,
+        primary: &Pool<PgConn>,
+        pools: Vec<(String, Pool<PgConn>)>,
         max_lag: Duration,
     ) -> Option<Arc<Replicas>> {
         if pools.is_empty() {
@@ -193,7 +193,7 @@ impl Replicas {
 
     async fn sample(
         &self,
-        primary: &Pool<AsyncPgConnection>,
+        primary: &Pool<PgConn>,
         samples: &Mutex<VecDeque<(Instant, WalPosition)>>,
     ) {
         let now = Instant::now();

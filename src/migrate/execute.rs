@@ -2,8 +2,9 @@
 //! statement (`run_in_transaction = false`) with its progress recorded so an
 //! interrupted run resumes where it stopped.
 
+use crate::db::Conn;
 use diesel::result::Error as DieselError;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 
 use super::error::{Failure, MigrationError, Script};
 use super::history::{self, ProgressRow};
@@ -22,7 +23,7 @@ impl SessionSettings {
         "client_connection_check_interval",
     ];
 
-    pub(super) async fn capture(conn: &mut AsyncPgConnection) -> Result<Self, DieselError> {
+    pub(super) async fn capture(conn: &mut Conn) -> Result<Self, DieselError> {
         #[derive(diesel::QueryableByName)]
         struct Setting {
             #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
@@ -44,7 +45,7 @@ impl SessionSettings {
         Ok(Self(saved))
     }
 
-    pub(super) async fn restore(&self, conn: &mut AsyncPgConnection) -> Result<(), DieselError> {
+    pub(super) async fn restore(&self, conn: &mut Conn) -> Result<(), DieselError> {
         conn.batch_execute("RESET ALL").await?;
         for (name, value) in &self.0 {
             diesel_async::RunQueryDsl::execute(
@@ -140,7 +141,7 @@ fn lock_timeout_advice(message: &str) -> Option<String> {
 /// After a lock timeout: the sessions with the oldest open transactions in
 /// this database (the usual blockers: an `idle in transaction` client, a
 /// long report), named so the operator can act.
-pub(super) async fn name_lock_holders(conn: &mut AsyncPgConnection, e: &mut MigrationError) {
+pub(super) async fn name_lock_holders(conn: &mut Conn, e: &mut MigrationError) {
     let MigrationError::Failed(failure) = e else {
         return;
     };
@@ -206,7 +207,7 @@ fn is_concurrent(statement: &str) -> bool {
 /// statement waits for older transactions by design, and the migration
 /// session's `lock_timeout` would cancel it half-way, leaving an INVALID
 /// index: it runs with no lock timeout, restored afterwards.
-async fn run_statement(conn: &mut AsyncPgConnection, statement: &str) -> Result<(), DieselError> {
+async fn run_statement(conn: &mut Conn, statement: &str) -> Result<(), DieselError> {
     if !is_concurrent(statement) {
         return conn.batch_execute(statement).await;
     }
@@ -267,7 +268,7 @@ pub(super) fn concurrent_index_name(statement: &str) -> Option<String> {
 /// implicit transaction, where `CONCURRENTLY` is refused), recording after
 /// each how many completed, and resumes after `progress` when given.
 pub(super) async fn apply(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     m: &Migration,
     progress: Option<&ProgressRow>,
 ) -> Result<(), MigrationError> {
@@ -379,10 +380,7 @@ pub(super) async fn apply(
 /// Reverts `m` with its `down.sql`. In the caller's transaction when `m`
 /// is transactional (a rollback of several is all or nothing); statement by
 /// statement otherwise.
-pub(super) async fn revert(
-    conn: &mut AsyncPgConnection,
-    m: &Migration,
-) -> Result<(), MigrationError> {
+pub(super) async fn revert(conn: &mut Conn, m: &Migration) -> Result<(), MigrationError> {
     let down = m.down_sql.as_deref().unwrap_or_default();
     if m.run_in_transaction {
         conn.batch_execute(down).await.map_err(|e| {

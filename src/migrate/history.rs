@@ -17,11 +17,12 @@
 //! first release, so a database whose tables an older binary created still
 //! reads (the columns appear on the next `migrate`).
 
+use crate::db::Conn;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
 use super::source::Migration;
 
@@ -127,7 +128,7 @@ FROM __diesel_schema_migrations ORDER BY version";
 /// empty), on one that only the diesel CLI has migrated, and on one whose
 /// tables an older binary created.
 pub(super) async fn read(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
 ) -> Result<(Vec<AppliedRow>, Vec<ProgressRow>), DieselError> {
     let tables: Tables = diesel::sql_query(
         "SELECT to_regclass('__diesel_schema_migrations') IS NOT NULL AS migrations, \
@@ -151,13 +152,11 @@ pub(super) async fn read(
 
 /// The fast path's one query: applied versions with their checksums. Fails
 /// when the tables do not exist yet (the caller then takes the slow path).
-pub(super) async fn read_applied_fast(
-    conn: &mut AsyncPgConnection,
-) -> Result<Vec<AppliedRow>, DieselError> {
+pub(super) async fn read_applied_fast(conn: &mut Conn) -> Result<Vec<AppliedRow>, DieselError> {
     diesel::sql_query(APPLIED_WITH_CHECKSUMS).load(conn).await
 }
 
-async fn read_progress(conn: &mut AsyncPgConnection) -> Result<Vec<ProgressRow>, DieselError> {
+async fn read_progress(conn: &mut Conn) -> Result<Vec<ProgressRow>, DieselError> {
     diesel::sql_query(
         "SELECT version, done_checksum, statements_done, statements_total \
          FROM __database_migration_progress ORDER BY version",
@@ -167,10 +166,7 @@ async fn read_progress(conn: &mut AsyncPgConnection) -> Result<Vec<ProgressRow>,
 }
 
 /// Records `m` as applied: Diesel's row and ours, in the caller's transaction.
-pub(super) async fn insert_version(
-    conn: &mut AsyncPgConnection,
-    m: &Migration,
-) -> Result<(), DieselError> {
+pub(super) async fn insert_version(conn: &mut Conn, m: &Migration) -> Result<(), DieselError> {
     diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ($1)")
         .bind::<Text, _>(&m.version)
         .execute(conn)
@@ -186,10 +182,7 @@ pub(super) async fn insert_version(
 /// Writes the checksums of `m` for a version applied without them (by the
 /// diesel CLI, or by an older binary that recorded only the exact one). The
 /// exact checksum already recorded is never changed: older binaries compare it.
-pub(super) async fn record_checksum(
-    conn: &mut AsyncPgConnection,
-    m: &Migration,
-) -> Result<(), DieselError> {
+pub(super) async fn record_checksum(conn: &mut Conn, m: &Migration) -> Result<(), DieselError> {
     // Wherever checksums are recorded, the scripts they sum are kept too (for `db push`).
     super::scripts::record(conn, m).await?;
     diesel::sql_query(
@@ -209,7 +202,7 @@ pub(super) async fn record_checksum(
 
 /// Notes that the first `done` of `total` statements of `m` completed.
 pub(super) async fn record_progress(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     m: &Migration,
     done: usize,
     total: usize,
@@ -234,9 +227,7 @@ pub(super) async fn record_progress(
 
 /// Drops progress rows of versions that are applied (by the diesel CLI,
 /// which knows nothing of them, after a partial run of ours).
-pub(super) async fn forget_progress_of_applied(
-    conn: &mut AsyncPgConnection,
-) -> Result<(), DieselError> {
+pub(super) async fn forget_progress_of_applied(conn: &mut Conn) -> Result<(), DieselError> {
     diesel::sql_query(
         "DELETE FROM __database_migration_progress p USING __diesel_schema_migrations m \
          WHERE p.version = m.version",
@@ -247,10 +238,7 @@ pub(super) async fn forget_progress_of_applied(
 }
 
 /// Removes `version` from Diesel's table (our checksum row cascades).
-pub(super) async fn delete_version(
-    conn: &mut AsyncPgConnection,
-    version: &str,
-) -> Result<(), DieselError> {
+pub(super) async fn delete_version(conn: &mut Conn, version: &str) -> Result<(), DieselError> {
     diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = $1")
         .bind::<Text, _>(version)
         .execute(conn)
@@ -266,9 +254,7 @@ struct IndexName {
 
 /// Indexes left INVALID by an interrupted or failed `CREATE INDEX
 /// CONCURRENTLY` (they cost writes and serve no reads), schema-qualified.
-pub(super) async fn invalid_indexes(
-    conn: &mut AsyncPgConnection,
-) -> Result<Vec<String>, DieselError> {
+pub(super) async fn invalid_indexes(conn: &mut Conn) -> Result<Vec<String>, DieselError> {
     let rows: Vec<IndexName> = diesel::sql_query(
         "SELECT i.indexrelid::regclass::text AS name FROM pg_index i \
          WHERE NOT i.indisvalid ORDER BY 1",
@@ -281,7 +267,7 @@ pub(super) async fn invalid_indexes(
 /// Whether index `name` (as written in the migration) exists, and if so
 /// whether it is valid.
 pub(super) async fn index_validity(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     name: &str,
 ) -> Result<Option<bool>, DieselError> {
     #[derive(QueryableByName)]

@@ -10,9 +10,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::db::Conn;
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
 use super::{LOCK_KEY, MigrationError};
 
@@ -58,7 +59,7 @@ struct Holder {
 }
 
 /// Who holds the migration lock on this database, in words.
-async fn describe_holder(conn: &mut AsyncPgConnection) -> String {
+async fn describe_holder(conn: &mut Conn) -> String {
     let holders: Result<Vec<Holder>, _> = diesel::sql_query(
         "SELECT a.pid, a.application_name, \
                 coalesce(host(a.client_addr), 'local socket') AS client, \
@@ -90,7 +91,7 @@ async fn describe_holder(conn: &mut AsyncPgConnection) -> String {
     }
 }
 
-async fn try_lock(conn: &mut AsyncPgConnection) -> Result<bool, MigrationError> {
+async fn try_lock(conn: &mut Conn) -> Result<bool, MigrationError> {
     let got: Got = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS ok")
         .bind::<BigInt, _>(LOCK_KEY)
         .get_result(conn)
@@ -99,7 +100,7 @@ async fn try_lock(conn: &mut AsyncPgConnection) -> Result<bool, MigrationError> 
 }
 
 /// Takes the lock, waiting as `wait` says.
-async fn acquire(conn: &mut AsyncPgConnection, wait: LockWait) -> Result<(), MigrationError> {
+async fn acquire(conn: &mut Conn, wait: LockWait) -> Result<(), MigrationError> {
     if try_lock(conn).await? {
         return Ok(());
     }
@@ -137,9 +138,9 @@ async fn acquire(conn: &mut AsyncPgConnection, wait: LockWait) -> Result<(), Mig
 /// Runs `f` while holding the migration lock on this connection, and
 /// releases the lock on the same connection whatever `f` returned.
 pub(super) async fn with_lock<R>(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     wait: LockWait,
-    f: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<R, MigrationError>,
+    f: impl AsyncFnOnce(&mut Conn) -> Result<R, MigrationError>,
 ) -> Result<R, MigrationError> {
     acquire(conn, wait).await?;
     let result = f(conn).await;

@@ -39,8 +39,9 @@ mod split;
 
 use std::fmt;
 
+use crate::db::Conn;
 use chrono::{DateTime, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 
 pub use error::{Failure, MigrationError, Problem, Script};
 pub use lock::LockWait;
@@ -255,10 +256,7 @@ fn problems_of(set: &MigrationSet, rows: &[AppliedRow], progress: &[ProgressRow]
 }
 
 /// The status of every version. Read-only; takes no lock.
-pub async fn status(
-    conn: &mut AsyncPgConnection,
-    set: &MigrationSet,
-) -> Result<Status, MigrationError> {
+pub async fn status(conn: &mut Conn, set: &MigrationSet) -> Result<Status, MigrationError> {
     let (rows, progress) = history::read(conn).await?;
     let mut status = compute_status(set, &rows, &progress);
     status.invalid_indexes = history::invalid_indexes(conn).await?;
@@ -271,10 +269,7 @@ pub async fn status(
 /// `Ok(false)`: something is pending, unrecorded, or the tables don't exist
 /// yet. `Err(Inconsistent)`: an applied migration was modified or is missing.
 /// This is a single statement, so an up-to-date service pays one query.
-pub async fn is_up_to_date(
-    conn: &mut AsyncPgConnection,
-    set: &MigrationSet,
-) -> Result<bool, MigrationError> {
+pub async fn is_up_to_date(conn: &mut Conn, set: &MigrationSet) -> Result<bool, MigrationError> {
     let rows = match history::read_applied_fast(conn).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -299,16 +294,13 @@ pub async fn is_up_to_date(
 }
 
 /// Applies every pending migration, in version order, under the lock.
-pub async fn run(
-    conn: &mut AsyncPgConnection,
-    set: &MigrationSet,
-) -> Result<Report, MigrationError> {
+pub async fn run(conn: &mut Conn, set: &MigrationSet) -> Result<Report, MigrationError> {
     run_to(conn, set, None).await
 }
 
 /// Like `run`, with options (the lock wait).
 pub async fn run_with(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     options: &RunOptions,
 ) -> Result<Report, MigrationError> {
@@ -319,7 +311,7 @@ pub async fn run_with(
 /// `target` is a version (`20261121100000`), the same with dashes
 /// (`2026-11-21-100000`) or a folder name.
 pub async fn run_to(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     target: Option<&str>,
 ) -> Result<Report, MigrationError> {
@@ -328,7 +320,7 @@ pub async fn run_to(
 
 /// `run_to` with options.
 pub async fn run_to_with(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     target: Option<&str>,
     options: &RunOptions,
@@ -393,7 +385,7 @@ pub async fn run_to_with(
 /// Reverts the `steps` most recently applied migrations (newest first), all
 /// or nothing. Returns the folder names reverted.
 pub async fn rollback(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     steps: usize,
 ) -> Result<Vec<String>, MigrationError> {
@@ -402,7 +394,7 @@ pub async fn rollback(
 
 /// `rollback` with options (the lock wait).
 pub async fn rollback_with(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     steps: usize,
     options: &RunOptions,
@@ -435,7 +427,7 @@ pub async fn rollback_with(
 /// lock; all in one transaction when every one is transactional. Returns
 /// the folder names redone, oldest first.
 pub async fn redo(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     steps: usize,
 ) -> Result<Vec<String>, MigrationError> {
@@ -444,7 +436,7 @@ pub async fn redo(
 
 /// `redo` with options (the lock wait).
 pub async fn redo_with(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     steps: usize,
     options: &RunOptions,
@@ -479,7 +471,7 @@ pub async fn redo_with(
 /// The migrations a rollback of `steps` reverts, newest first, after every
 /// check that can refuse it: so nothing is reverted when one can't be.
 async fn plan_revert<'s>(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &'s MigrationSet,
     steps: usize,
 ) -> Result<Vec<&'s Migration>, MigrationError> {
@@ -538,7 +530,7 @@ async fn plan_revert<'s>(
 /// Marks migrations up to `target` as applied without running them, recording
 /// their checksums (adopting a database whose schema already exists).
 pub async fn baseline(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     target: &str,
 ) -> Result<Vec<String>, MigrationError> {
@@ -547,7 +539,7 @@ pub async fn baseline(
 
 /// `baseline` with options (the lock wait).
 pub async fn baseline_with(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     target: &str,
     options: &RunOptions,

@@ -6,7 +6,8 @@
 //! step runs in its own transaction where the migration allows one, so a
 //! down that fails leaves the steps before it done and nothing of itself.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use crate::db::Conn;
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 
 use super::history::{self, AppliedRow};
 use super::{
@@ -35,7 +36,7 @@ pub enum PushStep {
 /// lock. Checks that every revert can run before doing any; calls
 /// `on_step` after each step and returns them all.
 pub async fn push(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     set: &MigrationSet,
     on_step: &mut (dyn FnMut(&PushStep) + Send),
 ) -> Result<Vec<PushStep>, MigrationError> {

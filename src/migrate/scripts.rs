@@ -5,9 +5,10 @@
 //! the same transaction as the version's row and cascade away with it.
 //! The table is created by the engine's `SETUP_SQL`.
 
+use crate::db::Conn;
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 
 use super::Migration;
 
@@ -32,7 +33,7 @@ pub struct AppliedScripts {
 }
 
 /// Records (or replaces) the scripts of `m`, whose version row exists.
-pub(super) async fn record(conn: &mut AsyncPgConnection, m: &Migration) -> Result<(), DieselError> {
+pub(super) async fn record(conn: &mut Conn, m: &Migration) -> Result<(), DieselError> {
     let down = m.down_sql.as_deref();
     diesel::insert_into(scripts::table)
         .values((
@@ -52,7 +53,7 @@ pub(super) async fn record(conn: &mut AsyncPgConnection, m: &Migration) -> Resul
 }
 
 /// The stored scripts of every applied version that has them, by version.
-pub async fn load(conn: &mut AsyncPgConnection) -> Result<Vec<AppliedScripts>, DieselError> {
+pub async fn load(conn: &mut Conn) -> Result<Vec<AppliedScripts>, DieselError> {
     scripts::table
         .select((scripts::version, scripts::up_sql, scripts::down_sql))
         .order(scripts::version)

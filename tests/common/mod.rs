@@ -5,14 +5,17 @@
 //! see `server_url`); its database name is ignored.
 #![allow(dead_code)]
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod tenancy;
 pub mod workflows;
 
+use database::Conn;
 use database::migrate::{self, MigrationSet};
+use database::ops::cluster::{BouncerOptions, TempPgBouncer};
 use database::{Config, Db, PooledConn};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use tokio::sync::OnceCell;
 
 /// The server the tests use, as a URL without a database name: the one
@@ -41,10 +44,65 @@ pub fn url_of(name: &str) -> String {
 }
 
 /// A connection to the `postgres` maintenance database.
-pub async fn admin_conn() -> AsyncPgConnection {
-    AsyncPgConnection::establish(&url_of("postgres"))
+pub async fn admin_conn() -> Conn {
+    Conn::establish(&url_of("postgres"))
         .await
         .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {}: {e}", server_url()))
+}
+
+/// The PgBouncer of this test process when `DB_TEST_POOLER=1` (started on
+/// first use, in transaction mode in front of the test server, stopped when
+/// the process exits).
+pub fn pooler() -> Option<&'static TempPgBouncer> {
+    static BOUNCER: OnceLock<Option<TempPgBouncer>> = OnceLock::new();
+    BOUNCER
+        .get_or_init(|| {
+            if std::env::var("DB_TEST_POOLER").map_or(true, |v| v != "1") {
+                return None;
+            }
+            Some(start_bouncer().unwrap_or_else(|e| panic!("DB_TEST_POOLER=1: {e}")))
+        })
+        .as_ref()
+}
+
+/// A transaction-mode PgBouncer in front of the test server; stopped when
+/// the test process exits (statics are never dropped).
+pub fn start_bouncer() -> database::Result<TempPgBouncer> {
+    static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+    extern "C" fn stop_all() {
+        for pid in STARTED.lock().map(|p| p.clone()).unwrap_or_default() {
+            // SAFETY: kill(2) on a process this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+    let server = server_url();
+    let mut options = BouncerOptions::transaction_mode(
+        server.host_str().unwrap_or("127.0.0.1"),
+        server.port().unwrap_or(5432),
+    );
+    // Fewer server connections per database than a TestDb's pool (8), so
+    // that clients really take turns on them; enough for the widest forced
+    // race of the suite (six callers waiting on one lock, plus the watcher).
+    options.pool_size = 7;
+    let bouncer = TempPgBouncer::start(&options)?;
+    let mut started = STARTED.lock().unwrap();
+    if started.is_empty() {
+        // SAFETY: registers a plain function without captures.
+        unsafe { libc::atexit(stop_all) };
+    }
+    started.push(bouncer.pid());
+    Ok(bouncer)
+}
+
+/// Whether a test that needs `what` should skip (printing why) rather than
+/// fail: it fails instead under `DB_TEST_REQUIRE_ALL=1` (CI).
+pub fn skip_without(what: &str, why: &dyn std::fmt::Display) -> bool {
+    assert!(
+        std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
+        "{what} is required (DB_TEST_REQUIRE_ALL=1): {why}"
+    );
+    eprintln!("skipped: {what} is not available here ({why})");
+    true
 }
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
@@ -73,9 +131,7 @@ async fn template() -> &'static str {
                     .await
                     .unwrap();
                 {
-                    let mut conn = AsyncPgConnection::establish(&url_of(&building))
-                        .await
-                        .unwrap();
+                    let mut conn = Conn::establish(&url_of(&building)).await.unwrap();
                     migrate::run(&mut conn, set)
                         .await
                         .expect("migrating the template");
@@ -95,7 +151,7 @@ async fn template() -> &'static str {
         .await
 }
 
-async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+async fn database_exists(conn: &mut Conn, name: &str) -> bool {
     use diesel::sql_types::{BigInt, Text};
     #[derive(diesel::QueryableByName)]
     struct Count {
@@ -157,6 +213,20 @@ impl TestDb {
         let url = url_of(&name);
         let mut config = Config::new(url.clone());
         config.pool_size = 8;
+        // DB_TEST_POOLER=1: the test's `Db` goes through a transaction-mode
+        // PgBouncer in pooler mode; `url` (direct connections, migrations)
+        // still names the server itself.
+        if let Some(bouncer) = pooler() {
+            let user = server_url().username().to_owned();
+            let user = if user.is_empty() {
+                "postgres".to_owned()
+            } else {
+                user
+            };
+            config.database_url = bouncer.url_of(&user, &name);
+            config.migration_url = Some(url.clone());
+            config.pooler = database::db::Pooler::Transaction;
+        }
         let db = Db::new(config).unwrap();
         TestDb { name, url, db }
     }
@@ -173,7 +243,10 @@ impl TestDb {
 }
 
 /// `SELECT count(*) FROM table`.
-pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
+pub async fn count_rows<C>(conn: &mut C, table: &str) -> i64
+where
+    C: diesel_async::AsyncConnection<Backend = diesel::pg::Pg>,
+{
     use diesel::sql_types::BigInt;
     #[derive(diesel::QueryableByName)]
     struct Count {

@@ -9,14 +9,12 @@ use diesel_async::RunQueryDsl;
 /// `lock_sql` takes until `release`: the racing calls of a test queue up
 /// behind it, so they are all in flight at once when it lets go, whatever
 /// the scheduler does.
-pub struct LockHolder(diesel_async::AsyncPgConnection);
+pub struct LockHolder(database::Conn);
 
 impl LockHolder {
     pub async fn take(t: &TestDb, lock_sql: &str) -> LockHolder {
         use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-        let mut conn = diesel_async::AsyncPgConnection::establish(&t.url)
-            .await
-            .unwrap();
+        let mut conn = database::Conn::establish(&t.url).await.unwrap();
         conn.batch_execute(&format!("BEGIN; {lock_sql}"))
             .await
             .unwrap();

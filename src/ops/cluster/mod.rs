@@ -19,7 +19,8 @@
 //!
 //! Files: this one (`Cluster`: create, start, stop, destroy), `binaries`
 //! (finding the installed server), `os_user` (running as `postgres` when
-//! root), `temp` (`TempCluster`, deleted on drop).
+//! root), `temp` (`TempCluster`, deleted on drop), `pgbouncer`
+//! (`TempPgBouncer`, a throwaway transaction-mode pooler in front of one).
 use std::fs;
 use std::io::Write as _;
 use std::ops::RangeInclusive;
@@ -32,10 +33,12 @@ use crate::{Error, Result};
 
 mod binaries;
 mod os_user;
+mod pgbouncer;
 mod temp;
 
 pub use binaries::{find_binaries, find_binaries_in};
 use os_user::{OsUser, fallback_base, server_user};
+pub use pgbouncer::{BouncerOptions, TempPgBouncer};
 pub use temp::TempCluster;
 
 /// Ports a cluster picks from when none is given (never the default 5432).

@@ -45,6 +45,11 @@ impl OsUser {
             .is_ok_and(|s| s.success())
     }
 
+    /// (uid, gid), to start a process as this user without `runuser`.
+    pub(super) fn ids(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+
     pub(super) fn chown(&self, path: &Path) -> Result<()> {
         std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
             .map_err(|e| io_error(path, e))

@@ -1,0 +1,533 @@
+//! The unnamed-statement connection: what `DB_POOLER=transaction` runs on.
+//!
+//! A transaction-mode pooler (PgBouncer, Supavisor) hands each transaction,
+//! and each statement outside one, to whichever server connection is free.
+//! A named prepared statement made on one server connection is then missing
+//! (or, worse, another client's) on the next, and diesel-async always
+//! prepares named statements. What survives such a pooler is the unnamed
+//! statement with Parse, Bind, Describe, Execute and Sync in one message
+//! (tokio-postgres `query_typed_raw`), which is all this connection sends,
+//! besides simple-protocol `BEGIN`/`COMMIT`/`SAVEPOINT` and batches.
+//!
+//! Types. Diesel binds custom types (the schema's enums) by name and asks
+//! the connection for their OIDs; tokio-postgres names the type of every
+//! result column that is not built in through named statements of its own
+//! (`typeinfo`). Both are answered at connect time, inside one transaction
+//! (which a pooler keeps on one server connection): the catalog's
+//! non-built-in types are read once, a row of each type is selected so
+//! tokio-postgres caches them, and the statements it prepared for that are
+//! deallocated before the commit. A type created later (a migration run
+//! while the connection is open) is not known: the statement fails with a
+//! retryable error, the connection is discarded, and the next one learns it.
+
+use std::num::NonZeroU32;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use diesel::QueryResult;
+use diesel::connection::{Instrumentation, InstrumentationEvent, StrQueryHelper};
+use diesel::pg::{
+    FailedToLookupTypeError, Pg, PgMetadataCache, PgMetadataCacheKey, PgMetadataLookup,
+    PgQueryBuilder, PgTypeMetadata, PgValue,
+};
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
+use diesel::query_builder::{QueryBuilder, QueryFragment};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::row::{Field, PartialRow, Row, RowIndex, RowSealed};
+use diesel_async::AnsiTransactionManager;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
+
+/// A PostgreSQL connection that never names a statement.
+pub(super) struct UnnamedConnection {
+    client: tokio_postgres::Client,
+    transaction: AnsiTransactionManager,
+    /// OIDs of the database's non-built-in types, by (schema, name) and by
+    /// name alone for those on the search path.
+    types: Arc<PgMetadataCache>,
+    /// `None` unless logging or deadlines need events (the hot path then
+    /// builds none).
+    instrumentation: Mutex<Option<Box<dyn Instrumentation>>>,
+    /// Set when the connection's protocol state is no longer trusted.
+    broken: AtomicBool,
+}
+
+/// A statement rendered and its binds serialised: all a query future holds.
+pub(super) struct Rendered {
+    sql: String,
+    params: Vec<(RawBind, Type)>,
+}
+
+impl UnnamedConnection {
+    /// Takes over an open client (its connection task already spawned) and
+    /// learns the database's types.
+    pub(super) async fn new(client: tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        let types = learn_types(&client).await?;
+        Ok(Self {
+            client,
+            transaction: AnsiTransactionManager::default(),
+            types: Arc::new(types),
+            instrumentation: Mutex::new(None),
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    pub(super) fn transaction_state(&mut self) -> &mut AnsiTransactionManager {
+        &mut self.transaction
+    }
+
+    pub(super) fn instrumentation(&mut self) -> &mut dyn Instrumentation {
+        let slot = self
+            .instrumentation
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        &mut **slot.get_or_insert_with(|| Box::new(|_: InstrumentationEvent<'_>| {}))
+    }
+
+    pub(super) fn set_instrumentation(&mut self, instrumentation: impl Instrumentation) {
+        *self
+            .instrumentation
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Box::new(instrumentation));
+    }
+
+    /// Closed by the server, or failed in a way that leaves its protocol
+    /// state unknown (the transaction manager's own check comes on top).
+    pub(super) fn is_broken(&self) -> bool {
+        self.client.is_closed() || self.broken.load(Ordering::Relaxed)
+    }
+
+    fn event(&self, event: InstrumentationEvent<'_>) {
+        let mut slot = self
+            .instrumentation
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(instrumentation) = slot.as_mut() {
+            instrumentation.on_connection_event(event);
+        }
+    }
+
+    fn watched(&self) -> bool {
+        self.instrumentation
+            .lock()
+            .map(|slot| slot.is_some())
+            .unwrap_or(true)
+    }
+
+    /// Renders `query` and serialises its binds, before any `.await`: the
+    /// future then holds only owned data.
+    pub(super) fn render<T: QueryFragment<Pg>>(&self, query: &T) -> QueryResult<Rendered> {
+        if self.watched() {
+            self.event(InstrumentationEvent::start_query(&diesel::debug_query::<
+                Pg,
+                _,
+            >(query)));
+        }
+        let mut builder = PgQueryBuilder::default();
+        query.to_sql(&mut builder, &Pg)?;
+        let sql = builder.finish();
+        let mut binds = RawBytesBindCollector::<Pg>::new();
+        let mut lookup = KnownTypes(Arc::clone(&self.types));
+        query.collect_binds(&mut binds, &mut lookup as &mut dyn PgMetadataLookup, &Pg)?;
+        let params = binds
+            .metadata
+            .into_iter()
+            .zip(binds.binds)
+            .map(|(metadata, value)| {
+                let oid = metadata.oid().map_err(|e| self.unknown_type(&e))?;
+                Ok((RawBind(value), bind_type(oid)))
+            })
+            .collect::<QueryResult<Vec<_>>>()?;
+        Ok(Rendered { sql, params })
+    }
+
+    /// A bind of a type this connection did not see when it opened.
+    fn unknown_type(&self, e: &dyn std::fmt::Display) -> DieselError {
+        self.broken.store(true, Ordering::Relaxed);
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand,
+            Box::new(format!(
+                "{e}: the type is newer than this DB_POOLER=transaction connection (they learn \
+                 the database's types when they open); the connection is discarded, retry"
+            )),
+        )
+    }
+
+    pub(super) async fn load(
+        &self,
+        rendered: QueryResult<Rendered>,
+    ) -> QueryResult<BoxStream<'static, QueryResult<UnnamedRow>>> {
+        let (sql, result) = match rendered {
+            Ok(Rendered { sql, params }) => {
+                let result = self
+                    .client
+                    .query_typed_raw(&sql, params)
+                    .await
+                    .map_err(|e| self.error(e));
+                (sql, result)
+            }
+            Err(e) => (String::new(), Err(e)),
+        };
+        let result = result.map(|rows| {
+            let mut oids: Option<Arc<[NonZeroU32]>> = None;
+            rows.map_err(convert_error)
+                .map_ok(move |row| {
+                    let oids = oids
+                        .get_or_insert_with(|| {
+                            row.columns()
+                                .iter()
+                                .map(|c| {
+                                    NonZeroU32::new(c.type_().oid()).unwrap_or(NonZeroU32::MIN)
+                                })
+                                .collect()
+                        })
+                        .clone();
+                    UnnamedRow { row, oids }
+                })
+                .boxed()
+        });
+        self.finish(&sql, result)
+    }
+
+    pub(super) async fn execute(&self, rendered: QueryResult<Rendered>) -> QueryResult<usize> {
+        let (sql, result) = match rendered {
+            Ok(Rendered { sql, params }) => {
+                let result = async {
+                    let rows = self
+                        .client
+                        .query_typed_raw(&sql, params)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                    let mut rows = pin!(rows);
+                    while rows.try_next().await.map_err(|e| self.error(e))?.is_some() {}
+                    Ok(rows.rows_affected().unwrap_or(0) as usize)
+                }
+                .await;
+                (sql, result)
+            }
+            Err(e) => (String::new(), Err(e)),
+        };
+        self.finish(&sql, result)
+    }
+
+    pub(super) async fn batch_execute(&self, sql: &str) -> QueryResult<()> {
+        if self.watched() {
+            self.event(InstrumentationEvent::start_query(&StrQueryHelper::new(sql)));
+        }
+        let result = self
+            .client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| self.error(e));
+        self.finish(sql, result)
+    }
+
+    /// What every statement does when it ends: watchers hear of it.
+    ///
+    /// (diesel-async's connection also marks a transaction whose statement
+    /// hit a serialization failure as needing a rollback up to the top
+    /// level; that state is private to diesel-async. Here the server refuses
+    /// the final `COMMIT` of such a transaction instead, with the same
+    /// serialization failure, so callers see the same retryable error.)
+    fn finish<T>(&self, sql: &str, result: QueryResult<T>) -> QueryResult<T> {
+        if self.watched() {
+            self.event(InstrumentationEvent::finish_query(
+                &StrQueryHelper::new(sql),
+                result.as_ref().err(),
+            ));
+        }
+        result
+    }
+
+    /// A driver error; those that leave the protocol state unknown mark the
+    /// connection broken so the pool discards it.
+    fn error(&self, e: tokio_postgres::Error) -> DieselError {
+        match e.code() {
+            // "prepared statement does not exist": only tokio-postgres's
+            // type lookup names statements here, and it does so only for a
+            // type created after this connection learned them.
+            Some(code) if *code == tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME => {
+                self.unknown_type(&e)
+            }
+            Some(_) => convert_error(e),
+            None => {
+                self.broken.store(true, Ordering::Relaxed);
+                convert_error(e)
+            }
+        }
+    }
+}
+
+/// Reads the catalog's non-built-in types and makes tokio-postgres cache
+/// each, all in one transaction so that a pooler keeps every statement on
+/// one server connection, and leaves no named statement behind.
+async fn learn_types(
+    client: &tokio_postgres::Client,
+) -> Result<PgMetadataCache, tokio_postgres::Error> {
+    const CATALOG: &str = "\
+        SELECT n.nspname::text, t.typname::text, t.oid, t.typarray, \
+               pg_catalog.pg_type_is_visible(t.oid), pg_catalog.format_type(t.oid, NULL) \
+        FROM pg_catalog.pg_type t \
+        JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
+        WHERE t.oid >= 16384 \
+          AND t.typtype IN ('b', 'd', 'e', 'r', 'm') \
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+    client.batch_execute("BEGIN").await?;
+    let learned = async {
+        let rows = client.query_typed(CATALOG, &[]).await?;
+        let mut cache = PgMetadataCache::new();
+        let mut columns = Vec::with_capacity(rows.len() * 2);
+        for row in &rows {
+            let schema: String = row.get(0);
+            let name: String = row.get(1);
+            let oid: u32 = row.get(2);
+            let array_oid: u32 = row.get(3);
+            let visible: bool = row.get(4);
+            let shown: String = row.get(5);
+            cache.store_type(
+                PgMetadataCacheKey::new(Some(schema.into()), name.clone().into()),
+                (oid, array_oid),
+            );
+            if visible {
+                cache.store_type(PgMetadataCacheKey::new(None, name.into()), (oid, array_oid));
+            }
+            columns.push(format!("NULL::{shown}"));
+            if array_oid != 0 {
+                columns.push(format!("NULL::{shown}[]"));
+            }
+        }
+        // Each result column of a type tokio-postgres does not know makes it
+        // look the type up (named statements) and cache it. The domain from
+        // information_schema is always there: it makes the client prepare
+        // its lookup statement here even in a database without types of its
+        // own, so a type created later fails cleanly (the statement is gone,
+        // see `error`) instead of being prepared by name outside a transaction.
+        columns.push("NULL::information_schema.sql_identifier".to_owned());
+        let sql = format!("SELECT {}", columns.join(", "));
+        client.query_typed(&sql, &[]).await?;
+        // The lookups' statements live on this server connection only until
+        // here: another client handed it next must not meet them.
+        client.batch_execute("DEALLOCATE ALL").await?;
+        Ok::<_, tokio_postgres::Error>(cache)
+    }
+    .await;
+    match learned {
+        Ok(cache) => {
+            client.batch_execute("COMMIT").await?;
+            Ok(cache)
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Custom types resolved from what the connection learned when it opened.
+/// (Diesel's lookup is a `'static` trait object: it cannot borrow.)
+struct KnownTypes(Arc<PgMetadataCache>);
+
+impl PgMetadataLookup for KnownTypes {
+    fn lookup_type(&mut self, type_name: &str, schema: Option<&str>) -> PgTypeMetadata {
+        let key = PgMetadataCacheKey::new(schema.map(Into::into), type_name.into());
+        self.0.lookup_type(&key).unwrap_or_else(|| {
+            PgTypeMetadata::from_result(Err(FailedToLookupTypeError::new(key.into_owned())))
+        })
+    }
+}
+
+/// The parameter type sent with Parse: built in when tokio-postgres knows
+/// the OID, else a placeholder that carries the OID (the server needs only it).
+fn bind_type(oid: u32) -> Type {
+    Type::from_oid(oid).unwrap_or_else(|| {
+        Type::new(
+            format!("oid_{oid}"),
+            oid,
+            tokio_postgres::types::Kind::Simple,
+            String::new(),
+        )
+    })
+}
+
+/// A bind value Diesel has already serialised.
+#[derive(Debug)]
+struct RawBind(Option<Vec<u8>>);
+
+impl ToSql for RawBind {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut tokio_postgres::types::private::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            Some(bytes) => {
+                out.extend_from_slice(bytes);
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    // The type was chosen from Diesel's own metadata for this very value.
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// A result row of the unnamed path.
+pub struct UnnamedRow {
+    row: tokio_postgres::Row,
+    /// Column type OIDs, shared by the rows of one result.
+    oids: Arc<[NonZeroU32]>,
+}
+
+impl RowSealed for UnnamedRow {}
+
+impl<'a> Row<'a, Pg> for UnnamedRow {
+    type InnerPartialRow = Self;
+    type Field<'f>
+        = UnnamedField<'f>
+    where
+        Self: 'f,
+        'a: 'f;
+
+    fn field_count(&self) -> usize {
+        self.row.len()
+    }
+
+    fn get<'b, I>(&'b self, idx: I) -> Option<Self::Field<'b>>
+    where
+        'a: 'b,
+        Self: RowIndex<I>,
+    {
+        let idx = self.idx(idx)?;
+        Some(UnnamedField { row: self, idx })
+    }
+
+    fn partial_row(&self, range: std::ops::Range<usize>) -> PartialRow<'_, Self::InnerPartialRow> {
+        PartialRow::new(self, range)
+    }
+}
+
+impl RowIndex<usize> for UnnamedRow {
+    fn idx(&self, idx: usize) -> Option<usize> {
+        (idx < self.row.len()).then_some(idx)
+    }
+}
+
+impl<'a> RowIndex<&'a str> for UnnamedRow {
+    fn idx(&self, name: &'a str) -> Option<usize> {
+        self.row.columns().iter().position(|c| c.name() == name)
+    }
+}
+
+/// One column of an `UnnamedRow`.
+pub struct UnnamedField<'a> {
+    row: &'a UnnamedRow,
+    idx: usize,
+}
+
+impl<'a> Field<'a, Pg> for UnnamedField<'a> {
+    fn field_name(&self) -> Option<&str> {
+        Some(self.row.row.columns()[self.idx].name())
+    }
+
+    fn value(&self) -> Option<PgValue<'_>> {
+        let RawValue(bytes) = self.row.row.try_get(self.idx).ok()?;
+        Some(PgValue::new(bytes?, &self.row.oids[self.idx]))
+    }
+}
+
+/// A column's bytes as the server sent them (binary format).
+struct RawValue<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for RawValue<'a> {
+    fn from_sql(
+        _ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(Some(raw)))
+    }
+
+    fn from_sql_null(_ty: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(None))
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+}
+
+/// A tokio-postgres error as Diesel reports it, the same way diesel-async
+/// does for the direct path, so both modes produce the same `crate::Error`.
+pub(super) fn convert_error(e: tokio_postgres::Error) -> DieselError {
+    use tokio_postgres::error::SqlState;
+    let Some(db) = e.as_db_error() else {
+        return DieselError::DatabaseError(
+            DatabaseErrorKind::UnableToSendCommand,
+            Box::new(e.to_string()),
+        );
+    };
+    let code = db.code();
+    let kind = if *code == SqlState::UNIQUE_VIOLATION {
+        DatabaseErrorKind::UniqueViolation
+    } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
+        DatabaseErrorKind::ForeignKeyViolation
+    } else if *code == SqlState::RESTRICT_VIOLATION {
+        DatabaseErrorKind::RestrictViolation
+    } else if *code == SqlState::EXCLUSION_VIOLATION {
+        DatabaseErrorKind::ExclusionViolation
+    } else if *code == SqlState::T_R_SERIALIZATION_FAILURE {
+        DatabaseErrorKind::SerializationFailure
+    } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        DatabaseErrorKind::ReadOnlyTransaction
+    } else if *code == SqlState::NOT_NULL_VIOLATION {
+        DatabaseErrorKind::NotNullViolation
+    } else if *code == SqlState::CHECK_VIOLATION {
+        DatabaseErrorKind::CheckViolation
+    } else {
+        DatabaseErrorKind::Unknown
+    };
+    DieselError::DatabaseError(kind, Box::new(ServerError(db.clone())))
+}
+
+struct ServerError(tokio_postgres::error::DbError);
+
+impl diesel::result::DatabaseErrorInformation for ServerError {
+    fn message(&self) -> &str {
+        self.0.message()
+    }
+
+    fn details(&self) -> Option<&str> {
+        self.0.detail()
+    }
+
+    fn hint(&self) -> Option<&str> {
+        self.0.hint()
+    }
+
+    fn table_name(&self) -> Option<&str> {
+        self.0.table()
+    }
+
+    fn column_name(&self) -> Option<&str> {
+        self.0.column()
+    }
+
+    fn constraint_name(&self) -> Option<&str> {
+        self.0.constraint()
+    }
+
+    fn statement_position(&self) -> Option<i32> {
+        use tokio_postgres::error::ErrorPosition;
+        match self.0.position()? {
+            ErrorPosition::Original(position) | ErrorPosition::Internal { position, .. } => {
+                (*position).try_into().ok()
+            }
+        }
+    }
+}
