@@ -47,7 +47,7 @@ fn url_with_host(t: &TestDb, host: &str) -> String {
 
 const COMMANDS: &[&str] = &[
     "setup", "migrate", "rollback", "redo", "status", "check", "reset", "nuke", "new", "lint",
-    "diff", "pull", "baseline", "seed", "up", "down", "drop", "push",
+    "diff", "pull", "baseline", "seed", "up", "down", "drop", "push", "studio",
 ];
 
 #[test]

@@ -8,6 +8,8 @@
 // The crate root is this file, so the submodule is found through its path.
 #[path = "db/dev.rs"]
 mod dev;
+#[path = "db/studio/mod.rs"]
+mod studio;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -154,6 +156,18 @@ enum Command {
     },
     /// Development only: revert edited migrations with their stored down.sql, apply the current files.
     Push,
+    /// Browse (and with --write, edit) the database in a web browser, served on 127.0.0.1.
+    Studio {
+        /// The port on 127.0.0.1 (0: any free one).
+        #[arg(long, default_value_t = studio::DEFAULT_PORT)]
+        port: u16,
+        /// Allow edits, inserts and deletes (production guard applies).
+        #[arg(long)]
+        write: bool,
+        /// Open the URL in the default browser.
+        #[arg(long)]
+        open: bool,
+    },
 }
 
 /// `db lint`'s options.
@@ -332,6 +346,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             dev::drop_database(&config).await
         }
         Command::Push => dev::push(&config, set).await,
+        Command::Studio { port, write, open } => {
+            if write && let Some(code) = guard(&config, "studio --write", false)? {
+                return Ok(code);
+            }
+            studio::run(&config, set, port, write, open).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff => {
             let mut conn = connect(&config).await?;
             let pending = migrate::status(&mut conn, set).await?;

@@ -1,0 +1,192 @@
+//! Deleting a row in write mode: the page first shows the statement, its
+//! binds and, per referencing foreign key, how many rows the delete would
+//! also delete, set to NULL, or be blocked by; only its "Run it" deletes.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::Studio;
+use super::catalog::{Table, quote_ident};
+use super::html::{self, enc, esc};
+use super::query::{self, Row, Stmt};
+use super::table::find;
+use super::view::{key_from, key_sql, pairs};
+use super::write::{Fields, done, field, load_row, preview, refuse_read_only, returning};
+
+/// `DELETE` of the row with primary key `key`, returning it.
+fn delete_stmt(table: &Table, key: &[String]) -> Stmt {
+    let mut stmt = Stmt::default();
+    let cond = key_sql(&mut stmt, table, key);
+    stmt.sql = format!(
+        "DELETE FROM {} WHERE {cond}{}",
+        quote_ident(&table.name),
+        returning(table)
+    );
+    stmt
+}
+
+/// What deleting `row` does to the rows that reference it (one level): per
+/// foreign key, the action and how many rows it touches.
+async fn cascades(studio: &Studio, table: &Table, row: &Row) -> Result<String, database::Error> {
+    let catalog = studio.catalog();
+    let mut stmts = Vec::new();
+    let mut fks = Vec::new();
+    for fk in &table.referenced_by {
+        let Some(child) = catalog.table(&fk.table) else {
+            continue;
+        };
+        let mut s = Stmt::default();
+        let mut conds = Vec::new();
+        for (c, rc) in fk.columns.iter().zip(&fk.ref_columns) {
+            let i = table
+                .columns
+                .iter()
+                .position(|x| &x.name == rc)
+                .expect("referenced column");
+            let ty = &child.column(c).expect("fk column").type_name;
+            conds.push(format!(
+                "{} = CAST({} AS {ty})",
+                quote_ident(c),
+                s.bind(row[i].clone())
+            ));
+        }
+        s.sql = format!(
+            "SELECT json_build_array(count(*)::text)::text AS r FROM {} WHERE {}",
+            quote_ident(&fk.table),
+            conds.join(" AND ")
+        );
+        stmts.push(s);
+        fks.push(fk);
+    }
+    let counts = query::read(&studio.db, studio.timeout_ms, stmts).await?;
+    let mut b = String::from(r#"<h2>What else this changes</h2><ul id="cascades">"#);
+    let mut any = false;
+    for (fk, rows) in fks.iter().zip(counts) {
+        let n: i64 = rows
+            .first()
+            .and_then(|r| r[0].as_deref())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        any = true;
+        let action = match fk.on_delete.as_str() {
+            "c" => "deleted too (ON DELETE CASCADE)",
+            "n" => "set to NULL (ON DELETE SET NULL)",
+            "d" => "set to their default (ON DELETE SET DEFAULT)",
+            _ => "block the delete (ON DELETE RESTRICT / NO ACTION)",
+        };
+        b.push_str(&format!(
+            r#"<li data-table="{0}"><strong>{1}</strong> row(s) of {0} ({2}): {3}</li>"#,
+            esc(&fk.table),
+            n,
+            esc(&fk.columns.join(", ")),
+            action
+        ));
+    }
+    if !any {
+        b.push_str("<li>No other rows reference this one.</li>");
+    }
+    b.push_str("</ul><p class=\"muted\">Counts are one level deep; cascades of cascades are not counted.</p>");
+    Ok(b)
+}
+
+/// `GET /t/{table}/delete?k=...`: the statement, its binds and the cascades.
+pub async fn delete_form(
+    State(studio): State<Arc<Studio>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if let Some(r) = refuse_read_only(&studio) {
+        return r;
+    }
+    let catalog = studio.catalog();
+    let table = match find(&studio, &catalog, &name) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let pairs = pairs(raw.as_deref());
+    let key = match key_from(table, &pairs) {
+        Ok(k) => k,
+        Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
+    };
+    let row = match load_row(&studio, table, &key).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return html::error(&studio.chrome(), StatusCode::NOT_FOUND, "no such row"),
+        Err(e) => return studio.db_error(&e),
+    };
+    let note = match cascades(&studio, table, &row).await {
+        Ok(n) => n,
+        Err(e) => return studio.db_error(&e),
+    };
+    let action = format!(
+        "/t/{}/delete?{}",
+        enc(&table.name),
+        raw.as_deref().unwrap_or("")
+    );
+    preview(
+        &studio,
+        &format!("Delete from {}", table.name),
+        &action,
+        &format!(
+            "/t/{}/row?{}",
+            enc(&table.name),
+            raw.as_deref().unwrap_or("")
+        ),
+        &delete_stmt(table, &key),
+        &Vec::new(),
+        &note,
+    )
+}
+
+/// `POST /t/{table}/delete?k=...` with `confirm`.
+pub async fn delete(
+    State(studio): State<Arc<Studio>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    Form(fields): Form<Fields>,
+) -> Response {
+    if let Some(r) = refuse_read_only(&studio) {
+        return r;
+    }
+    let catalog = studio.catalog();
+    let table = match find(&studio, &catalog, &name) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let key = match key_from(table, &pairs(raw.as_deref())) {
+        Ok(k) => k,
+        Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
+    };
+    if field(&fields, "confirm") != Some("1") {
+        return html::error(
+            &studio.chrome(),
+            StatusCode::BAD_REQUEST,
+            "open the delete page first: it shows what the delete does",
+        );
+    }
+    let stmt = delete_stmt(table, &key);
+    match query::write(&studio.db, studio.timeout_ms, vec![stmt.clone()]).await {
+        Ok(r) if r[0].is_empty() => html::error(
+            &studio.chrome(),
+            StatusCode::NOT_FOUND,
+            "the row is gone: nothing was deleted",
+        ),
+        Ok(_) => done(
+            &studio,
+            &format!("Deleted from {}", table.name),
+            &stmt,
+            &format!(
+                r#"<a id="back" href="/t/{}">Back to {}</a>"#,
+                enc(&table.name),
+                esc(&table.name)
+            ),
+        ),
+        Err(e) => studio.db_error(&e),
+    }
+}

@@ -1,0 +1,345 @@
+//! `db studio`: a local data browser served by the `db` binary.
+//!
+//! One file per concern: `security` (the front door: Host, token, Origin,
+//! headers), `catalog` (what tables and columns exist: the only source of
+//! identifiers), `query` (running SQL with binds), `view` (a table view's
+//! state and SQL: filters, sort, keyset cursor), `table` (the table page),
+//! `row` (the row page), `sql` (the read-only console), `write` (edit and
+//! insert with a preview), `delete` (delete, its cascades counted first),
+//! `export` (streamed CSV/JSON), `html` (layout and escaping). HTML, CSS and
+//! JavaScript are compiled in from `assets/`.
+
+mod catalog;
+mod delete;
+mod export;
+mod html;
+mod query;
+mod row;
+mod security;
+mod sql;
+mod table;
+mod view;
+mod write;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use database::migrate::{self, MigrationSet, State as MigrationState};
+use database::{Config, Db};
+
+use catalog::{Catalog, CatalogReader, RowCount};
+use html::{Chrome, esc};
+
+/// The port `db studio` listens on unless `--port` says otherwise.
+pub const DEFAULT_PORT: u16 = 4983;
+
+/// Everything a handler needs; one per process.
+pub struct Studio {
+    pub db: Db,
+    pub port: u16,
+    pub token: String,
+    pub write: bool,
+    /// Bound on every statement the studio runs (`DB_STUDIO_STATEMENT_TIMEOUT_MS`, default 5000).
+    pub timeout_ms: u64,
+    pub migrations: MigrationSet,
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+impl Studio {
+    /// The catalog as last read.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// Reads the catalog again (a migration may have run meanwhile).
+    pub async fn refresh(&self) -> Result<Arc<Catalog>, database::Error> {
+        let mut conn = self.db.conn().await?;
+        let fresh = Arc::new(catalog::Postgres.read(&mut conn).await?);
+        *self.catalog.write().expect("catalog lock") = fresh.clone();
+        Ok(fresh)
+    }
+
+    pub fn chrome(&self) -> Chrome {
+        Chrome { write: self.write }
+    }
+
+    /// A page for a typed error: what the crate's `Error` says, with the status it maps to.
+    pub fn db_error(&self, e: &database::Error) -> Response {
+        use database::Error as E;
+        let status = match e {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            E::Conflict { .. } | E::Stale { .. } | E::IllegalTransition { .. } => {
+                StatusCode::CONFLICT
+            }
+            E::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            E::Unavailable(_) | E::RetryTransaction { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        html::error(&self.chrome(), status, &describe(e))
+    }
+}
+
+/// A typed error as one line a person can act on.
+pub fn describe(e: &database::Error) -> String {
+    use database::Error as E;
+    match e {
+        E::Conflict {
+            constraint,
+            message,
+        } => format!("Conflict on constraint {constraint}: {message}"),
+        E::Invalid(invalid) => format!("Invalid input: {invalid}"),
+        other => other.to_string(),
+    }
+}
+
+/// Starts the studio and serves until interrupted.
+pub async fn run(
+    config: &Config,
+    migrations: &MigrationSet,
+    port: u16,
+    write: bool,
+    open: bool,
+) -> Result<()> {
+    let listener = bind(port).await?;
+    let port = listener.local_addr()?.port();
+    let mut config = config.clone();
+    config.pool_size = 4;
+    let db = Db::new(config)?;
+    let timeout_ms = std::env::var("DB_STUDIO_STATEMENT_TIMEOUT_MS")
+        .ok()
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .context("DB_STUDIO_STATEMENT_TIMEOUT_MS must be a number of milliseconds")
+        })
+        .transpose()?
+        .unwrap_or(5000);
+    let catalog = {
+        let mut conn = db.conn().await?;
+        catalog::Postgres.read(&mut conn).await?
+    };
+    let studio = Arc::new(Studio {
+        db,
+        port,
+        token: security::new_token(),
+        write,
+        timeout_ms,
+        migrations: migrations.clone(),
+        catalog: RwLock::new(Arc::new(catalog)),
+    });
+    let url = format!("http://127.0.0.1:{port}/?token={}", studio.token);
+    // Exactly one line on stdout: the URL (tests and scripts read it).
+    println!("{url}");
+    if write {
+        eprintln!("db studio: write mode: edits, inserts and deletes are enabled");
+    }
+    eprintln!("db studio: serving on 127.0.0.1:{port}; Ctrl-C stops it");
+    if open {
+        open_browser(&url);
+    }
+    // Ctrl-C ends the process; nothing is held that needs a clean stop
+    // (writes are single transactions).
+    axum::serve(listener, router(studio)).await?;
+    Ok(())
+}
+
+/// Binds 127.0.0.1:`port` (loopback only, never all interfaces); a taken
+/// port is reported with the next free one.
+async fn bind(port: u16) -> Result<tokio::net::TcpListener> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let mut next = None;
+            for candidate in port.saturating_add(1)..port.saturating_add(100) {
+                if std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, candidate)).is_ok() {
+                    next = Some(candidate);
+                    break;
+                }
+            }
+            match next {
+                Some(free) => bail!(
+                    "port {port} on 127.0.0.1 is taken (another studio or server?); \
+                     port {free} is free: db studio --port {free}"
+                ),
+                None => bail!("port {port} on 127.0.0.1 is taken; pick one with --port"),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("listening on 127.0.0.1:{port}")),
+    }
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    if let Err(e) = std::process::Command::new(opener)
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        eprintln!("db studio: could not open a browser ({opener}: {e}); open the URL above");
+    }
+}
+
+fn router(studio: Arc<Studio>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/migrations", get(migrations_page))
+        .route("/sql", get(sql::form).post(sql::run))
+        .route("/t/{table}", get(table::view))
+        .route("/t/{table}/row", get(row::row))
+        .route("/t/{table}/export.csv", get(export::csv))
+        .route("/t/{table}/export.json", get(export::json))
+        .route("/t/{table}/edit", get(write::edit_form).post(write::edit))
+        .route(
+            "/t/{table}/new",
+            get(write::insert_form).post(write::insert),
+        )
+        .route(
+            "/t/{table}/delete",
+            get(delete::delete_form).post(delete::delete),
+        )
+        .route("/assets/studio.css", get(css))
+        .route("/assets/studio.js", get(js))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            studio.clone(),
+            security::guard,
+        ))
+        .with_state(studio)
+}
+
+async fn css() -> Response {
+    asset("text/css; charset=utf-8", include_str!("assets/studio.css"))
+}
+
+async fn js() -> Response {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("assets/studio.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+async fn not_found(State(studio): State<Arc<Studio>>) -> Response {
+    html::error(&studio.chrome(), StatusCode::NOT_FOUND, "no such page")
+}
+
+/// `/`: the tables, grouped by domain, with their row counts.
+async fn home(State(studio): State<Arc<Studio>>) -> Response {
+    let catalog = match studio.refresh().await {
+        Ok(c) => c,
+        Err(e) => return studio.db_error(&e),
+    };
+    let mut groups: Vec<(&str, Vec<&catalog::Table>)> = Vec::new();
+    for t in catalog.tables.values() {
+        let d = catalog::domain_of(&t.name);
+        match groups.iter_mut().find(|(name, _)| *name == d) {
+            Some((_, list)) => list.push(t),
+            None => groups.push((d, vec![t])),
+        }
+    }
+    groups.sort_by_key(|(d, _)| (*d == "other", *d));
+    let mut body = String::from(r#"<h1>Tables</h1><div class="domains" id="tables">"#);
+    for (domain, tables) in groups {
+        body.push_str(&format!(
+            r#"<section class="domain"><h2>{}</h2><ul>"#,
+            esc(domain)
+        ));
+        for t in tables {
+            let count = match t.rows {
+                RowCount::Exact(n) => format!("{n}"),
+                RowCount::Estimate(n) => format!(
+                    r#"<span class="est" title="the planner's estimate">~{}</span>"#,
+                    n.max(0)
+                ),
+            };
+            body.push_str(&format!(
+                r#"<li><a href="/t/{0}">{1}</a> <span class="count">{2}</span></li>"#,
+                html::enc(&t.name),
+                esc(&t.name),
+                count
+            ));
+        }
+        body.push_str("</ul></section>");
+    }
+    body.push_str("</div>");
+    html::page(&studio.chrome(), "Tables", &body).into_response()
+}
+
+/// `/migrations`: what `db status` prints, as a table.
+async fn migrations_page(State(studio): State<Arc<Studio>>) -> Response {
+    let status = async {
+        let mut conn = studio.db.conn().await?;
+        Ok::<_, database::Error>(migrate::status(&mut conn, &studio.migrations).await?)
+    }
+    .await;
+    let status = match status {
+        Ok(s) => s,
+        Err(e) => return studio.db_error(&e),
+    };
+    let mut body = String::from(
+        r#"<h1>Migrations</h1><p class="muted">The same status as <code>db status</code>; read-only.</p>
+<div class="scroll"><table class="grid" id="migrations"><thead><tr><th>Version</th><th>State</th><th>Applied at (UTC)</th><th>Migration</th></tr></thead><tbody>"#,
+    );
+    for v in &status.versions {
+        let applied = v
+            .applied_at
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into());
+        let mut name = v
+            .name
+            .clone()
+            .unwrap_or_else(|| "(not in local migrations)".into());
+        if let Some(old) = &v.applied_as {
+            name.push_str(&format!(" [renamed: applied as {old}]"));
+        }
+        if let Some((done, total)) = v.progress {
+            name.push_str(&format!(
+                " [partially applied: {done} of {total} statements]"
+            ));
+        }
+        body.push_str(&format!(
+            r#"<tr class="state-{1}"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}</td></tr>"#,
+            esc(&v.version),
+            esc(&v.state.to_string()),
+            esc(&applied),
+            esc(&name)
+        ));
+    }
+    body.push_str("</tbody></table></div>");
+    body.push_str(&format!(
+        "<p>{} applied, {} pending, {} partially applied, {} modified, {} missing</p>",
+        status.count(MigrationState::Applied),
+        status.count(MigrationState::Pending),
+        status.count(MigrationState::PartiallyApplied),
+        status.count(MigrationState::Modified),
+        status.count(MigrationState::Missing)
+    ));
+    for index in &status.invalid_indexes {
+        body.push_str(&format!(
+            r#"<p class="error">INVALID index {}</p>"#,
+            esc(index)
+        ));
+    }
+    html::page(&studio.chrome(), "Migrations", &body).into_response()
+}

@@ -1,0 +1,254 @@
+//! The row page: every value formatted by its kind, foreign keys as links,
+//! and "referenced by" with a count per referencing foreign key.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::Studio;
+use super::catalog::{Kind, quote_ident};
+use super::html::{self, enc, esc};
+use super::query::{self, Stmt};
+use super::table::{find, reference_href, server_timing};
+use super::view::{cast, key_from, pairs, row_pairs, row_stmt};
+
+/// `GET /t/{table}/row?k=...`: one row, and what references it.
+pub async fn row(
+    State(studio): State<Arc<Studio>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let catalog = studio.catalog();
+    let table = match find(&studio, &catalog, &name) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let key = match key_from(table, &pairs(raw.as_deref())) {
+        Ok(k) => k,
+        Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
+    };
+    let started = Instant::now();
+    let found = match query::read(&studio.db, studio.timeout_ms, vec![row_stmt(table, &key)]).await
+    {
+        Ok(mut r) => r.remove(0).pop(),
+        Err(e) => return studio.db_error(&e),
+    };
+    let Some(row) = found else {
+        return html::error(
+            &studio.chrome(),
+            StatusCode::NOT_FOUND,
+            &format!("no row of {} with that key", table.name),
+        );
+    };
+    // One count per referencing foreign key, all in one transaction.
+    let mut counts = Vec::new();
+    let mut stmts = Vec::new();
+    for fk in &table.referenced_by {
+        let values: Vec<Option<String>> = fk
+            .ref_columns
+            .iter()
+            .map(|c| {
+                table
+                    .columns
+                    .iter()
+                    .position(|x| &x.name == c)
+                    .and_then(|i| row[i].clone())
+            })
+            .collect();
+        if values.iter().any(Option::is_none) {
+            continue;
+        }
+        let Some(child) = catalog.table(&fk.table) else {
+            continue;
+        };
+        let mut s = Stmt::default();
+        let conds: Vec<String> = fk
+            .columns
+            .iter()
+            .zip(&values)
+            .map(|(c, v)| format!("{} = {}", quote_ident(c), cast(&mut s, child, c, v.clone())))
+            .collect();
+        s.sql = format!(
+            "SELECT json_build_array(count(*)::text)::text AS r FROM {} WHERE {}",
+            quote_ident(&fk.table),
+            conds.join(" AND ")
+        );
+        stmts.push(s);
+        counts.push((fk, values));
+    }
+    let results = match query::read(&studio.db, studio.timeout_ms, stmts).await {
+        Ok(r) => r,
+        Err(e) => return studio.db_error(&e),
+    };
+    let mut b = format!(
+        r#"<h1>{} <span class="muted">{}</span></h1><p><a href="/t/{}">← all rows</a>"#,
+        esc(&table.name),
+        esc(&key.join(", ")),
+        enc(&table.name)
+    );
+    if studio.write {
+        let k = esc(&html::query(&row_pairs(table, &row)));
+        b.push_str(&format!(
+            r#" · <a id="edit" href="/t/{0}/edit?{k}">Edit</a> · <a id="delete" href="/t/{0}/delete?{k}">Delete</a>"#,
+            enc(&table.name)
+        ));
+    }
+    b.push_str(r#"</p><dl class="detail" id="detail">"#);
+    for (c, v) in table.columns.iter().zip(&row) {
+        b.push_str(&format!(
+            r#"<dt>{}<br><span class="muted">{}</span></dt><dd data-column="{0}">"#,
+            esc(&c.name),
+            esc(&c.type_name)
+        ));
+        match (v, table.reference_of(&c.name)) {
+            (Some(v), Some(fk)) => b.push_str(&format!(
+                r#"<a class="fk" href="{}">{}</a> <span class="muted">→ {}</span>"#,
+                esc(&reference_href(&catalog, fk, v)),
+                esc(v),
+                esc(&fk.ref_table)
+            )),
+            (v, _) => b.push_str(&detail_value(c.kind, v.as_deref())),
+        }
+        b.push_str("</dd>");
+    }
+    b.push_str("</dl>");
+    b.push_str(r#"<h2>Referenced by</h2><ul id="referenced-by">"#);
+    if counts.is_empty() {
+        b.push_str(r#"<li class="muted">nothing references this table</li>"#);
+    }
+    for ((fk, values), rows) in counts.iter().zip(results) {
+        let n = rows
+            .first()
+            .and_then(|r| r[0].clone())
+            .unwrap_or_else(|| "0".into());
+        let mut p = Vec::new();
+        for (c, v) in fk.columns.iter().zip(values) {
+            p.push(("fc".into(), c.clone()));
+            p.push(("fo".into(), "eq".into()));
+            p.push(("fv".into(), v.clone().unwrap_or_default()));
+        }
+        b.push_str(&format!(
+            r#"<li><a class="ref" data-table="{0}" href="/t/{1}?{2}">{0}</a> <span class="muted">({3})</span> <span class="count">{4}</span></li>"#,
+            esc(&fk.table),
+            enc(&fk.table),
+            esc(&html::query(&p)),
+            esc(&fk.columns.join(", ")),
+            esc(&n)
+        ));
+    }
+    b.push_str("</ul>");
+    let mut response =
+        html::page(&studio.chrome(), &format!("{} row", table.name), &b).into_response();
+    let elapsed = started.elapsed();
+    server_timing(&mut response, started, elapsed);
+    response
+}
+
+/// A value in the row detail, by kind: JSON pretty and foldable,
+/// timestamps in UTC (the script adds local time), enums as labels, long
+/// text folded.
+fn detail_value(kind: Kind, value: Option<&str>) -> String {
+    let Some(v) = value else {
+        return r#"<span class="null">NULL</span>"#.into();
+    };
+    match kind {
+        Kind::Json => match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(json) => {
+                let pretty = serde_json::to_string_pretty(&json).unwrap_or_else(|_| v.to_owned());
+                let mut tree = String::new();
+                json_tree(&json, &mut tree);
+                format!(
+                    r#"<div class="json-tree">{tree}</div><details class="json-text"><summary>as text ({} characters)</summary><pre class="json">{}</pre></details>"#,
+                    v.len(),
+                    esc(&pretty)
+                )
+            }
+            Err(_) => format!(r#"<pre class="json">{}</pre>"#, esc(v)),
+        },
+        Kind::Timestamp if v.len() >= 19 && (v.ends_with("+00") || v.ends_with("+00:00")) => {
+            let iso = format!(
+                "{}Z",
+                v.trim_end_matches("+00:00")
+                    .trim_end_matches("+00")
+                    .replacen(' ', "T", 1)
+            );
+            format!(
+                r#"<time datetime="{}">{} UTC</time>"#,
+                esc(&iso),
+                esc(v.trim_end_matches("+00:00").trim_end_matches("+00"))
+            )
+        }
+        Kind::Enum => format!(r#"<span class="enum">{}</span>"#, esc(v)),
+        _ if v.chars().count() > html::FOLD_AT => {
+            let head: String = v.chars().take(html::FOLD_AT).collect();
+            format!(
+                r#"<details class="long"><summary>{}… ({} characters)</summary><pre>{}</pre></details>"#,
+                esc(&head),
+                v.chars().count(),
+                esc(v)
+            )
+        }
+        _ => esc(v),
+    }
+}
+
+/// A JSON value as nested `<details>`: every object and array folds on its
+/// own (the browser does the folding, no script needed).
+fn json_tree(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    let (open, close, n, what) = match value {
+        Value::Object(m) => ("{", "}", m.len(), "keys"),
+        Value::Array(a) => ("[", "]", a.len(), "items"),
+        Value::String(s) => {
+            out.push_str(&format!(
+                r#"<span class="js">{}</span>"#,
+                esc(&Value::String(s.clone()).to_string())
+            ));
+            return;
+        }
+        Value::Null => {
+            out.push_str(r#"<span class="null">null</span>"#);
+            return;
+        }
+        other => {
+            out.push_str(&format!(
+                r#"<span class="jn">{}</span>"#,
+                esc(&other.to_string())
+            ));
+            return;
+        }
+    };
+    if n == 0 {
+        out.push_str(&format!("{open}{close}"));
+        return;
+    }
+    let what = if n == 1 {
+        what.trim_end_matches('s')
+    } else {
+        what
+    };
+    out.push_str(&format!(
+        r#"<details class="jv" open><summary>{open} {n} {what} {close}</summary><ul>"#
+    ));
+    match value {
+        Value::Object(m) => {
+            for (k, v) in m {
+                out.push_str(&format!(r#"<li><span class="jk">{}</span>: "#, esc(k)));
+                json_tree(v, out);
+                out.push_str("</li>");
+            }
+        }
+        Value::Array(a) => {
+            for v in a {
+                out.push_str("<li>");
+                json_tree(v, out);
+                out.push_str("</li>");
+            }
+        }
+        _ => {}
+    }
+    out.push_str("</ul></details>");
+}

@@ -1,0 +1,257 @@
+//! `db studio` end to end in a real headless Chromium (Debian's `chromium`
+//! and `chromium-driver`), on a database filled by `db seed`. Each step
+//! saves a screenshot under `target/studio-screenshots/` for a person to
+//! look at. Skipped with a reason when Chromium is missing, except under
+//! `DB_TEST_REQUIRE_ALL=1` (CI), where that is a failure.
+
+mod common;
+#[path = "studio_support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{TestDb, run_db};
+use support::webdriver::{Browser, find_browser};
+use support::{Studio, scalar};
+
+fn shots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("studio-screenshots")
+}
+
+/// The browser, or `None` (skip) with the reason printed.
+fn browser() -> Option<Browser> {
+    match find_browser() {
+        Ok((chromium, driver)) => Some(Browser::start(&chromium, &driver)),
+        Err(why) => {
+            if std::env::var("DB_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+                panic!("DB_TEST_REQUIRE_ALL=1 and the browser tests cannot run: {why}");
+            }
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+async fn seeded() -> TestDb {
+    let t = TestDb::new().await;
+    let out = run_db(&t.url, &["seed"], &[]);
+    assert!(
+        out.status.success(),
+        "db seed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t
+}
+
+/// The primary keys of the rows on the page shown.
+fn keys(b: &Browser) -> Vec<String> {
+    b.all("#rows a.open")
+        .iter()
+        .map(|a| a.attr("href").unwrap())
+        .collect()
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browse_filter_page_follow_keys_open_json_export_and_query() {
+    let Some(b) = browser() else { return };
+    let t = seeded().await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let dir = shots();
+
+    // The printed URL: the token becomes a cookie and leaves the address bar.
+    b.goto(&s.url);
+    b.find("#tables");
+    assert!(!b.url().contains("token="), "{}", b.url());
+    assert!(b.find("#tables").text().contains("users"));
+    b.screenshot(&dir, "01-home");
+
+    // Open a table.
+    b.find("#tables a[href='/t/users']").click();
+    b.find("#rows");
+    assert_eq!(b.find("#table-name").text(), "users");
+    assert_eq!(keys(&b).len(), 50);
+    b.screenshot(&dir, "02-table");
+
+    // Filter: the form's first row, then Apply; the state is in the URL.
+    b.find("select[name=fc] option[value='']");
+    for option in b.all("fieldset.filter select[name=fc] option") {
+        if option.text() == "email" {
+            option.click();
+            break;
+        }
+    }
+    for option in b.all("fieldset.filter select[name=fo] option") {
+        if option.attr("value").as_deref() == Some("contains") {
+            option.click();
+            break;
+        }
+    }
+    b.find("fieldset.filter input[name=fv]").type_text("1");
+    b.find("#apply").click();
+    wait_for("the filtered URL", || b.url().contains("fv=1"));
+    let filtered = keys(&b).len();
+    let expected: usize = scalar(&t, "SELECT count(*) FROM users WHERE email LIKE '%1%'")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(filtered, expected.min(50));
+    b.screenshot(&dir, "03-filtered");
+
+    // Page forward and back (keyset cursors in the URL).
+    b.goto(&format!("http://127.0.0.1:{}/t/users?size=10", s.port));
+    let first = keys(&b);
+    b.find("#next").click();
+    wait_for("page 2", || b.url().contains("after="));
+    let second = keys(&b);
+    assert_eq!(second.len(), 10);
+    assert!(first.iter().all(|k| !second.contains(k)));
+    b.find("#next").click();
+    wait_for("page 3", || keys(&b) != second);
+    b.find("#prev").click();
+    wait_for("back to page 2", || b.url().contains("before="));
+    assert_eq!(keys(&b), second);
+    b.screenshot(&dir, "04-paging");
+
+    // A foreign key, then back through "referenced by".
+    b.goto(&format!("http://127.0.0.1:{}/t/sessions", s.port));
+    let fk = b.find("#rows a.fk");
+    let user_id = fk.text();
+    fk.click();
+    b.find("#detail");
+    assert!(b.url().contains("/t/users/row?k="), "{}", b.url());
+    b.screenshot(&dir, "05-foreign-key");
+    let sessions_of_user: usize = scalar(
+        &t,
+        &format!("SELECT count(*) FROM sessions WHERE user_id = '{user_id}'"),
+    )
+    .await
+    .parse()
+    .unwrap();
+    let item = b
+        .all("#referenced-by li")
+        .into_iter()
+        .find(|li| li.text().starts_with("sessions "))
+        .expect("sessions in referenced by");
+    assert!(
+        item.text().ends_with(&sessions_of_user.to_string()),
+        "{}",
+        item.text()
+    );
+    b.find("#referenced-by a[data-table='sessions']").click();
+    wait_for("the referencing rows", || b.url().contains("fc=user_id"));
+    assert_eq!(keys(&b).len(), sessions_of_user);
+    b.screenshot(&dir, "06-referenced-by");
+
+    // A JSON value: a tree whose objects and arrays fold, and its text.
+    b.goto(&format!("http://127.0.0.1:{}/t/executions", s.port));
+    b.find("#rows a.open").click();
+    let tree = b.find("dd[data-column='input'] .json-tree > details.jv");
+    assert_eq!(tree.prop("open"), serde_json::Value::Bool(true));
+    assert!(tree.text().contains("trigger"), "{}", tree.text());
+    b.find("dd[data-column='input'] .json-tree > details.jv > summary")
+        .click();
+    assert_eq!(tree.prop("open"), serde_json::Value::Bool(false), "folded");
+    b.find("dd[data-column='input'] .json-tree > details.jv > summary")
+        .click();
+    b.find("dd[data-column='input'] details.json-text > summary")
+        .click();
+    let text = b.find("dd[data-column='input'] pre.json").text();
+    serde_json::from_str::<serde_json::Value>(&text).expect("the shown JSON parses");
+    // Timestamps get the browser's local time beside UTC (from the script).
+    b.find("dd[data-column='created_at'] .local");
+    b.screenshot(&dir, "07-json-detail");
+
+    // Export the filtered view as CSV and read the file.
+    b.goto(&format!(
+        "http://127.0.0.1:{}/t/users?fc=email&fo=contains&fv=1",
+        s.port
+    ));
+    b.find("#export-csv").click();
+    let file = b.downloads.path().join("users.csv");
+    wait_for("users.csv", || {
+        file.exists() && !b.downloads.path().join("users.csv.crdownload").exists()
+    });
+    let csv = std::fs::read_to_string(&file).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("id,email,"));
+    assert_eq!(lines.count(), expected, "every filtered row, not one page");
+    b.screenshot(&dir, "08-export");
+
+    // The SQL console: a query, and a refused escape.
+    b.goto(&format!("http://127.0.0.1:{}/sql", s.port));
+    let area = b.find("#sql");
+    area.clear();
+    area.type_text("SELECT email, email_verified FROM users ORDER BY email LIMIT 5");
+    b.find("#run").click();
+    b.find("#result");
+    assert_eq!(b.all("#result tbody tr").len(), 5);
+    b.screenshot(&dir, "09-sql");
+    let area = b.find("#sql");
+    area.clear();
+    area.type_text("SET transaction_read_only = off");
+    b.find("#run").click();
+    assert!(b.find("#error").text().starts_with("refused"));
+    b.screenshot(&dir, "10-sql-refused");
+
+    b.goto(&format!("http://127.0.0.1:{}/migrations", s.port));
+    b.find("#migrations");
+    b.screenshot(&dir, "11-migrations");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_mode_edits_a_cell_after_a_preview() {
+    let Some(b) = browser() else { return };
+    let t = seeded().await;
+    let s = Studio::start(&t.url, &["--write"], &[]);
+    let dir = shots();
+    b.goto(&s.url);
+    b.find("#tables");
+    let id = scalar(&t, "SELECT id FROM users ORDER BY id LIMIT 1").await;
+    b.goto(&format!("http://127.0.0.1:{}/t/users/row?k={id}", s.port));
+    b.find("#edit").click();
+    let email = b.find("#c-email");
+    email.clear();
+    email.type_text("edited-in-the-browser@example.com");
+    b.screenshot(&dir, "12-edit-form");
+    b.find("#preview").click();
+    let sql = b.find("#preview-sql").text();
+    assert!(
+        sql.starts_with("UPDATE \"users\" SET \"email\" = CAST($1 AS text)"),
+        "{sql}"
+    );
+    assert_eq!(
+        b.all("#binds li")[0].text(),
+        "edited-in-the-browser@example.com"
+    );
+    assert_ne!(
+        scalar(&t, &format!("SELECT email FROM users WHERE id = '{id}'")).await,
+        "edited-in-the-browser@example.com",
+        "the preview wrote nothing"
+    );
+    b.screenshot(&dir, "13-edit-preview");
+    b.find("#confirm").click();
+    b.find("#done");
+    assert_eq!(
+        scalar(&t, &format!("SELECT email FROM users WHERE id = '{id}'")).await,
+        "edited-in-the-browser@example.com"
+    );
+    b.find("#back").click();
+    assert!(
+        b.find("#detail")
+            .text()
+            .contains("edited-in-the-browser@example.com")
+    );
+    b.screenshot(&dir, "14-edited");
+}

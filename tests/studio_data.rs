@@ -1,0 +1,585 @@
+//! `db studio` at the HTTP level, part 2: browsing (home, pages, sorting,
+//! filters, foreign keys, row detail), export, the migrations page and
+//! write mode. Start-up and security: tests/studio.rs.
+
+mod common;
+#[path = "studio_support/mod.rs"]
+mod support;
+
+use common::TestDb;
+use support::{Studio, href_of, links, row_keys, scalar, sql, unescape, users};
+
+// --- Browsing -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn home_groups_every_table_by_its_domain_folder() {
+    let t = TestDb::new().await;
+    users(&t, 3).await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let home = s.get("/").body;
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let schema = std::fs::read_to_string(src.join("schema.rs")).unwrap();
+    let mut checked = 0;
+    for dir in std::fs::read_dir(&src).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let domain = dir.file_name().unwrap().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let table = file
+                .unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if !schema.contains(&format!("    {table} (")) {
+                continue; // not a table's file
+            }
+            let section = home
+                .split("<section class=\"domain\">")
+                .find(|s| s.contains(&format!("<h2>{domain}</h2>")))
+                .unwrap_or_else(|| panic!("no section for domain {domain}"));
+            assert!(
+                section.contains(&format!("href=\"/t/{table}\"")),
+                "{table} is not listed under {domain}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked}");
+    assert!(
+        home.contains(r#"<a href="/t/users">users</a> <span class="count">3</span>"#),
+        "exact count"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyset_pages_forward_and_back_cover_every_row_once() {
+    let t = TestDb::new().await;
+    users(&t, 25).await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let mut path = "/t/users?size=10".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let r = s.get(&path);
+        assert_eq!(r.status, 200);
+        assert!(r.header("server-timing").unwrap().starts_with("db;dur="));
+        pages.push((path.clone(), row_keys(&r.body)));
+        match href_of(&r.body, "next") {
+            Some(next) => {
+                assert!(next.contains("after="), "{next}");
+                assert!(!next.contains("offset"), "{next}");
+                path = next;
+            }
+            None => break,
+        }
+    }
+    let sizes: Vec<usize> = pages.iter().map(|(_, k)| k.len()).collect();
+    assert_eq!(sizes, [10, 10, 5]);
+    let all: Vec<String> = pages.iter().flat_map(|(_, k)| k.clone()).collect();
+    let mut sorted = all.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(all, sorted, "every row once, in key order");
+    // Back from the last page: the middle page again.
+    let last = s.get(&pages[2].0).body;
+    let prev = href_of(&last, "prev").unwrap();
+    assert!(prev.contains("before="));
+    let back = s.get(&prev).body;
+    assert_eq!(row_keys(&back), pages[1].1);
+    let first = s.get(&href_of(&back, "prev").unwrap()).body;
+    assert_eq!(row_keys(&first), pages[0].1);
+    assert!(
+        href_of(&first, "prev").is_none(),
+        "no page before the first"
+    );
+}
+
+/// Pages through `table` sorted by `column` both ways, 7 rows a page, and
+/// compares with PostgreSQL's own order (NULLs last ascending).
+async fn assert_sorted_paging(t: &TestDb, s: &Studio, table: &str, column: &str) {
+    for (dir, nulls) in [("asc", "NULLS LAST"), ("desc", "NULLS FIRST")] {
+        let expected: Vec<String> = scalar(
+            t,
+            &format!(
+                "SELECT string_agg(id::text, ',' ORDER BY {column} {dir} {nulls}, id {dir}) FROM {table}"
+            ),
+        )
+        .await
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+        let mut path = format!("/t/{table}?sort={column}&dir={dir}&size=7");
+        let mut seen = Vec::new();
+        let mut pages = Vec::new();
+        loop {
+            let body = s.get(&path).body;
+            pages.push(path.clone());
+            seen.extend(row_keys(&body));
+            match href_of(&body, "next") {
+                Some(n) => path = n,
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "{table} by {column} {dir}");
+        for p in 1..pages.len() - 1 {
+            let back = s
+                .get(&href_of(&s.get(&pages[p + 1]).body, "prev").unwrap())
+                .body;
+            assert_eq!(
+                row_keys(&back),
+                expected[7 * p..7 * (p + 1)],
+                "back to page {p} {dir}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sorting_by_an_indexed_column_pages_through_ties_in_both_directions() {
+    let t = TestDb::new().await;
+    users(&t, 1).await;
+    sql(
+        &t,
+        "INSERT INTO sessions (id, user_id, token_hash, expires_at) \
+         SELECT gen_random_uuid(), (SELECT id FROM users), sha256(g::text::bytea), \
+                timestamptz '2030-01-01' + (g % 3) * interval '1 day' \
+         FROM generate_series(1, 23) g",
+    )
+    .await;
+    let s = Studio::start(&t.url, &[], &[]);
+    assert_sorted_paging(&t, &s, "sessions", "expires_at").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sorting_by_a_nullable_indexed_column_keeps_the_nulls() {
+    let t = TestDb::new().await;
+    users(&t, 1).await;
+    sql(
+        &t,
+        "INSERT INTO tenants (id, name, slug) SELECT gen_random_uuid(), 't' || g, 't' || g \
+         FROM generate_series(1, 2) g; \
+         INSERT INTO todos (id, user_id, tenant_id, title) \
+         SELECT gen_random_uuid(), (SELECT id FROM users), \
+                CASE WHEN g % 3 = 0 THEN NULL ELSE (SELECT id FROM tenants ORDER BY slug LIMIT 1 OFFSET g % 2) END, \
+                'todo ' || g \
+         FROM generate_series(1, 26) g",
+    )
+    .await;
+    let s = Studio::start(&t.url, &[], &[]);
+    assert_sorted_paging(&t, &s, "todos", "tenant_id").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_combine_and_live_in_the_url() {
+    let t = TestDb::new().await;
+    users(&t, 12).await;
+    sql(
+        &t,
+        "UPDATE users SET email_verified = true WHERE email LIKE 'u1%'",
+    )
+    .await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let q = "fc=email&fo=contains&fv=u1&fc=email_verified&fo=eq&fv=true&fc=email&fo=notnull&fv=";
+    let r = s.get(&format!("/t/users?{q}"));
+    assert_eq!(r.status, 200);
+    // u1, u10, u11, u12 verified and containing "u1".
+    assert_eq!(row_keys(&r.body).len(), 4, "{}", r.body);
+    let gt = s.get("/t/users?fc=email&fo=gt&fv=u5%40example.com");
+    assert_eq!(row_keys(&gt.body).len(), 4, "u6..u9");
+    let null = s.get("/t/users?fc=email&fo=null&fv=");
+    assert!(null.body.contains("id=\"no-rows\""));
+    // The form shows the filters back, and the export links carry them.
+    assert!(r.body.contains(r#"value="u1""#));
+    let csv = href_of(&r.body, "export-csv").unwrap();
+    assert!(csv.contains("fc=email&fo=contains&fv=u1"), "{csv}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_keys_link_both_ways_with_counts() {
+    let t = TestDb::new().await;
+    users(&t, 2).await;
+    let uid = scalar(&t, "SELECT id FROM users ORDER BY email LIMIT 1").await;
+    sql(
+        &t,
+        &format!(
+            "INSERT INTO sessions (id, user_id, token_hash, expires_at) \
+             SELECT gen_random_uuid(), '{uid}', sha256(g::text::bytea), now() \
+             FROM generate_series(1, 2) g"
+        ),
+    )
+    .await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let sessions = s.get("/t/sessions").body;
+    let fk = links(&sessions, "fk");
+    assert_eq!(fk.len(), 2);
+    assert_eq!(fk[0], format!("/t/users/row?k={uid}"));
+    let user = s.get(&fk[0]);
+    assert_eq!(user.status, 200);
+    let refs = &user.body[user.body.find("id=\"referenced-by\"").unwrap()..];
+    let sessions_ref = refs
+        .split("<li>")
+        .find(|li| li.contains("data-table=\"sessions\""))
+        .unwrap();
+    assert!(
+        sessions_ref.contains("<span class=\"count\">2</span>"),
+        "{sessions_ref}"
+    );
+    let back = links(refs, "ref")
+        .into_iter()
+        .find(|h| h.starts_with("/t/sessions?"))
+        .unwrap();
+    assert_eq!(row_keys(&s.get(&back).body).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn row_detail_shows_json_timestamps_enums_and_long_text() {
+    let t = TestDb::new().await;
+    users(&t, 1).await;
+    let uid = scalar(&t, "SELECT id FROM users").await;
+    let long = "x".repeat(300);
+    sql(
+        &t,
+        &format!(
+            "INSERT INTO user_settings (user_id, settings) VALUES ('{uid}', '{{\"theme\": {{\"mode\": \"dark\"}}, \"n\": [1,2]}}'); \
+             INSERT INTO chats (id, user_id, title) VALUES (gen_random_uuid(), '{uid}', 'c'); \
+             INSERT INTO todos (id, user_id, title, description) VALUES (gen_random_uuid(), '{uid}', 't', '{long}')"
+        ),
+    )
+    .await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let settings = s.get(&format!("/t/user_settings/row?k={uid}")).body;
+    // A tree whose every object and array folds on its own, and the text.
+    assert!(
+        settings.contains(
+            "<div class=\"json-tree\"><details class=\"jv\" open><summary>{ 2 keys }</summary>"
+        ),
+        "{settings}"
+    );
+    assert!(
+        settings.contains(
+            "<li><span class=\"jk\">theme</span>: <details class=\"jv\" open><summary>{ 1 key }</summary>"
+        ),
+        "{settings}"
+    );
+    assert!(
+        settings.contains("<details class=\"json-text\">"),
+        "{settings}"
+    );
+    assert!(
+        settings.contains("&quot;mode&quot;: &quot;dark&quot;"),
+        "pretty-printed: {settings}"
+    );
+    let created = settings
+        .split("data-column=\"created_at\">")
+        .nth(1)
+        .unwrap();
+    assert!(
+        created.starts_with("<time datetime=\"20") && created.contains("Z\">"),
+        "{created}"
+    );
+    assert!(created.contains(" UTC</time>"));
+    let chat_id = scalar(&t, "SELECT id FROM chats").await;
+    let chat = s.get(&format!("/t/chats/row?k={chat_id}")).body;
+    assert!(
+        chat.contains("<span class=\"enum\">private</span>"),
+        "{chat}"
+    );
+    let todo_id = scalar(&t, "SELECT id FROM todos").await;
+    let todo = s.get(&format!("/t/todos/row?k={todo_id}")).body;
+    assert!(
+        todo.contains("<details class=\"long\">") && todo.contains("(300 characters)"),
+        "{todo}"
+    );
+    assert_eq!(s.get(&format!("/t/chats/row?k={uid}")).status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_streams_the_filtered_view_as_csv_and_json() {
+    let t = TestDb::new().await;
+    users(&t, 2500).await;
+    sql(
+        &t,
+        "INSERT INTO users (id, email) VALUES (gen_random_uuid(), 'quote\"comma,@example.com')",
+    )
+    .await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let csv = s.get("/t/users/export.csv");
+    assert_eq!(csv.status, 200);
+    assert!(csv.chunked, "streamed, not buffered");
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,email,email_verified,name,image,created_at,updated_at"
+    );
+    assert_eq!(lines.len(), 2502);
+    assert!(csv.body.contains("\"quote\"\"comma,@example.com\""));
+    let json = s.get("/t/users/export.json?fc=email&fo=contains&fv=u1&size=10");
+    assert!(json.chunked);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json.body).unwrap();
+    // u1, u10-u19, u100-u199, u1000-u1999: every match, not one page.
+    assert_eq!(rows.len(), 1 + 10 + 100 + 1000);
+    assert!(
+        rows.iter()
+            .all(|r| r["email"].as_str().unwrap().contains("u1"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_migrations_page_shows_what_db_status_prints() {
+    let t = TestDb::new().await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let page = s.get("/migrations").body;
+    let set = database::migrate::MigrationSet::embedded();
+    for m in set.iter() {
+        assert!(
+            page.contains(&m.version) && page.contains(&m.name),
+            "{}",
+            m.name
+        );
+    }
+    assert!(
+        page.contains(&format!("{} applied, 0 pending", set.len())),
+        "{page}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn big_tables_show_the_planners_estimate_marked_as_such() {
+    let t = TestDb::new().await;
+    sql(
+        &t,
+        "CREATE TABLE studio_big AS SELECT g AS id FROM generate_series(1, 150000) g; \
+         ALTER TABLE studio_big ADD PRIMARY KEY (id); ANALYZE studio_big",
+    )
+    .await;
+    let s = Studio::start(&t.url, &[], &[]);
+    let home = s.get("/").body;
+    let item = home
+        .split("<li>")
+        .find(|li| li.contains("href=\"/t/studio_big\""))
+        .unwrap();
+    assert!(
+        item.contains("class=\"est\" title=\"the planner's estimate\">~"),
+        "{item}"
+    );
+    let section = home
+        .split("<section class=\"domain\">")
+        .find(|s| s.contains("studio_big"))
+        .unwrap();
+    assert!(
+        section.starts_with("<h2>other</h2>"),
+        "a table of no domain"
+    );
+}
+
+// --- Write mode -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_is_previewed_with_its_binds_then_runs_in_a_transaction() {
+    let t = TestDb::new().await;
+    users(&t, 1).await;
+    let id = scalar(&t, "SELECT id FROM users").await;
+    let s = Studio::start(&t.url, &["--write"], &[]);
+    let form = s.get(&format!("/t/users/edit?k={id}"));
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("value=\"u1@example.com\""));
+    let path = format!("/t/users/edit?k={id}");
+    let fields = [
+        ("c:email", "new@example.com"),
+        ("o:email", "u1@example.com"),
+        ("c:email_verified", "false"),
+        ("o:email_verified", "false"),
+    ];
+    let preview = s.post(&path, &fields);
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    let sql_text = unescape(
+        preview
+            .body
+            .split("id=\"preview-sql\">")
+            .nth(1)
+            .unwrap()
+            .split("</pre>")
+            .next()
+            .unwrap(),
+    );
+    assert!(
+        sql_text.starts_with(
+            "UPDATE \"users\" SET \"email\" = CAST($1 AS text) WHERE \"id\" = CAST($2 AS uuid)"
+        ),
+        "{sql_text}"
+    );
+    let set_clause = sql_text.split(" WHERE ").next().unwrap();
+    assert!(
+        !set_clause.contains("email_verified"),
+        "only changed columns: {sql_text}"
+    );
+    assert!(
+        preview
+            .body
+            .contains("<li><code>new@example.com</code></li>")
+    );
+    support::assert_csp_clean(&preview.body);
+    support::assert_csp_clean(&form.body);
+    assert_eq!(
+        support::href_of(&preview.body, "cancel").as_deref(),
+        Some(&format!("/t/users/row?k={id}")[..])
+    );
+    assert_eq!(
+        scalar(&t, "SELECT email FROM users").await,
+        "u1@example.com",
+        "a preview writes nothing"
+    );
+    let mut confirm = fields.to_vec();
+    confirm.push(("confirm", "1"));
+    let done = s.post(&path, &confirm);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("id=\"done\""));
+    assert_eq!(
+        scalar(&t, "SELECT email FROM users").await,
+        "new@example.com"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_errors_come_back_typed_and_nothing_is_written() {
+    let t = TestDb::new().await;
+    users(&t, 2).await;
+    let id = scalar(&t, "SELECT id FROM users ORDER BY email LIMIT 1").await;
+    sql(
+        &t,
+        &format!("INSERT INTO user_settings (user_id) VALUES ('{id}')"),
+    )
+    .await;
+    let s = Studio::start(&t.url, &["--write"], &[]);
+    // A unique rule: the other user's address.
+    let r = s.post(
+        &format!("/t/users/edit?k={id}"),
+        &[("c:email", "u2@example.com"), ("confirm", "1")],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body
+            .contains("Conflict on constraint users_email_lower_key"),
+        "{}",
+        r.body
+    );
+    // JSON is checked before it is sent, and the field is named.
+    let r = s.post(
+        &format!("/t/user_settings/edit?k={id}"),
+        &[("c:settings", "{not json"), ("confirm", "1")],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("settings"), "{}", r.body);
+    // A CHECK constraint.
+    let r = s.post(
+        &format!("/t/user_settings/edit?k={id}"),
+        &[("c:settings", "[1, 2]"), ("confirm", "1")],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body
+            .contains("violates check constraint user_settings_settings_object"),
+        "{}",
+        r.body
+    );
+    // An enum takes only its labels.
+    sql(&t, &format!("INSERT INTO chats (id, user_id, title) VALUES (gen_random_uuid(), '{id}', 'c'); INSERT INTO todos (id, user_id, title, description) VALUES (gen_random_uuid(), '{id}', 't', 'd')")).await;
+    let chat = scalar(&t, "SELECT id FROM chats").await;
+    let r = s.post(
+        &format!("/t/chats/edit?k={chat}"),
+        &[("c:visibility", "everyone"), ("confirm", "1")],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let form = s.get(&format!("/t/chats/edit?k={chat}")).body;
+    assert!(
+        form.contains("<option selected>private</option><option>public</option>"),
+        "{form}"
+    );
+    let r = s.post(
+        &format!("/t/chats/edit?k={chat}"),
+        &[("c:visibility", "public"), ("confirm", "1")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(scalar(&t, "SELECT visibility FROM chats").await, "public");
+    // NULL is explicit.
+    let todo = scalar(&t, "SELECT id FROM todos").await;
+    let r = s.post(
+        &format!("/t/todos/edit?k={todo}"),
+        &[
+            ("n:description", "1"),
+            ("c:description", "ignored"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        scalar(&t, "SELECT coalesce(description, 'NULL') FROM todos").await,
+        "NULL"
+    );
+    assert_eq!(scalar(&t, "SELECT settings FROM user_settings").await, "{}");
+    assert_eq!(
+        scalar(
+            &t,
+            "SELECT count(*) FROM users WHERE email = 'u2@example.com'"
+        )
+        .await,
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
+    let t = TestDb::new().await;
+    let s = Studio::start(&t.url, &["--write"], &[]);
+    let form = s.get("/t/users/new").body;
+    assert!(form.contains("default <code>now()</code>"), "{form}");
+    let id = "0196a000-0000-7000-8000-000000000001";
+    let fields = [
+        ("c:id", id),
+        ("c:email", "ann@example.com"),
+        ("d:email_verified", "1"),
+        ("d:created_at", "1"),
+        ("d:updated_at", "1"),
+    ];
+    let preview = s.post("/t/users/new", &fields);
+    assert!(
+        unescape(&preview.body).contains(
+            "INSERT INTO \"users\" (\"id\", \"email\") VALUES (CAST($1 AS uuid), CAST($2 AS text))"
+        ),
+        "{}",
+        preview.body
+    );
+    assert_eq!(t.count("users").await, 0);
+    let mut confirm = fields.to_vec();
+    confirm.push(("confirm", "1"));
+    let done = s.post("/t/users/new", &confirm);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        scalar(&t, "SELECT email_verified FROM users").await,
+        "false"
+    );
+    sql(
+        &t,
+        &format!(
+            "INSERT INTO sessions (id, user_id, token_hash, expires_at) \
+             SELECT gen_random_uuid(), '{id}', sha256(g::text::bytea), now() FROM generate_series(1, 3) g"
+        ),
+    )
+    .await;
+    let page = s.get(&format!("/t/users/delete?k={id}")).body;
+    let cascades = page.split("id=\"cascades\">").nth(1).unwrap();
+    assert!(
+        cascades.contains("<strong>3</strong> row(s) of sessions (user_id): deleted too"),
+        "{cascades}"
+    );
+    assert!(unescape(&page).contains("DELETE FROM \"users\" WHERE \"id\" = CAST($1 AS uuid)"));
+    assert_eq!(t.count("sessions").await, 3, "the page deletes nothing");
+    let r = s.post(&format!("/t/users/delete?k={id}"), &[("confirm", "1")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(t.count("users").await, 0);
+    assert_eq!(t.count("sessions").await, 0);
+}
