@@ -372,6 +372,11 @@ async fn the_console_runs_queries_and_refuses_escapes_before_the_server_sees_the
         "SELECT * FROM users FOR UPDATE",
         "SELECT 1; DELETE FROM users",
         "SELECT (SELECT set_config('statement_timeout', '0', true))",
+        // Functions that run a query given as text, past the parser.
+        "SELECT ts_stat($$SELECT set_config('statement_timeout','0',true)::tsvector$$)",
+        "SELECT ts_rewrite('a'::tsquery, $$SELECT 'a'::tsquery, 'b'::tsquery$$)",
+        "SELECT pg_stat_reset()",
+        "SELECT pg_ls_logdir()",
     ] {
         let r = s.post("/sql", &[("sql", escape)]);
         assert_eq!(r.status, 400, "{escape}: {}", r.body);
@@ -410,6 +415,32 @@ async fn the_console_runs_in_a_read_only_transaction_with_a_timeout() {
         started.elapsed().as_secs() < 20,
         "the statement_timeout stopped it"
     );
+
+    // What a function hides from the parser and READ ONLY allows does not
+    // outlive the request: the transaction is rolled back (session settings
+    // revert) and session advisory locks are released.
+    sql(
+        &t,
+        "CREATE FUNCTION studio_sticky() RETURNS bigint LANGUAGE sql AS \
+         'SELECT pg_advisory_lock(4242); SELECT 1::bigint'",
+    )
+    .await;
+    let r = s.post("/sql", &[("sql", "SELECT studio_sticky()")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    #[derive(diesel::QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let held: Held = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
+        ),
+        &mut *t.conn().await,
+    )
+    .await
+    .unwrap();
+    assert_eq!(held.n, 0, "the console left a session advisory lock behind");
 }
 
 // --- Write mode is opt-in ---------------------------------------------------

@@ -609,8 +609,24 @@ fn warn_if_binary_is_stale(cli: &Cli) {
 /// means stop with that exit code; nothing has been touched.
 fn guard(config: &Config, command: &str, yes: bool) -> Result<Option<ExitCode>> {
     use std::io::{BufRead, IsTerminal, Write};
-    let url = config.migration_url();
-    match ops::guard::judge(url, |k| std::env::var(k).ok()) {
+    // Both URLs are judged: the migration URL is where reset/nuke/migrate
+    // write, the application URL where `db studio --write` does; the
+    // stricter verdict wins (a refusal, then a confirmation).
+    let judged: Vec<(&str, Verdict)> = [config.migration_url(), config.database_url.as_str()]
+        .into_iter()
+        .map(|url| (url, ops::guard::judge(url, |k| std::env::var(k).ok())))
+        .collect();
+    let (url, verdict) = judged
+        .iter()
+        .find(|(_, v)| matches!(v, Verdict::Refused(_)))
+        .or_else(|| {
+            judged
+                .iter()
+                .find(|(_, v)| matches!(v, Verdict::NeedsConfirmation { .. }))
+        })
+        .unwrap_or(&judged[0])
+        .clone();
+    match verdict {
         Verdict::Allowed => Ok(None),
         Verdict::Refused(why) => {
             eprintln!(

@@ -56,26 +56,55 @@ async fn load(conn: &mut database::Conn, stmt: &Stmt) -> Result<Vec<Row>, diesel
         .collect()
 }
 
-/// Runs `stmts` in one `READ ONLY` transaction bounded by `timeout_ms`.
+/// Runs `stmts` in one `READ ONLY` transaction bounded by `timeout_ms`,
+/// which is always rolled back: a read has nothing to commit, and a rollback
+/// also undoes any `set_config(..., false)` a statement slipped past the
+/// console's checks. Session advisory locks survive a rollback: they are
+/// released after it. Names resolve in schema `public` only (the catalog's).
 pub async fn read(
     db: &Db,
     timeout_ms: u64,
     stmts: Vec<Stmt>,
 ) -> Result<Vec<Vec<Row>>, database::Error> {
+    /// Carries the rows out of the transaction as its "error", so that
+    /// `transaction` rolls back.
+    enum Outcome {
+        Read(Vec<Vec<Row>>),
+        Failed(database::Error),
+    }
+    impl From<diesel::result::Error> for Outcome {
+        fn from(e: diesel::result::Error) -> Self {
+            Outcome::Failed(e.into())
+        }
+    }
     let mut conn = db.conn().await?;
     let setup = format!(
         "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {timeout_ms}; \
-         SET LOCAL TimeZone = 'UTC'"
+         SET LOCAL TimeZone = 'UTC'; SET LOCAL search_path = public"
     );
-    conn.transaction(async move |c| {
-        c.batch_execute(&setup).await?;
-        let mut out = Vec::with_capacity(stmts.len());
-        for s in &stmts {
-            out.push(load(c, s).await?);
-        }
-        Ok::<_, database::Error>(out)
-    })
-    .await
+    let outcome = conn
+        .transaction(async move |c| {
+            c.batch_execute(&setup).await?;
+            let mut out = Vec::with_capacity(stmts.len());
+            for s in &stmts {
+                out.push(load(c, s).await?);
+            }
+            Err::<(), _>(Outcome::Read(out))
+        })
+        .await;
+    unlock_advisory(&mut conn).await?;
+    match outcome {
+        Err(Outcome::Read(rows)) => Ok(rows),
+        Err(Outcome::Failed(e)) => Err(e),
+        Ok(()) => unreachable!("the closure never returns Ok"),
+    }
+}
+
+/// Releases session-level advisory locks a statement may have taken.
+async fn unlock_advisory(conn: &mut database::Conn) -> Result<(), database::Error> {
+    conn.batch_execute("SELECT pg_advisory_unlock_all()")
+        .await?;
+    Ok(())
 }
 
 /// Runs `stmts` in one read-write transaction bounded by `timeout_ms`: all
@@ -86,7 +115,10 @@ pub async fn write(
     stmts: Vec<Stmt>,
 ) -> Result<Vec<Vec<Row>>, database::Error> {
     let mut conn = db.conn().await?;
-    let setup = format!("SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL TimeZone = 'UTC'");
+    let setup = format!(
+        "SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL TimeZone = 'UTC'; \
+         SET LOCAL search_path = public"
+    );
     conn.transaction(async move |c| {
         c.batch_execute(&setup).await?;
         let mut out = Vec::with_capacity(stmts.len());

@@ -50,6 +50,14 @@ const REFUSED_FUNCTIONS: &[&str] = &[
     "query_to_xmlschema",
     "query_to_xml_and_xmlschema",
     "cursor_to_xml",
+    "cursor_to_xmlschema",
+    // Run a query given as text (through SPI), past every check here.
+    "ts_stat",
+    "ts_rewrite",
+    "pg_log_backend_memory_contexts",
+    "pg_import_system_collations",
+    "pg_start_backup",
+    "pg_stop_backup",
     "txid_current",
     "pg_current_xact_id",
 ];
@@ -63,6 +71,14 @@ const REFUSED_PREFIXES: &[&str] = &[
     "pg_create_",
     "pg_drop_replication",
     "pg_replication_",
+    "pg_stat_reset",
+    "pg_stat_statements_reset",
+    "pg_wal_replay_",
+    "pg_copy_",
+    "pg_logical_slot_",
+    "pg_ls_",
+    "pg_file_",
+    "pg_backup_",
 ];
 
 /// Why a statement may not run, or `None` when it is one plain query.
