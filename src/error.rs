@@ -293,6 +293,15 @@ const UNAVAILABLE_MESSAGES: &[&str] = &[
     "the database system is in recovery mode",
     "connection closed",
     "connection reset",
+    // PgBouncer's own (SQLSTATE 08P01): the pooler lost or could not get a
+    // server connection, or gave up waiting for one.
+    "server conn crashed",
+    "query_wait_timeout",
+    "client_idle_timeout",
+    "no more connections allowed",
+    "pgbouncer cannot connect to server",
+    "server login has been failing",
+    "client_login_timeout",
 ];
 
 /// diesel-async keeps the SQLSTATE of only a few error kinds and reports
@@ -324,6 +333,11 @@ fn classify_by_message(message: &str) -> Option<Error> {
             kind: TimeoutKind::Lock,
             message: owned(),
         });
+    }
+    // Pooler mode: the statement reached the server before the connection
+    // found it could not read the result (see `db::unnamed`).
+    if message.starts_with(crate::db::STATEMENT_MAY_HAVE_RUN) {
+        return Some(Error::CommitOutcomeUnknown(owned()));
     }
     // 26000 / 42P05: named prepared statements that vanish or collide are
     // what a transaction-mode pooler does to a client that prepares by name.

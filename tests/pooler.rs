@@ -279,11 +279,13 @@ async fn enums_transactions_and_pipelining_through_the_pooler() {
     assert_eq!(b.unwrap(), None);
 }
 
-/// A type created after a pooler-mode connection opened is unknown to it:
-/// the call fails with a retryable error, the connection is discarded, and
-/// the next connection knows the type.
+/// A type created after a pooler-mode connection opened is unknown to it.
+/// The statement has already run when its result turns out unreadable
+/// (Parse, Bind and Execute go in one message), so the error is never a
+/// retryable one: `CommitOutcomeUnknown`, with the write committed; the
+/// connection is discarded and the next one knows the type.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_type_newer_than_the_connection_is_a_retryable_error() {
+async fn a_result_type_newer_than_the_connection_is_never_reported_retryable() {
     let Some(bouncer) = bouncer() else { return };
     let t = TestDb::new().await;
     let db = through(&bouncer, &t, Pooler::Transaction, 1);
@@ -293,26 +295,33 @@ async fn a_type_newer_than_the_connection_is_a_retryable_error() {
         .batch_execute("CREATE TYPE mood AS ENUM ('calm', 'busy')")
         .await
         .unwrap();
+    admin
+        .batch_execute("CREATE TABLE moods (m mood NOT NULL)")
+        .await
+        .unwrap();
 
-    #[derive(diesel::QueryableByName)]
+    #[derive(Debug, diesel::QueryableByName)]
     struct Label {
         #[diesel(sql_type = diesel::sql_types::Text)]
         label: String,
     }
-    let query = || diesel::sql_query("SELECT 'busy'::mood::text AS label, 'busy'::mood AS m");
+    let insert =
+        || diesel::sql_query("INSERT INTO moods VALUES ('busy') RETURNING m::text AS label, m");
     let err = {
         let mut conn = db.conn().await.unwrap();
-        query()
-            .get_result::<Label>(&mut conn)
-            .await
-            .map(|l| l.label)
+        insert().get_result::<Label>(&mut conn).await.unwrap_err()
     };
-    let err = Error::from(err.unwrap_err());
-    assert!(err.is_retryable(), "{err:?}");
-    assert!(err.to_string().contains("retry"), "{err}");
-    // The pool of one discarded it: the next connection is new and works.
+    let err = Error::from(err);
+    assert!(matches!(err, Error::CommitOutcomeUnknown(_)), "{err:?}");
+    assert!(!err.is_retryable(), "{err:?}");
+    assert_eq!(
+        t.count("moods").await,
+        1,
+        "the statement ran before its result was read"
+    );
+    // The pool of one discarded it: the next connection is new and knows the type.
     let mut conn = db.conn().await.unwrap();
-    let label: Label = query().get_result(&mut conn).await.unwrap();
+    let label: Label = insert().get_result(&mut conn).await.unwrap();
     assert_eq!(label.label, "busy");
 }
 
@@ -430,4 +439,54 @@ async fn two_processes_through_one_pooler() {
         "{} signups from two processes through PgBouncer: 0 errors, 0 partial",
         seen.len()
     );
+}
+
+/// `Db::run`'s client-side deadline in pooler mode: the call fails with
+/// `Timeout { kind: Client }` on time, its connection is discarded, and the
+/// pool goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_deadline_holds_in_pooler_mode() {
+    let Some(bouncer) = bouncer() else { return };
+    let t = TestDb::new().await;
+    let user = common::server_url().username().to_owned();
+    let user = if user.is_empty() { "postgres" } else { &user };
+    let mut config = Config::new(bouncer.url_of(user, &t.name));
+    config.pooler = Pooler::Transaction;
+    config.migration_url = Some(t.url.clone());
+    config.query_timeout = Some(Duration::from_millis(300));
+    let db = Db::new(config).unwrap();
+    let started = std::time::Instant::now();
+    let err = db
+        .run(async |conn| {
+            diesel::sql_query("SELECT pg_sleep(5)")
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: database::TimeoutKind::Client,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let n = db
+        .run(async |conn| {
+            Ok(users::find_by_email(conn, "nobody@example.com")
+                .await
+                .is_err())
+        })
+        .await
+        .unwrap();
+    assert!(n);
 }

@@ -187,12 +187,7 @@ impl ConnectionSettings {
                 .await
                 .map(PgConn::direct);
         }
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(target: "database::connection", error = %e, "connection ended");
-            }
-        });
-        let conn = UnnamedConnection::new(client)
+        let conn = UnnamedConnection::new(client, connection)
             .await
             .map_err(|e| ConnectionError::CouldntSetupConfiguration(convert_error(e)))?;
         Ok(PgConn::unnamed(conn))
@@ -374,8 +369,17 @@ pub(super) fn connection_error(e: ConnectionError, url: &str) -> Error {
 /// Opens the migration session to `url`: set up as `config` sets up pooled
 /// connections, but with the migration timeouts (see `for_migrations`).
 /// It always reaches the server directly, also in pooler mode: the
-/// migration lock is a session-level advisory lock.
+/// migration lock is a session-level advisory lock. In pooler mode without
+/// `DATABASE_MIGRATION_URL` it is refused: `DATABASE_URL` is the pooler.
 pub async fn connect_for_migrations(config: &Config, url: &str) -> Result<PgConn> {
+    if config.pooler == Pooler::Transaction && config.migration_url.is_none() {
+        return Err(Error::Config(
+            "DB_POOLER=transaction: migrations and the db command's sessions need \
+             DATABASE_MIGRATION_URL, a URL of the server itself (not the pooler): they hold a \
+             session-level lock and session settings"
+                .into(),
+        ));
+    }
     ConnectionSettings::for_migrations(config)
         .establish(url)
         .await

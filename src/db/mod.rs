@@ -29,6 +29,7 @@ pub use connection::{connect, connect_for_migrations};
 pub use pg_conn::{PgConn, PgConnField, PgConnRow};
 pub use replicas::{ReadSource, WalPosition};
 pub use tls::SslMode;
+pub(crate) use unnamed::STATEMENT_MAY_HAVE_RUN;
 pub use unnamed::{UnnamedField, UnnamedRow};
 pub use url::{ConnString, redact_url, split_password, with_dbname};
 
@@ -236,18 +237,10 @@ impl Db {
 
     /// Like `migrate`, with another set of migrations.
     pub async fn migrate_with(&self, set: &MigrationSet) -> Result<migrate::Report> {
-        if self.config.pooler == Pooler::Transaction {
-            // The migration lock is a session-level advisory lock: through a
-            // transaction-mode pooler it would be taken on one server
-            // connection and released on another (or never).
-            if self.config.migration_url.is_none() {
-                return Err(Error::Config(
-                    "DB_POOLER=transaction: migrations need DATABASE_MIGRATION_URL, a URL of the \
-                     server itself (not the pooler)"
-                        .into(),
-                ));
-            }
-        } else {
+        // In pooler mode the quick check is skipped: the migration session
+        // (which `connect_for_migrations` refuses without
+        // DATABASE_MIGRATION_URL) does it under the lock.
+        if self.config.pooler == Pooler::None {
             let mut conn = self.conn().await?;
             if migrate::is_up_to_date(&mut conn, set).await? {
                 return Ok(migrate::Report::default());

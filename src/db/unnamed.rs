@@ -39,9 +39,23 @@ use diesel_async::AnsiTransactionManager;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
+/// The start of the message of a statement that reached the server but whose
+/// result could not be read (a result type newer than the connection):
+/// `crate::Error` reports it as `CommitOutcomeUnknown`, never as retryable.
+pub(crate) const STATEMENT_MAY_HAVE_RUN: &str = "pooler mode: the statement was sent";
+
 /// A PostgreSQL connection that never names a statement.
 pub(super) struct UnnamedConnection {
     client: tokio_postgres::Client,
+    /// Ends the connection task when this connection is dropped (without it
+    /// tokio-postgres would wait for every pending answer first: forever,
+    /// behind a stalled pooler, holding the transaction's locks).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// One request at a time: a transaction-mode pooler may hand the server
+    /// connection to another client at the first ReadyForQuery, so two
+    /// Sync-terminated requests in flight outside a transaction could be
+    /// answered by different server connections.
+    serial: Arc<tokio::sync::Mutex<()>>,
     transaction: AnsiTransactionManager,
     /// OIDs of the database's non-built-in types, by (schema, name) and by
     /// name alone for those on the search path.
@@ -49,8 +63,25 @@ pub(super) struct UnnamedConnection {
     /// `None` unless logging or deadlines need events (the hot path then
     /// builds none).
     instrumentation: Mutex<Option<Box<dyn Instrumentation>>>,
+    /// What `instrumentation()` hands out while nothing watches.
+    unwatched: Unwatched,
     /// Set when the connection's protocol state is no longer trusted.
     broken: AtomicBool,
+}
+
+/// Receives events nobody asked for.
+struct Unwatched;
+
+impl Instrumentation for Unwatched {
+    fn on_connection_event(&mut self, _: InstrumentationEvent<'_>) {}
+}
+
+impl Drop for UnnamedConnection {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
 }
 
 /// A statement rendered and its binds serialised: all a query future holds.
@@ -60,15 +91,37 @@ pub(super) struct Rendered {
 }
 
 impl UnnamedConnection {
-    /// Takes over an open client (its connection task already spawned) and
-    /// learns the database's types.
-    pub(super) async fn new(client: tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+    /// Takes over an open client and its connection (driven by a task of
+    /// its own until this value is dropped) and learns the database's types.
+    pub(super) async fn new<S, T>(
+        client: tokio_postgres::Client,
+        connection: tokio_postgres::Connection<S, T>,
+    ) -> Result<Self, tokio_postgres::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::select! {
+                ended = connection => {
+                    if let Err(e) = ended {
+                        tracing::debug!(target: "database::connection", error = %e, "connection ended");
+                    }
+                }
+                // Dropping the connection closes the socket at once.
+                _ = stop => {}
+            }
+        });
         let types = learn_types(&client).await?;
         Ok(Self {
             client,
+            shutdown: Some(shutdown),
+            serial: Arc::new(tokio::sync::Mutex::new(())),
             transaction: AnsiTransactionManager::default(),
             types: Arc::new(types),
             instrumentation: Mutex::new(None),
+            unwatched: Unwatched,
             broken: AtomicBool::new(false),
         })
     }
@@ -82,7 +135,10 @@ impl UnnamedConnection {
             .instrumentation
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        &mut **slot.get_or_insert_with(|| Box::new(|_: InstrumentationEvent<'_>| {}))
+        match slot {
+            Some(instrumentation) => &mut **instrumentation,
+            None => &mut self.unwatched,
+        }
     }
 
     pub(super) fn set_instrumentation(&mut self, instrumentation: impl Instrumentation) {
@@ -142,14 +198,33 @@ impl UnnamedConnection {
         Ok(Rendered { sql, params })
     }
 
-    /// A bind of a type this connection did not see when it opened.
+    /// A bind of a type this connection did not see when it opened: found
+    /// before anything was sent, so the call can simply be retried.
     fn unknown_type(&self, e: &dyn std::fmt::Display) -> DieselError {
         self.broken.store(true, Ordering::Relaxed);
         DieselError::DatabaseError(
             DatabaseErrorKind::UnableToSendCommand,
             Box::new(format!(
                 "{e}: the type is newer than this DB_POOLER=transaction connection (they learn \
-                 the database's types when they open); the connection is discarded, retry"
+                 the database's types when they open); nothing was sent, the connection is \
+                 discarded, retry"
+            )),
+        )
+    }
+
+    /// A result column of a type this connection did not see when it
+    /// opened. Parse, Bind and Execute went out in one message, so the
+    /// statement has run (and, outside a transaction, committed) by the time
+    /// its result turns out unreadable: never report that as retryable.
+    fn unreadable_result(&self, e: &dyn std::fmt::Display) -> DieselError {
+        self.broken.store(true, Ordering::Relaxed);
+        DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new(format!(
+                "{STATEMENT_MAY_HAVE_RUN} and may have run, but its result has a type newer \
+                 than this DB_POOLER=transaction connection (they learn the database's types \
+                 when they open; a migration created it since): check before retrying; the \
+                 connection is discarded ({e})"
             )),
         )
     }
@@ -158,21 +233,24 @@ impl UnnamedConnection {
         &self,
         rendered: QueryResult<Rendered>,
     ) -> QueryResult<BoxStream<'static, QueryResult<UnnamedRow>>> {
-        let (sql, result) = match rendered {
+        let (sql, result, turn) = match rendered {
             Ok(Rendered { sql, params }) => {
+                let turn = Arc::clone(&self.serial).lock_owned().await;
                 let result = self
                     .client
                     .query_typed_raw(&sql, params)
                     .await
                     .map_err(|e| self.error(e));
-                (sql, result)
+                (sql, result, Some(turn))
             }
-            Err(e) => (String::new(), Err(e)),
+            Err(e) => (String::new(), Err(e), None),
         };
         let result = result.map(|rows| {
             let mut oids: Option<Arc<[NonZeroU32]>> = None;
             rows.map_err(convert_error)
                 .map_ok(move |row| {
+                    // The turn ends when the rows have been read (the stream dropped).
+                    let _ = &turn;
                     let oids = oids
                         .get_or_insert_with(|| {
                             row.columns()
@@ -193,6 +271,7 @@ impl UnnamedConnection {
     pub(super) async fn execute(&self, rendered: QueryResult<Rendered>) -> QueryResult<usize> {
         let (sql, result) = match rendered {
             Ok(Rendered { sql, params }) => {
+                let _turn = self.serial.lock().await;
                 let result = async {
                     let rows = self
                         .client
@@ -215,11 +294,13 @@ impl UnnamedConnection {
         if self.watched() {
             self.event(InstrumentationEvent::start_query(&StrQueryHelper::new(sql)));
         }
-        let result = self
-            .client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| self.error(e));
+        let result = {
+            let _turn = self.serial.lock().await;
+            self.client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| self.error(e))
+        };
         self.finish(sql, result)
     }
 
@@ -227,9 +308,10 @@ impl UnnamedConnection {
     ///
     /// (diesel-async's connection also marks a transaction whose statement
     /// hit a serialization failure as needing a rollback up to the top
-    /// level; that state is private to diesel-async. Here the server refuses
-    /// the final `COMMIT` of such a transaction instead, with the same
-    /// serialization failure, so callers see the same retryable error.)
+    /// level, which matters only to code that catches that error inside a
+    /// nested transaction (savepoint) and carries on; that state is private
+    /// to diesel-async. A caller that returns the error, as every repository
+    /// function does, gets the same rollback and the same retryable error.)
     fn finish<T>(&self, sql: &str, result: QueryResult<T>) -> QueryResult<T> {
         if self.watched() {
             self.event(InstrumentationEvent::finish_query(
@@ -246,9 +328,10 @@ impl UnnamedConnection {
         match e.code() {
             // "prepared statement does not exist": only tokio-postgres's
             // type lookup names statements here, and it does so only for a
-            // type created after this connection learned them.
+            // result type created after this connection learned them, after
+            // the statement itself has run.
             Some(code) if *code == tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME => {
-                self.unknown_type(&e)
+                self.unreadable_result(&e)
             }
             Some(_) => convert_error(e),
             None => {
@@ -261,20 +344,38 @@ impl UnnamedConnection {
 
 /// Reads the catalog's non-built-in types and makes tokio-postgres cache
 /// each, all in one transaction so that a pooler keeps every statement on
-/// one server connection, and leaves no named statement behind.
+/// one server connection, and leaves no named statement behind: the server
+/// connection's statements are deallocated first (another client's
+/// leftovers would collide with tokio-postgres's names) and last, also when
+/// the learning fails (prepared statements outlive a rollback).
+///
+/// PgBouncer 1.21+ with `max_prepared_statements` > 0 tracks named
+/// statements itself and must not see `DEALLOCATE ALL`: pooler mode needs
+/// that setting at 0 (its default), as it needs no named statements.
 async fn learn_types(
     client: &tokio_postgres::Client,
 ) -> Result<PgMetadataCache, tokio_postgres::Error> {
+    // Enums, domains, ranges and extension base types the role can use; not
+    // arrays (`typelem`) nor row types (`typrelid`): their element types are
+    // what matters, and there is one per table. information_schema's domains
+    // (OIDs below 16384) are there in every database, so the lookup
+    // statement is always prepared here, inside the transaction.
     const CATALOG: &str = "\
         SELECT n.nspname::text, t.typname::text, t.oid, t.typarray, \
                pg_catalog.pg_type_is_visible(t.oid), pg_catalog.format_type(t.oid, NULL) \
         FROM pg_catalog.pg_type t \
         JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace \
-        WHERE t.oid >= 16384 \
-          AND t.typtype IN ('b', 'd', 'e', 'r', 'm') \
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
-    client.batch_execute("BEGIN").await?;
+        WHERE t.typtype IN ('b', 'd', 'e', 'r', 'm') AND t.typelem = 0 AND t.typrelid = 0 \
+          AND (t.oid >= 16384 OR n.nspname = 'information_schema') \
+          AND n.nspname <> 'pg_catalog' \
+          AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+          AND pg_catalog.has_schema_privilege(n.oid, 'USAGE') \
+          AND pg_catalog.has_type_privilege(t.oid, 'USAGE')";
+    /// PostgreSQL allows 1,664 result columns.
+    const COLUMNS_PER_SELECT: usize = 500;
+    client
+        .batch_execute("BEGIN; DEALLOCATE ALL; SAVEPOINT learn_types")
+        .await?;
     let learned = async {
         let rows = client.query_typed(CATALOG, &[]).await?;
         let mut cache = PgMetadataCache::new();
@@ -293,33 +394,30 @@ async fn learn_types(
             if visible {
                 cache.store_type(PgMetadataCacheKey::new(None, name.into()), (oid, array_oid));
             }
+            // Each result column of a type tokio-postgres does not know
+            // makes it look the type up (named statements) and cache it.
             columns.push(format!("NULL::{shown}"));
             if array_oid != 0 {
                 columns.push(format!("NULL::{shown}[]"));
             }
         }
-        // Each result column of a type tokio-postgres does not know makes it
-        // look the type up (named statements) and cache it. The domain from
-        // information_schema is always there: it makes the client prepare
-        // its lookup statement here even in a database without types of its
-        // own, so a type created later fails cleanly (the statement is gone,
-        // see `error`) instead of being prepared by name outside a transaction.
-        columns.push("NULL::information_schema.sql_identifier".to_owned());
-        let sql = format!("SELECT {}", columns.join(", "));
-        client.query_typed(&sql, &[]).await?;
-        // The lookups' statements live on this server connection only until
-        // here: another client handed it next must not meet them.
-        client.batch_execute("DEALLOCATE ALL").await?;
+        for chunk in columns.chunks(COLUMNS_PER_SELECT) {
+            client
+                .query_typed(&format!("SELECT {}", chunk.join(", ")), &[])
+                .await?;
+        }
         Ok::<_, tokio_postgres::Error>(cache)
     }
     .await;
     match learned {
         Ok(cache) => {
-            client.batch_execute("COMMIT").await?;
+            client.batch_execute("DEALLOCATE ALL; COMMIT").await?;
             Ok(cache)
         }
         Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
+            let _ = client
+                .batch_execute("ROLLBACK TO SAVEPOINT learn_types; DEALLOCATE ALL; COMMIT")
+                .await;
             Err(e)
         }
     }

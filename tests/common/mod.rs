@@ -55,26 +55,33 @@ pub async fn admin_conn() -> Conn {
 /// the process exits).
 pub fn pooler() -> Option<&'static TempPgBouncer> {
     static BOUNCER: OnceLock<Option<TempPgBouncer>> = OnceLock::new();
+    static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Statics are never dropped: stop it when the process exits.
+    extern "C" fn stop() {
+        let pid = std::sync::atomic::AtomicU32::load(&PID, Ordering::Relaxed);
+        if pid != 0 {
+            // SAFETY: kill(2) on the PgBouncer this process started, which
+            // lives until exit (nothing else reaps it).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
     BOUNCER
         .get_or_init(|| {
             if std::env::var("DB_TEST_POOLER").map_or(true, |v| v != "1") {
                 return None;
             }
-            Some(start_bouncer().unwrap_or_else(|e| panic!("DB_TEST_POOLER=1: {e}")))
+            let bouncer = start_bouncer().unwrap_or_else(|e| panic!("DB_TEST_POOLER=1: {e}"));
+            PID.store(bouncer.pid(), Ordering::Relaxed);
+            // SAFETY: registers a plain function without captures.
+            unsafe { libc::atexit(stop) };
+            Some(bouncer)
         })
         .as_ref()
 }
 
-/// A transaction-mode PgBouncer in front of the test server; stopped when
-/// the test process exits (statics are never dropped).
+/// A transaction-mode PgBouncer in front of the test server, stopped when
+/// dropped.
 pub fn start_bouncer() -> database::Result<TempPgBouncer> {
-    static STARTED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
-    extern "C" fn stop_all() {
-        for pid in STARTED.lock().map(|p| p.clone()).unwrap_or_default() {
-            // SAFETY: kill(2) on a process this test started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
     let server = server_url();
     let mut options = BouncerOptions::transaction_mode(
         server.host_str().unwrap_or("127.0.0.1"),
@@ -84,14 +91,7 @@ pub fn start_bouncer() -> database::Result<TempPgBouncer> {
     // that clients really take turns on them; enough for the widest forced
     // race of the suite (six callers waiting on one lock, plus the watcher).
     options.pool_size = 7;
-    let bouncer = TempPgBouncer::start(&options)?;
-    let mut started = STARTED.lock().unwrap();
-    if started.is_empty() {
-        // SAFETY: registers a plain function without captures.
-        unsafe { libc::atexit(stop_all) };
-    }
-    started.push(bouncer.pid());
-    Ok(bouncer)
+    TempPgBouncer::start(&options)
 }
 
 /// Whether a test that needs `what` should skip (printing why) rather than

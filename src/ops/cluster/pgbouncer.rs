@@ -153,7 +153,13 @@ impl TempPgBouncer {
                     self.log()
                 )));
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // Listening, and it is this PgBouncer that listens (another
+            // process may have taken the port between choosing and binding).
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self
+                    .log()
+                    .contains(&format!("listening on 127.0.0.1:{}", self.port))
+            {
                 return Ok(());
             }
             if start.elapsed() > limit {
