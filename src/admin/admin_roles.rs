@@ -149,11 +149,11 @@ pub struct RolePermissions {
 
 #[derive(Insertable)]
 #[diesel(table_name = admin_roles, treat_none_as_default_value = false)]
-struct InsertRole<'a> {
-    id: AdminRoleId,
-    name: &'a str,
-    description: Option<&'a str>,
-    permissions: Vec<String>,
+pub(crate) struct InsertRole<'a> {
+    pub(crate) id: AdminRoleId,
+    pub(crate) name: &'a str,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) permissions: Vec<String>,
 }
 
 fn snapshot(role: &AdminRole) -> serde_json::Value {

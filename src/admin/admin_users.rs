@@ -31,12 +31,12 @@ pub struct AdminGrant {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = admin_users)]
-struct InsertGrant {
-    id: AdminUserId,
-    user_id: UserId,
-    role_id: AdminRoleId,
-    granted_by: Option<UserId>,
+#[diesel(table_name = admin_users, treat_none_as_default_value = false)]
+pub(crate) struct InsertGrant {
+    pub(crate) id: AdminUserId,
+    pub(crate) user_id: UserId,
+    pub(crate) role_id: AdminRoleId,
+    pub(crate) granted_by: Option<UserId>,
 }
 
 /// Grants `role` to `user`, audited. `Conflict { admin_users_user_role_key }`

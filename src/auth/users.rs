@@ -52,12 +52,12 @@ pub struct NewUser {
 
 #[derive(Insertable)]
 #[diesel(table_name = users, treat_none_as_default_value = false)]
-struct InsertUser<'a> {
-    id: UserId,
-    email: &'a str,
-    email_verified: bool,
-    name: Option<&'a str>,
-    image: Option<&'a str>,
+pub(crate) struct InsertUser<'a> {
+    pub(crate) id: UserId,
+    pub(crate) email: &'a str,
+    pub(crate) email_verified: bool,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) image: Option<&'a str>,
 }
 
 /// Input of `update_profile`: `None` leaves a field alone,

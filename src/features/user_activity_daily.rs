@@ -36,11 +36,11 @@ pub struct ActivityIncrement {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = activity)]
-struct InsertActivity {
-    user_id: UserId,
-    day: NaiveDate,
-    count: i64,
+#[diesel(table_name = activity, treat_none_as_default_value = false)]
+pub(crate) struct InsertActivity {
+    pub(crate) user_id: UserId,
+    pub(crate) day: NaiveDate,
+    pub(crate) count: i64,
 }
 
 /// Adds `input.by` to the user's count for `input.day`; returns the new count.

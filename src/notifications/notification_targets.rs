@@ -43,12 +43,12 @@ pub struct RegisterTarget {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = targets)]
-struct InsertTarget<'a> {
-    id: NotificationTargetId,
-    user_id: UserId,
-    channel: NotificationChannel,
-    address: &'a str,
+#[diesel(table_name = targets, treat_none_as_default_value = false)]
+pub(crate) struct InsertTarget<'a> {
+    pub(crate) id: NotificationTargetId,
+    pub(crate) user_id: UserId,
+    pub(crate) channel: NotificationChannel,
+    pub(crate) address: &'a str,
 }
 
 /// Registers (or re-assigns to this user) a target.

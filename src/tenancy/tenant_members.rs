@@ -65,7 +65,7 @@ pub struct NewMember {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = tenant_members)]
+#[diesel(table_name = tenant_members, treat_none_as_default_value = false)]
 pub(crate) struct InsertMember {
     pub(crate) id: TenantMemberId,
     pub(crate) tenant_id: TenantId,

@@ -86,11 +86,11 @@ fn slug_format(slug: &str) -> Result<(), ValidationError> {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = tenants)]
-struct InsertTenant<'a> {
-    id: TenantId,
-    name: &'a str,
-    slug: &'a str,
+#[diesel(table_name = tenants, treat_none_as_default_value = false)]
+pub(crate) struct InsertTenant<'a> {
+    pub(crate) id: TenantId,
+    pub(crate) name: &'a str,
+    pub(crate) slug: &'a str,
 }
 
 /// Creates a tenant with `owner` as its first owner, in one transaction.

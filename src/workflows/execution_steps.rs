@@ -104,6 +104,20 @@ pub struct ExecutionStep {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A new step as `executions::start` writes it: pending, at `position` in
+/// its execution's graph order. `start` sends its steps as arrays in one
+/// statement (`InsertSteps`); this row type is the same shape, one row, for
+/// code that writes steps through Diesel's `Insertable` (the seed).
+#[derive(Insertable)]
+#[diesel(table_name = execution_steps, treat_none_as_default_value = false)]
+pub(crate) struct InsertStep<'a> {
+    pub(crate) id: crate::ExecutionStepId,
+    pub(crate) execution_id: ExecutionId,
+    pub(crate) node_id: &'a str,
+    pub(crate) position: i32,
+    pub(crate) max_attempts: i32,
+}
+
 /// What a step transition writes besides status and attempts.
 #[derive(AsChangeset)]
 #[diesel(table_name = execution_steps)]
