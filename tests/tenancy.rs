@@ -88,6 +88,8 @@ async fn create_with_owner_conflicts_and_missing_owner_roll_back_everything() {
         .await
         .unwrap_err();
     assert_eq!(conflict_on(&err), "tenants_slug_key");
+    assert!(err.is_conflict(tenants::SLUG_TAKEN), "{err:?}");
+    assert!(!err.is_conflict(tenant_members::LAST_OWNER));
 
     let input = NewTenant {
         name: "Ghost".into(),

@@ -14,6 +14,9 @@ use crate::error::validate;
 use crate::schema::{admin_roles, admin_users};
 use crate::{AdminRoleId, AdminUserId, Conn, Error, Result, UserId};
 
+/// The `Conflict { constraint }` of `grant_role` of a role the user already holds.
+pub const ALREADY_GRANTED: &str = "admin_users_user_role_key";
+
 /// A row of `admin_users`: one role grant.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = admin_users, check_for_backend(diesel::pg::Pg))]

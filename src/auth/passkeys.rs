@@ -16,6 +16,9 @@ use crate::render_once::RenderOnceDsl;
 use crate::schema::passkeys;
 use crate::{Conn, Error, PasskeyId, Result, UserId};
 
+/// The `Conflict { constraint }` of `register` of a credential id that is already registered.
+pub const CREDENTIAL_TAKEN: &str = "passkeys_credential_id_key";
+
 /// The transports WebAuthn defines (`AuthenticatorTransport`).
 pub const TRANSPORTS: &[&str] = &["usb", "nfc", "ble", "internal", "hybrid", "smart-card"];
 

@@ -12,6 +12,9 @@ use crate::render_once::RenderOnceDsl;
 use crate::schema::users;
 use crate::{Conn, Error, Result, UserId};
 
+/// The `Conflict { constraint }` of `create` with an email another user has (case-insensitively).
+pub const EMAIL_TAKEN: &str = "users_email_lower_key";
+
 /// A row of `users`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]

@@ -14,6 +14,9 @@ use crate::render_once::RenderOnceDsl;
 use crate::schema::{tenant_members as members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
 
+/// The `Conflict { constraint }` of `create_with_owner` with a slug that is taken.
+pub const SLUG_TAKEN: &str = "tenants_slug_key";
+
 /// A row of `tenants`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]

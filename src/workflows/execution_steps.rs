@@ -15,6 +15,9 @@ use crate::schema::{execution_steps, executions};
 use crate::workflows::executions::ExecutionStatus;
 use crate::{Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId};
 
+/// The `Conflict { constraint }` of `start` or `retry` of a step that used all its attempts.
+pub const ATTEMPTS_EXHAUSTED: &str = "execution_steps_attempts_bounded";
+
 crate::sql_enum! {
     /// Where a step is in its life.
     pub enum StepStatus: crate::schema::sql_types::StepStatus {
@@ -205,7 +208,7 @@ async fn transition(
     }
     if current.status.can_become(to) && needs_attempt_left {
         return Err(Error::Conflict {
-            constraint: "execution_steps_attempts_bounded".to_owned(),
+            constraint: ATTEMPTS_EXHAUSTED.to_owned(),
             message: format!(
                 "step {} used all {} attempts",
                 current.node_id, current.max_attempts
