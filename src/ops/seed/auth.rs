@@ -18,6 +18,13 @@ use crate::schema::{accounts, passkeys, sessions, users, verifications};
 use crate::token::{self, SecretString};
 use rand::Rng;
 
+/// A verification's token hash and what its life set.
+struct VerificationLife {
+    token_hash: Vec<u8>,
+    created_at: DateTime<Utc>,
+    consumed_at: Option<DateTime<Utc>>,
+}
+
 /// A session's token hash and what its life set.
 struct SessionLife {
     token_hash: Vec<u8>,
@@ -174,14 +181,7 @@ pub(super) async fn seed(s: &mut Seeder<'_>) -> Result<()> {
         s,
         verifications,
         p.users,
-        |u: u64,
-         rows: &mut Vec<(
-            u64,
-            NewVerification,
-            Vec<u8>,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>
-        )>| {
+        |u: u64, rows: &mut Vec<(u64, NewVerification, VerificationLife)>| {
             let mut rng = g.rng(tag("verifications"), u);
             let created = user_at(u);
             // Everyone verified their email once; some asked for a reset too.
@@ -191,13 +191,12 @@ pub(super) async fn seed(s: &mut Seeder<'_>) -> Result<()> {
                 ttl_seconds: DAY,
             };
             validate(&verify).expect("a valid verification");
-            rows.push((
-                u * 2,
-                verify,
-                token::hash(&format!("seed-{}-verify-{u}", g.seed)),
-                created,
-                Some(created + chrono::Duration::minutes(7)),
-            ));
+            let life = VerificationLife {
+                token_hash: token::hash(&format!("seed-{}-verify-{u}", g.seed)),
+                created_at: created,
+                consumed_at: Some(created + chrono::Duration::minutes(7)),
+            };
+            rows.push((u * 2, verify, life));
             if rng.random_bool(0.1) {
                 let asked = now() - chrono::Duration::minutes(rng.random_range(5..600));
                 let reset = NewVerification {
@@ -206,33 +205,27 @@ pub(super) async fn seed(s: &mut Seeder<'_>) -> Result<()> {
                     ttl_seconds: HOUR,
                 };
                 validate(&reset).expect("a valid verification");
-                rows.push((
-                    u * 2 + 1,
-                    reset,
-                    token::hash(&format!("seed-{}-reset-{u}", g.seed)),
-                    asked,
-                    None,
-                ));
+                let life = VerificationLife {
+                    token_hash: token::hash(&format!("seed-{}-reset-{u}", g.seed)),
+                    created_at: asked,
+                    consumed_at: None,
+                };
+                rows.push((u * 2 + 1, reset, life));
             }
         },
-        |(i, verification, token_hash, created, consumed): &(
-            u64,
-            NewVerification,
-            Vec<u8>,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-        )| {
+        |(i, verification, life): &(u64, NewVerification, VerificationLife)| {
             (
                 InsertVerification {
                     id: g.id(tag("verifications"), *i).into(),
                     purpose: verification.purpose,
                     identifier: &verification.identifier,
-                    token_hash,
-                    expires_at: *created + chrono::Duration::seconds(verification.ttl_seconds),
+                    token_hash: &life.token_hash,
+                    expires_at: life.created_at
+                        + chrono::Duration::seconds(verification.ttl_seconds),
                 },
                 (
-                    verifications::consumed_at.eq(*consumed),
-                    verifications::created_at.eq(*created),
+                    verifications::consumed_at.eq(life.consumed_at),
+                    verifications::created_at.eq(life.created_at),
                 ),
             )
         }
