@@ -146,7 +146,8 @@ pub async fn has_permission(conn: &mut Conn, user: UserId, permission: &str) -> 
     .await?)
 }
 
-/// The roles `user` holds, by name.
+/// The roles `user` holds, by name: at most every role there is (a handful
+/// an operator defines), so a `Vec`.
 pub async fn roles_of(conn: &mut Conn, user: UserId) -> Result<Vec<AdminRole>> {
     Ok(admin_users::table
         .inner_join(admin_roles::table)
