@@ -159,8 +159,9 @@ impl Report {
 }
 
 /// Fills the database behind `conn` with the demo data of `seed` at
-/// `scale`, reporting progress through `progress`. Running it again with
-/// the same seed writes nothing.
+/// `scale`, reporting progress through `progress`, in one transaction (an
+/// error leaves nothing written). Running it again with the same seed
+/// writes nothing.
 pub async fn seed(
     conn: &mut AsyncPgConnection,
     seed: u64,
