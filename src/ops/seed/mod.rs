@@ -349,8 +349,9 @@ macro_rules! fill {
         let mut pending_units = 0u64;
         // An empty table takes plain INSERTs; one holding rows (an earlier
         // run, another seed) gets `ON CONFLICT DO NOTHING`, which costs the
-        // server a speculative insertion per row. The whole seed is one
-        // transaction, so no other writer can fill the table meanwhile.
+        // server a speculative insertion per row. Should another session
+        // write a colliding row meanwhile, the seed fails with `Conflict`
+        // and, being one transaction, leaves nothing.
         let fresh = !diesel_async::RunQueryDsl::get_result::<bool>(
             diesel::select(diesel::dsl::exists(
                 $crate::schema::$table::table
