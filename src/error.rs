@@ -26,7 +26,10 @@ pub enum Error {
         entity: &'static str,
     },
 
-    /// A uniqueness or referential rule of the database was violated.
+    /// A uniqueness or referential rule of the database, or a domain rule,
+    /// was violated. Every rule a caller may want to handle has a `pub const`
+    /// in its table's module (`users::EMAIL_TAKEN`, `tenant_members::LAST_OWNER`,
+    /// `execution_steps::EXECUTION_NOT_RUNNING`, ...); test with `is_conflict`.
     #[error("conflict on {constraint}: {message}")]
     Conflict {
         /// The name of the violated constraint or rule, e.g. `users_email_lower_key`.
@@ -48,7 +51,9 @@ pub enum Error {
         expected: i64,
     },
 
-    /// A state machine refused a transition.
+    /// A state machine refused a transition. `from` and `to` are the labels
+    /// of the domain's status enum (`ExecutionStatus::as_str()`, its
+    /// `Display`); test with `is_illegal_transition_to`.
     #[error("illegal transition from {from} to {to}")]
     IllegalTransition {
         /// The current state.
@@ -110,25 +115,6 @@ pub enum Error {
     /// The migration engine refused or failed.
     #[error(transparent)]
     Migration(#[from] MigrationError),
-
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: String,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// An external tool (`pg_dump`, `diesel`) is missing or failed.
-    #[error("{tool}: {message}")]
-    Tool {
-        /// The program.
-        tool: &'static str,
-        /// What went wrong.
-        message: String,
-    },
 
     /// Any other database error.
     #[error("database error: {0}")]
@@ -278,6 +264,20 @@ impl Error {
             Self::Invalid(input) => input.field_names(),
             _ => Vec::new(),
         }
+    }
+
+    /// Whether this is `Conflict` on `rule`: one of the domains' constants
+    /// (`users::EMAIL_TAKEN`, `tenant_members::LAST_OWNER`, ...), so a
+    /// caller tells the conflicts it handles apart without spelling a
+    /// constraint name: `if e.is_conflict(tenants::SLUG_TAKEN) { ... }`.
+    pub fn is_conflict(&self, rule: &str) -> bool {
+        matches!(self, Self::Conflict { constraint, .. } if constraint == rule)
+    }
+
+    /// Whether this is `IllegalTransition` towards `to`, a status of the
+    /// domain's state machine: `e.is_illegal_transition_to(ExecutionStatus::Completed)`.
+    pub fn is_illegal_transition_to(&self, to: impl fmt::Display) -> bool {
+        matches!(self, Self::IllegalTransition { to: t, .. } if *t == to.to_string())
     }
 }
 

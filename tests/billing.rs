@@ -122,7 +122,10 @@ async fn an_event_creates_then_updates_and_a_redelivery_changes_nothing() {
     assert_eq!(t.count("subscription_events").await, 2);
     assert_eq!(t.count("subscriptions").await, 1);
     assert_eq!(
-        subscriptions::list_for_user(&mut conn, ann).await.unwrap(),
+        subscriptions::list_for_user(&mut conn, ann, None, 100)
+            .await
+            .unwrap()
+            .items,
         vec![sub]
     );
 }
@@ -297,9 +300,14 @@ async fn a_tenant_can_own_a_subscription() {
     )
     .await
     .unwrap();
-    let subs = subscriptions::list_for_tenant(&mut conn, tenant)
+    let page = subscriptions::list_for_tenant(&mut conn, tenant, None, 1)
         .await
         .unwrap();
+    assert!(
+        page.next.is_none(),
+        "one subscription: the first page is the last"
+    );
+    let subs = page.items;
     assert_eq!(subs.len(), 1);
     assert_eq!((subs[0].tenant_id, subs[0].user_id), (Some(tenant), None));
 }

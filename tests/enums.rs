@@ -80,3 +80,57 @@ async fn every_postgres_enum_matches_its_rust_enum() {
     let rust_names: Vec<_> = rust.keys().collect();
     assert_eq!(catalog_names, rust_names, "a Rust enum whose type is gone");
 }
+
+#[derive(diesel::QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+/// Every conflict constant a caller matches on (`Error::is_conflict`) that
+/// names a database constraint or unique index names one the migrations
+/// really create; the domain rules checked in Rust are listed apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn conflict_constants_name_real_constraints() {
+    use database::admin::{admin_roles, admin_users};
+    use database::auth::{accounts, jwks, passkeys, users};
+    use database::tenancy::{tenant_members, tenants};
+    use database::workflows::execution_steps;
+    let t = TestDb::new().await;
+    let names: Vec<Name> = diesel::sql_query(
+        "SELECT conname::text AS name FROM pg_constraint \
+         UNION SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public'",
+    )
+    .load(&mut *t.conn().await)
+    .await
+    .unwrap();
+    let names: Vec<String> = names.into_iter().map(|n| n.name).collect();
+    for constant in [
+        users::EMAIL_TAKEN,
+        accounts::PROVIDER_ACCOUNT_TAKEN,
+        accounts::PROVIDER_ALREADY_LINKED,
+        passkeys::CREDENTIAL_TAKEN,
+        jwks::ONE_SIGNING_KEY,
+        tenants::SLUG_TAKEN,
+        tenant_members::ALREADY_MEMBER,
+        admin_roles::NAME_TAKEN,
+        admin_users::ALREADY_GRANTED,
+        execution_steps::ATTEMPTS_EXHAUSTED,
+    ] {
+        assert!(
+            names.iter().any(|n| n == constant),
+            "{constant} is not in the catalog"
+        );
+    }
+    // Rules the domains enforce in Rust: names of their own, never a constraint's.
+    for rule in [
+        tenant_members::LAST_OWNER,
+        accounts::LAST_LOGIN_METHOD,
+        execution_steps::EXECUTION_NOT_RUNNING,
+    ] {
+        assert!(
+            !names.iter().any(|n| n == rule),
+            "{rule} is also a constraint"
+        );
+    }
+}

@@ -351,4 +351,15 @@ async fn activity_bad_input_writes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.invalid_fields(), vec!["to"]);
+    // The range bounds the result: a year (366 days) is answered, more is not.
+    let year_on = day + chrono::Duration::days(user_activity_daily::MAX_RANGE_DAYS - 1);
+    let days = user_activity_daily::activity_between(&mut conn, ann, day, year_on)
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1);
+    let err =
+        user_activity_daily::activity_between(&mut conn, ann, day, year_on.succ_opt().unwrap())
+            .await
+            .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["to"]);
 }

@@ -234,10 +234,20 @@ async fn targets_are_unique_and_move_between_users() {
     assert_eq!(moved.id, first.id);
     assert_eq!(moved.user_id, bob);
     assert!(
-        notification_targets::list_for_user(&mut conn, ann)
+        notification_targets::list_for_user(&mut conn, ann, None, 100)
             .await
             .unwrap()
+            .items
             .is_empty()
+    );
+    let page = notification_targets::list_for_user(&mut conn, bob, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].id, first.id);
+    assert!(
+        page.next.is_none(),
+        "bob's only target: the first page is the last"
     );
     assert!(matches!(
         notification_targets::delete_target(&mut conn, ann, first.id).await,

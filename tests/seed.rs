@@ -128,6 +128,46 @@ async fn a_seed_gives_the_same_tables_on_every_database() {
     }
 }
 
+/// The seed is one transaction: a failure in a late table (here a trigger
+/// refusing every message) leaves none of the earlier tables' rows behind,
+/// and the next run, once the cause is gone, writes everything.
+#[tokio::test]
+async fn a_seed_that_fails_half_way_writes_nothing() {
+    use diesel_async::SimpleAsyncConnection;
+    let t = TestDb::new().await;
+    t.conn()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse_messages() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'no messages today'; END $$; \
+             CREATE TRIGGER refuse_messages BEFORE INSERT ON messages \
+             FOR EACH ROW EXECUTE FUNCTION refuse_messages();",
+        )
+        .await
+        .unwrap();
+    let out = db(&t.url, &["seed"], &[]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no messages today"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in ["users", "tenants", "workflows", "chats", "admin_roles"] {
+        assert_eq!(
+            t.count(table).await,
+            0,
+            "{table} kept rows of a failed seed"
+        );
+    }
+    t.conn()
+        .await
+        .batch_execute("DROP TRIGGER refuse_messages ON messages")
+        .await
+        .unwrap();
+    let out = seed_ok(&t, &["seed"]);
+    assert!(out.contains("0 rows already present"), "{out}");
+}
+
 #[tokio::test]
 async fn every_table_in_the_catalog_gets_rows() {
     let t = TestDb::new().await;

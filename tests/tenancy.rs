@@ -44,7 +44,10 @@ async fn create_with_owner_makes_the_owner_a_member_and_logs_it() {
     assert_eq!(log[0].action, "tenant.created");
     assert_eq!(log[0].actor_id, Some(ann));
 
-    let mine = tenants::list_for_user(&mut conn, ann).await.unwrap();
+    let mine = tenants::list_for_user(&mut conn, ann, None, 100)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].tenant, acme);
     assert_eq!(mine[0].role, TenantRole::Owner);
@@ -88,6 +91,8 @@ async fn create_with_owner_conflicts_and_missing_owner_roll_back_everything() {
         .await
         .unwrap_err();
     assert_eq!(conflict_on(&err), "tenants_slug_key");
+    assert!(err.is_conflict(tenants::SLUG_TAKEN), "{err:?}");
+    assert!(!err.is_conflict(tenant_members::LAST_OWNER));
 
     let input = NewTenant {
         name: "Ghost".into(),
@@ -672,16 +677,18 @@ async fn nothing_crosses_from_one_tenant_to_another() {
     });
 
     // tenants::list_for_user: each user sees exactly their tenants.
-    let ann_t: Vec<_> = tenants::list_for_user(&mut conn, ann)
+    let ann_t: Vec<_> = tenants::list_for_user(&mut conn, ann, None, 100)
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|m| m.tenant.id)
         .collect();
     assert_eq!(ann_t, vec![a.id]);
-    let cat_t: Vec<_> = tenants::list_for_user(&mut conn, cat)
+    let cat_t: Vec<_> = tenants::list_for_user(&mut conn, cat, None, 100)
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|m| (m.tenant.id, m.role))
         .collect();
@@ -689,4 +696,19 @@ async fn nothing_crosses_from_one_tenant_to_another() {
         cat_t,
         vec![(a.id, TenantRole::Member), (b.id, TenantRole::Admin)]
     );
+    // One tenant per page: the cursor leads to the second, which is the last.
+    let first = tenants::list_for_user(&mut conn, cat, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 1);
+    assert_eq!(first.items[0].tenant.id, a.id);
+    let second = tenants::list_for_user(&mut conn, cat, first.next, 1)
+        .await
+        .unwrap();
+    assert_eq!(second.items[0].tenant.id, b.id);
+    assert!(second.next.is_none());
+    let err = tenants::list_for_user(&mut conn, cat, None, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.invalid_fields(), vec!["limit"]);
 }

@@ -88,15 +88,15 @@ pub struct NewAuditEntry {
 
 #[derive(Insertable)]
 #[diesel(table_name = admin_audit_log, treat_none_as_default_value = false)]
-struct InsertEntry<'a> {
-    id: AuditEntryId,
-    actor_id: UserId,
-    action: &'a str,
-    entity_type: &'a str,
-    entity_id: Option<&'a str>,
-    before: Option<&'a serde_json::Value>,
-    after: Option<&'a serde_json::Value>,
-    ip_address: Option<&'a str>,
+pub(crate) struct InsertEntry<'a> {
+    pub(crate) id: AuditEntryId,
+    pub(crate) actor_id: UserId,
+    pub(crate) action: &'a str,
+    pub(crate) entity_type: &'a str,
+    pub(crate) entity_id: Option<&'a str>,
+    pub(crate) before: Option<&'a serde_json::Value>,
+    pub(crate) after: Option<&'a serde_json::Value>,
+    pub(crate) ip_address: Option<&'a str>,
 }
 
 /// Appends an entry. Admin mutations of the crate call this inside their own

@@ -13,6 +13,9 @@ use crate::render_once::RenderOnceDsl;
 use crate::schema::admin_roles;
 use crate::{AdminRoleId, Conn, Error, Result};
 
+/// The `Conflict { constraint }` of `create` with a role name that is taken.
+pub const NAME_TAKEN: &str = "admin_roles_name_key";
+
 /// A row of `admin_roles`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = admin_roles, check_for_backend(diesel::pg::Pg))]
@@ -149,11 +152,11 @@ pub struct RolePermissions {
 
 #[derive(Insertable)]
 #[diesel(table_name = admin_roles, treat_none_as_default_value = false)]
-struct InsertRole<'a> {
-    id: AdminRoleId,
-    name: &'a str,
-    description: Option<&'a str>,
-    permissions: Vec<String>,
+pub(crate) struct InsertRole<'a> {
+    pub(crate) id: AdminRoleId,
+    pub(crate) name: &'a str,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) permissions: Vec<String>,
 }
 
 fn snapshot(role: &AdminRole) -> serde_json::Value {

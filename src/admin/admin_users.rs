@@ -14,6 +14,9 @@ use crate::error::validate;
 use crate::schema::{admin_roles, admin_users};
 use crate::{AdminRoleId, AdminUserId, Conn, Error, Result, UserId};
 
+/// The `Conflict { constraint }` of `grant_role` of a role the user already holds.
+pub const ALREADY_GRANTED: &str = "admin_users_user_role_key";
+
 /// A row of `admin_users`: one role grant.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = admin_users, check_for_backend(diesel::pg::Pg))]
@@ -31,12 +34,12 @@ pub struct AdminGrant {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = admin_users)]
-struct InsertGrant {
-    id: AdminUserId,
-    user_id: UserId,
-    role_id: AdminRoleId,
-    granted_by: Option<UserId>,
+#[diesel(table_name = admin_users, treat_none_as_default_value = false)]
+pub(crate) struct InsertGrant {
+    pub(crate) id: AdminUserId,
+    pub(crate) user_id: UserId,
+    pub(crate) role_id: AdminRoleId,
+    pub(crate) granted_by: Option<UserId>,
 }
 
 /// Grants `role` to `user`, audited. `Conflict { admin_users_user_role_key }`
@@ -143,7 +146,8 @@ pub async fn has_permission(conn: &mut Conn, user: UserId, permission: &str) -> 
     .await?)
 }
 
-/// The roles `user` holds, by name.
+/// The roles `user` holds, by name: at most every role there is (a handful
+/// an operator defines), so a `Vec`.
 pub async fn roles_of(conn: &mut Conn, user: UserId) -> Result<Vec<AdminRole>> {
     Ok(admin_users::table
         .inner_join(admin_roles::table)

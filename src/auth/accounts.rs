@@ -13,6 +13,13 @@ use crate::schema::{accounts, users};
 use crate::token::SecretString;
 use crate::{AccountId, Conn, Error, Result, UserId};
 
+/// The `Conflict { constraint }` of `link` of a provider identity another user already linked.
+pub const PROVIDER_ACCOUNT_TAKEN: &str = "accounts_provider_account_key";
+/// The `Conflict { constraint }` of `link`/`link_password` when the user already has this provider.
+pub const PROVIDER_ALREADY_LINKED: &str = "accounts_user_provider_key";
+/// The `Conflict { constraint }` of `unlink` of the user's last login method (they could never sign in again).
+pub const LAST_LOGIN_METHOD: &str = "accounts_last_login_method";
+
 /// A row of `accounts`. Tokens and the password hash are `SecretString`s:
 /// never serialised, `***` in `Debug`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
@@ -171,7 +178,7 @@ pub async fn unlink(conn: &mut Conn, user_id: UserId, provider: &str) -> Result<
         }
         if count <= 1 {
             return Err(Error::Conflict {
-                constraint: "accounts_last_login_method".into(),
+                constraint: LAST_LOGIN_METHOD.into(),
                 message: format!("{provider} is the user's only login method"),
             });
         }

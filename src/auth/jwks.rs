@@ -150,7 +150,7 @@ pub struct NewJwk {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = jwks)]
+#[diesel(table_name = jwks, treat_none_as_default_value = false)]
 pub(crate) struct InsertJwk {
     pub(crate) id: JwkId,
     pub(crate) algorithm: &'static str,

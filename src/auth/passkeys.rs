@@ -16,6 +16,9 @@ use crate::render_once::RenderOnceDsl;
 use crate::schema::passkeys;
 use crate::{Conn, Error, PasskeyId, Result, UserId};
 
+/// The `Conflict { constraint }` of `register` of a credential id that is already registered.
+pub const CREDENTIAL_TAKEN: &str = "passkeys_credential_id_key";
+
 /// The transports WebAuthn defines (`AuthenticatorTransport`).
 pub const TRANSPORTS: &[&str] = &["usb", "nfc", "ble", "internal", "hybrid", "smart-card"];
 
@@ -112,14 +115,14 @@ pub struct SignIn {
 
 #[derive(Insertable)]
 #[diesel(table_name = passkeys, treat_none_as_default_value = false)]
-struct InsertPasskey<'a> {
-    id: PasskeyId,
-    user_id: UserId,
-    credential_id: &'a str,
-    public_key: &'a [u8],
-    counter: i64,
-    transports: &'a Vec<String>,
-    device_name: Option<&'a str>,
+pub(crate) struct InsertPasskey<'a> {
+    pub(crate) id: PasskeyId,
+    pub(crate) user_id: UserId,
+    pub(crate) credential_id: &'a str,
+    pub(crate) public_key: &'a [u8],
+    pub(crate) counter: i64,
+    pub(crate) transports: &'a Vec<String>,
+    pub(crate) device_name: Option<&'a str>,
 }
 
 /// Registers a passkey. `Conflict { constraint: "passkeys_credential_id_key" }`

@@ -68,13 +68,13 @@ pub struct CreatedSession {
 
 #[derive(Insertable)]
 #[diesel(table_name = sessions, treat_none_as_default_value = false)]
-struct InsertSession<'a> {
-    id: SessionId,
-    user_id: UserId,
-    token_hash: &'a [u8],
-    expires_at: DateTime<Utc>,
-    ip_address: Option<&'a str>,
-    user_agent: Option<&'a str>,
+pub(crate) struct InsertSession<'a> {
+    pub(crate) id: SessionId,
+    pub(crate) user_id: UserId,
+    pub(crate) token_hash: &'a [u8],
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) ip_address: Option<&'a str>,
+    pub(crate) user_agent: Option<&'a str>,
 }
 
 /// Starts a session. `NotFound` when the user doesn't exist.

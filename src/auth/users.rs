@@ -12,6 +12,9 @@ use crate::render_once::RenderOnceDsl;
 use crate::schema::users;
 use crate::{Conn, Error, Result, UserId};
 
+/// The `Conflict { constraint }` of `create` with an email another user has (case-insensitively).
+pub const EMAIL_TAKEN: &str = "users_email_lower_key";
+
 /// A row of `users`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
@@ -52,12 +55,12 @@ pub struct NewUser {
 
 #[derive(Insertable)]
 #[diesel(table_name = users, treat_none_as_default_value = false)]
-struct InsertUser<'a> {
-    id: UserId,
-    email: &'a str,
-    email_verified: bool,
-    name: Option<&'a str>,
-    image: Option<&'a str>,
+pub(crate) struct InsertUser<'a> {
+    pub(crate) id: UserId,
+    pub(crate) email: &'a str,
+    pub(crate) email_verified: bool,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) image: Option<&'a str>,
 }
 
 /// Input of `update_profile`: `None` leaves a field alone,

@@ -72,13 +72,13 @@ pub struct IssuedVerification {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = verifications)]
-struct InsertVerification<'a> {
-    id: VerificationId,
-    purpose: VerificationPurpose,
-    identifier: &'a str,
-    token_hash: &'a [u8],
-    expires_at: DateTime<Utc>,
+#[diesel(table_name = verifications, treat_none_as_default_value = false)]
+pub(crate) struct InsertVerification<'a> {
+    pub(crate) id: VerificationId,
+    pub(crate) purpose: VerificationPurpose,
+    pub(crate) identifier: &'a str,
+    pub(crate) token_hash: &'a [u8],
+    pub(crate) expires_at: DateTime<Utc>,
 }
 
 /// Issues a new token.

@@ -84,28 +84,28 @@ pub struct Applied {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = subscription_events)]
-struct InsertEvent<'a> {
-    id: SubscriptionEventId,
-    provider_event_id: &'a str,
-    event_type: &'a str,
-    payload: &'a serde_json::Value,
-    occurred_at: DateTime<Utc>,
+#[diesel(table_name = subscription_events, treat_none_as_default_value = false)]
+pub(crate) struct InsertEvent<'a> {
+    pub(crate) id: SubscriptionEventId,
+    pub(crate) provider_event_id: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) payload: &'a serde_json::Value,
+    pub(crate) occurred_at: DateTime<Utc>,
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = subscriptions, treat_none_as_default_value = false)]
-struct InsertSubscription<'a> {
-    id: SubscriptionId,
-    user_id: Option<UserId>,
-    tenant_id: Option<TenantId>,
-    provider_customer_id: &'a str,
-    provider_subscription_id: &'a str,
-    plan: &'a str,
-    status: SubscriptionStatus,
-    current_period_end: Option<DateTime<Utc>>,
-    cancel_at_period_end: bool,
-    last_event_at: DateTime<Utc>,
+pub(crate) struct InsertSubscription<'a> {
+    pub(crate) id: SubscriptionId,
+    pub(crate) user_id: Option<UserId>,
+    pub(crate) tenant_id: Option<TenantId>,
+    pub(crate) provider_customer_id: &'a str,
+    pub(crate) provider_subscription_id: &'a str,
+    pub(crate) plan: &'a str,
+    pub(crate) status: SubscriptionStatus,
+    pub(crate) current_period_end: Option<DateTime<Utc>>,
+    pub(crate) cancel_at_period_end: bool,
+    pub(crate) last_event_at: DateTime<Utc>,
 }
 
 /// Records a provider event and applies it to its subscription, in one

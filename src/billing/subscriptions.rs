@@ -8,6 +8,8 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use crate::inline_limit::InlineLimitDsl;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::subscriptions;
 use crate::{Conn, Error, Result, SubscriptionId, TenantId, UserId};
@@ -119,22 +121,57 @@ pub async fn find_by_provider_id(
         })
 }
 
-/// The user's subscriptions, newest first.
-pub async fn list_for_user(conn: &mut Conn, user_id: UserId) -> Result<Vec<Subscription>> {
-    Ok(subscriptions::table
-        .filter(subscriptions::user_id.eq(user_id))
-        .order((subscriptions::created_at.desc(), subscriptions::id.desc()))
-        .select(Subscription::as_select())
-        .load(conn)
-        .await?)
+/// A page of the user's subscriptions, newest first, after `after`
+/// (exclusive); `limit` 1..=100.
+pub async fn list_for_user(
+    conn: &mut Conn,
+    user_id: UserId,
+    after: Option<Cursor<SubscriptionId>>,
+    limit: i64,
+) -> Result<Page<Subscription, SubscriptionId>> {
+    list_where(conn, Owner::User(user_id), after, limit).await
 }
 
-/// The tenant's subscriptions, newest first.
-pub async fn list_for_tenant(conn: &mut Conn, tenant_id: TenantId) -> Result<Vec<Subscription>> {
-    Ok(subscriptions::table
-        .filter(subscriptions::tenant_id.eq(tenant_id))
+/// A page of the tenant's subscriptions, newest first, after `after`
+/// (exclusive); `limit` 1..=100.
+pub async fn list_for_tenant(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    after: Option<Cursor<SubscriptionId>>,
+    limit: i64,
+) -> Result<Page<Subscription, SubscriptionId>> {
+    list_where(conn, Owner::Tenant(tenant_id), after, limit).await
+}
+
+/// The page query of `list_for_user` and `list_for_tenant`: newest first,
+/// strictly before the cursor.
+async fn list_where(
+    conn: &mut Conn,
+    owner: Owner,
+    after: Option<Cursor<SubscriptionId>>,
+    limit: i64,
+) -> Result<Page<Subscription, SubscriptionId>> {
+    check_limit(limit)?;
+    let mut query = subscriptions::table
         .order((subscriptions::created_at.desc(), subscriptions::id.desc()))
         .select(Subscription::as_select())
-        .load(conn)
-        .await?)
+        .into_boxed();
+    query = match owner {
+        Owner::User(user) => query.filter(subscriptions::user_id.eq(user)),
+        Owner::Tenant(tenant) => query.filter(subscriptions::tenant_id.eq(tenant)),
+    };
+    if let Some(c) = after {
+        query = query.filter(
+            subscriptions::created_at
+                .lt(c.created_at)
+                .or(subscriptions::created_at
+                    .eq(c.created_at)
+                    .and(subscriptions::id.lt(c.id))),
+        );
+    }
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &Subscription| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }

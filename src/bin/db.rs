@@ -541,6 +541,10 @@ fn is_usage_error(e: &anyhow::Error) -> bool {
         .or_else(|| match e.downcast_ref::<database::Error>() {
             Some(database::Error::Migration(m)) => Some(m),
             _ => None,
+        })
+        .or_else(|| match e.downcast_ref::<ops::OpsError>() {
+            Some(ops::OpsError::Db(database::Error::Migration(m))) => Some(m),
+            _ => None,
         });
     matches!(
         migration,

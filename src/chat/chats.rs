@@ -54,12 +54,12 @@ pub struct SaveChat {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = chats)]
-struct InsertChat<'a> {
-    id: ChatId,
-    user_id: UserId,
-    title: &'a str,
-    visibility: ChatVisibility,
+#[diesel(table_name = chats, treat_none_as_default_value = false)]
+pub(crate) struct InsertChat<'a> {
+    pub(crate) id: ChatId,
+    pub(crate) user_id: UserId,
+    pub(crate) title: &'a str,
+    pub(crate) visibility: ChatVisibility,
 }
 
 /// Creates the chat, or changes its title when it exists. `NotFound` when

@@ -75,13 +75,13 @@ pub struct SaveMessages {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = messages)]
-struct InsertMessage<'a> {
-    id: MessageId,
-    chat_id: ChatId,
-    role: MessageRole,
-    parts: &'a serde_json::Value,
-    created_at: DateTime<Utc>,
+#[diesel(table_name = messages, treat_none_as_default_value = false)]
+pub(crate) struct InsertMessage<'a> {
+    pub(crate) id: MessageId,
+    pub(crate) chat_id: ChatId,
+    pub(crate) role: MessageRole,
+    pub(crate) parts: &'a serde_json::Value,
+    pub(crate) created_at: DateTime<Utc>,
 }
 
 /// `NotFound` unless the chat is the user's. Takes a shared reference so it

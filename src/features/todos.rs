@@ -72,12 +72,12 @@ impl TodoPatch {
 
 #[derive(Insertable)]
 #[diesel(table_name = todos, treat_none_as_default_value = false)]
-struct InsertTodo<'a> {
-    id: TodoId,
-    user_id: UserId,
-    tenant_id: Option<TenantId>,
-    title: &'a str,
-    description: Option<&'a str>,
+pub(crate) struct InsertTodo<'a> {
+    pub(crate) id: TodoId,
+    pub(crate) user_id: UserId,
+    pub(crate) tenant_id: Option<TenantId>,
+    pub(crate) title: &'a str,
+    pub(crate) description: Option<&'a str>,
 }
 
 /// Creates a todo for `user_id`. `NotFound` when the user does not exist,

@@ -36,11 +36,11 @@ pub struct ActivityIncrement {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = activity)]
-struct InsertActivity {
-    user_id: UserId,
-    day: NaiveDate,
-    count: i64,
+#[diesel(table_name = activity, treat_none_as_default_value = false)]
+pub(crate) struct InsertActivity {
+    pub(crate) user_id: UserId,
+    pub(crate) day: NaiveDate,
+    pub(crate) count: i64,
 }
 
 /// Adds `input.by` to the user's count for `input.day`; returns the new count.
@@ -65,7 +65,12 @@ pub async fn record_activity(
         .map_err(|e| Error::from(e).not_found_on("user_activity_daily_user_id_fkey", "user"))
 }
 
-/// The user's days from `from` to `to` (inclusive) that have activity, oldest first.
+/// The longest range `activity_between` answers, in days: its result is a
+/// `Vec` of at most one row per day, so the range is its bound.
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+/// The user's days from `from` to `to` (inclusive, at most
+/// `MAX_RANGE_DAYS` days) that have activity, oldest first.
 pub async fn activity_between(
     conn: &mut Conn,
     user_id: UserId,
@@ -74,6 +79,13 @@ pub async fn activity_between(
 ) -> Result<Vec<UserActivityDay>> {
     if from > to {
         return Err(Error::invalid("to", "range", "must not be before `from`"));
+    }
+    if (to - from).num_days() + 1 > MAX_RANGE_DAYS {
+        return Err(Error::invalid(
+            "to",
+            "range",
+            format!("must be at most {MAX_RANGE_DAYS} days after `from`, inclusive"),
+        ));
     }
     Ok(activity::table
         .filter(activity::user_id.eq(user_id))

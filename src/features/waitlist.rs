@@ -49,10 +49,10 @@ pub struct Joined {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = waitlist)]
-struct InsertEntry<'a> {
-    id: WaitlistEntryId,
-    email: &'a str,
+#[diesel(table_name = waitlist, treat_none_as_default_value = false)]
+pub(crate) struct InsertEntry<'a> {
+    pub(crate) id: WaitlistEntryId,
+    pub(crate) email: &'a str,
 }
 
 /// Adds the address to the waitlist, or returns its existing entry.

@@ -64,7 +64,7 @@ pub struct NotificationDelivery {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = deliveries)]
+#[diesel(table_name = deliveries, treat_none_as_default_value = false)]
 pub(crate) struct InsertDelivery {
     pub(crate) id: NotificationDeliveryId,
     pub(crate) notification_id: NotificationId,

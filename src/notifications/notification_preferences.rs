@@ -42,12 +42,12 @@ pub struct SetPreference {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = prefs)]
-struct InsertPreference<'a> {
-    user_id: UserId,
-    kind: &'a str,
-    channel: NotificationChannel,
-    enabled: bool,
+#[diesel(table_name = prefs, treat_none_as_default_value = false)]
+pub(crate) struct InsertPreference<'a> {
+    pub(crate) user_id: UserId,
+    pub(crate) kind: &'a str,
+    pub(crate) channel: NotificationChannel,
+    pub(crate) enabled: bool,
 }
 
 /// Sets the user's choice for a kind on a channel.

@@ -11,6 +11,8 @@ use validator::Validate;
 
 use super::notifications::NotificationChannel;
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::schema::notification_targets as targets;
 use crate::{Conn, Error, NotificationTargetId, Result, UserId};
 
@@ -43,12 +45,12 @@ pub struct RegisterTarget {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = targets)]
-struct InsertTarget<'a> {
-    id: NotificationTargetId,
-    user_id: UserId,
-    channel: NotificationChannel,
-    address: &'a str,
+#[diesel(table_name = targets, treat_none_as_default_value = false)]
+pub(crate) struct InsertTarget<'a> {
+    pub(crate) id: NotificationTargetId,
+    pub(crate) user_id: UserId,
+    pub(crate) channel: NotificationChannel,
+    pub(crate) address: &'a str,
 }
 
 /// Registers (or re-assigns to this user) a target.
@@ -81,14 +83,32 @@ pub async fn register_target(
         .map_err(|e| Error::from(e).not_found_on("notification_targets_user_id_fkey", "user"))
 }
 
-/// The user's targets, oldest first.
-pub async fn list_for_user(conn: &mut Conn, user_id: UserId) -> Result<Vec<NotificationTarget>> {
-    Ok(targets::table
+/// A page of the user's targets (one per device or address, not capped),
+/// oldest first, after `after` (exclusive); `limit` 1..=100.
+pub async fn list_for_user(
+    conn: &mut Conn,
+    user_id: UserId,
+    after: Option<Cursor<NotificationTargetId>>,
+    limit: i64,
+) -> Result<Page<NotificationTarget, NotificationTargetId>> {
+    check_limit(limit)?;
+    let mut query = targets::table
         .filter(targets::user_id.eq(user_id))
         .order((targets::created_at.asc(), targets::id.asc()))
         .select(NotificationTarget::as_select())
-        .load(conn)
-        .await?)
+        .into_boxed();
+    if let Some(c) = after {
+        query = query.filter(
+            targets::created_at.gt(c.created_at).or(targets::created_at
+                .eq(c.created_at)
+                .and(targets::id.gt(c.id))),
+        );
+    }
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &NotificationTarget| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }
 
 /// Removes one of the user's targets.

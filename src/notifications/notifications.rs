@@ -91,14 +91,14 @@ pub struct Sent {
 
 #[derive(Insertable)]
 #[diesel(table_name = notifications, treat_none_as_default_value = false)]
-struct InsertNotification<'a> {
-    id: NotificationId,
-    tenant_id: TenantId,
-    user_id: UserId,
-    kind: &'a str,
-    title: &'a str,
-    body: Option<&'a str>,
-    data: &'a serde_json::Value,
+pub(crate) struct InsertNotification<'a> {
+    pub(crate) id: NotificationId,
+    pub(crate) tenant_id: TenantId,
+    pub(crate) user_id: UserId,
+    pub(crate) kind: &'a str,
+    pub(crate) title: &'a str,
+    pub(crate) body: Option<&'a str>,
+    pub(crate) data: &'a serde_json::Value,
 }
 
 /// Stores a notification and queues one delivery per allowed channel, in one

@@ -7,9 +7,10 @@ use std::process::Command;
 
 use diesel_async::SimpleAsyncConnection;
 
+use crate::Config;
 use crate::db::{ConnString, redact_url, split_password, with_dbname};
 use crate::migrate::{self, MigrationSet};
-use crate::{Config, Error, Result};
+use crate::ops::{OpsError, OpsResult as Result};
 
 /// The outcome of `diff`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,12 +45,12 @@ pub fn schema_dump(url: &str) -> Result<String> {
     if let Some(password) = password {
         command.env("PGPASSWORD", password);
     }
-    let out = command.output().map_err(|e| Error::Tool {
+    let out = command.output().map_err(|e| OpsError::Tool {
         tool: "pg_dump",
         message: format!("{e} (install postgresql-client)"),
     })?;
     if !out.status.success() {
-        return Err(Error::Tool {
+        return Err(OpsError::Tool {
             tool: "pg_dump",
             message: String::from_utf8_lossy(&out.stderr)
                 .replace(&without_password, &redact_url(url)),
@@ -101,7 +102,7 @@ pub async fn diff(url: &str, set: &MigrationSet) -> Result<Drift> {
         }
         let expected = schema_dump(&scratch_url)?;
         let live = schema_dump(url)?;
-        Ok::<_, Error>(unified_diff(&expected, &live))
+        Ok::<_, OpsError>(unified_diff(&expected, &live))
     }
     .await;
     let dropped = admin
@@ -129,7 +130,7 @@ fn unified_diff(expected: &str, live: &str) -> String {
 pub fn pull(url: &str) -> Result<String> {
     pull_in(
         url,
-        &std::env::current_dir().map_err(|e| Error::Config(e.to_string()))?,
+        &std::env::current_dir().map_err(|e| OpsError::config(e.to_string()))?,
     )
 }
 
@@ -141,17 +142,17 @@ pub fn pull_in(url: &str, dir: &std::path::Path) -> Result<String> {
         .env("DATABASE_URL", url)
         .current_dir(dir)
         .output()
-        .map_err(|e| Error::Tool {
+        .map_err(|e| OpsError::Tool {
             tool: "diesel",
             message: format!("{e} (install it with scripts/diesel-cli)"),
         })?;
     if !out.status.success() {
-        return Err(Error::Tool {
+        return Err(OpsError::Tool {
             tool: "diesel",
             message: String::from_utf8_lossy(&out.stderr).replace(url, &redact_url(url)),
         });
     }
-    String::from_utf8(out.stdout).map_err(|e| Error::Tool {
+    String::from_utf8(out.stdout).map_err(|e| OpsError::Tool {
         tool: "diesel",
         message: e.to_string(),
     })

@@ -7,8 +7,11 @@
 pub mod cluster;
 pub mod data;
 pub mod drift;
+mod error;
 pub mod guard;
 pub mod lint;
 pub mod project;
 pub mod scaffold;
 pub mod seed;
+
+pub use error::{OpsError, OpsResult};

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Error, Result};
+use crate::ops::{OpsError, OpsResult as Result};
 
 /// A project found on disk: its root and its migrations folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,9 +33,9 @@ pub fn find(start: &Path) -> Result<Option<Project>> {
 /// `find` from the working directory, or an error that says how to get one.
 pub fn current() -> Result<Project> {
     let cwd =
-        std::env::current_dir().map_err(|e| Error::Config(format!("working directory: {e}")))?;
+        std::env::current_dir().map_err(|e| OpsError::config(format!("working directory: {e}")))?;
     find(&cwd)?.ok_or_else(|| {
-        Error::Config(format!(
+        OpsError::config(format!(
             "no diesel.toml in {} or any directory above it: run this inside the project \
              (the directory with diesel.toml and migrations/), or pass --migrations-dir DIR",
             cwd.display()
@@ -54,9 +54,9 @@ pub fn schema_file(project: &Project) -> Option<PathBuf> {
 /// The migrations directory a `diesel.toml` names, relative to its folder.
 fn migrations_dir_of(config: &Path) -> Result<PathBuf> {
     let text = std::fs::read_to_string(config)
-        .map_err(|e| Error::Config(format!("{}: {e}", config.display())))?;
-    let value: toml::Value =
-        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", config.display())))?;
+        .map_err(|e| OpsError::config(format!("{}: {e}", config.display())))?;
+    let value: toml::Value = toml::from_str(&text)
+        .map_err(|e| OpsError::config(format!("{}: {e}", config.display())))?;
     let dir = value
         .get("migrations_directory")
         .and_then(|m| m.get("dir"))

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::{Error, Result};
+use crate::Error;
+use crate::ops::{OpsError, OpsResult as Result};
 
 /// Creates `dir/YYYY-MM-DD-HHMMSS_<name>/{up.sql,down.sql}` and returns the folder.
 pub fn new_migration(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<PathBuf> {
@@ -19,11 +20,12 @@ pub fn new_migration(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<PathB
             "name",
             "format",
             "a migration name is 1 to 100 characters of a-z, 0-9 and _ (e.g. add_user_locale)",
-        ));
+        )
+        .into());
     }
     let io = |path: &Path| {
         let path = path.display().to_string();
-        move |source| Error::Io { path, source }
+        move |source| OpsError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let version = now.format("%Y-%m-%d-%H%M%S").to_string();
@@ -40,7 +42,8 @@ pub fn new_migration(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<PathB
                 message: format!(
                     "{existing} already has version {version}; wait a second and retry"
                 ),
-            });
+            }
+            .into());
         }
     }
     let folder = dir.join(format!("{version}_{name}"));
@@ -73,10 +76,12 @@ mod tests {
         assert!(folder.join("up.sql").is_file() && folder.join("down.sql").is_file());
         assert!(matches!(
             new_migration(tmp.path(), "other", now),
-            Err(Error::Conflict { .. })
+            Err(OpsError::Db(Error::Conflict { .. }))
         ));
         for bad in ["", "Add", "drop table", "a/b"] {
-            let err = new_migration(tmp.path(), bad, now).unwrap_err();
+            let Err(OpsError::Db(err)) = new_migration(tmp.path(), bad, now) else {
+                panic!("{bad:?} accepted or refused for another reason");
+            };
             assert_eq!(err.invalid_fields(), vec!["name"], "{bad:?}");
         }
     }

@@ -146,16 +146,16 @@ pub struct Canvas {
 
 #[derive(Insertable)]
 #[diesel(table_name = canvas_nodes, treat_none_as_default_value = false)]
-struct InsertNode<'a> {
-    id: CanvasNodeId,
-    project_id: ProjectId,
-    node_id: &'a str,
-    node_type: &'a str,
-    position_x: f64,
-    position_y: f64,
-    width: Option<f64>,
-    height: Option<f64>,
-    data: &'a Value,
+pub(crate) struct InsertNode<'a> {
+    pub(crate) id: CanvasNodeId,
+    pub(crate) project_id: ProjectId,
+    pub(crate) node_id: &'a str,
+    pub(crate) node_type: &'a str,
+    pub(crate) position_x: f64,
+    pub(crate) position_y: f64,
+    pub(crate) width: Option<f64>,
+    pub(crate) height: Option<f64>,
+    pub(crate) data: &'a Value,
 }
 
 /// The tenant's project's canvas: its version and nodes, read in one query

@@ -59,12 +59,12 @@ pub struct RenameProject {
 
 #[derive(Insertable)]
 #[diesel(table_name = projects, treat_none_as_default_value = false)]
-struct InsertProject<'a> {
-    id: ProjectId,
-    tenant_id: TenantId,
-    owner_id: Option<UserId>,
-    name: &'a str,
-    description: Option<&'a str>,
+pub(crate) struct InsertProject<'a> {
+    pub(crate) id: ProjectId,
+    pub(crate) tenant_id: TenantId,
+    pub(crate) owner_id: Option<UserId>,
+    pub(crate) name: &'a str,
+    pub(crate) description: Option<&'a str>,
 }
 
 /// Creates a project (canvas version 0) owned by `owner_id`, the server's

@@ -59,13 +59,13 @@ fn json_object(v: &serde_json::Value) -> Result<(), validator::ValidationError> 
 
 #[derive(Insertable)]
 #[diesel(table_name = tenant_activity, treat_none_as_default_value = false)]
-struct InsertActivity<'a> {
-    id: TenantActivityId,
-    tenant_id: TenantId,
-    actor_id: Option<UserId>,
-    action: &'a str,
-    subject: Option<&'a str>,
-    details: &'a serde_json::Value,
+pub(crate) struct InsertActivity<'a> {
+    pub(crate) id: TenantActivityId,
+    pub(crate) tenant_id: TenantId,
+    pub(crate) actor_id: Option<UserId>,
+    pub(crate) action: &'a str,
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) details: &'a serde_json::Value,
 }
 
 /// Records an activity in `tenant`. `NotFound` when the tenant (or actor) doesn't exist.

@@ -77,15 +77,15 @@ pub struct IssuedInvite {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = tenant_invites)]
-struct InsertInvite<'a> {
-    id: TenantInviteId,
-    tenant_id: TenantId,
-    email: &'a str,
-    role: TenantRole,
-    token_hash: &'a [u8],
-    invited_by: Option<UserId>,
-    expires_at: DateTime<Utc>,
+#[diesel(table_name = tenant_invites, treat_none_as_default_value = false)]
+pub(crate) struct InsertInvite<'a> {
+    pub(crate) id: TenantInviteId,
+    pub(crate) tenant_id: TenantId,
+    pub(crate) email: &'a str,
+    pub(crate) role: TenantRole,
+    pub(crate) token_hash: &'a [u8],
+    pub(crate) invited_by: Option<UserId>,
+    pub(crate) expires_at: DateTime<Utc>,
 }
 
 /// Invites `input.email` into `tenant` on behalf of `inviter`.

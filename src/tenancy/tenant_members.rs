@@ -20,6 +20,9 @@ use crate::render_once::RenderOnceDsl;
 use crate::schema::{tenant_members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
 
+/// The `Conflict { constraint }` of `add` (or `tenant_invites::accept`) for a user who is already a member.
+pub const ALREADY_MEMBER: &str = "tenant_members_tenant_user_key";
+
 crate::sql_enum! {
     /// What a member may do in a tenant.
     pub enum TenantRole: crate::schema::sql_types::TenantRole {
@@ -65,7 +68,7 @@ pub struct NewMember {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = tenant_members)]
+#[diesel(table_name = tenant_members, treat_none_as_default_value = false)]
 pub(crate) struct InsertMember {
     pub(crate) id: TenantMemberId,
     pub(crate) tenant_id: TenantId,

@@ -10,9 +10,14 @@ use validator::{Validate, ValidationError};
 use super::tenant_activity;
 use super::tenant_members::{self, InsertMember, TenantRole};
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{tenant_members as members, tenants};
 use crate::{Conn, Error, Result, TenantId, TenantMemberId, UserId};
+
+/// The `Conflict { constraint }` of `create_with_owner` with a slug that is taken.
+pub const SLUG_TAKEN: &str = "tenants_slug_key";
 
 /// A row of `tenants`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
@@ -86,11 +91,11 @@ fn slug_format(slug: &str) -> Result<(), ValidationError> {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = tenants)]
-struct InsertTenant<'a> {
-    id: TenantId,
-    name: &'a str,
-    slug: &'a str,
+#[diesel(table_name = tenants, treat_none_as_default_value = false)]
+pub(crate) struct InsertTenant<'a> {
+    pub(crate) id: TenantId,
+    pub(crate) name: &'a str,
+    pub(crate) slug: &'a str,
 }
 
 /// Creates a tenant with `owner` as its first owner, in one transaction.
@@ -145,17 +150,35 @@ pub struct MemberTenant {
     pub role: TenantRole,
 }
 
-/// Every tenant `user` belongs to, with their role, by tenant name.
-pub async fn list_for_user(conn: &mut Conn, user: UserId) -> Result<Vec<MemberTenant>> {
-    let rows: Vec<(Tenant, TenantRole)> = tenants::table
+/// A page of the tenants `user` belongs to, with their role, oldest tenant
+/// first, after `after` (exclusive); `limit` 1..=100.
+pub async fn list_for_user(
+    conn: &mut Conn,
+    user: UserId,
+    after: Option<Cursor<TenantId>>,
+    limit: i64,
+) -> Result<Page<MemberTenant, TenantId>> {
+    check_limit(limit)?;
+    let mut query = tenants::table
         .inner_join(members::table)
         .filter(members::user_id.eq(user))
         .select((Tenant::as_select(), members::role))
-        .order((tenants::name.asc(), tenants::id.asc()))
-        .load(conn)
-        .await?;
-    Ok(rows
+        .order((tenants::created_at.asc(), tenants::id.asc()))
+        .into_boxed();
+    if let Some(c) = after {
+        query = query.filter(
+            tenants::created_at.gt(c.created_at).or(tenants::created_at
+                .eq(c.created_at)
+                .and(tenants::id.gt(c.id))),
+        );
+    }
+    let rows: Vec<(Tenant, TenantRole)> = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    let rows = rows
         .into_iter()
         .map(|(tenant, role)| MemberTenant { tenant, role })
-        .collect())
+        .collect();
+    Ok(page_of(rows, limit, |m: &MemberTenant| Cursor {
+        created_at: m.tenant.created_at,
+        id: m.tenant.id,
+    }))
 }

@@ -15,6 +15,9 @@ use crate::schema::{execution_steps, executions};
 use crate::workflows::executions::ExecutionStatus;
 use crate::{Conn, Error, ExecutionId, ExecutionStepId, Result, TenantId};
 
+/// The `Conflict { constraint }` of `start` or `retry` of a step that used all its attempts.
+pub const ATTEMPTS_EXHAUSTED: &str = "execution_steps_attempts_bounded";
+
 crate::sql_enum! {
     /// Where a step is in its life.
     pub enum StepStatus: crate::schema::sql_types::StepStatus {
@@ -104,6 +107,20 @@ pub struct ExecutionStep {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A new step as `executions::start` writes it: pending, at `position` in
+/// its execution's graph order. `start` sends its steps as arrays in one
+/// statement (`InsertSteps`); this row type is the same shape, one row, for
+/// code that writes steps through Diesel's `Insertable` (the seed).
+#[derive(Insertable)]
+#[diesel(table_name = execution_steps, treat_none_as_default_value = false)]
+pub(crate) struct InsertStep<'a> {
+    pub(crate) id: crate::ExecutionStepId,
+    pub(crate) execution_id: ExecutionId,
+    pub(crate) node_id: &'a str,
+    pub(crate) position: i32,
+    pub(crate) max_attempts: i32,
+}
+
 /// What a step transition writes besides status and attempts.
 #[derive(AsChangeset)]
 #[diesel(table_name = execution_steps)]
@@ -191,7 +208,7 @@ async fn transition(
     }
     if current.status.can_become(to) && needs_attempt_left {
         return Err(Error::Conflict {
-            constraint: "execution_steps_attempts_bounded".to_owned(),
+            constraint: ATTEMPTS_EXHAUSTED.to_owned(),
             message: format!(
                 "step {} used all {} attempts",
                 current.node_id, current.max_attempts

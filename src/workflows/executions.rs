@@ -158,13 +158,13 @@ fn json_object(value: &Value) -> std::result::Result<(), validator::ValidationEr
 
 #[derive(Insertable)]
 #[diesel(table_name = executions, treat_none_as_default_value = false)]
-struct InsertExecution<'a> {
-    id: ExecutionId,
-    tenant_id: TenantId,
-    workflow_id: WorkflowId,
-    user_id: Option<UserId>,
-    workflow_version: i64,
-    input: &'a Value,
+pub(crate) struct InsertExecution<'a> {
+    pub(crate) id: ExecutionId,
+    pub(crate) tenant_id: TenantId,
+    pub(crate) workflow_id: WorkflowId,
+    pub(crate) user_id: Option<UserId>,
+    pub(crate) workflow_version: i64,
+    pub(crate) input: &'a Value,
 }
 
 /// `insert_steps`'s statement: `INSERT ... SELECT ... FROM unnest(...)

@@ -123,7 +123,7 @@ impl WorkflowGraph {
         errors
     }
 
-    fn to_json(&self) -> (Value, Value) {
+    pub(crate) fn to_json(&self) -> (Value, Value) {
         (
             serde_json::to_value(&self.nodes).expect("nodes serialise"),
             serde_json::to_value(&self.edges).expect("edges serialise"),
@@ -133,7 +133,10 @@ impl WorkflowGraph {
 
 /// Runs the derive's rules and the graph's reference rules together, so the
 /// caller hears about every bad field at once.
-fn validate_with_graph<T: Validate>(input: &T, graph: Option<&WorkflowGraph>) -> Result<()> {
+pub(crate) fn validate_with_graph<T: Validate>(
+    input: &T,
+    graph: Option<&WorkflowGraph>,
+) -> Result<()> {
     let mut fields = match validate(input) {
         Ok(()) => Vec::new(),
         Err(Error::Invalid(invalid)) => invalid.fields,
@@ -191,14 +194,14 @@ pub struct WorkflowPatch {
 
 #[derive(Insertable)]
 #[diesel(table_name = workflows, treat_none_as_default_value = false)]
-struct InsertWorkflow<'a> {
-    id: WorkflowId,
-    tenant_id: TenantId,
-    owner_id: Option<UserId>,
-    name: &'a str,
-    description: Option<&'a str>,
-    nodes: Value,
-    edges: Value,
+pub(crate) struct InsertWorkflow<'a> {
+    pub(crate) id: WorkflowId,
+    pub(crate) tenant_id: TenantId,
+    pub(crate) owner_id: Option<UserId>,
+    pub(crate) name: &'a str,
+    pub(crate) description: Option<&'a str>,
+    pub(crate) nodes: Value,
+    pub(crate) edges: Value,
 }
 
 #[derive(AsChangeset)]

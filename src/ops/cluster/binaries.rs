@@ -4,7 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Error, Result};
+use crate::ops::{OpsError, OpsResult as Result};
 
 /// What to say when no server binaries exist.
 const INSTALL_HINT: &str = "install PostgreSQL's server package, or set DATABASE_URL to a server you already have:\n  \
@@ -71,7 +71,7 @@ pub fn find_binaries_in(
         return if has_server(&dir) {
             Ok(dir)
         } else {
-            Err(Error::Config(format!(
+            Err(OpsError::config(format!(
                 "PG_BIN={} holds no initdb and pg_ctl; {INSTALL_HINT}",
                 dir.display()
             )))
@@ -83,7 +83,7 @@ pub fn find_binaries_in(
         .chain(path.iter().cloned())
         .find(|d| has_server(d))
         .ok_or_else(|| {
-            Error::Config(format!(
+            OpsError::config(format!(
                 "no PostgreSQL server binaries (initdb, pg_ctl) found; {INSTALL_HINT}"
             ))
         })

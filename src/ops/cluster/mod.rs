@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::db::local::{DEFAULT_DATABASE, LOG_FILE, Record};
-use crate::{Error, Result};
+use crate::ops::{OpsError, OpsResult as Result};
 
 mod binaries;
 mod os_user;
@@ -221,14 +221,14 @@ impl Cluster {
             return Ok(Start::AlreadyRunning);
         }
         if !self.record.data_dir.join("PG_VERSION").is_file() {
-            return Err(Error::Config(format!(
+            return Err(OpsError::config(format!(
                 "the data directory {} that {} records is gone (deleted, or a temporary folder                  cleaned up); `db down --destroy --yes` then `db up` make a new, empty cluster",
                 self.record.data_dir.display(),
                 self.state_dir.join(crate::db::local::RECORD_FILE).display()
             )));
         }
         if self.record.is_listening() {
-            return Err(Error::Config(format!(
+            return Err(OpsError::config(format!(
                 "port {} on 127.0.0.1 is taken by another program; stop it, or change `port` in {}",
                 self.record.port,
                 self.state_dir.join(crate::db::local::RECORD_FILE).display()
@@ -264,7 +264,7 @@ impl Cluster {
         let appended = String::from_utf8_lossy(&text[(started_at as usize).min(text.len())..]);
         let lines: Vec<&str> = appended.lines().collect();
         let tail = lines[lines.len().saturating_sub(20)..].join("\n  ");
-        Err(Error::Tool {
+        Err(OpsError::Tool {
             tool: "pg_ctl",
             message: format!(
                 "the server did not start (data in {}); last lines of {}:\n  {tail}",
@@ -437,7 +437,7 @@ fn free_port() -> Result<u16> {
         .map(|i| PORT_RANGE.start() + ((seed.wrapping_add(i)) % span) as u16)
         .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
         .ok_or_else(|| {
-            Error::Config(format!(
+            OpsError::config(format!(
                 "no free port in {}-{} on 127.0.0.1",
                 PORT_RANGE.start(),
                 PORT_RANGE.end()
@@ -466,22 +466,22 @@ fn write(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).map_err(|e| io_error(path, e))
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
+fn io_error(path: &Path, source: std::io::Error) -> OpsError {
+    OpsError::Io {
         path: path.display().to_string(),
         source,
     }
 }
 
-fn spawn_error(tool: &'static str, e: std::io::Error) -> Error {
-    Error::Tool {
+fn spawn_error(tool: &'static str, e: std::io::Error) -> OpsError {
+    OpsError::Tool {
         tool,
         message: format!("cannot run it: {e}"),
     }
 }
 
-fn tool_error(tool: &'static str, doing: &str, out: &Output) -> Error {
-    Error::Tool {
+fn tool_error(tool: &'static str, doing: &str, out: &Output) -> OpsError {
+    OpsError::Tool {
         tool,
         message: format!(
             "{doing} failed ({}): {}{}",

@@ -7,7 +7,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use super::{create_dir, io_error, spawn_error};
-use crate::{Error, Result};
+use crate::ops::{OpsError, OpsResult as Result};
 
 /// The OS user the server must run as.
 pub(super) struct OsUser {
@@ -28,7 +28,7 @@ impl OsUser {
                 uid,
                 gid,
             }),
-            _ => Err(Error::Config(format!(
+            _ => Err(OpsError::config(format!(
                 "PostgreSQL refuses to run as root, and there is no `{name}` OS user to run it as: \
                  create one (useradd --system {name}), or run `db` as an ordinary user"
             ))),

@@ -4,7 +4,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{Cluster, Options, free_port};
-use crate::Result;
+use crate::ops::OpsResult as Result;
 
 /// A cluster in a temporary folder, started, and stopped and deleted when
 /// dropped: `scripts/test`'s server, or a second server in a test.
