@@ -708,11 +708,7 @@ async fn seed_demo(
             .expect("static template"),
     );
     let mut written = 0u64;
-    // The seed still takes the direct connection type (it is being split per domain).
-    let conn = conn
-        .as_direct()
-        .expect("the migration URL connection is direct");
-    let report = ops::seed::seed(conn, seed, scale, &mut |event| match event {
+    let report = ops::seed::seed(&mut conn, seed, scale, &mut |event| match event {
         ops::seed::Progress::Planned { units } => bar.set_length(units),
         ops::seed::Progress::Table { name } => {
             bar.set_message(format!("{name} ({written} rows written)"))

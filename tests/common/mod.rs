@@ -81,7 +81,7 @@ pub fn pooler() -> Option<&'static TempPgBouncer> {
 
 /// A transaction-mode PgBouncer in front of the test server, stopped when
 /// dropped.
-pub fn start_bouncer() -> database::Result<TempPgBouncer> {
+pub fn start_bouncer() -> database::ops::OpsResult<TempPgBouncer> {
     let server = server_url();
     let mut options = BouncerOptions::transaction_mode(
         server.host_str().unwrap_or("127.0.0.1"),

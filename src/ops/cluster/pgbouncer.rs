@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::os_user::server_user;
 use super::{free_port, io_error, spawn_error};
-use crate::{Error, Result};
+use crate::Error;
+use crate::ops::{OpsError, OpsResult as Result};
 
 /// How to start a `TempPgBouncer`.
 #[derive(Debug, Clone)]
@@ -115,7 +116,9 @@ impl TempPgBouncer {
         let log = std::fs::read_to_string(dir.join("pgbouncer.log")).unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
         Err(last_error.unwrap_or_else(|| {
-            Error::Unavailable(format!("pgbouncer did not start; its log:\n{log}"))
+            OpsError::Db(Error::Unavailable(format!(
+                "pgbouncer did not start; its log:\n{log}"
+            )))
         }))
     }
 
@@ -148,10 +151,10 @@ impl TempPgBouncer {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(Error::Unavailable(format!(
+                return Err(OpsError::Db(Error::Unavailable(format!(
                     "pgbouncer exited ({status}); its log:\n{}",
                     self.log()
-                )));
+                ))));
             }
             // Listening, and it is this PgBouncer that listens (another
             // process may have taken the port between choosing and binding).
@@ -163,11 +166,11 @@ impl TempPgBouncer {
                 return Ok(());
             }
             if start.elapsed() > limit {
-                return Err(Error::Unavailable(format!(
+                return Err(OpsError::Db(Error::Unavailable(format!(
                     "pgbouncer did not listen on 127.0.0.1:{} within {limit:?}; its log:\n{}",
                     self.port,
                     self.log()
-                )));
+                ))));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -195,8 +198,8 @@ fn find_pgbouncer() -> Result<PathBuf> {
             return Ok(path);
         }
     }
-    Err(Error::Config(
-        "pgbouncer is not installed: apt-get install pgbouncer".into(),
+    Err(OpsError::config(
+        "pgbouncer is not installed: apt-get install pgbouncer",
     ))
 }
 

@@ -47,7 +47,8 @@ mod workflows;
 
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use crate::db::Conn;
+use diesel_async::{AsyncConnection, RunQueryDsl, TransactionManager};
 
 use crate::Result;
 use generator::{ADMIN_ROLES, ADMINS, AUDIT_PER_ADMIN, Gen};
@@ -163,7 +164,7 @@ impl Report {
 /// error leaves nothing written). Running it again with the same seed
 /// writes nothing.
 pub async fn seed(
-    conn: &mut AsyncPgConnection,
+    conn: &mut Conn,
     seed: u64,
     scale: Scale,
     progress: &mut dyn FnMut(Progress),
@@ -175,7 +176,7 @@ pub async fn seed(
     });
     // One transaction: one commit (a WAL flush) instead of one per
     // statement, and a run that fails half-way leaves nothing behind.
-    type Transactions = <AsyncPgConnection as AsyncConnection>::TransactionManager;
+    type Transactions = <Conn as AsyncConnection>::TransactionManager;
     Transactions::begin_transaction(&mut *conn).await?;
     let mut s = Seeder {
         conn,
@@ -323,7 +324,7 @@ const BATCH: usize = 3_500;
 const CHUNK: usize = 500;
 
 struct Seeder<'a> {
-    conn: &'a mut AsyncPgConnection,
+    conn: &'a mut Conn,
     g: Gen,
     progress: &'a mut dyn FnMut(Progress),
     tables: Vec<TableCount>,
