@@ -62,6 +62,14 @@ const BATCH_NODES: usize = 1_000;
 
 const TENANTS: i64 = 40;
 
+// Each invite is a distinct (tenant, user) pair: more would collide.
+const _: () = {
+    let full = Scale::FULL;
+    assert!(full.invites + full.service_invites <= full.users * TENANTS);
+    let smoke = Scale::SMOKE;
+    assert!(smoke.invites + smoke.service_invites <= smoke.users * TENANTS);
+};
+
 /// Ids the workloads pick from.
 #[derive(Clone)]
 pub struct Data {
