@@ -12,3 +12,4 @@ pub mod lint;
 pub mod project;
 pub mod scaffold;
 pub mod seed;
+pub mod sqlite;

@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod any;
 pub mod tenancy;
 pub mod workflows;
 
