@@ -27,7 +27,7 @@ fn main() {
 
 /// Writes `$OUT_DIR/<out_name>`: the table of `dir`'s migrations.
 fn embed(dir: &Path, out_name: &str) {
-    let mut names: Vec<String> = fs::read_dir(&dir)
+    let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|entry| {
             let entry = entry.expect("readable migrations entry");

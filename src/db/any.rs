@@ -12,6 +12,20 @@
 //! PostgreSQL-only functions keep taking `&mut Conn`: a SQLite connection
 //! does not type-check there. A `Db` on SQLite asked for a PostgreSQL
 //! connection (`Db::conn`) returns `Error::Unsupported`.
+//!
+//! ```no_run
+//! # async fn f(conn: &mut database::db::sqlite::SqliteConn) -> database::Result<()> {
+//! // A portable domain takes a SQLite connection...
+//! database::auth::users::find(conn, database::UserId::new()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```compile_fail
+//! # async fn f(conn: &mut database::db::sqlite::SqliteConn) -> database::Result<()> {
+//! // ...a PostgreSQL-only one (tenancy) does not compile with it.
+//! database::tenancy::tenants::find(conn, database::TenantId::new()).await?;
+//! # Ok(()) }
+//! ```
 
 use diesel_async::pooled_connection::deadpool::Object;
 
@@ -41,7 +55,7 @@ impl AnyConn for Conn {
 
 impl AnyConn for PooledConn {
     fn backend(&mut self) -> Backend<'_> {
-        Backend::Pg(&mut **self)
+        Backend::Pg(self)
     }
 }
 
@@ -53,12 +67,15 @@ impl AnyConn for SqliteConn {
 
 impl AnyConn for Object<SqliteConn> {
     fn backend(&mut self) -> Backend<'_> {
-        Backend::Sqlite(&mut **self)
+        Backend::Sqlite(self)
     }
 }
 
 /// A pooled connection of whichever backend `DATABASE_URL` names
 /// (`Db::any_conn`); returns to its pool when dropped.
+// Boxing the larger (PostgreSQL) variant would allocate on every checkout of
+// the hot path; the value is moved once, into the caller's frame.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyPooledConn {
     /// From the PostgreSQL pool.
     Pg(PooledConn),
@@ -69,8 +86,8 @@ pub enum AnyPooledConn {
 impl AnyConn for AnyPooledConn {
     fn backend(&mut self) -> Backend<'_> {
         match self {
-            AnyPooledConn::Pg(c) => Backend::Pg(&mut **c),
-            AnyPooledConn::Sqlite(c) => Backend::Sqlite(&mut **c),
+            AnyPooledConn::Pg(c) => Backend::Pg(c),
+            AnyPooledConn::Sqlite(c) => Backend::Sqlite(c),
         }
     }
 }
