@@ -364,3 +364,44 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// diesel-async cannot roll back a transaction whose future was dropped
+/// half-way; the pool must then not hand that connection out again (it would
+/// hold the file's write lock, and its next caller would run inside a stranger's
+/// transaction).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_dropped_inside_a_transaction_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), "t.db");
+    let mut config = Config::new(url.clone());
+    config.pool_size = 1;
+    let db = Db::new(config).unwrap();
+    db.migrate().await.unwrap();
+    {
+        let AnyPooledConn::Sqlite(mut conn) = db.any_conn().await.unwrap() else {
+            panic!("not SQLite")
+        };
+        let stuck = conn.immediate_transaction(async |_c| {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            Ok::<_, Error>(())
+        });
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(200), stuck).await;
+        assert!(cancelled.is_err(), "the transaction was cut off while open");
+    }
+    // The pool's one slot, checked out: if it were the old connection, its
+    // transaction would still hold the file's write lock.
+    let _held = db.any_conn().await.unwrap();
+    let target = database::db::sqlite::sqlite_target(&url).unwrap();
+    let mut other = database::db::sqlite::connect_sqlite(&target).await.unwrap();
+    let started = std::time::Instant::now();
+    users::create(
+        &mut other,
+        &NewUser {
+            email: "after@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("another connection can write: no dangling transaction holds the lock");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}

@@ -109,16 +109,16 @@ pub async fn link(
 ) -> Result<Account> {
     validate(input)?;
     any_run!(conn, [accounts] => {
-    diesel::insert_into(accounts::table)
-        .values((
-            accounts::id.eq(AccountId::new()),
-            accounts::user_id.eq(user_id),
-            input,
-        ))
-        .returning(Account::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
+        diesel::insert_into(accounts::table)
+            .values((
+                accounts::id.eq(AccountId::new()),
+                accounts::user_id.eq(user_id),
+                input,
+            ))
+            .returning(Account::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
     })
 }
 
@@ -139,18 +139,18 @@ pub async fn link_password(
         ));
     }
     any_run!(conn, [accounts] => {
-    diesel::insert_into(accounts::table)
-        .values((
-            accounts::id.eq(AccountId::new()),
-            accounts::user_id.eq(user_id),
-            accounts::provider.eq(CREDENTIAL_PROVIDER),
-            accounts::provider_account_id.eq(user_id.to_string()),
-            accounts::password_hash.eq(password_hash),
-        ))
-        .returning(Account::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
+        diesel::insert_into(accounts::table)
+            .values((
+                accounts::id.eq(AccountId::new()),
+                accounts::user_id.eq(user_id),
+                accounts::provider.eq(CREDENTIAL_PROVIDER),
+                accounts::provider_account_id.eq(user_id.to_string()),
+                accounts::password_hash.eq(password_hash),
+            ))
+            .returning(Account::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
     })
 }
 
@@ -200,40 +200,40 @@ pub async fn unlink(conn: &mut impl AnyConn, user_id: UserId, provider: &str) ->
 /// `unlink`'s checks and delete, with the user locked.
 async fn unlink_locked(conn: &mut impl AnyConn, user_id: UserId, provider: &str) -> Result<()> {
     any_run!(conn, [accounts] => {
-        let count: i64 = accounts::table
-            .filter(accounts::user_id.eq(user_id))
-            .count()
-            .get_result(conn)
-            .await?;
-        let target = accounts::table
-            .filter(accounts::user_id.eq(user_id))
-            .filter(accounts::provider.eq(provider));
-        let exists: bool = diesel::select(diesel::dsl::exists(target))
-            .get_result(conn)
-            .await?;
-        if !exists {
-            return Err(Error::NotFound { entity: "account" });
-        }
-        if count <= 1 {
-            return Err(Error::Conflict {
-                constraint: "accounts_last_login_method".into(),
-                message: format!("{provider} is the user's only login method"),
-            });
-        }
-        diesel::delete(target).execute(conn).await?;
-        Ok(())
+            let count: i64 = accounts::table
+                .filter(accounts::user_id.eq(user_id))
+                .count()
+                .get_result(conn)
+                .await?;
+            let target = accounts::table
+                .filter(accounts::user_id.eq(user_id))
+                .filter(accounts::provider.eq(provider));
+            let exists: bool = diesel::select(diesel::dsl::exists(target))
+                .get_result(conn)
+                .await?;
+            if !exists {
+                return Err(Error::NotFound { entity: "account" });
+            }
+            if count <= 1 {
+                return Err(Error::Conflict {
+                    constraint: "accounts_last_login_method".into(),
+                    message: format!("{provider} is the user's only login method"),
+                });
+            }
+            diesel::delete(target).execute(conn).await?;
+            Ok(())
     })
 }
 
 /// A user's login methods, oldest first.
 pub async fn list_for_user(conn: &mut impl AnyConn, user_id: UserId) -> Result<Vec<Account>> {
     any_run!(conn, [accounts] => {
-    Ok(accounts::table
-        .filter(accounts::user_id.eq(user_id))
-        .order((accounts::created_at, accounts::id))
-        .select(Account::as_select())
-        .load(conn)
-        .await?)
+        Ok(accounts::table
+            .filter(accounts::user_id.eq(user_id))
+            .order((accounts::created_at, accounts::id))
+            .select(Account::as_select())
+            .load(conn)
+            .await?)
     })
 }
 
@@ -244,14 +244,14 @@ pub async fn find_by_provider(
     provider_account_id: &str,
 ) -> Result<Account> {
     any_run!(conn, [accounts] => {
-    accounts::table
-        .filter(accounts::provider.eq(provider))
-        .filter(accounts::provider_account_id.eq(provider_account_id))
-        .select(Account::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "account" })
+        accounts::table
+            .filter(accounts::provider.eq(provider))
+            .filter(accounts::provider_account_id.eq(provider_account_id))
+            .select(Account::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "account" })
     })
 }

@@ -89,19 +89,19 @@ pub async fn create(conn: &mut impl AnyConn, input: &NewSession) -> Result<Creat
     validate(input)?;
     let secret = token::generate();
     let session = any_run!(conn, [sessions] => {
-    diesel::insert_into(sessions::table)
-        .values(InsertSession {
-            id: SessionId::new(),
-            user_id: input.user_id,
-            token_hash: &secret.hash,
-            expires_at: Utc::now() + Duration::seconds(input.ttl_seconds),
-            ip_address: input.ip_address.as_deref(),
-            user_agent: input.user_agent.as_deref(),
-        })
-        .returning(Session::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| Error::from(e).not_found_on("sessions_user_id_fkey", "user"))
+        diesel::insert_into(sessions::table)
+            .values(InsertSession {
+                id: SessionId::new(),
+                user_id: input.user_id,
+                token_hash: &secret.hash,
+                expires_at: Utc::now() + Duration::seconds(input.ttl_seconds),
+                ip_address: input.ip_address.as_deref(),
+                user_agent: input.user_agent.as_deref(),
+            })
+            .returning(Session::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| Error::from(e).not_found_on("sessions_user_id_fkey", "user"))
     })?;
     Ok(CreatedSession {
         session,
@@ -115,16 +115,16 @@ pub async fn create(conn: &mut impl AnyConn, input: &NewSession) -> Result<Creat
 /// all three as "signed out".
 pub async fn find_valid(conn: &mut impl AnyConn, token: &str) -> Result<Session> {
     let found = any_run!(conn, [sessions] => {
-    sessions::table
-        .filter(sessions::token_hash.eq(token::hash(token)))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(Utc::now()))
-        .select(Session::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()
-        .map_err(Error::from)
+        sessions::table
+            .filter(sessions::token_hash.eq(token::hash(token)))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(Utc::now()))
+            .select(Session::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()
+            .map_err(Error::from)
     })?;
     match found {
         Some(found) => Ok(found),
@@ -135,13 +135,13 @@ pub async fn find_valid(conn: &mut impl AnyConn, token: &str) -> Result<Session>
 /// Why the session of `token` is refused (the rare path: one more lookup).
 async fn rejected(conn: &mut impl AnyConn, token: &str) -> Error {
     let state: Result<Option<Option<DateTime<Utc>>>> = any_run!(conn, [sessions] => {
-    sessions::table
-        .filter(sessions::token_hash.eq(token::hash(token)))
-        .select(sessions::revoked_at)
-        .get_result(conn)
-        .await
-        .optional()
-        .map_err(Error::from)
+        sessions::table
+            .filter(sessions::token_hash.eq(token::hash(token)))
+            .select(sessions::revoked_at)
+            .get_result(conn)
+            .await
+            .optional()
+            .map_err(Error::from)
     });
     match state {
         Err(e) => e,
@@ -155,17 +155,17 @@ async fn rejected(conn: &mut impl AnyConn, token: &str) -> Error {
 /// authentication middleware needs on every request.
 pub async fn find_valid_with_user(conn: &mut impl AnyConn, token: &str) -> Result<(Session, User)> {
     let found = any_run!(conn, [sessions, users] => {
-    sessions::table
-        .inner_join(users::table)
-        .filter(sessions::token_hash.eq(token::hash(token)))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(Utc::now()))
-        .select((Session::as_select(), User::as_select()))
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()
-        .map_err(Error::from)
+        sessions::table
+            .inner_join(users::table)
+            .filter(sessions::token_hash.eq(token::hash(token)))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(Utc::now()))
+            .select((Session::as_select(), User::as_select()))
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()
+            .map_err(Error::from)
     })?;
     match found {
         Some(found) => Ok(found),
@@ -179,23 +179,23 @@ pub async fn find_valid_with_user(conn: &mut impl AnyConn, token: &str) -> Resul
 pub async fn revoke(conn: &mut impl AnyConn, user_id: UserId, id: SessionId) -> Result<()> {
     let now = Utc::now();
     any_run!(conn, [sessions] => {
-    let of_user = sessions::table
-        .find(id)
-        .filter(sessions::user_id.eq(user_id));
-    // Only an unrevoked row changes: the first revocation time is kept.
-    let changed = diesel::update(of_user.filter(sessions::revoked_at.is_null()))
-        .set(sessions::revoked_at.eq(now))
-        .execute(conn)
-        .await?;
-    if changed == 0 {
-        let exists: bool = diesel::select(diesel::dsl::exists(of_user))
-            .get_result(conn)
+        let of_user = sessions::table
+            .find(id)
+            .filter(sessions::user_id.eq(user_id));
+        // Only an unrevoked row changes: the first revocation time is kept.
+        let changed = diesel::update(of_user.filter(sessions::revoked_at.is_null()))
+            .set(sessions::revoked_at.eq(now))
+            .execute(conn)
             .await?;
-        if !exists {
-            return Err(Error::NotFound { entity: "session" });
+        if changed == 0 {
+            let exists: bool = diesel::select(diesel::dsl::exists(of_user))
+                .get_result(conn)
+                .await?;
+            if !exists {
+                return Err(Error::NotFound { entity: "session" });
+            }
         }
-    }
-    Ok(())
+        Ok(())
     })
 }
 
@@ -207,17 +207,17 @@ pub async fn revoke_all_for_user(
     keep: Option<SessionId>,
 ) -> Result<usize> {
     any_run!(conn, [sessions] => {
-    let mut query = diesel::update(sessions::table)
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::revoked_at.is_null())
-        .into_boxed();
-    if let Some(keep) = keep {
-        query = query.filter(sessions::id.ne(keep));
-    }
-    Ok(query
-        .set(sessions::revoked_at.eq(Utc::now()))
-        .execute(conn)
-        .await?)
+        let mut query = diesel::update(sessions::table)
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .into_boxed();
+        if let Some(keep) = keep {
+            query = query.filter(sessions::id.ne(keep));
+        }
+        Ok(query
+            .set(sessions::revoked_at.eq(Utc::now()))
+            .execute(conn)
+            .await?)
     })
 }
 
@@ -225,14 +225,14 @@ pub async fn revoke_all_for_user(
 /// Returns how many rows were deleted.
 pub async fn purge_expired(conn: &mut impl AnyConn, before: DateTime<Utc>) -> Result<usize> {
     any_run!(conn, [sessions] => {
-    Ok(diesel::delete(
-        sessions::table.filter(
-            sessions::expires_at
-                .le(before)
-                .or(sessions::revoked_at.le(before)),
-        ),
-    )
-    .execute(conn)
-    .await?)
+        Ok(diesel::delete(
+            sessions::table.filter(
+                sessions::expires_at
+                    .le(before)
+                    .or(sessions::revoked_at.le(before)),
+            ),
+        )
+        .execute(conn)
+        .await?)
     })
 }

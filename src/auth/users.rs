@@ -91,32 +91,32 @@ impl UserPatch {
 pub async fn create(conn: &mut impl AnyConn, input: &NewUser) -> Result<User> {
     validate(input)?;
     any_run!(conn, [users] => {
-    diesel::insert_into(users::table)
-        .values(InsertUser {
-            id: UserId::new(),
-            email: &input.email,
-            email_verified: input.email_verified,
-            name: input.name.as_deref(),
-            image: input.image.as_deref(),
-        })
-        .returning(User::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(Error::from)
+        diesel::insert_into(users::table)
+            .values(InsertUser {
+                id: UserId::new(),
+                email: &input.email,
+                email_verified: input.email_verified,
+                name: input.name.as_deref(),
+                image: input.image.as_deref(),
+            })
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(Error::from)
     })
 }
 
 /// The user with this id.
 pub async fn find(conn: &mut impl AnyConn, id: UserId) -> Result<User> {
     any_run!(conn, [users] => {
-    users::table
-        .find(id)
-        .select(User::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "user" })
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })
     })
 }
 
@@ -127,14 +127,14 @@ pub async fn find_by_email(conn: &mut impl AnyConn, email: &str) -> Result<User>
         return Err(Error::NotFound { entity: "user" });
     }
     any_run!(conn, [users] => {
-    users::table
-        .filter(lower(users::email).eq(lower(email)))
-        .select(User::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "user" })
+        users::table
+            .filter(lower(users::email).eq(lower(email)))
+            .select(User::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })
     })
 }
 
@@ -149,17 +149,17 @@ pub async fn update_profile(
         return find(conn, id).await;
     }
     any_run!(conn, [users] => {
-    diesel::update(users::table.find(id))
-        .set((
-            patch.name.as_ref().map(|v| users::name.eq(v)),
-            patch.image.as_ref().map(|v| users::image.eq(v)),
-            SQLITE.then(|| users::updated_at.eq(Utc::now())),
-        ))
-        .returning(User::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "user" })
+        diesel::update(users::table.find(id))
+            .set((
+                patch.name.as_ref().map(|v| users::name.eq(v)),
+                patch.image.as_ref().map(|v| users::image.eq(v)),
+                SQLITE.then(|| users::updated_at.eq(Utc::now())),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })
     })
 }
 
@@ -171,16 +171,16 @@ pub async fn set_email_verified(
     verified: bool,
 ) -> Result<User> {
     any_run!(conn, [users] => {
-    diesel::update(users::table.find(id))
-        .set((
-            users::email_verified.eq(verified),
-            SQLITE.then(|| users::updated_at.eq(Utc::now())),
-        ))
-        .returning(User::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "user" })
+        diesel::update(users::table.find(id))
+            .set((
+                users::email_verified.eq(verified),
+                SQLITE.then(|| users::updated_at.eq(Utc::now())),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })
     })
 }
 

@@ -93,18 +93,18 @@ pub async fn issue(conn: &mut impl AnyConn, input: &NewVerification) -> Result<I
     validate(input)?;
     let secret = token::generate();
     let verification = any_run!(conn, [verifications] => {
-    diesel::insert_into(verifications::table)
-        .values(InsertVerification {
-            id: VerificationId::new(),
-            purpose: input.purpose,
-            identifier: &input.identifier,
-            token_hash: &secret.hash,
-            expires_at: Utc::now() + Duration::seconds(input.ttl_seconds),
-        })
-        .returning(Verification::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(Error::from)
+        diesel::insert_into(verifications::table)
+            .values(InsertVerification {
+                id: VerificationId::new(),
+                purpose: input.purpose,
+                identifier: &input.identifier,
+                token_hash: &secret.hash,
+                expires_at: Utc::now() + Duration::seconds(input.ttl_seconds),
+            })
+            .returning(Verification::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(Error::from)
     })?;
     Ok(IssuedVerification {
         verification,
@@ -124,35 +124,35 @@ pub async fn consume(
     let hash = token::hash(token);
     let now = Utc::now();
     any_run!(conn, [verifications] => {
-    let mine = || {
-        verifications::table
-            .filter(verifications::token_hash.eq(&hash))
-            .filter(verifications::purpose.eq(purpose))
-    };
-    let consumed = diesel::update(
-        mine()
-            .filter(verifications::consumed_at.is_null())
-            .filter(verifications::expires_at.gt(now)),
-    )
-    .set(verifications::consumed_at.eq(now))
-    .returning(Verification::as_returning())
-    .get_result(conn)
-    .await
-    .optional()?;
-    if let Some(v) = consumed {
-        return Ok(v);
-    }
-    // Nothing matched: say why, from the row as it is now.
-    let row = mine()
-        .select(Verification::as_select())
-        .render_once()
+        let mine = || {
+            verifications::table
+                .filter(verifications::token_hash.eq(&hash))
+                .filter(verifications::purpose.eq(purpose))
+        };
+        let consumed = diesel::update(
+            mine()
+                .filter(verifications::consumed_at.is_null())
+                .filter(verifications::expires_at.gt(now)),
+        )
+        .set(verifications::consumed_at.eq(now))
+        .returning(Verification::as_returning())
         .get_result(conn)
         .await
         .optional()?;
-    Err(Error::TokenRejected(match row {
-        None => TokenRejection::Unknown,
-        Some(v) if v.consumed_at.is_some() => TokenRejection::AlreadyUsed,
-        Some(_) => TokenRejection::Expired,
+        if let Some(v) = consumed {
+            return Ok(v);
+        }
+        // Nothing matched: say why, from the row as it is now.
+        let row = mine()
+            .select(Verification::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()?;
+        Err(Error::TokenRejected(match row {
+            None => TokenRejection::Unknown,
+            Some(v) if v.consumed_at.is_some() => TokenRejection::AlreadyUsed,
+            Some(_) => TokenRejection::Expired,
     }))
     })
 }
@@ -160,10 +160,10 @@ pub async fn consume(
 /// Deletes tokens that expired before `before`. Returns how many.
 pub async fn purge_expired(conn: &mut impl AnyConn, before: DateTime<Utc>) -> Result<usize> {
     any_run!(conn, [verifications] => {
-    Ok(
-        diesel::delete(verifications::table.filter(verifications::expires_at.le(before)))
-            .execute(conn)
-            .await?,
-    )
+        Ok(
+            diesel::delete(verifications::table.filter(verifications::expires_at.le(before)))
+                .execute(conn)
+                .await?,
+        )
     })
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 
 use super::Config;
@@ -112,6 +114,13 @@ impl SqliteDb {
     /// its own empty database).
     pub(crate) fn new(config: &Config, target: SqliteTarget) -> Result<Self> {
         let mut manager_config = ManagerConfig::<SqliteConn>::default();
+        // diesel-async's default (`Verified`) runs a query on every
+        // checkout: one more blocking-thread hop per call. `DB_POOL_RECYCLE`
+        // decides, as for PostgreSQL.
+        manager_config.recycling_method = match config.recycle {
+            super::Recycle::Fast => RecyclingMethod::Fast,
+            super::Recycle::Verified => RecyclingMethod::Verified,
+        };
         let setup_target = target.clone();
         manager_config.custom_setup = Box::new(move |_url| {
             let target = setup_target.clone();

@@ -57,38 +57,38 @@ pub async fn upsert(
 ) -> Result<Profile> {
     validate(input)?;
     any_run!(conn, [user_profiles] => {
-    diesel::insert_into(user_profiles::table)
-        .values((
-            user_profiles::user_id.eq(user),
-            user_profiles::display_name.eq(&input.display_name),
-            user_profiles::avatar_url.eq(&input.avatar_url),
-            user_profiles::bio.eq(&input.bio),
-        ))
-        .on_conflict(user_profiles::user_id)
-        .do_update()
-        .set((
-            user_profiles::display_name.eq(&input.display_name),
-            user_profiles::avatar_url.eq(&input.avatar_url),
-            user_profiles::bio.eq(&input.bio),
-            SQLITE.then(|| user_profiles::updated_at.eq(chrono::Utc::now())),
-        ))
-        .returning(Profile::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| Error::from(e).not_found_on("user_profiles_user_id_fkey", "user"))
+        diesel::insert_into(user_profiles::table)
+            .values((
+                user_profiles::user_id.eq(user),
+                user_profiles::display_name.eq(&input.display_name),
+                user_profiles::avatar_url.eq(&input.avatar_url),
+                user_profiles::bio.eq(&input.bio),
+            ))
+            .on_conflict(user_profiles::user_id)
+            .do_update()
+            .set((
+                user_profiles::display_name.eq(&input.display_name),
+                user_profiles::avatar_url.eq(&input.avatar_url),
+                user_profiles::bio.eq(&input.bio),
+                SQLITE.then(|| user_profiles::updated_at.eq(chrono::Utc::now())),
+            ))
+            .returning(Profile::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| Error::from(e).not_found_on("user_profiles_user_id_fkey", "user"))
     })
 }
 
 /// `user`'s profile. `NotFound { profile }` when they have none.
 pub async fn find(conn: &mut impl AnyConn, user: UserId) -> Result<Profile> {
     any_run!(conn, [user_profiles] => {
-    user_profiles::table
-        .find(user)
-        .select(Profile::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "profile" })
+        user_profiles::table
+            .find(user)
+            .select(Profile::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "profile" })
     })
 }

@@ -225,9 +225,9 @@ pub async fn update(
 /// Forgets every setting of `user`: they read as the defaults again.
 pub async fn reset(conn: &mut impl AnyConn, user: UserId) -> Result<()> {
     any_run!(conn, [user_settings] => {
-    diesel::delete(user_settings::table.find(user))
-        .execute(conn)
-        .await?;
-    Ok(())
+        diesel::delete(user_settings::table.find(user))
+            .execute(conn)
+            .await?;
+        Ok(())
     })
 }
