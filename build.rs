@@ -1,4 +1,4 @@
-//! Embeds `migrations/` into the crate.
+//! Embeds `migrations/` (PostgreSQL) and `migrations_sqlite/` into the crate.
 //!
 //! Two things are generated from the same folder at compile time:
 //! `diesel_migrations::embed_migrations!` (in `src/migrate/mod.rs`) for callers
@@ -12,10 +12,22 @@ use std::{env, fs};
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=migrations_sqlite");
     let root = env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let dir = Path::new(&root).join("migrations");
+    // PostgreSQL's folder, and SQLite's (auth and settings only).
+    embed(
+        &Path::new(&root).join("migrations"),
+        "embedded_migrations.rs",
+    );
+    embed(
+        &Path::new(&root).join("migrations_sqlite"),
+        "embedded_migrations_sqlite.rs",
+    );
+}
 
-    let mut names: Vec<String> = fs::read_dir(&dir)
+/// Writes `$OUT_DIR/<out_name>`: the table of `dir`'s migrations.
+fn embed(dir: &Path, out_name: &str) {
+    let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .filter_map(|entry| {
             let entry = entry.expect("readable migrations entry");
@@ -55,9 +67,8 @@ fn main() {
     }
     out.push(']');
 
-    let out_path =
-        Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_migrations.rs");
-    fs::write(out_path, out).expect("write embedded_migrations.rs");
+    let out_path = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join(out_name);
+    fs::write(out_path, out).expect("write the embedded migrations");
 }
 
 fn opt(s: Option<String>) -> String {

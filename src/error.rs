@@ -112,6 +112,11 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
 
+    /// The backend `DATABASE_URL` names cannot do this: a PostgreSQL-only
+    /// domain or command asked of a SQLite database. Not retryable.
+    #[error("unsupported on this backend: {0}")]
+    Unsupported(String),
+
     /// The migration engine refused or failed.
     #[error(transparent)]
     Migration(#[from] MigrationError),

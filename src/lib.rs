@@ -30,6 +30,7 @@ pub mod migrate;
 pub mod ops;
 mod render_once;
 pub mod schema;
+pub mod schema_sqlite;
 mod sql_enum;
 pub mod token;
 
@@ -48,7 +49,7 @@ pub mod workflows;
 /// types, and the diesel-async traits behind `conn.transaction(...)` and
 /// Diesel queries. `use database::prelude::*;`
 pub mod prelude {
-    pub use crate::{Conn, Db, Error, PooledConn, Result};
+    pub use crate::{AnyConn, AnyPooledConn, Conn, Db, Error, PooledConn, Result};
     pub use diesel_async::{AsyncConnection, RunQueryDsl};
 }
 
@@ -56,7 +57,7 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-pub use db::{Config, Conn, Db, PooledConn};
+pub use db::{AnyConn, AnyPooledConn, Config, Conn, Db, PooledConn};
 pub use error::{
     Error, FieldError, InvalidInput, Result, RetryReason, TimeoutKind, TokenRejection,
 };

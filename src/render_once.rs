@@ -142,6 +142,18 @@ where
     }
 }
 
+/// On SQLite (the portable domains' second backend) the query renders as
+/// usual: the text is built on the caller's thread while the statement runs
+/// on a blocking one, and Diesel's SQLite statement cache is keyed by type.
+impl<Q> QueryFragment<diesel::sqlite::Sqlite> for RenderOnce<Q>
+where
+    Q: QueryFragment<diesel::sqlite::Sqlite>,
+{
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
+        self.query.walk_ast(pass)
+    }
+}
+
 impl<Q: QueryId> QueryId for RenderOnce<Q> {
     type QueryId = Q::QueryId;
     const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;

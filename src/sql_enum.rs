@@ -5,7 +5,8 @@
 //! variant to its label. The labels are written once, here, next to the
 //! variants, and a test compares them with `pg_enum` so the two can't drift.
 
-/// Defines a Rust enum stored as a PostgreSQL enum type.
+/// Defines a Rust enum stored as a PostgreSQL enum type (and, with
+/// `, sqlite Text` after the type, as text on SQLite too).
 ///
 /// ```ignore
 /// sql_enum! {
@@ -19,7 +20,7 @@
 macro_rules! sql_enum {
     (
         $(#[$meta:meta])*
-        pub enum $name:ident : $sql_type:ty {
+        pub enum $name:ident : $sql_type:ty $(, sqlite $sqlite_type:ty)? {
             $( $(#[$vmeta:meta])* $variant:ident => $label:literal ),+ $(,)?
         }
     ) => {
@@ -30,6 +31,7 @@ macro_rules! sql_enum {
             diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
         )]
         #[diesel(sql_type = $sql_type)]
+        $(#[diesel(sql_type = $sqlite_type)])?
         pub enum $name {
             $( $(#[$vmeta])* #[serde(rename = $label)] $variant ),+
         }
@@ -100,6 +102,30 @@ macro_rules! sql_enum {
                 }
             }
         }
+
+        $(
+        impl diesel::serialize::ToSql<$sqlite_type, diesel::sqlite::Sqlite> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::sqlite::Sqlite>,
+            ) -> diesel::serialize::Result {
+                out.set_value(self.as_str());
+                Ok(diesel::serialize::IsNull::No)
+            }
+        }
+
+        impl diesel::deserialize::FromSql<$sqlite_type, diesel::sqlite::Sqlite> for $name {
+            fn from_sql(
+                bytes: diesel::sqlite::SqliteValue<'_, '_, '_>,
+            ) -> diesel::deserialize::Result<Self> {
+                let text = <String as diesel::deserialize::FromSql<
+                    diesel::sql_types::Text,
+                    diesel::sqlite::Sqlite,
+                >>::from_sql(bytes)?;
+                text.parse::<$name>().map_err(|e| e.to_string().into())
+            }
+        }
+        )?
     };
 }
 

@@ -69,6 +69,24 @@ impl FromSql<Text, Pg> for SecretString {
     }
 }
 
+impl ToSql<Text, diesel::sqlite::Sqlite> for SecretString {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut Output<'b, '_, diesel::sqlite::Sqlite>,
+    ) -> diesel::serialize::Result {
+        out.set_value(self.0.as_str());
+        Ok(diesel::serialize::IsNull::No)
+    }
+}
+
+impl FromSql<Text, diesel::sqlite::Sqlite> for SecretString {
+    fn from_sql(
+        bytes: diesel::sqlite::SqliteValue<'_, '_, '_>,
+    ) -> diesel::deserialize::Result<Self> {
+        <String as FromSql<Text, diesel::sqlite::Sqlite>>::from_sql(bytes).map(Self)
+    }
+}
+
 /// Serialises the secret in clear: only for a field whose owner asked for it
 /// (`#[serde(serialize_with = "database::token::serialize_exposed")]`).
 pub fn serialize_exposed<S: serde::Serializer>(

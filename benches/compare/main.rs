@@ -10,6 +10,7 @@
 //! It creates and drops its own scratch database on the server of
 //! `DATABASE_URL` (else the project's own cluster, when `db up` started it).
 
+mod sqlite;
 mod workloads;
 
 use std::future::Future;
@@ -256,7 +257,8 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
     });
 
     if let Some(names) = only {
-        let known: Vec<&str> = workloads::all(&ctx).iter().map(|w| w.name).collect();
+        let mut known: Vec<&str> = workloads::all(&ctx).iter().map(|w| w.name).collect();
+        known.extend(sqlite::WORKLOADS);
         for name in names {
             anyhow::ensure!(
                 known.contains(&name.as_str()),
@@ -281,6 +283,29 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
             results.push(row);
         }
     }
+    // The SQLite rows (auth on a SQLite file): same rounds, same measure.
+    if only.is_none_or(|names| {
+        sqlite::WORKLOADS
+            .iter()
+            .any(|w| names.iter().any(|n| n == w))
+    }) {
+        let sqlite = sqlite::Bench::new(ctx.data.user_ids.len().clamp(100, 10_000)).await?;
+        for workload in sqlite.workloads() {
+            if only.is_some_and(|names| !names.iter().any(|n| n == workload.name)) {
+                continue;
+            }
+            for concurrency in CONCURRENCY {
+                let row = measure(&workload, concurrency, mode)
+                    .await
+                    .with_context(|| workload.name)?;
+                eprintln!(
+                    "  {:<18} c={:<3} ratio {:.2}",
+                    row.workload, row.concurrency, row.ratio
+                );
+                results.push(row);
+            }
+        }
+    }
     let defined: Vec<&str> = workloads::all(&ctx).iter().map(|w| w.name).collect();
     anyhow::ensure!(
         defined == WORKLOADS,
@@ -288,6 +313,7 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
     );
     let expected: Vec<&str> = WORKLOADS
         .into_iter()
+        .chain(sqlite::WORKLOADS)
         .filter(|name| only.is_none_or(|names| names.iter().any(|n| n == name)))
         .collect();
     check_results(&expected, &results)?;

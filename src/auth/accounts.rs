@@ -1,5 +1,6 @@
 //! `accounts`: the ways a user signs in (an OAuth provider identity, or a
 //! password under the provider `credential`).
+//! Portable: every function serves PostgreSQL and SQLite (`crate::db::any`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -7,11 +8,11 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use crate::db::{AnyConn, Backend, any_run, selectable_on_both};
 use crate::error::validate;
 use crate::render_once::RenderOnceDsl;
-use crate::schema::{accounts, users};
 use crate::token::SecretString;
-use crate::{AccountId, Conn, Error, Result, UserId};
+use crate::{AccountId, Error, Result, UserId};
 
 /// The `Conflict { constraint }` of `link` of a provider identity another user already linked.
 pub const PROVIDER_ACCOUNT_TAKEN: &str = "accounts_provider_account_key";
@@ -22,8 +23,8 @@ pub const LAST_LOGIN_METHOD: &str = "accounts_last_login_method";
 
 /// A row of `accounts`. Tokens and the password hash are `SecretString`s:
 /// never serialised, `***` in `Debug`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
-#[diesel(table_name = accounts, check_for_backend(diesel::pg::Pg))]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Identifiable, Serialize)]
+#[diesel(table_name = crate::schema::accounts)]
 pub struct Account {
     /// Primary key.
     pub id: AccountId,
@@ -57,11 +58,18 @@ pub struct Account {
     pub updated_at: DateTime<Utc>,
 }
 
+selectable_on_both!(Account => accounts {
+    id, user_id, provider, provider_account_id, access_token, refresh_token, id_token,
+    access_token_expires_at, refresh_token_expires_at, scope, password_hash, created_at,
+    updated_at
+});
+
 /// Input of `link`: an OAuth provider identity. Whose login method it
 /// becomes is `link`'s `user_id` parameter, chosen by the server (the signed-in
 /// user), never a field a client sends; passwords go through `link_password`.
 #[derive(Debug, Clone, Default, Deserialize, Validate, Insertable)]
-#[diesel(table_name = accounts, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::schema::accounts, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::schema_sqlite::accounts)]
 pub struct LinkAccount {
     /// Provider name, 1 to 64 characters; not `credential` (see `link_password`).
     #[validate(length(min = 1, max = 64), custom(function = "oauth_provider"))]
@@ -101,18 +109,24 @@ fn oauth_provider(provider: &str) -> Result<(), validator::ValidationError> {
 /// `Conflict` on `accounts_provider_account_key` when the provider identity
 /// belongs to someone already, on `accounts_user_provider_key` when the user
 /// already linked this provider; `NotFound` when the user doesn't exist.
-pub async fn link(conn: &mut Conn, user_id: UserId, input: &LinkAccount) -> Result<Account> {
+pub async fn link(
+    conn: &mut impl AnyConn,
+    user_id: UserId,
+    input: &LinkAccount,
+) -> Result<Account> {
     validate(input)?;
-    diesel::insert_into(accounts::table)
-        .values((
-            accounts::id.eq(AccountId::new()),
-            accounts::user_id.eq(user_id),
-            input,
-        ))
-        .returning(Account::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
+    any_run!(conn, [accounts] => {
+        diesel::insert_into(accounts::table)
+            .values((
+                accounts::id.eq(AccountId::new()),
+                accounts::user_id.eq(user_id),
+                input,
+            ))
+            .returning(Account::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
+    })
 }
 
 /// Gives `user_id` a password login (provider `credential`, the user's id
@@ -120,7 +134,7 @@ pub async fn link(conn: &mut Conn, user_id: UserId, input: &LinkAccount) -> Resu
 /// (argon2/bcrypt string, 1 to 1024 characters), never a password.
 /// `Conflict { accounts_user_provider_key }` when the user has one already.
 pub async fn link_password(
-    conn: &mut Conn,
+    conn: &mut impl AnyConn,
     user_id: UserId,
     password_hash: &SecretString,
 ) -> Result<Account> {
@@ -131,86 +145,120 @@ pub async fn link_password(
             "must be 1 to 1024 characters long",
         ));
     }
-    diesel::insert_into(accounts::table)
-        .values((
-            accounts::id.eq(AccountId::new()),
-            accounts::user_id.eq(user_id),
-            accounts::provider.eq(CREDENTIAL_PROVIDER),
-            accounts::provider_account_id.eq(user_id.to_string()),
-            accounts::password_hash.eq(password_hash),
-        ))
-        .returning(Account::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
+    any_run!(conn, [accounts] => {
+        diesel::insert_into(accounts::table)
+            .values((
+                accounts::id.eq(AccountId::new()),
+                accounts::user_id.eq(user_id),
+                accounts::provider.eq(CREDENTIAL_PROVIDER),
+                accounts::provider_account_id.eq(user_id.to_string()),
+                accounts::password_hash.eq(password_hash),
+            ))
+            .returning(Account::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| Error::from(e).not_found_on("accounts_user_id_fkey", "user"))
+    })
 }
 
 /// Removes a login method. Refuses to remove a user's last one (they could
 /// never sign in again) with `Conflict { constraint: "accounts_last_login_method" }`.
-pub async fn unlink(conn: &mut Conn, user_id: UserId, provider: &str) -> Result<()> {
+pub async fn unlink(conn: &mut impl AnyConn, user_id: UserId, provider: &str) -> Result<()> {
     if provider.contains('\0') {
         // Nothing stored contains NUL (PostgreSQL refuses it in text).
         return Err(Error::NotFound { entity: "account" });
     }
-    conn.transaction(async |conn| {
-        // Lock the user so two concurrent unlinks can't both see "2 left".
-        users::table
-            .find(user_id)
-            .select(users::id)
-            .for_update()
-            .first::<UserId>(conn)
+    match conn.backend() {
+        Backend::Pg(conn) => {
+            use crate::schema::users;
+            conn.transaction(async |conn| {
+                // Lock the user so two concurrent unlinks can't both see "2 left".
+                users::table
+                    .find(user_id)
+                    .select(users::id)
+                    .for_update()
+                    .first::<UserId>(conn)
+                    .await
+                    .optional()?
+                    .ok_or(Error::NotFound { entity: "user" })?;
+                unlink_locked(conn, user_id, provider).await
+            })
             .await
-            .optional()?
-            .ok_or(Error::NotFound { entity: "user" })?;
-        let count: i64 = accounts::table
-            .filter(accounts::user_id.eq(user_id))
-            .count()
-            .get_result(conn)
-            .await?;
-        let target = accounts::table
-            .filter(accounts::user_id.eq(user_id))
-            .filter(accounts::provider.eq(provider));
-        let exists: bool = diesel::select(diesel::dsl::exists(target))
-            .get_result(conn)
-            .await?;
-        if !exists {
-            return Err(Error::NotFound { entity: "account" });
         }
-        if count <= 1 {
-            return Err(Error::Conflict {
-                constraint: LAST_LOGIN_METHOD.into(),
-                message: format!("{provider} is the user's only login method"),
-            });
-        }
-        diesel::delete(target).execute(conn).await?;
-        Ok(())
+        // SQLite has no row locks: BEGIN IMMEDIATE takes the file's write
+        // lock before the count, so two unlinks run one after the other.
+        Backend::Sqlite(conn) => conn
+            .immediate_transaction(async |conn| {
+                use crate::schema_sqlite::users;
+                users::table
+                    .find(user_id)
+                    .select(users::id)
+                    .first::<UserId>(conn)
+                    .await
+                    .optional()?
+                    .ok_or(Error::NotFound { entity: "user" })?;
+                unlink_locked(conn, user_id, provider).await
+            })
+            .await
+            .map_err(crate::db::sqlite::named),
+    }
+}
+
+/// `unlink`'s checks and delete, with the user locked.
+async fn unlink_locked(conn: &mut impl AnyConn, user_id: UserId, provider: &str) -> Result<()> {
+    any_run!(conn, [accounts] => {
+            let count: i64 = accounts::table
+                .filter(accounts::user_id.eq(user_id))
+                .count()
+                .get_result(conn)
+                .await?;
+            let target = accounts::table
+                .filter(accounts::user_id.eq(user_id))
+                .filter(accounts::provider.eq(provider));
+            let exists: bool = diesel::select(diesel::dsl::exists(target))
+                .get_result(conn)
+                .await?;
+            if !exists {
+                return Err(Error::NotFound { entity: "account" });
+            }
+            if count <= 1 {
+                return Err(Error::Conflict {
+                    constraint: LAST_LOGIN_METHOD.into(),
+                    message: format!("{provider} is the user's only login method"),
+                });
+            }
+            diesel::delete(target).execute(conn).await?;
+            Ok(())
     })
-    .await
 }
 
 /// A user's login methods, oldest first.
-pub async fn list_for_user(conn: &mut Conn, user_id: UserId) -> Result<Vec<Account>> {
-    Ok(accounts::table
-        .filter(accounts::user_id.eq(user_id))
-        .order((accounts::created_at, accounts::id))
-        .select(Account::as_select())
-        .load(conn)
-        .await?)
+pub async fn list_for_user(conn: &mut impl AnyConn, user_id: UserId) -> Result<Vec<Account>> {
+    any_run!(conn, [accounts] => {
+        Ok(accounts::table
+            .filter(accounts::user_id.eq(user_id))
+            .order((accounts::created_at, accounts::id))
+            .select(Account::as_select())
+            .load(conn)
+            .await?)
+    })
 }
 
 /// The account of a provider identity: the lookup an OAuth callback makes.
 pub async fn find_by_provider(
-    conn: &mut Conn,
+    conn: &mut impl AnyConn,
     provider: &str,
     provider_account_id: &str,
 ) -> Result<Account> {
-    accounts::table
-        .filter(accounts::provider.eq(provider))
-        .filter(accounts::provider_account_id.eq(provider_account_id))
-        .select(Account::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "account" })
+    any_run!(conn, [accounts] => {
+        accounts::table
+            .filter(accounts::provider.eq(provider))
+            .filter(accounts::provider_account_id.eq(provider_account_id))
+            .select(Account::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "account" })
+    })
 }

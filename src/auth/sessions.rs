@@ -1,5 +1,6 @@
 //! `sessions`: signed-in browsers and devices. The client holds a random
 //! token; the table holds its SHA-256 (see `crate::token`).
+//! Portable: every function serves PostgreSQL and SQLite (`crate::db::any`).
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -8,17 +9,17 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use crate::auth::users::User;
+use crate::db::{AnyConn, any_run, selectable_on_both};
 use crate::error::validate;
 use crate::render_once::RenderOnceDsl;
-use crate::schema::{sessions, users};
-use crate::{Conn, Error, Result, SessionId, TokenRejection, UserId, token};
+use crate::{Error, Result, SessionId, TokenRejection, UserId, token};
 
 /// The longest session the crate creates: 400 days (browsers cap cookies there).
 pub const MAX_TTL_SECONDS: i64 = 400 * 24 * 3600;
 
 /// A row of `sessions`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
-#[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Identifiable, Serialize)]
+#[diesel(table_name = crate::schema::sessions)]
 pub struct Session {
     /// Primary key.
     pub id: SessionId,
@@ -40,6 +41,11 @@ pub struct Session {
     /// When the row last changed (kept by a trigger).
     pub updated_at: DateTime<Utc>,
 }
+
+selectable_on_both!(Session => sessions {
+    id, user_id, token_hash, expires_at, revoked_at, ip_address, user_agent, created_at,
+    updated_at
+});
 
 /// Input of `create`.
 #[derive(Debug, Clone, Deserialize, Validate)]
@@ -67,7 +73,8 @@ pub struct CreatedSession {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = sessions, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::schema::sessions, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::schema_sqlite::sessions)]
 pub(crate) struct InsertSession<'a> {
     pub(crate) id: SessionId,
     pub(crate) user_id: UserId,
@@ -78,22 +85,24 @@ pub(crate) struct InsertSession<'a> {
 }
 
 /// Starts a session. `NotFound` when the user doesn't exist.
-pub async fn create(conn: &mut Conn, input: &NewSession) -> Result<CreatedSession> {
+pub async fn create(conn: &mut impl AnyConn, input: &NewSession) -> Result<CreatedSession> {
     validate(input)?;
     let secret = token::generate();
-    let session = diesel::insert_into(sessions::table)
-        .values(InsertSession {
-            id: SessionId::new(),
-            user_id: input.user_id,
-            token_hash: &secret.hash,
-            expires_at: Utc::now() + Duration::seconds(input.ttl_seconds),
-            ip_address: input.ip_address.as_deref(),
-            user_agent: input.user_agent.as_deref(),
-        })
-        .returning(Session::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| Error::from(e).not_found_on("sessions_user_id_fkey", "user"))?;
+    let session = any_run!(conn, [sessions] => {
+        diesel::insert_into(sessions::table)
+            .values(InsertSession {
+                id: SessionId::new(),
+                user_id: input.user_id,
+                token_hash: &secret.hash,
+                expires_at: Utc::now() + Duration::seconds(input.ttl_seconds),
+                ip_address: input.ip_address.as_deref(),
+                user_agent: input.user_agent.as_deref(),
+            })
+            .returning(Session::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| Error::from(e).not_found_on("sessions_user_id_fkey", "user"))
+    })?;
     Ok(CreatedSession {
         session,
         token: secret.token,
@@ -104,16 +113,19 @@ pub async fn create(conn: &mut Conn, input: &NewSession) -> Result<CreatedSessio
 /// Otherwise `TokenRejected` with `Unknown`, `Expired` or `AlreadyUsed`
 /// (revoked), like every refused credential of the crate; a caller treats
 /// all three as "signed out".
-pub async fn find_valid(conn: &mut Conn, token: &str) -> Result<Session> {
-    let found = sessions::table
-        .filter(sessions::token_hash.eq(token::hash(token)))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(Utc::now()))
-        .select(Session::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?;
+pub async fn find_valid(conn: &mut impl AnyConn, token: &str) -> Result<Session> {
+    let found = any_run!(conn, [sessions] => {
+        sessions::table
+            .filter(sessions::token_hash.eq(token::hash(token)))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(Utc::now()))
+            .select(Session::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()
+            .map_err(Error::from)
+    })?;
     match found {
         Some(found) => Ok(found),
         None => Err(rejected(conn, token).await),
@@ -121,14 +133,16 @@ pub async fn find_valid(conn: &mut Conn, token: &str) -> Result<Session> {
 }
 
 /// Why the session of `token` is refused (the rare path: one more lookup).
-async fn rejected(conn: &mut Conn, token: &str) -> Error {
-    let state: Result<Option<Option<DateTime<Utc>>>> = sessions::table
-        .filter(sessions::token_hash.eq(token::hash(token)))
-        .select(sessions::revoked_at)
-        .get_result(conn)
-        .await
-        .optional()
-        .map_err(Error::from);
+async fn rejected(conn: &mut impl AnyConn, token: &str) -> Error {
+    let state: Result<Option<Option<DateTime<Utc>>>> = any_run!(conn, [sessions] => {
+        sessions::table
+            .filter(sessions::token_hash.eq(token::hash(token)))
+            .select(sessions::revoked_at)
+            .get_result(conn)
+            .await
+            .optional()
+            .map_err(Error::from)
+    });
     match state {
         Err(e) => e,
         Ok(None) => Error::TokenRejected(TokenRejection::Unknown),
@@ -139,17 +153,20 @@ async fn rejected(conn: &mut Conn, token: &str) -> Error {
 
 /// Like `find_valid`, with the signed-in user, in one query: what an
 /// authentication middleware needs on every request.
-pub async fn find_valid_with_user(conn: &mut Conn, token: &str) -> Result<(Session, User)> {
-    let found = sessions::table
-        .inner_join(users::table)
-        .filter(sessions::token_hash.eq(token::hash(token)))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(Utc::now()))
-        .select((Session::as_select(), User::as_select()))
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?;
+pub async fn find_valid_with_user(conn: &mut impl AnyConn, token: &str) -> Result<(Session, User)> {
+    let found = any_run!(conn, [sessions, users] => {
+        sessions::table
+            .inner_join(users::table)
+            .filter(sessions::token_hash.eq(token::hash(token)))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(Utc::now()))
+            .select((Session::as_select(), User::as_select()))
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()
+            .map_err(Error::from)
+    })?;
     match found {
         Some(found) => Ok(found),
         None => Err(rejected(conn, token).await),
@@ -159,57 +176,63 @@ pub async fn find_valid_with_user(conn: &mut Conn, token: &str) -> Result<(Sessi
 /// Revokes one of `user_id`'s sessions (sign-out). Revoking twice is
 /// harmless; `NotFound` when the user has no such session (another user's
 /// session is not found either).
-pub async fn revoke(conn: &mut Conn, user_id: UserId, id: SessionId) -> Result<()> {
+pub async fn revoke(conn: &mut impl AnyConn, user_id: UserId, id: SessionId) -> Result<()> {
     let now = Utc::now();
-    let of_user = sessions::table
-        .find(id)
-        .filter(sessions::user_id.eq(user_id));
-    // Only an unrevoked row changes: the first revocation time is kept.
-    let changed = diesel::update(of_user.filter(sessions::revoked_at.is_null()))
-        .set(sessions::revoked_at.eq(now))
-        .execute(conn)
-        .await?;
-    if changed == 0 {
-        let exists: bool = diesel::select(diesel::dsl::exists(of_user))
-            .get_result(conn)
+    any_run!(conn, [sessions] => {
+        let of_user = sessions::table
+            .find(id)
+            .filter(sessions::user_id.eq(user_id));
+        // Only an unrevoked row changes: the first revocation time is kept.
+        let changed = diesel::update(of_user.filter(sessions::revoked_at.is_null()))
+            .set(sessions::revoked_at.eq(now))
+            .execute(conn)
             .await?;
-        if !exists {
-            return Err(Error::NotFound { entity: "session" });
+        if changed == 0 {
+            let exists: bool = diesel::select(diesel::dsl::exists(of_user))
+                .get_result(conn)
+                .await?;
+            if !exists {
+                return Err(Error::NotFound { entity: "session" });
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Revokes every live session of a user (sign out everywhere), except
 /// `keep` when given (the session making the request). Returns how many.
 pub async fn revoke_all_for_user(
-    conn: &mut Conn,
+    conn: &mut impl AnyConn,
     user_id: UserId,
     keep: Option<SessionId>,
 ) -> Result<usize> {
-    let mut query = diesel::update(sessions::table)
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::revoked_at.is_null())
-        .into_boxed();
-    if let Some(keep) = keep {
-        query = query.filter(sessions::id.ne(keep));
-    }
-    Ok(query
-        .set(sessions::revoked_at.eq(Utc::now()))
-        .execute(conn)
-        .await?)
+    any_run!(conn, [sessions] => {
+        let mut query = diesel::update(sessions::table)
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .into_boxed();
+        if let Some(keep) = keep {
+            query = query.filter(sessions::id.ne(keep));
+        }
+        Ok(query
+            .set(sessions::revoked_at.eq(Utc::now()))
+            .execute(conn)
+            .await?)
+    })
 }
 
 /// Deletes sessions that expired or were revoked before `before`.
 /// Returns how many rows were deleted.
-pub async fn purge_expired(conn: &mut Conn, before: DateTime<Utc>) -> Result<usize> {
-    Ok(diesel::delete(
-        sessions::table.filter(
-            sessions::expires_at
-                .le(before)
-                .or(sessions::revoked_at.le(before)),
-        ),
-    )
-    .execute(conn)
-    .await?)
+pub async fn purge_expired(conn: &mut impl AnyConn, before: DateTime<Utc>) -> Result<usize> {
+    any_run!(conn, [sessions] => {
+        Ok(diesel::delete(
+            sessions::table.filter(
+                sessions::expires_at
+                    .le(before)
+                    .or(sessions::revoked_at.le(before)),
+            ),
+        )
+        .execute(conn)
+        .await?)
+    })
 }

@@ -1,4 +1,5 @@
 //! `users`: a person who can sign in. Email is unique whatever its case.
+//! Portable: every function serves PostgreSQL and SQLite (`crate::db::any`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -6,18 +7,18 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
+use crate::db::{AnyConn, Backend, any_run, selectable_on_both};
 use crate::error::validate;
 use crate::functions::lower;
 use crate::render_once::RenderOnceDsl;
-use crate::schema::users;
-use crate::{Conn, Error, Result, UserId};
+use crate::{Error, Result, UserId};
 
 /// The `Conflict { constraint }` of `create` with an email another user has (case-insensitively).
 pub const EMAIL_TAKEN: &str = "users_email_lower_key";
 
 /// A row of `users`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
-#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Identifiable, Serialize)]
+#[diesel(table_name = crate::schema::users)]
 pub struct User {
     /// Primary key.
     pub id: UserId,
@@ -34,6 +35,10 @@ pub struct User {
     /// When the row last changed (kept by a trigger).
     pub updated_at: DateTime<Utc>,
 }
+
+selectable_on_both!(User => users {
+    id, email, email_verified, name, image, created_at, updated_at
+});
 
 /// Input of `create`.
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
@@ -54,7 +59,8 @@ pub struct NewUser {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = users, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::schema::users, treat_none_as_default_value = false)]
+#[diesel(table_name = crate::schema_sqlite::users)]
 pub(crate) struct InsertUser<'a> {
     pub(crate) id: UserId,
     pub(crate) email: &'a str,
@@ -67,7 +73,7 @@ pub(crate) struct InsertUser<'a> {
 /// `Some(None)` clears it, `Some(Some(v))` sets it. Only what a user may
 /// change about themselves (`email_verified` is `set_email_verified`'s).
 #[derive(Debug, Clone, Default, Deserialize, Validate, AsChangeset)]
-#[diesel(table_name = users)]
+#[diesel(table_name = crate::schema::users)]
 pub struct UserPatch {
     /// New display name (1 to 100 characters) or `Some(None)` to clear it.
     #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
@@ -85,88 +91,126 @@ impl UserPatch {
 
 /// Creates a user. `Error::Conflict { constraint: "users_email_lower_key" }`
 /// when the address is taken (in any case).
-pub async fn create(conn: &mut Conn, input: &NewUser) -> Result<User> {
+pub async fn create(conn: &mut impl AnyConn, input: &NewUser) -> Result<User> {
     validate(input)?;
-    diesel::insert_into(users::table)
-        .values(InsertUser {
-            id: UserId::new(),
-            email: &input.email,
-            email_verified: input.email_verified,
-            name: input.name.as_deref(),
-            image: input.image.as_deref(),
-        })
-        .returning(User::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(Error::from)
+    any_run!(conn, [users] => {
+        diesel::insert_into(users::table)
+            .values(InsertUser {
+                id: UserId::new(),
+                email: &input.email,
+                email_verified: input.email_verified,
+                name: input.name.as_deref(),
+                image: input.image.as_deref(),
+            })
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(Error::from)
+    })
 }
 
 /// The user with this id.
-pub async fn find(conn: &mut Conn, id: UserId) -> Result<User> {
-    users::table
-        .find(id)
-        .select(User::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "user" })
+pub async fn find(conn: &mut impl AnyConn, id: UserId) -> Result<User> {
+    any_run!(conn, [users] => {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })
+    })
 }
 
 /// The user with this address, compared case-insensitively.
-pub async fn find_by_email(conn: &mut Conn, email: &str) -> Result<User> {
+pub async fn find_by_email(conn: &mut impl AnyConn, email: &str) -> Result<User> {
     if email.contains('\0') {
         // Nothing stored contains NUL (PostgreSQL refuses it in text).
         return Err(Error::NotFound { entity: "user" });
     }
-    users::table
-        .filter(lower(users::email).eq(lower(email)))
-        .select(User::as_select())
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "user" })
+    any_run!(conn, [users] => {
+        users::table
+            .filter(lower(users::email).eq(lower(email)))
+            .select(User::as_select())
+            .render_once()
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })
+    })
 }
 
 /// Changes the profile fields given in `patch`; returns the updated row.
-pub async fn update_profile(conn: &mut Conn, id: UserId, patch: &UserPatch) -> Result<User> {
+pub async fn update_profile(
+    conn: &mut impl AnyConn,
+    id: UserId,
+    patch: &UserPatch,
+) -> Result<User> {
     validate(patch)?;
     if patch.is_empty() {
         return find(conn, id).await;
     }
-    diesel::update(users::table.find(id))
-        .set(patch)
-        .returning(User::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "user" })
+    any_run!(conn, [users] => {
+        diesel::update(users::table.find(id))
+            .set((
+                patch.name.as_ref().map(|v| users::name.eq(v)),
+                patch.image.as_ref().map(|v| users::image.eq(v)),
+                SQLITE.then(|| users::updated_at.eq(Utc::now())),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })
+    })
 }
 
 /// Records whether the user's address is proven: the server's decision
 /// (a consumed verification, a provider's word), never a profile edit.
-pub async fn set_email_verified(conn: &mut Conn, id: UserId, verified: bool) -> Result<User> {
-    diesel::update(users::table.find(id))
-        .set(users::email_verified.eq(verified))
-        .returning(User::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(Error::NotFound { entity: "user" })
+pub async fn set_email_verified(
+    conn: &mut impl AnyConn,
+    id: UserId,
+    verified: bool,
+) -> Result<User> {
+    any_run!(conn, [users] => {
+        diesel::update(users::table.find(id))
+            .set((
+                users::email_verified.eq(verified),
+                SQLITE.then(|| users::updated_at.eq(Utc::now())),
+            ))
+            .returning(User::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })
+    })
 }
 
 /// Deletes a user; accounts, sessions and memberships go with it (ON DELETE
 /// CASCADE). `Conflict { tenant_members::LAST_OWNER }` while the user is the
 /// only owner of a tenant (deleting the tenant with them would destroy the
 /// other members' data): ownership must be transferred first.
-pub async fn delete(conn: &mut Conn, id: UserId) -> Result<()> {
-    conn.transaction(async |conn| {
-        crate::tenancy::tenant_members::ensure_user_owns_no_tenant_alone(conn, id).await?;
-        match diesel::delete(users::table.find(id)).execute(conn).await? {
-            0 => Err(Error::NotFound { entity: "user" }),
-            _ => Ok(()),
+/// (On SQLite there are no tenants: the user and their rows go.)
+pub async fn delete(conn: &mut impl AnyConn, id: UserId) -> Result<()> {
+    match conn.backend() {
+        Backend::Pg(conn) => {
+            use crate::schema::users;
+            conn.transaction(async |conn| {
+                crate::tenancy::tenant_members::ensure_user_owns_no_tenant_alone(conn, id).await?;
+                match diesel::delete(users::table.find(id)).execute(conn).await? {
+                    0 => Err(Error::NotFound { entity: "user" }),
+                    _ => Ok(()),
+                }
+            })
+            .await
         }
-    })
-    .await
+        Backend::Sqlite(conn) => {
+            use crate::schema_sqlite::users;
+            match diesel::delete(users::table.find(id)).execute(conn).await? {
+                0 => Err(Error::NotFound { entity: "user" }),
+                _ => Ok(()),
+            }
+        }
+    }
 }

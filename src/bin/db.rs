@@ -10,6 +10,8 @@
 mod dev;
 #[path = "db/studio/mod.rs"]
 mod studio;
+#[path = "db/sqlite.rs"]
+mod sqlite;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -224,9 +226,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     // These work on files alone: no database, no DATABASE_URL needed.
+    let on_sqlite = cli
+        .database_url
+        .as_deref()
+        .is_some_and(database::db::sqlite::is_sqlite_url);
     match &cli.command {
-        Command::New { name } => return new_migration(&cli, name),
-        Command::Lint(args) => return Ok(lint(&cli, args)),
+        Command::New { name } => return new_migration(&cli, name, on_sqlite),
+        Command::Lint(args) if !on_sqlite => return Ok(lint(&cli, args)),
         // The local cluster: no DATABASE_URL needed or used.
         Command::Up {
             print_url,
@@ -238,6 +244,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     let config = load_config(&cli)?;
+    if database::db::sqlite::is_sqlite_url(&config.database_url) {
+        return sqlite::run(&cli, &config).await;
+    }
     warn_if_binary_is_stale(&cli);
     let run_options = migrate::RunOptions::from_config(&config);
 
@@ -427,8 +436,12 @@ fn migrations_dir(cli: &Cli) -> Result<PathBuf> {
 }
 
 /// `db new NAME`.
-fn new_migration(cli: &Cli, name: &str) -> Result<ExitCode> {
-    let dir = migrations_dir(cli)?;
+/// On a SQLite URL (without `--migrations-dir`) into `migrations_sqlite/`.
+fn new_migration(cli: &Cli, name: &str, on_sqlite: bool) -> Result<ExitCode> {
+    let dir = match &cli.migrations_dir {
+        None if on_sqlite => ops::project::current()?.root.join("migrations_sqlite"),
+        _ => migrations_dir(cli)?,
+    };
     let folder = ops::scaffold::new_migration(&dir, name, chrono::Utc::now())?;
     println!("Created {}/up.sql", folder.display());
     println!("Created {}/down.sql", folder.display());

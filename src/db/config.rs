@@ -318,6 +318,10 @@ impl Config {
 /// A URL that names no database would silently use the server's default
 /// (the user's name, or the `postgres` maintenance database): refuse it.
 fn check_url(variable: &str, url: &str) -> Result<()> {
+    if super::sqlite::is_sqlite_url(url) {
+        // A path, not a server: nothing to name.
+        return Ok(());
+    }
     if ConnString::parse(url).dbname.is_none() {
         return Err(Error::Config(format!(
             "{variable} {} names no database: add one, e.g. postgres://user@host:5432/app_dev",

@@ -5,12 +5,14 @@
 //! redaction), `connection` (how one connection is opened and set up), `local` (the
 //! project-local cluster's URL when `DATABASE_URL` is unset) and this file (the pool and the `Db` handle).
 
+mod any;
 mod config;
 mod connection;
 mod deadline;
 pub mod local;
 mod pg_conn;
 mod replicas;
+pub mod sqlite;
 mod tls;
 mod unnamed;
 mod url;
@@ -24,6 +26,8 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 
+pub use any::{AnyConn, AnyPooledConn, Backend};
+pub(crate) use any::{any_run, selectable_on_both};
 pub use config::{Config, Pooler, Recycle};
 pub use connection::{connect, connect_for_migrations};
 pub use pg_conn::{PgConn, PgConnField, PgConnRow};
@@ -53,6 +57,9 @@ pub struct Db {
     /// Read replicas and what is known of their lag (`None` without any).
     replicas: Option<Arc<replicas::Replicas>>,
     config: Arc<Config>,
+    /// `Some` when `DATABASE_URL` is a SQLite URL (issue #16): then `pool` is
+    /// never checked out (`conn` refuses first) and `any_conn` serves SQLite.
+    sqlite: Option<Arc<sqlite::SqliteDb>>,
 }
 
 impl fmt::Debug for Db {
@@ -90,6 +97,9 @@ impl Db {
     /// Builds the pool. No connection is opened until one is needed, so this
     /// succeeds while the server is down; `migrate` or `health` will tell.
     pub fn new(config: Config) -> Result<Self> {
+        if let Some(target) = sqlite::sqlite_target(&config.database_url) {
+            return Self::new_sqlite(config, target);
+        }
         config.validate()?;
         let pool = build_pool(&config, &config.database_url)?;
         spawn_idle_reaper(&pool, config.idle_timeout);
@@ -104,6 +114,7 @@ impl Db {
             pool,
             replicas,
             config: Arc::new(config),
+            sqlite: None,
         })
     }
 
@@ -121,6 +132,9 @@ impl Db {
     /// timeout; a full pool, a refused connection or a server that is down
     /// give `Error::Unavailable`.
     pub async fn conn(&self) -> Result<PooledConn> {
+        if self.sqlite.is_some() {
+            return Err(sqlite_refuses("a PostgreSQL connection (Db::conn)"));
+        }
         self.pool
             .get()
             .await
@@ -237,6 +251,15 @@ impl Db {
 
     /// Like `migrate`, with another set of migrations.
     pub async fn migrate_with(&self, set: &MigrationSet) -> Result<migrate::Report> {
+        if let Some(sqlite) = &self.sqlite {
+            // `migrate()` embeds PostgreSQL's set: SQLite has its own folder.
+            let set = if std::ptr::eq(set, MigrationSet::embedded()) {
+                migrate::sqlite::embedded()
+            } else {
+                set
+            };
+            return sqlite.migrate(set).await;
+        }
         // In pooler mode the quick check is skipped: the migration session
         // (which `connect_for_migrations` refuses without
         // DATABASE_MIGRATION_URL) does it under the lock.
@@ -261,6 +284,14 @@ impl Db {
     pub async fn health(&self) -> Result<Health> {
         use diesel_async::RunQueryDsl;
         let start = Instant::now();
+        if self.is_sqlite() {
+            let mut conn = self.any_conn().await?;
+            sqlite_health(&mut conn).await?;
+            return Ok(Health {
+                latency: start.elapsed(),
+                pool: self.pool_status(),
+            });
+        }
         let mut conn = self.conn().await?;
         diesel::select(1.into_sql::<diesel::sql_types::Integer>())
             .execute(&mut conn)
@@ -275,7 +306,10 @@ impl Db {
 
     /// The pool's numbers now.
     pub fn pool_status(&self) -> PoolStatus {
-        let s = self.pool.status();
+        let s = match &self.sqlite {
+            Some(sqlite) => sqlite.pool.status(),
+            None => self.pool.status(),
+        };
         PoolStatus {
             max_size: s.max_size,
             size: s.size,
@@ -287,6 +321,9 @@ impl Db {
     /// Closes every idle connection and refuses new checkouts.
     pub fn close(&self) {
         self.pool.close();
+        if let Some(sqlite) = &self.sqlite {
+            sqlite.pool.close();
+        }
     }
 }
 
@@ -379,4 +416,53 @@ fn pool_error(e: PoolError, config: &Config, status: deadpool::Status) -> Error 
             Error::Unavailable(format!("setting up a new connection failed: {e}"))
         }
     }
+}
+
+// ---- SQLite (issue #16): the rest lives in any.rs and sqlite.rs ----
+
+impl Db {
+    fn new_sqlite(config: Config, target: sqlite::SqliteTarget) -> Result<Self> {
+        let sqlite = sqlite::SqliteDb::new(&config, target)?;
+        // The PostgreSQL pool of a SQLite `Db` is never used: `conn` refuses
+        // before checking out. Building it opens nothing.
+        let pool = build_pool(&config, &config.database_url)?;
+        pool.close();
+        Ok(Self {
+            pool,
+            replicas: None,
+            config: Arc::new(config),
+            sqlite: Some(Arc::new(sqlite)),
+        })
+    }
+
+    /// Whether `DATABASE_URL` named a SQLite database.
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite.is_some()
+    }
+
+    /// A pooled connection of whichever backend `DATABASE_URL` names: what
+    /// the portable domains (auth, settings) take. Fails like `conn`.
+    pub async fn any_conn(&self) -> Result<AnyPooledConn> {
+        match &self.sqlite {
+            Some(sqlite) => Ok(AnyPooledConn::Sqlite(sqlite.conn().await?)),
+            None => Ok(AnyPooledConn::Pg(self.conn().await?)),
+        }
+    }
+}
+
+fn sqlite_refuses(what: &str) -> Error {
+    Error::Unsupported(format!(
+        "{what}: DATABASE_URL names a SQLite database, which serves only the auth and \
+         settings domains (use Db::any_conn); this needs PostgreSQL"
+    ))
+}
+
+async fn sqlite_health(conn: &mut AnyPooledConn) -> Result<()> {
+    use diesel_async::RunQueryDsl;
+    if let Backend::Sqlite(conn) = AnyConn::backend(conn) {
+        diesel::select(1.into_sql::<diesel::sql_types::Integer>())
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }

@@ -36,6 +36,7 @@ mod push;
 mod scripts;
 mod source;
 mod split;
+pub mod sqlite;
 
 use std::fmt;
 

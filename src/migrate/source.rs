@@ -157,7 +157,15 @@ impl MigrationSet {
     pub fn embedded() -> &'static MigrationSet {
         static SET: OnceLock<MigrationSet> = OnceLock::new();
         SET.get_or_init(|| {
-            let migrations = EMBEDDED_FILES
+            Self::from_embedded(EMBEDDED_FILES)
+                .expect("embedded migrations are valid: build.rs embedded them from migrations/")
+        })
+    }
+
+    /// A set from files `build.rs` embedded (`migrations/` or `migrations_sqlite/`).
+    pub(crate) fn from_embedded(files: &[EmbeddedFiles]) -> Result<MigrationSet, MigrationError> {
+        {
+            let migrations = files
                 .iter()
                 .map(|f| {
                     Migration::new(
@@ -167,10 +175,9 @@ impl MigrationSet {
                         f.metadata_toml,
                     )
                 })
-                .collect::<Result<Vec<_>, _>>()
-                .expect("embedded migrations are valid: build.rs embedded them from migrations/");
-            MigrationSet::from_migrations(migrations).expect("embedded versions are unique")
-        })
+                .collect::<Result<Vec<_>, _>>()?;
+            MigrationSet::from_migrations(migrations)
+        }
     }
 
     /// Reads a `migrations/` folder at run time.

@@ -81,6 +81,20 @@ pub fn judge(url: &str, env: impl Fn(&str) -> Option<String>) -> Verdict {
             });
         }
     }
+    // A SQLite file is local by nature; only its name can say "production".
+    if let Some(target) = crate::db::sqlite::sqlite_target(url) {
+        let name = match target {
+            crate::db::sqlite::SqliteTarget::File(path) => path.display().to_string(),
+            crate::db::sqlite::SqliteTarget::Memory => String::new(),
+        };
+        if name.to_ascii_lowercase().contains("prod") {
+            return Verdict::Refused(Refusal::ProductionUrl {
+                pattern: "contains 'prod'",
+                part: format!("SQLite file {name}"),
+            });
+        }
+        return Verdict::Allowed;
+    }
     let parsed = ConnString::parse(url);
     if !parsed.is_uri && parsed.hosts.is_empty() && parsed.dbname.is_none() {
         return Verdict::Refused(Refusal::UnparseableUrl);
@@ -128,6 +142,23 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn a_sqlite_file_is_local_unless_named_for_production() {
+        assert!(matches!(
+            judge("sqlite:./local.db", no_env),
+            Verdict::Allowed
+        ));
+        assert!(matches!(
+            judge("sqlite:///srv/app_prod.db", no_env),
+            Verdict::Refused(_)
+        ));
+        let prod = |k: &str| (k == "APP_ENV").then(|| "production".to_owned());
+        assert!(matches!(
+            judge("sqlite:./local.db", prod),
+            Verdict::Refused(_)
+        ));
     }
 
     #[test]

@@ -13,5 +13,6 @@ pub mod lint;
 pub mod project;
 pub mod scaffold;
 pub mod seed;
+pub mod sqlite;
 
 pub use error::{OpsError, OpsResult};

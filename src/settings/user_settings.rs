@@ -1,6 +1,7 @@
 //! `user_settings`: per-user preferences as a typed struct stored in one
 //! JSONB object. A missing row, or a missing key in it, reads as the default,
 //! so new settings need no migration and no backfill.
+//! Portable: on SQLite the object is JSON text, merged with `json_patch`.
 
 use diesel::prelude::*;
 use diesel::upsert::excluded;
@@ -8,10 +9,16 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
+use crate::db::{AnyConn, Backend, any_run};
 use crate::error::validate;
 use crate::render_once::RenderOnceDsl;
-use crate::schema::user_settings;
-use crate::{Conn, Error, Result, UserId};
+use crate::{Error, Result, UserId};
+
+diesel::define_sql_function! {
+    /// SQLite's `json_patch(target, patch)` (RFC 7396 merge): for a patch of
+    /// non-null top-level values it is PostgreSQL's `jsonb || jsonb`.
+    fn json_patch(target: diesel::sql_types::Text, patch: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
 
 /// The colour scheme of the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -125,27 +132,78 @@ fn decode(value: serde_json::Value) -> Result<UserSettings> {
 }
 
 /// `user`'s settings; the defaults when they never changed any.
-pub async fn get(conn: &mut Conn, user: UserId) -> Result<UserSettings> {
-    let stored: Option<serde_json::Value> = user_settings::table
-        .find(user)
-        .select(user_settings::settings)
-        .render_once()
-        .get_result(conn)
-        .await
-        .optional()?;
+pub async fn get(conn: &mut impl AnyConn, user: UserId) -> Result<UserSettings> {
+    let stored: Option<serde_json::Value> = match conn.backend() {
+        Backend::Pg(conn) => {
+            use crate::schema::user_settings;
+            user_settings::table
+                .find(user)
+                .select(user_settings::settings)
+                .render_once()
+                .get_result(conn)
+                .await
+                .optional()?
+        }
+        Backend::Sqlite(conn) => {
+            use crate::schema_sqlite::user_settings;
+            let text: Option<String> = user_settings::table
+                .find(user)
+                .select(user_settings::settings)
+                .get_result(conn)
+                .await
+                .optional()?;
+            text.map(|t| parse_text(&t)).transpose()?
+        }
+    };
     stored.map_or_else(|| Ok(UserSettings::default()), decode)
+}
+
+fn parse_text(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::Database(diesel::result::Error::DeserializationError(Box::new(e))))
 }
 
 /// Changes only the keys given in `patch`; returns the resulting settings.
 /// Merging happens in the database (`settings || patch`), so concurrent
 /// updates of different keys don't overwrite each other.
 /// `NotFound { user }` when the user doesn't exist.
-pub async fn update(conn: &mut Conn, user: UserId, patch: &SettingsPatch) -> Result<UserSettings> {
+pub async fn update(
+    conn: &mut impl AnyConn,
+    user: UserId,
+    patch: &SettingsPatch,
+) -> Result<UserSettings> {
     validate(patch)?;
     if *patch == SettingsPatch::default() {
         return get(conn, user).await;
     }
     let json = serde_json::to_value(patch).expect("settings serialise to JSON");
+    let conn = match conn.backend() {
+        Backend::Pg(conn) => conn,
+        Backend::Sqlite(conn) => {
+            use crate::schema_sqlite::user_settings;
+            let text = json.to_string();
+            let merged: String = diesel::insert_into(user_settings::table)
+                .values((
+                    user_settings::user_id.eq(user),
+                    user_settings::settings.eq(&text),
+                ))
+                .on_conflict(user_settings::user_id)
+                .do_update()
+                .set((
+                    user_settings::settings.eq(json_patch(
+                        user_settings::settings,
+                        excluded(user_settings::settings),
+                    )),
+                    user_settings::updated_at.eq(chrono::Utc::now()),
+                ))
+                .returning(user_settings::settings)
+                .get_result(conn)
+                .await
+                .map_err(|e| crate::db::sqlite::named(Error::from(e)))?;
+            return decode(parse_text(&merged)?);
+        }
+    };
+    use crate::schema::user_settings;
     let merged: serde_json::Value = diesel::insert_into(user_settings::table)
         .values((
             user_settings::user_id.eq(user),
@@ -165,9 +223,11 @@ pub async fn update(conn: &mut Conn, user: UserId, patch: &SettingsPatch) -> Res
 }
 
 /// Forgets every setting of `user`: they read as the defaults again.
-pub async fn reset(conn: &mut Conn, user: UserId) -> Result<()> {
-    diesel::delete(user_settings::table.find(user))
-        .execute(conn)
-        .await?;
-    Ok(())
+pub async fn reset(conn: &mut impl AnyConn, user: UserId) -> Result<()> {
+    any_run!(conn, [user_settings] => {
+        diesel::delete(user_settings::table.find(user))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
 }

@@ -1,0 +1,4 @@
+DROP TABLE verifications;
+DROP TABLE sessions;
+DROP TABLE accounts;
+DROP TABLE users;

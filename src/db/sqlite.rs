@@ -1,0 +1,294 @@
+//! SQLite as the backend of the portable domains (auth, settings): URL
+//! forms, the pool, each connection's settings, constraint names in errors,
+//! and the embedded SQLite migrations.
+//!
+//! diesel-async drives SQLite through `SyncConnectionWrapper`: every query
+//! runs on a blocking thread, the connection itself stays synchronous.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, SqliteConnection};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+
+use super::Config;
+use crate::error::{Error, Result};
+
+/// A SQLite connection as the portable repository functions take it.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+/// A SQLite connection checked out of the pool.
+pub type SqlitePooledConn = Object<SqliteConn>;
+
+/// How long a statement waits for another connection's write lock before
+/// it fails with `Unavailable` ("database is locked").
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a SQLite URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteTarget {
+    /// A database file (created when missing).
+    File(PathBuf),
+    /// `sqlite::memory:`: a private database that lives as long as its one
+    /// connection (the pool then holds exactly one).
+    Memory,
+}
+
+impl SqliteTarget {
+    /// What `SqliteConnection::establish` takes.
+    fn establish_arg(&self) -> String {
+        match self {
+            SqliteTarget::File(path) => path.to_string_lossy().into_owned(),
+            SqliteTarget::Memory => ":memory:".to_owned(),
+        }
+    }
+}
+
+/// The target of `sqlite:PATH`, `sqlite://PATH` or `sqlite::memory:`; `None`
+/// for any other URL. Diesel itself strips only `sqlite://`: with
+/// `sqlite:./local.db` it would open a file of that literal name.
+pub fn sqlite_target(url: &str) -> Option<SqliteTarget> {
+    let rest = url.strip_prefix("sqlite:")?;
+    if rest == ":memory:" || rest == "//:memory:" {
+        return Some(SqliteTarget::Memory);
+    }
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    // Query parameters (`?mode=rwc`) are SQLx's; a path never needs them here.
+    let path = path.split('?').next().unwrap_or(path);
+    Some(SqliteTarget::File(PathBuf::from(path)))
+}
+
+/// Whether `url` names a SQLite database.
+pub fn is_sqlite_url(url: &str) -> bool {
+    sqlite_target(url).is_some()
+}
+
+/// Opens one connection with the settings every SQLite connection of the
+/// crate has: WAL (readers never block the writer), foreign keys enforced
+/// (SQLite's default is off), a busy timeout (a writer waits for the lock
+/// instead of failing at once) and `synchronous = NORMAL` (safe with WAL:
+/// a power loss can lose the last commits, never corrupt the file).
+pub fn establish_sync(target: &SqliteTarget) -> Result<SqliteConnection> {
+    let mut conn = SqliteConnection::establish(&target.establish_arg()).map_err(|e| {
+        Error::Config(format!(
+            "cannot open SQLite database {}: {e}",
+            target.establish_arg()
+        ))
+    })?;
+    conn.batch_execute(&format!(
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; \
+         PRAGMA synchronous = NORMAL;",
+        BUSY_TIMEOUT.as_millis()
+    ))
+    .map_err(|e| {
+        Error::Config(format!(
+            "cannot set up SQLite database {}: {e}",
+            target.establish_arg()
+        ))
+    })?;
+    Ok(conn)
+}
+
+/// `establish_sync` on a blocking thread, wrapped for diesel-async.
+pub async fn connect_sqlite(target: &SqliteTarget) -> Result<SqliteConn> {
+    let target = target.clone();
+    let conn = tokio::task::spawn_blocking(move || establish_sync(&target))
+        .await
+        .map_err(|e| Error::Unavailable(format!("opening SQLite: {e}")))??;
+    Ok(SyncConnectionWrapper::new(conn))
+}
+
+/// The SQLite side of a `Db`: its pool and target.
+pub(crate) struct SqliteDb {
+    pub(crate) pool: Pool<SqliteConn>,
+}
+
+impl SqliteDb {
+    /// A pool over `target` with `config`'s size and timeouts (one
+    /// connection for `sqlite::memory:`: each connection would otherwise see
+    /// its own empty database).
+    pub(crate) fn new(config: &Config, target: SqliteTarget) -> Result<Self> {
+        let mut manager_config = ManagerConfig::<SqliteConn>::default();
+        // diesel-async's default (`Verified`) runs a query on every
+        // checkout: one more blocking-thread hop per call. `DB_POOL_RECYCLE`
+        // decides, as for PostgreSQL.
+        manager_config.recycling_method = match config.recycle {
+            super::Recycle::Fast => RecyclingMethod::Fast,
+            super::Recycle::Verified => RecyclingMethod::Verified,
+        };
+        let setup_target = target.clone();
+        manager_config.custom_setup = Box::new(move |_url| {
+            let target = setup_target.clone();
+            Box::pin(async move {
+                connect_sqlite(&target)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+            })
+        });
+        let manager =
+            AsyncDieselConnectionManager::new_with_config(target.establish_arg(), manager_config);
+        let size = match target {
+            SqliteTarget::Memory => 1,
+            SqliteTarget::File(_) => config.pool_size,
+        };
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(config.wait_timeout))
+            .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the SQLite pool: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) async fn conn(&self) -> Result<SqlitePooledConn> {
+        use deadpool::managed::{PoolError as P, TimeoutType};
+        self.pool.get().await.map_err(|e| match e {
+            P::Timeout(TimeoutType::Wait) => Error::Unavailable(format!(
+                "no free SQLite connection: all {} of the pool are in use (DB_POOL_SIZE)",
+                self.pool.status().max_size
+            )),
+            P::Closed => Error::Unavailable("the pool is closed".into()),
+            other => Error::Unavailable(format!("SQLite connection: {other}")),
+        })
+    }
+
+    /// Applies the pending SQLite migrations (`crate::migrate::sqlite`: one
+    /// `BEGIN EXCLUSIVE` transaction, the lock that holds across processes).
+    /// When nothing is pending this is one read on a pooled connection.
+    pub(crate) async fn migrate(
+        &self,
+        set: &crate::migrate::MigrationSet,
+    ) -> Result<crate::migrate::Report> {
+        let mut conn = self.conn().await?;
+        if crate::migrate::sqlite::is_up_to_date(&mut conn, set).await? {
+            return Ok(crate::migrate::Report::default());
+        }
+        Ok(crate::migrate::sqlite::run_to(&mut conn, set, None).await?)
+    }
+}
+
+/// Gives a SQLite constraint error the name PostgreSQL reports for the same
+/// rule. SQLite names a violated CHECK by its name but a UNIQUE index by its
+/// columns, and a foreign key not at all. Every foreign key of
+/// `migrations_sqlite/` references `users (id)`, and only inserts can break
+/// one (deletes cascade), so a broken foreign key means the user is missing:
+/// what the PostgreSQL side reports through `not_found_on(<fkey>, "user")`.
+pub(crate) fn named(err: Error) -> Error {
+    match err {
+        Error::Conflict {
+            constraint,
+            message,
+        } if constraint == "unknown" => {
+            if message.contains("FOREIGN KEY constraint failed") {
+                return Error::NotFound { entity: "user" };
+            }
+            let constraint = unique_name(&message).unwrap_or(constraint);
+            Error::Conflict {
+                constraint,
+                message,
+            }
+        }
+        Error::Invalid(input)
+            if input.fields.len() == 1
+                && input.fields[0].field == "unknown"
+                && input.fields[0].code == "check" =>
+        {
+            let message = &input.fields[0].message;
+            match message.split_once("CHECK constraint failed: ") {
+                Some((_, name)) => {
+                    let name = name.trim().to_owned();
+                    Error::invalid(
+                        name.clone(),
+                        "check",
+                        format!("violates check constraint {name}"),
+                    )
+                }
+                None => Error::Invalid(input),
+            }
+        }
+        Error::Database(diesel::result::Error::DatabaseError(_, ref info))
+            if info.message().contains("database is locked") =>
+        {
+            Error::Unavailable(format!(
+                "{} (another connection held the write lock for longer than the busy \
+                 timeout, {} ms)",
+                info.message(),
+                BUSY_TIMEOUT.as_millis()
+            ))
+        }
+        other => other,
+    }
+}
+
+/// The PostgreSQL name of the unique rule SQLite describes in `message`
+/// (`UNIQUE constraint failed: accounts.provider, accounts.provider_account_id`,
+/// or `... index 'users_email_lower_key'` for an expression index).
+fn unique_name(message: &str) -> Option<String> {
+    let detail = message.split_once("UNIQUE constraint failed: ")?.1.trim();
+    if let Some(index) = detail.strip_prefix("index '") {
+        return Some(index.trim_end_matches('\'').to_owned());
+    }
+    const BY_COLUMNS: &[(&str, &str)] = &[
+        (
+            "accounts.provider, accounts.provider_account_id",
+            "accounts_provider_account_key",
+        ),
+        (
+            "accounts.user_id, accounts.provider",
+            "accounts_user_provider_key",
+        ),
+        ("sessions.token_hash", "sessions_token_hash_key"),
+        ("verifications.token_hash", "verifications_token_hash_key"),
+    ];
+    if let Some((_, name)) = BY_COLUMNS.iter().find(|(cols, _)| *cols == detail) {
+        return Some((*name).to_owned());
+    }
+    // A primary key: PostgreSQL calls it `<table>_pkey`.
+    let (table, _) = detail.split_once('.')?;
+    (!detail.contains(',')).then(|| format!("{table}_pkey"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_url_form() {
+        assert_eq!(
+            sqlite_target("sqlite:./local.db"),
+            Some(SqliteTarget::File("./local.db".into()))
+        );
+        assert_eq!(
+            sqlite_target("sqlite:///tmp/x.db"),
+            Some(SqliteTarget::File("/tmp/x.db".into()))
+        );
+        assert_eq!(
+            sqlite_target("sqlite://data/x.db?mode=rwc"),
+            Some(SqliteTarget::File("data/x.db".into()))
+        );
+        assert_eq!(sqlite_target("sqlite::memory:"), Some(SqliteTarget::Memory));
+        assert_eq!(sqlite_target("postgres://h/db"), None);
+    }
+
+    #[test]
+    fn unique_names() {
+        assert_eq!(
+            unique_name("UNIQUE constraint failed: index 'users_email_lower_key'").as_deref(),
+            Some("users_email_lower_key")
+        );
+        assert_eq!(
+            unique_name("UNIQUE constraint failed: accounts.user_id, accounts.provider").as_deref(),
+            Some("accounts_user_provider_key")
+        );
+        assert_eq!(
+            unique_name("UNIQUE constraint failed: users.id").as_deref(),
+            Some("users_pkey")
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! The engine on SQLite (`migrations_sqlite/`): the same `MigrationSet`,
+//! checksums, status and refusals as on PostgreSQL, and the same history
+//! tables (`__diesel_schema_migrations`, left as Diesel makes it, and
+//! `__database_migration_checksums`), so `diesel migration run --config-file
+//! diesel-sqlite.toml` and `db migrate` can be used on one file in any order.
+//!
+//! What differs: the lock is the file's own. Every run, rollback and redo is
+//! one `BEGIN EXCLUSIVE` transaction: a second process waits for the first
+//! (busy timeout), then reads the history the first one left, and a failure
+//! leaves the file as it was, earlier migrations of the same run included.
+//! SQLite cannot run some statements in a transaction (`VACUUM`); migrations
+//! here never need them, and `run_in_transaction = false` is refused.
+
+use std::sync::Arc;
+
+use diesel::SqliteConnection;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+use super::error::{Failure, Script};
+use super::history::AppliedRow;
+use super::source::{EmbeddedFiles, Migration};
+use super::{MigrationError, MigrationSet, Report, Status, compute_status, problems_of};
+use crate::db::sqlite::SqliteConn;
+
+static EMBEDDED_SQLITE_FILES: &[EmbeddedFiles] =
+    include!(concat!(env!("OUT_DIR"), "/embedded_migrations_sqlite.rs"));
+
+/// The migrations compiled into this binary from `migrations_sqlite/`.
+pub fn embedded() -> &'static MigrationSet {
+    static SET: std::sync::OnceLock<MigrationSet> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        MigrationSet::from_embedded(EMBEDDED_SQLITE_FILES)
+            .expect("embedded SQLite migrations are valid: build.rs embedded them")
+    })
+}
+
+const SETUP_SQL: &str = "\
+CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
+       version VARCHAR(50) PRIMARY KEY NOT NULL,
+       run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS __database_migration_checksums (
+    version             VARCHAR(50) PRIMARY KEY
+        REFERENCES __diesel_schema_migrations (version) ON DELETE CASCADE,
+    checksum            TEXT NOT NULL,
+    checksum_normalized TEXT,
+    name                TEXT,
+    recorded_at         TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);";
+
+const APPLIED_WITH_CHECKSUMS: &str = "\
+SELECT m.version, m.run_on, c.checksum, c.checksum_normalized, c.name
+FROM __diesel_schema_migrations m
+LEFT JOIN __database_migration_checksums c ON c.version = m.version
+ORDER BY m.version";
+
+const APPLIED_ONLY: &str = "\
+SELECT version, run_on, NULL AS checksum, NULL AS checksum_normalized, NULL AS name
+FROM __diesel_schema_migrations ORDER BY version";
+
+fn has_table(conn: &mut SqliteConnection, name: &str) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let found: N = diesel::sql_query(
+        "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?",
+    )
+    .bind::<diesel::sql_types::Text, _>(name)
+    .get_result(conn)?;
+    Ok(found.n > 0)
+}
+
+fn read(conn: &mut SqliteConnection) -> QueryResult<Vec<AppliedRow>> {
+    match (
+        has_table(conn, "__diesel_schema_migrations")?,
+        has_table(conn, "__database_migration_checksums")?,
+    ) {
+        (false, _) => Ok(Vec::new()),
+        (true, true) => diesel::sql_query(APPLIED_WITH_CHECKSUMS).load(conn),
+        (true, false) => diesel::sql_query(APPLIED_ONLY).load(conn),
+    }
+}
+
+fn record(conn: &mut SqliteConnection, m: &Migration) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO __database_migration_checksums (version, checksum, checksum_normalized, name) \
+         VALUES (?, ?, ?, ?) ON CONFLICT (version) DO UPDATE SET \
+         checksum_normalized = excluded.checksum_normalized, name = excluded.name",
+    )
+    .bind::<diesel::sql_types::Text, _>(&m.version)
+    .bind::<diesel::sql_types::Text, _>(&m.checksum)
+    .bind::<diesel::sql_types::Text, _>(&m.checksum_normalized)
+    .bind::<diesel::sql_types::Text, _>(&m.name)
+    .execute(conn)?;
+    Ok(())
+}
+
+fn failed(m: &Migration, script: Script, e: diesel::result::Error) -> MigrationError {
+    MigrationError::Failed(Box::new(Failure {
+        version: m.version.clone(),
+        name: m.name.clone(),
+        script,
+        location: format!("migrations_sqlite/{}/{script}", m.name),
+        statement: None,
+        message: e.to_string(),
+        advice: Some("the whole run was rolled back: the file is as it was".into()),
+    }))
+}
+
+fn apply(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationError> {
+    if !m.run_in_transaction {
+        return Err(MigrationError::Source {
+            path: format!("migrations_sqlite/{}/metadata.toml", m.name),
+            message: "run_in_transaction = false is not supported on SQLite (a SQLite run is one \
+                      exclusive transaction)"
+                .into(),
+        });
+    }
+    conn.batch_execute(&m.up_sql)
+        .map_err(|e| failed(m, Script::Up, e))?;
+    diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES (?)")
+        .bind::<diesel::sql_types::Text, _>(&m.version)
+        .execute(conn)?;
+    record(conn, m)?;
+    Ok(())
+}
+
+fn revert(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationError> {
+    let down = m
+        .down_sql
+        .as_deref()
+        .ok_or_else(|| MigrationError::Irreversible {
+            version: m.version.clone(),
+            name: m.name.clone(),
+        })?;
+    conn.batch_execute(down)
+        .map_err(|e| failed(m, Script::Down, e))?;
+    // The checksum row cascades (foreign_keys is on for every connection).
+    diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = ?")
+        .bind::<diesel::sql_types::Text, _>(&m.version)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// In one `BEGIN EXCLUSIVE` transaction (the cross-process lock), on a
+/// blocking thread.
+async fn exclusive<T: Send + 'static>(
+    conn: &mut SqliteConn,
+    f: impl FnOnce(&mut SqliteConnection) -> Result<T, MigrationError> + Send + 'static,
+) -> Result<T, MigrationError> {
+    // Diesel's `spawn_blocking` wants a diesel error: carry ours through it.
+    let outcome: Arc<std::sync::Mutex<Option<MigrationError>>> = Arc::default();
+    let slot = outcome.clone();
+    let result = conn
+        .spawn_blocking(move |c| {
+            c.exclusive_transaction(|c| {
+                f(c).map_err(|e| {
+                    *slot.lock().unwrap() = Some(e);
+                    diesel::result::Error::RollbackTransaction
+                })
+            })
+        })
+        .await;
+    match result {
+        Ok(value) => Ok(value),
+        Err(e) => Err(outcome.lock().unwrap().take().unwrap_or(e.into())),
+    }
+}
+
+/// Applies the pending migrations (up to `target` when given).
+pub async fn run_to(
+    conn: &mut SqliteConn,
+    set: &MigrationSet,
+    target: Option<&str>,
+) -> Result<Report, MigrationError> {
+    let target = match target {
+        Some(t) => Some(set.find(t)?.version.clone()),
+        None => None,
+    };
+    let set = set.clone();
+    exclusive(conn, move |c| {
+        c.batch_execute(SETUP_SQL)?;
+        let rows = read(c)?;
+        let problems = problems_of(&set, &rows, &[]);
+        if !problems.is_empty() {
+            return Err(MigrationError::Inconsistent { problems });
+        }
+        if let Some(t) = &target
+            && rows.iter().any(|r| r.version == *t)
+        {
+            let newer = rows.iter().filter(|r| r.version > *t).count();
+            return Err(MigrationError::AlreadyApplied(t.clone(), newer));
+        }
+        let mut report = Report::default();
+        for r in rows.iter().filter(|r| r.checksum_normalized.is_none()) {
+            let m = set
+                .get(&r.version)
+                .expect("problems_of found no missing version");
+            record(c, m)?;
+            if r.checksum.is_none() {
+                report.checksums_recorded.push(m.version.clone());
+            }
+        }
+        for m in set.iter().filter(|m| {
+            !rows.iter().any(|r| r.version == m.version)
+                && target.as_ref().is_none_or(|t| m.version <= *t)
+        }) {
+            apply(c, m)?;
+            tracing::info!(migration = %m.name, "applied SQLite migration");
+            report.applied.push(m.name.clone());
+        }
+        Ok(report)
+    })
+    .await
+}
+
+/// The newest `steps` applied migrations, newest first, each known locally.
+fn plan_revert<'s>(
+    set: &'s MigrationSet,
+    rows: &[AppliedRow],
+    steps: usize,
+) -> Result<Vec<&'s Migration>, MigrationError> {
+    let problems = problems_of(set, rows, &[]);
+    if !problems.is_empty() {
+        return Err(MigrationError::Inconsistent { problems });
+    }
+    if steps > rows.len() {
+        return Err(MigrationError::TooManySteps {
+            requested: steps,
+            applied: rows.len(),
+        });
+    }
+    let plan: Vec<&Migration> = rows
+        .iter()
+        .rev()
+        .take(steps)
+        .map(|r| {
+            set.get(&r.version)
+                .expect("problems_of found no missing version")
+        })
+        .collect();
+    if let Some(m) = plan.iter().find(|m| m.down_sql.is_none()) {
+        return Err(MigrationError::Irreversible {
+            version: m.version.clone(),
+            name: m.name.clone(),
+        });
+    }
+    Ok(plan)
+}
+
+/// Reverts the `steps` newest migrations, all or nothing; their names.
+pub async fn rollback(
+    conn: &mut SqliteConn,
+    set: &MigrationSet,
+    steps: usize,
+) -> Result<Vec<String>, MigrationError> {
+    let set = set.clone();
+    exclusive(conn, move |c| {
+        c.batch_execute(SETUP_SQL)?;
+        let rows = read(c)?;
+        let plan = plan_revert(&set, &rows, steps)?;
+        for m in &plan {
+            revert(c, m)?;
+        }
+        Ok(plan.iter().map(|m| m.name.clone()).collect())
+    })
+    .await
+}
+
+/// Reverts the `steps` newest migrations and applies them again, all or nothing.
+pub async fn redo(
+    conn: &mut SqliteConn,
+    set: &MigrationSet,
+    steps: usize,
+) -> Result<Vec<String>, MigrationError> {
+    let set = set.clone();
+    exclusive(conn, move |c| {
+        c.batch_execute(SETUP_SQL)?;
+        let rows = read(c)?;
+        let plan = plan_revert(&set, &rows, steps)?;
+        for m in &plan {
+            revert(c, m)?;
+        }
+        for m in plan.iter().rev() {
+            apply(c, m)?;
+        }
+        Ok(plan.iter().rev().map(|m| m.name.clone()).collect())
+    })
+    .await
+}
+
+/// The status of every version. Read-only.
+pub async fn status(conn: &mut SqliteConn, set: &MigrationSet) -> Result<Status, MigrationError> {
+    let rows = conn.spawn_blocking(read).await?;
+    Ok(compute_status(set, &rows, &[]))
+}
+
+/// Whether `run_to` would have nothing to do (one read, no lock);
+/// `Err(Inconsistent)` when an applied migration was modified or is missing.
+pub async fn is_up_to_date(
+    conn: &mut SqliteConn,
+    set: &MigrationSet,
+) -> Result<bool, MigrationError> {
+    let rows = conn.spawn_blocking(read).await?;
+    let problems = problems_of(set, &rows, &[]);
+    if !problems.is_empty() {
+        return Err(MigrationError::Inconsistent { problems });
+    }
+    Ok(rows.iter().all(|r| r.checksum_normalized.is_some()) && rows.len() == set.len())
+}

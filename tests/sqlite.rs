@@ -1,0 +1,407 @@
+//! SQLite as the second backend (auth and settings): what only SQLite has.
+//! The auth and settings suites themselves run on both backends
+//! (tests/auth.rs, tests/settings.rs); this file covers the URL forms, each
+//! connection's settings, the typed refusal of PostgreSQL-only calls, the
+//! migration engine and its cross-process lock, and the `db` command.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{DB_BIN, run_db};
+use database::auth::{LinkAccount, NewSession, NewUser, accounts, sessions, users};
+use database::settings::{ProfileInput, user_profiles};
+use database::{AnyPooledConn, Config, Db, Error};
+use diesel_async::RunQueryDsl;
+
+fn sqlite_db(url: &str) -> Db {
+    let mut config = Config::new(url);
+    config.pool_size = 4;
+    Db::new(config).expect("SQLite Db")
+}
+
+fn file_url(dir: &Path, name: &str) -> String {
+    format!("sqlite:{}", dir.join(name).display())
+}
+
+async fn pragma(conn: &mut AnyPooledConn, name: &str) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Value {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let AnyPooledConn::Sqlite(conn) = conn else {
+        panic!("not SQLite")
+    };
+    // The one-column result of `pragma_<name>` is named after the pragma,
+    // except busy_timeout's.
+    let column = if name == "busy_timeout" {
+        "timeout"
+    } else {
+        name
+    };
+    diesel::sql_query(format!(
+        "SELECT CAST({column} AS TEXT) AS v FROM pragma_{name}"
+    ))
+    .get_result::<Value>(&mut **conn)
+    .await
+    .unwrap()
+    .v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_url_form_opens_a_file_with_the_crates_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, file) in [
+        (file_url(dir.path(), "a.db"), "a.db"),
+        (
+            format!("sqlite://{}", dir.path().join("b.db").display()),
+            "b.db",
+        ),
+    ] {
+        let db = sqlite_db(&url);
+        assert!(db.is_sqlite());
+        db.migrate().await.unwrap();
+        assert!(dir.path().join(file).is_file(), "{url} creates {file}");
+        let health = db.health().await.unwrap();
+        assert_eq!(health.pool.max_size, 4);
+        let mut conn = db.any_conn().await.unwrap();
+        assert_eq!(conn.backend_name(), "sqlite");
+        assert_eq!(pragma(&mut conn, "journal_mode").await, "wal");
+        assert_eq!(pragma(&mut conn, "foreign_keys").await, "1");
+        assert_eq!(pragma(&mut conn, "synchronous").await, "1", "NORMAL");
+        assert_eq!(pragma(&mut conn, "busy_timeout").await, "5000");
+    }
+    // The relative form, from Config::from_lookup as a service reads it.
+    let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| "sqlite:./x.db".into()))
+        .expect("a SQLite URL needs no database name");
+    assert_eq!(config.database_url, "sqlite:./x.db");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_is_one_connection_so_every_checkout_sees_the_same_database() {
+    let db = sqlite_db("sqlite::memory:");
+    assert_eq!(db.pool_status().max_size, 1);
+    db.migrate().await.unwrap();
+    let id = {
+        let mut conn = db.any_conn().await.unwrap();
+        users::create(
+            &mut conn,
+            &NewUser {
+                email: "ann@example.com".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+    };
+    let mut conn = db.any_conn().await.unwrap();
+    assert_eq!(users::find(&mut conn, id).await.unwrap().id, id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_db_refuses_postgresql_connections_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(&file_url(dir.path(), "x.db"));
+    for result in [
+        db.conn().await.map(drop),
+        db.read().await.map(drop),
+        db.run(async |_conn| Ok(())).await,
+    ] {
+        match result {
+            Err(Error::Unsupported(message)) => {
+                assert!(message.contains("SQLite"), "{message}")
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+    }
+}
+
+/// The "Done when" of issue 16: a service signs a user up, in, links an
+/// OAuth account and updates the profile through the functions it uses on
+/// PostgreSQL, on a SQLite file and no server.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_runs_the_auth_and_profile_flow_on_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(&file_url(dir.path(), "local.db"));
+    db.migrate().await.unwrap();
+    let mut conn = db.any_conn().await.unwrap();
+    let ann = users::create(
+        &mut conn,
+        &NewUser {
+            email: "Ann@Example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let session = sessions::create(
+        &mut conn,
+        &NewSession {
+            user_id: ann.id,
+            ttl_seconds: 3600,
+            ip_address: None,
+            user_agent: None,
+        },
+    )
+    .await
+    .unwrap();
+    let (found, user) = sessions::find_valid_with_user(&mut conn, session.token.expose())
+        .await
+        .unwrap();
+    assert_eq!((found.id, user.id), (session.session.id, ann.id));
+    let account = accounts::link(
+        &mut conn,
+        ann.id,
+        &LinkAccount {
+            provider: "github".into(),
+            provider_account_id: "ann-gh".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        accounts::find_by_provider(&mut conn, "github", "ann-gh")
+            .await
+            .unwrap(),
+        account
+    );
+    let profile = user_profiles::upsert(
+        &mut conn,
+        ann.id,
+        &ProfileInput {
+            display_name: "Ann".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let again = user_profiles::upsert(
+        &mut conn,
+        ann.id,
+        &ProfileInput {
+            display_name: "Ann B".into(),
+            bio: Some("hi".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.display_name, "Ann B");
+    assert!(again.updated_at > profile.updated_at, "updated_at moves");
+    assert_eq!(again.created_at, profile.created_at);
+    // A change behind the repository's back: the trigger keeps updated_at.
+    if let AnyPooledConn::Sqlite(c) = &mut conn {
+        diesel::sql_query("UPDATE users SET name = 'Raw'")
+            .execute(&mut **c)
+            .await
+            .unwrap();
+    }
+    let raw = users::find(&mut conn, ann.id).await.unwrap();
+    assert!(
+        raw.updated_at > ann.updated_at,
+        "the trigger moved updated_at"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_processes_and_pools_migrate_one_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), "race.db");
+    // Eight pools in this process...
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { sqlite_db(&url).migrate().await.map(|r| r.applied.len()) })
+        })
+        .collect();
+    // ...and four `db migrate` processes.
+    let processes: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(DB_BIN)
+                .arg("migrate")
+                .env("DATABASE_URL", &url)
+                .env_remove("DB_MIGRATIONS_DIR")
+                .current_dir(dir.path())
+                .output()
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        applied += t.await.unwrap().expect("every migrate succeeds");
+    }
+    for p in processes {
+        let out = p.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        applied += String::from_utf8_lossy(&out.stdout)
+            .matches("Applied ")
+            .count();
+    }
+    assert_eq!(applied, 2, "each migration applied exactly once");
+    let out = run_db(&url, &["check"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_db_command_on_a_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), "cli.db");
+    let ok = |args: &[&str]| {
+        let out = run_db(&url, args, &[]);
+        assert!(
+            out.status.success(),
+            "db {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(ok(&["setup"]).contains("2 applied, 0 pending"));
+    assert!(ok(&["seed"]).contains("Seeded 200 users"));
+    assert!(
+        ok(&["seed"]).contains("Seeded 0 users"),
+        "same seed: nothing new"
+    );
+    assert!(ok(&["rollback"]).contains("Reverted 2026-11-21-121000"));
+    let check = run_db(&url, &["check"], &[]);
+    assert_eq!(check.status.code(), Some(3), "pending after a rollback");
+    assert!(ok(&["redo"]).contains("Redid 2026-11-21-100000_create_auth"));
+    assert!(ok(&["migrate"]).contains("Applied 2026-11-21-121000"));
+    assert!(ok(&["status"]).contains("2 applied, 0 pending"));
+    assert!(ok(&["reset"]).contains("Emptied"));
+    for postgres_only in [&["diff"][..], &["lint"]] {
+        let out = run_db(&url, postgres_only, &[]);
+        assert_eq!(out.status.code(), Some(2), "{postgres_only:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL only"));
+    }
+    // The production guard applies.
+    let refused = run_db(&url, &["nuke"], &[("APP_ENV", "production")]);
+    assert_eq!(refused.status.code(), Some(4));
+    assert!(ok(&["nuke"]).contains("Dropped every table"));
+    assert!(ok(&["drop"]).contains("Deleted"));
+    assert!(!dir.path().join("cli.db").exists());
+}
+
+#[test]
+fn an_edited_sqlite_migration_is_refused_and_diesel_shares_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations_sqlite");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations_sqlite"),
+        &migrations,
+    );
+    let url = file_url(dir.path(), "h.db");
+    let dir_arg = migrations.to_str().unwrap();
+    let diesel = Command::new("diesel").arg("--version").output().is_ok();
+    if diesel {
+        // Applied by hand with the diesel CLI first: `db` reads that history.
+        let out = Command::new("diesel")
+            .args(["migration", "run", "--migration-dir", dir_arg])
+            .arg("--database-url")
+            .arg(dir.path().join("h.db"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        assert!(
+            std::env::var("DB_TEST_REQUIRE_ALL").is_err(),
+            "the diesel CLI is required"
+        );
+        eprintln!("no diesel CLI (scripts/diesel-cli installs it): db applies them itself");
+    }
+    let out = run_db(&url, &["--migrations-dir", dir_arg, "migrate"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if diesel {
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("checksum"),
+            "db records the checksums of what diesel applied: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let up = migrations.join("2026-11-21-100000_create_auth/up.sql");
+    let text = std::fs::read_to_string(&up).unwrap();
+    std::fs::write(&up, text.replace("3 AND 254", "3 AND 255")).unwrap();
+    let out = run_db(&url, &["--migrations-dir", dir_arg, "migrate"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("20261121100000"),
+        "names the edited version: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = run_db(&url, &["--migrations-dir", dir_arg, "status"], &[]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("modified"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// diesel-async cannot roll back a transaction whose future was dropped
+/// half-way; the pool must then not hand that connection out again (it would
+/// hold the file's write lock, and its next caller would run inside a stranger's
+/// transaction).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_dropped_inside_a_transaction_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), "t.db");
+    let mut config = Config::new(url.clone());
+    config.pool_size = 1;
+    let db = Db::new(config).unwrap();
+    db.migrate().await.unwrap();
+    {
+        let AnyPooledConn::Sqlite(mut conn) = db.any_conn().await.unwrap() else {
+            panic!("not SQLite")
+        };
+        let stuck = conn.immediate_transaction(async |_c| {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            Ok::<_, Error>(())
+        });
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(200), stuck).await;
+        assert!(cancelled.is_err(), "the transaction was cut off while open");
+    }
+    // The pool's one slot, checked out: if it were the old connection, its
+    // transaction would still hold the file's write lock.
+    let _held = db.any_conn().await.unwrap();
+    let target = database::db::sqlite::sqlite_target(&url).unwrap();
+    let mut other = database::db::sqlite::connect_sqlite(&target).await.unwrap();
+    let started = std::time::Instant::now();
+    users::create(
+        &mut other,
+        &NewUser {
+            email: "after@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("another connection can write: no dangling transaction holds the lock");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
