@@ -8,10 +8,10 @@
 // The crate root is this file, so the submodule is found through its path.
 #[path = "db/dev.rs"]
 mod dev;
-#[path = "db/studio/mod.rs"]
-mod studio;
 #[path = "db/sqlite.rs"]
 mod sqlite;
+#[path = "db/studio/mod.rs"]
+mod studio;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::auth::{NewUser, users};
 use crate::db::sqlite::{SqliteConn, SqliteTarget};
+use crate::ops::{OpsError, OpsResult};
 use crate::settings::{ProfileInput, SettingsPatch, Theme, user_profiles, user_settings};
 use crate::{Error, Result};
 
@@ -87,7 +88,7 @@ pub fn files_of(path: &Path) -> Vec<PathBuf> {
 }
 
 /// Deletes the database file and its companions; `false` when there was none.
-pub fn drop_file(target: &SqliteTarget) -> Result<bool> {
+pub fn drop_file(target: &SqliteTarget) -> OpsResult<bool> {
     let SqliteTarget::File(path) = target else {
         return Ok(false);
     };
@@ -97,7 +98,7 @@ pub fn drop_file(target: &SqliteTarget) -> Result<bool> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(Error::Io {
+                return Err(OpsError::Io {
                     path: file.display().to_string(),
                     source,
                 });
@@ -109,10 +110,10 @@ pub fn drop_file(target: &SqliteTarget) -> Result<bool> {
 
 /// `diesel print-schema` of the file with `diesel-sqlite.toml` (in `root`),
 /// i.e. what `src/schema_sqlite.rs` must be.
-pub fn pull_in(target: &SqliteTarget, root: &Path) -> Result<String> {
+pub fn pull_in(target: &SqliteTarget, root: &Path) -> OpsResult<String> {
     let SqliteTarget::File(path) = target else {
-        return Err(Error::Config(
-            "`db pull` needs a SQLite file, not sqlite::memory:".into(),
+        return Err(OpsError::config(
+            "`db pull` needs a SQLite file, not sqlite::memory:",
         ));
     };
     let out = Command::new(std::env::var("DIESEL_BIN").unwrap_or_else(|_| "diesel".into()))
@@ -121,17 +122,17 @@ pub fn pull_in(target: &SqliteTarget, root: &Path) -> Result<String> {
         .arg(path)
         .current_dir(root)
         .output()
-        .map_err(|e| Error::Tool {
+        .map_err(|e| OpsError::Tool {
             tool: "diesel",
             message: format!("{e} (install it with scripts/diesel-cli)"),
         })?;
     if !out.status.success() {
-        return Err(Error::Tool {
+        return Err(OpsError::Tool {
             tool: "diesel",
             message: String::from_utf8_lossy(&out.stderr).into_owned(),
         });
     }
-    String::from_utf8(out.stdout).map_err(|e| Error::Tool {
+    String::from_utf8(out.stdout).map_err(|e| OpsError::Tool {
         tool: "diesel",
         message: e.to_string(),
     })

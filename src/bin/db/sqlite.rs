@@ -161,6 +161,7 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
         }
         Command::Diff => postgres_only("diff"),
         Command::Lint(_) => postgres_only("lint"),
+        Command::Studio { .. } => postgres_only("studio"),
         Command::Push => postgres_only("push"),
         Command::Baseline { .. } => postgres_only("baseline"),
         Command::New { .. } | Command::Up { .. } | Command::Down { .. } => {
