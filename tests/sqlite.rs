@@ -109,6 +109,8 @@ async fn a_sqlite_db_refuses_postgresql_connections_with_a_typed_error() {
         db.conn().await.map(drop),
         db.read().await.map(drop),
         db.run(async |_conn| Ok(())).await,
+        db.wal_position().await.map(drop),
+        db.connect_direct("postgres://127.0.0.1/x").await.map(drop),
     ] {
         match result {
             Err(Error::Unsupported(message)) => {
