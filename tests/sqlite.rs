@@ -80,6 +80,16 @@ async fn every_url_form_opens_a_file_with_the_crates_settings() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_cannot_be_opened_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(&file_url(&dir.path().join("no/such/folder"), "x.db"));
+    match db.any_conn().await.map(drop) {
+        Err(Error::Config(message)) => assert!(message.contains("x.db"), "{message}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn memory_is_one_connection_so_every_checkout_sees_the_same_database() {
     let db = sqlite_db("sqlite::memory:");
     assert_eq!(db.pool_status().max_size, 1);
@@ -109,6 +119,8 @@ async fn a_sqlite_db_refuses_postgresql_connections_with_a_typed_error() {
         db.conn().await.map(drop),
         db.read().await.map(drop),
         db.run(async |_conn| Ok(())).await,
+        db.wal_position().await.map(drop),
+        db.connect_direct("postgres://127.0.0.1/x").await.map(drop),
     ] {
         match result {
             Err(Error::Unsupported(message)) => {

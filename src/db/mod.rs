@@ -238,6 +238,11 @@ impl Db {
 
     /// Opens a connection outside the pool, set up like pooled ones, to `url`.
     pub async fn connect_direct(&self, url: &str) -> Result<Conn> {
+        if self.sqlite.is_some() {
+            return Err(sqlite_refuses(
+                "a PostgreSQL connection (Db::connect_direct)",
+            ));
+        }
         connect(&self.config, url).await
     }
 

@@ -154,6 +154,11 @@ impl SqliteDb {
                 self.pool.status().max_size
             )),
             P::Closed => Error::Unavailable("the pool is closed".into()),
+            // A file that cannot be opened (no such folder, no permission)
+            // will not open on a retry either.
+            P::Backend(diesel_async::pooled_connection::PoolError::ConnectionError(
+                diesel::ConnectionError::BadConnection(message),
+            )) => Error::Config(message),
             other => Error::Unavailable(format!("SQLite connection: {other}")),
         })
     }
