@@ -190,6 +190,39 @@ async fn send_bad_input_writes_nothing() {
     assert!(matches!(err, Error::NotFound { entity: "user" }));
     assert_eq!(t.count("notification_preferences").await, 0);
 
+    // The per-user limit: a new choice beyond it is refused, a change of an
+    // existing one is not.
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut *conn,
+        &format!(
+            "INSERT INTO notification_preferences (user_id, kind, channel, enabled) \
+             SELECT '{}', 'kind-' || n, 'push', false FROM generate_series(1, {}) n",
+            ann.into_uuid(),
+            notification_preferences::MAX_PER_USER
+        ),
+    )
+    .await
+    .unwrap();
+    let choice = |kind: &str| SetPreference {
+        kind: kind.into(),
+        channel: NotificationChannel::Push,
+        enabled: true,
+    };
+    let err = notification_preferences::set_preference(&mut conn, ann, &choice("one-more"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { ref constraint, .. } if constraint == notification_preferences::TOO_MANY),
+        "{err:?}"
+    );
+    notification_preferences::set_preference(&mut conn, ann, &choice("kind-7"))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.count("notification_preferences").await,
+        notification_preferences::MAX_PER_USER
+    );
+
     let err = notification_targets::register_target(
         &mut conn,
         ann,

@@ -32,14 +32,32 @@ async fn register_list_rename_delete() {
     let second = passkeys::register(&mut conn, ann, &key("cred-bbbbbbbbbbbbbbbb"))
         .await
         .unwrap();
-    let listed = passkeys::list_for_user(&mut conn, ann).await.unwrap();
-    assert_eq!(listed, vec![pk.clone(), second.clone()]);
+    let listed = passkeys::list_for_user(&mut conn, ann, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(listed.items, vec![pk.clone(), second.clone()]);
+    assert!(listed.next.is_none());
+    // One per page: the cursor leads to the second, and no further.
+    let first = passkeys::list_for_user(&mut conn, ann, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(first.items, vec![pk.clone()]);
+    let rest = passkeys::list_for_user(&mut conn, ann, first.next, 1)
+        .await
+        .unwrap();
+    assert_eq!(rest.items, vec![second.clone()]);
+    assert!(rest.next.is_none());
     assert!(
-        passkeys::list_for_user(&mut conn, bob)
+        passkeys::list_for_user(&mut conn, bob, None, 100)
             .await
             .unwrap()
+            .items
             .is_empty()
     );
+    let err = passkeys::list_for_user(&mut conn, ann, None, 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
 
     // A credential belongs to one user.
     let err = passkeys::register(&mut conn, bob, &key("cred-aaaaaaaaaaaaaaaa"))

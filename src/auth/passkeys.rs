@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use validator::{Validate, ValidationError};
 
 use crate::error::validate;
+use crate::inline_limit::InlineLimitDsl;
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::passkeys;
 use crate::{Conn, Error, PasskeyId, Result, UserId};
@@ -149,14 +151,33 @@ pub async fn register(
         .map_err(|e| Error::from(e).not_found_on("passkeys_user_id_fkey", "user"))
 }
 
-/// The user's passkeys, oldest first.
-pub async fn list_for_user(conn: &mut Conn, user_id: UserId) -> Result<Vec<Passkey>> {
-    Ok(passkeys::table
+/// A page of the user's passkeys, oldest first, after `after` (exclusive).
+pub async fn list_for_user(
+    conn: &mut Conn,
+    user_id: UserId,
+    after: Option<Cursor<PasskeyId>>,
+    limit: i64,
+) -> Result<Page<Passkey, PasskeyId>> {
+    check_limit(limit)?;
+    let mut query = passkeys::table
         .filter(passkeys::user_id.eq(user_id))
         .order((passkeys::created_at.asc(), passkeys::id.asc()))
         .select(Passkey::as_select())
-        .load(conn)
-        .await?)
+        .into_boxed();
+    if let Some(c) = after {
+        query = query.filter(
+            passkeys::created_at
+                .gt(c.created_at)
+                .or(passkeys::created_at
+                    .eq(c.created_at)
+                    .and(passkeys::id.gt(c.id))),
+        );
+    }
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &Passkey| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
 }
 
 /// The passkey with this credential id (the sign-in lookup).

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
@@ -50,30 +50,72 @@ pub(crate) struct InsertPreference<'a> {
     pub(crate) enabled: bool,
 }
 
-/// Sets the user's choice for a kind on a channel.
+/// The most choices one user holds (kinds × channels turned on or off):
+/// `list_for_user` returns at most this many, so it needs no pages.
+pub const MAX_PER_USER: i64 = 500;
+
+/// The `Conflict { constraint }` of `set_preference` for a new choice beyond
+/// `MAX_PER_USER`.
+pub const TOO_MANY: &str = "notification_preferences_per_user_limit";
+
+/// Sets the user's choice for a kind on a channel. A new choice beyond
+/// `MAX_PER_USER` is refused (`Conflict { constraint: TOO_MANY }`); changing
+/// an existing one always works.
 pub async fn set_preference(
     conn: &mut Conn,
     user_id: UserId,
     input: &SetPreference,
 ) -> Result<NotificationPreference> {
+    use crate::schema::users;
     validate(input)?;
-    diesel::insert_into(prefs::table)
-        .values(InsertPreference {
-            user_id,
-            kind: &input.kind,
-            channel: input.channel,
-            enabled: input.enabled,
-        })
-        .on_conflict((prefs::user_id, prefs::kind, prefs::channel))
-        .do_update()
-        .set(prefs::enabled.eq(excluded(prefs::enabled)))
-        .returning(NotificationPreference::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(|e| Error::from(e).not_found_on("notification_preferences_user_id_fkey", "user"))
+    conn.transaction(async |conn| {
+        // The user's row lock serialises their new choices, so the count
+        // below cannot be raced past the limit.
+        users::table
+            .find(user_id)
+            .select(users::id)
+            .for_no_key_update()
+            .first::<UserId>(conn)
+            .await
+            .optional()?
+            .ok_or(Error::NotFound { entity: "user" })?;
+        let others: i64 = prefs::table
+            .filter(prefs::user_id.eq(user_id))
+            .filter(
+                prefs::kind
+                    .ne(&input.kind)
+                    .or(prefs::channel.ne(input.channel)),
+            )
+            .count()
+            .get_result(conn)
+            .await?;
+        if others >= MAX_PER_USER {
+            return Err(Error::Conflict {
+                constraint: TOO_MANY.into(),
+                message: format!("a user holds at most {MAX_PER_USER} notification preferences"),
+            });
+        }
+        diesel::insert_into(prefs::table)
+            .values(InsertPreference {
+                user_id,
+                kind: &input.kind,
+                channel: input.channel,
+                enabled: input.enabled,
+            })
+            .on_conflict((prefs::user_id, prefs::kind, prefs::channel))
+            .do_update()
+            .set(prefs::enabled.eq(excluded(prefs::enabled)))
+            .returning(NotificationPreference::as_returning())
+            .get_result(conn)
+            .await
+            .map_err(|e| {
+                Error::from(e).not_found_on("notification_preferences_user_id_fkey", "user")
+            })
+    })
+    .await
 }
 
-/// The user's explicit choices.
+/// The user's explicit choices: at most `MAX_PER_USER`.
 pub async fn list_for_user(
     conn: &mut Conn,
     user_id: UserId,
