@@ -235,17 +235,7 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
     db.migrate().await?;
     let (migrate_up_to_date_statements, migrate_up_to_date_ms) = migrate_cost(url).await?;
 
-    let pg_config: tokio_postgres::Config = url.parse()?;
-    let manager = deadpool_postgres::Manager::from_config(
-        pg_config,
-        tokio_postgres::NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    );
-    let raw = deadpool_postgres::Pool::builder(manager)
-        .max_size(POOL_SIZE)
-        .build()?;
+    let raw = raw_pool(url)?;
 
     eprintln!("seeding ({} mode)...", mode.name);
     let data = workloads::seed(&db, mode.scale).await?;
@@ -267,22 +257,7 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
             );
         }
     }
-    let mut results = Vec::new();
-    for workload in workloads::all(&ctx) {
-        if only.is_some_and(|names| !names.iter().any(|n| n == workload.name)) {
-            continue;
-        }
-        for concurrency in CONCURRENCY {
-            let row = measure(&workload, concurrency, mode)
-                .await
-                .with_context(|| workload.name)?;
-            eprintln!(
-                "  {:<16} c={:<3} ratio {:.2}",
-                row.workload, row.concurrency, row.ratio
-            );
-            results.push(row);
-        }
-    }
+    let mut results = measure_each(workloads::all(&ctx), only, mode, "").await?;
     // The SQLite rows (auth on a SQLite file): same rounds, same measure.
     if only.is_none_or(|names| {
         sqlite::WORKLOADS
@@ -290,21 +265,7 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
             .any(|w| names.iter().any(|n| n == w))
     }) {
         let sqlite = sqlite::Bench::new(ctx.data.user_ids.len().clamp(100, 10_000)).await?;
-        for workload in sqlite.workloads() {
-            if only.is_some_and(|names| !names.iter().any(|n| n == workload.name)) {
-                continue;
-            }
-            for concurrency in CONCURRENCY {
-                let row = measure(&workload, concurrency, mode)
-                    .await
-                    .with_context(|| workload.name)?;
-                eprintln!(
-                    "  {:<18} c={:<3} ratio {:.2}",
-                    row.workload, row.concurrency, row.ratio
-                );
-                results.push(row);
-            }
-        }
+        results.extend(measure_each(sqlite.workloads(), only, mode, "").await?);
     }
     let defined: Vec<&str> = workloads::all(&ctx).iter().map(|w| w.name).collect();
     anyhow::ensure!(
@@ -345,6 +306,49 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
     })
 }
 
+/// Every workload of `workloads` that `only` keeps (all without it), at
+/// every concurrency, in order; `context` names the pass in errors and logs.
+async fn measure_each(
+    workloads: Vec<Workload>,
+    only: Option<&[String]>,
+    mode: Mode,
+    context: &str,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for workload in workloads {
+        if only.is_some_and(|names| !names.iter().any(|n| n == workload.name)) {
+            continue;
+        }
+        for concurrency in CONCURRENCY {
+            let row = measure(&workload, concurrency, mode)
+                .await
+                .with_context(|| format!("{}{context}", workload.name))?;
+            eprintln!(
+                "  {:<18} c={:<3} ratio {:.2}{context}",
+                row.workload, row.concurrency, row.ratio
+            );
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The raw side's pool on `url`: tokio-postgres through deadpool-postgres,
+/// `POOL_SIZE` connections, fast recycling (as the crate's default).
+fn raw_pool(url: &str) -> Result<deadpool_postgres::Pool> {
+    let pg_config: tokio_postgres::Config = url.parse()?;
+    let manager = deadpool_postgres::Manager::from_config(
+        pg_config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    Ok(deadpool_postgres::Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()?)
+}
+
 /// The pooler column: every workload again, through a throwaway PgBouncer
 /// in transaction mode in front of the same server (pool of `POOL_SIZE`
 /// server connections), the crate in pooler mode (`DB_POOLER=transaction`)
@@ -382,17 +386,7 @@ async fn through_pooler(
     config.pooler = database::db::Pooler::Transaction;
     config.migration_url = Some(url.to_owned());
     let db = Db::new(config)?;
-    let pg_config: tokio_postgres::Config = via.as_str().parse()?;
-    let manager = deadpool_postgres::Manager::from_config(
-        pg_config,
-        tokio_postgres::NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    );
-    let raw = deadpool_postgres::Pool::builder(manager)
-        .max_size(POOL_SIZE)
-        .build()?;
+    let raw = raw_pool(via.as_str())?;
     let ctx = Arc::new(Ctx {
         db,
         raw,
@@ -400,45 +394,36 @@ async fn through_pooler(
         unnamed: true,
     });
     let mut rows = Vec::new();
-    for workload in workloads::all(&ctx) {
-        if only.is_some_and(|names| !names.iter().any(|n| n == workload.name)) {
-            continue;
-        }
-        for concurrency in CONCURRENCY {
-            let row = measure(&workload, concurrency, mode)
-                .await
-                .with_context(|| format!("{} through PgBouncer", workload.name))?;
-            let same = direct
-                .iter()
-                .find(|d| d.workload == row.workload && d.concurrency == concurrency);
-            let (direct_ops, raw_direct_ops) =
-                same.map_or((f64::NAN, f64::NAN), |d| (d.ops_per_sec, d.raw_ops_per_sec));
-            let vs_direct = (row.ops_per_sec / direct_ops * 1000.0).round() / 1000.0;
-            let raw_vs_direct = (row.raw_ops_per_sec / raw_direct_ops * 1000.0).round() / 1000.0;
-            eprintln!(
-                "  {:<16} c={:<3} pooler ratio {:.2}, vs direct {:.2} (raw: {:.2})",
-                row.workload, row.concurrency, row.ratio, vs_direct, raw_vs_direct
-            );
-            anyhow::ensure!(
-                row.ratio.is_finite()
-                    && (0.01..=100.0).contains(&row.ratio)
-                    && vs_direct.is_finite(),
-                "{} c={concurrency} through PgBouncer: implausible ratios {} / {vs_direct}",
-                row.workload,
-                row.ratio
-            );
-            rows.push(PoolerRow {
-                workload: row.workload,
-                concurrency,
-                ops_per_sec: row.ops_per_sec,
-                raw_ops_per_sec: row.raw_ops_per_sec,
-                ratio: row.ratio,
-                vs_direct,
-                raw_vs_direct,
-                p50_us: row.p50_us,
-                raw_p50_us: row.raw_p50_us,
-            });
-        }
+    for row in measure_each(workloads::all(&ctx), only, mode, " through PgBouncer").await? {
+        let concurrency = row.concurrency;
+        let same = direct
+            .iter()
+            .find(|d| d.workload == row.workload && d.concurrency == concurrency);
+        let (direct_ops, raw_direct_ops) =
+            same.map_or((f64::NAN, f64::NAN), |d| (d.ops_per_sec, d.raw_ops_per_sec));
+        let vs_direct = (row.ops_per_sec / direct_ops * 1000.0).round() / 1000.0;
+        let raw_vs_direct = (row.raw_ops_per_sec / raw_direct_ops * 1000.0).round() / 1000.0;
+        eprintln!(
+            "  {:<16} c={:<3} pooler ratio {:.2}, vs direct {:.2} (raw: {:.2})",
+            row.workload, row.concurrency, row.ratio, vs_direct, raw_vs_direct
+        );
+        anyhow::ensure!(
+            row.ratio.is_finite() && (0.01..=100.0).contains(&row.ratio) && vs_direct.is_finite(),
+            "{} c={concurrency} through PgBouncer: implausible ratios {} / {vs_direct}",
+            row.workload,
+            row.ratio
+        );
+        rows.push(PoolerRow {
+            workload: row.workload,
+            concurrency,
+            ops_per_sec: row.ops_per_sec,
+            raw_ops_per_sec: row.raw_ops_per_sec,
+            ratio: row.ratio,
+            vs_direct,
+            raw_vs_direct,
+            p50_us: row.p50_us,
+            raw_p50_us: row.raw_p50_us,
+        });
     }
     ctx.db.close();
     Ok(Ok(rows))

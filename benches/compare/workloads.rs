@@ -369,37 +369,32 @@ fn typed<'a>(
     params.iter().copied().zip(types.iter().cloned()).collect()
 }
 
-impl RawStatements for deadpool_postgres::Object {
-    async fn rows(
-        &self,
-        unnamed: bool,
-        sql: &str,
-        types: &[Type],
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>> {
-        if unnamed {
-            return Ok(self.query_typed(sql, &typed(params, types)).await?);
+// The same body for a pooled client and a transaction: both have
+// `query_typed` (tokio-postgres) and `prepare_cached` (deadpool-postgres).
+macro_rules! raw_statements_for {
+    ($($client:ty),+) => {$(
+        impl RawStatements for $client {
+            async fn rows(
+                &self,
+                unnamed: bool,
+                sql: &str,
+                types: &[Type],
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Vec<tokio_postgres::Row>> {
+                if unnamed {
+                    return Ok(self.query_typed(sql, &typed(params, types)).await?);
+                }
+                let stmt = self.prepare_cached(sql).await?;
+                Ok(self.query(&stmt, params).await?)
+            }
         }
-        let stmt = self.prepare_cached(sql).await?;
-        Ok(self.query(&stmt, params).await?)
-    }
+    )+};
 }
 
-impl RawStatements for deadpool_postgres::Transaction<'_> {
-    async fn rows(
-        &self,
-        unnamed: bool,
-        sql: &str,
-        types: &[Type],
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>> {
-        if unnamed {
-            return Ok(self.query_typed(sql, &typed(params, types)).await?);
-        }
-        let stmt = self.prepare_cached(sql).await?;
-        Ok(self.query(&stmt, params).await?)
-    }
-}
+raw_statements_for!(
+    deadpool_postgres::Object,
+    deadpool_postgres::Transaction<'_>
+);
 
 fn op<F, Fut>(ctx: &Arc<Ctx>, f: F) -> Op
 where
