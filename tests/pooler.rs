@@ -32,9 +32,7 @@ fn bouncer() -> Option<TempPgBouncer> {
 
 /// A `Db` on `t`'s database through `bouncer`, in `pooler` mode.
 fn through(bouncer: &TempPgBouncer, t: &TestDb, pooler: Pooler, pool_size: usize) -> Db {
-    let user = common::server_url().username().to_owned();
-    let user = if user.is_empty() { "postgres" } else { &user };
-    let mut config = Config::new(bouncer.url_of(user, &t.name));
+    let mut config = Config::new(common::through_bouncer(bouncer, &t.name));
     config.pooler = pooler;
     config.migration_url = Some(t.url.clone());
     config.pool_size = pool_size;
@@ -391,12 +389,6 @@ async fn two_processes_through_one_pooler() {
     let t = TestDb::new().await;
     let long = std::env::var("DB_TEST_LONG").is_ok_and(|v| v == "1");
     let per_task = if long { 1563 } else { 32 };
-    let user = common::server_url().username().to_owned();
-    let user = if user.is_empty() {
-        "postgres".to_owned()
-    } else {
-        user
-    };
     let dir = tempfile::tempdir().unwrap();
     let children: Vec<_> = (0..2)
         .map(|p| {
@@ -404,7 +396,10 @@ async fn two_processes_through_one_pooler() {
             let child = tokio::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", "pooler_load_worker", "--nocapture"])
                 .env("POOLER_LOAD_OUT", &out)
-                .env("POOLER_LOAD_URL", bouncer.url_of(&user, &t.name))
+                .env(
+                    "POOLER_LOAD_URL",
+                    common::through_bouncer(&bouncer, &t.name),
+                )
                 .env("POOLER_LOAD_TAG", format!("p{p}"))
                 .env("POOLER_LOAD_PER_TASK", per_task.to_string())
                 .env_remove("DB_TEST_POOLER")
@@ -448,9 +443,7 @@ async fn two_processes_through_one_pooler() {
 async fn the_client_deadline_holds_in_pooler_mode() {
     let Some(bouncer) = bouncer() else { return };
     let t = TestDb::new().await;
-    let user = common::server_url().username().to_owned();
-    let user = if user.is_empty() { "postgres" } else { &user };
-    let mut config = Config::new(bouncer.url_of(user, &t.name));
+    let mut config = Config::new(common::through_bouncer(&bouncer, &t.name));
     config.pooler = Pooler::Transaction;
     config.migration_url = Some(t.url.clone());
     config.query_timeout = Some(Duration::from_millis(300));

@@ -80,6 +80,13 @@ pub fn pooler() -> Option<&'static TempPgBouncer> {
         .as_ref()
 }
 
+/// The URL of database `name` through `bouncer`, as the test server's user.
+pub fn through_bouncer(bouncer: &TempPgBouncer, name: &str) -> String {
+    let user = server_url().username().to_owned();
+    let user = if user.is_empty() { "postgres" } else { &user };
+    bouncer.url_of(user, name)
+}
+
 /// A transaction-mode PgBouncer in front of the test server, stopped when
 /// dropped.
 pub fn start_bouncer() -> database::ops::OpsResult<TempPgBouncer> {
@@ -218,13 +225,7 @@ impl TestDb {
         // PgBouncer in pooler mode; `url` (direct connections, migrations)
         // still names the server itself.
         if let Some(bouncer) = pooler() {
-            let user = server_url().username().to_owned();
-            let user = if user.is_empty() {
-                "postgres".to_owned()
-            } else {
-                user
-            };
-            config.database_url = bouncer.url_of(&user, &name);
+            config.database_url = through_bouncer(bouncer, &name);
             config.migration_url = Some(url.clone());
             config.pooler = database::db::Pooler::Transaction;
         }
