@@ -125,9 +125,14 @@ impl SqliteDb {
         manager_config.custom_setup = Box::new(move |_url| {
             let target = setup_target.clone();
             Box::pin(async move {
-                connect_sqlite(&target)
-                    .await
-                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
+                // The message alone: `conn` turns it back into `Error::Config`,
+                // whose own prefix would otherwise appear twice.
+                connect_sqlite(&target).await.map_err(|e| {
+                    diesel::ConnectionError::BadConnection(match e {
+                        Error::Config(message) => message,
+                        other => other.to_string(),
+                    })
+                })
             })
         });
         let manager =
