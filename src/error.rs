@@ -384,10 +384,16 @@ impl From<DieselError> for Error {
                         constraint: constraint(),
                         message: info.details().unwrap_or(info.message()).to_owned(),
                     },
+                    // SQLite names the constraint only in its message
+                    // ("CHECK constraint failed: NAME"), which is kept for
+                    // `db::sqlite::named` to read the name from.
                     DatabaseErrorKind::CheckViolation => Error::invalid(
                         constraint(),
                         "check",
-                        format!("violates check constraint {}", constraint()),
+                        match info.constraint_name() {
+                            Some(name) => format!("violates check constraint {name}"),
+                            None => info.message().to_owned(),
+                        },
                     ),
                     DatabaseErrorKind::NotNullViolation => Error::invalid(
                         info.column_name().unwrap_or("unknown").to_owned(),

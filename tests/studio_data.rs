@@ -583,3 +583,369 @@ async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
     assert_eq!(t.count("users").await, 0);
     assert_eq!(t.count("sessions").await, 0);
 }
+
+// --- On SQLite ------------------------------------------------------------
+//
+// The same studio on a SQLite file (`db setup` + `db seed`: 200 users, each
+// with a password login, a profile and settings): the catalog from SQLite's
+// pragmas, UUIDs shown and taken as text (stored as 16-byte BLOBs), reads on
+// a connection opened read-only, writes through the crate's pool.
+
+/// A set-up and seeded SQLite file; the directory goes when dropped.
+struct SqliteFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    url: String,
+}
+
+fn sqlite_file() -> SqliteFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("studio.db");
+    let url = format!("sqlite:{}", path.display());
+    for args in [&["setup"][..], &["seed"]] {
+        let out = common::run_db(&url, args, &[]);
+        assert!(
+            out.status.success(),
+            "db {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    SqliteFile {
+        _dir: dir,
+        path,
+        url,
+    }
+}
+
+/// One text value read straight from the file (not through the studio).
+fn sqlite_scalar(file: &SqliteFile, sql: &str) -> String {
+    use diesel::Connection;
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let mut conn = diesel::SqliteConnection::establish(file.path.to_str().unwrap()).unwrap();
+    diesel::sql_query(format!("SELECT CAST(({sql}) AS TEXT) AS v"))
+        .get_result::<V>(&mut conn)
+        .unwrap()
+        .v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_sqlite_tables_pages_filters_and_keys_work_as_on_postgresql() {
+    let f = sqlite_file();
+    let s = Studio::start(&f.url, &[], &[]);
+    let home = s.get("/");
+    assert_eq!(home.status, 200, "{}", home.body);
+    for table in [
+        "users",
+        "accounts",
+        "sessions",
+        "verifications",
+        "user_settings",
+        "user_profiles",
+    ] {
+        assert!(
+            home.body.contains(&format!("href=\"/t/{table}\"")),
+            "{table}"
+        );
+    }
+    assert!(
+        home.body
+            .contains(r#"<a href="/t/users">users</a> <span class="count">200</span>"#),
+        "exact counts"
+    );
+    // Keyset pages forward cover every row once, in key order; back again.
+    let mut seen = Vec::new();
+    let mut page = s.get("/t/users?size=30");
+    assert_eq!(page.status, 200, "{}", page.body);
+    let mut pages = 1;
+    loop {
+        let keys = row_keys(&page.body);
+        assert!(keys.len() <= 30);
+        seen.extend(keys);
+        let Some(next) = href_of(&page.body, "next") else {
+            break;
+        };
+        page = s.get(&unescape(&next));
+        pages += 1;
+    }
+    assert_eq!(pages, 7);
+    assert_eq!(seen.len(), 200);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "key order, each row once");
+    let back = s.get(&unescape(&href_of(&page.body, "prev").unwrap()));
+    assert_eq!(row_keys(&back.body), seen[150..180].to_vec());
+    // A UUID key is shown as text and found by it.
+    let id = &seen[42];
+    assert_eq!(id.len(), 36, "{id}");
+    let one = s.get(&format!("/t/users?fc=id&fo=eq&fv={id}"));
+    assert_eq!(row_keys(&one.body), vec![id.clone()]);
+    // Filters combine; contains ignores case, and % and _ are literal.
+    let email = sqlite_scalar(
+        &f,
+        &format!(
+            "SELECT email FROM users WHERE hex(id) = upper('{}')",
+            id.replace('-', "")
+        ),
+    );
+    let hit = s.get(&format!(
+        "/t/users?fc=email&fo=contains&fv={}&fc=email_verified&fo=notnull&fv=",
+        email.to_uppercase()
+    ));
+    assert_eq!(row_keys(&hit.body), vec![id.clone()], "{}", hit.body);
+    assert!(row_keys(&s.get("/t/users?fc=email&fo=contains&fv=%25").body).is_empty());
+    // Text that is not a UUID, in a UUID column: a 400 naming the column, not an empty page.
+    let bad = s.get("/t/users?fc=id&fo=eq&fv=42");
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id holds bytes"), "{}", bad.body);
+    let bad = s.get("/t/users?fc=email_verified&fo=eq&fv=maybe");
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("email_verified is a boolean"),
+        "{}",
+        bad.body
+    );
+    // Sorting by an indexed column (sessions.expires_at) is offered; an unindexed one is refused.
+    assert_eq!(s.get("/t/sessions?sort=expires_at").status, 200);
+    assert_eq!(s.get("/t/users?sort=name").status, 400);
+    // Foreign keys both ways: an account links to its user, the user counts its rows.
+    let account = s.get(&format!("/t/accounts?fc=user_id&fo=eq&fv={id}"));
+    let fk = links(&account.body, "fk");
+    assert_eq!(fk, vec![format!("/t/users/row?k={id}")], "{}", account.body);
+    let row = s.get(&fk[0]);
+    assert_eq!(row.status, 200, "{}", row.body);
+    assert!(row.body.contains(&email));
+    for child in ["accounts", "user_profiles", "user_settings"] {
+        assert!(
+            row.body.contains(&format!(
+                r#"<a class="ref" data-table="{child}" href="/t/{child}?fc=user_id&amp;fo=eq&amp;fv={id}">{child}</a> <span class="muted">(user_id)</span> <span class="count">1</span>"#
+            )),
+            "{child}: {}",
+            row.body
+        );
+    }
+    assert!(row.body.contains(r#"data-table="sessions""#));
+    // Booleans read as true/false, JSON as a tree, enums by label.
+    assert!(row.body.contains(r#"<dd data-column="email_verified">"#));
+    let settings = s.get(&format!("/t/user_settings/row?k={id}"));
+    assert!(
+        settings.body.contains(r#"class="json-tree""#),
+        "{}",
+        settings.body
+    );
+    assert!(
+        s.get("/t/verifications/new").status == 403,
+        "read-only: no insert form"
+    );
+    // Export: every row, UUIDs as text.
+    let csv = s.get("/t/users/export.csv");
+    assert_eq!(csv.status, 200);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 201, "header and 200 rows");
+    assert!(
+        lines[0].starts_with("id,email,email_verified"),
+        "{}",
+        lines[0]
+    );
+    assert!(csv.body.contains(&format!("{id},{email},")));
+    // The migrations page reads the SQLite history.
+    let m = s.get("/migrations");
+    assert!(m.body.contains("2 applied, 0 pending"), "{}", m.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_sqlite_the_console_runs_queries_only_and_within_its_time_limit() {
+    let f = sqlite_file();
+    let s = Studio::start(&f.url, &[], &[("DB_STUDIO_STATEMENT_TIMEOUT_MS", "300")]);
+    let ok = s.post(
+        "/sql",
+        &[("sql", "SELECT count(*) AS n, 'x' AS label FROM users")],
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.body.contains("<th>n</th><th>label</th>"), "{}", ok.body);
+    assert!(ok.body.contains("<td>200</td>"));
+    for (attempt, why) in [
+        ("DELETE FROM users", "this is DELETE"),
+        ("PRAGMA query_only = 0", "this is PRAGMA"),
+        ("ATTACH DATABASE '/tmp/other.db' AS other", "this is ATTACH"),
+        ("BEGIN", "this is BEGIN"),
+        ("SELECT 1; DELETE FROM users", "one statement at a time"),
+        (
+            "WITH gone AS (SELECT id FROM users) DELETE FROM users WHERE id IN gone",
+            "this statement writes",
+        ),
+        ("VACUUM INTO '/tmp/copy.db'", "this is VACUUM"),
+    ] {
+        let r = s.post("/sql", &[("sql", attempt)]);
+        assert_eq!(r.status, 400, "{attempt}");
+        assert!(r.body.contains("refused"), "{attempt}: {}", r.body);
+        assert!(r.body.contains(why), "{attempt}: {}", r.body);
+    }
+    assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM users"), "200");
+    // A runaway query is cancelled at the limit, and the studio goes on.
+    let started = std::time::Instant::now();
+    let r = s.post(
+        "/sql",
+        &[(
+            "sql",
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+        )],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("cancelled after 300 ms"), "{}", r.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(s.get("/t/users").status, 200);
+    // A syntax error is SQLite's own message.
+    let r = s.post("/sql", &[("sql", "SELECT FROM WHERE")]);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("syntax error"), "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_sqlite_write_mode_edits_inserts_and_deletes_with_typed_errors() {
+    let f = sqlite_file();
+    let s = Studio::start(&f.url, &["--write"], &[]);
+    let id = sqlite_scalar(
+        &f,
+        "SELECT lower(substr(hex(id),1,8)||'-'||substr(hex(id),9,4)||'-'||substr(hex(id),13,4)||'-'||substr(hex(id),17,4)||'-'||substr(hex(id),21)) FROM users ORDER BY id LIMIT 1",
+    );
+    let path = format!("/t/users/edit?k={id}");
+    let form = s.get(&path);
+    assert_eq!(form.status, 200, "{}", form.body);
+    // Edit: previewed with SQLite placeholders and typed binds, then run.
+    let fields = [("c:name", "Renamed"), ("c:email_verified", "true")];
+    let preview = s.post(&path, &fields);
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(
+        unescape(&preview.body)
+            .contains(r#"UPDATE "users" SET "email_verified" = ?1, "name" = ?2 WHERE "id" = ?3"#)
+            || unescape(&preview.body).contains(
+                r#"UPDATE "users" SET "name" = ?1, "email_verified" = ?2 WHERE "id" = ?3"#
+            ),
+        "{}",
+        preview.body
+    );
+    assert!(
+        preview
+            .body
+            .contains(&format!("<li><code>{id}</code></li>"))
+    );
+    let before = sqlite_scalar(&f, "SELECT count(*) FROM users WHERE name = 'Renamed'");
+    assert_eq!(before, "0", "a preview writes nothing");
+    let mut confirm = fields.to_vec();
+    confirm.push(("confirm", "1"));
+    let done = s.post(&path, &confirm);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        sqlite_scalar(
+            &f,
+            &format!(
+                "SELECT name || ',' || email_verified FROM users WHERE hex(id) = upper('{}')",
+                id.replace('-', "")
+            )
+        ),
+        "Renamed,1"
+    );
+    assert_eq!(
+        href_of(&done.body, "back").map(|h| unescape(&h)),
+        Some(format!("/t/users/row?k={id}"))
+    );
+    // A CHECK violated: the constraint's name, and nothing written.
+    let long = "x".repeat(101);
+    let r = s.post(&path, &[("c:name", long.as_str()), ("confirm", "1")]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("users_name_length"), "{}", r.body);
+    // A value that does not fit the column: named, and nothing sent.
+    let r = s.post(&path, &[("c:email_verified", "maybe"), ("confirm", "1")]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("email_verified is a boolean"), "{}", r.body);
+    // A unique index: its PostgreSQL name.
+    let other = sqlite_scalar(&f, "SELECT email FROM users ORDER BY id LIMIT 1 OFFSET 1");
+    let r = s.post(&path, &[("c:email", other.as_str()), ("confirm", "1")]);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("users_email_lower_key"), "{}", r.body);
+    assert_eq!(
+        sqlite_scalar(&f, "SELECT name FROM users WHERE name = 'Renamed'"),
+        "Renamed"
+    );
+    // Insert: the form offers a fresh UUID for the key; defaults fill the rest.
+    let new_form = s.get("/t/users/new");
+    assert_eq!(new_form.status, 200);
+    let fresh = new_form
+        .body
+        .split(r#"id="c-id" name="c:id" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a prefilled id")
+        .to_owned();
+    assert_eq!(fresh.len(), 36, "{fresh}");
+    let insert = [
+        ("c:id", fresh.as_str()),
+        ("c:email", "fresh@example.com"),
+        ("d:email_verified", "1"),
+        ("n:name", "1"),
+        ("n:image", "1"),
+        ("d:created_at", "1"),
+        ("d:updated_at", "1"),
+        ("confirm", "1"),
+    ];
+    let done = s.post("/t/users/new", &insert);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(
+        href_of(&done.body, "back").map(|h| unescape(&h)),
+        Some(format!("/t/users/row?k={fresh}"))
+    );
+    assert_eq!(s.get(&format!("/t/users/row?k={fresh}")).status, 200);
+    assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM users"), "201");
+    // Delete: the cascades are counted first, then it runs.
+    let del = s.get(&format!("/t/users/delete?k={id}"));
+    assert_eq!(del.status, 200, "{}", del.body);
+    assert!(
+        del.body.contains(
+            r#"<li data-table="accounts"><strong>1</strong> row(s) of accounts (user_id): deleted too (ON DELETE CASCADE)</li>"#
+        ),
+        "{}",
+        del.body
+    );
+    assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM users"), "201");
+    let gone = s.post(&format!("/t/users/delete?k={id}"), &[("confirm", "1")]);
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM users"), "200");
+    assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM accounts"), "199");
+    let again = s.post(&format!("/t/users/delete?k={id}"), &[("confirm", "1")]);
+    assert_eq!(again.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_sqlite_the_front_door_and_the_production_guard_hold() {
+    let f = sqlite_file();
+    let s = Studio::start(&f.url, &[], &[]);
+    assert_eq!(
+        support::http(s.port, "GET", "/t/users", &[], None).status,
+        401
+    );
+    let cross = support::http(
+        s.port,
+        "POST",
+        "/sql",
+        &[("Cookie", &s.cookie()), ("Origin", "http://evil.example")],
+        Some("sql=SELECT+1"),
+    );
+    assert_eq!(cross.status, 403);
+    let Err((code, err)) = Studio::try_start(&f.url, &["--write"], &[("APP_ENV", "production")])
+    else {
+        panic!("--write started against production");
+    };
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    let memory = Studio::try_start("sqlite::memory:", &[], &[]);
+    let Err((_, err)) = memory else {
+        panic!("started on a private in-memory database");
+    };
+    assert!(err.contains("give a file"), "{err}");
+}

@@ -183,6 +183,13 @@ impl SqliteDb {
     }
 }
 
+/// The crate's typed error for a statement that failed on a SQLite
+/// connection, with the constraint names PostgreSQL reports for the same
+/// rules: for code that runs its own SQL on a `SqliteConn` (`db studio`).
+pub fn error(err: diesel::result::Error) -> Error {
+    named(err.into())
+}
+
 /// Gives a SQLite constraint error the name PostgreSQL reports for the same
 /// rule. SQLite names a violated CHECK by its name but a UNIQUE index by its
 /// columns, and a foreign key not at all. Every foreign key of

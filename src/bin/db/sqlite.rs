@@ -161,7 +161,13 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
         }
         Command::Diff => postgres_only("diff"),
         Command::Lint(_) => postgres_only("lint"),
-        Command::Studio { .. } => postgres_only("studio"),
+        Command::Studio { port, write, open } => {
+            if *write && let Some(code) = guard(config, "studio --write", false)? {
+                return Ok(code);
+            }
+            super::studio::run(config, set, *port, *write, *open).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Push => postgres_only("push"),
         Command::Baseline { .. } => postgres_only("baseline"),
         Command::New { .. } | Command::Up { .. } | Command::Down { .. } => {

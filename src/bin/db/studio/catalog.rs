@@ -5,8 +5,9 @@
 //! Every table and column name the studio puts into SQL comes from here:
 //! a name from a URL or a form is looked up in this catalog and refused
 //! when it is not found, so no caller-supplied text ever becomes an
-//! identifier. Reading the catalog goes through [`CatalogReader`], the one
-//! seam a second backend (SQLite) plugs into.
+//! identifier. [`read`] is the one entry: PostgreSQL's catalog is read
+//! here, SQLite's (`sqlite_schema` and the `pragma_*` functions) in
+//! `super::sqlite`; both fill the same [`Catalog`].
 
 use std::collections::BTreeMap;
 
@@ -15,8 +16,10 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
+use super::query::Value;
+
 /// Tables at or below this planner estimate are counted exactly on the home page.
-const EXACT_COUNT_LIMIT: i64 = 100_000;
+pub const EXACT_COUNT_LIMIT: i64 = 100_000;
 
 /// Which domain (source folder) a table belongs to, for the home page's
 /// groups: `src/<domain>/<table>.rs`. `tests/studio.rs` checks this list
@@ -78,7 +81,18 @@ pub enum Kind {
     Bool,
     Number,
     Enum,
+    /// Bytes (`bytea`, SQLite `BLOB`): shown as a UUID when 16 bytes long
+    /// on SQLite (how the crate stores ids there), else as `\x` hex.
+    Bytes,
     Text,
+}
+
+/// Which SQL the studio writes: placeholders, casts, the select list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    Postgres,
+    Sqlite,
 }
 
 /// One column.
@@ -112,6 +126,8 @@ pub struct ForeignKey {
 #[derive(Debug, Clone)]
 pub struct Table {
     pub name: String,
+    /// The backend the table lives in (the SQL its statements are written in).
+    pub dialect: Dialect,
     pub columns: Vec<Column>,
     /// The primary key's columns, in key order (empty: no primary key).
     pub primary_key: Vec<String>,
@@ -143,6 +159,37 @@ impl Table {
         self.indexed.iter().any(|c| c == name)
     }
 
+    /// The bind value of `text` typed for `column`. PostgreSQL: the text
+    /// itself (the statement casts it to the column's type, and the server
+    /// says what does not fit). SQLite: the column's storage class, and
+    /// `Err` naming the column when the text does not fit it (SQLite itself
+    /// would store it as text, or compare it as such, without a word).
+    pub fn value(&self, column: &Column, text: &str) -> Result<Value, String> {
+        if self.dialect == Dialect::Postgres {
+            return Ok(Value::Text(text.to_owned()));
+        }
+        let name = &column.name;
+        match column.kind {
+            Kind::Bool => match text.to_ascii_lowercase().as_str() {
+                "true" | "t" | "1" => Ok(Value::Int(1)),
+                "false" | "f" | "0" => Ok(Value::Int(0)),
+                _ => Err(format!("{name} is a boolean: true or false, not {text:?}")),
+            },
+            Kind::Number => text
+                .trim()
+                .parse::<i64>()
+                .map(Value::Int)
+                .or_else(|_| text.trim().parse::<f64>().map(Value::Real))
+                .map_err(|_| format!("{name} is a number, not {text:?}")),
+            Kind::Bytes => super::sqlite::blob_of(text.trim())
+                .map(Value::Blob)
+                .ok_or_else(|| {
+                    format!("{name} holds bytes: a UUID or \\x and hex digits, not {text:?}")
+                }),
+            _ => Ok(Value::Text(text.to_owned())),
+        }
+    }
+
     /// The foreign key whose single column is `column`, if any.
     pub fn reference_of(&self, column: &str) -> Option<&ForeignKey> {
         self.references
@@ -164,18 +211,16 @@ impl Catalog {
     }
 }
 
-/// Reads a backend's catalog. PostgreSQL implements it now; SQLite's
-/// `sqlite_master`/`pragma_table_info` reader plugs in beside it.
-pub trait CatalogReader {
-    /// The whole catalog.
-    fn read(
-        &self,
-        conn: &mut Conn,
-    ) -> impl std::future::Future<Output = Result<Catalog, diesel::result::Error>> + Send;
+/// The whole catalog of the database `studio` browses.
+pub async fn read(studio_db: &super::query::Source) -> Result<Catalog, database::Error> {
+    match studio_db {
+        super::query::Source::Postgres(db) => {
+            let mut conn = db.conn().await?;
+            Ok(read_postgres(&mut conn).await?)
+        }
+        super::query::Source::Sqlite { path, .. } => super::sqlite::catalog(path.clone()).await,
+    }
 }
-
-/// PostgreSQL's catalog (`pg_catalog`), schema `public`.
-pub struct Postgres;
 
 #[derive(QueryableByName)]
 struct ColumnRow {
@@ -278,108 +323,109 @@ SELECT t.typname::text AS a, e.enumlabel::text AS b
 FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
 ORDER BY t.typname, e.enumsortorder";
 
-impl CatalogReader for Postgres {
-    async fn read(&self, conn: &mut Conn) -> Result<Catalog, diesel::result::Error> {
-        let columns: Vec<ColumnRow> = diesel::sql_query(COLUMNS_SQL).load(conn).await?;
-        let constraints: Vec<ConstraintRow> = diesel::sql_query(CONSTRAINTS_SQL).load(conn).await?;
-        let indexed: Vec<PairRow> = diesel::sql_query(INDEXED_SQL).load(conn).await?;
-        let enums: Vec<PairRow> = diesel::sql_query(ENUMS_SQL).load(conn).await?;
-        let mut labels: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for e in enums {
-            labels.entry(e.a).or_default().push(e.b);
-        }
-        let mut catalog = Catalog::default();
-        for c in columns {
-            let kind = match (c.typtype.as_str(), c.category.as_str(), c.udt.as_str()) {
-                ("e", _, _) => Kind::Enum,
-                (_, _, "json" | "jsonb") => Kind::Json,
-                (_, "D", _) => Kind::Timestamp,
-                (_, "B", _) => Kind::Bool,
-                (_, "N", _) => Kind::Number,
-                _ => Kind::Text,
-            };
-            let table = catalog
-                .tables
-                .entry(c.table_name.clone())
-                .or_insert_with(|| Table {
-                    name: c.table_name.clone(),
-                    columns: Vec::new(),
-                    primary_key: Vec::new(),
-                    indexed: Vec::new(),
-                    references: Vec::new(),
-                    referenced_by: Vec::new(),
-                    rows: RowCount::Estimate(c.estimate),
-                });
-            table.columns.push(Column {
-                name: c.column_name,
-                type_name: c.type_name,
-                kind,
-                nullable: c.nullable,
-                default: c.default_expr,
-                labels: labels.get(&c.udt).cloned().unwrap_or_default(),
-                writable: c.writable,
-            });
-        }
-        for i in indexed {
-            if let Some(t) = catalog.tables.get_mut(&i.a)
-                && !t.indexed.contains(&i.b)
-            {
-                t.indexed.push(i.b);
-            }
-        }
-        let mut incoming = Vec::new();
-        for con in constraints {
-            let Some(t) = catalog.tables.get_mut(&con.table_name) else {
-                continue;
-            };
-            if con.kind == "p" {
-                t.primary_key = con.cols;
-            } else if let (Some(ref_table), Some(ref_cols)) = (con.ref_table, con.ref_cols) {
-                let fk = ForeignKey {
-                    table: con.table_name.clone(),
-                    columns: con.cols,
-                    ref_table,
-                    ref_columns: ref_cols,
-                    on_delete: con.on_delete,
-                };
-                t.references.push(fk.clone());
-                incoming.push(fk);
-            }
-        }
-        for fk in incoming {
-            if let Some(t) = catalog.tables.get_mut(&fk.ref_table) {
-                t.referenced_by.push(fk);
-            }
-        }
-        // Exact counts where they are cheap; a never-analysed table (-1) is
-        // counted too, since its estimate says nothing.
-        let small: Vec<String> = catalog
-            .tables
-            .values()
-            .filter(|t| matches!(t.rows, RowCount::Estimate(n) if n < EXACT_COUNT_LIMIT))
-            .map(|t| t.name.clone())
-            .collect();
-        if !small.is_empty() {
-            let sql = small
-                .iter()
-                .map(|name| {
-                    format!(
-                        "SELECT {} AS name, count(*) AS n FROM {}",
-                        quote_literal(name),
-                        quote_ident(name)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            let counts: Vec<CountRow> = diesel::sql_query(sql).load(conn).await?;
-            for c in counts {
-                if let Some(t) = catalog.tables.get_mut(&c.name) {
-                    t.rows = RowCount::Exact(c.n);
-                }
-            }
-        }
-        Ok(catalog)
+/// PostgreSQL's catalog (`pg_catalog`), schema `public`.
+async fn read_postgres(conn: &mut Conn) -> Result<Catalog, diesel::result::Error> {
+    let columns: Vec<ColumnRow> = diesel::sql_query(COLUMNS_SQL).load(conn).await?;
+    let constraints: Vec<ConstraintRow> = diesel::sql_query(CONSTRAINTS_SQL).load(conn).await?;
+    let indexed: Vec<PairRow> = diesel::sql_query(INDEXED_SQL).load(conn).await?;
+    let enums: Vec<PairRow> = diesel::sql_query(ENUMS_SQL).load(conn).await?;
+    let mut labels: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in enums {
+        labels.entry(e.a).or_default().push(e.b);
     }
+    let mut catalog = Catalog::default();
+    for c in columns {
+        let kind = match (c.typtype.as_str(), c.category.as_str(), c.udt.as_str()) {
+            ("e", _, _) => Kind::Enum,
+            (_, _, "json" | "jsonb") => Kind::Json,
+            (_, _, "bytea") => Kind::Bytes,
+            (_, "D", _) => Kind::Timestamp,
+            (_, "B", _) => Kind::Bool,
+            (_, "N", _) => Kind::Number,
+            _ => Kind::Text,
+        };
+        let table = catalog
+            .tables
+            .entry(c.table_name.clone())
+            .or_insert_with(|| Table {
+                name: c.table_name.clone(),
+                dialect: Dialect::Postgres,
+                columns: Vec::new(),
+                primary_key: Vec::new(),
+                indexed: Vec::new(),
+                references: Vec::new(),
+                referenced_by: Vec::new(),
+                rows: RowCount::Estimate(c.estimate),
+            });
+        table.columns.push(Column {
+            name: c.column_name,
+            type_name: c.type_name,
+            kind,
+            nullable: c.nullable,
+            default: c.default_expr,
+            labels: labels.get(&c.udt).cloned().unwrap_or_default(),
+            writable: c.writable,
+        });
+    }
+    for i in indexed {
+        if let Some(t) = catalog.tables.get_mut(&i.a)
+            && !t.indexed.contains(&i.b)
+        {
+            t.indexed.push(i.b);
+        }
+    }
+    let mut incoming = Vec::new();
+    for con in constraints {
+        let Some(t) = catalog.tables.get_mut(&con.table_name) else {
+            continue;
+        };
+        if con.kind == "p" {
+            t.primary_key = con.cols;
+        } else if let (Some(ref_table), Some(ref_cols)) = (con.ref_table, con.ref_cols) {
+            let fk = ForeignKey {
+                table: con.table_name.clone(),
+                columns: con.cols,
+                ref_table,
+                ref_columns: ref_cols,
+                on_delete: con.on_delete,
+            };
+            t.references.push(fk.clone());
+            incoming.push(fk);
+        }
+    }
+    for fk in incoming {
+        if let Some(t) = catalog.tables.get_mut(&fk.ref_table) {
+            t.referenced_by.push(fk);
+        }
+    }
+    // Exact counts where they are cheap; a never-analysed table (-1) is
+    // counted too, since its estimate says nothing.
+    let small: Vec<String> = catalog
+        .tables
+        .values()
+        .filter(|t| matches!(t.rows, RowCount::Estimate(n) if n < EXACT_COUNT_LIMIT))
+        .map(|t| t.name.clone())
+        .collect();
+    if !small.is_empty() {
+        let sql = small
+            .iter()
+            .map(|name| {
+                format!(
+                    "SELECT {} AS name, count(*) AS n FROM {}",
+                    quote_literal(name),
+                    quote_ident(name)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let counts: Vec<CountRow> = diesel::sql_query(sql).load(conn).await?;
+        for c in counts {
+            if let Some(t) = catalog.tables.get_mut(&c.name) {
+                t.rows = RowCount::Exact(c.n);
+            }
+        }
+    }
+    Ok(catalog)
 }
 
 /// `"name"`, with inner quotes doubled. Only ever applied to names taken

@@ -13,13 +13,14 @@ use super::Studio;
 use super::catalog::{Table, quote_ident};
 use super::html::{self, enc, esc};
 use super::query::{self, Row, Stmt};
+use super::row::{Reference, referencing};
 use super::table::find;
 use super::view::{key_from, key_sql, pairs};
 use super::write::{Fields, done, field, load_row, preview, refuse_read_only, returning};
 
 /// `DELETE` of the row with primary key `key`, returning it.
 fn delete_stmt(table: &Table, key: &[String]) -> Stmt {
-    let mut stmt = Stmt::default();
+    let mut stmt = Stmt::on(table);
     let cond = key_sql(&mut stmt, table, key);
     stmt.sql = format!(
         "DELETE FROM {} WHERE {cond}{}",
@@ -33,45 +34,10 @@ fn delete_stmt(table: &Table, key: &[String]) -> Stmt {
 /// foreign key, the action and how many rows it touches.
 async fn cascades(studio: &Studio, table: &Table, row: &Row) -> Result<String, database::Error> {
     let catalog = studio.catalog();
-    let mut stmts = Vec::new();
-    let mut fks = Vec::new();
-    for fk in &table.referenced_by {
-        let Some(child) = catalog.table(&fk.table) else {
-            continue;
-        };
-        let mut s = Stmt::default();
-        let mut conds = Vec::new();
-        for (c, rc) in fk.columns.iter().zip(&fk.ref_columns) {
-            let i = table
-                .columns
-                .iter()
-                .position(|x| &x.name == rc)
-                .expect("referenced column");
-            let ty = &child.column(c).expect("fk column").type_name;
-            conds.push(format!(
-                "{} = CAST({} AS {ty})",
-                quote_ident(c),
-                s.bind(row[i].clone())
-            ));
-        }
-        s.sql = format!(
-            "SELECT json_build_array(count(*)::text)::text AS r FROM {} WHERE {}",
-            quote_ident(&fk.table),
-            conds.join(" AND ")
-        );
-        stmts.push(s);
-        fks.push(fk);
-    }
-    let counts = query::read(&studio.db, studio.timeout_ms, stmts).await?;
     let mut b = String::from(r#"<h2>What else this changes</h2><ul id="cascades">"#);
     let mut any = false;
-    for (fk, rows) in fks.iter().zip(counts) {
-        let n: i64 = rows
-            .first()
-            .and_then(|r| r[0].as_deref())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if n == 0 {
+    for Reference { fk, rows, .. } in referencing(studio, &catalog, table, row).await? {
+        if rows == 0 {
             continue;
         }
         any = true;
@@ -84,7 +50,7 @@ async fn cascades(studio: &Studio, table: &Table, row: &Row) -> Result<String, d
         b.push_str(&format!(
             r#"<li data-table="{0}"><strong>{1}</strong> row(s) of {0} ({2}): {3}</li>"#,
             esc(&fk.table),
-            n,
+            rows,
             esc(&fk.columns.join(", ")),
             action
         ));
@@ -171,8 +137,8 @@ pub async fn delete(
         );
     }
     let stmt = delete_stmt(table, &key);
-    match query::write(&studio.db, studio.timeout_ms, vec![stmt.clone()]).await {
-        Ok(r) if r[0].is_empty() => html::error(
+    match query::write(&studio.source, studio.timeout_ms, stmt.clone()).await {
+        Ok(w) if w.rows == 0 => html::error(
             &studio.chrome(),
             StatusCode::NOT_FOUND,
             "the row is gone: nothing was deleted",

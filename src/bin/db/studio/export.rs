@@ -90,7 +90,7 @@ async fn export(
         let mut first = true;
         loop {
             let (stmt, _) = view::page_stmt(&table, &view, BATCH);
-            let rows = match query::read(&studio.db, studio.timeout_ms, vec![stmt]).await {
+            let rows = match query::read(&studio.source, studio.timeout_ms, vec![stmt]).await {
                 Ok(mut r) => r.remove(0),
                 Err(e) => {
                     // The status line is gone already: end the body early

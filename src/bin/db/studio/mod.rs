@@ -17,6 +17,7 @@ mod query;
 mod row;
 mod security;
 mod sql;
+mod sqlite;
 mod table;
 mod view;
 mod write;
@@ -30,18 +31,21 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use database::db::sqlite::{SqliteTarget, sqlite_target};
 use database::migrate::{self, MigrationSet, State as MigrationState};
-use database::{Config, Db};
+use database::{AnyPooledConn, Config, Db};
 
-use catalog::{Catalog, CatalogReader, RowCount};
+use catalog::{Catalog, RowCount};
 use html::{Chrome, esc};
+use query::Source;
 
 /// The port `db studio` listens on unless `--port` says otherwise.
 pub const DEFAULT_PORT: u16 = 4983;
 
 /// Everything a handler needs; one per process.
 pub struct Studio {
-    pub db: Db,
+    /// The database, and how the studio reaches it.
+    pub source: Source,
     pub port: u16,
     pub token: String,
     pub write: bool,
@@ -59,8 +63,7 @@ impl Studio {
 
     /// Reads the catalog again (a migration may have run meanwhile).
     pub async fn refresh(&self) -> Result<Arc<Catalog>, database::Error> {
-        let mut conn = self.db.conn().await?;
-        let fresh = Arc::new(catalog::Postgres.read(&mut conn).await?);
+        let fresh = Arc::new(catalog::read(&self.source).await?);
         *self.catalog.write().expect("catalog lock") = fresh.clone();
         Ok(fresh)
     }
@@ -111,7 +114,25 @@ pub async fn run(
     let port = listener.local_addr()?.port();
     let mut config = config.clone();
     config.pool_size = 4;
-    let db = Db::new(config)?;
+    let source = match sqlite_target(&config.database_url) {
+        None => Source::Postgres(Db::new(config)?),
+        Some(SqliteTarget::File(path)) => {
+            if !path.exists() {
+                bail!(
+                    "no SQLite database at {}: `db setup` creates it",
+                    path.display()
+                );
+            }
+            Source::Sqlite {
+                db: Db::new(config)?,
+                path,
+            }
+        }
+        Some(SqliteTarget::Memory) => bail!(
+            "sqlite::memory: is a private database of one connection, empty for the studio: \
+             give a file (sqlite:PATH)"
+        ),
+    };
     let timeout_ms = std::env::var("DB_STUDIO_STATEMENT_TIMEOUT_MS")
         .ok()
         .map(|v| {
@@ -121,12 +142,9 @@ pub async fn run(
         })
         .transpose()?
         .unwrap_or(5000);
-    let catalog = {
-        let mut conn = db.conn().await?;
-        catalog::Postgres.read(&mut conn).await?
-    };
+    let catalog = catalog::read(&source).await?;
     let studio = Arc::new(Studio {
-        db,
+        source,
         port,
         token: security::new_token(),
         write,
@@ -289,8 +307,12 @@ async fn home(State(studio): State<Arc<Studio>>) -> Response {
 /// `/migrations`: what `db status` prints, as a table.
 async fn migrations_page(State(studio): State<Arc<Studio>>) -> Response {
     let status = async {
-        let mut conn = studio.db.conn().await?;
-        Ok::<_, database::Error>(migrate::status(&mut conn, &studio.migrations).await?)
+        Ok::<_, database::Error>(match studio.source.db().any_conn().await? {
+            AnyPooledConn::Pg(mut conn) => migrate::status(&mut conn, &studio.migrations).await?,
+            AnyPooledConn::Sqlite(mut conn) => {
+                migrate::sqlite::status(&mut conn, &studio.migrations).await?
+            }
+        })
     }
     .await;
     let status = match status {

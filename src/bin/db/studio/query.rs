@@ -1,9 +1,16 @@
-//! Running the studio's SQL: every statement has text binds (values never
-//! enter SQL text) and returns each row as one JSON array of the columns'
-//! text forms, so one row type serves every table.
+//! Running the studio's SQL, on either backend: every statement has binds
+//! (values never enter SQL text) and returns each row as the columns' text
+//! forms, so one row type serves every table.
 //!
-//! Reads run in a `READ ONLY` transaction with a `statement_timeout` and
-//! `TimeZone` UTC; writes in an ordinary transaction, all or nothing.
+//! PostgreSQL: reads run in a `READ ONLY` transaction with a
+//! `statement_timeout` and `TimeZone` UTC, through the crate's pool; each
+//! row comes back as one JSON array of text. SQLite (`super::sqlite`):
+//! reads run on a connection opened read-only for the request, inside one
+//! transaction, with the same time limit (a progress handler); writes go
+//! through the crate's pool, so their errors are the crate's typed errors.
+
+use std::fmt;
+use std::path::PathBuf;
 
 use database::Db;
 use diesel::QueryableByName;
@@ -11,30 +18,111 @@ use diesel::pg::Pg;
 use diesel::sql_types::{Nullable, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
-/// One statement and its bind values (`$1`, `$2`, ... in order; `None` is NULL).
-#[derive(Debug, Clone, Default)]
-pub struct Stmt {
-    pub sql: String,
-    pub binds: Vec<Option<String>>,
+use super::catalog::{Dialect, Table, quote_ident};
+
+/// Where the studio's statements run.
+pub enum Source {
+    Postgres(Db),
+    /// Reads open `path` read-only; writes and the migration status use `db`.
+    Sqlite {
+        db: Db,
+        path: PathBuf,
+    },
 }
 
-impl Stmt {
-    pub fn new(sql: impl Into<String>) -> Stmt {
-        Stmt {
-            sql: sql.into(),
-            binds: Vec::new(),
+impl Source {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Source::Postgres(_) => Dialect::Postgres,
+            Source::Sqlite { .. } => Dialect::Sqlite,
         }
     }
 
-    /// Adds a bind value and returns its placeholder (`$n`).
-    pub fn bind(&mut self, value: Option<String>) -> String {
+    /// The crate's pool over the database.
+    pub fn db(&self) -> &Db {
+        match self {
+            Source::Postgres(db) | Source::Sqlite { db, .. } => db,
+        }
+    }
+}
+
+/// A bind value. PostgreSQL statements bind text and cast it on the
+/// server (`CAST($1 AS type)`); SQLite has no such types, so the text is
+/// turned into the column's storage class here (`Column::value`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Int(i64),
+    Real(f64),
+    Blob(Vec<u8>),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Text(t) => f.write_str(t),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Real(r) => write!(f, "{r}"),
+            Value::Blob(b) => f.write_str(&super::sqlite::blob_text(b)),
+        }
+    }
+}
+
+/// One statement and its bind values (`None` is NULL).
+#[derive(Debug, Clone, Default)]
+pub struct Stmt {
+    pub sql: String,
+    pub binds: Vec<Option<Value>>,
+    pub dialect: Dialect,
+}
+
+impl Stmt {
+    /// An empty statement in `dialect`.
+    pub fn new(dialect: Dialect) -> Stmt {
+        Stmt {
+            dialect,
+            ..Stmt::default()
+        }
+    }
+
+    /// An empty statement on `table`'s backend.
+    pub fn on(table: &Table) -> Stmt {
+        Stmt::new(table.dialect)
+    }
+
+    /// Adds a bind value and returns its placeholder: `$n` on PostgreSQL,
+    /// `?n` on SQLite (numbered, so a placeholder may appear twice).
+    pub fn bind(&mut self, value: Option<Value>) -> String {
         self.binds.push(value);
-        format!("${}", self.binds.len())
+        match self.dialect {
+            Dialect::Postgres => format!("${}", self.binds.len()),
+            Dialect::Sqlite => format!("?{}", self.binds.len()),
+        }
+    }
+
+    /// `bind` of text.
+    pub fn bind_text(&mut self, value: Option<String>) -> String {
+        self.bind(value.map(Value::Text))
     }
 }
 
 /// A row: the columns' text forms (NULL is `None`).
 pub type Row = Vec<Option<String>>;
+
+/// What a write did: how many rows it touched, and the rows its
+/// `RETURNING` gave (PostgreSQL; SQLite's writes return none).
+pub struct Written {
+    pub rows: usize,
+    pub returned: Vec<Row>,
+}
+
+/// Why the console did not show a result.
+pub enum ConsoleError {
+    /// Refused before it ran (not one read-only query).
+    Refused(String),
+    /// It ran and failed.
+    Failed(database::Error),
+}
 
 #[derive(QueryableByName)]
 struct JsonRow {
@@ -45,7 +133,7 @@ struct JsonRow {
 async fn load(conn: &mut database::Conn, stmt: &Stmt) -> Result<Vec<Row>, diesel::result::Error> {
     let mut q = diesel::sql_query(stmt.sql.clone()).into_boxed::<Pg>();
     for b in &stmt.binds {
-        q = q.bind::<Nullable<Text>, _>(b.clone());
+        q = q.bind::<Nullable<Text>, _>(b.as_ref().map(Value::to_string));
     }
     let rows: Vec<JsonRow> = q.load(conn).await?;
     rows.into_iter()
@@ -56,12 +144,25 @@ async fn load(conn: &mut database::Conn, stmt: &Stmt) -> Result<Vec<Row>, diesel
         .collect()
 }
 
+/// Runs `stmts` in one read-only transaction bounded by `timeout_ms`; on
+/// PostgreSQL see `read_postgres`, on SQLite `super::sqlite::read`.
+pub async fn read(
+    source: &Source,
+    timeout_ms: u64,
+    stmts: Vec<Stmt>,
+) -> Result<Vec<Vec<Row>>, database::Error> {
+    match source {
+        Source::Postgres(db) => read_postgres(db, timeout_ms, stmts).await,
+        Source::Sqlite { path, .. } => super::sqlite::read(path.clone(), timeout_ms, stmts).await,
+    }
+}
+
 /// Runs `stmts` in one `READ ONLY` transaction bounded by `timeout_ms`,
 /// which is always rolled back: a read has nothing to commit, and a rollback
 /// also undoes any `set_config(..., false)` a statement slipped past the
 /// console's checks. Session advisory locks survive a rollback: they are
 /// released after it. Names resolve in schema `public` only (the catalog's).
-pub async fn read(
+async fn read_postgres(
     db: &Db,
     timeout_ms: u64,
     stmts: Vec<Stmt>,
@@ -107,35 +208,121 @@ async fn unlock_advisory(conn: &mut database::Conn) -> Result<(), database::Erro
     Ok(())
 }
 
-/// Runs `stmts` in one read-write transaction bounded by `timeout_ms`: all
-/// of them or none.
+/// Runs `stmt` in one read-write transaction (bounded by `timeout_ms` on
+/// PostgreSQL; SQLite's writes are single rows by key and wait at most the
+/// crate's busy timeout for the write lock).
 pub async fn write(
-    db: &Db,
+    source: &Source,
     timeout_ms: u64,
-    stmts: Vec<Stmt>,
-) -> Result<Vec<Vec<Row>>, database::Error> {
+    stmt: Stmt,
+) -> Result<Written, database::Error> {
+    let db = match source {
+        Source::Postgres(db) => db,
+        Source::Sqlite { db, .. } => return super::sqlite::write(db, stmt).await,
+    };
     let mut conn = db.conn().await?;
     let setup = format!(
         "SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL TimeZone = 'UTC'; \
          SET LOCAL search_path = public"
     );
-    conn.transaction(async move |c| {
-        c.batch_execute(&setup).await?;
-        let mut out = Vec::with_capacity(stmts.len());
-        for s in &stmts {
-            out.push(load(c, s).await?);
-        }
-        Ok::<_, database::Error>(out)
+    let returned = conn
+        .transaction(async move |c| {
+            c.batch_execute(&setup).await?;
+            Ok::<_, database::Error>(load(c, &stmt).await?)
+        })
+        .await?;
+    Ok(Written {
+        rows: returned.len(),
+        returned,
     })
-    .await
+}
+
+/// The select list of `table`'s columns as text: on PostgreSQL one JSON
+/// array of text named `r`; on SQLite the columns themselves (booleans as
+/// `true`/`false`, the text PostgreSQL shows and the forms send back).
+pub fn select_list(table: &Table) -> String {
+    match table.dialect {
+        Dialect::Postgres => {
+            let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            row_json(&names)
+        }
+        Dialect::Sqlite => table
+            .columns
+            .iter()
+            .map(|c| {
+                let q = quote_ident(&c.name);
+                if c.kind == super::catalog::Kind::Bool {
+                    format!("CASE WHEN {q} IS NULL THEN NULL WHEN {q} THEN 'true' ELSE 'false' END")
+                } else {
+                    q
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// `SELECT` of one count as a row (`count_sql(Dialect::Postgres, "t", "a = $1")`).
+pub fn count_sql(dialect: Dialect, table: &str, cond: &str) -> String {
+    match dialect {
+        Dialect::Postgres => format!(
+            "SELECT json_build_array(count(*)::text)::text AS r FROM {} WHERE {cond}",
+            quote_ident(table)
+        ),
+        Dialect::Sqlite => format!("SELECT count(*) FROM {} WHERE {cond}", quote_ident(table)),
+    }
+}
+
+/// Runs one console statement (already checked by `super::sql::refusal` on
+/// PostgreSQL): the column names and at most `max_rows` rows.
+pub async fn console(
+    source: &Source,
+    timeout_ms: u64,
+    sql: &str,
+    max_rows: usize,
+) -> Result<(Vec<String>, Vec<Row>), ConsoleError> {
+    match source {
+        Source::Sqlite { path, .. } => {
+            super::sqlite::console(path.clone(), timeout_ms, sql.to_owned(), max_rows).await
+        }
+        Source::Postgres(db) => {
+            // Each row becomes [name, value, name, value, ...] in column order
+            // (json_each keeps a json object's order and duplicate names).
+            let wrapped = Stmt {
+                sql: format!(
+                    "SELECT coalesce((SELECT json_agg(v.x ORDER BY e.ord, v.k) \
+                       FROM json_each_text(row_to_json(t)) WITH ORDINALITY e(key, value, ord), \
+                       LATERAL (VALUES (0, e.key), (1, e.value)) v(k, x)), '[]')::text AS r \
+                     FROM ({sql}\n) t LIMIT {max_rows}"
+                ),
+                ..Stmt::default()
+            };
+            let rows = read_postgres(db, timeout_ms, vec![wrapped])
+                .await
+                .map_err(ConsoleError::Failed)?
+                .remove(0);
+            let names = <[Row]>::first(&rows)
+                .map(|r| {
+                    r.iter()
+                        .step_by(2)
+                        .map(|n| n.clone().unwrap_or_default())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let rows = rows
+                .into_iter()
+                .map(|r| r.into_iter().skip(1).step_by(2).collect())
+                .collect();
+            Ok((names, rows))
+        }
+    }
 }
 
 /// The select list that turns `columns` into one JSON array of text named `r`.
-pub fn row_json(columns: &[&str], alias: Option<&str>) -> String {
-    let prefix = alias.map(|a| format!("{a}.")).unwrap_or_default();
+fn row_json(columns: &[&str]) -> String {
     let cols: Vec<String> = columns
         .iter()
-        .map(|c| format!("{prefix}{}::text", super::catalog::quote_ident(c)))
+        .map(|c| format!("{}::text", quote_ident(c)))
         .collect();
     // A function takes at most 100 arguments: wider tables concatenate
     // arrays of 100 (jsonb keeps the order).

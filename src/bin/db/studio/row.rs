@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::Studio;
-use super::catalog::{Kind, quote_ident};
+use super::catalog::{Catalog, ForeignKey, Kind, Table, quote_ident};
 use super::html::{self, enc, esc};
-use super::query::{self, Stmt};
+use super::query::{self, Row, Stmt};
 use super::table::{find, reference_href, server_timing};
 use super::view::{cast, key_from, pairs, row_pairs, row_stmt};
 
@@ -31,7 +31,12 @@ pub async fn row(
         Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
     };
     let started = Instant::now();
-    let found = match query::read(&studio.db, studio.timeout_ms, vec![row_stmt(table, &key)]).await
+    let found = match query::read(
+        &studio.source,
+        studio.timeout_ms,
+        vec![row_stmt(table, &key)],
+    )
+    .await
     {
         Ok(mut r) => r.remove(0).pop(),
         Err(e) => return studio.db_error(&e),
@@ -43,44 +48,8 @@ pub async fn row(
             &format!("no row of {} with that key", table.name),
         );
     };
-    // One count per referencing foreign key, all in one transaction.
-    let mut counts = Vec::new();
-    let mut stmts = Vec::new();
-    for fk in &table.referenced_by {
-        let values: Vec<Option<String>> = fk
-            .ref_columns
-            .iter()
-            .map(|c| {
-                table
-                    .columns
-                    .iter()
-                    .position(|x| &x.name == c)
-                    .and_then(|i| row[i].clone())
-            })
-            .collect();
-        if values.iter().any(Option::is_none) {
-            continue;
-        }
-        let Some(child) = catalog.table(&fk.table) else {
-            continue;
-        };
-        let mut s = Stmt::default();
-        let conds: Vec<String> = fk
-            .columns
-            .iter()
-            .zip(&values)
-            .map(|(c, v)| format!("{} = {}", quote_ident(c), cast(&mut s, child, c, v.clone())))
-            .collect();
-        s.sql = format!(
-            "SELECT json_build_array(count(*)::text)::text AS r FROM {} WHERE {}",
-            quote_ident(&fk.table),
-            conds.join(" AND ")
-        );
-        stmts.push(s);
-        counts.push((fk, values));
-    }
-    let results = match query::read(&studio.db, studio.timeout_ms, stmts).await {
-        Ok(r) => r,
+    let counts = match referencing(&studio, &catalog, table, &row).await {
+        Ok(c) => c,
         Err(e) => return studio.db_error(&e),
     };
     let mut b = format!(
@@ -119,11 +88,7 @@ pub async fn row(
     if counts.is_empty() {
         b.push_str(r#"<li class="muted">nothing references this table</li>"#);
     }
-    for ((fk, values), rows) in counts.iter().zip(results) {
-        let n = rows
-            .first()
-            .and_then(|r| r[0].clone())
-            .unwrap_or_else(|| "0".into());
+    for Reference { fk, values, rows } in &counts {
         let mut p = Vec::new();
         for (c, v) in fk.columns.iter().zip(values) {
             p.push(("fc".into(), c.clone()));
@@ -136,7 +101,7 @@ pub async fn row(
             enc(&fk.table),
             esc(&html::query(&p)),
             esc(&fk.columns.join(", ")),
-            esc(&n)
+            rows
         ));
     }
     b.push_str("</ul>");
@@ -145,6 +110,71 @@ pub async fn row(
     let elapsed = started.elapsed();
     server_timing(&mut response, started, elapsed);
     response
+}
+
+/// The rows of one foreign key that reference a row.
+pub(super) struct Reference {
+    pub fk: ForeignKey,
+    /// The referenced row's values of the key's columns.
+    pub values: Vec<Option<String>>,
+    /// How many rows reference it.
+    pub rows: i64,
+}
+
+/// Per foreign key that points at `table`, how many rows reference `row`:
+/// one count each, all in one read transaction (the row page lists them;
+/// the delete page says what a delete would do to them).
+pub(super) async fn referencing(
+    studio: &Studio,
+    catalog: &Catalog,
+    table: &Table,
+    row: &Row,
+) -> Result<Vec<Reference>, database::Error> {
+    let mut found = Vec::new();
+    let mut stmts = Vec::new();
+    for fk in &table.referenced_by {
+        let values: Vec<Option<String>> = fk
+            .ref_columns
+            .iter()
+            .map(|c| {
+                table
+                    .columns
+                    .iter()
+                    .position(|x| &x.name == c)
+                    .and_then(|i| row[i].clone())
+            })
+            .collect();
+        // A NULL is referenced by nothing.
+        if values.iter().any(Option::is_none) {
+            continue;
+        }
+        let Some(child) = catalog.table(&fk.table) else {
+            continue;
+        };
+        let mut s = Stmt::on(child);
+        let conds: Vec<String> = fk
+            .columns
+            .iter()
+            .zip(&values)
+            .map(|(c, v)| format!("{} = {}", quote_ident(c), cast(&mut s, child, c, v.clone())))
+            .collect();
+        s.sql = query::count_sql(child.dialect, &fk.table, &conds.join(" AND "));
+        stmts.push(s);
+        found.push(Reference {
+            fk: fk.clone(),
+            values,
+            rows: 0,
+        });
+    }
+    let counts = query::read(&studio.source, studio.timeout_ms, stmts).await?;
+    for (r, rows) in found.iter_mut().zip(counts) {
+        r.rows = rows
+            .first()
+            .and_then(|row| row[0].as_deref())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+    }
+    Ok(found)
 }
 
 /// A value in the row detail, by kind: JSON pretty and foldable,

@@ -10,6 +10,12 @@
 //! large objects, file access, `dblink`...). Then what passes runs inside
 //! a `READ ONLY` transaction with a `statement_timeout`, which also stops
 //! the side effects no parser can see (a user-defined function that writes).
+//!
+//! On SQLite the statement runs on a connection opened read-only, where no
+//! statement can change the file; it must start as a query and be one
+//! statement, and SQLite's `sqlite3_stmt_readonly` must confirm that it
+//! does not write (`super::sqlite::console`), before it runs, with the
+//! same time limit.
 
 use std::sync::Arc;
 
@@ -20,8 +26,9 @@ use axum::response::{IntoResponse, Response};
 use pg_query::NodeRef;
 
 use super::Studio;
+use super::catalog::Dialect;
 use super::html::{self, cell, esc};
-use super::query::{self, Stmt};
+use super::query::{self, ConsoleError};
 
 /// Rows shown at most.
 const MAX_ROWS: usize = 1000;
@@ -184,7 +191,12 @@ pub async fn form(State(studio): State<Arc<Studio>>) -> Response {
 /// `POST /sql`.
 pub async fn run(State(studio): State<Arc<Studio>>, Form(input): Form<Input>) -> Response {
     let sql = input.sql.trim().trim_end_matches(';').to_owned();
-    if let Some(why) = refusal(&sql) {
+    // SQLite's statements are checked by SQLite itself (`super::sqlite::console`).
+    let refused = match studio.source.dialect() {
+        Dialect::Postgres => refusal(&sql),
+        Dialect::Sqlite => None,
+    };
+    if let Some(why) = refused {
         let body = console(
             &studio,
             &input.sql,
@@ -196,34 +208,27 @@ pub async fn run(State(studio): State<Arc<Studio>>, Form(input): Form<Input>) ->
         )
             .into_response();
     }
-    // Each row becomes [name, value, name, value, ...] in column order
-    // (json_each keeps a json object's order and duplicate names).
-    let wrapped = Stmt::new(format!(
-        "SELECT coalesce((SELECT json_agg(v.x ORDER BY e.ord, v.k) \
-           FROM json_each_text(row_to_json(t)) WITH ORDINALITY e(key, value, ord), \
-           LATERAL (VALUES (0, e.key), (1, e.value)) v(k, x)), '[]')::text AS r \
-         FROM ({sql}\n) t LIMIT {}",
-        MAX_ROWS + 1
-    ));
     let started = std::time::Instant::now();
-    let rows = match query::read(&studio.db, studio.timeout_ms, vec![wrapped]).await {
-        Ok(mut r) => r.remove(0),
-        Err(e) => {
-            let body = console(
-                &studio,
-                &input.sql,
-                &format!(
-                    r#"<p class="error" id="error">{}</p>"#,
-                    esc(&super::describe(&e))
-                ),
-            );
-            return (
-                StatusCode::BAD_REQUEST,
-                html::page(&studio.chrome(), "SQL", &body),
-            )
-                .into_response();
-        }
-    };
+    let (names, rows) =
+        match query::console(&studio.source, studio.timeout_ms, &sql, MAX_ROWS + 1).await {
+            Ok(result) => result,
+            Err(e) => {
+                let message = match e {
+                    ConsoleError::Refused(why) => format!("refused: {why}"),
+                    ConsoleError::Failed(e) => super::describe(&e),
+                };
+                let body = console(
+                    &studio,
+                    &input.sql,
+                    &format!(r#"<p class="error" id="error">{}</p>"#, esc(&message)),
+                );
+                return (
+                    StatusCode::BAD_REQUEST,
+                    html::page(&studio.chrome(), "SQL", &body),
+                )
+                    .into_response();
+            }
+        };
     let elapsed = started.elapsed();
     let mut out = String::new();
     let shown = rows.len().min(MAX_ROWS);
@@ -233,15 +238,15 @@ pub async fn run(State(studio): State<Arc<Studio>>, Form(input): Form<Input>) ->
         shown,
         elapsed.as_secs_f64() * 1000.0
     ));
-    if let Some(first) = rows.first() {
+    if !rows.is_empty() {
         out.push_str(r#"<div class="scroll"><table class="grid" id="result"><thead><tr>"#);
-        for name in first.iter().step_by(2) {
-            out.push_str(&format!("<th>{}</th>", esc(name.as_deref().unwrap_or(""))));
+        for name in &names {
+            out.push_str(&format!("<th>{}</th>", esc(name)));
         }
         out.push_str("</tr></thead><tbody>");
         for row in rows.iter().take(MAX_ROWS) {
             out.push_str("<tr>");
-            for v in row.iter().skip(1).step_by(2) {
+            for v in row {
                 out.push_str(&format!("<td>{}</td>", cell(v.as_deref())));
             }
             out.push_str("</tr>");

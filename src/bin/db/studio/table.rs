@@ -63,7 +63,7 @@ pub async fn view(
     };
     let (stmt, reversed) = page_stmt(table, &view, view.size + 1);
     let db_started = Instant::now();
-    let mut rows = match query::read(&studio.db, studio.timeout_ms, vec![stmt]).await {
+    let mut rows = match query::read(&studio.source, studio.timeout_ms, vec![stmt]).await {
         Ok(mut r) => r.remove(0),
         Err(e) => return studio.db_error(&e),
     };

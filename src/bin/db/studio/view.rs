@@ -4,8 +4,8 @@
 //! found by comparing keys, never with `OFFSET`, so page 10,000 costs what
 //! page 1 costs.
 
-use super::catalog::{Table, quote_ident};
-use super::query::{self, Row, Stmt};
+use super::catalog::{Dialect, Kind, Table, quote_ident};
+use super::query::{self, Row, Stmt, Value};
 
 /// Rows per page unless `size` says otherwise, and the most it may say.
 pub const DEFAULT_SIZE: usize = 50;
@@ -141,11 +141,12 @@ impl View {
             }
             let op_text = fo.get(i).map(String::as_str).unwrap_or("eq");
             let op = Op::parse(op_text).ok_or_else(|| format!("unknown operator {op_text:?}"))?;
-            view.filters.push(Filter {
-                column,
-                op,
-                value: fv.get(i).cloned().unwrap_or_default(),
-            });
+            let value = fv.get(i).cloned().unwrap_or_default();
+            if matches!(op, Op::Eq | Op::Lt | Op::Gt) {
+                let c = table.column(&column).expect("checked above");
+                table.value(c, &value)?;
+            }
+            view.filters.push(Filter { column, op, value });
         }
         if view.sort.is_some()
             && view.sort.as_deref() == table.primary_key.first().map(|s| s.as_str())
@@ -153,10 +154,15 @@ impl View {
         {
             view.sort = None; // the key order is the default order
         }
-        let key_len = key_columns(table, &view).len();
+        let key_cols = key_columns(table, &view);
         for key in view.after.iter().chain(view.before.iter()) {
-            if key.len() != key_len {
+            if key.len() != key_cols.len() {
                 return Err("the page cursor does not fit this view".into());
+            }
+            for (c, v) in key_cols.iter().zip(key) {
+                if let Some(v) = v {
+                    table.value(table.column(c).expect("key column"), v)?;
+                }
             }
         }
         Ok(view)
@@ -196,9 +202,19 @@ pub fn key_columns(table: &Table, view: &View) -> Vec<String> {
     k
 }
 
+/// The placeholder of `value` bound for `column`: cast to the column's type
+/// on PostgreSQL, of the column's storage class on SQLite. Text from a
+/// request is checked with `Table::value` first (a filter, a cursor, a key,
+/// a form field); what is bound here has passed it or came from the database.
 pub(super) fn cast(stmt: &mut Stmt, table: &Table, column: &str, value: Option<String>) -> String {
-    let ty = &table.column(column).expect("checked column").type_name;
-    format!("CAST({} AS {ty})", stmt.bind(value))
+    let c = table.column(column).expect("checked column");
+    match table.dialect {
+        Dialect::Postgres => format!("CAST({} AS {})", stmt.bind_text(value), c.type_name),
+        Dialect::Sqlite => {
+            let value = value.map(|text| table.value(c, &text).unwrap_or(Value::Text(text)));
+            stmt.bind(value)
+        }
+    }
 }
 
 /// `WHERE` parts of the filters.
@@ -221,14 +237,32 @@ pub fn filter_sql(stmt: &mut Stmt, table: &Table, filters: &[Filter]) -> Vec<Str
                     cast(stmt, table, &f.column, Some(f.value.clone()))
                 ),
                 Op::Contains => {
+                    let bytes = table.dialect == Dialect::Sqlite
+                        && table
+                            .column(&f.column)
+                            .is_some_and(|c| c.kind == Kind::Bytes);
+                    // Bytes on SQLite are matched in hex (a UUID without its dashes).
+                    let needle = if bytes {
+                        f.value.replace('-', "").to_ascii_lowercase()
+                    } else {
+                        f.value.clone()
+                    };
                     let pattern = format!(
                         "%{}%",
-                        f.value
+                        needle
                             .replace('\\', "\\\\")
                             .replace('%', "\\%")
                             .replace('_', "\\_")
                     );
-                    format!("{col}::text ILIKE {}", stmt.bind(Some(pattern)))
+                    let p = stmt.bind_text(Some(pattern));
+                    match table.dialect {
+                        Dialect::Postgres => format!("{col}::text ILIKE {p}"),
+                        // SQLite's LIKE ignores ASCII case, and has no escape character unless named.
+                        Dialect::Sqlite if bytes => {
+                            format!("lower(hex({col})) LIKE {p} ESCAPE '\\'")
+                        }
+                        Dialect::Sqlite => format!("CAST({col} AS TEXT) LIKE {p} ESCAPE '\\'"),
+                    }
                 }
                 Op::IsNull => format!("{col} IS NULL"),
                 Op::NotNull => format!("{col} IS NOT NULL"),
@@ -323,8 +357,7 @@ fn order_sql(table: &Table, view: &View, reversed: bool) -> String {
 /// The statement of one page of `limit` rows, and whether its rows come
 /// back in reverse display order (a `before` page reads backwards).
 pub fn page_stmt(table: &Table, view: &View, limit: usize) -> (Stmt, bool) {
-    let mut stmt = Stmt::default();
-    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut stmt = Stmt::on(table);
     let mut conds = filter_sql(&mut stmt, table, &view.filters);
     // Displayed ascending: `after` reads forward, `before` reads backward.
     // Descending is the canonical order read backward.
@@ -341,7 +374,7 @@ pub fn page_stmt(table: &Table, view: &View, limit: usize) -> (Stmt, bool) {
     }
     let mut sql = format!(
         "SELECT {} FROM {}",
-        query::row_json(&names, None),
+        query::select_list(table),
         quote_ident(&table.name)
     );
     if !conds.is_empty() {
@@ -406,6 +439,9 @@ pub fn key_from(table: &Table, pairs: &[(String, String)]) -> Result<Vec<String>
             table.primary_key.join(", ")
         ));
     }
+    for (c, v) in table.primary_key.iter().zip(&k) {
+        table.value(table.column(c).expect("key column"), v)?;
+    }
     Ok(k)
 }
 
@@ -428,12 +464,11 @@ pub fn key_sql(stmt: &mut Stmt, table: &Table, key: &[String]) -> String {
 
 /// The statement that reads one row by key.
 pub fn row_stmt(table: &Table, key: &[String]) -> Stmt {
-    let mut stmt = Stmt::default();
-    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut stmt = Stmt::on(table);
     let cond = key_sql(&mut stmt, table, key);
     stmt.sql = format!(
         "SELECT {} FROM {} WHERE {cond}",
-        query::row_json(&names, None),
+        query::select_list(table),
         quote_ident(&table.name)
     );
     stmt

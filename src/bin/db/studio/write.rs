@@ -17,11 +17,11 @@ use axum::response::{IntoResponse, Response};
 use database::error::InvalidInput;
 
 use super::Studio;
-use super::catalog::{Column, Kind, Table, quote_ident};
+use super::catalog::{Column, Dialect, Kind, Table, quote_ident};
 use super::html::{self, enc, esc};
 use super::query::{self, Row, Stmt};
 use super::table::find;
-use super::view::{key_from, key_sql, pairs, row_pairs, row_stmt};
+use super::view::{cast, key_from, key_sql, pairs, row_pairs, row_stmt};
 
 pub(super) type Fields = Vec<(String, String)>;
 
@@ -43,7 +43,11 @@ pub(super) fn refuse_read_only(studio: &Studio) -> Option<Response> {
 }
 
 /// The value a form gives for `column`: `None` is NULL.
-fn form_value(fields: &Fields, column: &Column) -> Result<Option<String>, database::Error> {
+fn form_value(
+    fields: &Fields,
+    table: &Table,
+    column: &Column,
+) -> Result<Option<String>, database::Error> {
     if field(fields, &format!("n:{}", column.name)).is_some() {
         return Ok(None);
     }
@@ -57,6 +61,13 @@ fn form_value(fields: &Fields, column: &Column) -> Result<Option<String>, databa
             column.name.clone(),
             "json",
             format!("{} is not valid JSON: {e}", column.name),
+        )));
+    }
+    if let Err(why) = table.value(column, &v) {
+        return Err(database::Error::Invalid(InvalidInput::field(
+            column.name.clone(),
+            "type",
+            why,
         )));
     }
     if column.kind == Kind::Enum && !column.labels.contains(&v) {
@@ -148,7 +159,7 @@ pub(super) fn preview(
     );
     for v in &stmt.binds {
         b.push_str(&match v {
-            Some(v) => format!("<li><code>{}</code></li>", esc(v)),
+            Some(v) => format!("<li><code>{}</code></li>", esc(&v.to_string())),
             None => r#"<li><span class="null">NULL</span></li>"#.into(),
         });
     }
@@ -179,9 +190,18 @@ pub(super) fn done(studio: &Studio, title: &str, stmt: &Stmt, link: &str) -> Res
     html::page(&studio.chrome(), title, &b).into_response()
 }
 
+/// `RETURNING` the changed row on PostgreSQL (a write then says which row
+/// it touched); nothing on SQLite, whose writes report a count.
 pub(super) fn returning(table: &Table) -> String {
-    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
-    format!(" RETURNING {}", query::row_json(&names, None))
+    match table.dialect {
+        Dialect::Postgres => format!(" RETURNING {}", query::select_list(table)),
+        Dialect::Sqlite => String::new(),
+    }
+}
+
+/// `k=...` pairs of a key.
+fn key_pairs(key: &[String]) -> Vec<(String, String)> {
+    key.iter().map(|k| ("k".to_owned(), k.clone())).collect()
 }
 
 pub(super) async fn load_row(
@@ -189,12 +209,14 @@ pub(super) async fn load_row(
     table: &Table,
     key: &[String],
 ) -> Result<Option<Row>, database::Error> {
-    Ok(
-        query::read(&studio.db, studio.timeout_ms, vec![row_stmt(table, key)])
-            .await?
-            .remove(0)
-            .pop(),
+    Ok(query::read(
+        &studio.source,
+        studio.timeout_ms,
+        vec![row_stmt(table, key)],
     )
+    .await?
+    .remove(0)
+    .pop())
 }
 
 /// `GET /t/{table}/edit?k=...`.
@@ -277,7 +299,7 @@ pub async fn edit(
             );
         }
     }
-    let mut stmt = Stmt::default();
+    let mut stmt = Stmt::on(table);
     let mut sets = Vec::new();
     for c in table
         .columns
@@ -289,7 +311,7 @@ pub async fn edit(
         {
             continue;
         }
-        let value = match form_value(&fields, c) {
+        let value = match form_value(&fields, table, c) {
             Ok(v) => v,
             Err(e) => return studio.db_error(&e),
         };
@@ -309,11 +331,10 @@ pub async fn edit(
         if field(&fields, &format!("o:{}", c.name)).is_some() && unchanged {
             continue;
         }
-        let p = stmt.bind(value);
         sets.push(format!(
-            "{} = CAST({p} AS {})",
+            "{} = {}",
             quote_ident(&c.name),
-            c.type_name
+            cast(&mut stmt, table, &c.name, value)
         ));
     }
     if sets.is_empty() {
@@ -346,17 +367,18 @@ pub async fn edit(
             "",
         );
     }
-    match query::write(&studio.db, studio.timeout_ms, vec![stmt.clone()]).await {
-        Ok(r) if r[0].is_empty() => html::error(
+    match query::write(&studio.source, studio.timeout_ms, stmt.clone()).await {
+        Ok(w) if w.rows == 0 => html::error(
             &studio.chrome(),
             StatusCode::NOT_FOUND,
             "the row is gone: nothing was changed",
         ),
-        Ok(r) => {
+        Ok(_) => {
+            // The key is not editable: the row is still where it was.
             let link = format!(
                 r#"<a id="back" href="/t/{}/row?{}">Back to the row</a>"#,
                 enc(&table.name),
-                esc(&html::query(&row_pairs(table, &r[0][0])))
+                esc(&html::query(&key_pairs(&key)))
             );
             done(&studio, &format!("Updated {}", table.name), &stmt, &link)
         }
@@ -392,11 +414,22 @@ pub async fn insert_form(State(studio): State<Arc<Studio>>, Path(name): Path<Str
             ),
             None => String::new(),
         };
+        // SQLite stores the crate's ids as 16-byte BLOBs with no default: a
+        // fresh (time-ordered) UUID is offered, as PostgreSQL's default would make.
+        let fresh_id = (table.dialect == Dialect::Sqlite
+            && c.kind == Kind::Bytes
+            && default.is_none()
+            && table.primary_key.contains(&c.name))
+        .then(|| uuid::Uuid::now_v7().to_string());
         b.push_str(&format!(
             r#"<dt><label for="c-{0}">{0}</label><br><span class="muted">{1}</span></dt><dd>{2}{3}</dd>"#,
             esc(&c.name),
             esc(&c.type_name),
-            input(c, Some(""), default.as_deref().unwrap_or("")),
+            input(
+                c,
+                Some(fresh_id.as_deref().unwrap_or("")),
+                default.as_deref().unwrap_or("")
+            ),
             use_default
         ));
     }
@@ -420,8 +453,9 @@ pub async fn insert(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let mut stmt = Stmt::default();
+    let mut stmt = Stmt::on(table);
     let (mut cols, mut vals) = (Vec::new(), Vec::new());
+    let mut given: Vec<(String, String)> = Vec::new();
     for c in table.columns.iter().filter(|c| c.writable) {
         if field(&fields, &format!("d:{}", c.name)).is_some()
             || (field(&fields, &format!("c:{}", c.name)).is_none()
@@ -429,13 +463,15 @@ pub async fn insert(
         {
             continue;
         }
-        let value = match form_value(&fields, c) {
+        let value = match form_value(&fields, table, c) {
             Ok(v) => v,
             Err(e) => return studio.db_error(&e),
         };
+        if let Some(v) = &value {
+            given.push((c.name.clone(), v.clone()));
+        }
         cols.push(quote_ident(&c.name));
-        let p = stmt.bind(value);
-        vals.push(format!("CAST({p} AS {})", c.type_name));
+        vals.push(cast(&mut stmt, table, &c.name, value));
     }
     stmt.sql = if cols.is_empty() {
         format!(
@@ -464,13 +500,24 @@ pub async fn insert(
             "",
         );
     }
-    match query::write(&studio.db, studio.timeout_ms, vec![stmt.clone()]).await {
-        Ok(r) => {
-            let link = match r[0].first() {
-                Some(row) if !table.primary_key.is_empty() => format!(
+    // The new row's key: from `RETURNING` (PostgreSQL), else from the form
+    // when it gave every key column.
+    let given_key: Option<Vec<String>> = table
+        .primary_key
+        .iter()
+        .map(|k| given.iter().find(|(c, _)| c == k).map(|(_, v)| v.clone()))
+        .collect();
+    match query::write(&studio.source, studio.timeout_ms, stmt.clone()).await {
+        Ok(w) => {
+            let key = match w.returned.first() {
+                Some(row) => Some(row_pairs(table, row)),
+                None => given_key.map(|k| key_pairs(&k)),
+            };
+            let link = match key {
+                Some(key) if !table.primary_key.is_empty() => format!(
                     r#"<a id="back" href="/t/{}/row?{}">The new row</a>"#,
                     enc(&table.name),
-                    esc(&html::query(&row_pairs(table, row)))
+                    esc(&html::query(&key))
                 ),
                 _ => format!(
                     r#"<a id="back" href="/t/{}">The table</a>"#,
