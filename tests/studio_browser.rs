@@ -255,3 +255,79 @@ async fn write_mode_edits_a_cell_after_a_preview() {
     );
     b.screenshot(&dir, "14-edited");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_sqlite_browse_follow_keys_and_edit_a_cell() {
+    let Some(b) = browser() else { return };
+    let f = support::sqlite_file();
+    let s = Studio::start(&f.url, &["--write"], &[]);
+    let dir = shots();
+    b.goto(&s.url);
+    assert!(b.find("#tables").text().contains("user_settings"));
+    b.screenshot(&dir, "20-sqlite-home");
+
+    // A table, a page forward and back.
+    b.goto(&format!("http://127.0.0.1:{}/t/users?size=10", s.port));
+    let first = keys(&b);
+    assert_eq!(first.len(), 10);
+    b.find("#next").click();
+    wait_for("page 2", || b.url().contains("after="));
+    let second = keys(&b);
+    assert!(first.iter().all(|k| !second.contains(k)));
+    b.find("#prev").click();
+    wait_for("back to page 1", || b.url().contains("before="));
+    assert_eq!(keys(&b), first);
+    b.screenshot(&dir, "21-sqlite-table");
+
+    // An account's user, and back to the user's accounts.
+    b.goto(&format!("http://127.0.0.1:{}/t/accounts", s.port));
+    let fk = b.find("#rows a.fk");
+    let user_id = fk.text();
+    assert_eq!(user_id.len(), 36, "a UUID, not bytes: {user_id}");
+    fk.click();
+    b.find("#detail");
+    b.screenshot(&dir, "22-sqlite-foreign-key");
+    b.find("#referenced-by a[data-table='accounts']").click();
+    wait_for("the user's accounts", || b.url().contains("fc=user_id"));
+    assert_eq!(keys(&b).len(), 1);
+
+    // Settings are JSON: shown as a tree.
+    b.goto(&format!(
+        "http://127.0.0.1:{}/t/user_settings/row?k={user_id}",
+        s.port
+    ));
+    b.find("dd[data-column='settings'] .json-tree");
+    b.screenshot(&dir, "23-sqlite-json");
+
+    // Edit a cell: preview, then run; the file has it.
+    b.goto(&format!(
+        "http://127.0.0.1:{}/t/users/row?k={user_id}",
+        s.port
+    ));
+    b.find("#edit").click();
+    let name = b.find("#c-name");
+    name.clear();
+    name.type_text("Edited In SQLite");
+    b.find("#preview").click();
+    let sql = b.find("#preview-sql").text();
+    assert!(
+        sql.starts_with("UPDATE \"users\" SET \"name\" = ?1 WHERE \"id\" = ?2"),
+        "{sql}"
+    );
+    b.screenshot(&dir, "24-sqlite-edit-preview");
+    b.find("#confirm").click();
+    b.find("#done");
+    assert_eq!(
+        support::sqlite_scalar(
+            &f,
+            &format!(
+                "SELECT name FROM users WHERE hex(id) = upper('{}')",
+                user_id.replace('-', "")
+            )
+        ),
+        "Edited In SQLite"
+    );
+    b.find("#back").click();
+    assert!(b.find("#detail").text().contains("Edited In SQLite"));
+    b.screenshot(&dir, "25-sqlite-edited");
+}

@@ -7,7 +7,9 @@ mod common;
 mod support;
 
 use common::TestDb;
-use support::{Studio, href_of, links, row_keys, scalar, sql, unescape, users};
+use support::{
+    Studio, href_of, links, row_keys, scalar, sql, sqlite_file, sqlite_scalar, unescape, users,
+};
 
 // --- Browsing -------------------------------------------------------------
 
@@ -590,48 +592,6 @@ async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
 // with a password login, a profile and settings): the catalog from SQLite's
 // pragmas, UUIDs shown and taken as text (stored as 16-byte BLOBs), reads on
 // a connection opened read-only, writes through the crate's pool.
-
-/// A set-up and seeded SQLite file; the directory goes when dropped.
-struct SqliteFile {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-    url: String,
-}
-
-fn sqlite_file() -> SqliteFile {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("studio.db");
-    let url = format!("sqlite:{}", path.display());
-    for args in [&["setup"][..], &["seed"]] {
-        let out = common::run_db(&url, args, &[]);
-        assert!(
-            out.status.success(),
-            "db {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    SqliteFile {
-        _dir: dir,
-        path,
-        url,
-    }
-}
-
-/// One text value read straight from the file (not through the studio).
-fn sqlite_scalar(file: &SqliteFile, sql: &str) -> String {
-    use diesel::Connection;
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct V {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        v: String,
-    }
-    let mut conn = diesel::SqliteConnection::establish(file.path.to_str().unwrap()).unwrap();
-    diesel::sql_query(format!("SELECT CAST(({sql}) AS TEXT) AS v"))
-        .get_result::<V>(&mut conn)
-        .unwrap()
-        .v
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_sqlite_tables_pages_filters_and_keys_work_as_on_postgresql() {

@@ -381,3 +381,45 @@ pub fn assert_csp_clean(html: &str) {
         assert!(!html.contains(bad), "{bad} in a studio page: {html}");
     }
 }
+
+/// A set-up and seeded SQLite file; the directory goes when dropped.
+pub struct SqliteFile {
+    _dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+    pub url: String,
+}
+
+pub fn sqlite_file() -> SqliteFile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("studio.db");
+    let url = format!("sqlite:{}", path.display());
+    for args in [&["setup"][..], &["seed"]] {
+        let out = crate::common::run_db(&url, args, &[]);
+        assert!(
+            out.status.success(),
+            "db {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    SqliteFile {
+        _dir: dir,
+        path,
+        url,
+    }
+}
+
+/// One text value read straight from the file (not through the studio).
+pub fn sqlite_scalar(file: &SqliteFile, sql: &str) -> String {
+    use diesel::Connection;
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let mut conn = diesel::SqliteConnection::establish(file.path.to_str().unwrap()).unwrap();
+    diesel::sql_query(format!("SELECT CAST(({sql}) AS TEXT) AS v"))
+        .get_result::<V>(&mut conn)
+        .unwrap()
+        .v
+}
