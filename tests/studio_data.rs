@@ -8,7 +8,8 @@ mod support;
 
 use common::TestDb;
 use support::{
-    Studio, href_of, links, row_keys, scalar, sql, sqlite_file, sqlite_scalar, unescape, users,
+    Studio, href_of, links, row_keys, scalar, sql, sqlite_exec, sqlite_file, sqlite_scalar,
+    unescape, users,
 };
 
 // --- Browsing -------------------------------------------------------------
@@ -879,6 +880,75 @@ async fn on_sqlite_write_mode_edits_inserts_and_deletes_with_typed_errors() {
     assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM accounts"), "199");
     let again = s.post(&format!("/t/users/delete?k={id}"), &[("confirm", "1")]);
     assert_eq!(again.status, 404);
+    // A foreign key to no row: a conflict on the foreign key, nothing written.
+    let orphan = uuid::Uuid::now_v7().to_string();
+    let r = s.post(
+        "/t/user_settings/new",
+        &[
+            ("c:user_id", orphan.as_str()),
+            ("d:settings", "1"),
+            ("d:created_at", "1"),
+            ("d:updated_at", "1"),
+            ("confirm", "1"),
+        ],
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body.contains("Conflict on constraint FOREIGN KEY"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        sqlite_scalar(&f, "SELECT count(*) FROM user_settings"),
+        "199"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_sqlite_untyped_columns_big_values_and_virtual_tables_are_handled() {
+    let f = sqlite_file();
+    sqlite_exec(
+        &f,
+        "CREATE TABLE notes (id PRIMARY KEY, body); \
+         INSERT INTO notes VALUES (5, 'five'), ('x', 'text key'), (X'00ff', 'bytes key'); \
+         CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello');",
+    );
+    let s = Studio::start(&f.url, &["--write"], &[]);
+    let home = s.get("/");
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("href=\"/t/notes\""));
+    assert!(
+        !home.body.contains("/t/docs"),
+        "virtual tables and their shadow tables are not browsed"
+    );
+    // A column without a type takes a number as a number, text as text, \x as bytes.
+    assert_eq!(
+        row_keys(&s.get("/t/notes?fc=id&fo=eq&fv=5").body),
+        vec!["5"]
+    );
+    assert_eq!(
+        row_keys(&s.get("/t/notes?fc=id&fo=eq&fv=x").body),
+        vec!["x"]
+    );
+    assert_eq!(
+        row_keys(&s.get("/t/notes?fc=id&fo=eq&fv=%5Cx00ff").body),
+        vec!["\\x00ff"]
+    );
+    assert_eq!(s.get("/t/notes/row?k=5").status, 200);
+    assert_eq!(s.get("/t/notes/row?k=x").status, 200);
+    // Pages over keys of mixed storage classes.
+    let page = s.get("/t/notes?size=1");
+    let next = s.get(&unescape(&href_of(&page.body, "next").unwrap()));
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(row_keys(&next.body), vec!["x"]);
+    // A value larger than the studio shows is an error, not gigabytes in memory.
+    let r = s.post("/sql", &[("sql", "SELECT zeroblob(100000000)")]);
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains("larger than the studio shows"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

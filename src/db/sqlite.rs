@@ -184,10 +184,13 @@ impl SqliteDb {
 }
 
 /// The crate's typed error for a statement that failed on a SQLite
-/// connection, with the constraint names PostgreSQL reports for the same
-/// rules: for code that runs its own SQL on a `SqliteConn` (`db studio`).
+/// connection, for code that runs its own SQL on a `SqliteConn` on any
+/// table (`db studio`): a violated CHECK or a unique index by its name, a
+/// UNIQUE of columns by the name PostgreSQL gives the crate's own rules (else
+/// by its columns, `users.email`), and a broken foreign key as
+/// `Conflict { constraint: "FOREIGN KEY" }` (SQLite does not say which).
 pub fn error(err: diesel::result::Error) -> Error {
-    named(err.into())
+    name_constraints(err.into(), false)
 }
 
 /// Gives a SQLite constraint error the name PostgreSQL reports for the same
@@ -197,15 +200,26 @@ pub fn error(err: diesel::result::Error) -> Error {
 /// one (deletes cascade), so a broken foreign key means the user is missing:
 /// what the PostgreSQL side reports through `not_found_on(<fkey>, "user")`.
 pub(crate) fn named(err: Error) -> Error {
+    name_constraints(err, true)
+}
+
+/// `named` (`crate_tables`: the rules of `migrations_sqlite/` are assumed) or `error`.
+fn name_constraints(err: Error, crate_tables: bool) -> Error {
     match err {
         Error::Conflict {
             constraint,
             message,
         } if constraint == "unknown" => {
             if message.contains("FOREIGN KEY constraint failed") {
-                return Error::NotFound { entity: "user" };
+                if crate_tables {
+                    return Error::NotFound { entity: "user" };
+                }
+                return Error::Conflict {
+                    constraint: "FOREIGN KEY".to_owned(),
+                    message,
+                };
             }
-            let constraint = unique_name(&message).unwrap_or(constraint);
+            let constraint = unique_name(&message, crate_tables).unwrap_or(constraint);
             Error::Conflict {
                 constraint,
                 message,
@@ -246,7 +260,7 @@ pub(crate) fn named(err: Error) -> Error {
 /// The PostgreSQL name of the unique rule SQLite describes in `message`
 /// (`UNIQUE constraint failed: accounts.provider, accounts.provider_account_id`,
 /// or `... index 'users_email_lower_key'` for an expression index).
-fn unique_name(message: &str) -> Option<String> {
+fn unique_name(message: &str, crate_tables: bool) -> Option<String> {
     let detail = message.split_once("UNIQUE constraint failed: ")?.1.trim();
     if let Some(index) = detail.strip_prefix("index '") {
         return Some(index.trim_end_matches('\'').to_owned());
@@ -266,6 +280,9 @@ fn unique_name(message: &str) -> Option<String> {
     if let Some((_, name)) = BY_COLUMNS.iter().find(|(cols, _)| *cols == detail) {
         return Some((*name).to_owned());
     }
+    if !crate_tables {
+        return Some(detail.to_owned());
+    }
     // A primary key: PostgreSQL calls it `<table>_pkey`.
     let (table, _) = detail.split_once('.')?;
     (!detail.contains(',')).then(|| format!("{table}_pkey"))
@@ -274,6 +291,21 @@ fn unique_name(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_violated_check_is_named_as_on_postgresql() {
+        let failed = diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::CheckViolation,
+            Box::new("CHECK constraint failed: users_name_length".to_owned()),
+        );
+        match error(failed) {
+            Error::Invalid(input) => {
+                assert_eq!(input.fields[0].field, "users_name_length");
+                assert_eq!(input.fields[0].code, "check");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn every_url_form() {
@@ -296,16 +328,47 @@ mod tests {
     #[test]
     fn unique_names() {
         assert_eq!(
-            unique_name("UNIQUE constraint failed: index 'users_email_lower_key'").as_deref(),
+            unique_name(
+                "UNIQUE constraint failed: index 'users_email_lower_key'",
+                true
+            )
+            .as_deref(),
             Some("users_email_lower_key")
         );
         assert_eq!(
-            unique_name("UNIQUE constraint failed: accounts.user_id, accounts.provider").as_deref(),
+            unique_name(
+                "UNIQUE constraint failed: accounts.user_id, accounts.provider",
+                true
+            )
+            .as_deref(),
             Some("accounts_user_provider_key")
         );
         assert_eq!(
-            unique_name("UNIQUE constraint failed: users.id").as_deref(),
+            unique_name("UNIQUE constraint failed: users.id", true).as_deref(),
             Some("users_pkey")
         );
+        // Any other table (`error`, for `db studio`): its columns, not a guess.
+        assert_eq!(
+            unique_name("UNIQUE constraint failed: posts.slug", false).as_deref(),
+            Some("posts.slug")
+        );
+    }
+
+    #[test]
+    fn a_broken_foreign_key_of_any_table_is_a_conflict_not_a_missing_user() {
+        let failed = || {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                Box::new("FOREIGN KEY constraint failed".to_owned()),
+            )
+        };
+        assert!(matches!(
+            error(failed()),
+            Error::Conflict { ref constraint, .. } if constraint == "FOREIGN KEY"
+        ));
+        assert!(matches!(
+            named(failed().into()),
+            Error::NotFound { entity: "user" }
+        ));
     }
 }

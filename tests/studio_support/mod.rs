@@ -423,3 +423,11 @@ pub fn sqlite_scalar(file: &SqliteFile, sql: &str) -> String {
         .unwrap()
         .v
 }
+
+/// Runs `sql` (one or more statements) straight on the file.
+pub fn sqlite_exec(file: &SqliteFile, sql: &str) {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let mut conn = diesel::SqliteConnection::establish(file.path.to_str().unwrap()).unwrap();
+    conn.batch_execute(sql).unwrap();
+}

@@ -146,6 +146,9 @@ pub struct Table {
 pub enum RowCount {
     Exact(i64),
     Estimate(i64),
+    /// More than this many (counted up to it: SQLite without `ANALYZE`
+    /// statistics has no estimate, and a full count reads the whole table).
+    MoreThan(i64),
 }
 
 impl Table {
@@ -175,12 +178,16 @@ impl Table {
                 "false" | "f" | "0" => Ok(Value::Int(0)),
                 _ => Err(format!("{name} is a boolean: true or false, not {text:?}")),
             },
-            Kind::Number => text
-                .trim()
-                .parse::<i64>()
-                .map(Value::Int)
-                .or_else(|_| text.trim().parse::<f64>().map(Value::Real))
-                .map_err(|_| format!("{name} is a number, not {text:?}")),
+            Kind::Number => number(text).ok_or_else(|| format!("{name} is a number, not {text:?}")),
+            // No declared type: SQLite stores what it is given, so the text
+            // is taken for the kind of value it spells.
+            _ if column.type_name.is_empty() => Ok(number(text)
+                .or_else(|| {
+                    text.strip_prefix("\\x")
+                        .and_then(|h| hex::decode(h).ok())
+                        .map(Value::Blob)
+                })
+                .unwrap_or_else(|| Value::Text(text.to_owned()))),
             Kind::Bytes => super::sqlite::blob_of(text.trim())
                 .map(Value::Blob)
                 .ok_or_else(|| {
@@ -196,6 +203,17 @@ impl Table {
             .iter()
             .find(|fk| fk.columns.len() == 1 && fk.columns[0] == column)
     }
+}
+
+/// `text` as an integer, else as a finite real number.
+fn number(text: &str) -> Option<Value> {
+    let t = text.trim();
+    t.parse::<i64>().map(Value::Int).ok().or_else(|| {
+        t.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .map(Value::Real)
+    })
 }
 
 /// Every table of the browsed schema, by name.

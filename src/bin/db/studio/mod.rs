@@ -286,6 +286,9 @@ async fn home(State(studio): State<Arc<Studio>>) -> Response {
         for t in tables {
             let count = match t.rows {
                 RowCount::Exact(n) => format!("{n}"),
+                RowCount::MoreThan(n) => {
+                    format!(r#"<span class="est" title="counted up to {n}">&gt;{n}</span>"#)
+                }
                 RowCount::Estimate(n) => format!(
                     r#"<span class="est" title="the planner's estimate">~{}</span>"#,
                     n.max(0)

@@ -3,21 +3,23 @@
 //! crate's pool.
 //!
 //! Reads use SQLite's C API directly (the bundled library Diesel links):
-//! Diesel's SQLite connection has no read-only open, no progress handler
-//! (SQLite's only way to bound a running statement) and no way to ask a
-//! prepared statement whether it writes. So a read here is what a
-//! PostgreSQL read is: one transaction that cannot write (the file is
-//! opened with `SQLITE_OPEN_READONLY`, so no statement, `PRAGMA` or
-//! `ATTACH` can change it) and that is cancelled when
-//! `DB_STUDIO_STATEMENT_TIMEOUT_MS` has passed. Writes go through the
-//! crate's pool so that their errors are the crate's typed errors.
+//! Diesel's SQLite connection has no read-only open, no way to interrupt a
+//! running statement from another thread (`sqlite3_interrupt`, SQLite's only
+//! way to bound one) and no way to ask a prepared statement whether it
+//! writes. So a read here is what a PostgreSQL read is: one transaction that
+//! cannot write (the file is opened with `SQLITE_OPEN_READONLY`, so no
+//! statement, `PRAGMA` or `ATTACH` can change it) and that is cancelled when
+//! `DB_STUDIO_STATEMENT_TIMEOUT_MS` has passed (0: no limit, as on
+//! PostgreSQL). Writes go through the crate's pool so that their errors are
+//! the crate's typed errors.
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use database::db::sqlite::BUSY_TIMEOUT;
 use database::error::TimeoutKind;
@@ -57,25 +59,27 @@ enum Failure {
     Sqlite { code: c_int, message: String },
 }
 
+/// The longest text or BLOB a read returns: a bigger value (`zeroblob(1e9)`
+/// in the console) is an error, not gigabytes in memory.
+const MAX_VALUE_BYTES: c_int = 16 << 20;
+
+/// The handle of an open read-only connection, for the watchdog.
+struct Handle(*mut ffi::sqlite3);
+
+// SAFETY: only `sqlite3_interrupt` is called through it from another thread,
+// which SQLite allows while the connection is open; `Watch` guarantees that
+// (the connection takes its handle out before it closes).
+unsafe impl Send for Handle {}
+
+/// Where the watchdog finds the connection to interrupt: `None` before it
+/// opens and after it closes.
+type Watch = Arc<Mutex<Option<Handle>>>;
+
 /// A connection opened read-only for one request.
 struct ReadOnly {
     db: *mut ffi::sqlite3,
-    /// When the progress handler cancels the running statement (boxed: the
-    /// handler holds its address).
-    deadline: Box<Instant>,
+    watch: Watch,
     timeout_ms: u64,
-}
-
-// SAFETY: the handle is only ever used by the one thread that holds the
-// value (it is moved into a blocking task), and SQLite is built threadsafe.
-unsafe impl Send for ReadOnly {}
-
-/// Called by SQLite every 1000 virtual-machine steps: non-zero cancels the
-/// statement (`SQLITE_INTERRUPT`).
-unsafe extern "C" fn past_deadline(deadline: *mut c_void) -> c_int {
-    // SAFETY: the pointer is `ReadOnly::deadline`, alive while the handler is set.
-    let deadline = unsafe { &*(deadline as *const Instant) };
-    c_int::from(Instant::now() >= *deadline)
 }
 
 /// A prepared statement, finalized when dropped.
@@ -90,6 +94,8 @@ impl Drop for Prepared {
 
 impl Drop for ReadOnly {
     fn drop(&mut self) {
+        // The watchdog may no longer reach the handle once it is closed.
+        self.watch.lock().unwrap_or_else(|p| p.into_inner()).take();
         // SAFETY: the handle from sqlite3_open_v2 (also after a failed open);
         // its statements are finalized already. Closing ends the transaction.
         unsafe { ffi::sqlite3_close(self.db) };
@@ -97,7 +103,7 @@ impl Drop for ReadOnly {
 }
 
 impl ReadOnly {
-    fn open(path: &Path, timeout_ms: u64) -> Result<ReadOnly, database::Error> {
+    fn open(path: &Path, timeout_ms: u64, watch: Watch) -> Result<ReadOnly, database::Error> {
         let c_path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| database::Error::Config("the SQLite path contains a NUL byte".into()))?;
         let mut db = ptr::null_mut();
@@ -113,7 +119,7 @@ impl ReadOnly {
         };
         let conn = ReadOnly {
             db,
-            deadline: Box::new(Instant::now() + Duration::from_millis(timeout_ms)),
+            watch,
             timeout_ms,
         };
         if rc != ffi::SQLITE_OK {
@@ -123,19 +129,16 @@ impl ReadOnly {
                 conn.message()
             )));
         }
-        let busy = BUSY_TIMEOUT.as_millis().min(u128::from(timeout_ms)) as c_int;
-        let deadline: *const Instant = &*conn.deadline;
-        // SAFETY: a valid handle; the deadline outlives the handler (both
-        // belong to `conn`, and `Drop` closes the handle).
+        let busy = match timeout_ms {
+            0 => BUSY_TIMEOUT.as_millis(),
+            ms => BUSY_TIMEOUT.as_millis().min(u128::from(ms)),
+        } as c_int;
+        // SAFETY: a valid, open handle.
         unsafe {
             ffi::sqlite3_busy_timeout(conn.db, busy);
-            ffi::sqlite3_progress_handler(
-                conn.db,
-                1000,
-                Some(past_deadline),
-                deadline as *mut c_void,
-            );
+            ffi::sqlite3_limit(conn.db, ffi::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
         }
+        *conn.watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Handle(conn.db));
         conn.exec("BEGIN")?;
         Ok(conn)
     }
@@ -169,6 +172,10 @@ impl ReadOnly {
                         self.timeout_ms
                     ),
                 },
+                ffi::SQLITE_TOOBIG => database::Error::Unsupported(format!(
+                    "a value is larger than the studio shows ({} MiB): {message}",
+                    MAX_VALUE_BYTES >> 20
+                )),
                 ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED => database::Error::Unavailable(message),
                 _ => database::db::sqlite::error(diesel::result::Error::DatabaseError(
                     diesel::result::DatabaseErrorKind::Unknown,
@@ -216,7 +223,9 @@ impl ReadOnly {
         }
         if console {
             let used = (tail as usize).saturating_sub(sql.as_ptr() as usize);
-            if !blank(sql.get(used..).unwrap_or("")) {
+            // The tail is where SQLite stopped reading: after the first
+            // statement (no tail at all is read as "more follows").
+            if tail.is_null() || !sql.get(used..).is_some_and(blank) {
                 return Err(Failure::Refused("one statement at a time".into()));
             }
             // SAFETY: a prepared statement.
@@ -226,8 +235,16 @@ impl ReadOnly {
                 ));
             }
         }
+        let too_long = |n: usize| {
+            c_int::try_from(n).map_err(|_| Failure::Refused("a bind value is too long".into()))
+        };
         for (i, b) in binds.iter().enumerate() {
             let at = (i + 1) as c_int;
+            let len = match b {
+                Some(Value::Text(t)) => too_long(t.len())?,
+                Some(Value::Blob(bytes)) => too_long(bytes.len())?,
+                _ => 0,
+            };
             // SAFETY: a prepared statement; SQLITE_TRANSIENT makes SQLite copy the bytes.
             let rc = unsafe {
                 match b {
@@ -236,7 +253,7 @@ impl ReadOnly {
                         stmt.0,
                         at,
                         t.as_ptr() as *const c_char,
-                        t.len() as c_int,
+                        len,
                         ffi::SQLITE_TRANSIENT(),
                     ),
                     Some(Value::Int(n)) => ffi::sqlite3_bind_int64(stmt.0, at, *n),
@@ -245,7 +262,7 @@ impl ReadOnly {
                         stmt.0,
                         at,
                         bytes.as_ptr() as *const c_void,
-                        bytes.len() as c_int,
+                        len,
                         ffi::SQLITE_TRANSIENT(),
                     ),
                 }
@@ -351,18 +368,37 @@ fn first_keyword(sql: &str) -> String {
         .to_ascii_uppercase()
 }
 
-/// Runs `work` on a read-only connection to `path`, on a blocking thread.
+/// Runs `work` on a read-only connection to `path`, on a blocking thread,
+/// while a watchdog interrupts it once `timeout_ms` has passed (and again
+/// every 20 ms, so a statement started after the first interrupt stops too).
 async fn on_read_only<T: Send + 'static>(
     path: PathBuf,
     timeout_ms: u64,
     work: impl FnOnce(&ReadOnly) -> Result<T, database::Error> + Send + 'static,
 ) -> Result<T, database::Error> {
-    tokio::task::spawn_blocking(move || {
-        let conn = ReadOnly::open(&path, timeout_ms)?;
+    let watch: Watch = Arc::default();
+    let watchdog = (timeout_ms > 0).then(|| {
+        let watch = watch.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(timeout_ms)).await;
+            loop {
+                if let Some(handle) = &*watch.lock().unwrap_or_else(|p| p.into_inner()) {
+                    // SAFETY: the handle is open while it is in `watch` (see `Handle`).
+                    unsafe { ffi::sqlite3_interrupt(handle.0) };
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    });
+    let outcome = tokio::task::spawn_blocking(move || {
+        let conn = ReadOnly::open(&path, timeout_ms, watch)?;
         work(&conn)
     })
-    .await
-    .map_err(|e| database::Error::Unavailable(format!("the studio's SQLite reader: {e}")))?
+    .await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    outcome.map_err(|e| database::Error::Unavailable(format!("the studio's SQLite reader: {e}")))?
 }
 
 /// `query::read` on SQLite: `stmts` in one read-only transaction.
@@ -559,9 +595,13 @@ pub async fn catalog(path: PathBuf) -> Result<Catalog, database::Error> {
                 .map_err(|f| conn.error(f))
         };
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        // Ordinary tables of the main database: not SQLite's own, not virtual
+        // tables (whose module may not be loaded here) or their shadow tables.
         let tables = q(
-            "SELECT name, sql FROM sqlite_schema WHERE type = 'table' \
-             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+            "SELECT l.name, s.sql FROM pragma_table_list l \
+             JOIN sqlite_schema s ON s.name = l.name AND s.type = 'table' \
+             WHERE l.schema = 'main' AND l.type = 'table' \
+             AND l.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY l.name",
             &[],
         )?;
         let stats: BTreeMap<String, i64> = if q(
@@ -664,14 +704,28 @@ pub async fn catalog(path: PathBuf) -> Result<Catalog, database::Error> {
                 }
             }
             table.references = fks.into_values().collect();
+            // Exact up to the limit; above it ANALYZE's figure when there is
+            // one, else "more than" (a full count reads the whole table).
             table.rows = match stats.get(&name) {
                 Some(&n) if n >= EXACT_COUNT_LIMIT => RowCount::Estimate(n),
-                _ => RowCount::Exact(
-                    q(&format!("SELECT count(*) FROM {}", quote_ident(&name)), &[])?
-                        .first()
-                        .and_then(|r| text(&r[0]).parse().ok())
-                        .unwrap_or(0),
-                ),
+                _ => {
+                    let n: i64 = q(
+                        &format!(
+                            "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {})",
+                            quote_ident(&name),
+                            EXACT_COUNT_LIMIT + 1
+                        ),
+                        &[],
+                    )?
+                    .first()
+                    .and_then(|r| text(&r[0]).parse().ok())
+                    .unwrap_or(0);
+                    if n > EXACT_COUNT_LIMIT {
+                        RowCount::MoreThan(EXACT_COUNT_LIMIT)
+                    } else {
+                        RowCount::Exact(n)
+                    }
+                }
             };
             catalog.tables.insert(name, table);
         }

@@ -90,6 +90,7 @@ fn render_view(
     let mut b = String::new();
     let count = match table.rows {
         RowCount::Exact(n) => format!("{n} rows"),
+        RowCount::MoreThan(n) => format!("more than {n} rows"),
         RowCount::Estimate(n) => format!("~{} rows (estimate)", n.max(0)),
     };
     b.push_str(&format!(
