@@ -196,38 +196,27 @@ pub async fn run(State(studio): State<Arc<Studio>>, Form(input): Form<Input>) ->
         Dialect::Postgres => refusal(&sql),
         Dialect::Sqlite => None,
     };
-    if let Some(why) = refused {
+    let failed = |message: String| {
         let body = console(
             &studio,
             &input.sql,
-            &format!(r#"<p class="error" id="error">refused: {}</p>"#, esc(&why)),
+            &format!(r#"<p class="error" id="error">{}</p>"#, esc(&message)),
         );
-        return (
+        (
             StatusCode::BAD_REQUEST,
             html::page(&studio.chrome(), "SQL", &body),
         )
-            .into_response();
+            .into_response()
+    };
+    if let Some(why) = refused {
+        return failed(format!("refused: {why}"));
     }
     let started = std::time::Instant::now();
     let (names, rows) =
         match query::console(&studio.source, studio.timeout_ms, &sql, MAX_ROWS + 1).await {
             Ok(result) => result,
-            Err(e) => {
-                let message = match e {
-                    ConsoleError::Refused(why) => format!("refused: {why}"),
-                    ConsoleError::Failed(e) => super::describe(&e),
-                };
-                let body = console(
-                    &studio,
-                    &input.sql,
-                    &format!(r#"<p class="error" id="error">{}</p>"#, esc(&message)),
-                );
-                return (
-                    StatusCode::BAD_REQUEST,
-                    html::page(&studio.chrome(), "SQL", &body),
-                )
-                    .into_response();
-            }
+            Err(ConsoleError::Refused(why)) => return failed(format!("refused: {why}")),
+            Err(ConsoleError::Failed(e)) => return failed(super::describe(&e)),
         };
     let elapsed = started.elapsed();
     let mut out = String::new();

@@ -334,35 +334,30 @@ fn column_text(stmt: &Prepared, i: c_int) -> Option<String> {
     }
 }
 
-/// Whether `sql` holds nothing but blanks, `;` and comments.
-fn blank(sql: &str) -> bool {
+/// `sql` from its first character that is not blank, a comment or `also`.
+fn skip_noise(sql: &str, also: char) -> &str {
     let mut rest = sql;
     loop {
-        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == also);
         if let Some(r) = rest.strip_prefix("--") {
             rest = r.split_once('\n').map(|(_, r)| r).unwrap_or("");
         } else if let Some(r) = rest.strip_prefix("/*") {
             rest = r.split_once("*/").map(|(_, r)| r).unwrap_or("");
         } else {
-            return rest.is_empty();
+            return rest;
         }
     }
 }
 
+/// Whether `sql` holds nothing but blanks, `;` and comments.
+fn blank(sql: &str) -> bool {
+    skip_noise(sql, ';').is_empty()
+}
+
 /// The first keyword of `sql`, upper-cased (comments and `(` skipped).
 fn first_keyword(sql: &str) -> String {
-    let mut rest = sql;
-    loop {
-        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
-        if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map(|(_, r)| r).unwrap_or("");
-        } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map(|(_, r)| r).unwrap_or("");
-        } else {
-            break;
-        }
-    }
-    rest.chars()
+    skip_noise(sql, '(')
+        .chars()
         .take_while(|c| c.is_ascii_alphabetic())
         .collect::<String>()
         .to_ascii_uppercase()
