@@ -14,9 +14,8 @@ use super::catalog::{Table, quote_ident};
 use super::html::{self, enc, esc};
 use super::query::{self, Row, Stmt};
 use super::row::{Reference, referencing};
-use super::table::find;
-use super::view::{key_from, key_sql, pairs};
-use super::write::{Fields, done, field, load_row, preview, refuse_read_only, returning};
+use super::view::key_sql;
+use super::write::{Fields, addressed, done, field, load_row, preview, returning};
 
 /// `DELETE` of the row with primary key `key`, returning it.
 fn delete_stmt(table: &Table, key: &[String]) -> Stmt {
@@ -68,18 +67,10 @@ pub async fn delete_form(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if let Some(r) = refuse_read_only(&studio) {
-        return r;
-    }
     let catalog = studio.catalog();
-    let table = match find(&studio, &catalog, &name) {
-        Ok(t) => t,
+    let (table, key) = match addressed(&studio, &catalog, &name, raw.as_deref()) {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let pairs = pairs(raw.as_deref());
-    let key = match key_from(table, &pairs) {
-        Ok(k) => k,
-        Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
     };
     let row = match load_row(&studio, table, &key).await {
         Ok(Some(r)) => r,
@@ -117,17 +108,10 @@ pub async fn delete(
     RawQuery(raw): RawQuery,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if let Some(r) = refuse_read_only(&studio) {
-        return r;
-    }
     let catalog = studio.catalog();
-    let table = match find(&studio, &catalog, &name) {
-        Ok(t) => t,
+    let (table, key) = match addressed(&studio, &catalog, &name, raw.as_deref()) {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let key = match key_from(table, &pairs(raw.as_deref())) {
-        Ok(k) => k,
-        Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
     };
     if field(&fields, "confirm") != Some("1") {
         return html::error(

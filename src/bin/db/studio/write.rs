@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use database::error::InvalidInput;
 
 use super::Studio;
-use super::catalog::{Column, Dialect, Kind, Table, quote_ident};
+use super::catalog::{Catalog, Column, Dialect, Kind, Table, quote_ident};
 use super::html::{self, enc, esc};
 use super::query::{self, Row, Stmt};
 use super::table::find;
@@ -40,6 +40,25 @@ pub(super) fn refuse_read_only(studio: &Studio) -> Option<Response> {
             "read-only: start `db studio --write` to edit, insert or delete",
         )
     })
+}
+
+/// The table and row a write-mode request names (`/t/{name}/...?k=...`), or
+/// the page that refuses it: 403 in read-only mode, 404 for a table not in
+/// the catalog, 400 for a key that does not name one row.
+#[allow(clippy::result_large_err)]
+pub(super) fn addressed<'c>(
+    studio: &Studio,
+    catalog: &'c Catalog,
+    name: &str,
+    raw: Option<&str>,
+) -> Result<(&'c Table, Vec<String>), Response> {
+    if let Some(r) = refuse_read_only(studio) {
+        return Err(r);
+    }
+    let table = find(studio, catalog, name)?;
+    let key = key_from(table, &pairs(raw))
+        .map_err(|why| html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why))?;
+    Ok((table, key))
 }
 
 /// The value a form gives for `column`: `None` is NULL.
@@ -225,17 +244,10 @@ pub async fn edit_form(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if let Some(r) = refuse_read_only(&studio) {
-        return r;
-    }
     let catalog = studio.catalog();
-    let table = match find(&studio, &catalog, &name) {
-        Ok(t) => t,
+    let (table, key) = match addressed(&studio, &catalog, &name, raw.as_deref()) {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let key = match key_from(table, &pairs(raw.as_deref())) {
-        Ok(k) => k,
-        Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
     };
     let row = match load_row(&studio, table, &key).await {
         Ok(Some(r)) => r,
@@ -276,17 +288,10 @@ pub async fn edit(
     RawQuery(raw): RawQuery,
     Form(fields): Form<Fields>,
 ) -> Response {
-    if let Some(r) = refuse_read_only(&studio) {
-        return r;
-    }
     let catalog = studio.catalog();
-    let table = match find(&studio, &catalog, &name) {
-        Ok(t) => t,
+    let (table, key) = match addressed(&studio, &catalog, &name, raw.as_deref()) {
+        Ok(found) => found,
         Err(r) => return r,
-    };
-    let key = match key_from(table, &pairs(raw.as_deref())) {
-        Ok(k) => k,
-        Err(why) => return html::error(&studio.chrome(), StatusCode::BAD_REQUEST, &why),
     };
     for (k, _) in &fields {
         if let Some(col) = k.split_once(':').map(|(_, c)| c)
