@@ -348,6 +348,44 @@ async fn the_migrations_page_shows_what_db_status_prints() {
         page.contains(&format!("{} applied, 0 pending", set.len())),
         "{page}"
     );
+    // Line for line what `db status` prints: version, state, time, name and
+    // notes (here: a version applied by the diesel CLI, no checksum yet).
+    sql(
+        &t,
+        "DELETE FROM __database_migration_checksums WHERE version = '20261121100000'",
+    )
+    .await;
+    let page = s.get("/migrations").body;
+    let out = common::run_db(&t.url, &["status"], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("[checksum recorded on next `db migrate`]"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let page = unescape(&page);
+    for line in printed.lines().skip(1) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        // A version line: 14 digits first (not the totals line).
+        if cells.len() < 5 || cells[0].len() != 14 || !cells[0].chars().all(|c| c.is_ascii_digit())
+        {
+            continue;
+        }
+        // `{:<18} {:<9} {:<20} {}`: the name and its notes from column 50 on.
+        let (version, state, when, name) = (
+            cells[0],
+            cells[1],
+            format!("{} {}", cells[2], cells[3]),
+            &line[50..],
+        );
+        assert!(
+            page.contains(&format!(
+                "<td>{version}</td><td>{state}</td><td>{when}</td><td>{name}</td>"
+            )),
+            "{line}\n{page}"
+        );
+    }
+    assert!(page.contains(printed.lines().find(|l| l.contains(" applied, ")).unwrap()));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -837,42 +837,15 @@ fn print_status(status: &Status) {
         "VERSION", "STATE", "APPLIED AT (UTC)"
     );
     for v in &status.versions {
-        let applied_at = v
-            .applied_at
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_else(|| "-".into());
-        let mut name = v
-            .name
-            .clone()
-            .unwrap_or_else(|| "(not in local migrations)".into());
-        if v.state == State::Applied && !v.checksum_recorded {
-            name.push_str("  [checksum recorded on next `db migrate`]");
-        }
-        if let Some(old) = &v.applied_as {
-            name.push_str(&format!("  [renamed: applied as {old}]"));
-        }
-        if let Some((done, total)) = v.progress {
-            name.push_str(&format!(
-                "  [partially applied (statement {done} of {total} done): `db migrate` resumes at statement {}]",
-                done + 1
-            ));
-        }
         println!(
             "{:<18} {:<9} {:<20} {}",
             v.version,
             v.state.to_string(),
-            applied_at,
-            name
+            v.applied_at_text(),
+            v.described_name()
         );
     }
-    println!(
-        "{} applied, {} pending, {} partially applied, {} modified, {} missing",
-        status.count(State::Applied),
-        status.count(State::Pending),
-        status.count(State::PartiallyApplied),
-        status.count(State::Modified),
-        status.count(State::Missing)
-    );
+    println!("{}", status.summary());
     for index in &status.invalid_indexes {
         println!(
             "INVALID index {index}: an interrupted or failed CREATE INDEX CONCURRENTLY (or one \

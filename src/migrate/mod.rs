@@ -160,6 +160,49 @@ impl Status {
             .filter_map(|v| v.name.as_deref())
             .collect()
     }
+
+    /// The totals line of `db status`: `13 applied, 0 pending, ...`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} applied, {} pending, {} partially applied, {} modified, {} missing",
+            self.count(State::Applied),
+            self.count(State::Pending),
+            self.count(State::PartiallyApplied),
+            self.count(State::Modified),
+            self.count(State::Missing)
+        )
+    }
+}
+
+impl VersionStatus {
+    /// When it was applied, as `db status` shows it (UTC; `-` if not).
+    pub fn applied_at_text(&self) -> String {
+        self.applied_at
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into())
+    }
+
+    /// The folder name with what `db status` says of it: a checksum still to
+    /// record, a rename, a partial run and where `db migrate` resumes it.
+    pub fn described_name(&self) -> String {
+        let mut name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| "(not in local migrations)".into());
+        if self.state == State::Applied && !self.checksum_recorded {
+            name.push_str("  [checksum recorded on next `db migrate`]");
+        }
+        if let Some(old) = &self.applied_as {
+            name.push_str(&format!("  [renamed: applied as {old}]"));
+        }
+        if let Some((done, total)) = self.progress {
+            name.push_str(&format!(
+                "  [partially applied (statement {done} of {total} done): `db migrate` resumes at statement {}]",
+                done + 1
+            ));
+        }
+        name
+    }
 }
 
 /// What a `run` did.

@@ -32,7 +32,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use database::db::sqlite::{SqliteTarget, sqlite_target};
-use database::migrate::{self, MigrationSet, State as MigrationState};
+use database::migrate::{self, MigrationSet};
 use database::{AnyPooledConn, Config, Db};
 
 use catalog::{Catalog, RowCount};
@@ -327,39 +327,16 @@ async fn migrations_page(State(studio): State<Arc<Studio>>) -> Response {
 <div class="scroll"><table class="grid" id="migrations"><thead><tr><th>Version</th><th>State</th><th>Applied at (UTC)</th><th>Migration</th></tr></thead><tbody>"#,
     );
     for v in &status.versions {
-        let applied = v
-            .applied_at
-            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_else(|| "-".into());
-        let mut name = v
-            .name
-            .clone()
-            .unwrap_or_else(|| "(not in local migrations)".into());
-        if let Some(old) = &v.applied_as {
-            name.push_str(&format!(" [renamed: applied as {old}]"));
-        }
-        if let Some((done, total)) = v.progress {
-            name.push_str(&format!(
-                " [partially applied: {done} of {total} statements]"
-            ));
-        }
         body.push_str(&format!(
             r#"<tr class="state-{1}"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}</td></tr>"#,
             esc(&v.version),
             esc(&v.state.to_string()),
-            esc(&applied),
-            esc(&name)
+            esc(&v.applied_at_text()),
+            esc(&v.described_name())
         ));
     }
     body.push_str("</tbody></table></div>");
-    body.push_str(&format!(
-        "<p>{} applied, {} pending, {} partially applied, {} modified, {} missing</p>",
-        status.count(MigrationState::Applied),
-        status.count(MigrationState::Pending),
-        status.count(MigrationState::PartiallyApplied),
-        status.count(MigrationState::Modified),
-        status.count(MigrationState::Missing)
-    ));
+    body.push_str(&format!("<p>{}</p>", esc(&status.summary())));
     for index in &status.invalid_indexes {
         body.push_str(&format!(
             r#"<p class="error">INVALID index {}</p>"#,
