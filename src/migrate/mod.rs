@@ -255,6 +255,34 @@ fn compute_status(set: &MigrationSet, rows: &[AppliedRow], progress: &[ProgressR
     }
 }
 
+/// What a run up to `target` (a version; all when `None`) applies, in
+/// order: the local migrations not applied yet. Refuses a history that does
+/// not match the local files, and a target already applied (a run never goes
+/// back). Both backends' engines plan with it.
+fn plan_run<'s>(
+    set: &'s MigrationSet,
+    rows: &[AppliedRow],
+    progress: &[ProgressRow],
+    target: Option<&String>,
+) -> Result<Vec<&'s Migration>, MigrationError> {
+    let problems = problems_of(set, rows, progress);
+    if !problems.is_empty() {
+        return Err(MigrationError::Inconsistent { problems });
+    }
+    if let Some(t) = target
+        && rows.iter().any(|r| r.version == *t)
+    {
+        let newer = rows.iter().filter(|r| r.version > *t).count();
+        return Err(MigrationError::AlreadyApplied(t.clone(), newer));
+    }
+    Ok(set
+        .iter()
+        .filter(|m| {
+            !rows.iter().any(|r| r.version == m.version) && target.is_none_or(|t| m.version <= *t)
+        })
+        .collect())
+}
+
 fn problems_of(set: &MigrationSet, rows: &[AppliedRow], progress: &[ProgressRow]) -> Vec<Problem> {
     let mut problems = Vec::new();
     for r in rows {
@@ -376,16 +404,7 @@ pub async fn run_to_with(
     lock::with_lock(conn, options.lock_wait, async |conn| {
         conn.batch_execute(history::SETUP_SQL).await?;
         let (rows, progress) = history::read(conn).await?;
-        let problems = problems_of(set, &rows, &progress);
-        if !problems.is_empty() {
-            return Err(MigrationError::Inconsistent { problems });
-        }
-        if let Some(t) = &target_version
-            && rows.iter().any(|r| r.version == *t)
-        {
-            let newer = rows.iter().filter(|r| r.version > *t).count();
-            return Err(MigrationError::AlreadyApplied(t.clone(), newer));
-        }
+        let pending = plan_run(set, &rows, &progress, target_version.as_ref())?;
 
         let mut report = Report::default();
         // Versions applied by `diesel migration run` (no checksum) or by an
@@ -404,10 +423,6 @@ pub async fn run_to_with(
         // Progress of versions the diesel CLI applied since: done.
         history::forget_progress_of_applied(conn).await?;
 
-        let pending = set.iter().filter(|m| {
-            !rows.iter().any(|r| r.version == m.version)
-                && target_version.as_ref().is_none_or(|t| m.version <= *t)
-        });
         // A migration's own `SET`s (a lock timeout it chose) must not carry
         // over to the next one: the session is put back after each.
         let session = execute::SessionSettings::capture(conn).await?;

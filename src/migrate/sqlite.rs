@@ -20,7 +20,7 @@ use diesel::prelude::*;
 use super::error::{Failure, Script};
 use super::history::AppliedRow;
 use super::source::{EmbeddedFiles, Migration};
-use super::{MigrationError, MigrationSet, Report, Status, compute_status, problems_of};
+use super::{MigrationError, MigrationSet, Report, Status, compute_status, plan_run, problems_of};
 use crate::db::sqlite::SqliteConn;
 
 static EMBEDDED_SQLITE_FILES: &[EmbeddedFiles] =
@@ -184,16 +184,7 @@ pub async fn run_to(
     exclusive(conn, move |c| {
         c.batch_execute(SETUP_SQL)?;
         let rows = read(c)?;
-        let problems = problems_of(&set, &rows, &[]);
-        if !problems.is_empty() {
-            return Err(MigrationError::Inconsistent { problems });
-        }
-        if let Some(t) = &target
-            && rows.iter().any(|r| r.version == *t)
-        {
-            let newer = rows.iter().filter(|r| r.version > *t).count();
-            return Err(MigrationError::AlreadyApplied(t.clone(), newer));
-        }
+        let pending = plan_run(&set, &rows, &[], target.as_ref())?;
         let mut report = Report::default();
         for r in rows.iter().filter(|r| r.checksum_normalized.is_none()) {
             let m = set
@@ -204,10 +195,7 @@ pub async fn run_to(
                 report.checksums_recorded.push(m.version.clone());
             }
         }
-        for m in set.iter().filter(|m| {
-            !rows.iter().any(|r| r.version == m.version)
-                && target.as_ref().is_none_or(|t| m.version <= *t)
-        }) {
+        for m in pending {
             apply(c, m)?;
             tracing::info!(migration = %m.name, "applied SQLite migration");
             report.applied.push(m.name.clone());
