@@ -458,28 +458,7 @@ pub async fn rollback_with(
     steps: usize,
     options: &RunOptions,
 ) -> Result<Vec<String>, MigrationError> {
-    lock::with_lock(conn, options.lock_wait, async |conn| {
-        let plan = plan_revert(conn, set, steps).await?;
-        let session = execute::SessionSettings::capture(conn).await?;
-        if plan.iter().all(|m| m.run_in_transaction) {
-            conn.transaction::<_, MigrationError, _>(async |conn| {
-                for m in &plan {
-                    execute::revert(conn, m).await?;
-                }
-                Ok(())
-            })
-            .await?;
-        } else {
-            // plan_revert allows a non-transactional one only alone.
-            execute::revert(conn, plan[0]).await?;
-        }
-        session.restore(conn).await?;
-        for m in &plan {
-            tracing::info!(migration = %m.name, "reverted migration");
-        }
-        Ok(plan.into_iter().map(|m| m.name.clone()).collect())
-    })
-    .await
+    revert_with(conn, set, steps, options, false).await
 }
 
 /// Reverts the `steps` latest migrations and applies them again, under one
@@ -500,6 +479,19 @@ pub async fn redo_with(
     steps: usize,
     options: &RunOptions,
 ) -> Result<Vec<String>, MigrationError> {
+    revert_with(conn, set, steps, options, true).await
+}
+
+/// `rollback` (`reapply` false: the names reverted, newest first) or `redo`
+/// (`reapply`: each applied again, the names oldest first), under one lock,
+/// in one transaction when every migration is transactional.
+async fn revert_with(
+    conn: &mut Conn,
+    set: &MigrationSet,
+    steps: usize,
+    options: &RunOptions,
+    reapply: bool,
+) -> Result<Vec<String>, MigrationError> {
     lock::with_lock(conn, options.lock_wait, async |conn| {
         let plan = plan_revert(conn, set, steps).await?;
         let session = execute::SessionSettings::capture(conn).await?;
@@ -508,21 +500,34 @@ pub async fn redo_with(
                 for m in &plan {
                     execute::revert(conn, m).await?;
                 }
-                for m in plan.iter().rev() {
-                    execute::apply(conn, m, None).await?;
+                if reapply {
+                    for m in plan.iter().rev() {
+                        execute::apply(conn, m, None).await?;
+                    }
                 }
                 Ok(())
             })
             .await?;
         } else {
+            // plan_revert allows a non-transactional one only alone.
             let m = plan[0];
             execute::revert(conn, m).await?;
-            execute::apply(conn, m, None).await.inspect_err(|_| {
-                tracing::error!(migration = %m.name, "reverted, but applying it again failed: it is now pending");
-            })?;
+            if reapply {
+                execute::apply(conn, m, None).await.inspect_err(|_| {
+                    tracing::error!(migration = %m.name, "reverted, but applying it again failed: it is now pending");
+                })?;
+            }
         }
         session.restore(conn).await?;
-        Ok(plan.iter().rev().map(|m| m.name.clone()).collect())
+        for m in &plan {
+            tracing::info!(migration = %m.name, redone = reapply, "reverted migration");
+        }
+        let names = plan.iter().map(|m| m.name.clone());
+        Ok(if reapply {
+            names.rev().collect()
+        } else {
+            names.collect()
+        })
     })
     .await
 }

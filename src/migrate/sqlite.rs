@@ -245,17 +245,7 @@ pub async fn rollback(
     set: &MigrationSet,
     steps: usize,
 ) -> Result<Vec<String>, MigrationError> {
-    let set = set.clone();
-    exclusive(conn, move |c| {
-        c.batch_execute(SETUP_SQL)?;
-        let rows = read(c)?;
-        let plan = plan_revert(&set, &rows, steps)?;
-        for m in &plan {
-            revert(c, m)?;
-        }
-        Ok(plan.iter().map(|m| m.name.clone()).collect())
-    })
-    .await
+    revert_steps(conn, set, steps, false).await
 }
 
 /// Reverts the `steps` newest migrations and applies them again, all or nothing.
@@ -264,6 +254,17 @@ pub async fn redo(
     set: &MigrationSet,
     steps: usize,
 ) -> Result<Vec<String>, MigrationError> {
+    revert_steps(conn, set, steps, true).await
+}
+
+/// `rollback` (the names reverted, newest first) or, with `reapply`, `redo`
+/// (each applied again; the names oldest first), in one exclusive transaction.
+async fn revert_steps(
+    conn: &mut SqliteConn,
+    set: &MigrationSet,
+    steps: usize,
+    reapply: bool,
+) -> Result<Vec<String>, MigrationError> {
     let set = set.clone();
     exclusive(conn, move |c| {
         c.batch_execute(SETUP_SQL)?;
@@ -271,6 +272,9 @@ pub async fn redo(
         let plan = plan_revert(&set, &rows, steps)?;
         for m in &plan {
             revert(c, m)?;
+        }
+        if !reapply {
+            return Ok(plan.iter().map(|m| m.name.clone()).collect());
         }
         for m in plan.iter().rev() {
             apply(c, m)?;
