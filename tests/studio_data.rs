@@ -949,7 +949,9 @@ async fn on_sqlite_untyped_columns_big_values_and_virtual_tables_are_handled() {
         &f,
         "CREATE TABLE notes (id PRIMARY KEY, body); \
          INSERT INTO notes VALUES (5, 'five'), ('x', 'text key'), (X'00ff', 'bytes key'); \
-         CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello');",
+         CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('hello'); \
+         CREATE TABLE note_refs (id INTEGER PRIMARY KEY, note REFERENCES NOTES (ID)); \
+         INSERT INTO note_refs VALUES (1, 5);",
     );
     let s = Studio::start(&f.url, &["--write"], &[]);
     let home = s.get("/");
@@ -972,7 +974,19 @@ async fn on_sqlite_untyped_columns_big_values_and_virtual_tables_are_handled() {
         row_keys(&s.get("/t/notes?fc=id&fo=eq&fv=%5Cx00ff").body),
         vec!["\\x00ff"]
     );
-    assert_eq!(s.get("/t/notes/row?k=5").status, 200);
+    let note = s.get("/t/notes/row?k=5");
+    assert_eq!(note.status, 200);
+    // A foreign key that spells the parent in other case still links both ways.
+    assert!(
+        note.body.contains(r#"data-table="note_refs""#)
+            && note.body.contains(r#"<span class="count">1</span>"#),
+        "{}",
+        note.body
+    );
+    assert_eq!(
+        links(&s.get("/t/note_refs").body, "fk"),
+        vec!["/t/notes/row?k=5"]
+    );
     assert_eq!(s.get("/t/notes/row?k=x").status, 200);
     // Pages over keys of mixed storage classes.
     let page = s.get("/t/notes?size=1");

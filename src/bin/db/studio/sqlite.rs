@@ -724,15 +724,31 @@ pub async fn catalog(path: PathBuf) -> Result<Catalog, database::Error> {
             };
             catalog.tables.insert(name, table);
         }
-        let keys: BTreeMap<String, Vec<String>> = catalog
+        // SQLite's names are not case-sensitive: a foreign key may spell the
+        // parent `NOTES (ID)`; it is linked under the parent's own spelling.
+        let parents: BTreeMap<String, (String, Vec<String>, Vec<String>)> = catalog
             .tables
             .values()
-            .map(|t| (t.name.clone(), t.primary_key.clone()))
+            .map(|t| {
+                let columns = t.columns.iter().map(|c| c.name.clone()).collect();
+                (
+                    t.name.to_lowercase(),
+                    (t.name.clone(), t.primary_key.clone(), columns),
+                )
+            })
             .collect();
         for t in catalog.tables.values_mut() {
             for fk in &mut t.references {
-                if fk.ref_columns.is_empty() {
-                    fk.ref_columns = keys.get(&fk.ref_table).cloned().unwrap_or_default();
+                if let Some((name, key, columns)) = parents.get(&fk.ref_table.to_lowercase()) {
+                    fk.ref_table = name.clone();
+                    if fk.ref_columns.is_empty() {
+                        fk.ref_columns = key.clone();
+                    }
+                    for c in &mut fk.ref_columns {
+                        if let Some(own) = columns.iter().find(|x| x.eq_ignore_ascii_case(c)) {
+                            *c = own.clone();
+                        }
+                    }
                 }
                 incoming.push(fk.clone());
             }
