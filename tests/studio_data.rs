@@ -698,6 +698,13 @@ async fn on_sqlite_tables_pages_filters_and_keys_work_as_on_postgresql() {
     ));
     assert_eq!(row_keys(&hit.body), vec![id.clone()], "{}", hit.body);
     assert!(row_keys(&s.get("/t/users?fc=email&fo=contains&fv=%25").body).is_empty());
+    // A boolean is searched as it is shown.
+    let verified: usize = sqlite_scalar(&f, "SELECT count(*) FROM users WHERE email_verified")
+        .parse()
+        .unwrap();
+    assert!(verified > 0);
+    let page = s.get("/t/users?size=500&fc=email_verified&fo=contains&fv=TRU");
+    assert_eq!(row_keys(&page.body).len(), verified);
     // Text that is not a UUID, in a UUID column: a 400 naming the column, not an empty page.
     let bad = s.get("/t/users?fc=id&fo=eq&fv=42");
     assert_eq!(bad.status, 400);

@@ -249,16 +249,20 @@ pub fn select_list(table: &Table) -> String {
         Dialect::Sqlite => table
             .columns
             .iter()
-            .map(|c| {
-                let q = quote_ident(&c.name);
-                if c.kind == super::catalog::Kind::Bool {
-                    format!("CASE WHEN {q} IS NULL THEN NULL WHEN {q} THEN 'true' ELSE 'false' END")
-                } else {
-                    q
-                }
-            })
+            .map(sqlite_shown)
             .collect::<Vec<_>>()
             .join(", "),
+    }
+}
+
+/// A SQLite column as the studio shows it: a boolean as `true`/`false`, any
+/// other column as it is.
+pub fn sqlite_shown(column: &super::catalog::Column) -> String {
+    let q = quote_ident(&column.name);
+    if column.kind == super::catalog::Kind::Bool {
+        format!("CASE WHEN {q} IS NULL THEN NULL WHEN {q} THEN 'true' ELSE 'false' END")
+    } else {
+        q
     }
 }
 

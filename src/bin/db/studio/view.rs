@@ -261,7 +261,11 @@ pub fn filter_sql(stmt: &mut Stmt, table: &Table, filters: &[Filter]) -> Vec<Str
                         Dialect::Sqlite if bytes => {
                             format!("lower(hex({col})) LIKE {p} ESCAPE '\\'")
                         }
-                        Dialect::Sqlite => format!("CAST({col} AS TEXT) LIKE {p} ESCAPE '\\'"),
+                        // What is shown is what is searched (`true`, not `1`).
+                        Dialect::Sqlite => format!(
+                            "CAST({} AS TEXT) LIKE {p} ESCAPE '\\'",
+                            query::sqlite_shown(table.column(&f.column).expect("checked column"))
+                        ),
                     }
                 }
                 Op::IsNull => format!("{col} IS NULL"),
