@@ -837,9 +837,16 @@ async fn on_sqlite_write_mode_edits_inserts_and_deletes_with_typed_errors() {
         preview.body
     );
     assert!(
+        preview.body.contains(&format!(
+            r#"<li><code>{id}</code> <span class="muted">blob, 16 bytes</span></li>"#
+        )),
+        "{}",
+        preview.body
+    );
+    assert!(
         preview
             .body
-            .contains(&format!("<li><code>{id}</code></li>"))
+            .contains(r#"<li><code>1</code> <span class="muted">integer</span></li>"#)
     );
     let before = sqlite_scalar(&f, "SELECT count(*) FROM users WHERE name = 'Renamed'");
     assert_eq!(before, "0", "a preview writes nothing");

@@ -57,6 +57,19 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
+impl Value {
+    /// How the value is bound when that is not text (the preview says so:
+    /// a UUID shown as text travels as 16 bytes on SQLite).
+    pub fn storage(&self) -> Option<String> {
+        match self {
+            Value::Text(_) => None,
+            Value::Int(_) => Some("integer".into()),
+            Value::Real(_) => Some("real".into()),
+            Value::Blob(b) => Some(format!("blob, {} bytes", b.len())),
+        }
+    }
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

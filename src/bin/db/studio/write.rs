@@ -178,7 +178,14 @@ pub(super) fn preview(
     );
     for v in &stmt.binds {
         b.push_str(&match v {
-            Some(v) => format!("<li><code>{}</code></li>", esc(&v.to_string())),
+            Some(v) => match v.storage() {
+                Some(class) => format!(
+                    r#"<li><code>{}</code> <span class="muted">{}</span></li>"#,
+                    esc(&v.to_string()),
+                    esc(&class)
+                ),
+                None => format!("<li><code>{}</code></li>", esc(&v.to_string())),
+            },
             None => r#"<li><span class="null">NULL</span></li>"#.into(),
         });
     }
