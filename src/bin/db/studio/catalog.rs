@@ -157,6 +157,13 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// The value of column `name` in `row` (a row of all the table's
+    /// columns, in order); `None` for NULL or a column the table lacks.
+    pub fn value_in(&self, row: &[Option<String>], name: &str) -> Option<String> {
+        let i = self.columns.iter().position(|c| c.name == name)?;
+        row[i].clone()
+    }
+
     /// Whether a view may sort by `name` (it leads an index).
     pub fn sortable(&self, name: &str) -> bool {
         self.indexed.iter().any(|c| c == name)

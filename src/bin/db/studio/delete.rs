@@ -15,7 +15,7 @@ use super::html::{self, enc, esc};
 use super::query::{self, Row, Stmt};
 use super::row::{Reference, referencing};
 use super::view::key_sql;
-use super::write::{Fields, addressed, done, field, load_row, preview, returning};
+use super::write::{Fields, addressed, addressed_row, done, field, preview, returning};
 
 /// `DELETE` of the row with primary key `key`, returning it.
 fn delete_stmt(table: &Table, key: &[String]) -> Stmt {
@@ -68,14 +68,9 @@ pub async fn delete_form(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let catalog = studio.catalog();
-    let (table, key) = match addressed(&studio, &catalog, &name, raw.as_deref()) {
+    let (table, key, row) = match addressed_row(&studio, &catalog, &name, raw.as_deref()).await {
         Ok(found) => found,
         Err(r) => return r,
-    };
-    let row = match load_row(&studio, table, &key).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return html::error(&studio.chrome(), StatusCode::NOT_FOUND, "no such row"),
-        Err(e) => return studio.db_error(&e),
     };
     let note = match cascades(&studio, table, &row).await {
         Ok(n) => n,

@@ -136,13 +136,7 @@ pub(super) async fn referencing(
         let values: Vec<Option<String>> = fk
             .ref_columns
             .iter()
-            .map(|c| {
-                table
-                    .columns
-                    .iter()
-                    .position(|x| &x.name == c)
-                    .and_then(|i| row[i].clone())
-            })
+            .map(|c| table.value_in(row, c))
             .collect();
         // A NULL is referenced by nothing.
         if values.iter().any(Option::is_none) {

@@ -395,14 +395,7 @@ pub fn page_stmt(table: &Table, view: &View, limit: usize) -> (Stmt, bool) {
 pub fn key_of(table: &Table, view: &View, row: &Row) -> Vec<Option<String>> {
     key_columns(table, view)
         .iter()
-        .map(|k| {
-            let i = table
-                .columns
-                .iter()
-                .position(|c| &c.name == k)
-                .expect("key column");
-            row[i].clone()
-        })
+        .map(|k| table.value_in(row, k))
         .collect()
 }
 
@@ -411,14 +404,7 @@ pub fn row_pairs(table: &Table, row: &Row) -> Vec<(String, String)> {
     table
         .primary_key
         .iter()
-        .map(|k| {
-            let i = table
-                .columns
-                .iter()
-                .position(|c| &c.name == k)
-                .expect("key column");
-            ("k".to_owned(), row[i].clone().unwrap_or_default())
-        })
+        .map(|k| ("k".to_owned(), table.value_in(row, k).unwrap_or_default()))
         .collect()
 }
 

@@ -230,19 +230,30 @@ fn key_pairs(key: &[String]) -> Vec<(String, String)> {
     key.iter().map(|k| ("k".to_owned(), k.clone())).collect()
 }
 
-pub(super) async fn load_row(
+/// `addressed`, and the row itself: the page refusing it also when there
+/// is no such row (404) or it cannot be read.
+pub(super) async fn addressed_row<'c>(
     studio: &Studio,
-    table: &Table,
-    key: &[String],
-) -> Result<Option<Row>, database::Error> {
-    Ok(query::read(
+    catalog: &'c Catalog,
+    name: &str,
+    raw: Option<&str>,
+) -> Result<(&'c Table, Vec<String>, Row), Response> {
+    let (table, key) = addressed(studio, catalog, name, raw)?;
+    let read = query::read(
         &studio.source,
         studio.timeout_ms,
-        vec![row_stmt(table, key)],
+        vec![row_stmt(table, &key)],
     )
-    .await?
-    .remove(0)
-    .pop())
+    .await;
+    match read.map(|mut r| r.remove(0).pop()) {
+        Ok(Some(row)) => Ok((table, key, row)),
+        Ok(None) => Err(html::error(
+            &studio.chrome(),
+            StatusCode::NOT_FOUND,
+            "no such row",
+        )),
+        Err(e) => Err(studio.db_error(&e)),
+    }
 }
 
 /// `GET /t/{table}/edit?k=...`.
@@ -252,14 +263,9 @@ pub async fn edit_form(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let catalog = studio.catalog();
-    let (table, key) = match addressed(&studio, &catalog, &name, raw.as_deref()) {
+    let (table, key, row) = match addressed_row(&studio, &catalog, &name, raw.as_deref()).await {
         Ok(found) => found,
         Err(r) => return r,
-    };
-    let row = match load_row(&studio, table, &key).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return html::error(&studio.chrome(), StatusCode::NOT_FOUND, "no such row"),
-        Err(e) => return studio.db_error(&e),
     };
     let k = html::query(&row_pairs(table, &row));
     let mut b = format!(
