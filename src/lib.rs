@@ -26,7 +26,7 @@ mod input;
 mod jsonb;
 pub mod keyset;
 pub mod migrate;
-#[cfg(feature = "cli")]
+#[cfg(feature = "ops")]
 pub mod ops;
 mod render_once;
 pub mod schema;

@@ -51,7 +51,7 @@ impl From<diesel::result::Error> for OpsError {
 
 impl OpsError {
     /// `crate::Error::Config`: the operator's setup is wrong (not retryable).
-    pub(crate) fn config(message: impl Into<String>) -> Self {
+    pub fn config(message: impl Into<String>) -> Self {
         OpsError::Db(Error::Config(message.into()))
     }
 }

@@ -1,17 +1,13 @@
-//! What an operator does by hand, as library functions the `db` command
-//! calls: the production guard, wiping data (`reset`, `nuke`), scaffolding a
-//! migration (`new`) and comparing the live schema with the migrations
-//! (`diff`, `pull`), filling a database with demo data (`seed`) and the
-//! PostgreSQL launcher behind `up`/`down` and the tests' servers (`cluster`).
+//! Operator code the `db` command (cli/) calls that must live in the
+//! library: wiping data (`reset`, `nuke`), filling a database with demo data
+//! (`seed`, built with the domains' crate-private insert types), the same on
+//! a SQLite file (`sqlite`), and the PostgreSQL/PgBouncer launcher behind
+//! `db up`/`db down` and the tests' servers (`cluster`). Feature `ops`: a
+//! service does not turn it on.
 
 pub mod cluster;
 pub mod data;
-pub mod drift;
 mod error;
-pub mod guard;
-pub mod lint;
-pub mod project;
-pub mod scaffold;
 pub mod seed;
 pub mod sqlite;
 

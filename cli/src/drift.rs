@@ -7,10 +7,10 @@ use std::process::Command;
 
 use diesel_async::SimpleAsyncConnection;
 
-use crate::Config;
-use crate::db::{ConnString, redact_url, split_password, with_dbname};
-use crate::migrate::{self, MigrationSet};
-use crate::ops::{OpsError, OpsResult as Result};
+use database::Config;
+use database::db::{ConnString, redact_url, split_password, with_dbname};
+use database::migrate::{self, MigrationSet};
+use database::ops::{OpsError, OpsResult as Result};
 
 /// The outcome of `diff`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub async fn diff(url: &str, set: &MigrationSet) -> Result<Drift> {
     let maintenance_url = with_dbname(url, "postgres");
 
     let config = Config::new(url);
-    let connect = async |u: &str| crate::db::connect_for_migrations(&config, u).await;
+    let connect = async |u: &str| database::db::connect_for_migrations(&config, u).await;
     let mut admin = connect(&maintenance_url).await?;
     let quoted = format!("\"{}\"", scratch.replace('"', "\"\""));
     admin

@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{Finding, Rule};
-use crate::migrate::MigrationSet;
+use database::migrate::MigrationSet;
 
 /// The allow-list's file name, looked up in the migrations folder's parent.
 pub const FILE_NAME: &str = "lint-allow.toml";

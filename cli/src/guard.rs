@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::db::ConnString;
+use database::db::ConnString;
 
 /// What the guard decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,10 +82,10 @@ pub fn judge(url: &str, env: impl Fn(&str) -> Option<String>) -> Verdict {
         }
     }
     // A SQLite file is local by nature; only its name can say "production".
-    if let Some(target) = crate::db::sqlite::sqlite_target(url) {
+    if let Some(target) = database::db::sqlite::sqlite_target(url) {
         let name = match target {
-            crate::db::sqlite::SqliteTarget::File(path) => path.display().to_string(),
-            crate::db::sqlite::SqliteTarget::Memory => String::new(),
+            database::db::sqlite::SqliteTarget::File(path) => path.display().to_string(),
+            database::db::sqlite::SqliteTarget::Memory => String::new(),
         };
         if name.to_ascii_lowercase().contains("prod") {
             return Verdict::Refused(Refusal::ProductionUrl {

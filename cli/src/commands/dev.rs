@@ -6,29 +6,32 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::guard::Verdict;
+use crate::project;
 use anyhow::{Context, Result, bail};
 use database::Config;
 use database::db::local::{DEFAULT_DATABASE, RECORD_FILE, STATE_DIR};
 use database::db::redact_url;
 use database::migrate::{self, MigrationSet, PushStep};
 use database::ops::cluster::{Cluster, Options, Start};
-use database::ops::{self, guard::Verdict};
 use diesel_async::SimpleAsyncConnection;
 
-use super::{EXIT_REFUSED, connect, database_exists, database_of, quote_ident};
+use crate::EXIT_REFUSED;
+use crate::commands::migrations::{database_exists, quote_ident};
+use crate::support::{connect, database_of};
 
 /// The state folder: `--dir`, else `.db/` at the project root.
 fn state_dir(dir: Option<&Path>) -> Result<PathBuf> {
     match dir {
         Some(d) => Ok(d.to_path_buf()),
-        None => Ok(ops::project::current()?.root.join(STATE_DIR)),
+        None => Ok(project::current()?.root.join(STATE_DIR)),
     }
 }
 
 /// The URL a command uses when `DATABASE_URL` is unset: the project's own
 /// cluster, started when it is down; `create` (for `db setup`) also makes it.
 pub fn default_url(create: bool) -> Result<String> {
-    let project = ops::project::current().context(
+    let project = project::current().context(
         "DATABASE_URL is not set (environment or .env), and without a project there is no local \
          PostgreSQL to use",
     )?;
@@ -194,7 +197,7 @@ pub async fn drop_database(config: &Config) -> Result<ExitCode> {
 /// `db push`: development only. Refused where the production guard refuses
 /// and on any server that is not local, without asking.
 pub async fn push(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
-    match ops::guard::judge(config.migration_url(), |k| std::env::var(k).ok()) {
+    match crate::guard::judge(config.migration_url(), |k| std::env::var(k).ok()) {
         Verdict::Allowed => {}
         Verdict::Refused(why) => {
             eprintln!(

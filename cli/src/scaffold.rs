@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::Error;
-use crate::ops::{OpsError, OpsResult as Result};
+use database::Error;
+use database::ops::{OpsError, OpsResult as Result};
 
 /// Creates `dir/YYYY-MM-DD-HHMMSS_<name>/{up.sql,down.sql}` and returns the folder.
 pub fn new_migration(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<PathBuf> {

@@ -10,9 +10,9 @@ use database::migrate::{self, MigrationSet, State};
 use database::ops;
 use database::{Config, Db};
 
-use super::{
-    Cli, Command, EXIT_NOT_UP_TO_DATE, EXIT_REFUSED, EXIT_USAGE, guard, print_report, print_status,
-};
+use crate::commands::migrations::{print_report, print_status};
+use crate::support::guard;
+use crate::{Cli, Command, EXIT_NOT_UP_TO_DATE, EXIT_REFUSED, EXIT_USAGE};
 
 /// Users `db seed` makes per scale on SQLite (each with a login, profile and settings).
 fn users_of(scale: ops::seed::Scale) -> u64 {
@@ -127,8 +127,8 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Seed { seed, scale } => {
-            if let ops::guard::Verdict::Refused(why) =
-                ops::guard::judge(&config.database_url, |k| std::env::var(k).ok())
+            if let crate::guard::Verdict::Refused(why) =
+                crate::guard::judge(&config.database_url, |k| std::env::var(k).ok())
             {
                 eprintln!(
                     "refused: `db seed` never runs against production: {why}. Nothing was changed."
@@ -155,7 +155,7 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull => {
-            let project = ops::project::current()?;
+            let project = crate::project::current()?;
             print!("{}", ops::sqlite::pull_in(&target, &project.root)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -165,7 +165,7 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
             if *write && let Some(code) = guard(config, "studio --write", false)? {
                 return Ok(code);
             }
-            super::studio::run(config, set, *port, *write, *open).await?;
+            crate::studio::run(config, set, *port, *write, *open).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Push => postgres_only("push"),

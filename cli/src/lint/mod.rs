@@ -40,7 +40,7 @@ pub use ast::QName;
 pub use rules::{Rule, Severity};
 pub use schema::Schema;
 
-use crate::migrate::{Migration, MigrationSet};
+use database::migrate::{Migration, MigrationSet};
 
 /// What the linter assumes about the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub fn lint_set(set: &MigrationSet, dir_label: &str, options: &Options) -> Vec<F
 }
 
 /// Lints the migrations folder at `dir` (labelled with the folder's own name).
-pub fn lint_dir(dir: &Path, options: &Options) -> crate::Result<Vec<Finding>> {
+pub fn lint_dir(dir: &Path, options: &Options) -> database::Result<Vec<Finding>> {
     let set = MigrationSet::from_dir(dir)?;
     let label = dir
         .file_name()
@@ -108,7 +108,7 @@ pub fn lint_migration(
     let up_file = format!("{dir_label}/{}/up.sql", m.name);
     let mut findings = lint_up(&m.up_sql, m.run_in_transaction, &up_file, schema, options);
     let down = m.down_sql.as_deref().unwrap_or_default();
-    let down_is_empty = crate::migrate::split_statements(down).is_empty();
+    let down_is_empty = database::migrate::split_statements(down).is_empty();
     // An intentionally irreversible migration says so in either file.
     let allowed = allowed_rules(&m.up_sql).contains(Rule::MissingDown.name())
         || allowed_rules(down).contains(Rule::MissingDown.name());

@@ -13,7 +13,7 @@ use database::auth::{NewUser, users};
 use database::migrate::{self, MigrationSet, State};
 use diesel_async::SimpleAsyncConnection;
 
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const MANIFEST_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn text(out: &Output) -> String {
     format!(
@@ -261,7 +261,7 @@ async fn diff_reports_a_column_added_by_hand_and_is_silent_otherwise() {
 async fn pull_prints_what_schema_rs_holds() {
     let t = TestDb::new().await;
     let out = common::run_db_in(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")),
         &t.url,
         &["pull"],
         &[],

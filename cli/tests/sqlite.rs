@@ -310,7 +310,7 @@ fn an_edited_sqlite_migration_is_refused_and_diesel_shares_the_history() {
     let dir = tempfile::tempdir().unwrap();
     let migrations = dir.path().join("migrations_sqlite");
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations_sqlite"),
+        &Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("migrations_sqlite"),
         &migrations,
     );
     let url = file_url(dir.path(), "h.db");

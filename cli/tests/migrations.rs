@@ -14,7 +14,7 @@ use diesel_async::{AsyncConnection, RunQueryDsl};
 use common::DB_BIN;
 
 fn migrations_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("migrations")
 }
 
 /// Runs `db` against `url` with the given arguments.
@@ -205,7 +205,7 @@ async fn an_applied_migration_missing_locally_is_refused() {
 /// The schema as `db diff` compares it: pg_dump's DDL without the bookkeeping
 /// tables, comments, settings and per-run `\restrict` keys.
 fn schema_dump(url: &str) -> String {
-    database::ops::drift::schema_dump(url).expect("pg_dump is installed (postgresql-client)")
+    database_cli::drift::schema_dump(url).expect("pg_dump is installed (postgresql-client)")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -537,13 +537,14 @@ async fn schema_rs_is_what_diesel_print_schema_generates() {
     let diesel_bin = std::env::var("DIESEL_BIN").unwrap_or_else(|_| "diesel".into());
     let out = Command::new(diesel_bin)
         .args(["print-schema", "--database-url", &t.url])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .output()
         .expect("this test needs the diesel CLI on PATH (scripts/test installs it)");
     assert!(out.status.success(), "{}", text(&out));
-    let committed =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/schema.rs"))
-            .unwrap();
+    let committed = std::fs::read_to_string(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("src/schema.rs"),
+    )
+    .unwrap();
     assert!(
         String::from_utf8(out.stdout).unwrap() == committed,
         "src/schema.rs is stale: run `diesel migration run` (or `diesel print-schema > src/schema.rs`) and commit it"

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use common::{TestDb, count_rows, run_db as db};
 use database::migrate::{self, MigrationSet};
-use database::ops::drift::schema_dump;
+use database_cli::drift::schema_dump;
 
 fn text(out: &Output) -> String {
     format!(

@@ -20,7 +20,7 @@ async fn home_groups_every_table_by_its_domain_folder() {
     users(&t, 3).await;
     let s = Studio::start(&t.url, &[], &[]);
     let home = s.get("/").body;
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let src = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("src");
     let schema = std::fs::read_to_string(src.join("schema.rs")).unwrap();
     let mut checked = 0;
     for dir in std::fs::read_dir(&src).unwrap() {

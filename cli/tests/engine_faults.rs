@@ -610,7 +610,7 @@ fn diesel_cli_present() -> bool {
 /// A project folder: diesel.toml, the crate's migrations and a schema file.
 fn project_copy() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     std::fs::copy(root.join("diesel.toml"), tmp.path().join("diesel.toml")).unwrap();
     std::fs::create_dir_all(tmp.path().join("src")).unwrap();
     let copy = Command::new("cp")
@@ -725,7 +725,7 @@ async fn db_status_after_diesel_migration_run_reports_everything_applied() {
     let t = TestDb::empty().await;
     let out = Command::new("diesel")
         .args(["migration", "run", "--migration-dir"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"))
+        .arg(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("migrations"))
         .env("DATABASE_URL", &t.url)
         .current_dir(std::env::temp_dir())
         .output()

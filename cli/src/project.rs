@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::ops::{OpsError, OpsResult as Result};
+use database::ops::{OpsError, OpsResult as Result};
 
 /// A project found on disk: its root and its migrations folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct Project {
 /// The project that `start` (usually the working directory) belongs to, if any.
 pub fn find(start: &Path) -> Result<Option<Project>> {
     // The rule itself lives in the library (`db::local`), which services use without the CLI.
-    let Some(root) = crate::db::local::project_root(start) else {
+    let Some(root) = database::db::local::project_root(start) else {
         return Ok(None);
     };
     let migrations_dir = root.join(migrations_dir_of(&root.join("diesel.toml"))?);

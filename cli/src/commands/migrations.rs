@@ -1,0 +1,232 @@
+//! The migration commands: `setup`, `migrate`, `rollback`, `redo`,
+//! `status`, `check`, `baseline`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use database::Config;
+use database::migrate::{self, MigrationSet, State, Status};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+
+use crate::support::{connect, database_of, guard};
+use crate::{Cli, EXIT_NOT_UP_TO_DATE, project};
+
+/// `db migrate [--to VERSION]`.
+pub(crate) async fn migrate(
+    config: &Config,
+    set: &MigrationSet,
+    to: Option<&str>,
+) -> Result<ExitCode> {
+    let mut conn = connect(config).await?;
+    let run_options = migrate::RunOptions::from_config(config);
+    let report = migrate::run_to_with(&mut conn, set, to, &run_options).await?;
+    print_report(&report);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db rollback [--steps N]` (production guard applies).
+pub(crate) async fn rollback(
+    cli: &Cli,
+    config: &Config,
+    set: &MigrationSet,
+    steps: u32,
+    yes: bool,
+) -> Result<ExitCode> {
+    if let Some(code) = guard(config, "rollback", yes)? {
+        return Ok(code);
+    }
+    let mut conn = connect(config).await?;
+    let run_options = migrate::RunOptions::from_config(config);
+    let reverted = migrate::rollback_with(&mut conn, set, steps as usize, &run_options).await?;
+    if reverted.is_empty() {
+        println!("Nothing to roll back.");
+    }
+    for name in &reverted {
+        println!("Reverted {name}");
+    }
+    if !reverted.is_empty() {
+        sync_schema_file(cli, config);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db redo [--steps N]` (production guard applies).
+pub(crate) async fn redo(
+    cli: &Cli,
+    config: &Config,
+    set: &MigrationSet,
+    steps: u32,
+    yes: bool,
+) -> Result<ExitCode> {
+    if let Some(code) = guard(config, "redo", yes)? {
+        return Ok(code);
+    }
+    let mut conn = connect(config).await?;
+    let run_options = migrate::RunOptions::from_config(config);
+    let redone = migrate::redo_with(&mut conn, set, steps as usize, &run_options).await?;
+    if redone.is_empty() {
+        println!("Nothing to redo.");
+    }
+    for name in &redone {
+        println!("Redid {name}");
+    }
+    if !redone.is_empty() {
+        sync_schema_file(cli, config);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db status`.
+pub(crate) async fn status(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
+    let mut conn = connect(config).await?;
+    let status = migrate::status(&mut conn, set).await?;
+    print_status(&status);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db check`: exits 3 when anything is pending, partial, modified or missing.
+pub(crate) async fn check(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
+    let mut conn = connect(config).await?;
+    let status = migrate::status(&mut conn, set).await?;
+    print_status(&status);
+    if status.is_up_to_date() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for v in status.versions.iter().filter(|v| v.state != State::Applied) {
+            eprintln!("check: migration {} is {}", v.version, v.state);
+        }
+        Ok(ExitCode::from(EXIT_NOT_UP_TO_DATE))
+    }
+}
+
+/// `db baseline VERSION`.
+pub(crate) async fn baseline(
+    config: &Config,
+    set: &MigrationSet,
+    version: &str,
+) -> Result<ExitCode> {
+    let mut conn = connect(config).await?;
+    let run_options = migrate::RunOptions::from_config(config);
+    let marked = migrate::baseline_with(&mut conn, set, version, &run_options).await?;
+    if marked.is_empty() {
+        println!("Nothing to mark: every migration up to {version} is already recorded.");
+    }
+    for name in marked {
+        println!("Marked {name} as applied (not run)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// After a rollback or redo, regenerates the schema file that `diesel.toml`
+/// names, as `diesel migration revert` does, so `src/schema.rs` keeps
+/// matching the database. Without the diesel CLI it prints the command.
+pub(crate) fn sync_schema_file(cli: &Cli, config: &Config) {
+    let Ok(project) = project::current() else {
+        return;
+    };
+    if cli.migrations_dir.is_some()
+        && cli.migrations_dir.as_deref() != Some(&project.migrations_dir)
+    {
+        // Another folder's migrations: the project's schema file is not theirs.
+        return;
+    }
+    let Some(file) = project::schema_file(&project) else {
+        return;
+    };
+    match crate::drift::pull_in(&config.database_url, &project.root) {
+        Ok(text) => match std::fs::write(&file, text) {
+            Ok(()) => println!("Regenerated {} (diesel print-schema).", file.display()),
+            Err(e) => eprintln!("warning: could not write {}: {e}", file.display()),
+        },
+        Err(e) => eprintln!(
+            "warning: {} was not regenerated ({e}); run: diesel print-schema > {}",
+            file.display(),
+            file.display()
+        ),
+    }
+}
+
+/// `db setup`: create the database when missing, migrate, print the status.
+pub(crate) async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
+    // CREATE DATABASE must be sent from another database on the same server.
+    let (name, maintenance) = database_of(config)?;
+    let mut admin = database::db::connect(config, &maintenance).await?;
+    if database_exists(&mut admin, &name).await? {
+        println!("Database {name} exists.");
+    } else {
+        let created = admin
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+            .await;
+        // Another `setup` may have created it between our check and now.
+        if let Err(e) = created
+            && !database_exists(&mut admin, &name).await?
+        {
+            return Err(e).context(format!("creating database {name}"));
+        }
+        println!("Created database {name}.");
+    }
+    drop(admin);
+
+    let mut conn = connect(config).await?;
+    let report =
+        migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(config)).await?;
+    print_report(&report);
+    let status = migrate::status(&mut conn, set).await?;
+    print_status(&status);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn database_exists(conn: &mut database::Conn, name: &str) -> Result<bool> {
+    use diesel::sql_types::{Bool, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let row: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result(conn)
+            .await?;
+    Ok(row.exists)
+}
+
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub(crate) fn print_report(report: &migrate::Report) {
+    for version in &report.checksums_recorded {
+        println!("Recorded checksum of {version} (applied outside `db`).");
+    }
+    if report.applied.is_empty() {
+        println!("No pending migrations.");
+    }
+    for name in &report.applied {
+        println!("Applied {name}");
+    }
+}
+
+pub(crate) fn print_status(status: &Status) {
+    println!(
+        "{:<18} {:<9} {:<20} MIGRATION",
+        "VERSION", "STATE", "APPLIED AT (UTC)"
+    );
+    for v in &status.versions {
+        println!(
+            "{:<18} {:<9} {:<20} {}",
+            v.version,
+            v.state.to_string(),
+            v.applied_at_text(),
+            v.described_name()
+        );
+    }
+    println!("{}", status.summary());
+    for index in &status.invalid_indexes {
+        println!(
+            "INVALID index {index}: an interrupted or failed CREATE INDEX CONCURRENTLY (or one \
+             still building) left it; `db migrate` rebuilds the one of a partial migration, any \
+             other: DROP INDEX CONCURRENTLY {index}, then create it again"
+        );
+    }
+}
