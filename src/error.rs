@@ -107,6 +107,13 @@ pub enum Error {
     )]
     SchemaMismatch(String),
 
+    /// Row-level security refused the statement: a row written with a
+    /// tenant other than the context's (a policy's `WITH CHECK`), or a table
+    /// the role may not touch (SQLSTATE 42501). Nothing was written. Not
+    /// retryable.
+    #[error("forbidden by row-level security: {0}")]
+    Forbidden(String),
+
     /// The configuration (environment, URL, credentials, a missing database)
     /// is wrong. Not retryable: it will not fix itself.
     #[error("configuration error: {0}")]
@@ -255,10 +262,11 @@ impl Error {
         Self::Invalid(InvalidInput::field(field, code, message))
     }
 
-    /// Whether retrying the same call later may succeed: an outage
-    /// (`Unavailable`) or a transaction the server rolled back on its own
-    /// (`RetryTransaction`). Timeouts, configuration errors and an unknown
-    /// commit outcome are not: retrying blindly would repeat or hide them.
+    /// Whether retrying the same call later may succeed and is safe: an
+    /// outage before anything could commit (`Unavailable`) or a transaction
+    /// the server rolled back on its own (`RetryTransaction`). Timeouts,
+    /// configuration errors, refusals and an unknown commit outcome are not:
+    /// retrying blindly would repeat or hide them.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_) | Self::RetryTransaction { .. })
     }
@@ -309,6 +317,12 @@ const UNAVAILABLE_MESSAGES: &[&str] = &[
     "client_login_timeout",
 ];
 
+/// Whether a server or driver message says the connection or the server
+/// went away (the request may or may not have been carried out).
+pub(crate) fn is_outage_message(message: &str) -> bool {
+    UNAVAILABLE_MESSAGES.iter().any(|m| message.contains(m))
+}
+
 /// diesel-async keeps the SQLSTATE of only a few error kinds and reports
 /// the rest as `Unknown` with the server's message, so these are recognised by
 /// the server's fixed English text (PostgreSQL's default `lc_messages`; a
@@ -339,10 +353,23 @@ fn classify_by_message(message: &str) -> Option<Error> {
             message: owned(),
         });
     }
-    // Pooler mode: the statement reached the server before the connection
-    // found it could not read the result (see `db::unnamed`).
-    if message.starts_with(crate::db::STATEMENT_MAY_HAVE_RUN) {
-        return Some(Error::CommitOutcomeUnknown(owned()));
+    // The call contract (`db::call`): what was in flight when the
+    // connection failed or the deadline passed.
+    if let Some(rest) = message.strip_prefix(crate::db::OUTCOME_UNKNOWN) {
+        return Some(Error::CommitOutcomeUnknown(rest.to_owned()));
+    }
+    if let Some(rest) = message.strip_prefix(crate::db::DEADLINE_PASSED) {
+        return Some(Error::Timeout {
+            kind: TimeoutKind::Client,
+            message: rest.to_owned(),
+        });
+    }
+    // 42501: a policy's WITH CHECK ("new row violates row-level security
+    // policy for table ...") or a missing privilege.
+    if message.starts_with("new row violates row-level security policy")
+        || message.starts_with("permission denied for")
+    {
+        return Some(Error::Forbidden(owned()));
     }
     // 26000 / 42P05: named prepared statements that vanish or collide are
     // what a transaction-mode pooler does to a client that prepares by name.
@@ -408,10 +435,7 @@ impl From<DieselError> for Error {
                     | DatabaseErrorKind::UnableToSendCommand => {
                         Error::Unavailable(info.message().to_owned())
                     }
-                    _ if UNAVAILABLE_MESSAGES
-                        .iter()
-                        .any(|m| info.message().contains(m)) =>
-                    {
+                    _ if is_outage_message(info.message()) => {
                         Error::Unavailable(info.message().to_owned())
                     }
                     kind => Error::Database(DieselError::DatabaseError(kind, info)),

@@ -49,7 +49,9 @@ pub mod workflows;
 /// types, and the diesel-async traits behind `conn.transaction(...)` and
 /// Diesel queries. `use database::prelude::*;`
 pub mod prelude {
-    pub use crate::{AnyConn, AnyPooledConn, Conn, Db, Error, PooledConn, Result};
+    pub use crate::{
+        AnyConn, AnyDb, AnyPooledConn, AnyTx, Conn, Ctx, Db, Error, PooledConn, Result, SqliteDb,
+    };
     pub use diesel_async::{AsyncConnection, RunQueryDsl};
 }
 
@@ -57,7 +59,7 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-pub use db::{AnyConn, AnyPooledConn, Config, Conn, Db, PooledConn};
+pub use db::{AnyConn, AnyDb, AnyPooledConn, AnyTx, Config, Conn, Ctx, Db, PooledConn, SqliteDb};
 pub use error::{
     Error, FieldError, InvalidInput, Result, RetryReason, TimeoutKind, TokenRejection,
 };

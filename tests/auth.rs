@@ -195,7 +195,7 @@ on_both_backends! {
         let racers = (0..8).map(|i| {
             let db = t.db.clone();
             tokio::spawn(async move {
-                let mut conn = db.any_conn().await.unwrap();
+                let mut conn = db.conn().await.unwrap();
                 let email = if i % 2 == 0 {
                     "race@example.com"
                 } else {
@@ -349,7 +349,7 @@ on_both_backends! {
             let unlinks = ["github", "google"].map(|provider| {
                 let db = t.db.clone();
                 tokio::spawn(async move {
-                    let mut conn = db.any_conn().await.unwrap();
+                    let mut conn = db.conn().await.unwrap();
                     accounts::unlink(&mut conn, user.id, provider).await
                 })
             });
@@ -695,7 +695,7 @@ on_both_backends! {
                 let db = t.db.clone();
                 let token = issued.token.clone();
                 tokio::spawn(async move {
-                    let mut conn = db.any_conn().await.unwrap();
+                    let mut conn = db.conn().await.unwrap();
                     verifications::consume(
                         &mut conn,
                         VerificationPurpose::PasswordReset,

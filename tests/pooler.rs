@@ -446,7 +446,7 @@ async fn the_client_deadline_holds_in_pooler_mode() {
     let mut config = Config::new(common::through_bouncer(&bouncer, &t.name));
     config.pooler = Pooler::Transaction;
     config.migration_url = Some(t.url.clone());
-    config.query_timeout = Some(Duration::from_millis(300));
+    config.query_timeout = Duration::from_millis(300);
     let db = Db::new(config).unwrap();
     let started = std::time::Instant::now();
     let err = db

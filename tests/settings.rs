@@ -137,7 +137,7 @@ on_both_backends! {
             .map(|p| {
                 let db = t.db.clone();
                 tokio::spawn(async move {
-                    let mut conn = db.any_conn().await.unwrap();
+                    let mut conn = db.conn().await.unwrap();
                     user_settings::update(&mut conn, ann, &p).await.unwrap();
                 })
             })

@@ -1,4 +1,4 @@
-//! The SQLite rows: the portable auth functions on a `Db` over a SQLite
+//! The SQLite rows: the portable auth functions on a `SqliteDb` over a SQLite
 //! file (WAL, pool of `POOL_SIZE`), against hand-written SQL on Diesel's
 //! synchronous `SqliteConnection` (cached prepared statements, the same
 //! pragmas) behind the same kind of hop to a blocking thread an async service
@@ -12,7 +12,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use database::auth::{NewUser, users};
 use database::db::sqlite::{SqliteTarget, establish_sync};
-use database::{Config, Db, UserId};
+use database::{Config, SqliteDb, UserId};
 use diesel::sql_types::{Binary, Bool, Nullable, Text, TimestamptzSqlite};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 
@@ -48,7 +48,7 @@ fn pick(i: u64, n: usize) -> usize {
 
 /// The SQLite side of the benchmark: its file, both pools and the ids.
 pub struct Bench {
-    db: Db,
+    db: SqliteDb,
     raw: Arc<Vec<Arc<tokio::sync::Mutex<SqliteConnection>>>>,
     ids: Arc<Vec<UserId>>,
     _dir: tempfile::TempDir,
@@ -63,10 +63,10 @@ impl Bench {
         let path = dir.path().join("bench.db");
         let mut config = Config::new(format!("sqlite:{}", path.display()));
         config.pool_size = POOL_SIZE;
-        let db = Db::new(config)?;
+        let db = SqliteDb::new(config)?;
         db.migrate().await?;
         let mut ids = Vec::with_capacity(users_count);
-        let mut conn = db.any_conn().await?;
+        let mut conn = db.conn().await?;
         for i in 0..users_count {
             let user = users::create(
                 &mut conn,
@@ -125,7 +125,7 @@ impl Bench {
                 let (db, ids) = (db.clone(), ids.clone());
                 Box::pin(async move {
                     let id = ids[pick(i, ids.len())];
-                    let mut conn = db.any_conn().await?;
+                    let mut conn = db.conn().await?;
                     std::hint::black_box(users::find(&mut conn, id).await?);
                     Ok(())
                 })
@@ -163,7 +163,7 @@ impl Bench {
                 let db = db.clone();
                 Box::pin(async move {
                     let n = NEXT_EMAIL.fetch_add(1, Ordering::Relaxed);
-                    let mut conn = db.any_conn().await?;
+                    let mut conn = db.conn().await?;
                     let user = users::create(
                         &mut conn,
                         &NewUser {

@@ -1096,7 +1096,7 @@ async fn a_stalled_network_path_is_bounded_by_the_query_deadline() {
     through.set_host(Some("127.0.0.1")).unwrap();
     through.set_port(Some(proxy.port)).unwrap();
     let mut config = config_for(through.as_str());
-    config.query_timeout = Some(Duration::from_millis(800));
+    config.query_timeout = Duration::from_millis(800);
     config.statement_timeout = Some(Duration::from_millis(100)); // the server never sees the query
     let db = Db::new(config).unwrap();
     let select = async |conn: &mut database::Conn| {

@@ -27,10 +27,13 @@
 //! # Ok(()) }
 //! ```
 
-use diesel_async::pooled_connection::deadpool::Object;
+use diesel_async::{AsyncConnection, TransactionManager};
 
-use super::sqlite::SqliteConn;
-use super::{Conn, PooledConn};
+use super::ctx::Ctx;
+use super::postgres::Db;
+use super::sqlite::{SqliteConn, SqliteDb, SqlitePooledConn};
+use super::{Config, Conn, PooledConn};
+use crate::error::Result;
 
 /// A connection of either backend, borrowed for one call.
 pub enum Backend<'a> {
@@ -41,7 +44,8 @@ pub enum Backend<'a> {
 }
 
 /// A connection the portable repository functions (auth, settings) accept:
-/// a PostgreSQL or SQLite connection, pooled or not.
+/// a PostgreSQL or SQLite connection, pooled or not, or a transaction of
+/// either (`AnyTx`).
 pub trait AnyConn: Send {
     /// Which backend this is, as the connection itself.
     fn backend(&mut self) -> Backend<'_>;
@@ -65,14 +69,28 @@ impl AnyConn for SqliteConn {
     }
 }
 
-impl AnyConn for Object<SqliteConn> {
+impl AnyConn for SqlitePooledConn {
     fn backend(&mut self) -> Backend<'_> {
         Backend::Sqlite(self)
     }
 }
 
+/// A transaction of either backend: what the closure of
+/// `AnyPooledConn::transaction`, `AnyDb::transaction` and `db::transaction`
+/// receives. Every portable function takes it.
+pub struct AnyTx<'a>(Backend<'a>);
+
+impl AnyConn for AnyTx<'_> {
+    fn backend(&mut self) -> Backend<'_> {
+        match &mut self.0 {
+            Backend::Pg(c) => Backend::Pg(c),
+            Backend::Sqlite(c) => Backend::Sqlite(c),
+        }
+    }
+}
+
 /// A pooled connection of whichever backend `DATABASE_URL` names
-/// (`Db::any_conn`); returns to its pool when dropped.
+/// (`AnyDb::conn`); returns to its pool when dropped.
 // Boxing the larger (PostgreSQL) variant would allocate on every checkout of
 // the hot path; the value is moved once, into the caller's frame.
 #[allow(clippy::large_enum_variant)]
@@ -80,7 +98,7 @@ pub enum AnyPooledConn {
     /// From the PostgreSQL pool.
     Pg(PooledConn),
     /// From the SQLite pool.
-    Sqlite(Object<SqliteConn>),
+    Sqlite(SqlitePooledConn),
 }
 
 impl AnyConn for AnyPooledConn {
@@ -98,6 +116,171 @@ impl AnyPooledConn {
         match self {
             AnyPooledConn::Pg(_) => "postgresql",
             AnyPooledConn::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Runs `f` in one transaction on this connection, whichever its
+    /// backend: the same closure for both. Committed when `f` returns `Ok`,
+    /// rolled back otherwise.
+    pub async fn transaction<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut AnyTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        transaction(self, f).await
+    }
+}
+
+/// Runs `f` in one transaction on `conn`, whichever its backend (see
+/// `AnyPooledConn::transaction`).
+pub async fn transaction<T>(
+    conn: &mut impl AnyConn,
+    f: impl AsyncFnOnce(&mut AnyTx<'_>) -> Result<T>,
+) -> Result<T> {
+    match conn.backend() {
+        Backend::Pg(c) => {
+            in_transaction(c, async |c: &mut Conn| f(&mut AnyTx(Backend::Pg(c))).await).await
+        }
+        Backend::Sqlite(c) => in_transaction(c, async |c: &mut SqliteConn| {
+            f(&mut AnyTx(Backend::Sqlite(c))).await
+        })
+        .await
+        .map_err(super::sqlite::named),
+    }
+}
+
+/// `f` between `BEGIN` and `COMMIT` (a savepoint when a transaction is
+/// already open), `ROLLBACK` when it fails: what diesel-async's
+/// `transaction` does, with the crate's error type and no `Send` bound on
+/// `f` (the whole future is `Send` when `f`'s is).
+pub(crate) async fn in_transaction<C, T>(
+    conn: &mut C,
+    f: impl AsyncFnOnce(&mut C) -> Result<T>,
+) -> Result<T>
+where
+    C: AsyncConnection,
+{
+    C::TransactionManager::begin_transaction(conn).await?;
+    match f(conn).await {
+        Ok(value) => {
+            C::TransactionManager::commit_transaction(conn).await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // A failed rollback leaves the connection broken (it is closed,
+            // and the server rolls back): the caller's error is the one that
+            // says what went wrong.
+            let _ = C::TransactionManager::rollback_transaction(conn).await;
+            Err(e)
+        }
+    }
+}
+
+/// A database of either backend, chosen by the URL: the handle of a service
+/// whose every domain is portable (auth, settings). A service that uses any
+/// PostgreSQL-only domain takes a `Db`, so that a SQLite URL is refused at
+/// start-up.
+#[derive(Clone, Debug)]
+pub enum AnyDb {
+    /// PostgreSQL.
+    Pg(Db),
+    /// SQLite.
+    Sqlite(SqliteDb),
+}
+
+impl AnyDb {
+    /// `Db::new` or `SqliteDb::new`, by the URL.
+    pub fn new(config: Config) -> Result<Self> {
+        if super::sqlite::is_sqlite_url(&config.database_url) {
+            Ok(AnyDb::Sqlite(SqliteDb::new(config)?))
+        } else {
+            Ok(AnyDb::Pg(Db::new(config)?))
+        }
+    }
+
+    /// `Config::from_env` then `AnyDb::new`.
+    pub fn from_env() -> Result<Self> {
+        Self::new(Config::from_env()?)
+    }
+
+    /// The same pools, with every call made in `ctx`.
+    pub fn with(&self, ctx: Ctx) -> AnyDb {
+        match self {
+            AnyDb::Pg(db) => AnyDb::Pg(db.with(ctx)),
+            AnyDb::Sqlite(db) => AnyDb::Sqlite(db.with(ctx)),
+        }
+    }
+
+    /// The backend's name: `"postgresql"` or `"sqlite"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            AnyDb::Pg(_) => "postgresql",
+            AnyDb::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        match self {
+            AnyDb::Pg(db) => db.config(),
+            AnyDb::Sqlite(db) => db.config(),
+        }
+    }
+
+    /// A pooled connection of this backend.
+    pub async fn conn(&self) -> Result<AnyPooledConn> {
+        match self {
+            AnyDb::Pg(db) => Ok(AnyPooledConn::Pg(db.conn().await?)),
+            AnyDb::Sqlite(db) => Ok(AnyPooledConn::Sqlite(db.conn().await?)),
+        }
+    }
+
+    /// Runs `f` in one transaction, whichever the backend: the same closure
+    /// for both.
+    pub async fn transaction<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut AnyTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            AnyDb::Pg(db) => {
+                db.transaction(async |c| f(&mut AnyTx(Backend::Pg(c))).await)
+                    .await
+            }
+            AnyDb::Sqlite(db) => {
+                db.transaction(async |c| f(&mut AnyTx(Backend::Sqlite(c))).await)
+                    .await
+            }
+        }
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> Result<crate::migrate::Report> {
+        match self {
+            AnyDb::Pg(db) => db.migrate().await,
+            AnyDb::Sqlite(db) => db.migrate().await,
+        }
+    }
+
+    /// Checks that the database answers, and measures how fast.
+    pub async fn health(&self) -> Result<super::Health> {
+        match self {
+            AnyDb::Pg(db) => db.health().await,
+            AnyDb::Sqlite(db) => db.health().await,
+        }
+    }
+
+    /// The (primary) pool's numbers now.
+    pub fn pool_status(&self) -> super::PoolStatus {
+        match self {
+            AnyDb::Pg(db) => db.pool_status(),
+            AnyDb::Sqlite(db) => db.pool_status(),
+        }
+    }
+
+    /// Closes every pool.
+    pub fn close(&self) {
+        match self {
+            AnyDb::Pg(db) => db.close(),
+            AnyDb::Sqlite(db) => db.close(),
         }
     }
 }

@@ -67,11 +67,21 @@ pub struct Config {
     /// `DB_TCP_USER_TIMEOUT_SECS`: drop a connection whose sent data goes
     /// unacknowledged this long (default 30 s; 0 turns it off; Linux only).
     pub tcp_user_timeout: Option<Duration>,
-    /// `DB_QUERY_TIMEOUT_MS`: client-side deadline of one `Db::run` call
-    /// (default off). When it fires the call fails with `Error::Timeout`
-    /// (or `Error::CommitOutcomeUnknown` when a `COMMIT` was in flight) and
-    /// its connection is discarded, never returned to the pool.
-    pub query_timeout: Option<Duration>,
+    /// `DB_QUERY_TIMEOUT_MS`: the bound of every call that has no deadline
+    /// of its own (a `Ctx` gives one): waiting for a connection, and each
+    /// statement (default 30 s). When it passes the call fails with
+    /// `Error::Timeout { kind: Client }` (or `Error::CommitOutcomeUnknown`
+    /// when a `COMMIT` or a write outside a transaction was in flight), the
+    /// connection is closed, and the server stops the statement too.
+    pub query_timeout: Duration,
+    /// `DB_APP_ROLE`: the role every transaction switches to with `SET LOCAL
+    /// ROLE` (and every statement outside one is wrapped in a transaction
+    /// for it), for a service that logs in as a privileged "authenticator"
+    /// role; `None` (the default) when the login role is the service's own.
+    pub app_role: Option<String>,
+    /// `DATABASE_SYSTEM_URL`: where `Ctx::system` connections go (a role that
+    /// bypasses row-level security, on its own pool); default the migration URL.
+    pub system_url: Option<String>,
     /// `DATABASE_REPLICA_URLS`: streaming replicas that serve `Db::read`
     /// (whitespace-separated; commas belong to multi-host URLs).
     pub replica_urls: Vec<String>,
@@ -107,6 +117,8 @@ impl fmt::Debug for Config {
             .field("tcp_keepalive_idle", &self.tcp_keepalive_idle)
             .field("tcp_user_timeout", &self.tcp_user_timeout)
             .field("query_timeout", &self.query_timeout)
+            .field("app_role", &self.app_role)
+            .field("system_url", &self.system_url.as_deref().map(redact_url))
             .field(
                 "replica_urls",
                 &self
@@ -143,7 +155,9 @@ impl Config {
             recycle: Recycle::Fast,
             tcp_keepalive_idle: Duration::from_secs(30),
             tcp_user_timeout: Some(Duration::from_secs(30)),
-            query_timeout: None,
+            query_timeout: Duration::from_secs(30),
+            app_role: None,
+            system_url: None,
             replica_urls: Vec::new(),
             replica_max_lag: Duration::from_millis(1000),
             migration_lock_timeout: Duration::from_secs(300),
@@ -246,7 +260,22 @@ impl Config {
             config.replica_max_lag = Duration::from_millis(n);
         }
         if let Some(n) = number("DB_QUERY_TIMEOUT_MS", 1, 86_400_000)? {
-            config.query_timeout = Some(Duration::from_millis(n));
+            config.query_timeout = Duration::from_millis(n);
+        }
+        config.system_url = get("DATABASE_SYSTEM_URL");
+        if let Some(url) = &config.system_url {
+            check_url("DATABASE_SYSTEM_URL", url)?;
+        }
+        if let Some(role) = get("DB_APP_ROLE") {
+            let valid = role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && role.len() <= 63
+                && !role.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(Error::Config(format!(
+                    "DB_APP_ROLE={role:?}: expected a role name of letters, digits and underscores"
+                )));
+            }
+            config.app_role = Some(role);
         }
         if let Some(n) = number("DB_MIGRATION_LOCK_TIMEOUT_SECS", 0, 86_400)? {
             config.migration_lock_timeout = Duration::from_secs(n);
@@ -312,6 +341,13 @@ impl Config {
     /// The URL migrations run against.
     pub fn migration_url(&self) -> &str {
         self.migration_url.as_deref().unwrap_or(&self.database_url)
+    }
+
+    /// The URL of the escape hatch's pool (`Ctx::system`).
+    pub fn system_url(&self) -> &str {
+        self.system_url
+            .as_deref()
+            .unwrap_or_else(|| self.migration_url())
     }
 }
 

@@ -8,7 +8,7 @@ use diesel::result::ConnectionError;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 
 use super::config::{Config, Pooler};
-use super::pg_conn::PgConn;
+use super::pg_conn::{PgConn, Scope};
 use super::tls::{SslMode, split_tls};
 use super::unnamed::{UnnamedConnection, convert_error};
 use super::url::{ConnString, redact_url};
@@ -24,9 +24,9 @@ pub(super) struct ConnectionSettings {
     pooler: bool,
     log_queries: bool,
     slow_query: Option<Duration>,
-    /// Whether `Db::run` deadlines are in use: connections then report
-    /// when a `COMMIT` is in flight (see `deadline`).
-    track_commits: bool,
+    /// Each statement's bound without a context deadline
+    /// (`DB_QUERY_TIMEOUT_MS`); `None` for the migration session.
+    per_statement: Option<Duration>,
     tcp_keepalive_idle: Duration,
     tcp_user_timeout: Option<Duration>,
     /// Extra `SET`s for this kind of session (the migration session's timeouts).
@@ -42,9 +42,7 @@ impl ConnectionSettings {
             pooler: config.pooler == Pooler::Transaction,
             log_queries: config.log_queries,
             slow_query: config.slow_query,
-            // With the deadline only: tracking costs an instrumentation
-            // callback (and its mutex) per statement on the hot path.
-            track_commits: config.query_timeout.is_some(),
+            per_statement: Some(config.query_timeout),
             tcp_keepalive_idle: config.tcp_keepalive_idle,
             tcp_user_timeout: config.tcp_user_timeout,
             session_settings: Vec::new(),
@@ -64,6 +62,9 @@ impl ConnectionSettings {
         // session timeouts: it always talks to the server directly.
         settings.pooler = false;
         settings.statement_timeout = None;
+        // A migration's statements run as long as they must (a concurrent
+        // index build on a big table): the lock timeouts bound its waits.
+        settings.per_statement = None;
         settings.session_settings = vec![
             ("statement_timeout", "0".to_owned()),
             (
@@ -126,25 +127,42 @@ impl ConnectionSettings {
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| classify_connect_error(&e, url))?;
-            self.take_over(client, connection).await?
+            let cancel = Canceller::plain(client.cancel_token());
+            self.take_over(client, connection, cancel).await?
         } else {
             let connector = tls.connector().map_err(|e| {
                 ConnectionError::InvalidConnectionUrl(format!("TLS settings of {shown}: {e}"))
             })?;
-            let (client, connection) = tokio::time::timeout(connect_limit, pg.connect(connector))
-                .await
-                .map_err(|_| timed_out())?
-                .map_err(|e| classify_connect_error(&e, url))?;
-            self.take_over(client, connection).await?
+            let (client, connection) =
+                tokio::time::timeout(connect_limit, pg.connect(connector.clone()))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| classify_connect_error(&e, url))?;
+            let cancel = Canceller::tls(client.cancel_token(), connector);
+            self.take_over(client, connection, cancel).await?
         };
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
         let mut setup = String::new();
         // In pooler mode `Config::validate` refuses a statement timeout and
-        // there are no session settings: nothing is SET for the session.
-        if let Some(timeout) = self.statement_timeout.filter(|_| !self.pooler) {
+        // there are no session settings: nothing is SET for the session (each
+        // transaction carries its timeouts instead, see `Scope`). A direct
+        // connection's server-side limits default to the call's own bound, so
+        // that the server stops a statement the client gave up on even when
+        // the cancel request cannot reach it (a stalled network path).
+        if !self.pooler
+            && let Some(timeout) = self.statement_timeout.or(self.per_statement)
+        {
             setup.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
+        }
+        if !self.pooler
+            && let Some(limit) = self.per_statement
+        {
+            setup.push_str(&format!(
+                "SET idle_in_transaction_session_timeout = {};",
+                limit.as_millis()
+            ));
         }
         // Through pg_settings, so a parameter the server does not have (the
         // dead-client check before PostgreSQL 14) is skipped, not an error.
@@ -160,17 +178,25 @@ impl ConnectionSettings {
         }
         // No instrumentation at all unless something needs it: the hot path
         // then pays nothing per query.
-        if self.log_queries || self.slow_query.is_some() || self.track_commits {
-            conn.set_instrumentation(ConnectionWatch {
-                logger: (self.log_queries || self.slow_query.is_some()).then_some(QueryLogger {
-                    log_all: self.log_queries,
-                    slow: self.slow_query,
-                    started: None,
-                }),
-                track_commits: self.track_commits,
+        if self.log_queries || self.slow_query.is_some() {
+            conn.set_instrumentation(QueryLogger {
+                log_all: self.log_queries,
+                slow: self.slow_query,
+                started: None,
             });
         }
         Ok(conn)
+    }
+
+    /// The scope of a connection no call has entered yet: each statement
+    /// bounded by `DB_QUERY_TIMEOUT_MS`, and behind a pooler the timeouts
+    /// carried by each transaction.
+    pub(super) fn default_scope(&self) -> Scope {
+        Scope {
+            per_statement: self.per_statement,
+            local_timeouts: self.pooler && self.per_statement.is_some(),
+            ..Scope::default()
+        }
     }
 
     /// Wraps an open client in the connection type of this mode.
@@ -178,19 +204,21 @@ impl ConnectionSettings {
         &self,
         client: tokio_postgres::Client,
         connection: tokio_postgres::Connection<tokio_postgres::Socket, S>,
+        cancel: Canceller,
     ) -> Result<PgConn, ConnectionError>
     where
         S: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
     {
+        let scope = self.default_scope();
         if !self.pooler {
             return AsyncPgConnection::try_from_client_and_connection(client, connection)
                 .await
-                .map(PgConn::direct);
+                .map(|conn| PgConn::direct(conn, scope, Some(cancel)));
         }
         let conn = UnnamedConnection::new(client, connection)
             .await
             .map_err(|e| ConnectionError::CouldntSetupConfiguration(convert_error(e)))?;
-        Ok(PgConn::unnamed(conn))
+        Ok(PgConn::unnamed(conn, scope, Some(cancel)))
     }
 }
 
@@ -258,33 +286,6 @@ fn classify_connect_error(e: &tokio_postgres::Error, url: &str) -> ConnectionErr
     ConnectionError::BadConnection(format!("cannot connect to {shown}: {message}"))
 }
 
-/// What a connection reports about itself: statements to the log, and
-/// to the `Db::run` in progress whether a `COMMIT` is in flight.
-struct ConnectionWatch {
-    logger: Option<QueryLogger>,
-    track_commits: bool,
-}
-
-impl Instrumentation for ConnectionWatch {
-    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if self.track_commits {
-            match &event {
-                // Emitted just before the top-level COMMIT is sent.
-                InstrumentationEvent::CommitTransaction { depth, .. } if depth.get() == 1 => {
-                    super::deadline::commit_started();
-                }
-                InstrumentationEvent::FinishQuery { error, .. } => {
-                    super::deadline::statement_finished(error.is_none())
-                }
-                _ => {}
-            }
-        }
-        if let Some(logger) = &mut self.logger {
-            logger.on_connection_event(event);
-        }
-    }
-}
-
 /// Logs statements and their duration through `tracing`. Bind values are
 /// logged only at TRACE: they may hold secrets or personal data.
 struct QueryLogger {
@@ -327,6 +328,52 @@ impl Instrumentation for QueryLogger {
             }
             _ => {}
         }
+    }
+}
+
+/// Sends a cancel request for the statement a connection is running, in
+/// the background: what the call's deadline does besides closing the
+/// connection. Best effort (it travels the same network path, which may be
+/// what stalled); the server-side timeouts are the guarantee.
+#[derive(Clone)]
+pub(crate) struct Canceller {
+    token: tokio_postgres::CancelToken,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Canceller {
+    fn plain(token: tokio_postgres::CancelToken) -> Self {
+        Self { token, tls: None }
+    }
+
+    fn tls(
+        token: tokio_postgres::CancelToken,
+        tls: tokio_postgres_rustls::MakeRustlsConnect,
+    ) -> Self {
+        Self {
+            token,
+            tls: Some(tls),
+        }
+    }
+
+    /// Sends the cancel request (within a few seconds, or not at all).
+    pub(crate) fn send(self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            const LIMIT: Duration = Duration::from_secs(3);
+            let sent = match self.tls {
+                None => {
+                    tokio::time::timeout(LIMIT, self.token.cancel_query(tokio_postgres::NoTls))
+                        .await
+                }
+                Some(tls) => tokio::time::timeout(LIMIT, self.token.cancel_query(tls)).await,
+            };
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::debug!(target: "database::connection", "the cancel request did not go through");
+            }
+        });
     }
 }
 

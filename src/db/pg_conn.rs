@@ -4,8 +4,7 @@
 //! it speaks is chosen once, when the connection opens (`DB_POOLER`):
 //!
 //! - **direct** (default): diesel-async's `AsyncPgConnection`, with named,
-//!   cached prepared statements and pipelining. Each call is passed through
-//!   unchanged.
+//!   cached prepared statements and pipelining.
 //! - **pooler** (`DB_POOLER=transaction`): `UnnamedConnection`, which sends
 //!   only unnamed statements in one round trip each and so is safe behind a
 //!   transaction-mode pooler (see `unnamed.rs`).
@@ -13,6 +12,19 @@
 //! Both implement diesel-async's `AsyncConnection` with `Backend = Pg`,
 //! so Diesel queries, `conn.transaction(...)` and `&PgConn` pipelining
 //! (`tokio::join!` of two queries on one connection) work the same in both.
+//!
+//! On top of either, the connection keeps the call contract (`call.rs`:
+//! every statement bounded, dirty when a future is dropped half-way, failures
+//! reported by what they mean) and applies the request's context (`Scope`):
+//! at `BEGIN`, in the same round trip, it sends the context's settings
+//! (`SET LOCAL ROLE`, `set_config(..., true)`) and, when the call has a
+//! deadline or runs behind a pooler, the remaining time as transaction-local
+//! timeouts. The transaction manager sends `BEGIN` and `COMMIT` through
+//! `batch_execute`, which is where both are recognised.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use diesel::QueryResult;
 use diesel::connection::{CacheSize, Instrumentation};
@@ -27,12 +39,19 @@ use diesel_async::{
 use futures::future::{BoxFuture, FutureExt, TryFutureExt};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
+use super::call::{self, Calls, Sent};
 use super::unnamed::{UnnamedConnection, UnnamedField, UnnamedRow};
 
 /// A PostgreSQL connection: direct (named statements) or pooler mode
 /// (unnamed statements only). See the module docs.
 pub struct PgConn {
     inner: Inner,
+    calls: Calls,
+    /// A transaction is open on the server (a top-level `BEGIN` went
+    /// through `batch_execute` and no `COMMIT`/`ROLLBACK` since).
+    open: AtomicBool,
+    scope: Scope,
+    cancel: Option<super::connection::Canceller>,
 }
 
 enum Inner {
@@ -40,17 +59,56 @@ enum Inner {
     Unnamed(UnnamedConnection),
 }
 
+/// What the request a connection serves asks of it: the settings sent with
+/// every `BEGIN` and the bounds of its statements. Set when the connection
+/// is checked out (`Db` gives it the context's), the default for every
+/// connection opened by `db::connect`.
+#[derive(Clone, Default)]
+pub(crate) struct Scope {
+    /// `SET LOCAL ROLE ...; SELECT set_config(...)` for the tenant, the
+    /// user and the role switch (`DB_APP_ROLE`); sent after `BEGIN` in the
+    /// same round trip. A statement outside a transaction is wrapped in one
+    /// so that it applies.
+    pub(crate) settings: Option<Arc<str>>,
+    /// The context's deadline: every statement ends before it.
+    pub(crate) deadline: Option<Instant>,
+    /// Each statement's own bound when the context has no earlier deadline
+    /// (`DB_QUERY_TIMEOUT_MS`); `None` only for the migration session.
+    pub(crate) per_statement: Option<Duration>,
+    /// Send the remaining time as transaction-local `statement_timeout` and
+    /// `idle_in_transaction_session_timeout` at `BEGIN` (a context deadline,
+    /// or pooler mode, where no session setting may be made).
+    pub(crate) local_timeouts: bool,
+    /// A replica's connection: nothing it runs can commit (hot standbys are
+    /// read-only), so no failure on it has an unknown outcome.
+    pub(crate) read_only: bool,
+}
+
 impl PgConn {
-    pub(super) fn direct(conn: AsyncPgConnection) -> Self {
+    fn new(inner: Inner, scope: Scope, cancel: Option<super::connection::Canceller>) -> Self {
         Self {
-            inner: Inner::Direct(conn),
+            inner,
+            calls: Calls::default(),
+            open: AtomicBool::new(false),
+            scope,
+            cancel,
         }
     }
 
-    pub(super) fn unnamed(conn: UnnamedConnection) -> Self {
-        Self {
-            inner: Inner::Unnamed(conn),
-        }
+    pub(super) fn direct(
+        conn: AsyncPgConnection,
+        scope: Scope,
+        cancel: Option<super::connection::Canceller>,
+    ) -> Self {
+        Self::new(Inner::Direct(conn), scope, cancel)
+    }
+
+    pub(super) fn unnamed(
+        conn: UnnamedConnection,
+        scope: Scope,
+        cancel: Option<super::connection::Canceller>,
+    ) -> Self {
+        Self::new(Inner::Unnamed(conn), scope, cancel)
     }
 
     /// Whether this connection runs in pooler mode (`DB_POOLER=transaction`):
@@ -67,11 +125,224 @@ impl PgConn {
             Inner::Unnamed(_) => None,
         }
     }
+
+    /// Gives the connection the scope of the call it now serves.
+    pub(crate) fn enter(&mut self, scope: Scope) {
+        self.scope = scope;
+    }
+
+    /// Whether the connection must be closed rather than pooled: a statement
+    /// was abandoned half-way, the deadline passed, the connection failed,
+    /// or a transaction is still open.
+    pub(crate) fn is_dirty(&mut self) -> bool {
+        self.calls.is_broken()
+            || self.open.load(Ordering::Relaxed)
+            || PoolableConnection::is_broken(self)
+    }
+
+    /// When a statement starting now must have its answer.
+    fn bound(&self) -> Option<Instant> {
+        call::bound(self.scope.deadline, self.scope.per_statement)
+    }
+
+    /// The cancel request for the statement in flight, sent in the
+    /// background (best effort: it travels the network path that may be
+    /// what failed; the server-side timeouts are the guarantee).
+    fn canceller(&self) -> impl FnOnce() + use<> {
+        let cancel = self.cancel.clone();
+        move || {
+            if let Some(cancel) = cancel {
+                cancel.send();
+            }
+        }
+    }
+
+    /// `BEGIN` (as the transaction manager wrote it) with the scope's
+    /// settings after it, for one round trip; `Err` when the deadline has
+    /// already passed (nothing is sent).
+    fn begin_sql(&self, begin: &str) -> QueryResult<Option<String>> {
+        let remaining_ms = if self.scope.local_timeouts {
+            let bound = self.bound();
+            let remaining = bound.map(|b| b.saturating_duration_since(Instant::now()));
+            match remaining {
+                Some(r) if r.is_zero() => {
+                    return Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::Unknown,
+                        Box::new(format!(
+                            "{}the call's deadline passed before the transaction began; nothing \
+                             was sent",
+                            call::DEADLINE_PASSED
+                        )),
+                    ));
+                }
+                // At least 1 ms: 0 would switch the server's timeout off.
+                Some(r) => Some(r.as_millis().max(1)),
+                None => None,
+            }
+        } else {
+            None
+        };
+        if self.scope.settings.is_none() && remaining_ms.is_none() {
+            return Ok(None);
+        }
+        let mut sql = String::with_capacity(256);
+        sql.push_str(begin);
+        sql.push(';');
+        if let Some(settings) = &self.scope.settings {
+            sql.push_str(settings);
+            sql.push(';');
+        }
+        if let Some(ms) = remaining_ms {
+            use std::fmt::Write as _;
+            let _ = write!(
+                sql,
+                "SELECT set_config('statement_timeout', '{ms}', true), \
+                 set_config('idle_in_transaction_session_timeout', '{ms}', true)"
+            );
+        }
+        Ok(Some(sql))
+    }
+
+    /// Runs `sql` (simple protocol) under the contract; `BEGIN` carries the
+    /// scope's settings, `COMMIT` is tracked.
+    async fn batch(&self, sql: &str) -> QueryResult<()> {
+        let begins = sql.starts_with("BEGIN");
+        let ends = sql == "COMMIT" || sql == "ROLLBACK";
+        let rewritten = if begins { self.begin_sql(sql)? } else { None };
+        let sql = rewritten.as_deref().unwrap_or(sql);
+        let sent = if self.scope.read_only {
+            Sent::Safe
+        } else {
+            Sent::of_batch(!self.open.load(Ordering::Relaxed), sql)
+        };
+        let work = async {
+            match &self.inner {
+                Inner::Direct(conn) => {
+                    let mut conn = conn;
+                    SimpleAsyncConnection::batch_execute(&mut conn, sql).await
+                }
+                Inner::Unnamed(conn) => conn.batch_execute(sql).await,
+            }
+        };
+        let result = self
+            .calls
+            .start(sent, self.bound())
+            .run(work, self.canceller())
+            .await;
+        if begins && result.is_ok() {
+            self.open.store(true, Ordering::Relaxed);
+        }
+        if ends {
+            // The server ended the transaction, or the connection is broken.
+            self.open.store(false, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// What a statement starting now means for the contract (a replica's
+    /// connection never commits anything).
+    fn sent<T: QueryFragment<Pg>>(&self, query: &T) -> Sent {
+        let depth_zero = !self.open.load(Ordering::Relaxed) && !self.scope.read_only;
+        Sent::of_statement(depth_zero, query)
+    }
+
+    /// Whether a statement outside a transaction must be wrapped in one so
+    /// that the scope's settings apply to it.
+    fn wraps(&self) -> bool {
+        self.scope.settings.is_some() && !self.open.load(Ordering::Relaxed)
+    }
+
+    /// The statement's future: rendered now, sent when first polled. `Err`
+    /// when it could not be rendered (nothing was sent).
+    fn load_future<'a, T>(&'a self, source: T) -> QueryResult<BoxFuture<'a, QueryResult<Rows>>>
+    where
+        T: AsQuery,
+        T::Query: QueryFragment<Pg> + QueryId,
+    {
+        Ok(match &self.inner {
+            Inner::Direct(conn) => {
+                let mut conn: &'a AsyncPgConnection = conn;
+                conn.load(source).map_ok(direct_rows).boxed()
+            }
+            Inner::Unnamed(conn) => {
+                let rendered = conn.render(&source.as_query())?;
+                async move { conn.load(Ok(rendered)).await.map(unnamed_rows) }.boxed()
+            }
+        })
+    }
+
+    /// `load_future` for a statement that returns a row count.
+    fn execute_future<'a, T>(&'a self, source: T) -> QueryResult<BoxFuture<'a, QueryResult<usize>>>
+    where
+        T: QueryFragment<Pg> + QueryId,
+    {
+        Ok(match &self.inner {
+            Inner::Direct(conn) => {
+                let mut conn: &'a AsyncPgConnection = conn;
+                conn.execute_returning_count(source)
+            }
+            Inner::Unnamed(conn) => {
+                let rendered = conn.render(&source)?;
+                conn.execute(Ok(rendered)).boxed()
+            }
+        })
+    }
+
+    /// A statement under the contract: bounded, dirty if dropped, its
+    /// failure reported by what it means. Outside a transaction, with
+    /// settings to apply, it is wrapped in a transaction of its own (`BEGIN`
+    /// with the settings, the statement, `COMMIT`); `collect` reads a
+    /// result out before that `COMMIT` (a stream read after it was awaited
+    /// could stall the connection).
+    fn contract<'a, R: Send + 'a>(
+        &'a self,
+        sent: Sent,
+        statement: QueryResult<BoxFuture<'a, QueryResult<R>>>,
+        collect: fn(R) -> BoxFuture<'static, QueryResult<R>>,
+    ) -> BoxFuture<'a, QueryResult<R>> {
+        let statement = match statement {
+            Ok(statement) => statement,
+            Err(e) => return futures::future::ready(Err(e)).boxed(),
+        };
+        if self.wraps() {
+            return async move {
+                self.batch("BEGIN").await?;
+                let flight = self.calls.start(Sent::Safe, self.bound());
+                let result = flight
+                    .run(
+                        async move {
+                            let result = statement.await?;
+                            collect(result).await
+                        },
+                        self.canceller(),
+                    )
+                    .await;
+                match result {
+                    Ok(value) => {
+                        self.batch("COMMIT").await?;
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        // A failed ROLLBACK leaves the connection broken (the
+                        // server rolls back when it closes): the statement's
+                        // error is the one the caller needs.
+                        let _ = self.batch("ROLLBACK").await;
+                        Err(e)
+                    }
+                }
+            }
+            .boxed();
+        }
+        self.calls
+            .start(sent, self.bound())
+            .run(statement, self.canceller())
+            .boxed()
+    }
 }
 
 impl From<AsyncPgConnection> for PgConn {
     fn from(conn: AsyncPgConnection) -> Self {
-        Self::direct(conn)
+        Self::direct(conn, Scope::default(), None)
     }
 }
 
@@ -90,23 +361,28 @@ fn unnamed_rows(rows: BoxStream<'static, QueryResult<UnnamedRow>>) -> Rows {
 
 impl SimpleAsyncConnection for PgConn {
     async fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
-        match &mut self.inner {
-            Inner::Direct(conn) => conn.batch_execute(query).await,
-            Inner::Unnamed(conn) => conn.batch_execute(query).await,
-        }
+        self.batch(query).await
     }
 }
 
 impl SimpleAsyncConnection for &PgConn {
     async fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
-        match &self.inner {
-            Inner::Direct(conn) => {
-                let mut conn = conn;
-                SimpleAsyncConnection::batch_execute(&mut conn, query).await
-            }
-            Inner::Unnamed(conn) => conn.batch_execute(query).await,
-        }
+        self.batch(query).await
     }
+}
+
+/// Reads a whole result, and hands it out as a stream again.
+fn collected(rows: Rows) -> BoxFuture<'static, QueryResult<Rows>> {
+    async move {
+        let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
+        Ok(futures::stream::iter(rows).boxed())
+    }
+    .boxed()
+}
+
+/// A row count needs no reading out.
+fn counted(n: usize) -> BoxFuture<'static, QueryResult<usize>> {
+    futures::future::ready(Ok(n)).boxed()
 }
 
 impl AsyncConnectionCore for PgConn {
@@ -121,14 +397,9 @@ impl AsyncConnectionCore for PgConn {
         T: AsQuery + 'query,
         T::Query: QueryFragment<Pg> + QueryId + 'query,
     {
-        match &mut self.inner {
-            Inner::Direct(conn) => conn.load(source).map_ok(direct_rows).boxed(),
-            Inner::Unnamed(conn) => {
-                let rendered = conn.render(&source.as_query());
-                let conn = &*conn;
-                async move { conn.load(rendered).await.map(unnamed_rows) }.boxed()
-            }
-        }
+        let this: &'conn PgConn = self;
+        let query = source.as_query();
+        this.contract(this.sent(&query), this.load_future(query), collected)
     }
 
     fn execute_returning_count<'conn, 'query, T>(
@@ -138,15 +409,8 @@ impl AsyncConnectionCore for PgConn {
     where
         T: QueryFragment<Pg> + QueryId + 'query,
     {
-        match &mut self.inner {
-            // diesel-async's own future, unchanged: the direct path pays nothing.
-            Inner::Direct(conn) => conn.execute_returning_count(source),
-            Inner::Unnamed(conn) => {
-                let rendered = conn.render(&source);
-                let conn = &*conn;
-                conn.execute(rendered).boxed()
-            }
-        }
+        let this: &'conn PgConn = self;
+        this.contract(this.sent(&source), this.execute_future(source), counted)
     }
 }
 
@@ -164,16 +428,8 @@ impl<'a> AsyncConnectionCore for &'a PgConn {
         T::Query: QueryFragment<Pg> + QueryId + 'query,
     {
         let this: &'a PgConn = self;
-        match &this.inner {
-            Inner::Direct(conn) => {
-                let mut conn: &'a AsyncPgConnection = conn;
-                conn.load(source).map_ok(direct_rows).boxed()
-            }
-            Inner::Unnamed(conn) => {
-                let rendered = conn.render(&source.as_query());
-                async move { conn.load(rendered).await.map(unnamed_rows) }.boxed()
-            }
-        }
+        let query = source.as_query();
+        this.contract(this.sent(&query), this.load_future(query), collected)
     }
 
     fn execute_returning_count<'conn, 'query, T>(
@@ -184,28 +440,23 @@ impl<'a> AsyncConnectionCore for &'a PgConn {
         T: QueryFragment<Pg> + QueryId + 'query,
     {
         let this: &'a PgConn = self;
-        match &this.inner {
-            Inner::Direct(conn) => {
-                let mut conn: &'a AsyncPgConnection = conn;
-                conn.execute_returning_count(source)
-            }
-            Inner::Unnamed(conn) => {
-                let rendered = conn.render(&source);
-                conn.execute(rendered).boxed()
-            }
-        }
+        this.contract(this.sent(&source), this.execute_future(source), counted)
     }
 }
 
 impl AsyncConnection for PgConn {
     type TransactionManager = AnsiTransactionManager;
 
-    /// A direct connection with diesel-async's defaults. Services use `Db`
-    /// (or `db::connect`), which apply the configuration.
+    /// A connection set up as `db::connect` sets one up with the defaults
+    /// of `Config::new(database_url)`: TLS as the URL's `sslmode` says,
+    /// keepalives, the connect timeout, every statement bounded by the
+    /// default `DB_QUERY_TIMEOUT_MS`, direct mode. (Nothing is read from the
+    /// environment: a service builds a `Config` and a `Db`.)
     async fn establish(database_url: &str) -> diesel::ConnectionResult<Self> {
-        AsyncPgConnection::establish(database_url)
+        let config = super::Config::new(database_url);
+        super::connection::ConnectionSettings::from_config(&config)
+            .establish(database_url)
             .await
-            .map(Self::direct)
     }
 
     fn transaction_state(&mut self) -> &mut AnsiTransactionManager {
@@ -240,6 +491,9 @@ impl AsyncConnection for PgConn {
 
 impl PoolableConnection for PgConn {
     fn is_broken(&mut self) -> bool {
+        if self.calls.is_broken() {
+            return true;
+        }
         let unnamed_broken = match &mut self.inner {
             Inner::Direct(conn) => return PoolableConnection::is_broken(conn),
             Inner::Unnamed(conn) => conn.is_broken(),
@@ -250,13 +504,17 @@ impl PoolableConnection for PgConn {
 
 /// A result row of either path.
 pub enum PgConnRow {
+    /// From the direct path.
     Direct(DirectRow),
+    /// From the pooler-mode path.
     Unnamed(UnnamedRow),
 }
 
 /// A column of a `PgConnRow`.
 pub enum PgConnField<'a> {
+    /// From the direct path.
     Direct(<DirectRow as Row<'a, Pg>>::Field<'a>),
+    /// From the pooler-mode path.
     Unnamed(UnnamedField<'a>),
 }
 

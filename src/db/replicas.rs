@@ -30,9 +30,9 @@ use diesel_async::pooled_connection::deadpool::Pool;
 // `RunQueryDsl` is called by path: in scope, its blanket `load` would
 // shadow the atomics' own `load`.
 
-use super::PooledConn;
 use super::url::redact_url;
 use crate::error::{Error, Result};
+use diesel_async::pooled_connection::deadpool::Object;
 
 /// How often the monitor samples the primary and the replicas.
 const TICK: Duration = Duration::from_millis(200);
@@ -260,8 +260,16 @@ impl Replicas {
         (0..n).map(move |i| &self.members[(start + i) % n])
     }
 
+    /// Closes every replica pool (`Db::close`): no read goes to a replica after.
+    pub fn close(&self) {
+        for member in &self.members {
+            member.healthy.store(false, Ordering::Relaxed);
+            member.pool.close();
+        }
+    }
+
     /// A connection to a usable replica, or `None` (the caller uses the primary).
-    pub async fn read(&self) -> Option<(PooledConn, ReadSource)> {
+    pub async fn read(&self) -> Option<(Object<PgConn>, ReadSource)> {
         for member in self.rotation() {
             if !self.usable(member) {
                 continue;
@@ -274,7 +282,7 @@ impl Replicas {
     }
 
     /// A connection to a replica that has replayed `position`, or `None`.
-    pub async fn read_after(&self, position: WalPosition) -> Option<(PooledConn, ReadSource)> {
+    pub async fn read_after(&self, position: WalPosition) -> Option<(Object<PgConn>, ReadSource)> {
         for member in self.rotation() {
             if !member.healthy.load(Ordering::Relaxed) {
                 continue;
@@ -303,7 +311,7 @@ impl Replicas {
 /// pool is busy is skipped for this read (not marked down), and one that
 /// does not let a connection open within `CHECKOUT_CREATE` is marked down
 /// (until the monitor sees it answer) and not the caller's problem.
-async fn checkout(member: &Member) -> Option<PooledConn> {
+async fn checkout(member: &Member) -> Option<Object<PgConn>> {
     use deadpool::managed::{PoolError, TimeoutType, Timeouts};
     let timeouts = Timeouts {
         wait: Some(CHECKOUT_WAIT),

@@ -16,7 +16,10 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 
+use std::sync::Arc;
+
 use super::Config;
+use super::ctx::Ctx;
 use crate::error::{Error, Result};
 
 /// A SQLite connection as the portable repository functions take it.
@@ -103,16 +106,45 @@ pub async fn connect_sqlite(target: &SqliteTarget) -> Result<SqliteConn> {
     Ok(SyncConnectionWrapper::new(conn))
 }
 
-/// The SQLite side of a `Db`: its pool and target.
-pub(crate) struct SqliteDb {
-    pub(crate) pool: Pool<SqliteConn>,
+/// The data layer's handle on a SQLite file: the pool, the configuration
+/// and the context its calls run in (`with`; on SQLite the context carries
+/// the deadline and the user, and row-level security does not exist). It
+/// serves the portable domains (auth, settings). Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteDb {
+    shared: Arc<SqliteShared>,
+    ctx: Ctx,
+}
+
+struct SqliteShared {
+    pool: Pool<SqliteConn>,
+    target: SqliteTarget,
+    config: Config,
+}
+
+impl std::fmt::Debug for SqliteDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteDb")
+            .field("target", &self.shared.target)
+            .field("pool", &self.shared.pool.status())
+            .field("ctx", &self.ctx)
+            .finish()
+    }
 }
 
 impl SqliteDb {
-    /// A pool over `target` with `config`'s size and timeouts (one
-    /// connection for `sqlite::memory:`: each connection would otherwise see
-    /// its own empty database).
-    pub(crate) fn new(config: &Config, target: SqliteTarget) -> Result<Self> {
+    /// A pool over the file `config.database_url` names, with `config`'s size
+    /// and timeouts (one connection for `sqlite::memory:`: each connection
+    /// would otherwise see its own empty database). A PostgreSQL URL is
+    /// refused (that is `Db`).
+    pub fn new(config: Config) -> Result<Self> {
+        let Some(target) = sqlite_target(&config.database_url) else {
+            return Err(Error::Unsupported(format!(
+                "SqliteDb needs a SQLite URL (sqlite:PATH, sqlite::memory:); {} is a PostgreSQL \
+                 URL: use database::Db (or database::AnyDb, chosen by the URL)",
+                super::url::redact_url(&config.database_url)
+            )));
+        };
         let mut manager_config = ManagerConfig::<SqliteConn>::default();
         // diesel-async's default (`Verified`) runs a query on every
         // checkout: one more blocking-thread hop per call. `DB_POOL_RECYCLE`
@@ -148,15 +180,64 @@ impl SqliteDb {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Config(format!("cannot build the SQLite pool: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            shared: Arc::new(SqliteShared {
+                pool,
+                target,
+                config,
+            }),
+            ctx: Ctx::default(),
+        })
     }
 
-    pub(crate) async fn conn(&self) -> Result<SqlitePooledConn> {
+    /// `Config::from_env` then `SqliteDb::new`.
+    pub fn from_env() -> Result<Self> {
+        Self::new(Config::from_env()?)
+    }
+
+    /// The same pool, with every call made in `ctx` (its deadline).
+    pub fn with(&self, ctx: Ctx) -> SqliteDb {
+        SqliteDb {
+            shared: self.shared.clone(),
+            ctx,
+        }
+    }
+
+    /// The context this handle's calls run in.
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// The configuration this handle was built with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The file (or `sqlite::memory:`) this handle opens.
+    pub fn target(&self) -> &SqliteTarget {
+        &self.shared.target
+    }
+
+    /// The deadline of a call starting now.
+    fn deadline(&self) -> std::time::Instant {
+        let own = std::time::Instant::now() + self.shared.config.query_timeout;
+        self.ctx.deadline_at().map_or(own, |d| d.min(own))
+    }
+
+    /// Checks a connection out of the pool, within the call's deadline.
+    pub async fn conn(&self) -> Result<SqlitePooledConn> {
         use deadpool::managed::{PoolError as P, TimeoutType};
-        self.pool.get().await.map_err(|e| match e {
+        let pool = &self.shared.pool;
+        let got = tokio::time::timeout_at(self.deadline().into(), pool.get()).await;
+        let Ok(got) = got else {
+            return Err(Error::Unavailable(
+                "no SQLite connection before the call's deadline; nothing was sent".into(),
+            ));
+        };
+        got.map_err(|e| match e {
             P::Timeout(TimeoutType::Wait) => Error::Unavailable(format!(
                 "no free SQLite connection: all {} of the pool are in use (DB_POOL_SIZE)",
-                self.pool.status().max_size
+                pool.status().max_size
             )),
             P::Closed => Error::Unavailable("the pool is closed".into()),
             // A file that cannot be opened (no such folder, no permission)
@@ -168,10 +249,48 @@ impl SqliteDb {
         })
     }
 
-    /// Applies the pending SQLite migrations (`crate::migrate::sqlite`: one
+    /// Runs `f` in one transaction, within the call's deadline: committed
+    /// when `f` returns `Ok`, rolled back otherwise. When the deadline passes
+    /// the connection is closed (the statement running on its blocking
+    /// thread finishes on its own; `busy_timeout` bounds its lock waits).
+    pub async fn transaction<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut SqliteConn) -> Result<T>,
+    ) -> Result<T> {
+        self.run(async |conn| super::any::in_transaction(conn, f).await)
+            .await
+    }
+
+    /// Runs `f` on a connection of this handle, within the call's deadline.
+    pub async fn run<T>(&self, f: impl AsyncFnOnce(&mut SqliteConn) -> Result<T>) -> Result<T> {
+        let deadline = self.deadline();
+        let mut conn = self.conn().await?;
+        let outcome = tokio::time::timeout_at(deadline.into(), f(&mut *conn)).await;
+        match outcome {
+            Ok(result) => result.map_err(named),
+            Err(_) => {
+                // Its transaction may still be open on the blocking thread:
+                // never hand it out again.
+                drop(Object::take(conn));
+                Err(Error::Timeout {
+                    kind: crate::TimeoutKind::Client,
+                    message: "no answer within the call's deadline; the SQLite connection was \
+                              closed (a transaction it had open is rolled back)"
+                        .into(),
+                })
+            }
+        }
+    }
+
+    /// Applies the embedded SQLite migrations (`migrations_sqlite/`).
+    pub async fn migrate(&self) -> Result<crate::migrate::Report> {
+        self.migrate_with(crate::migrate::sqlite::embedded()).await
+    }
+
+    /// Applies a set of SQLite migrations (`crate::migrate::sqlite`: one
     /// `BEGIN EXCLUSIVE` transaction, the lock that holds across processes).
     /// When nothing is pending this is one read on a pooled connection.
-    pub(crate) async fn migrate(
+    pub async fn migrate_with(
         &self,
         set: &crate::migrate::MigrationSet,
     ) -> Result<crate::migrate::Report> {
@@ -180,6 +299,33 @@ impl SqliteDb {
             return Ok(crate::migrate::Report::default());
         }
         Ok(crate::migrate::sqlite::run_to(&mut conn, set, None).await?)
+    }
+
+    /// Checks that the file answers, and measures how fast.
+    pub async fn health(&self) -> Result<super::Health> {
+        use diesel::IntoSql as _;
+        use diesel_async::RunQueryDsl;
+        let start = std::time::Instant::now();
+        let mut conn = self.conn().await?;
+        diesel::select(1.into_sql::<diesel::sql_types::Integer>())
+            .execute(&mut conn)
+            .await?;
+        let latency = start.elapsed();
+        drop(conn);
+        Ok(super::Health {
+            latency,
+            pool: self.pool_status(),
+        })
+    }
+
+    /// The pool's numbers now.
+    pub fn pool_status(&self) -> super::PoolStatus {
+        self.shared.pool.status().into()
+    }
+
+    /// Closes every idle connection and refuses new checkouts.
+    pub fn close(&self) {
+        self.shared.pool.close();
     }
 }
 

@@ -39,10 +39,7 @@ use diesel_async::AnsiTransactionManager;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
-/// The start of the message of a statement that reached the server but whose
-/// result could not be read (a result type newer than the connection):
-/// `crate::Error` reports it as `CommitOutcomeUnknown`, never as retryable.
-pub(crate) const STATEMENT_MAY_HAVE_RUN: &str = "pooler mode: the statement was sent";
+use super::call::OUTCOME_UNKNOWN;
 
 /// A PostgreSQL connection that never names a statement.
 pub(super) struct UnnamedConnection {
@@ -221,7 +218,8 @@ impl UnnamedConnection {
         DieselError::DatabaseError(
             DatabaseErrorKind::Unknown,
             Box::new(format!(
-                "{STATEMENT_MAY_HAVE_RUN} and may have run, but its result has a type newer \
+                "{OUTCOME_UNKNOWN}pooler mode: the statement was sent and may have run, but its \
+                 result has a type newer \
                  than this DB_POOLER=transaction connection (they learn the database's types \
                  when they open; a migration created it since): check before retrying; the \
                  connection is discarded ({e})"

@@ -4,15 +4,15 @@
 //! `<name>::sqlite` (a fresh, migrated SQLite file of its own).
 
 use chrono::{DateTime, Utc};
-use database::{AnyPooledConn, Config, Db};
+use database::{AnyDb, AnyPooledConn, Config, SqliteDb};
 use diesel_async::RunQueryDsl;
 
 use super::TestDb;
 
 /// A migrated database of one test on either backend.
 pub struct AnyTestDb {
-    /// Its `Db` (pool of 8 on PostgreSQL and on a SQLite file).
-    pub db: Db,
+    /// Its handle (pool of 8 on PostgreSQL and on a SQLite file).
+    pub db: AnyDb,
     /// The PostgreSQL database (dropped with this value), if that backend.
     pg: Option<TestDb>,
     /// The folder of the SQLite file (deleted with this value), if that backend.
@@ -24,7 +24,7 @@ impl AnyTestDb {
     pub async fn postgres() -> AnyTestDb {
         let t = TestDb::new().await;
         AnyTestDb {
-            db: t.db.clone(),
+            db: AnyDb::Pg(t.db.clone()),
             pg: Some(t),
             _dir: None,
         }
@@ -37,10 +37,10 @@ impl AnyTestDb {
         let url = format!("sqlite:{}", dir.path().join("test.db").display());
         let mut config = Config::new(url);
         config.pool_size = 8;
-        let db = Db::new(config).expect("SQLite Db");
+        let db = SqliteDb::new(config).expect("SQLite Db");
         db.migrate().await.expect("migrating the SQLite file");
         AnyTestDb {
-            db,
+            db: AnyDb::Sqlite(db),
             pg: None,
             _dir: Some(dir),
         }
@@ -57,7 +57,7 @@ impl AnyTestDb {
 
     /// A pooled connection.
     pub async fn conn(&self) -> AnyPooledConn {
-        self.db.any_conn().await.expect("pooled connection")
+        self.db.conn().await.expect("pooled connection")
     }
 
     /// How many rows `table` holds (to prove that nothing was written).

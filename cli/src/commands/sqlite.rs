@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use database::db::sqlite::{SqliteTarget, sqlite_target};
 use database::migrate::{self, MigrationSet, State};
 use database::ops;
-use database::{Config, Db};
+use database::{Config, SqliteDb};
 
 use crate::commands::migrations::{print_report, print_status};
 use crate::support::guard;
@@ -41,7 +41,7 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
         );
         Ok(ExitCode::from(EXIT_USAGE))
     };
-    let db = || Db::new(config.clone());
+    let db = || SqliteDb::new(config.clone());
     match &cli.command {
         Command::Setup => {
             if let SqliteTarget::File(path) = &target
@@ -176,11 +176,8 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
     }
 }
 
-async fn sqlite_conn(db: &Db) -> Result<database::db::sqlite::SqlitePooledConn> {
-    match db.any_conn().await? {
-        database::AnyPooledConn::Sqlite(conn) => Ok(conn),
-        database::AnyPooledConn::Pg(_) => bail!("not a SQLite database"),
-    }
+async fn sqlite_conn(db: &SqliteDb) -> Result<database::db::SqlitePooledConn> {
+    Ok(db.conn().await?)
 }
 
 fn describe(target: &SqliteTarget) -> String {

@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use database::db::sqlite::{SqliteTarget, sqlite_target};
 use database::migrate::{self, MigrationSet};
-use database::{AnyPooledConn, Config, Db};
+use database::{Config, Db, SqliteDb};
 
 use catalog::{Catalog, RowCount};
 use html::{Chrome, esc};
@@ -124,7 +124,7 @@ pub async fn run(
                 );
             }
             Source::Sqlite {
-                db: Db::new(config)?,
+                db: SqliteDb::new(config)?,
                 path,
             }
         }
@@ -310,10 +310,12 @@ async fn home(State(studio): State<Arc<Studio>>) -> Response {
 /// `/migrations`: what `db status` prints, as a table.
 async fn migrations_page(State(studio): State<Arc<Studio>>) -> Response {
     let status = async {
-        Ok::<_, database::Error>(match studio.source.db().any_conn().await? {
-            AnyPooledConn::Pg(mut conn) => migrate::status(&mut conn, &studio.migrations).await?,
-            AnyPooledConn::Sqlite(mut conn) => {
-                migrate::sqlite::status(&mut conn, &studio.migrations).await?
+        Ok::<_, database::Error>(match &studio.source {
+            Source::Postgres(db) => {
+                migrate::status(&mut *db.conn().await?, &studio.migrations).await?
+            }
+            Source::Sqlite { db, .. } => {
+                migrate::sqlite::status(&mut *db.conn().await?, &studio.migrations).await?
             }
         })
     }

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use database::Db;
+use database::{Db, SqliteDb};
 use diesel::QueryableByName;
 use diesel::pg::Pg;
 use diesel::sql_types::{Nullable, Text};
@@ -25,7 +25,7 @@ pub enum Source {
     Postgres(Db),
     /// Reads open `path` read-only; writes and the migration status use `db`.
     Sqlite {
-        db: Db,
+        db: SqliteDb,
         path: PathBuf,
     },
 }
@@ -35,13 +35,6 @@ impl Source {
         match self {
             Source::Postgres(_) => Dialect::Postgres,
             Source::Sqlite { .. } => Dialect::Sqlite,
-        }
-    }
-
-    /// The crate's pool over the database.
-    pub fn db(&self) -> &Db {
-        match self {
-            Source::Postgres(db) | Source::Sqlite { db, .. } => db,
         }
     }
 }

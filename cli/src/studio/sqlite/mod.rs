@@ -22,7 +22,7 @@ mod reader;
 
 use std::path::PathBuf;
 
-use database::{AnyPooledConn, Db};
+use database::SqliteDb;
 use diesel::RunQueryDsl;
 use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
@@ -132,12 +132,8 @@ pub async fn console(
 
 /// `query::write` on SQLite: `stmt` in one `BEGIN IMMEDIATE` transaction
 /// (the write lock first, so it never fails half-way for a lock).
-pub async fn write(db: &Db, stmt: Stmt) -> Result<Written, database::Error> {
-    let AnyPooledConn::Sqlite(mut conn) = db.any_conn().await? else {
-        return Err(database::Error::Unsupported(
-            "not a SQLite database".to_owned(),
-        ));
-    };
+pub async fn write(db: &SqliteDb, stmt: Stmt) -> Result<Written, database::Error> {
+    let mut conn = db.conn().await?;
     let rows = conn
         .spawn_blocking(move |c| {
             c.immediate_transaction(|c| {

@@ -1,0 +1,319 @@
+//! The call contract of one PostgreSQL connection (docs/design.md, "What a
+//! failure means"): every statement is bounded, a statement whose future is
+//! dropped half-way leaves the connection dirty (never pooled again), and a
+//! failure is reported as what it means for the caller.
+//!
+//! tokio-postgres returns the same error whether or not a request left the
+//! socket, so the connection remembers what kind of statement it sent: a
+//! top-level `COMMIT` (recognised where the transaction manager sends it,
+//! `PgConn::batch_execute`), a statement outside any transaction that may
+//! write (read from its Diesel query type, only on the error path), or
+//! anything else. A connection lost or a deadline passed while the first two
+//! were in flight is `CommitOutcomeUnknown`; otherwise the server rolled the
+//! work back (or it only read), and the error stays retryable.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel::QueryResult;
+use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::{QueryBuilder, QueryFragment};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// The start of the message of an error whose outcome is unknown (a
+/// `COMMIT`, or a write outside a transaction, in flight when the connection
+/// failed or the deadline passed): `crate::Error` reports it as
+/// `CommitOutcomeUnknown`, never as retryable.
+pub(crate) const OUTCOME_UNKNOWN: &str = "outcome unknown: ";
+
+/// The start of the message of a statement the client-side deadline cut
+/// short, when nothing of it can have committed: `crate::Error::Timeout { kind: Client }`.
+pub(crate) const DEADLINE_PASSED: &str = "deadline passed: ";
+
+/// What a connection knows about its own calls.
+#[derive(Default)]
+pub(super) struct Calls {
+    /// The protocol or transaction state is no longer trusted: a statement's
+    /// future was dropped half-way, the deadline passed, or the connection
+    /// failed. The pool closes it instead of handing it out.
+    broken: AtomicBool,
+}
+
+impl Calls {
+    /// Marks the connection as not to be reused.
+    pub(super) fn break_off(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection must be closed rather than pooled.
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    /// A statement starts: until `InFlight::settle`, dropping it breaks the
+    /// connection (its answer may still be on the way, or a transaction the
+    /// caller will never finish may be open on the server).
+    pub(super) fn start(&self, sent: Sent, bound: Option<Instant>) -> InFlight<'_> {
+        InFlight {
+            calls: self,
+            sent,
+            bound,
+            settled: false,
+        }
+    }
+}
+
+/// Whether raw SQL only reads: a plain `SELECT`, `VALUES`, `SHOW` or
+/// `TABLE` (a data-modifying `WITH`, `SELECT ... INTO` and anything else may
+/// write). A function with side effects called from a `SELECT` is the
+/// caller's to know.
+fn reads_only(sql: &str) -> bool {
+    let sql = sql.trim_start().to_ascii_uppercase();
+    let first = sql
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
+    matches!(first, "SELECT" | "VALUES" | "SHOW" | "TABLE") && !sql.contains(" INTO ")
+}
+
+/// What kind of statement is in flight, for the meaning of its failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    /// Inside a transaction, or a read outside one: a failure commits nothing.
+    Safe,
+    /// The top-level `COMMIT`.
+    Commit,
+    /// A statement outside any transaction that may write (it commits by itself).
+    AutocommitWrite,
+}
+
+impl Sent {
+    /// A statement outside any transaction (`depth_zero`): whether it may
+    /// write is read from its Diesel query type (a `SELECT`, boxed or not,
+    /// and the crate's wrappers of one, only reads; inserts, updates and
+    /// deletes write), and for raw SQL from its first keyword. Whatever is
+    /// not recognised counts as a write: the safe side of the contract.
+    pub(super) fn of_statement<T: QueryFragment<Pg>>(depth_zero: bool, query: &T) -> Sent {
+        if !depth_zero {
+            return Sent::Safe;
+        }
+        let mut name = std::any::type_name::<T>();
+        // The crate's own wrappers say nothing about reading or writing.
+        while let Some(inner) = [
+            "database::render_once::RenderOnce<",
+            "database::inline_limit::InlineLimit<",
+            "database::cached::Cached<",
+        ]
+        .iter()
+        .find_map(|w| name.strip_prefix(w))
+        {
+            name = inner;
+        }
+        if name.starts_with("diesel::query_builder::select_statement::") {
+            return Sent::Safe;
+        }
+        if name.starts_with("diesel::query_builder::sql_query::") {
+            let mut sql = PgQueryBuilder::default();
+            if query.to_sql(&mut sql, &Pg).is_ok() && reads_only(&sql.finish()) {
+                return Sent::Safe;
+            }
+        }
+        Sent::AutocommitWrite
+    }
+
+    /// A batch of simple-protocol SQL: the transaction manager's `COMMIT`,
+    /// its other control statements, or arbitrary SQL (which may write when
+    /// no transaction is open).
+    pub(super) fn of_batch(depth_zero: bool, sql: &str) -> Sent {
+        if sql == "COMMIT" {
+            return Sent::Commit;
+        }
+        let control = ["BEGIN", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT"]
+            .iter()
+            .any(|c| sql.starts_with(c));
+        if depth_zero && !control {
+            Sent::AutocommitWrite
+        } else {
+            Sent::Safe
+        }
+    }
+}
+
+/// One statement in flight (see `Calls::start`).
+pub(super) struct InFlight<'a> {
+    calls: &'a Calls,
+    sent: Sent,
+    bound: Option<Instant>,
+    settled: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.calls.break_off();
+        }
+    }
+}
+
+impl InFlight<'_> {
+    /// Awaits `work` within the statement's bound and reports its outcome
+    /// by the contract. `cancel` runs when the deadline passes (the cancel
+    /// request to the server).
+    pub(super) async fn run<T>(
+        mut self,
+        work: impl Future<Output = QueryResult<T>>,
+        cancel: impl FnOnce(),
+    ) -> QueryResult<T> {
+        let outcome = match self.bound {
+            Some(at) => tokio::time::timeout_at(at.into(), work).await.ok(),
+            None => Some(work.await),
+        };
+        self.settled = true;
+        match outcome {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(e)) if is_connection_failure(&e) => {
+                self.calls.break_off();
+                Err(match self.sent {
+                    Sent::Safe => e,
+                    sent => outcome_unknown(sent, &format!("the connection failed ({e})")),
+                })
+            }
+            Some(Err(e)) => Err(e),
+            None => {
+                self.calls.break_off();
+                cancel();
+                Err(match self.sent {
+                    Sent::Safe => DieselError::DatabaseError(
+                        DatabaseErrorKind::Unknown,
+                        Box::new(format!(
+                            "{DEADLINE_PASSED}no answer within the call's deadline; the \
+                             connection was closed and the server cancels the statement \
+                             (anything of an open transaction is rolled back)"
+                        )),
+                    ),
+                    sent => outcome_unknown(sent, "no answer within the call's deadline"),
+                })
+            }
+        }
+    }
+}
+
+fn outcome_unknown(sent: Sent, why: &str) -> DieselError {
+    let what = match sent {
+        Sent::Commit => "COMMIT was sent",
+        _ => "a statement that may write was sent outside a transaction",
+    };
+    DieselError::DatabaseError(
+        DatabaseErrorKind::Unknown,
+        Box::new(format!(
+            "{OUTCOME_UNKNOWN}{what} but {why}: it may have committed; check before retrying"
+        )),
+    )
+}
+
+/// Whether `e` says the connection itself failed (closed, reset, the server
+/// going away) rather than the server refusing the statement.
+pub(super) fn is_connection_failure(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        DieselError::DatabaseError(_, info) => crate::error::is_outage_message(info.message()),
+        _ => false,
+    }
+}
+
+/// When a statement starting now must have its answer: the context's
+/// deadline, or `per_statement` from now, whichever comes first (`None`:
+/// unbounded, only the migration session).
+pub(super) fn bound(deadline: Option<Instant>, per_statement: Option<Duration>) -> Option<Instant> {
+    let own = per_statement.map(|d| Instant::now() + d);
+    match (deadline, own) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_outside_a_transaction_are_sorted_by_their_query_type() {
+        use crate::render_once::RenderOnceDsl;
+        use crate::schema::users;
+        use diesel::prelude::*;
+        let kind = |q: &dyn Fn() -> Sent| q();
+        assert_eq!(
+            kind(&|| Sent::of_statement(true, &users::table.select(users::id))),
+            Sent::Safe
+        );
+        assert_eq!(
+            Sent::of_statement(true, &users::table.select(users::id).into_boxed::<Pg>()),
+            Sent::Safe
+        );
+        assert_eq!(
+            Sent::of_statement(
+                true,
+                &users::table
+                    .find(crate::UserId::new())
+                    .select(users::id)
+                    .render_once()
+            ),
+            Sent::Safe
+        );
+        assert_eq!(
+            Sent::of_statement(true, &diesel::delete(users::table)),
+            Sent::AutocommitWrite
+        );
+        assert_eq!(
+            Sent::of_statement(true, &diesel::update(users::table).set(users::name.eq("a"))),
+            Sent::AutocommitWrite
+        );
+        assert_eq!(
+            Sent::of_statement(true, &diesel::sql_query(" select 1")),
+            Sent::Safe
+        );
+        assert_eq!(
+            Sent::of_statement(
+                true,
+                &diesel::sql_query("WITH d AS (DELETE FROM t RETURNING *) SELECT 1")
+            ),
+            Sent::AutocommitWrite
+        );
+        assert_eq!(
+            Sent::of_statement(true, &diesel::sql_query("SELECT * INTO t2 FROM t")),
+            Sent::AutocommitWrite
+        );
+        assert_eq!(
+            Sent::of_statement(true, &diesel::sql_query("UPDATE t SET a = 1")),
+            Sent::AutocommitWrite
+        );
+        // Inside a transaction nothing commits by itself.
+        assert_eq!(
+            Sent::of_statement(false, &diesel::delete(users::table)),
+            Sent::Safe
+        );
+    }
+
+    #[test]
+    fn batches_are_sorted_by_their_text() {
+        assert_eq!(Sent::of_batch(false, "COMMIT"), Sent::Commit);
+        assert_eq!(Sent::of_batch(true, "BEGIN"), Sent::Safe);
+        assert_eq!(
+            Sent::of_batch(false, "RELEASE SAVEPOINT diesel_savepoint_1"),
+            Sent::Safe
+        );
+        assert_eq!(Sent::of_batch(true, "DELETE FROM t"), Sent::AutocommitWrite);
+        assert_eq!(Sent::of_batch(false, "DELETE FROM t"), Sent::Safe);
+    }
+
+    #[test]
+    fn the_earlier_bound_wins() {
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert_eq!(bound(Some(soon), Some(Duration::from_secs(30))), Some(soon));
+        assert_eq!(bound(None, None), None);
+        assert!(bound(None, Some(Duration::from_secs(1))).is_some());
+    }
+}

@@ -1,0 +1,359 @@
+//! `Db`: the handle of a PostgreSQL database. It owns the pools (the
+//! primary, each replica, and the escape hatch's system pool, built on first
+//! use), the configuration and one request context, and decides which pool
+//! serves a call; a repository function never chooses.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use diesel_async::RunQueryDsl;
+use diesel_async::pooled_connection::deadpool::Pool;
+
+use super::config::{Config, Pooler};
+use super::connection::{ConnectionSettings, connect_for_migrations};
+use super::ctx::Ctx;
+use super::pg_conn::{PgConn, Scope};
+use super::pool::{self, Health, PoolStatus, PooledConn};
+use super::replicas::{self, ReadSource, Replicas, WalPosition};
+use super::roles::RoleCheck;
+use crate::error::{Error, Result};
+use crate::migrate::{self, MigrationSet};
+
+/// The data layer's handle on PostgreSQL: the pools and the configuration,
+/// and the context its calls run in (`with`). Cheap to clone; clones share
+/// the pools.
+#[derive(Clone)]
+pub struct Db {
+    shared: Arc<Shared>,
+    ctx: Ctx,
+    /// The context's settings (`SET LOCAL ROLE`, `set_config` of the tenant
+    /// and the user), rendered once per `with`.
+    settings: Option<Arc<str>>,
+}
+
+struct Shared {
+    pool: Pool<PgConn>,
+    /// Read replicas and what is known of their lag (`None` without any).
+    replicas: Option<Arc<Replicas>>,
+    /// The escape hatch's pool (`Ctx::system`), opened on first use.
+    system: OnceLock<Pool<PgConn>>,
+    config: Config,
+    /// Whether the service's login would bypass row-level security, found
+    /// out on the first call with a tenant.
+    roles: tokio::sync::OnceCell<RoleCheck>,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db")
+            .field("config", &self.shared.config)
+            .field("pool", &self.shared.pool.status())
+            .field("ctx", &self.ctx)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Builds the pools. No connection is opened until one is needed, so
+    /// this succeeds while the server is down; `migrate` or `health` will
+    /// tell. A SQLite URL is refused: that is `SqliteDb` (or `AnyDb`, for a
+    /// service whose every domain is portable).
+    pub fn new(config: Config) -> Result<Self> {
+        if super::sqlite::is_sqlite_url(&config.database_url) {
+            return Err(Error::Unsupported(format!(
+                "DATABASE_URL names a SQLite database ({}), and Db is PostgreSQL's handle: use \
+                 database::SqliteDb (the auth and settings domains) or database::AnyDb (either, \
+                 chosen by the URL)",
+                config.database_url
+            )));
+        }
+        config.validate()?;
+        let settings = ConnectionSettings::from_config(&config);
+        let pool = pool::build(
+            &config,
+            settings.clone(),
+            &config.database_url,
+            config.pool_size,
+        )?;
+        let mut replica_pools = Vec::with_capacity(config.replica_urls.len());
+        for url in &config.replica_urls {
+            let replica = pool::build(&config, settings.clone(), url, config.pool_size)?;
+            replica_pools.push((url.clone(), replica));
+        }
+        let replicas = Replicas::start(&pool, replica_pools, config.replica_max_lag);
+        let settings = super::roles::settings_sql(&Ctx::default(), config.app_role.as_deref());
+        Ok(Self {
+            shared: Arc::new(Shared {
+                pool,
+                replicas,
+                system: OnceLock::new(),
+                config,
+                roles: tokio::sync::OnceCell::new(),
+            }),
+            ctx: Ctx::default(),
+            settings: settings.map(Arc::from),
+        })
+    }
+
+    /// `Config::from_env` then `Db::new`.
+    pub fn from_env() -> Result<Self> {
+        Self::new(Config::from_env()?)
+    }
+
+    /// The same pools, with every call made in `ctx`: its tenant and user
+    /// set per transaction (row-level security), its deadline on every call,
+    /// its span as the parent of the query spans. Cheap (a few reference
+    /// counts); build one per request.
+    pub fn with(&self, ctx: Ctx) -> Db {
+        let settings = super::roles::settings_sql(&ctx, self.shared.config.app_role.as_deref());
+        Db {
+            shared: self.shared.clone(),
+            ctx,
+            settings: settings.map(Arc::from),
+        }
+    }
+
+    /// The context this handle's calls run in.
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// The configuration this `Db` was built with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The deadline of a call starting now.
+    fn deadline(&self) -> Instant {
+        let own = Instant::now() + self.shared.config.query_timeout;
+        self.ctx.deadline_at().map_or(own, |d| d.min(own))
+    }
+
+    /// The scope a connection serving this handle's calls enters.
+    fn scope(&self) -> Scope {
+        let config = &self.shared.config;
+        Scope {
+            settings: self.settings.clone(),
+            deadline: self.ctx.deadline_at(),
+            per_statement: Some(config.query_timeout),
+            local_timeouts: self.ctx.deadline_at().is_some()
+                || config.pooler == Pooler::Transaction,
+            read_only: false,
+        }
+    }
+
+    /// The scope of a replica's connection: the same, and read-only.
+    fn replica_scope(&self) -> Scope {
+        Scope {
+            read_only: true,
+            ..self.scope()
+        }
+    }
+
+    /// Checks a connection out of the pool, in this handle's context. Waits
+    /// at most the pool wait timeout and the call's deadline; a full pool, a
+    /// refused connection or a server that is down give `Error::Unavailable`
+    /// (nothing was sent: retryable).
+    pub async fn conn(&self) -> Result<PooledConn> {
+        let config = &self.shared.config;
+        if let Some(reason) = self.ctx.system_reason() {
+            tracing::info!(target: "database::system", reason, "cross-tenant access through the system pool");
+            let pool = self.system_pool()?;
+            return pool::checkout(
+                pool,
+                config,
+                config.system_url(),
+                self.deadline(),
+                self.scope(),
+            )
+            .await;
+        }
+        if self.ctx.tenant_id().is_some() {
+            self.check_roles().await?;
+        }
+        pool::checkout(
+            &self.shared.pool,
+            config,
+            &config.database_url,
+            self.deadline(),
+            self.scope(),
+        )
+        .await
+    }
+
+    /// Runs `f` in one transaction on a connection of this handle (see
+    /// `conn`): committed when `f` returns `Ok`, rolled back otherwise.
+    /// Failures follow the call contract (README, "What a failure means").
+    ///
+    /// ```no_run
+    /// # async fn f(db: &database::Db, t: database::TenantId) -> database::Result<()> {
+    /// use database::Ctx;
+    /// use database::tenancy::{tenant_activity, tenants};
+    /// let db = db.with(Ctx::tenant(t));
+    /// let (tenant, activity) = db
+    ///     .transaction(async |conn| {
+    ///         let tenant = tenants::find(conn, t).await?;
+    ///         let activity = tenant_activity::list(conn, t, None, 20).await?;
+    ///         Ok((tenant, activity))
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<T>(&self, f: impl AsyncFnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn().await?;
+        super::any::in_transaction(&mut *conn, f).await
+    }
+
+    /// Runs `f` on a connection of this handle (see `conn`), without opening
+    /// a transaction: a shorthand for `conn` and a call.
+    pub async fn run<T>(&self, f: impl AsyncFnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn().await?;
+        f(&mut conn).await
+    }
+
+    /// A connection for reads: from a healthy replica within
+    /// `DB_REPLICA_MAX_LAG_MS` when there is one, else from the primary.
+    /// Reads on it may be up to that lag behind; use `read_after` to see a
+    /// write of your own. Replicas are read-only: a repository function that
+    /// writes fails there (`Error::Database` with `ReadOnlyTransaction`).
+    pub async fn read(&self) -> Result<PooledConn> {
+        Ok(self.read_from().await?.0)
+    }
+
+    /// `read`, also saying where the connection came from.
+    pub async fn read_from(&self) -> Result<(PooledConn, ReadSource)> {
+        if let Some(replicas) = &self.shared.replicas
+            && self.ctx.system_reason().is_none()
+            && let Some((conn, source)) = replicas.read().await
+        {
+            return Ok((PooledConn::new(conn, self.replica_scope()), source));
+        }
+        Ok((self.conn().await?, ReadSource::Primary))
+    }
+
+    /// The primary's WAL position now. Taken after a write has committed, it
+    /// is a read-your-writes token: `read_after(position)` sees that write.
+    pub async fn wal_position(&self) -> Result<WalPosition> {
+        let mut conn = self.conn().await?;
+        replicas::insert_position(&mut conn).await
+    }
+
+    /// A connection guaranteed to see everything committed before
+    /// `position` (from `wal_position`): a replica that has replayed it, else
+    /// the primary.
+    pub async fn read_after(&self, position: WalPosition) -> Result<(PooledConn, ReadSource)> {
+        if let Some(replicas) = &self.shared.replicas
+            && self.ctx.system_reason().is_none()
+            && let Some((conn, source)) = replicas.read_after(position).await
+        {
+            return Ok((PooledConn::new(conn, self.replica_scope()), source));
+        }
+        Ok((self.conn().await?, ReadSource::Primary))
+    }
+
+    /// Opens a connection outside the pool, set up like pooled ones, to `url`.
+    pub async fn connect_direct(&self, url: &str) -> Result<PgConn> {
+        super::connect(&self.shared.config, url).await
+    }
+
+    /// Applies the embedded migrations. Safe to call from every replica at
+    /// start-up: when nothing is pending this is one query on a pooled
+    /// connection; otherwise the work runs under the migration lock on a
+    /// dedicated connection to the migration URL.
+    pub async fn migrate(&self) -> Result<migrate::Report> {
+        self.migrate_with(MigrationSet::embedded()).await
+    }
+
+    /// Like `migrate`, with another set of PostgreSQL migrations.
+    pub async fn migrate_with(&self, set: &MigrationSet) -> Result<migrate::Report> {
+        let config = &self.shared.config;
+        // In pooler mode the quick check is skipped: the migration session
+        // (which `connect_for_migrations` refuses without
+        // DATABASE_MIGRATION_URL) does it under the lock.
+        if config.pooler == Pooler::None {
+            let mut conn = self.conn().await?;
+            if migrate::is_up_to_date(&mut conn, set).await? {
+                return Ok(migrate::Report::default());
+            }
+        }
+        // Connection errors keep their kind: an outage at start-up stays
+        // retryable, a wrong URL stays a configuration error.
+        let mut conn = connect_for_migrations(config, config.migration_url()).await?;
+        Ok(migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(config)).await?)
+    }
+
+    /// Checks that the database answers, and measures how fast.
+    pub async fn health(&self) -> Result<Health> {
+        use diesel::IntoSql as _;
+        let start = Instant::now();
+        let mut conn = self.conn().await?;
+        diesel::select(1.into_sql::<diesel::sql_types::Integer>())
+            .execute(&mut conn)
+            .await?;
+        let latency = start.elapsed();
+        drop(conn);
+        Ok(Health {
+            latency,
+            pool: self.pool_status(),
+        })
+    }
+
+    /// The primary pool's numbers now.
+    pub fn pool_status(&self) -> PoolStatus {
+        self.shared.pool.status().into()
+    }
+
+    /// Closes every idle connection and refuses new checkouts, on every pool.
+    pub fn close(&self) {
+        self.shared.pool.close();
+        if let Some(system) = self.shared.system.get() {
+            system.close();
+        }
+        if let Some(replicas) = &self.shared.replicas {
+            replicas.close();
+        }
+    }
+
+    /// The escape hatch's pool, built on first use (small: maintenance,
+    /// seeding and the admin domain, not request traffic).
+    fn system_pool(&self) -> Result<&Pool<PgConn>> {
+        if let Some(pool) = self.shared.system.get() {
+            return Ok(pool);
+        }
+        let config = &self.shared.config;
+        // Its own role bypasses row-level security: no role switch.
+        let settings = ConnectionSettings::from_config(config);
+        let pool = pool::build(config, settings, config.system_url(), 2)?;
+        Ok(self.shared.system.get_or_init(|| pool))
+    }
+
+    /// Refuses a tenant context when the service's login would bypass
+    /// row-level security and no role switch is configured.
+    async fn check_roles(&self) -> Result<()> {
+        let config = &self.shared.config;
+        let check = self
+            .shared
+            .roles
+            .get_or_try_init(|| async {
+                let mut conn = pool::checkout(
+                    &self.shared.pool,
+                    config,
+                    &config.database_url,
+                    self.deadline(),
+                    Scope {
+                        per_statement: Some(config.query_timeout),
+                        ..Scope::default()
+                    },
+                )
+                .await?;
+                let check = RoleCheck::of(&mut conn).await?;
+                match &config.app_role {
+                    Some(role) => check.with_app_role(&mut conn, role).await,
+                    None => Ok(check),
+                }
+            })
+            .await?;
+        check.allows_tenants(config.app_role.as_deref())
+    }
+}
