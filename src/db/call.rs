@@ -30,6 +30,13 @@ pub(crate) const OUTCOME_UNKNOWN: &str = "outcome unknown: ";
 /// short, when nothing of it can have committed: `crate::Error::Timeout { kind: Client }`.
 pub(crate) const DEADLINE_PASSED: &str = "deadline passed: ";
 
+/// How much later than the client's bound the server's own bound of a
+/// statement falls (`statement_timeout`, `idle_in_transaction_session_timeout`):
+/// the client reports the deadline it enforces (`Timeout { kind: Client }`),
+/// and the server stops, a moment later, what the client could not cancel
+/// (a stalled network path carries no cancel request).
+pub(crate) const SERVER_BACKSTOP: Duration = Duration::from_millis(250);
+
 /// What a connection knows about its own calls.
 #[derive(Default)]
 pub(super) struct Calls {

@@ -151,13 +151,16 @@ impl ConnectionSettings {
         // connection's server-side limits default to the call's own bound, so
         // that the server stops a statement the client gave up on even when
         // the cancel request cannot reach it (a stalled network path).
+        let backstop = self
+            .per_statement
+            .map(|limit| limit + super::call::SERVER_BACKSTOP);
         if !self.pooler
-            && let Some(timeout) = self.statement_timeout.or(self.per_statement)
+            && let Some(timeout) = self.statement_timeout.or(backstop)
         {
             setup.push_str(&format!("SET statement_timeout = {};", timeout.as_millis()));
         }
         if !self.pooler
-            && let Some(limit) = self.per_statement
+            && let Some(limit) = backstop
         {
             setup.push_str(&format!(
                 "SET idle_in_transaction_session_timeout = {};",

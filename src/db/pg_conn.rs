@@ -175,8 +175,7 @@ impl PgConn {
                         )),
                     ));
                 }
-                // At least 1 ms: 0 would switch the server's timeout off.
-                Some(r) => Some(r.as_millis().max(1)),
+                Some(r) => Some((r + call::SERVER_BACKSTOP).as_millis()),
                 None => None,
             }
         } else {
@@ -246,10 +245,14 @@ impl PgConn {
         Sent::of_statement(depth_zero, query)
     }
 
-    /// Whether a statement outside a transaction must be wrapped in one so
-    /// that the scope's settings apply to it.
+    /// Whether a statement outside a transaction must be wrapped in one:
+    /// for the scope's settings to apply to it, and behind a pooler for the
+    /// transaction-local timeouts (the server-side bound of every statement,
+    /// since no session setting may be made there).
     fn wraps(&self) -> bool {
-        self.scope.settings.is_some() && !self.open.load(Ordering::Relaxed)
+        !self.open.load(Ordering::Relaxed)
+            && (self.scope.settings.is_some()
+                || (self.scope.local_timeouts && matches!(self.inner, Inner::Unnamed(_))))
     }
 
     /// The statement's future: rendered now, sent when first polled. `Err`
@@ -289,54 +292,136 @@ impl PgConn {
     }
 
     /// A statement under the contract: bounded, dirty if dropped, its
-    /// failure reported by what it means. Outside a transaction, with
-    /// settings to apply, it is wrapped in a transaction of its own (`BEGIN`
-    /// with the settings, the statement, `COMMIT`); `collect` reads a
-    /// result out before that `COMMIT` (a stream read after it was awaited
-    /// could stall the connection).
+    /// failure reported by what it means (`sent`).
     fn contract<'a, R: Send + 'a>(
         &'a self,
         sent: Sent,
         statement: QueryResult<BoxFuture<'a, QueryResult<R>>>,
-        collect: fn(R) -> BoxFuture<'static, QueryResult<R>>,
     ) -> BoxFuture<'a, QueryResult<R>> {
         let statement = match statement {
             Ok(statement) => statement,
             Err(e) => return futures::future::ready(Err(e)).boxed(),
         };
-        if self.wraps() {
-            return async move {
-                self.batch("BEGIN").await?;
-                let flight = self.calls.start(Sent::Safe, self.bound());
-                let result = flight
-                    .run(
-                        async move {
-                            let result = statement.await?;
-                            collect(result).await
-                        },
-                        self.canceller(),
-                    )
-                    .await;
-                match result {
-                    Ok(value) => {
-                        self.batch("COMMIT").await?;
-                        Ok(value)
-                    }
-                    Err(e) => {
-                        // A failed ROLLBACK leaves the connection broken (the
-                        // server rolls back when it closes): the statement's
-                        // error is the one the caller needs.
-                        let _ = self.batch("ROLLBACK").await;
-                        Err(e)
-                    }
-                }
-            }
-            .boxed();
-        }
         self.calls
             .start(sent, self.bound())
             .run(statement, self.canceller())
             .boxed()
+    }
+
+    fn load_query<'a, Q>(&'a self, query: Q) -> BoxFuture<'a, QueryResult<Rows>>
+    where
+        Q: AsQuery,
+        Q::Query: QueryFragment<Pg> + QueryId,
+    {
+        let query = query.as_query();
+        let sent = self.sent(&query);
+        if !self.wraps() {
+            return self.contract(sent, self.load_future(query));
+        }
+        match &self.inner {
+            Inner::Unnamed(conn) => {
+                let rendered = match conn.render(&query) {
+                    Ok(r) => r,
+                    Err(e) => return futures::future::ready(Err(e)).boxed(),
+                };
+                self.in_own_transaction(sent, move |begin: String| async move {
+                    conn.load_in_transaction(&begin, rendered)
+                        .await
+                        .map(unnamed_rows)
+                })
+            }
+            Inner::Direct(conn) => {
+                let mut shared: &'a AsyncPgConnection = conn;
+                let statement = shared.load(query).map_ok(direct_rows);
+                self.in_own_transaction(sent, move |begin: String| async move {
+                    direct_in_transaction(conn, &begin, async move {
+                        let rows = statement.await?;
+                        let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
+                        Ok(futures::stream::iter(rows).boxed())
+                    })
+                    .await
+                })
+            }
+        }
+    }
+
+    fn execute_query<'a, T>(&'a self, source: T) -> BoxFuture<'a, QueryResult<usize>>
+    where
+        T: QueryFragment<Pg> + QueryId,
+    {
+        let sent = self.sent(&source);
+        if !self.wraps() {
+            return self.contract(sent, self.execute_future(source));
+        }
+        match &self.inner {
+            Inner::Unnamed(conn) => {
+                let rendered = match conn.render(&source) {
+                    Ok(r) => r,
+                    Err(e) => return futures::future::ready(Err(e)).boxed(),
+                };
+                self.in_own_transaction(sent, move |begin: String| async move {
+                    conn.execute_in_transaction(&begin, rendered).await
+                })
+            }
+            Inner::Direct(conn) => {
+                let mut shared: &'a AsyncPgConnection = conn;
+                let statement = shared.execute_returning_count(source);
+                self.in_own_transaction(sent, move |begin: String| async move {
+                    direct_in_transaction(conn, &begin, statement).await
+                })
+            }
+        }
+    }
+
+    /// A statement outside a transaction, run in one of its own (`work`
+    /// gets the `BEGIN` with the scope's settings): one flight under the
+    /// contract, whose failure means what the statement alone would mean
+    /// (a read's lost `COMMIT` committed nothing).
+    fn in_own_transaction<'a, R: Send + 'a, F>(
+        &'a self,
+        sent: Sent,
+        work: impl FnOnce(String) -> F,
+    ) -> BoxFuture<'a, QueryResult<R>>
+    where
+        F: Future<Output = QueryResult<R>> + Send + 'a,
+    {
+        let begin = match self.begin_sql("BEGIN") {
+            Ok(sql) => sql.unwrap_or_else(|| "BEGIN".to_owned()),
+            Err(e) => return futures::future::ready(Err(e)).boxed(),
+        };
+        self.calls
+            .start(sent, self.bound())
+            .run(work(begin), self.canceller())
+            .boxed()
+    }
+}
+
+/// `statement` between `begin` and `COMMIT` on a direct connection: `BEGIN`
+/// goes out together with the statement (it was rendered but not sent: it
+/// goes out when first polled, after `BEGIN`), `COMMIT` once its result is
+/// read; `ROLLBACK` when it fails.
+async fn direct_in_transaction<R>(
+    conn: &AsyncPgConnection,
+    begin: &str,
+    statement: impl Future<Output = QueryResult<R>>,
+) -> QueryResult<R> {
+    let mut for_begin = conn;
+    let (begun, result) = futures::join!(
+        SimpleAsyncConnection::batch_execute(&mut for_begin, begin),
+        statement
+    );
+    let mut for_end = conn;
+    match begun.and(result) {
+        Ok(value) => {
+            SimpleAsyncConnection::batch_execute(&mut for_end, "COMMIT").await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // A failed ROLLBACK leaves the connection broken (the contract
+            // closes it): the statement's error is the one the caller needs.
+            let _ = SimpleAsyncConnection::batch_execute(&mut for_end, "ROLLBACK").await;
+            Err(e)
+        }
     }
 }
 
@@ -371,20 +456,6 @@ impl SimpleAsyncConnection for &PgConn {
     }
 }
 
-/// Reads a whole result, and hands it out as a stream again.
-fn collected(rows: Rows) -> BoxFuture<'static, QueryResult<Rows>> {
-    async move {
-        let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
-        Ok(futures::stream::iter(rows).boxed())
-    }
-    .boxed()
-}
-
-/// A row count needs no reading out.
-fn counted(n: usize) -> BoxFuture<'static, QueryResult<usize>> {
-    futures::future::ready(Ok(n)).boxed()
-}
-
 impl AsyncConnectionCore for PgConn {
     type LoadFuture<'conn, 'query> = BoxFuture<'conn, QueryResult<Self::Stream<'conn, 'query>>>;
     type ExecuteFuture<'conn, 'query> = BoxFuture<'conn, QueryResult<usize>>;
@@ -398,8 +469,7 @@ impl AsyncConnectionCore for PgConn {
         T::Query: QueryFragment<Pg> + QueryId + 'query,
     {
         let this: &'conn PgConn = self;
-        let query = source.as_query();
-        this.contract(this.sent(&query), this.load_future(query), collected)
+        this.load_query(source)
     }
 
     fn execute_returning_count<'conn, 'query, T>(
@@ -410,7 +480,7 @@ impl AsyncConnectionCore for PgConn {
         T: QueryFragment<Pg> + QueryId + 'query,
     {
         let this: &'conn PgConn = self;
-        this.contract(this.sent(&source), this.execute_future(source), counted)
+        this.execute_query(source)
     }
 }
 
@@ -428,8 +498,7 @@ impl<'a> AsyncConnectionCore for &'a PgConn {
         T::Query: QueryFragment<Pg> + QueryId + 'query,
     {
         let this: &'a PgConn = self;
-        let query = source.as_query();
-        this.contract(this.sent(&query), this.load_future(query), collected)
+        this.load_query(source)
     }
 
     fn execute_returning_count<'conn, 'query, T>(
@@ -440,7 +509,7 @@ impl<'a> AsyncConnectionCore for &'a PgConn {
         T: QueryFragment<Pg> + QueryId + 'query,
     {
         let this: &'a PgConn = self;
-        this.contract(this.sent(&source), this.execute_future(source), counted)
+        this.execute_query(source)
     }
 }
 

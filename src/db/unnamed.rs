@@ -249,16 +249,7 @@ impl UnnamedConnection {
                 .map_ok(move |row| {
                     // The turn ends when the rows have been read (the stream dropped).
                     let _ = &turn;
-                    let oids = oids
-                        .get_or_insert_with(|| {
-                            row.columns()
-                                .iter()
-                                .map(|c| {
-                                    NonZeroU32::new(c.type_().oid()).unwrap_or(NonZeroU32::MIN)
-                                })
-                                .collect()
-                        })
-                        .clone();
+                    let oids = oids.get_or_insert_with(|| column_oids(&row)).clone();
                     UnnamedRow { row, oids }
                 })
                 .boxed()
@@ -286,6 +277,74 @@ impl UnnamedConnection {
             Err(e) => (String::new(), Err(e)),
         };
         self.finish(&sql, result)
+    }
+
+    /// `rendered` in a transaction of its own, in one round trip: `begin`
+    /// (`BEGIN` with the transaction's settings), the statement and `COMMIT`
+    /// go out together and their answers are read in order (the pooler keeps
+    /// the server connection from `BEGIN` on). The rows are read before the
+    /// `COMMIT`'s answer. If the statement fails the server turns the
+    /// `COMMIT` into a rollback.
+    pub(super) async fn load_in_transaction(
+        &self,
+        begin: &str,
+        rendered: Rendered,
+    ) -> QueryResult<BoxStream<'static, QueryResult<UnnamedRow>>> {
+        let Rendered { sql, params } = rendered;
+        let _turn = self.serial.lock().await;
+        let begun = self.client.batch_execute(begin);
+        let rows = async {
+            let rows = self
+                .client
+                .query_typed_raw(&sql, params)
+                .await
+                .map_err(|e| self.error(e))?;
+            let rows: Vec<tokio_postgres::Row> =
+                rows.try_collect().await.map_err(|e| self.error(e))?;
+            Ok::<_, DieselError>(rows)
+        };
+        let committed = self.client.batch_execute("COMMIT");
+        let (begun, rows, committed) = futures::join!(begun, rows, committed);
+        begun.map_err(|e| self.error(e))?;
+        let rows = rows?;
+        committed.map_err(|e| self.error(e))?;
+        let mut oids: Option<Arc<[NonZeroU32]>> = None;
+        let rows: Vec<QueryResult<UnnamedRow>> = rows
+            .into_iter()
+            .map(|row| {
+                let oids = oids.get_or_insert_with(|| column_oids(&row)).clone();
+                Ok(UnnamedRow { row, oids })
+            })
+            .collect();
+        Ok(futures::stream::iter(rows).boxed())
+    }
+
+    /// `execute` in a transaction of its own, in one round trip (see
+    /// `load_in_transaction`).
+    pub(super) async fn execute_in_transaction(
+        &self,
+        begin: &str,
+        rendered: Rendered,
+    ) -> QueryResult<usize> {
+        let Rendered { sql, params } = rendered;
+        let _turn = self.serial.lock().await;
+        let begun = self.client.batch_execute(begin);
+        let count = async {
+            let rows = self
+                .client
+                .query_typed_raw(&sql, params)
+                .await
+                .map_err(|e| self.error(e))?;
+            let mut rows = pin!(rows);
+            while rows.try_next().await.map_err(|e| self.error(e))?.is_some() {}
+            Ok::<_, DieselError>(rows.rows_affected().unwrap_or(0) as usize)
+        };
+        let committed = self.client.batch_execute("COMMIT");
+        let (begun, count, committed) = futures::join!(begun, count, committed);
+        begun.map_err(|e| self.error(e))?;
+        let count = count?;
+        committed.map_err(|e| self.error(e))?;
+        Ok(count)
     }
 
     pub(super) async fn batch_execute(&self, sql: &str) -> QueryResult<()> {
@@ -419,6 +478,14 @@ async fn learn_types(
             Err(e)
         }
     }
+}
+
+/// The type OIDs of a result's columns, shared by its rows.
+fn column_oids(row: &tokio_postgres::Row) -> Arc<[NonZeroU32]> {
+    row.columns()
+        .iter()
+        .map(|c| NonZeroU32::new(c.type_().oid()).unwrap_or(NonZeroU32::MIN))
+        .collect()
 }
 
 /// Custom types resolved from what the connection learned when it opened.
