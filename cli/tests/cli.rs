@@ -329,5 +329,8 @@ async fn logs_written_to_a_pipe_carry_no_colour_codes() {
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("applied migration"), "{stderr}");
-    assert!(!stderr.contains('\x1b'), "colour codes in a pipe: {stderr:?}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes in a pipe: {stderr:?}"
+    );
 }
