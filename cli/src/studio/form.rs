@@ -128,6 +128,10 @@ pub(super) fn editable(table: &Table, column: &Column) -> bool {
     column.writable && !table.primary_key.contains(&column.name)
 }
 
+/// A column of the edit form: the value to show (`None`: NULL) and, when
+/// known, the value it had (`Some(None)`: NULL).
+pub(super) type Field<'c> = (&'c Column, Option<String>, Option<Option<String>>);
+
 /// The edit form of the row `key` (`k`: its query string): each column with
 /// the value to show and, when known, the value it had (unchanged columns
 /// are left out of the `UPDATE`).
@@ -135,7 +139,7 @@ pub(super) fn edit_form_html(
     table: &Table,
     key: &[String],
     k: &str,
-    values: Vec<(&Column, Option<String>, Option<Option<String>>)>,
+    values: Vec<Field<'_>>,
 ) -> String {
     let mut b = format!(
         r#"<h1>Edit {} <span class="muted">{}</span></h1><form method="post" action="t/{}/edit?{}" id="edit-form"><dl class="detail">"#,
