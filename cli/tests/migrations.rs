@@ -1,5 +1,7 @@
 //! The migration engine against a real PostgreSQL: concurrency, checksums,
-//! reversibility, non-transactional migrations and the `db` binary.
+//! reversibility, non-transactional migrations and the `db` binary. Just
+//! over 600 lines: the engine's behaviour through `db` is one subject, and
+//! its tests share the copied-migrations helpers.
 
 mod common;
 

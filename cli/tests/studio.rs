@@ -1,7 +1,9 @@
 //! `db studio` at the HTTP level, part 1: start-up, and the security
 //! rules, each with a test that fails without the rule. The real binary on a
 //! free port, a real PostgreSQL database per test, plain HTTP/1.1 requests.
-//! Browsing, export and write mode: tests/studio_data.rs.
+//! Browsing, export and write mode: tests/studio_data.rs. Over 600 lines:
+//! the security rules belong together (one file shows they are all tested),
+//! and each test needs a studio of its own.
 
 mod common;
 #[path = "studio_support/mod.rs"]
