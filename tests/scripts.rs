@@ -98,36 +98,36 @@ fn on_path(program: &str) -> bool {
     std::env::split_paths(&path).any(|d| d.join(program).exists())
 }
 
-#[test]
-fn setup_names_a_missing_prerequisite_and_its_install_command_before_compiling() {
-    assert!(on_path("pkg-config"), "this machine has pkg-config to hide");
-    let sandbox = Sandbox::hiding(&["pkg-config"]);
-    let out = sandbox.run("scripts/setup", &[], &[]);
+/// Runs `script` with `hidden` off the PATH: it fails naming it (`why`)
+/// and the package that installs it, and cargo never runs.
+fn refused_before_cargo(script: &str, hidden: &str, why: &str, apt_package: &str) {
+    assert!(on_path(hidden), "this machine has {hidden} to hide");
+    let sandbox = Sandbox::hiding(&[hidden]);
+    let out = sandbox.run(script, &[], &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("missing, so nothing was compiled") && err.contains("pkg-config:"),
+        err.contains("missing, so nothing was compiled") && err.contains(why),
         "{err}"
     );
     assert!(err.contains("install them with: "), "{err}");
     if on_path("apt-get") {
-        assert!(err.contains("apt-get install -y pkg-config"), "{err}");
+        assert!(
+            err.contains(&format!("apt-get install -y {apt_package}")),
+            "{err}"
+        );
     }
     assert_eq!(sandbox.cargo_calls(), "", "cargo ran: {err}");
 }
 
 #[test]
+fn setup_names_a_missing_prerequisite_and_its_install_command_before_compiling() {
+    refused_before_cargo("scripts/setup", "pkg-config", "pkg-config:", "pkg-config");
+}
+
+#[test]
 fn test_checks_the_build_prerequisites_before_the_diesel_cli_and_the_build() {
-    assert!(on_path("cc"), "this machine has cc to hide");
-    let sandbox = Sandbox::hiding(&["cc"]);
-    let out = sandbox.run("scripts/test", &[], &[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cc: a C compiler"), "{err}");
-    if on_path("apt-get") {
-        assert!(err.contains("apt-get install -y build-essential"), "{err}");
-    }
-    assert_eq!(sandbox.cargo_calls(), "", "cargo ran: {err}");
+    refused_before_cargo("scripts/test", "cc", "cc: a C compiler", "build-essential");
 }
 
 #[test]

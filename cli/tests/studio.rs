@@ -470,20 +470,20 @@ async fn the_console_runs_in_a_read_only_transaction_with_a_timeout() {
     .await;
     let r = s.post("/sql", &[("sql", "SELECT studio_sticky()")]);
     assert_eq!(r.status, 200, "{}", r.body);
-    #[derive(diesel::QueryableByName)]
-    struct Held {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let held: Held = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
-        ),
-        &mut *t.conn().await,
+    assert_eq!(
+        advisory_locks(&t, 4242).await,
+        "0",
+        "the console left a session advisory lock behind"
+    );
+}
+
+/// How many sessions hold advisory lock `key` on the test server.
+async fn advisory_locks(t: &TestDb, key: u32) -> String {
+    scalar(
+        t,
+        &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {key}"),
     )
     .await
-    .unwrap();
-    assert_eq!(held.n, 0, "the console left a session advisory lock behind");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -520,21 +520,9 @@ async fn behind_a_transaction_pooler_the_studio_leaves_other_clients_locks_alone
     assert_eq!(s.post("/sql", &[("sql", "SELECT 1")]).status, 200);
     // A failing statement too: its transaction is released the same way.
     assert_eq!(s.post("/sql", &[("sql", "SELECT 1/0")]).status, 400);
-    #[derive(diesel::QueryableByName)]
-    struct Held {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let held: Held = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 4243",
-        ),
-        &mut *t.conn().await,
-    )
-    .await
-    .unwrap();
     assert_eq!(
-        held.n, 1,
+        advisory_locks(&t, 4243).await,
+        "1",
         "the studio released another client's advisory lock"
     );
     drop(s);
