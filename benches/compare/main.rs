@@ -143,7 +143,19 @@ struct Report {
     migrate_up_to_date_ms: f64,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    // A plain message, never a backtrace: the usual failure is a missing
+    // server, which the message says how to fix.
+    match bench_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench_main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes --bench; `cargo test` passes neither flag.
     let mode = if args.iter().any(|a| a == "--quick") {
@@ -173,16 +185,19 @@ fn main() -> Result<()> {
     runtime.block_on(run(mode, only))
 }
 
-fn server_url() -> url::Url {
-    // As the tests: what scripts/test chose, else DATABASE_URL, else the
-    // project's own cluster when `db up` started it.
+fn server_url() -> Result<url::Url> {
+    // What scripts/bench chose (the rule of scripts/test), else
+    // DATABASE_URL, else the project's own cluster when `db up` started it.
     let raw = std::env::var("TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
         .ok()
         .filter(|v| !v.trim().is_empty())
         .or_else(|| database::db::local::service_url().ok().flatten())
-        .expect("no PostgreSQL: set DATABASE_URL, or `db up` for the project's own");
-    let mut url = url::Url::parse(&raw).expect("DATABASE_URL is a URL");
+        .context(
+            "no PostgreSQL for the benchmark: run it with scripts/bench (which finds or starts \
+             one, as scripts/test does), or set DATABASE_URL",
+        )?;
+    let mut url = url::Url::parse(&raw).context("DATABASE_URL is not a URL")?;
     url.set_path("");
     // Both sides on the same transport: the raw side connects without TLS,
     // so the crate is told to as well (its default, like libpq's, is
@@ -190,14 +205,14 @@ fn server_url() -> url::Url {
     if !url.query_pairs().any(|(k, _)| k == "sslmode") {
         url.query_pairs_mut().append_pair("sslmode", "disable");
     }
-    url
+    Ok(url)
 }
 
 async fn run(mode: Mode, only: Option<Vec<String>>) -> Result<()> {
     let name = format!("database_bench_{}", std::process::id());
-    let mut db_url = server_url();
+    let mut db_url = server_url()?;
     db_url.set_path(&format!("/{name}"));
-    let mut admin_url = server_url();
+    let mut admin_url = server_url()?;
     admin_url.set_path("/postgres");
     let mut admin = AsyncPgConnection::establish(admin_url.as_str()).await?;
     admin

@@ -63,6 +63,25 @@ pub fn new_migration(dir: &Path, name: &str, now: DateTime<Utc>) -> Result<PathB
     Ok(folder)
 }
 
+/// A name `new_migration` takes, made from one it refuses: lower case, runs
+/// of anything but a-z and 0-9 as one `_` ("Add Users!" gives add_users).
+pub fn suggested_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let out: String = out.trim_end_matches('_').chars().take(100).collect();
+    if out.is_empty() {
+        "describe_the_change".into()
+    } else {
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +102,21 @@ mod tests {
                 panic!("{bad:?} accepted or refused for another reason");
             };
             assert_eq!(err.invalid_fields(), vec!["name"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_name_gets_a_suggestion_the_rule_takes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2027, 1, 2, 3, 4, 5).unwrap();
+        for (bad, good) in [
+            ("Add Users!", "add_users"),
+            ("  drop--table  x", "drop_table_x"),
+            ("!!!", "describe_the_change"),
+        ] {
+            assert_eq!(suggested_name(bad), good);
+            assert!(new_migration(tmp.path(), good, now).is_ok(), "{good}");
+            std::fs::remove_dir_all(tmp.path()).unwrap();
         }
     }
 }

@@ -49,9 +49,25 @@ pub(crate) fn read_migrations(dir: &Path) -> Result<MigrationSet> {
     MigrationSet::from_dir(dir).with_context(|| format!("reading {}", dir.display()))
 }
 
+/// A mistake in the arguments that only a command itself can see (clap
+/// checks the rest): `db` prints it and exits 2.
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// Whether `e` is the caller's mistake in the arguments (exit 2), not a failure.
 pub(crate) fn is_usage_error(e: &anyhow::Error) -> bool {
     use migrate::MigrationError as M;
+    if e.downcast_ref::<UsageError>().is_some() {
+        return true;
+    }
     let migration = e
         .downcast_ref::<M>()
         .or_else(|| match e.downcast_ref::<database::Error>() {

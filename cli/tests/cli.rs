@@ -204,13 +204,19 @@ fn new_creates_a_migration_that_diesel_and_db_both_read() {
         &[],
     );
     assert!(out.status.success(), "{}", text(&out));
+    // A name the rule refuses is a usage error (exit 2, as the README says),
+    // with a name it takes.
     let out = db(
         "postgres://unused/x",
-        &["new", "Bad Name", "--migrations-dir", dir_arg],
+        &["new", "Add Users!", "--migrations-dir", dir_arg],
         &[],
     );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("name"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("try `db new add_users`"),
+        "{}",
+        text(&out)
+    );
 
     let diesel = Command::new(std::env::var("DIESEL_BIN").unwrap_or_else(|_| "diesel".into()))
         .args([
@@ -302,4 +308,29 @@ async fn baseline_adopts_a_database_whose_schema_exists() {
     let out = db(&t.url, &["baseline", "19990101000000"], &[]);
     assert!(!out.status.success());
     assert!(text(&out).contains("19990101000000"), "{}", text(&out));
+}
+
+#[test]
+fn a_url_of_another_database_is_refused_naming_its_scheme() {
+    let out = db(
+        "postgres://unused/x",
+        &["--database-url", "mysql://root@localhost/app", "status"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is a mysql:// URL"), "{}", text(&out));
+    assert!(!text(&out).contains("names no database"), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let t = TestDb::empty().await;
+    let out = db(&t.url, &["migrate"], &[("RUST_LOG", "info")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("applied migration"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "colour codes in a pipe: {stderr:?}"
+    );
 }

@@ -1,5 +1,7 @@
 //! The migration engine against a real PostgreSQL: concurrency, checksums,
-//! reversibility, non-transactional migrations and the `db` binary.
+//! reversibility, non-transactional migrations and the `db` binary. Just
+//! over 600 lines: the engine's behaviour through `db` is one subject, and
+//! its tests share the copied-migrations helpers.
 
 mod common;
 
@@ -165,6 +167,9 @@ async fn a_changed_applied_migration_is_refused_naming_the_version() {
             text(&out)
         );
     }
+    // The refusal names the development answer too.
+    let out = db_cmd(&t.url, &["migrate", "--migrations-dir", dir_arg]);
+    assert!(text(&out).contains("`db push`"), "{}", text(&out));
 
     // The library says the same, with the version in a typed problem.
     let set = MigrationSet::from_dir(dir.path()).unwrap();
@@ -549,4 +554,56 @@ async fn schema_rs_is_what_diesel_print_schema_generates() {
         String::from_utf8(out.stdout).unwrap() == committed,
         "src/schema.rs is stale: run `diesel migration run` (or `diesel print-schema > src/schema.rs`) and commit it"
     );
+}
+
+/// `db rollback`/`db redo` regenerate the schema file `diesel.toml` names,
+/// whether `--migrations-dir` names the project's folder as the README
+/// writes it (relative) or by its absolute path.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_and_redo_regenerate_the_schema_file_with_a_relative_migrations_dir() {
+    let t = TestDb::new().await;
+    let project = copy_migrations();
+    let root = project.path().join("project");
+    let migrations = root.join("migrations");
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::create_dir(&migrations).unwrap();
+    let copied: Vec<_> = std::fs::read_dir(project.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "project")
+        .collect();
+    for entry in copied {
+        std::fs::rename(entry.path(), migrations.join(entry.file_name())).unwrap();
+    }
+    std::fs::copy(
+        migrations_dir().parent().unwrap().join("diesel.toml"),
+        root.join("diesel.toml"),
+    )
+    .unwrap();
+    let schema = root.join("src/schema.rs");
+    let absolute = migrations.to_str().unwrap().to_owned();
+    for (command, dir) in [
+        ("rollback", "migrations"),
+        ("migrate", "migrations"),
+        ("redo", "migrations"),
+        ("rollback", absolute.as_str()),
+    ] {
+        let _ = std::fs::remove_file(&schema);
+        let out = common::run_db_in(&root, &t.url, &[command, "--migrations-dir", dir], &[]);
+        assert!(out.status.success(), "db {command}: {}", text(&out));
+        if command == "migrate" {
+            continue;
+        }
+        assert!(
+            text(&out).contains("Regenerated"),
+            "db {command} --migrations-dir {dir}: {}",
+            text(&out)
+        );
+        assert!(
+            std::fs::read_to_string(&schema)
+                .unwrap_or_default()
+                .contains("diesel::table!"),
+            "db {command} --migrations-dir {dir} wrote no schema file"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! `db studio` at the HTTP level, part 1: start-up, and the security
 //! rules, each with a test that fails without the rule. The real binary on a
 //! free port, a real PostgreSQL database per test, plain HTTP/1.1 requests.
-//! Browsing, export and write mode: tests/studio_data.rs.
+//! Browsing, export and write mode: tests/studio_data.rs. Over 600 lines:
+//! the security rules belong together (one file shows they are all tested),
+//! and each test needs a studio of its own.
 
 mod common;
 #[path = "studio_support/mod.rs"]
@@ -18,6 +20,7 @@ async fn prints_one_url_and_listens_on_loopback_only() {
     let s = Studio::start(&t.url, &[], &[]);
     assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
     assert_eq!(s.token.len(), 64, "a 256-bit token in hex");
+    assert_eq!(s.base.len(), 33, "a 128-bit path prefix in hex: {}", s.base);
     // Bound to 127.0.0.1 only: another loopback address (which a socket
     // on all interfaces would answer) is refused.
     assert!(
@@ -28,6 +31,7 @@ async fn prints_one_url_and_listens_on_loopback_only() {
     // A second studio gets another token.
     let other = Studio::start(&t.url, &[], &[]);
     assert_ne!(other.token, s.token);
+    assert_ne!(other.base, s.base);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -55,11 +59,12 @@ async fn a_taken_port_is_reported_with_the_next_free_one() {
 async fn the_token_is_exchanged_for_an_httponly_samesite_strict_cookie() {
     let t = TestDb::new().await;
     let s = Studio::start(&t.url, &[], &[]);
-    let r = http(s.port, "GET", &format!("/?token={}", s.token), &[], None);
+    let exchange = s.path(&format!("/?token={}", s.token));
+    let r = http(s.port, "GET", &exchange, &[], None);
     assert_eq!(r.status, 303);
     assert_eq!(
         r.header("location"),
-        Some("/"),
+        Some(&s.path("/")[..]),
         "the token leaves the address bar"
     );
     let cookie = r.header("set-cookie").expect("a cookie");
@@ -69,21 +74,41 @@ async fn the_token_is_exchanged_for_an_httponly_samesite_strict_cookie() {
     );
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    // Scoped to the studio's random prefix: browsers send a cookie to every
+    // port of a host, so `Path=/` would reach any other local web server.
+    assert!(cookie.ends_with(&format!("Path={}", s.base)), "{cookie}");
     // Other parameters survive the exchange.
     let r = http(
         s.port,
         "GET",
-        &format!("/t/users?token={}&size=5", s.token),
+        &s.path(&format!("/t/users?token={}&size=5", s.token)),
         &[],
         None,
     );
-    assert_eq!(r.header("location"), Some("/t/users?size=5"));
+    assert_eq!(r.header("location"), Some(&s.path("/t/users?size=5")[..]));
     // The token stays valid for the life of the process.
-    let again = http(s.port, "GET", &format!("/?token={}", s.token), &[], None);
+    let again = http(s.port, "GET", &exchange, &[], None);
     assert_eq!(again.status, 303);
     let home = s.get("/");
     assert_eq!(home.status, 200);
-    assert!(home.body.contains("/t/users"));
+    assert!(home.body.contains("href=\"t/users\""));
+    assert!(
+        home.body.contains(&format!("<base href=\"{}/\">", s.base)),
+        "{}",
+        home.body
+    );
+    // Outside the prefix there is nothing, token or cookie: no exchange,
+    // no page.
+    for path in [
+        "/".to_owned(),
+        format!("/?token={}", s.token),
+        "/t/users".to_owned(),
+        format!("{}x/", s.base),
+    ] {
+        let r = http(s.port, "GET", &path, &[("Cookie", &s.cookie())], None);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.header("set-cookie").is_none(), "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,20 +123,27 @@ async fn without_token_or_cookie_every_route_is_401() {
         "/assets/studio.js",
         "/nope",
     ] {
-        let r = http(s.port, "GET", path, &[], None);
+        let r = http(s.port, "GET", &s.path(path), &[], None);
         assert_eq!(r.status, 401, "{path}");
         assert!(!r.body.contains("users@"), "{path}");
     }
     let wrong = "0".repeat(64);
     assert_eq!(
-        http(s.port, "GET", &format!("/?token={wrong}"), &[], None).status,
+        http(
+            s.port,
+            "GET",
+            &s.path(&format!("/?token={wrong}")),
+            &[],
+            None
+        )
+        .status,
         401
     );
     assert_eq!(
         http(
             s.port,
             "GET",
-            "/",
+            &s.path("/"),
             &[("Cookie", &format!("db_studio_{}={wrong}", s.port))],
             None
         )
@@ -121,7 +153,7 @@ async fn without_token_or_cookie_every_route_is_401() {
     let r = http(
         s.port,
         "POST",
-        "/sql",
+        &s.path("/sql"),
         &[("Origin", &s.origin())],
         Some("sql=SELECT+1"),
     );
@@ -142,7 +174,7 @@ async fn a_foreign_host_header_is_refused_against_dns_rebinding() {
         let r = http(
             s.port,
             "GET",
-            "/",
+            &s.path("/"),
             &[("Host", &host), ("Cookie", &cookie)],
             None,
         );
@@ -151,7 +183,7 @@ async fn a_foreign_host_header_is_refused_against_dns_rebinding() {
         let r = http(
             s.port,
             "GET",
-            &format!("/?token={}", s.token),
+            &s.path(&format!("/?token={}", s.token)),
             &[("Host", &host)],
             None,
         );
@@ -164,7 +196,7 @@ async fn a_foreign_host_header_is_refused_against_dns_rebinding() {
         let r = http(
             s.port,
             "GET",
-            "/",
+            &s.path("/"),
             &[("Host", &host), ("Cookie", &cookie)],
             None,
         );
@@ -192,7 +224,7 @@ async fn a_cross_origin_post_is_refused() {
         }
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         assert_eq!(
-            http(s.port, "POST", "/sql", &h, Some(body)).status,
+            http(s.port, "POST", &s.path("/sql"), &h, Some(body)).status,
             403,
             "Origin {origin:?}"
         );
@@ -200,7 +232,7 @@ async fn a_cross_origin_post_is_refused() {
         let r = http(
             s.port,
             "POST",
-            &format!("/t/users/delete?k={id}"),
+            &s.path(&format!("/t/users/delete?k={id}")),
             &h,
             Some("confirm=1"),
         );
@@ -211,7 +243,7 @@ async fn a_cross_origin_post_is_refused() {
     let localhost = http(
         s.port,
         "POST",
-        "/sql",
+        &s.path("/sql"),
         &[
             ("Host", &format!("localhost:{}", s.port)),
             ("Cookie", &s.cookie()),
@@ -230,7 +262,7 @@ async fn no_cors_headers_and_a_restrictive_csp_everywhere() {
     let preflight = http(
         s.port,
         "OPTIONS",
-        "/sql",
+        &s.path("/sql"),
         &[
             ("Cookie", &s.cookie()),
             ("Origin", "http://evil.example"),
@@ -244,7 +276,7 @@ async fn no_cors_headers_and_a_restrictive_csp_everywhere() {
         s.get("/t/users"),
         s.get("/assets/studio.js"),
     ];
-    responses.push(http(s.port, "GET", "/", &[], None)); // a 401 too
+    responses.push(http(s.port, "GET", &s.path("/"), &[], None)); // a 401 too
     responses.push(s.post("/sql", &[("sql", "SELECT 1")]));
     for r in &responses {
         assert!(
@@ -381,7 +413,15 @@ async fn the_console_runs_queries_and_refuses_escapes_before_the_server_sees_the
         let r = s.post("/sql", &[("sql", escape)]);
         assert_eq!(r.status, 400, "{escape}: {}", r.body);
         assert!(r.body.contains("refused"), "{escape}: {}", r.body);
+        assert!(!r.body.contains("Stmt"), "a parser node's name: {}", r.body);
     }
+    let r = s.post("/sql", &[("sql", "DELETE FROM users")]);
+    assert!(
+        r.body
+            .contains("DELETE statements are not allowed in the read-only console"),
+        "{}",
+        r.body
+    );
     assert_eq!(t.count("users").await, 2);
     assert!(!std::path::Path::new("/tmp/pwned").exists());
 }
@@ -406,8 +446,11 @@ async fn the_console_runs_in_a_read_only_transaction_with_a_timeout() {
     let started = std::time::Instant::now();
     let r = s.post("/sql", &[("sql", "SELECT pg_sleep(30)")]);
     assert_eq!(r.status, 400, "{}", r.body);
+    // The setting named is the studio's, not the library's.
     assert!(
-        r.body.to_lowercase().contains("timeout") || r.body.contains("statement_timeout"),
+        r.body
+            .contains("cancelled after 300 ms (DB_STUDIO_STATEMENT_TIMEOUT_MS)")
+            && !r.body.contains("DB_STATEMENT_TIMEOUT_MS"),
         "{}",
         r.body
     );
@@ -427,20 +470,68 @@ async fn the_console_runs_in_a_read_only_transaction_with_a_timeout() {
     .await;
     let r = s.post("/sql", &[("sql", "SELECT studio_sticky()")]);
     assert_eq!(r.status, 200, "{}", r.body);
-    #[derive(diesel::QueryableByName)]
-    struct Held {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let held: Held = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242",
-        ),
-        &mut *t.conn().await,
+    assert_eq!(
+        advisory_locks(&t, 4242).await,
+        "0",
+        "the console left a session advisory lock behind"
+    );
+}
+
+/// How many sessions hold advisory lock `key` on the test server.
+async fn advisory_locks(t: &TestDb, key: u32) -> String {
+    scalar(
+        t,
+        &format!("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {key}"),
     )
     .await
-    .unwrap();
-    assert_eq!(held.n, 0, "the console left a session advisory lock behind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_transaction_pooler_the_studio_leaves_other_clients_locks_alone() {
+    use database::ops::cluster::{BouncerOptions, TempPgBouncer};
+    let t = TestDb::new().await;
+    // One server connection behind the pooler: every client's transactions
+    // and anything sent between them land on the same server session.
+    let server = common::server_url();
+    let mut options = BouncerOptions::transaction_mode(
+        server.host_str().unwrap_or("127.0.0.1"),
+        server.port().unwrap_or(5432),
+    );
+    options.pool_size = 1;
+    let bouncer = match TempPgBouncer::start(&options) {
+        Ok(b) => b,
+        Err(e) => {
+            common::skip_without("pgbouncer", &e);
+            return;
+        }
+    };
+    let pooled = common::through_bouncer(&bouncer, &t.name);
+    // Another client of the pooler holds a session-level advisory lock,
+    // which stays on that one server session.
+    let mut other = <database::Conn as diesel_async::AsyncConnection>::establish(&pooled)
+        .await
+        .unwrap();
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut other, "SELECT pg_advisory_lock(4243)")
+        .await
+        .unwrap();
+    let pooler = ("DB_POOLER", "transaction");
+    let s = Studio::start(&pooled, &[], &[pooler, ("DATABASE_MIGRATION_URL", &t.url)]);
+    assert_eq!(s.get("/t/users").status, 200);
+    assert_eq!(s.post("/sql", &[("sql", "SELECT 1")]).status, 200);
+    // A failing statement too: its transaction is released the same way.
+    assert_eq!(s.post("/sql", &[("sql", "SELECT 1/0")]).status, 400);
+    assert_eq!(
+        advisory_locks(&t, 4243).await,
+        "1",
+        "the studio released another client's advisory lock"
+    );
+    drop(s);
+    // Without a URL of the server itself it says what to set.
+    let Err((code, err)) = Studio::try_start(&pooled, &[], &[pooler]) else {
+        panic!("the studio started through the pooler");
+    };
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("DATABASE_MIGRATION_URL"), "{err}");
 }
 
 // --- Write mode is opt-in ---------------------------------------------------

@@ -78,7 +78,7 @@ async fn browse_filter_page_follow_keys_open_json_export_and_query() {
     b.screenshot(&dir, "01-home");
 
     // Open a table.
-    b.find("#tables a[href='/t/users']").click();
+    b.find("#tables a[href='t/users']").click();
     b.find("#rows");
     assert_eq!(b.find("#table-name").text(), "users");
     assert_eq!(keys(&b).len(), 50);
@@ -110,7 +110,7 @@ async fn browse_filter_page_follow_keys_open_json_export_and_query() {
     b.screenshot(&dir, "03-filtered");
 
     // Page forward and back (keyset cursors in the URL).
-    b.goto(&format!("http://127.0.0.1:{}/t/users?size=10", s.port));
+    b.goto(&s.at("/t/users?size=10"));
     let first = keys(&b);
     b.find("#next").click();
     wait_for("page 2", || b.url().contains("after="));
@@ -125,7 +125,7 @@ async fn browse_filter_page_follow_keys_open_json_export_and_query() {
     b.screenshot(&dir, "04-paging");
 
     // A foreign key, then back through "referenced by".
-    b.goto(&format!("http://127.0.0.1:{}/t/sessions", s.port));
+    b.goto(&s.at("/t/sessions"));
     let fk = b.find("#rows a.fk");
     let user_id = fk.text();
     fk.click();
@@ -155,7 +155,7 @@ async fn browse_filter_page_follow_keys_open_json_export_and_query() {
     b.screenshot(&dir, "06-referenced-by");
 
     // A JSON value: a tree whose objects and arrays fold, and its text.
-    b.goto(&format!("http://127.0.0.1:{}/t/executions", s.port));
+    b.goto(&s.at("/t/executions"));
     b.find("#rows a.open").click();
     let tree = b.find("dd[data-column='input'] .json-tree > details.jv");
     assert_eq!(tree.prop("open"), serde_json::Value::Bool(true));
@@ -174,10 +174,7 @@ async fn browse_filter_page_follow_keys_open_json_export_and_query() {
     b.screenshot(&dir, "07-json-detail");
 
     // Export the filtered view as CSV and read the file.
-    b.goto(&format!(
-        "http://127.0.0.1:{}/t/users?fc=email&fo=contains&fv=1",
-        s.port
-    ));
+    b.goto(&s.at("/t/users?fc=email&fo=contains&fv=1"));
     b.find("#export-csv").click();
     let file = b.downloads.path().join("users.csv");
     wait_for("users.csv", || {
@@ -190,7 +187,7 @@ async fn browse_filter_page_follow_keys_open_json_export_and_query() {
     b.screenshot(&dir, "08-export");
 
     // The SQL console: a query, and a refused escape.
-    b.goto(&format!("http://127.0.0.1:{}/sql", s.port));
+    b.goto(&s.at("/sql"));
     let area = b.find("#sql");
     area.clear();
     area.type_text("SELECT email, email_verified FROM users ORDER BY email LIMIT 5");
@@ -205,9 +202,88 @@ async fn browse_filter_page_follow_keys_open_json_export_and_query() {
     assert!(b.find("#error").text().starts_with("refused"));
     b.screenshot(&dir, "10-sql-refused");
 
-    b.goto(&format!("http://127.0.0.1:{}/migrations", s.port));
+    b.goto(&s.at("/migrations"));
     b.find("#migrations");
     b.screenshot(&dir, "11-migrations");
+}
+
+/// Another web server on 127.0.0.1 that records the `Cookie` header of
+/// every request it gets (and answers each with a small page).
+struct Recorder {
+    port: u16,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        // Lives until the test process ends.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let page =
+                    "<!doctype html><title>other</title><p id=other>another local server</p>";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+            }
+        });
+        Recorder { port, heads }
+    }
+
+    /// Every `Cookie` header line received so far.
+    fn cookies(&self) -> Vec<String> {
+        self.heads
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|h| h.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_local_server_the_browser_visits_never_gets_the_token() {
+    let Some(b) = browser() else { return };
+    let t = seeded().await;
+    let s = Studio::start(&t.url, &["--write"], &[]);
+    let other = Recorder::start();
+    b.goto(&s.url);
+    b.find("#tables a[href$='t/users']").click();
+    b.find("#rows");
+    // A dev server or a docs server on another port of the same host: at
+    // its root, and at the studio's own page paths (without the prefix).
+    for path in ["/", "/t/users", "/sql", "/assets/studio.js"] {
+        b.goto(&format!("http://127.0.0.1:{}{path}", other.port));
+        b.find("#other");
+    }
+    assert!(
+        other.heads.lock().unwrap().len() >= 4,
+        "the other server was not visited"
+    );
+    let cookies = other.cookies();
+    assert!(
+        cookies.iter().all(|c| !c.contains(&s.token)),
+        "another local server received the studio's token: {cookies:?}"
+    );
+    // The studio itself still has it.
+    b.goto(&s.at("/t/users"));
+    b.find("#rows");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,8 +295,19 @@ async fn write_mode_edits_a_cell_after_a_preview() {
     b.goto(&s.url);
     b.find("#tables");
     let id = scalar(&t, "SELECT id FROM users ORDER BY id LIMIT 1").await;
-    b.goto(&format!("http://127.0.0.1:{}/t/users/row?k={id}", s.port));
+    b.goto(&s.at(&format!("/t/users/row?k={id}")));
     b.find("#edit").click();
+    // Another user's address: refused (409), and the edit comes back as
+    // typed, ready to correct.
+    let taken = scalar(&t, "SELECT email FROM users ORDER BY id DESC LIMIT 1").await;
+    let email = b.find("#c-email");
+    email.clear();
+    email.type_text(&taken);
+    b.find("#preview").click();
+    b.find("#confirm").click();
+    assert!(b.find("#error").text().contains("Conflict"));
+    assert_eq!(b.find("#c-email").prop("value").as_str(), Some(&taken[..]));
+    b.screenshot(&dir, "12-edit-refused-kept");
     let email = b.find("#c-email");
     email.clear();
     email.type_text("edited-in-the-browser@example.com");
@@ -267,7 +354,7 @@ async fn on_sqlite_browse_follow_keys_and_edit_a_cell() {
     b.screenshot(&dir, "20-sqlite-home");
 
     // A table, a page forward and back.
-    b.goto(&format!("http://127.0.0.1:{}/t/users?size=10", s.port));
+    b.goto(&s.at("/t/users?size=10"));
     let first = keys(&b);
     assert_eq!(first.len(), 10);
     b.find("#next").click();
@@ -280,7 +367,7 @@ async fn on_sqlite_browse_follow_keys_and_edit_a_cell() {
     b.screenshot(&dir, "21-sqlite-table");
 
     // An account's user, and back to the user's accounts.
-    b.goto(&format!("http://127.0.0.1:{}/t/accounts", s.port));
+    b.goto(&s.at("/t/accounts"));
     let fk = b.find("#rows a.fk");
     let user_id = fk.text();
     assert_eq!(user_id.len(), 36, "a UUID, not bytes: {user_id}");
@@ -292,18 +379,12 @@ async fn on_sqlite_browse_follow_keys_and_edit_a_cell() {
     assert_eq!(keys(&b).len(), 1);
 
     // Settings are JSON: shown as a tree.
-    b.goto(&format!(
-        "http://127.0.0.1:{}/t/user_settings/row?k={user_id}",
-        s.port
-    ));
+    b.goto(&s.at(&format!("/t/user_settings/row?k={user_id}")));
     b.find("dd[data-column='settings'] .json-tree");
     b.screenshot(&dir, "23-sqlite-json");
 
     // Edit a cell: preview, then run; the file has it.
-    b.goto(&format!(
-        "http://127.0.0.1:{}/t/users/row?k={user_id}",
-        s.port
-    ));
+    b.goto(&s.at(&format!("/t/users/row?k={user_id}")));
     b.find("#edit").click();
     let name = b.find("#c-name");
     name.clear();

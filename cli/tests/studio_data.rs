@@ -45,7 +45,7 @@ async fn home_groups_every_table_by_its_domain_folder() {
                 .find(|s| s.contains(&format!("<h2>{domain}</h2>")))
                 .unwrap_or_else(|| panic!("no section for domain {domain}"));
             assert!(
-                section.contains(&format!("href=\"/t/{table}\"")),
+                section.contains(&format!("href=\"t/{table}\"")),
                 "{table} is not listed under {domain}"
             );
             checked += 1;
@@ -53,7 +53,7 @@ async fn home_groups_every_table_by_its_domain_folder() {
     }
     assert!(checked >= 25, "{checked}");
     assert!(
-        home.contains(r#"<a href="/t/users">users</a> <span class="count">3</span>"#),
+        home.contains(r#"<a href="t/users">users</a> <span class="count">3</span>"#),
         "exact count"
     );
 }
@@ -63,7 +63,7 @@ async fn keyset_pages_forward_and_back_cover_every_row_once() {
     let t = TestDb::new().await;
     users(&t, 25).await;
     let s = Studio::start(&t.url, &[], &[]);
-    let mut path = "/t/users?size=10".to_owned();
+    let mut path = "t/users?size=10".to_owned();
     let mut pages = Vec::new();
     loop {
         let r = s.get(&path);
@@ -114,7 +114,7 @@ async fn assert_sorted_paging(t: &TestDb, s: &Studio, table: &str, column: &str)
         .split(',')
         .map(str::to_owned)
         .collect();
-        let mut path = format!("/t/{table}?sort={column}&dir={dir}&size=7");
+        let mut path = format!("t/{table}?sort={column}&dir={dir}&size=7");
         let mut seen = Vec::new();
         let mut pages = Vec::new();
         loop {
@@ -186,13 +186,13 @@ async fn filters_combine_and_live_in_the_url() {
     .await;
     let s = Studio::start(&t.url, &[], &[]);
     let q = "fc=email&fo=contains&fv=u1&fc=email_verified&fo=eq&fv=true&fc=email&fo=notnull&fv=";
-    let r = s.get(&format!("/t/users?{q}"));
+    let r = s.get(&format!("t/users?{q}"));
     assert_eq!(r.status, 200);
     // u1, u10, u11, u12 verified and containing "u1".
     assert_eq!(row_keys(&r.body).len(), 4, "{}", r.body);
-    let gt = s.get("/t/users?fc=email&fo=gt&fv=u5%40example.com");
+    let gt = s.get("t/users?fc=email&fo=gt&fv=u5%40example.com");
     assert_eq!(row_keys(&gt.body).len(), 4, "u6..u9");
-    let null = s.get("/t/users?fc=email&fo=null&fv=");
+    let null = s.get("t/users?fc=email&fo=null&fv=");
     assert!(null.body.contains("id=\"no-rows\""));
     // The form shows the filters back, and the export links carry them.
     assert!(r.body.contains(r#"value="u1""#));
@@ -215,10 +215,10 @@ async fn foreign_keys_link_both_ways_with_counts() {
     )
     .await;
     let s = Studio::start(&t.url, &[], &[]);
-    let sessions = s.get("/t/sessions").body;
+    let sessions = s.get("t/sessions").body;
     let fk = links(&sessions, "fk");
     assert_eq!(fk.len(), 2);
-    assert_eq!(fk[0], format!("/t/users/row?k={uid}"));
+    assert_eq!(fk[0], format!("t/users/row?k={uid}"));
     let user = s.get(&fk[0]);
     assert_eq!(user.status, 200);
     let refs = &user.body[user.body.find("id=\"referenced-by\"").unwrap()..];
@@ -232,7 +232,7 @@ async fn foreign_keys_link_both_ways_with_counts() {
     );
     let back = links(refs, "ref")
         .into_iter()
-        .find(|h| h.starts_with("/t/sessions?"))
+        .find(|h| h.starts_with("t/sessions?"))
         .unwrap();
     assert_eq!(row_keys(&s.get(&back).body).len(), 2);
 }
@@ -253,7 +253,7 @@ async fn row_detail_shows_json_timestamps_enums_and_long_text() {
     )
     .await;
     let s = Studio::start(&t.url, &[], &[]);
-    let settings = s.get(&format!("/t/user_settings/row?k={uid}")).body;
+    let settings = s.get(&format!("t/user_settings/row?k={uid}")).body;
     // A tree whose every object and array folds on its own, and the text.
     assert!(
         settings.contains(
@@ -285,18 +285,18 @@ async fn row_detail_shows_json_timestamps_enums_and_long_text() {
     );
     assert!(created.contains(" UTC</time>"));
     let chat_id = scalar(&t, "SELECT id FROM chats").await;
-    let chat = s.get(&format!("/t/chats/row?k={chat_id}")).body;
+    let chat = s.get(&format!("t/chats/row?k={chat_id}")).body;
     assert!(
         chat.contains("<span class=\"enum\">private</span>"),
         "{chat}"
     );
     let todo_id = scalar(&t, "SELECT id FROM todos").await;
-    let todo = s.get(&format!("/t/todos/row?k={todo_id}")).body;
+    let todo = s.get(&format!("t/todos/row?k={todo_id}")).body;
     assert!(
         todo.contains("<details class=\"long\">") && todo.contains("(300 characters)"),
         "{todo}"
     );
-    assert_eq!(s.get(&format!("/t/chats/row?k={uid}")).status, 404);
+    assert_eq!(s.get(&format!("t/chats/row?k={uid}")).status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -309,7 +309,7 @@ async fn export_streams_the_filtered_view_as_csv_and_json() {
     )
     .await;
     let s = Studio::start(&t.url, &[], &[]);
-    let csv = s.get("/t/users/export.csv");
+    let csv = s.get("t/users/export.csv");
     assert_eq!(csv.status, 200);
     assert!(csv.chunked, "streamed, not buffered");
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
@@ -320,7 +320,7 @@ async fn export_streams_the_filtered_view_as_csv_and_json() {
     );
     assert_eq!(lines.len(), 2502);
     assert!(csv.body.contains("\"quote\"\"comma,@example.com\""));
-    let json = s.get("/t/users/export.json?fc=email&fo=contains&fv=u1&size=10");
+    let json = s.get("t/users/export.json?fc=email&fo=contains&fv=u1&size=10");
     assert!(json.chunked);
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json.body).unwrap();
     // u1, u10-u19, u100-u199, u1000-u1999: every match, not one page.
@@ -401,7 +401,7 @@ async fn big_tables_show_the_planners_estimate_marked_as_such() {
     let home = s.get("/").body;
     let item = home
         .split("<li>")
-        .find(|li| li.contains("href=\"/t/studio_big\""))
+        .find(|li| li.contains("href=\"t/studio_big\""))
         .unwrap();
     assert!(
         item.contains("class=\"est\" title=\"the planner's estimate\">~"),
@@ -425,10 +425,10 @@ async fn an_edit_is_previewed_with_its_binds_then_runs_in_a_transaction() {
     users(&t, 1).await;
     let id = scalar(&t, "SELECT id FROM users").await;
     let s = Studio::start(&t.url, &["--write"], &[]);
-    let form = s.get(&format!("/t/users/edit?k={id}"));
+    let form = s.get(&format!("t/users/edit?k={id}"));
     assert_eq!(form.status, 200);
     assert!(form.body.contains("value=\"u1@example.com\""));
-    let path = format!("/t/users/edit?k={id}");
+    let path = format!("t/users/edit?k={id}");
     let fields = [
         ("c:email", "new@example.com"),
         ("o:email", "u1@example.com"),
@@ -467,7 +467,7 @@ async fn an_edit_is_previewed_with_its_binds_then_runs_in_a_transaction() {
     support::assert_csp_clean(&form.body);
     assert_eq!(
         support::href_of(&preview.body, "cancel").as_deref(),
-        Some(&format!("/t/users/row?k={id}")[..])
+        Some(&format!("t/users/row?k={id}")[..])
     );
     assert_eq!(
         scalar(&t, "SELECT email FROM users").await,
@@ -498,7 +498,7 @@ async fn write_errors_come_back_typed_and_nothing_is_written() {
     let s = Studio::start(&t.url, &["--write"], &[]);
     // A unique rule: the other user's address.
     let r = s.post(
-        &format!("/t/users/edit?k={id}"),
+        &format!("t/users/edit?k={id}"),
         &[("c:email", "u2@example.com"), ("confirm", "1")],
     );
     assert_eq!(r.status, 409, "{}", r.body);
@@ -508,16 +508,25 @@ async fn write_errors_come_back_typed_and_nothing_is_written() {
         "{}",
         r.body
     );
+    // The edit is kept: the form again as it was posted, and a way back.
+    assert!(r.body.contains("id=\"edit-form\""), "{}", r.body);
+    assert!(r.body.contains("value=\"u2@example.com\""), "{}", r.body);
+    assert!(
+        support::href_of(&r.body, "back").is_some_and(|h| h.contains("/row?k=")),
+        "{}",
+        r.body
+    );
+    support::assert_csp_clean(&r.body);
     // JSON is checked before it is sent, and the field is named.
     let r = s.post(
-        &format!("/t/user_settings/edit?k={id}"),
+        &format!("t/user_settings/edit?k={id}"),
         &[("c:settings", "{not json"), ("confirm", "1")],
     );
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.contains("settings"), "{}", r.body);
     // A CHECK constraint.
     let r = s.post(
-        &format!("/t/user_settings/edit?k={id}"),
+        &format!("t/user_settings/edit?k={id}"),
         &[("c:settings", "[1, 2]"), ("confirm", "1")],
     );
     assert_eq!(r.status, 422, "{}", r.body);
@@ -531,17 +540,17 @@ async fn write_errors_come_back_typed_and_nothing_is_written() {
     sql(&t, &format!("INSERT INTO chats (id, user_id, title) VALUES (gen_random_uuid(), '{id}', 'c'); INSERT INTO todos (id, user_id, title, description) VALUES (gen_random_uuid(), '{id}', 't', 'd')")).await;
     let chat = scalar(&t, "SELECT id FROM chats").await;
     let r = s.post(
-        &format!("/t/chats/edit?k={chat}"),
+        &format!("t/chats/edit?k={chat}"),
         &[("c:visibility", "everyone"), ("confirm", "1")],
     );
     assert_eq!(r.status, 422, "{}", r.body);
-    let form = s.get(&format!("/t/chats/edit?k={chat}")).body;
+    let form = s.get(&format!("t/chats/edit?k={chat}")).body;
     assert!(
         form.contains("<option selected>private</option><option>public</option>"),
         "{form}"
     );
     let r = s.post(
-        &format!("/t/chats/edit?k={chat}"),
+        &format!("t/chats/edit?k={chat}"),
         &[("c:visibility", "public"), ("confirm", "1")],
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -549,7 +558,7 @@ async fn write_errors_come_back_typed_and_nothing_is_written() {
     // NULL is explicit.
     let todo = scalar(&t, "SELECT id FROM todos").await;
     let r = s.post(
-        &format!("/t/todos/edit?k={todo}"),
+        &format!("t/todos/edit?k={todo}"),
         &[
             ("n:description", "1"),
             ("c:description", "ignored"),
@@ -576,7 +585,7 @@ async fn write_errors_come_back_typed_and_nothing_is_written() {
 async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
     let t = TestDb::new().await;
     let s = Studio::start(&t.url, &["--write"], &[]);
-    let form = s.get("/t/users/new").body;
+    let form = s.get("t/users/new").body;
     assert!(form.contains("default <code>now()</code>"), "{form}");
     let id = "0196a000-0000-7000-8000-000000000001";
     let fields = [
@@ -586,7 +595,7 @@ async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
         ("d:created_at", "1"),
         ("d:updated_at", "1"),
     ];
-    let preview = s.post("/t/users/new", &fields);
+    let preview = s.post("t/users/new", &fields);
     assert!(
         unescape(&preview.body).contains(
             "INSERT INTO \"users\" (\"id\", \"email\") VALUES (CAST($1 AS uuid), CAST($2 AS text))"
@@ -597,8 +606,24 @@ async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
     assert_eq!(t.count("users").await, 0);
     let mut confirm = fields.to_vec();
     confirm.push(("confirm", "1"));
-    let done = s.post("/t/users/new", &confirm);
+    let done = s.post("t/users/new", &confirm);
     assert_eq!(done.status, 200, "{}", done.body);
+    // The same row again: refused, and the form comes back as it was filled.
+    let again = s.post("t/users/new", &confirm);
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("id=\"insert-form\""), "{}", again.body);
+    assert!(
+        again.body.contains("value=\"ann@example.com\""),
+        "{}",
+        again.body
+    );
+    assert!(
+        again
+            .body
+            .contains("name=\"d:created_at\" value=\"1\" checked"),
+        "{}",
+        again.body
+    );
     assert_eq!(
         scalar(&t, "SELECT email_verified FROM users").await,
         "false"
@@ -611,7 +636,7 @@ async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
         ),
     )
     .await;
-    let page = s.get(&format!("/t/users/delete?k={id}")).body;
+    let page = s.get(&format!("t/users/delete?k={id}")).body;
     let cascades = page.split("id=\"cascades\">").nth(1).unwrap();
     assert!(
         cascades.contains("<strong>3</strong> row(s) of sessions (user_id): deleted too"),
@@ -619,7 +644,7 @@ async fn insert_uses_defaults_and_delete_shows_its_cascades_first() {
     );
     assert!(unescape(&page).contains("DELETE FROM \"users\" WHERE \"id\" = CAST($1 AS uuid)"));
     assert_eq!(t.count("sessions").await, 3, "the page deletes nothing");
-    let r = s.post(&format!("/t/users/delete?k={id}"), &[("confirm", "1")]);
+    let r = s.post(&format!("t/users/delete?k={id}"), &[("confirm", "1")]);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(t.count("users").await, 0);
     assert_eq!(t.count("sessions").await, 0);
@@ -647,18 +672,18 @@ async fn on_sqlite_tables_pages_filters_and_keys_work_as_on_postgresql() {
         "user_profiles",
     ] {
         assert!(
-            home.body.contains(&format!("href=\"/t/{table}\"")),
+            home.body.contains(&format!("href=\"t/{table}\"")),
             "{table}"
         );
     }
     assert!(
         home.body
-            .contains(r#"<a href="/t/users">users</a> <span class="count">200</span>"#),
+            .contains(r#"<a href="t/users">users</a> <span class="count">200</span>"#),
         "exact counts"
     );
     // Keyset pages forward cover every row once, in key order; back again.
     let mut seen = Vec::new();
-    let mut page = s.get("/t/users?size=30");
+    let mut page = s.get("t/users?size=30");
     assert_eq!(page.status, 200, "{}", page.body);
     let mut pages = 1;
     loop {
@@ -682,7 +707,7 @@ async fn on_sqlite_tables_pages_filters_and_keys_work_as_on_postgresql() {
     // A UUID key is shown as text and found by it.
     let id = &seen[42];
     assert_eq!(id.len(), 36, "{id}");
-    let one = s.get(&format!("/t/users?fc=id&fo=eq&fv={id}"));
+    let one = s.get(&format!("t/users?fc=id&fo=eq&fv={id}"));
     assert_eq!(row_keys(&one.body), vec![id.clone()]);
     // Filters combine; contains ignores case, and % and _ are literal.
     let email = sqlite_scalar(
@@ -693,23 +718,23 @@ async fn on_sqlite_tables_pages_filters_and_keys_work_as_on_postgresql() {
         ),
     );
     let hit = s.get(&format!(
-        "/t/users?fc=email&fo=contains&fv={}&fc=email_verified&fo=notnull&fv=",
+        "t/users?fc=email&fo=contains&fv={}&fc=email_verified&fo=notnull&fv=",
         email.to_uppercase()
     ));
     assert_eq!(row_keys(&hit.body), vec![id.clone()], "{}", hit.body);
-    assert!(row_keys(&s.get("/t/users?fc=email&fo=contains&fv=%25").body).is_empty());
+    assert!(row_keys(&s.get("t/users?fc=email&fo=contains&fv=%25").body).is_empty());
     // A boolean is searched as it is shown.
     let verified: usize = sqlite_scalar(&f, "SELECT count(*) FROM users WHERE email_verified")
         .parse()
         .unwrap();
     assert!(verified > 0);
-    let page = s.get("/t/users?size=500&fc=email_verified&fo=contains&fv=TRU");
+    let page = s.get("t/users?size=500&fc=email_verified&fo=contains&fv=TRU");
     assert_eq!(row_keys(&page.body).len(), verified);
     // Text that is not a UUID, in a UUID column: a 400 naming the column, not an empty page.
-    let bad = s.get("/t/users?fc=id&fo=eq&fv=42");
+    let bad = s.get("t/users?fc=id&fo=eq&fv=42");
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("id holds bytes"), "{}", bad.body);
-    let bad = s.get("/t/users?fc=email_verified&fo=eq&fv=maybe");
+    let bad = s.get("t/users?fc=email_verified&fo=eq&fv=maybe");
     assert_eq!(bad.status, 400);
     assert!(
         bad.body.contains("email_verified is a boolean"),
@@ -717,19 +742,19 @@ async fn on_sqlite_tables_pages_filters_and_keys_work_as_on_postgresql() {
         bad.body
     );
     // Sorting by an indexed column (sessions.expires_at) is offered; an unindexed one is refused.
-    assert_eq!(s.get("/t/sessions?sort=expires_at").status, 200);
-    assert_eq!(s.get("/t/users?sort=name").status, 400);
+    assert_eq!(s.get("t/sessions?sort=expires_at").status, 200);
+    assert_eq!(s.get("t/users?sort=name").status, 400);
     // Foreign keys both ways: an account links to its user, the user counts its rows.
-    let account = s.get(&format!("/t/accounts?fc=user_id&fo=eq&fv={id}"));
+    let account = s.get(&format!("t/accounts?fc=user_id&fo=eq&fv={id}"));
     let fk = links(&account.body, "fk");
-    assert_eq!(fk, vec![format!("/t/users/row?k={id}")], "{}", account.body);
+    assert_eq!(fk, vec![format!("t/users/row?k={id}")], "{}", account.body);
     let row = s.get(&fk[0]);
     assert_eq!(row.status, 200, "{}", row.body);
     assert!(row.body.contains(&email));
     for child in ["accounts", "user_profiles", "user_settings"] {
         assert!(
             row.body.contains(&format!(
-                r#"<a class="ref" data-table="{child}" href="/t/{child}?fc=user_id&amp;fo=eq&amp;fv={id}">{child}</a> <span class="muted">(user_id)</span> <span class="count">1</span>"#
+                r#"<a class="ref" data-table="{child}" href="t/{child}?fc=user_id&amp;fo=eq&amp;fv={id}">{child}</a> <span class="muted">(user_id)</span> <span class="count">1</span>"#
             )),
             "{child}: {}",
             row.body
@@ -738,18 +763,18 @@ async fn on_sqlite_tables_pages_filters_and_keys_work_as_on_postgresql() {
     assert!(row.body.contains(r#"data-table="sessions""#));
     // Booleans read as true/false, JSON as a tree, enums by label.
     assert!(row.body.contains(r#"<dd data-column="email_verified">"#));
-    let settings = s.get(&format!("/t/user_settings/row?k={id}"));
+    let settings = s.get(&format!("t/user_settings/row?k={id}"));
     assert!(
         settings.body.contains(r#"class="json-tree""#),
         "{}",
         settings.body
     );
     assert!(
-        s.get("/t/verifications/new").status == 403,
+        s.get("t/verifications/new").status == 403,
         "read-only: no insert form"
     );
     // Export: every row, UUIDs as text.
-    let csv = s.get("/t/users/export.csv");
+    let csv = s.get("t/users/export.csv");
     assert_eq!(csv.status, 200);
     let lines: Vec<&str> = csv.body.lines().collect();
     assert_eq!(lines.len(), 201, "header and 200 rows");
@@ -805,7 +830,7 @@ async fn on_sqlite_the_console_runs_queries_only_and_within_its_time_limit() {
     assert_eq!(r.status, 400);
     assert!(r.body.contains("cancelled after 300 ms"), "{}", r.body);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    assert_eq!(s.get("/t/users").status, 200);
+    assert_eq!(s.get("t/users").status, 200);
     // A syntax error is SQLite's own message.
     let r = s.post("/sql", &[("sql", "SELECT FROM WHERE")]);
     assert_eq!(r.status, 400);
@@ -820,7 +845,7 @@ async fn on_sqlite_write_mode_edits_inserts_and_deletes_with_typed_errors() {
         &f,
         "SELECT lower(substr(hex(id),1,8)||'-'||substr(hex(id),9,4)||'-'||substr(hex(id),13,4)||'-'||substr(hex(id),17,4)||'-'||substr(hex(id),21)) FROM users ORDER BY id LIMIT 1",
     );
-    let path = format!("/t/users/edit?k={id}");
+    let path = format!("t/users/edit?k={id}");
     let form = s.get(&path);
     assert_eq!(form.status, 200, "{}", form.body);
     // Edit: previewed with SQLite placeholders and typed binds, then run.
@@ -866,7 +891,7 @@ async fn on_sqlite_write_mode_edits_inserts_and_deletes_with_typed_errors() {
     );
     assert_eq!(
         href_of(&done.body, "back").map(|h| unescape(&h)),
-        Some(format!("/t/users/row?k={id}"))
+        Some(format!("t/users/row?k={id}"))
     );
     // A CHECK violated: the constraint's name, and nothing written.
     let long = "x".repeat(101);
@@ -887,7 +912,7 @@ async fn on_sqlite_write_mode_edits_inserts_and_deletes_with_typed_errors() {
         "Renamed"
     );
     // Insert: the form offers a fresh UUID for the key; defaults fill the rest.
-    let new_form = s.get("/t/users/new");
+    let new_form = s.get("t/users/new");
     assert_eq!(new_form.status, 200);
     let fresh = new_form
         .body
@@ -907,16 +932,16 @@ async fn on_sqlite_write_mode_edits_inserts_and_deletes_with_typed_errors() {
         ("d:updated_at", "1"),
         ("confirm", "1"),
     ];
-    let done = s.post("/t/users/new", &insert);
+    let done = s.post("t/users/new", &insert);
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(
         href_of(&done.body, "back").map(|h| unescape(&h)),
-        Some(format!("/t/users/row?k={fresh}"))
+        Some(format!("t/users/row?k={fresh}"))
     );
-    assert_eq!(s.get(&format!("/t/users/row?k={fresh}")).status, 200);
+    assert_eq!(s.get(&format!("t/users/row?k={fresh}")).status, 200);
     assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM users"), "201");
     // Delete: the cascades are counted first, then it runs.
-    let del = s.get(&format!("/t/users/delete?k={id}"));
+    let del = s.get(&format!("t/users/delete?k={id}"));
     assert_eq!(del.status, 200, "{}", del.body);
     assert!(
         del.body.contains(
@@ -926,16 +951,16 @@ async fn on_sqlite_write_mode_edits_inserts_and_deletes_with_typed_errors() {
         del.body
     );
     assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM users"), "201");
-    let gone = s.post(&format!("/t/users/delete?k={id}"), &[("confirm", "1")]);
+    let gone = s.post(&format!("t/users/delete?k={id}"), &[("confirm", "1")]);
     assert_eq!(gone.status, 200, "{}", gone.body);
     assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM users"), "200");
     assert_eq!(sqlite_scalar(&f, "SELECT count(*) FROM accounts"), "199");
-    let again = s.post(&format!("/t/users/delete?k={id}"), &[("confirm", "1")]);
+    let again = s.post(&format!("t/users/delete?k={id}"), &[("confirm", "1")]);
     assert_eq!(again.status, 404);
     // A foreign key to no row: a conflict on the foreign key, nothing written.
     let orphan = uuid::Uuid::now_v7().to_string();
     let r = s.post(
-        "/t/user_settings/new",
+        "t/user_settings/new",
         &[
             ("c:user_id", orphan.as_str()),
             ("d:settings", "1"),
@@ -970,25 +995,19 @@ async fn on_sqlite_untyped_columns_big_values_and_virtual_tables_are_handled() {
     let s = Studio::start(&f.url, &["--write"], &[]);
     let home = s.get("/");
     assert_eq!(home.status, 200, "{}", home.body);
-    assert!(home.body.contains("href=\"/t/notes\""));
+    assert!(home.body.contains("href=\"t/notes\""));
     assert!(
-        !home.body.contains("/t/docs"),
+        !home.body.contains("t/docs"),
         "virtual tables and their shadow tables are not browsed"
     );
     // A column without a type takes a number as a number, text as text, \x as bytes.
+    assert_eq!(row_keys(&s.get("t/notes?fc=id&fo=eq&fv=5").body), vec!["5"]);
+    assert_eq!(row_keys(&s.get("t/notes?fc=id&fo=eq&fv=x").body), vec!["x"]);
     assert_eq!(
-        row_keys(&s.get("/t/notes?fc=id&fo=eq&fv=5").body),
-        vec!["5"]
-    );
-    assert_eq!(
-        row_keys(&s.get("/t/notes?fc=id&fo=eq&fv=x").body),
-        vec!["x"]
-    );
-    assert_eq!(
-        row_keys(&s.get("/t/notes?fc=id&fo=eq&fv=%5Cx00ff").body),
+        row_keys(&s.get("t/notes?fc=id&fo=eq&fv=%5Cx00ff").body),
         vec!["\\x00ff"]
     );
-    let note = s.get("/t/notes/row?k=5");
+    let note = s.get("t/notes/row?k=5");
     assert_eq!(note.status, 200);
     // A foreign key that spells the parent in other case still links both ways.
     assert!(
@@ -998,12 +1017,12 @@ async fn on_sqlite_untyped_columns_big_values_and_virtual_tables_are_handled() {
         note.body
     );
     assert_eq!(
-        links(&s.get("/t/note_refs").body, "fk"),
-        vec!["/t/notes/row?k=5"]
+        links(&s.get("t/note_refs").body, "fk"),
+        vec!["t/notes/row?k=5"]
     );
-    assert_eq!(s.get("/t/notes/row?k=x").status, 200);
+    assert_eq!(s.get("t/notes/row?k=x").status, 200);
     // Pages over keys of mixed storage classes.
-    let page = s.get("/t/notes?size=1");
+    let page = s.get("t/notes?size=1");
     let next = s.get(&unescape(&href_of(&page.body, "next").unwrap()));
     assert_eq!(next.status, 200, "{}", next.body);
     assert_eq!(row_keys(&next.body), vec!["x"]);
@@ -1022,13 +1041,13 @@ async fn on_sqlite_the_front_door_and_the_production_guard_hold() {
     let f = sqlite_file();
     let s = Studio::start(&f.url, &[], &[]);
     assert_eq!(
-        support::http(s.port, "GET", "/t/users", &[], None).status,
+        support::http(s.port, "GET", &s.path("t/users"), &[], None).status,
         401
     );
     let cross = support::http(
         s.port,
         "POST",
-        "/sql",
+        &s.path("/sql"),
         &[("Cookie", &s.cookie()), ("Origin", "http://evil.example")],
         Some("sql=SELECT+1"),
     );

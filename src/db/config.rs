@@ -358,6 +358,22 @@ fn check_url(variable: &str, url: &str) -> Result<()> {
         // A path, not a server: nothing to name.
         return Ok(());
     }
+    // Any other scheme would be read as a key=value string that names
+    // nothing, and the error would be about the database name.
+    let trimmed = url.trim();
+    if let Some((scheme, _)) = trimmed.split_once("://")
+        && !scheme.is_empty()
+        && !scheme.contains(|c: char| c.is_whitespace() || c == '=')
+        && !["postgres", "postgresql"]
+            .iter()
+            .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
+        return Err(Error::Config(format!(
+            "{variable} {} is a {scheme}:// URL: only PostgreSQL \
+             (postgres://user@host:5432/app_dev) and SQLite (sqlite:PATH) are supported",
+            redact_url(url)
+        )));
+    }
     if ConnString::parse(url).dbname.is_none() {
         return Err(Error::Config(format!(
             "{variable} {} names no database: add one, e.g. postgres://user@host:5432/app_dev",
@@ -370,6 +386,33 @@ fn check_url(variable: &str, url: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_of_another_database_is_refused_naming_its_scheme() {
+        for (url, scheme) in [
+            ("mysql://root:s3cret@localhost/app", "mysql"),
+            ("MariaDB://db/app", "MariaDB"),
+            ("jdbc:postgresql://db/app", "jdbc:postgresql"),
+        ] {
+            let Err(Error::Config(message)) = check_url("DATABASE_URL", url) else {
+                panic!("{url} accepted");
+            };
+            assert!(
+                message.contains(&format!("is a {scheme}:// URL")),
+                "{message}"
+            );
+            assert!(!message.contains("names no database"), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+        }
+        for url in [
+            "postgres://db/app",
+            "PostgreSQL://db/app",
+            "host=db dbname=app",
+            "sqlite:./local.db",
+        ] {
+            assert!(check_url("DATABASE_URL", url).is_ok(), "{url}");
+        }
+    }
 
     #[test]
     fn config_debug_never_shows_the_password() {

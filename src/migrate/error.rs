@@ -203,7 +203,9 @@ impl fmt::Display for Problem {
                 f,
                 "migration {version} ({name}) was modified after it was applied \
                  (checksum {}… recorded, up.sql now {}…); applied migrations must not \
-                 change: restore the file and put the change in a new migration",
+                 change: restore the file and put the change in a new migration (on a \
+                 PostgreSQL development database, `db push` reverts it with the down.sql \
+                 stored when it ran and applies the edited file)",
                 &recorded[..recorded.len().min(12)],
                 &local[..local.len().min(12)],
             ),

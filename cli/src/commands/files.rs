@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use database::migrate::MigrationSet;
 
-use crate::support::migrations_dir;
+use crate::support::{UsageError, migrations_dir};
 use crate::{Cli, lint as linter, project, scaffold};
 
 /// `db lint`'s options.
@@ -38,7 +38,16 @@ pub(crate) fn new_migration(cli: &Cli, name: &str, on_sqlite: bool) -> Result<Ex
         None if on_sqlite => project::current()?.root.join("migrations_sqlite"),
         _ => migrations_dir(cli)?,
     };
-    let folder = scaffold::new_migration(&dir, name, chrono::Utc::now())?;
+    let folder = scaffold::new_migration(&dir, name, chrono::Utc::now()).map_err(|e| match e {
+        // A name the rule refuses is a usage error (exit 2), with a name it takes.
+        database::ops::OpsError::Db(database::Error::Invalid(invalid)) => {
+            anyhow::Error::new(UsageError(format!(
+                "db new {name:?}: {invalid}; try `db new {}`",
+                scaffold::suggested_name(name)
+            )))
+        }
+        other => other.into(),
+    })?;
     println!("Created {}/up.sql", folder.display());
     println!("Created {}/down.sql", folder.display());
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! The migration commands: `setup`, `migrate`, `rollback`, `redo`,
 //! `status`, `check`, `baseline`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -124,15 +125,24 @@ pub(crate) fn sync_schema_file(cli: &Cli, config: &Config) {
     let Ok(project) = project::current() else {
         return;
     };
-    if cli.migrations_dir.is_some()
-        && cli.migrations_dir.as_deref() != Some(&project.migrations_dir)
-    {
-        // Another folder's migrations: the project's schema file is not theirs.
-        return;
-    }
     let Some(file) = project::schema_file(&project) else {
         return;
     };
+    // `--migrations-dir migrations` and its absolute path are the same
+    // folder: compared as written they were not, and nothing was regenerated.
+    if let Some(dir) = &cli.migrations_dir
+        && !same_folder(dir, &project.migrations_dir)
+    {
+        // Another folder's migrations: the project's schema file is not theirs.
+        eprintln!(
+            "note: {} was not regenerated: --migrations-dir {} is not the project's migrations \
+             folder ({})",
+            file.display(),
+            dir.display(),
+            project.migrations_dir.display()
+        );
+        return;
+    }
     match crate::drift::pull_in(&config.database_url, &project.root) {
         Ok(text) => match std::fs::write(&file, text) {
             Ok(()) => println!("Regenerated {} (diesel print-schema).", file.display()),
@@ -143,6 +153,14 @@ pub(crate) fn sync_schema_file(cli: &Cli, config: &Config) {
             file.display(),
             file.display()
         ),
+    }
+}
+
+/// Whether two paths name one folder (relative ones from the working directory).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 

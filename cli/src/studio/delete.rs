@@ -11,11 +11,12 @@ use axum::response::Response;
 
 use super::Studio;
 use super::catalog::{Table, quote_ident};
+use super::form::{done, preview};
 use super::html::{self, enc, esc};
 use super::query::{self, Row, Stmt};
 use super::row::{Reference, referencing};
 use super::view::key_sql;
-use super::write::{Fields, addressed, addressed_row, done, field, preview, returning};
+use super::write::{Fields, addressed, addressed_row, field, returning};
 
 /// `DELETE` of the row with primary key `key`, returning it.
 fn delete_stmt(table: &Table, key: &[String]) -> Stmt {
@@ -77,7 +78,7 @@ pub async fn delete_form(
         Err(e) => return studio.db_error(&e),
     };
     let action = format!(
-        "/t/{}/delete?{}",
+        "t/{}/delete?{}",
         enc(&table.name),
         raw.as_deref().unwrap_or("")
     );
@@ -86,7 +87,7 @@ pub async fn delete_form(
         &format!("Delete from {}", table.name),
         &action,
         &format!(
-            "/t/{}/row?{}",
+            "t/{}/row?{}",
             enc(&table.name),
             raw.as_deref().unwrap_or("")
         ),
@@ -127,7 +128,7 @@ pub async fn delete(
             &format!("Deleted from {}", table.name),
             &stmt,
             &format!(
-                r#"<a id="back" href="/t/{}">Back to {}</a>"#,
+                r#"<a id="back" href="t/{}">Back to {}</a>"#,
                 enc(&table.name),
                 esc(&table.name)
             ),

@@ -1,6 +1,8 @@
 //! The page templates: one layout (`assets/layout.html`) and escaping
 //! helpers. Every piece of data that reaches a page goes through `esc`
-//! (text and attributes) or `enc` (URL components).
+//! (text and attributes) or `enc` (URL components). Links are relative
+//! (`t/users`, `sql`): the layout's `<base>` puts them under the studio's
+//! path prefix.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -37,9 +39,12 @@ pub fn query(pairs: &[(String, String)]) -> String {
     s.finish()
 }
 
-/// What the layout shows in its header.
+/// What the layout shows in its header, and where the studio's pages live.
 pub struct Chrome {
     pub write: bool,
+    /// The studio's random path prefix (`/3f9a...`): the page's `<base>`,
+    /// against which every link of every page is written (relative).
+    pub base: String,
 }
 
 /// A whole page: `title` (escaped here) and `body` (already HTML).
@@ -51,6 +56,7 @@ pub fn page(chrome: &Chrome, title: &str, body: &str) -> Html<String> {
     };
     Html(
         LAYOUT
+            .replace("{{base}}", &esc(&chrome.base))
             .replace("{{title}}", &esc(title))
             .replace("{{mode}}", mode)
             .replace("{{body}}", body),
@@ -60,7 +66,7 @@ pub fn page(chrome: &Chrome, title: &str, body: &str) -> Html<String> {
 /// An error page with `status`.
 pub fn error(chrome: &Chrome, status: StatusCode, message: &str) -> Response {
     let body = format!(
-        r#"<h1>{}</h1><p class="error" id="error">{}</p><p><a href="/">All tables</a></p>"#,
+        r#"<h1>{}</h1><p class="error" id="error">{}</p><p><a href="./">All tables</a></p>"#,
         status.as_u16(),
         esc(message)
     );

@@ -5,13 +5,15 @@
 //! identifiers), `query` (running SQL with binds), `view` (a table view's
 //! state and SQL: filters, sort, keyset cursor), `table` (the table page),
 //! `row` (the row page), `sql` (the read-only console), `write` (edit and
-//! insert with a preview), `delete` (delete, its cascades counted first),
-//! `export` (streamed CSV/JSON), `html` (layout and escaping). HTML, CSS and
-//! JavaScript are compiled in from `assets/`.
+//! insert with a preview), `form` (write mode's forms and pages), `delete`
+//! (delete, its cascades counted first), `export` (streamed CSV/JSON),
+//! `html` (layout and escaping). HTML, CSS and JavaScript are compiled in
+//! from `assets/`.
 
 mod catalog;
 mod delete;
 mod export;
+mod form;
 mod html;
 mod query;
 mod row;
@@ -31,6 +33,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use database::db::Pooler;
 use database::db::sqlite::{SqliteTarget, sqlite_target};
 use database::migrate::{self, MigrationSet};
 use database::{Config, Db, SqliteDb};
@@ -47,6 +50,9 @@ pub struct Studio {
     /// The database, and how the studio reaches it.
     pub source: Source,
     pub port: u16,
+    /// The random path prefix every page is served under (`/` and 32 hex
+    /// digits), which the token's cookie is scoped to (see `security`).
+    pub base: String,
     pub token: String,
     pub write: bool,
     /// Bound on every statement the studio runs (`DB_STUDIO_STATEMENT_TIMEOUT_MS`, default 5000).
@@ -69,13 +75,21 @@ impl Studio {
     }
 
     pub fn chrome(&self) -> Chrome {
-        Chrome { write: self.write }
+        Chrome {
+            write: self.write,
+            base: self.base.clone(),
+        }
     }
 
     /// A page for a typed error: what the crate's `Error` says, with the status it maps to.
     pub fn db_error(&self, e: &database::Error) -> Response {
+        html::error(&self.chrome(), self.status_of(e), &self.describe(e))
+    }
+
+    /// The HTTP status a typed error maps to.
+    pub fn status_of(&self, e: &database::Error) -> StatusCode {
         use database::Error as E;
-        let status = match e {
+        match e {
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             E::Conflict { .. } | E::Stale { .. } | E::IllegalTransition { .. } => {
@@ -84,21 +98,30 @@ impl Studio {
             E::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             E::Unavailable(_) | E::RetryTransaction { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
-        };
-        html::error(&self.chrome(), status, &describe(e))
+        }
     }
-}
 
-/// A typed error as one line a person can act on.
-pub fn describe(e: &database::Error) -> String {
-    use database::Error as E;
-    match e {
-        E::Conflict {
-            constraint,
-            message,
-        } => format!("Conflict on constraint {constraint}: {message}"),
-        E::Invalid(invalid) => format!("Invalid input: {invalid}"),
-        other => other.to_string(),
+    /// A typed error as one line a person can act on. A statement timeout
+    /// here is the studio's own (`SET LOCAL statement_timeout` on
+    /// PostgreSQL, the progress handler on SQLite): it names the studio's
+    /// setting.
+    pub fn describe(&self, e: &database::Error) -> String {
+        use database::Error as E;
+        match e {
+            E::Timeout {
+                kind: database::error::TimeoutKind::Statement,
+                ..
+            } => format!(
+                "statement timeout: cancelled after {} ms (DB_STUDIO_STATEMENT_TIMEOUT_MS)",
+                self.timeout_ms
+            ),
+            E::Conflict {
+                constraint,
+                message,
+            } => format!("Conflict on constraint {constraint}: {message}"),
+            E::Invalid(invalid) => format!("Invalid input: {invalid}"),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -114,6 +137,23 @@ pub async fn run(
     let port = listener.local_addr()?.port();
     let mut config = config.clone();
     config.pool_size = 4;
+    // The studio reads and writes the primary only.
+    config.replica_urls.clear();
+    // Behind a transaction-mode pooler, the studio's sessions go to the
+    // server itself, as every other `db` session does: what a statement
+    // leaves on its session (an advisory lock a function took) must stay
+    // on the studio's session, not on a server connection the pooler hands
+    // to other clients next.
+    if config.pooler == Pooler::Transaction && sqlite_target(&config.database_url).is_none() {
+        let Some(direct) = config.migration_url.clone() else {
+            bail!(
+                "DB_POOLER=transaction: `db studio` talks to the server itself, not through the \
+                 pooler: set DATABASE_MIGRATION_URL to a URL of the server (as `db migrate` needs)"
+            );
+        };
+        config.database_url = direct;
+        config.pooler = Pooler::None;
+    }
     let source = match sqlite_target(&config.database_url) {
         None => Source::Postgres(Db::new(config)?),
         Some(SqliteTarget::File(path)) => {
@@ -146,13 +186,17 @@ pub async fn run(
     let studio = Arc::new(Studio {
         source,
         port,
+        base: security::new_base(),
         token: security::new_token(),
         write,
         timeout_ms,
         migrations: migrations.clone(),
         catalog: RwLock::new(Arc::new(catalog)),
     });
-    let url = format!("http://127.0.0.1:{port}/?token={}", studio.token);
+    let url = format!(
+        "http://127.0.0.1:{port}{}/?token={}",
+        studio.base, studio.token
+    );
     // Exactly one line on stdout: the URL (tests and scripts read it).
     println!("{url}");
     if write {
@@ -213,25 +257,30 @@ fn open_browser(url: &str) {
 }
 
 fn router(studio: Arc<Studio>) -> Router {
+    let at = |path: &str| format!("{}{path}", studio.base);
     Router::new()
-        .route("/", get(home))
-        .route("/migrations", get(migrations_page))
-        .route("/sql", get(sql::form).post(sql::run))
-        .route("/t/{table}", get(table::view))
-        .route("/t/{table}/row", get(row::row))
-        .route("/t/{table}/export.csv", get(export::csv))
-        .route("/t/{table}/export.json", get(export::json))
-        .route("/t/{table}/edit", get(write::edit_form).post(write::edit))
+        .route(&studio.base, get(home))
+        .route(&at("/"), get(home))
+        .route(&at("/migrations"), get(migrations_page))
+        .route(&at("/sql"), get(sql::form).post(sql::run))
+        .route(&at("/t/{table}"), get(table::view))
+        .route(&at("/t/{table}/row"), get(row::row))
+        .route(&at("/t/{table}/export.csv"), get(export::csv))
+        .route(&at("/t/{table}/export.json"), get(export::json))
         .route(
-            "/t/{table}/new",
+            &at("/t/{table}/edit"),
+            get(write::edit_form).post(write::edit),
+        )
+        .route(
+            &at("/t/{table}/new"),
             get(write::insert_form).post(write::insert),
         )
         .route(
-            "/t/{table}/delete",
+            &at("/t/{table}/delete"),
             get(delete::delete_form).post(delete::delete),
         )
-        .route("/assets/studio.css", get(css))
-        .route("/assets/studio.js", get(js))
+        .route(&at("/assets/studio.css"), get(css))
+        .route(&at("/assets/studio.js"), get(js))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             studio.clone(),
@@ -295,7 +344,7 @@ async fn home(State(studio): State<Arc<Studio>>) -> Response {
                 ),
             };
             body.push_str(&format!(
-                r#"<li><a href="/t/{0}">{1}</a> <span class="count">{2}</span></li>"#,
+                r#"<li><a href="t/{0}">{1}</a> <span class="count">{2}</span></li>"#,
                 html::enc(&t.name),
                 esc(&t.name),
                 count

@@ -167,7 +167,10 @@ pub async fn read(
 /// which is always rolled back: a read has nothing to commit, and a rollback
 /// also undoes any `set_config(..., false)` a statement slipped past the
 /// console's checks. Session advisory locks survive a rollback: they are
-/// released after it. Names resolve in schema `public` only (the catalog's).
+/// released inside the transaction (after the statements' savepoint, so
+/// also when one failed), on the session that took them; after it, behind a
+/// transaction-mode pooler, the unlock could reach another client's session.
+/// Names resolve in schema `public` only (the catalog's).
 async fn read_postgres(
     db: &Db,
     timeout_ms: u64,
@@ -192,26 +195,30 @@ async fn read_postgres(
     let outcome = conn
         .transaction(async move |c| {
             c.batch_execute(&setup).await?;
-            let mut out = Vec::with_capacity(stmts.len());
-            for s in &stmts {
-                out.push(load(c, s).await?);
-            }
-            Err::<(), _>(Outcome::Read(out))
+            // A nested transaction is a savepoint: a failed statement rolls
+            // back to it and the transaction stays usable for the unlock.
+            let read = c
+                .transaction(async |c| {
+                    let mut out = Vec::with_capacity(stmts.len());
+                    for s in &stmts {
+                        out.push(load(c, s).await?);
+                    }
+                    Ok::<_, Outcome>(out)
+                })
+                .await;
+            let unlocked = c.batch_execute("SELECT pg_advisory_unlock_all()").await;
+            Err::<(), _>(match (read, unlocked) {
+                (Err(failed), _) => failed,
+                (Ok(_), Err(e)) => e.into(),
+                (Ok(rows), Ok(())) => Outcome::Read(rows),
+            })
         })
         .await;
-    unlock_advisory(&mut conn).await?;
     match outcome {
         Err(Outcome::Read(rows)) => Ok(rows),
         Err(Outcome::Failed(e)) => Err(e),
         Ok(()) => unreachable!("the closure never returns Ok"),
     }
-}
-
-/// Releases session-level advisory locks a statement may have taken.
-async fn unlock_advisory(conn: &mut database::Conn) -> Result<(), database::Error> {
-    conn.batch_execute("SELECT pg_advisory_unlock_all()")
-        .await?;
-    Ok(())
 }
 
 /// Runs `stmt` in one read-write transaction (bounded by `timeout_ms` on

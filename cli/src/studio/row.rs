@@ -53,7 +53,7 @@ pub async fn row(
         Err(e) => return studio.db_error(&e),
     };
     let mut b = format!(
-        r#"<h1>{} <span class="muted">{}</span></h1><p><a href="/t/{}">← all rows</a>"#,
+        r#"<h1>{} <span class="muted">{}</span></h1><p><a href="t/{}">← all rows</a>"#,
         esc(&table.name),
         esc(&key.join(", ")),
         enc(&table.name)
@@ -61,7 +61,7 @@ pub async fn row(
     if studio.write {
         let k = esc(&html::query(&row_pairs(table, &row)));
         b.push_str(&format!(
-            r#" · <a id="edit" href="/t/{0}/edit?{k}">Edit</a> · <a id="delete" href="/t/{0}/delete?{k}">Delete</a>"#,
+            r#" · <a id="edit" href="t/{0}/edit?{k}">Edit</a> · <a id="delete" href="t/{0}/delete?{k}">Delete</a>"#,
             enc(&table.name)
         ));
     }
@@ -96,7 +96,7 @@ pub async fn row(
             p.push(("fv".into(), v.clone().unwrap_or_default()));
         }
         b.push_str(&format!(
-            r#"<li><a class="ref" data-table="{0}" href="/t/{1}?{2}">{0}</a> <span class="muted">({3})</span> <span class="count">{4}</span></li>"#,
+            r#"<li><a class="ref" data-table="{0}" href="t/{1}?{2}">{0}</a> <span class="muted">({3})</span> <span class="count">{4}</span></li>"#,
             esc(&fk.table),
             enc(&fk.table),
             esc(&html::query(&p)),

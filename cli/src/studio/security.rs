@@ -3,10 +3,17 @@
 //! 1. `Host` must be `127.0.0.1:PORT` or `localhost:PORT`: a page on
 //!    another site that rebinds its own name to 127.0.0.1 (DNS rebinding)
 //!    sends its own name here and is refused.
-//! 2. The random token of this process, from `?token=` (exchanged for an
-//!    `HttpOnly`, `SameSite=Strict` cookie and a redirect that drops it
-//!    from the address bar) or from that cookie; neither: 401.
-//! 3. A state-changing request (anything but GET/HEAD) must carry an
+//! 2. The path must be under this process's random prefix (`/3f9a...`,
+//!    128 bits): anything else is 404.
+//! 3. The random token of this process, from `?token=` (exchanged for an
+//!    `HttpOnly`, `SameSite=Strict` cookie scoped to the prefix, and a
+//!    redirect that drops it from the address bar) or from that cookie;
+//!    neither: 401. Browsers keep cookies per host, not per port, and
+//!    `SameSite` ignores ports too: a cookie for `Path=/` would reach every
+//!    other web server on 127.0.0.1 the browser visits (a dev server, a
+//!    package's docs), and that server could replay it here. Scoped to
+//!    the prefix, it is sent only to paths no other server is asked for.
+//! 4. A state-changing request (anything but GET/HEAD) must carry an
 //!    `Origin` of this server: a form on another site that posts here is
 //!    refused (403) even though the browser would attach the cookie.
 //!
@@ -34,8 +41,9 @@ fn cookie_name(port: u16) -> String {
 
 /// Scripts, styles and images from this server only; no frames, no plugins,
 /// forms post only here.
+/// `base-uri 'self'`: the layout's `<base>` (the prefix) is this server's.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                       connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                       connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'";
 
 /// A fresh 256-bit token, hex.
 pub fn new_token() -> String {
@@ -43,6 +51,14 @@ pub fn new_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
+}
+
+/// A fresh path prefix: `/` and 128 random bits in hex.
+pub fn new_base() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("/{}", hex::encode(bytes))
 }
 
 /// Compares without stopping at the first difference.
@@ -89,6 +105,17 @@ async fn check(studio: &Studio, request: Request, next: Next) -> Response {
         );
     }
 
+    let (path, base) = (request.uri().path().as_bytes(), studio.base.as_bytes());
+    let under_base = path.len() >= base.len()
+        && same(&path[..base.len()], base)
+        && matches!(path.get(base.len()), None | Some(b'/'));
+    if !under_base {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "not found: open the URL `db studio` printed",
+        );
+    }
+
     let from_query = request.uri().query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "token")
@@ -121,9 +148,10 @@ async fn check(studio: &Studio, request: Request, next: Next) -> Response {
             .header(
                 header::SET_COOKIE,
                 format!(
-                    "{}={}; HttpOnly; SameSite=Strict; Path=/",
+                    "{}={}; HttpOnly; SameSite=Strict; Path={}",
                     cookie_name(port),
-                    studio.token
+                    studio.token,
+                    studio.base
                 ),
             )
             .body(Body::empty())

@@ -121,11 +121,11 @@ pub fn refusal(sql: &str) -> Option<String> {
         }
         Some(N::CopyStmt(_)) => return Some("COPY is refused (TO PROGRAM, files)".into()),
         Some(other) => {
-            let kind = format!("{other:?}");
-            let kind = kind.split('(').next().unwrap_or("statement");
+            let node = format!("{other:?}");
             return Some(format!(
-                "only queries (SELECT, VALUES, TABLE, WITH ... SELECT) run in the read-only \
-                 console; this is a {kind}"
+                "{} statements are not allowed in the read-only console: it runs queries only \
+                 (SELECT, VALUES, TABLE, WITH ... SELECT)",
+                statement_kind(node.split('(').next().unwrap_or(""))
             ));
         }
         None => return Some("empty statement".into()),
@@ -167,6 +167,33 @@ pub fn refusal(sql: &str) -> Option<String> {
     None
 }
 
+/// The SQL words of a parser node's name, as a person writes the statement:
+/// `DeleteStmt` is DELETE, `AlterTableStmt` ALTER TABLE.
+fn statement_kind(node: &str) -> String {
+    let named = match node {
+        "CreateStmt" => "CREATE TABLE",
+        "IndexStmt" => "CREATE INDEX",
+        "ViewStmt" => "CREATE VIEW",
+        "RuleStmt" => "CREATE RULE",
+        "CreatedbStmt" => "CREATE DATABASE",
+        "DropdbStmt" => "DROP DATABASE",
+        "VacuumStmt" => "VACUUM/ANALYZE",
+        "" => "these",
+        _ => "",
+    };
+    if !named.is_empty() {
+        return named.to_owned();
+    }
+    let mut words = String::new();
+    for c in node.strip_suffix("Stmt").unwrap_or(node).chars() {
+        if c.is_ascii_uppercase() && !words.is_empty() {
+            words.push(' ');
+        }
+        words.push(c.to_ascii_uppercase());
+    }
+    words
+}
+
 /// The form's field.
 #[derive(serde::Deserialize)]
 pub struct Input {
@@ -177,7 +204,7 @@ pub struct Input {
 fn console(studio: &Studio, sql: &str, result: &str) -> String {
     format!(
         r#"<h1>SQL</h1><p class="muted">One query per run, in a read-only transaction with a {} ms statement timeout.</p>
-<form method="post" action="/sql" id="sql-form"><textarea name="sql" id="sql" spellcheck="false">{}</textarea><p><button type="submit" id="run">Run</button></p></form>{result}"#,
+<form method="post" action="sql" id="sql-form"><textarea name="sql" id="sql" spellcheck="false">{}</textarea><p><button type="submit" id="run">Run</button></p></form>{result}"#,
         studio.timeout_ms,
         esc(sql)
     )
@@ -216,7 +243,7 @@ pub async fn run(State(studio): State<Arc<Studio>>, Form(input): Form<Input>) ->
         match query::console(&studio.source, studio.timeout_ms, &sql, MAX_ROWS + 1).await {
             Ok(result) => result,
             Err(ConsoleError::Refused(why)) => return failed(format!("refused: {why}")),
-            Err(ConsoleError::Failed(e)) => return failed(super::describe(&e)),
+            Err(ConsoleError::Failed(e)) => return failed(studio.describe(&e)),
         };
     let elapsed = started.elapsed();
     let mut out = String::new();
@@ -243,4 +270,30 @@ pub async fn run(State(studio): State<Arc<Studio>>, Form(input): Form<Input>) ->
         out.push_str("</tbody></table></div>");
     }
     html::page(&studio.chrome(), "SQL", &console(&studio, &input.sql, &out)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    #[test]
+    fn a_refusal_names_the_statement_as_sql_not_as_a_parser_node() {
+        for (sql, kind) in [
+            ("DELETE FROM users", "DELETE"),
+            ("INSERT INTO users DEFAULT VALUES", "INSERT"),
+            ("DROP TABLE users", "DROP"),
+            ("ALTER TABLE users ADD x int", "ALTER TABLE"),
+            ("CREATE TABLE x (a int)", "CREATE TABLE"),
+            ("TRUNCATE users", "TRUNCATE"),
+        ] {
+            let why = refusal(sql).expect(sql);
+            assert!(
+                why.starts_with(&format!(
+                    "{kind} statements are not allowed in the read-only console"
+                )),
+                "{sql}: {why}"
+            );
+            assert!(!why.contains("Stmt"), "{sql}: {why}");
+        }
+    }
 }

@@ -106,11 +106,11 @@ fn render_view(
     let base = view.base_pairs();
     let q = html::query(&base);
     b.push_str(&format!(
-        r#"<p><a id="export-csv" href="/t/{0}/export.csv?{1}">Export CSV</a> · <a id="export-json" href="/t/{0}/export.json?{1}">Export JSON</a>{2}</p>"#,
+        r#"<p><a id="export-csv" href="t/{0}/export.csv?{1}">Export CSV</a> · <a id="export-json" href="t/{0}/export.json?{1}">Export JSON</a>{2}</p>"#,
         enc(&table.name),
         esc(&q),
         if studio.write {
-            format!(r#" · <a id="insert" href="/t/{}/new">Insert a row</a>"#, enc(&table.name))
+            format!(r#" · <a id="insert" href="t/{}/new">Insert a row</a>"#, enc(&table.name))
         } else {
             String::new()
         }
@@ -130,7 +130,7 @@ fn render_view(
                 p.push(("dir".into(), "desc".into()));
             }
             format!(
-                r#"<a class="sort" href="/t/{}?{}" title="sort by {2} (indexed)">{2}</a>"#,
+                r#"<a class="sort" href="t/{}?{}" title="sort by {2} (indexed)">{2}</a>"#,
                 enc(&table.name),
                 esc(&html::query(&p)),
                 esc(&c.name)
@@ -150,7 +150,7 @@ fn render_view(
             b.push_str("<td></td>");
         } else {
             b.push_str(&format!(
-                r#"<td><a class="open" href="/t/{}/row?{}">open</a></td>"#,
+                r#"<td><a class="open" href="t/{}/row?{}">open</a></td>"#,
                 enc(&table.name),
                 esc(&html::query(&row_pairs(table, row)))
             ));
@@ -187,13 +187,13 @@ pub(super) fn reference_href(
         .unwrap_or_default();
     if target_pk == fk.ref_columns {
         format!(
-            "/t/{}/row?{}",
+            "t/{}/row?{}",
             enc(&fk.ref_table),
             html::query(&[("k".into(), value.into())])
         )
     } else {
         format!(
-            "/t/{}?{}",
+            "t/{}?{}",
             enc(&fk.ref_table),
             html::query(&[
                 ("fc".into(), fk.ref_columns[0].clone()),
@@ -215,7 +215,7 @@ fn pager(table: &Table, view: &View, rows: &[Row], more: bool) -> String {
         let mut p = view.base_pairs();
         p.push((cursor.into(), serde_json::to_string(&key).expect("json")));
         format!(
-            r#"<a id="{id}" href="/t/{}?{}">{label}</a>"#,
+            r#"<a id="{id}" href="t/{}?{}">{label}</a>"#,
             enc(&table.name),
             esc(&html::query(&p))
         )
@@ -241,7 +241,7 @@ fn pager(table: &Table, view: &View, rows: &[Row], more: bool) -> String {
         r#"<span class="disabled">Next →</span>"#.into()
     };
     let first = format!(
-        r#"<a href="/t/{}?{}">First</a>"#,
+        r#"<a href="t/{}?{}">First</a>"#,
         enc(&table.name),
         esc(&html::query(&view.base_pairs()))
     );
@@ -253,7 +253,7 @@ fn pager(table: &Table, view: &View, rows: &[Row], more: bool) -> String {
 
 fn filter_form(table: &Table, view: &View) -> String {
     let mut b = format!(
-        r#"<form class="filters" method="get" action="/t/{}">"#,
+        r#"<form class="filters" method="get" action="t/{}">"#,
         enc(&table.name)
     );
     let blank = Filter {

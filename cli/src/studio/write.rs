@@ -18,6 +18,9 @@ use database::error::InvalidInput;
 
 use super::Studio;
 use super::catalog::{Catalog, Column, Dialect, Kind, Table, quote_ident};
+use super::form::{
+    done, edit_failed, edit_form_html, editable, insert_failed, insert_form_html, preview,
+};
 use super::html::{self, enc, esc};
 use super::query::{self, Row, Stmt};
 use super::table::find;
@@ -103,119 +106,6 @@ fn form_value(
     Ok(Some(v))
 }
 
-fn input(column: &Column, value: Option<&str>, placeholder: &str) -> String {
-    let id = format!("c-{}", column.name);
-    let name = format!("c:{}", column.name);
-    let v = value.unwrap_or("");
-    let control = match column.kind {
-        Kind::Enum => {
-            let mut s = format!(r#"<select id="{}" name="{}">"#, esc(&id), esc(&name));
-            for l in &column.labels {
-                s.push_str(&format!(
-                    r#"<option{}>{}</option>"#,
-                    if l == v { " selected" } else { "" },
-                    esc(l)
-                ));
-            }
-            s.push_str("</select>");
-            s
-        }
-        Kind::Bool => format!(
-            r#"<select id="{}" name="{}"><option{}>true</option><option{}>false</option></select>"#,
-            esc(&id),
-            esc(&name),
-            if v == "true" { " selected" } else { "" },
-            if v == "false" { " selected" } else { "" }
-        ),
-        Kind::Json => {
-            let pretty = serde_json::from_str::<serde_json::Value>(v)
-                .ok()
-                .and_then(|j| serde_json::to_string_pretty(&j).ok())
-                .unwrap_or_else(|| v.to_owned());
-            format!(
-                r#"<textarea id="{}" name="{}" data-json placeholder="{}">{}</textarea>"#,
-                esc(&id),
-                esc(&name),
-                esc(placeholder),
-                esc(&pretty)
-            )
-        }
-        _ => format!(
-            r#"<input type="text" id="{}" name="{}" value="{}" placeholder="{}" size="50">"#,
-            esc(&id),
-            esc(&name),
-            esc(v),
-            esc(placeholder)
-        ),
-    };
-    let null = if column.nullable {
-        format!(
-            r#" <label><input type="checkbox" name="n:{0}" value="1" data-null-for="{1}"{2}> NULL</label>"#,
-            esc(&column.name),
-            esc(&id),
-            if value.is_none() { " checked" } else { "" }
-        )
-    } else {
-        String::new()
-    };
-    format!("{control}{null}")
-}
-
-/// The preview: the SQL, its binds, and a form that posts the same fields with `confirm`.
-pub(super) fn preview(
-    studio: &Studio,
-    title: &str,
-    action: &str,
-    back: &str,
-    stmt: &Stmt,
-    fields: &Fields,
-    note: &str,
-) -> Response {
-    let mut b = format!(
-        r#"<h1>{}</h1><p>This runs in one transaction:</p><pre class="sql" id="preview-sql">{}</pre><p>Bind values:</p><ol id="binds">"#,
-        esc(title),
-        esc(&stmt.sql)
-    );
-    for v in &stmt.binds {
-        b.push_str(&match v {
-            Some(v) => match v.storage() {
-                Some(class) => format!(
-                    r#"<li><code>{}</code> <span class="muted">{}</span></li>"#,
-                    esc(&v.to_string()),
-                    esc(&class)
-                ),
-                None => format!("<li><code>{}</code></li>", esc(&v.to_string())),
-            },
-            None => r#"<li><span class="null">NULL</span></li>"#.into(),
-        });
-    }
-    b.push_str("</ol>");
-    b.push_str(note);
-    b.push_str(&format!(r#"<form method="post" action="{}">"#, esc(action)));
-    for (k, v) in fields.iter().filter(|(k, _)| k != "confirm") {
-        b.push_str(&format!(
-            r#"<input type="hidden" name="{}" value="{}">"#,
-            esc(k),
-            esc(v)
-        ));
-    }
-    b.push_str(r#"<input type="hidden" name="confirm" value="1"><button type="submit" id="confirm">Run it</button> "#);
-    b.push_str(&format!(
-        r#"<a id="cancel" href="{}">Cancel</a></form>"#,
-        esc(back)
-    ));
-    html::page(&studio.chrome(), title, &b).into_response()
-}
-
-pub(super) fn done(studio: &Studio, title: &str, stmt: &Stmt, link: &str) -> Response {
-    let b = format!(
-        r#"<h1>{}</h1><p class="ok" id="done">Done.</p><pre class="sql">{}</pre><p>{link}</p>"#,
-        esc(title),
-        esc(&stmt.sql)
-    );
-    html::page(&studio.chrome(), title, &b).into_response()
-}
-
 /// `RETURNING` the changed row on PostgreSQL (a write then says which row
 /// it touched); nothing on SQLite, whose writes report a count.
 pub(super) fn returning(table: &Table) -> String {
@@ -268,30 +158,19 @@ pub async fn edit_form(
         Err(r) => return r,
     };
     let k = html::query(&row_pairs(table, &row));
-    let mut b = format!(
-        r#"<h1>Edit {} <span class="muted">{}</span></h1><form method="post" action="/t/{}/edit?{}" id="edit-form"><dl class="detail">"#,
-        esc(&table.name),
-        esc(&key.join(", ")),
-        enc(&table.name),
-        esc(&k)
-    );
-    for (c, v) in table.columns.iter().zip(&row) {
-        if !c.writable || table.primary_key.contains(&c.name) {
-            continue;
-        }
-        b.push_str(&format!(
-            r#"<dt><label for="c-{0}">{0}</label><br><span class="muted">{1}</span></dt><dd>{2}<input type="hidden" name="o:{0}" value="{3}"><input type="hidden" name="on:{0}" value="{4}"></dd>"#,
-            esc(&c.name),
-            esc(&c.type_name),
-            input(c, v.as_deref(), ""),
-            esc(v.as_deref().unwrap_or("")),
-            if v.is_none() { "1" } else { "" }
-        ));
-    }
-    b.push_str(
-        r#"</dl><p><button type="submit" id="preview">Preview the change</button></p></form>"#,
-    );
-    html::page(&studio.chrome(), "Edit", &b).into_response()
+    let values = table
+        .columns
+        .iter()
+        .zip(row)
+        .filter(|(c, _)| editable(table, c))
+        .map(|(c, v)| (c, v.clone(), Some(v)))
+        .collect();
+    html::page(
+        &studio.chrome(),
+        "Edit",
+        &edit_form_html(table, &key, &k, values),
+    )
+    .into_response()
 }
 
 /// `POST /t/{table}/edit?k=...`: preview, or run with `confirm`.
@@ -331,7 +210,7 @@ pub async fn edit(
         }
         let value = match form_value(&fields, table, c) {
             Ok(v) => v,
-            Err(e) => return studio.db_error(&e),
+            Err(e) => return edit_failed(&studio, table, &key, raw.as_deref(), &fields, &e),
         };
         let was_null = field(&fields, &format!("on:{}", c.name)) == Some("1");
         let original = if was_null {
@@ -366,7 +245,7 @@ pub async fn edit(
         returning(table)
     );
     let action = format!(
-        "/t/{}/edit?{}",
+        "t/{}/edit?{}",
         enc(&table.name),
         raw.as_deref().unwrap_or("")
     );
@@ -376,7 +255,7 @@ pub async fn edit(
             &format!("Update {}", table.name),
             &action,
             &format!(
-                "/t/{}/row?{}",
+                "t/{}/row?{}",
                 enc(&table.name),
                 raw.as_deref().unwrap_or("")
             ),
@@ -394,13 +273,13 @@ pub async fn edit(
         Ok(_) => {
             // The key is not editable: the row is still where it was.
             let link = format!(
-                r#"<a id="back" href="/t/{}/row?{}">Back to the row</a>"#,
+                r#"<a id="back" href="t/{}/row?{}">Back to the row</a>"#,
                 enc(&table.name),
                 esc(&html::query(&key_pairs(&key)))
             );
             done(&studio, &format!("Updated {}", table.name), &stmt, &link)
         }
-        Err(e) => studio.db_error(&e),
+        Err(e) => edit_failed(&studio, table, &key, raw.as_deref(), &fields, &e),
     }
 }
 
@@ -414,47 +293,7 @@ pub async fn insert_form(State(studio): State<Arc<Studio>>, Path(name): Path<Str
         Ok(t) => t,
         Err(r) => return r,
     };
-    let mut b = format!(
-        r#"<h1>Insert into {}</h1><form method="post" action="/t/{}/new" id="insert-form"><dl class="detail">"#,
-        esc(&table.name),
-        enc(&table.name)
-    );
-    for c in table.columns.iter().filter(|c| c.writable) {
-        let default = c
-            .default
-            .clone()
-            .or_else(|| c.nullable.then(|| "NULL".to_owned()));
-        let use_default = match &default {
-            Some(d) => format!(
-                r#" <label><input type="checkbox" name="d:{}" value="1" checked> default <code>{}</code></label>"#,
-                esc(&c.name),
-                esc(d)
-            ),
-            None => String::new(),
-        };
-        // SQLite stores the crate's ids as 16-byte BLOBs with no default: a
-        // fresh (time-ordered) UUID is offered, as PostgreSQL's default would make.
-        let fresh_id = (table.dialect == Dialect::Sqlite
-            && c.kind == Kind::Bytes
-            && default.is_none()
-            && table.primary_key.contains(&c.name))
-        .then(|| uuid::Uuid::now_v7().to_string());
-        b.push_str(&format!(
-            r#"<dt><label for="c-{0}">{0}</label><br><span class="muted">{1}</span></dt><dd>{2}{3}</dd>"#,
-            esc(&c.name),
-            esc(&c.type_name),
-            input(
-                c,
-                Some(fresh_id.as_deref().unwrap_or("")),
-                default.as_deref().unwrap_or("")
-            ),
-            use_default
-        ));
-    }
-    b.push_str(
-        r#"</dl><p><button type="submit" id="preview">Preview the insert</button></p></form>"#,
-    );
-    html::page(&studio.chrome(), "Insert", &b).into_response()
+    html::page(&studio.chrome(), "Insert", &insert_form_html(table, None)).into_response()
 }
 
 /// `POST /t/{table}/new`: preview, or run with `confirm`.
@@ -483,7 +322,7 @@ pub async fn insert(
         }
         let value = match form_value(&fields, table, c) {
             Ok(v) => v,
-            Err(e) => return studio.db_error(&e),
+            Err(e) => return insert_failed(&studio, table, &fields, &e),
         };
         if let Some(v) = &value {
             given.push((c.name.clone(), v.clone()));
@@ -506,13 +345,13 @@ pub async fn insert(
             returning(table)
         )
     };
-    let action = format!("/t/{}/new", enc(&table.name));
+    let action = format!("t/{}/new", enc(&table.name));
     if field(&fields, "confirm") != Some("1") {
         return preview(
             &studio,
             &format!("Insert into {}", table.name),
             &action,
-            &format!("/t/{}", enc(&table.name)),
+            &format!("t/{}", enc(&table.name)),
             &stmt,
             &fields,
             "",
@@ -533,12 +372,12 @@ pub async fn insert(
             };
             let link = match key {
                 Some(key) if !table.primary_key.is_empty() => format!(
-                    r#"<a id="back" href="/t/{}/row?{}">The new row</a>"#,
+                    r#"<a id="back" href="t/{}/row?{}">The new row</a>"#,
                     enc(&table.name),
                     esc(&html::query(&key))
                 ),
                 _ => format!(
-                    r#"<a id="back" href="/t/{}">The table</a>"#,
+                    r#"<a id="back" href="t/{}">The table</a>"#,
                     enc(&table.name)
                 ),
             };
@@ -549,6 +388,6 @@ pub async fn insert(
                 &link,
             )
         }
-        Err(e) => studio.db_error(&e),
+        Err(e) => insert_failed(&studio, table, &fields, &e),
     }
 }

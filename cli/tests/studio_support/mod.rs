@@ -171,6 +171,8 @@ fn parse(raw: &[u8]) -> Resp {
 pub struct Studio {
     pub child: Child,
     pub port: u16,
+    /// The random path prefix every page is under (`/3f9a...`).
+    pub base: String,
     pub token: String,
     /// The one line it printed.
     pub url: String,
@@ -226,13 +228,27 @@ impl Studio {
         let rest = url
             .strip_prefix("http://127.0.0.1:")
             .unwrap_or_else(|| panic!("the URL is on 127.0.0.1: {url}"));
-        let (port, token) = rest.split_once("/?token=").expect("URL shape");
+        let (port_and_base, token) = rest.split_once("/?token=").expect("URL shape");
+        let (port, base) =
+            port_and_base.split_at(port_and_base.find('/').unwrap_or(port_and_base.len()));
         Ok(Studio {
             port: port.parse().unwrap(),
+            base: base.to_owned(),
             token: token.to_owned(),
             url,
             child,
         })
+    }
+
+    /// The path of a studio page: `/t/users` (or `t/users`, a link as the
+    /// pages write them) is `<base>/t/users`.
+    pub fn path(&self, page: &str) -> String {
+        format!("{}/{}", self.base, page.trim_start_matches('/'))
+    }
+
+    /// The whole URL of a studio page (`path` on this studio's address).
+    pub fn at(&self, page: &str) -> String {
+        format!("{}{}", self.origin(), self.path(page))
     }
 
     /// `Origin` of this studio.
@@ -245,18 +261,24 @@ impl Studio {
         format!("db_studio_{}={}", self.port, self.token)
     }
 
-    /// GET with the cookie.
-    pub fn get(&self, path: &str) -> Resp {
-        http(self.port, "GET", path, &[("Cookie", &self.cookie())], None)
+    /// GET of a page (see `path`) with the cookie.
+    pub fn get(&self, page: &str) -> Resp {
+        http(
+            self.port,
+            "GET",
+            &self.path(page),
+            &[("Cookie", &self.cookie())],
+            None,
+        )
     }
 
-    /// POST of a form with the cookie and this studio's Origin.
-    pub fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
+    /// POST of a form to a page (see `path`) with the cookie and this studio's Origin.
+    pub fn post(&self, page: &str, form: &[(&str, &str)]) -> Resp {
         let body = form_body(form);
         http(
             self.port,
             "POST",
-            path,
+            &self.path(page),
             &[
                 ("Cookie", &self.cookie()),
                 ("Origin", &self.origin()),

@@ -1,14 +1,15 @@
 //! A SQLite connection opened read-only for one request, through SQLite's
-//! C API: what Diesel's connection cannot do (read-only open, interrupt from
-//! another thread, ask a statement whether it writes).
+//! C API: what Diesel's connection cannot do (read-only open, a progress
+//! handler that stops a statement, ask a statement whether it writes).
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::ptr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use database::db::sqlite::BUSY_TIMEOUT;
 use database::error::TimeoutKind;
@@ -27,23 +28,38 @@ pub(super) enum Failure {
 /// in the console) is an error, not gigabytes in memory.
 const MAX_VALUE_BYTES: c_int = 16 << 20;
 
-/// The handle of an open read-only connection, for the watchdog.
-struct Handle(*mut ffi::sqlite3);
+/// When a read must stop: at its deadline, or as soon as its request is
+/// gone. SQLite asks (`progress`) every `PROGRESS_STEPS` virtual-machine
+/// steps of every statement, on the reading thread itself: no other task
+/// or thread keeps time, so nothing outlives the read.
+struct Stop {
+    deadline: Option<Instant>,
+    cancelled: Arc<AtomicBool>,
+}
 
-// SAFETY: only `sqlite3_interrupt` is called through it from another thread,
-// which SQLite allows while the connection is open; `Watch` guarantees that
-// (the connection takes its handle out before it closes).
-unsafe impl Send for Handle {}
+impl Stop {
+    fn now(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
 
-/// Where the watchdog finds the connection to interrupt: `None` before it
-/// opens and after it closes.
-type Watch = Arc<Mutex<Option<Handle>>>;
+/// Virtual-machine steps between two looks at the clock (microseconds).
+const PROGRESS_STEPS: c_int = 1000;
+
+/// SQLite's progress handler: non-zero interrupts the statement (SQLITE_INTERRUPT).
+extern "C" fn progress(stop: *mut c_void) -> c_int {
+    // SAFETY: the `Stop` registered with the handler, which the connection
+    // owns and frees only after closing (see `ReadOnly`'s fields).
+    c_int::from(unsafe { &*(stop as *const Stop) }.now())
+}
 
 /// A connection opened read-only for one request.
 pub(super) struct ReadOnly {
     db: *mut ffi::sqlite3,
-    watch: Watch,
     timeout_ms: u64,
+    /// Boxed: SQLite holds its address until the connection closes, and
+    /// fields are dropped after `Drop::drop` has closed it.
+    stop: Box<Stop>,
 }
 
 /// A prepared statement, finalized when dropped.
@@ -58,8 +74,6 @@ impl Drop for Prepared {
 
 impl Drop for ReadOnly {
     fn drop(&mut self) {
-        // The watchdog may no longer reach the handle once it is closed.
-        self.watch.lock().unwrap_or_else(|p| p.into_inner()).take();
         // SAFETY: the handle from sqlite3_open_v2 (also after a failed open);
         // its statements are finalized already. Closing ends the transaction.
         unsafe { ffi::sqlite3_close(self.db) };
@@ -67,7 +81,11 @@ impl Drop for ReadOnly {
 }
 
 impl ReadOnly {
-    fn open(path: &Path, timeout_ms: u64, watch: Watch) -> Result<ReadOnly, database::Error> {
+    fn open(
+        path: &Path,
+        timeout_ms: u64,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<ReadOnly, database::Error> {
         let c_path = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| database::Error::Config("the SQLite path contains a NUL byte".into()))?;
         let mut db = ptr::null_mut();
@@ -83,8 +101,12 @@ impl ReadOnly {
         };
         let conn = ReadOnly {
             db,
-            watch,
             timeout_ms,
+            stop: Box::new(Stop {
+                deadline: (timeout_ms > 0)
+                    .then(|| Instant::now() + Duration::from_millis(timeout_ms)),
+                cancelled,
+            }),
         };
         if rc != ffi::SQLITE_OK {
             return Err(database::Error::Config(format!(
@@ -97,12 +119,17 @@ impl ReadOnly {
             0 => BUSY_TIMEOUT.as_millis(),
             ms => BUSY_TIMEOUT.as_millis().min(u128::from(ms)),
         } as c_int;
-        // SAFETY: a valid, open handle.
+        // SAFETY: a valid, open handle; `stop` lives as long as it (see the field).
         unsafe {
             ffi::sqlite3_busy_timeout(conn.db, busy);
             ffi::sqlite3_limit(conn.db, ffi::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
+            ffi::sqlite3_progress_handler(
+                conn.db,
+                PROGRESS_STEPS,
+                Some(progress),
+                &*conn.stop as *const Stop as *mut c_void,
+            );
         }
-        *conn.watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Handle(conn.db));
         conn.exec("BEGIN")?;
         Ok(conn)
     }
@@ -299,34 +326,99 @@ fn column_text(stmt: &Prepared, i: c_int) -> Option<String> {
 }
 
 /// Runs `work` on a read-only connection to `path`, on a blocking thread,
-/// while a watchdog interrupts it once `timeout_ms` has passed (and again
-/// every 20 ms, so a statement started after the first interrupt stops too).
+/// stopped by its progress handler once `timeout_ms` has passed (0: no
+/// limit) or once this future is dropped (a client that disconnects drops
+/// its handler): a read nobody waits for does not run on.
 pub(super) async fn on_read_only<T: Send + 'static>(
     path: PathBuf,
     timeout_ms: u64,
     work: impl FnOnce(&ReadOnly) -> Result<T, database::Error> + Send + 'static,
 ) -> Result<T, database::Error> {
-    let watch: Watch = Arc::default();
-    let watchdog = (timeout_ms > 0).then(|| {
-        let watch = watch.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(timeout_ms)).await;
-            loop {
-                if let Some(handle) = &*watch.lock().unwrap_or_else(|p| p.into_inner()) {
-                    // SAFETY: the handle is open while it is in `watch` (see `Handle`).
-                    unsafe { ffi::sqlite3_interrupt(handle.0) };
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    });
-    let outcome = tokio::task::spawn_blocking(move || {
-        let conn = ReadOnly::open(&path, timeout_ms, watch)?;
+    struct CancelOnDrop(Arc<AtomicBool>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let _cancel = CancelOnDrop(cancelled.clone());
+    tokio::task::spawn_blocking(move || {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(database::Error::Unavailable(
+                "the request was gone before its read started".into(),
+            ));
+        }
+        let conn = ReadOnly::open(&path, timeout_ms, cancelled)?;
         work(&conn)
     })
-    .await;
-    if let Some(watchdog) = watchdog {
-        watchdog.abort();
+    .await
+    .map_err(|e| database::Error::Unavailable(format!("the studio's SQLite reader: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FOREVER: &str =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+    fn empty_file() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.db");
+        // An empty file is an empty SQLite database.
+        std::fs::write(&path, b"").unwrap();
+        (dir, path)
     }
-    outcome.map_err(|e| database::Error::Unavailable(format!("the studio's SQLite reader: {e}")))?
+
+    #[tokio::test]
+    async fn a_dropped_request_stops_its_read_and_leaves_no_task_behind() {
+        let (_dir, path) = empty_file();
+        let tasks = tokio::runtime::Handle::current().metrics();
+        let before = tasks.num_alive_tasks();
+        let (ended, end) = std::sync::mpsc::channel();
+        let read = on_read_only(path, 60_000, move |conn| {
+            let stopped = conn.run(FOREVER, &[], 1, false).is_err();
+            ended.send(stopped).unwrap();
+            Ok(())
+        });
+        // The client goes away: axum drops the handler's future.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), read)
+                .await
+                .is_err()
+        );
+        let ended = tokio::task::spawn_blocking(move || end.recv_timeout(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert_eq!(
+            ended,
+            Ok(true),
+            "the read ran on after its request was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            tasks.num_alive_tasks(),
+            before,
+            "a task outlived the dropped request"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_stops_at_its_deadline_with_the_studios_setting_named() {
+        let (_dir, path) = empty_file();
+        let started = Instant::now();
+        let err = on_read_only(path, 200, |conn| {
+            conn.run(FOREVER, &[], 1, false)
+                .map(|_| ())
+                .map_err(|f| conn.error(f))
+        })
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(
+            err.to_string()
+                .contains("cancelled after 200 ms (DB_STUDIO_STATEMENT_TIMEOUT_MS)"),
+            "{err}"
+        );
+    }
 }
