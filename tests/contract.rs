@@ -1,0 +1,476 @@
+//! The call contract (README, "What a failure means"), on every entry point
+//! (`db.conn()` and a transaction on it, `Db::run`, `Db::transaction`,
+//! repository functions called directly, a replica-configured `Db`) in
+//! direct and pooler mode, under real network faults injected by a loopback
+//! proxy (`common::faults`):
+//! - a write whose connection dies after the server got it reports
+//!   `CommitOutcomeUnknown` (never a retryable error), and the write is
+//!   indeed there;
+//! - every call is bounded by its deadline, waiting for the pool and
+//!   connecting included, and the server stops the statement too;
+//! - a call cancelled at any await point leaves no open transaction, no
+//!   dirty connection in the pool and nothing half-written.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use common::faults::FaultProxy;
+use common::{TestDb, skip_without, start_bouncer};
+use database::auth::{NewUser, users};
+use database::db::{Pooler, PooledConn};
+use database::features::todos::{self, CreateTodo};
+use database::ops::cluster::TempPgBouncer;
+use database::tenancy::{NewTenant, tenants};
+use database::{Config, Db, Error};
+use diesel::sql_types::{BigInt, Bool, Integer, Text};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+/// How a test's `Db` reaches the server: directly or through PgBouncer in
+/// pooler mode, with the fault proxy in front of either.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Path {
+    Direct,
+    Pooler,
+}
+
+struct Setup {
+    t: TestDb,
+    proxy: FaultProxy,
+    db: Db,
+    _bouncer: Option<TempPgBouncer>,
+}
+
+/// `t`'s database through the proxy (and PgBouncer for `Path::Pooler`),
+/// with `configure` applied to the `Db`'s configuration. `None` (skipped)
+/// when PgBouncer is missing.
+async fn setup(path: Path, configure: impl FnOnce(&mut Config)) -> Option<Setup> {
+    let t = TestDb::new().await;
+    let (target, bouncer) = match path {
+        Path::Direct => (t.url.clone(), None),
+        Path::Pooler => match start_bouncer() {
+            Ok(b) => (common::through_bouncer(&b, &t.name), Some(b)),
+            Err(e) => {
+                skip_without("pgbouncer", &e);
+                return None;
+            }
+        },
+    };
+    let proxy = FaultProxy::in_front_of(&target).await;
+    let mut config = Config::new(proxy.url_through(&target));
+    config.pool_size = 2;
+    if path == Path::Pooler {
+        config.pooler = Pooler::Transaction;
+        config.migration_url = Some(t.url.clone());
+    }
+    configure(&mut config);
+    let db = Db::new(config).unwrap();
+    Some(Setup {
+        t,
+        proxy,
+        db,
+        _bouncer: bouncer,
+    })
+}
+
+fn user(email: &str) -> NewUser {
+    NewUser {
+        email: email.to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn user_exists(t: &TestDb, email: &str) -> bool {
+    users::find_by_email(&mut *t.conn().await, email).await.is_ok()
+}
+
+fn assert_outcome_unknown<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) {
+    match result {
+        Err(e @ Error::CommitOutcomeUnknown(_)) => {
+            assert!(!e.is_retryable(), "{what}: an unknown outcome is never retryable")
+        }
+        other => panic!("{what}: expected CommitOutcomeUnknown, got {other:?}"),
+    }
+}
+
+// 1. A write in flight when the connection dies -------------------------------
+
+async fn writes_whose_answer_is_lost_report_an_unknown_outcome(path: Path) {
+    let Some(s) = setup(path, |_| {}).await else {
+        return;
+    };
+    let Setup { t, proxy, db, .. } = &s;
+    let tag = format!("{path:?}").to_lowercase();
+
+    // An autocommit INSERT, from a repository function on `db.conn()`.
+    let email = format!("autocommit-{tag}@example.com");
+    let mut conn = db.conn().await.unwrap();
+    proxy.cut_after(&email);
+    assert_outcome_unknown("autocommit insert", users::create(&mut conn, &user(&email)).await);
+    drop(conn);
+    assert!(user_exists(t, &email).await, "the cut write committed");
+
+    // A COMMIT of `conn.transaction` on `db.conn()`.
+    let email = format!("commit-{tag}@example.com");
+    let mut conn = db.conn().await.unwrap();
+    proxy.cut_after("COMMIT");
+    let result = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let u = users::create(conn, &user(&email)).await?;
+            todos::create(conn, u.id, &CreateTodo { title: "t".into(), ..Default::default() }).await?;
+            Ok(())
+        })
+        .await;
+    assert_outcome_unknown("conn.transaction", result);
+    drop(conn);
+    assert!(user_exists(t, &email).await);
+
+    // `Db::transaction` and `Db::run`.
+    let email = format!("db-transaction-{tag}@example.com");
+    proxy.cut_after("COMMIT");
+    let result = db
+        .transaction(async |conn| users::create(conn, &user(&email)).await)
+        .await;
+    assert_outcome_unknown("Db::transaction", result);
+    assert!(user_exists(t, &email).await);
+    let email = format!("db-run-{tag}@example.com");
+    proxy.cut_after(&email);
+    let result = db
+        .run(async |conn| users::create(conn, &user(&email)).await)
+        .await;
+    assert_outcome_unknown("Db::run", result);
+    assert!(user_exists(t, &email).await);
+
+    // A repository function that opens its own transaction.
+    let owner = users::create(&mut db.conn().await.unwrap(), &user(&format!("owner-{tag}@example.com")))
+        .await
+        .unwrap();
+    let slug = format!("cut-{tag}");
+    proxy.cut_after("COMMIT");
+    let result = tenants::create_with_owner(
+        &mut db.conn().await.unwrap(),
+        &NewTenant {
+            name: "Cut".into(),
+            slug: slug.clone(),
+        },
+        owner.id,
+    )
+    .await;
+    assert_outcome_unknown("tenants::create_with_owner", result);
+    assert!(tenants::find_by_slug(&mut *t.conn().await, &slug).await.is_ok());
+    assert_eq!(proxy.cuts(), 5);
+
+    // A read whose answer is lost is simply retryable: nothing committed.
+    let mut conn = db.conn().await.unwrap();
+    proxy.cut_after("nobody@example.com");
+    match users::find_by_email(&mut conn, "nobody@example.com").await {
+        Err(e @ Error::Unavailable(_)) => assert!(e.is_retryable()),
+        other => panic!("a lost read: {other:?}"),
+    }
+    drop(conn);
+    // After every cut the pool serves again.
+    assert!(db.health().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_whose_answer_is_lost_report_an_unknown_outcome_direct() {
+    writes_whose_answer_is_lost_report_an_unknown_outcome(Path::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_whose_answer_is_lost_report_an_unknown_outcome_through_a_pooler() {
+    writes_whose_answer_is_lost_report_an_unknown_outcome(Path::Pooler).await;
+}
+
+/// With replicas configured (none usable here: every read falls back to the
+/// primary), a write through what `read()` handed out keeps the contract.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_connection_from_the_read_path_keeps_the_contract() {
+    let Some(s) = setup(Path::Direct, |c| {
+        c.replica_urls = vec!["postgres://postgres@127.0.0.1:1/nowhere".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    let (mut conn, source) = s.db.read_from().await.unwrap();
+    assert_eq!(source, database::db::ReadSource::Primary);
+    s.proxy.cut_after("read-path@example.com");
+    assert_outcome_unknown(
+        "write on the read path's primary connection",
+        users::create(&mut conn, &user("read-path@example.com")).await,
+    );
+    assert!(user_exists(&s.t, "read-path@example.com").await);
+}
+
+// 2. Every call bounded, on the client and on the server ---------------------
+
+const DEADLINE: Duration = Duration::from_secs(1);
+/// What the bound may be exceeded by on a loaded two-core machine.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// Runs `call`, which must fail within the deadline; a safety net of 30 s
+/// keeps a regression from hanging the suite.
+async fn bounded<T: std::fmt::Debug>(what: &str, call: impl Future<Output = Result<T, Error>>) -> Error {
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer in 30 s"));
+    let took = started.elapsed();
+    assert!(took < DEADLINE + MARGIN, "{what} took {took:?}");
+    match result {
+        Err(e) => e,
+        Ok(v) => panic!("{what}: expected a failure, got {v:?}"),
+    }
+}
+
+async fn active_statements(t: &TestDb, like: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut admin = common::admin_conn().await;
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'active' \
+         AND query LIKE $2 AND pid <> pg_backend_pid()",
+    )
+    .bind::<Text, _>(&t.name)
+    .bind::<Text, _>(like)
+    .get_result::<N>(&mut admin)
+    .await
+    .unwrap()
+    .n
+}
+
+async fn every_call_is_bounded_and_the_server_stops_too(path: Path) {
+    let Some(s) = setup(path, |c| c.query_timeout = DEADLINE).await else {
+        return;
+    };
+    let Setup { t, proxy, db, .. } = &s;
+
+    // No connection yet, and the path to the server stalls: waiting for the
+    // pool and connecting are bounded too.
+    proxy.stall(true);
+    let e = bounded("checkout through a stalled path", db.conn()).await;
+    assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+    proxy.stall(false);
+
+    // Warm connections, then a stall: each entry point is bounded.
+    {
+        let _a = db.conn().await.unwrap();
+        let _b = db.conn().await.unwrap();
+    }
+    proxy.stall(true);
+    let mut conn = db.conn().await.unwrap();
+    let e = bounded("a repository function on db.conn()", users::find_by_email(&mut conn, "a@b.c")).await;
+    assert!(matches!(e, Error::Timeout { kind: database::TimeoutKind::Client, .. }), "{e:?}");
+    drop(conn);
+    let e = bounded(
+        "Db::run",
+        db.run(async |conn| users::find_by_email(conn, "a@b.c").await),
+    )
+    .await;
+    assert!(matches!(e, Error::Timeout { .. } | Error::Unavailable(_)), "{e:?}");
+    let e = bounded(
+        "Db::transaction",
+        db.transaction(async |conn| users::find_by_email(conn, "a@b.c").await),
+    )
+    .await;
+    assert!(matches!(e, Error::Timeout { .. } | Error::Unavailable(_)), "{e:?}");
+    proxy.stall(false);
+
+    // A long statement, then the path stalls while it runs: the client
+    // gives up at the deadline and the server stops it (the cancel request
+    // cannot pass the stalled path: the server's own timeout does it).
+    let mut conn = db.conn().await.unwrap();
+    let sleeping = async {
+        diesel::sql_query("SELECT pg_sleep(20) /* contract-sleep */")
+            .execute(&mut conn)
+            .await
+            .map_err(Error::from)
+    };
+    let stall_soon = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        proxy.stall(true);
+    };
+    let (result, ()) = tokio::join!(bounded("a statement on a stalled path", sleeping), stall_soon);
+    assert!(matches!(result, Error::Timeout { .. }), "{result:?}");
+    drop(conn);
+    let gone_by = Instant::now() + Duration::from_secs(3);
+    while active_statements(t, "%contract-sleep%").await > 0 {
+        assert!(Instant::now() < gone_by, "the server still runs the statement 3 s later");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.stall(false);
+    assert!(db.health().await.is_ok(), "fresh connections work");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_is_bounded_and_the_server_stops_too_direct() {
+    every_call_is_bounded_and_the_server_stops_too(Path::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_is_bounded_and_the_server_stops_too_through_a_pooler() {
+    every_call_is_bounded_and_the_server_stops_too(Path::Pooler).await;
+}
+
+/// A context's deadline is shared by everything the request does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_context_deadline_bounds_the_whole_request() {
+    let Some(s) = setup(Path::Direct, |_| {}).await else {
+        return;
+    };
+    let db = s.db.with(database::Ctx::new().timeout(Duration::from_millis(800)));
+    let started = Instant::now();
+    let e = db
+        .transaction(async |conn| {
+            // Each statement alone is within the default bound; together
+            // they pass the request's deadline.
+            for _ in 0..10 {
+                diesel::sql_query("SELECT pg_sleep(0.2)").execute(conn).await?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(started.elapsed() < Duration::from_millis(800) + MARGIN, "{:?}", started.elapsed());
+}
+
+// 3. Cancelled at any await point --------------------------------------------
+
+/// Polls `fut` at most `polls` times, then drops it (what a client
+/// disconnect or a `timeout` around a call does to a handler's future).
+struct CancelAfter<F> {
+    fut: Pin<Box<F>>,
+    polls: usize,
+}
+
+impl<F: Future> Future for CancelAfter<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.polls == 0 {
+            return Poll::Ready(None);
+        }
+        self.polls -= 1;
+        match self.fut.as_mut().poll(cx) {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+async fn clean_checkout(db: &Db) -> PooledConn {
+    #[derive(diesel::QueryableByName)]
+    struct Fresh {
+        #[diesel(sql_type = Bool)]
+        fresh: bool,
+    }
+    let mut conn = db.conn().await.unwrap();
+    let row: Fresh = diesel::sql_query("SELECT transaction_timestamp() = statement_timestamp() AS fresh")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert!(row.fresh, "a checked-out connection is inside a transaction");
+    conn
+}
+
+async fn idle_in_transaction(t: &TestDb) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut admin = common::admin_conn().await;
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 \
+         AND state LIKE 'idle in transaction%'",
+    )
+    .bind::<Text, _>(&t.name)
+    .get_result::<N>(&mut admin)
+    .await
+    .unwrap()
+    .n
+}
+
+async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind(path: Path) {
+    let Some(s) = setup(path, |_| {}).await else {
+        return;
+    };
+    let Setup { t, db, .. } = &s;
+    t.conn()
+        .await
+        .batch_execute("CREATE TABLE probe (attempt int NOT NULL, step int NOT NULL)")
+        .await
+        .unwrap();
+    let insert = async |conn: &mut database::Conn, attempt: i32, step: i32| {
+        diesel::sql_query("INSERT INTO probe VALUES ($1, $2)")
+            .bind::<Integer, _>(attempt)
+            .bind::<Integer, _>(step)
+            .execute(conn)
+            .await
+            .map_err(Error::from)
+    };
+    let mut cancelled = Vec::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let polls = attempt as usize;
+        let call = db.transaction(async |conn| {
+            insert(conn, attempt, 1).await?;
+            insert(conn, attempt, 2).await?;
+            insert(conn, attempt, 3).await
+        });
+        match (CancelAfter { fut: Box::pin(call), polls }).await {
+            None => cancelled.push(attempt),
+            Some(result) => {
+                result.unwrap();
+                break;
+            }
+        }
+        // A normal call between, on a pool of two.
+        let conn = clean_checkout(db).await;
+        drop(conn);
+        let settled_by = Instant::now() + Duration::from_secs(2);
+        while idle_in_transaction(t).await > 0 {
+            assert!(Instant::now() < settled_by, "attempt {attempt}: a backend stays idle in transaction");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(attempt < 500, "the transaction never completes");
+    }
+    assert!(cancelled.len() >= 3, "cancelled at {} points only", cancelled.len());
+    #[derive(diesel::QueryableByName)]
+    struct Rows {
+        #[diesel(sql_type = Integer)]
+        attempt: i32,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Rows> = diesel::sql_query("SELECT attempt, count(*) AS n FROM probe GROUP BY attempt")
+        .load(&mut *t.conn().await)
+        .await
+        .unwrap();
+    for r in &rows {
+        assert_eq!(r.n, 3, "attempt {} is half-written", r.attempt);
+    }
+    // Every later call works, on every connection of the pool.
+    for _ in 0..4 {
+        drop(clean_checkout(db).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind_direct() {
+    a_call_cancelled_at_any_await_point_leaves_nothing_behind(Path::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind_through_a_pooler() {
+    a_call_cancelled_at_any_await_point_leaves_nothing_behind(Path::Pooler).await;
+}
