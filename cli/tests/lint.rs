@@ -512,3 +512,19 @@ fn the_readme_rule_tables_list_every_rule() {
         );
     }
 }
+
+#[test]
+fn lint_runs_when_database_url_names_sqlite() {
+    // Lint needs no database: a SQLite DATABASE_URL (auth and settings) must not stop it.
+    let (tmp, dir) = project_with("SET lock_timeout = '5s';\nDROP TABLE t;\n", false);
+    let out = Command::new(DB_BIN)
+        .args(["lint", "--migrations-dir"])
+        .arg(&dir)
+        .current_dir(tmp.path())
+        .env_remove("DB_MIGRATIONS_DIR")
+        .env("DATABASE_URL", "sqlite://app.db")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("[drop-table]"), "{}", text(&out));
+}

@@ -75,12 +75,13 @@ impl Pass<'_> {
             .iter()
             .find(|c| ast::is(c, ConstrType::ConstrGenerated));
         let not_null = col.is_not_null || has(ConstrType::ConstrNotnull);
+        let existing = self.existing(table);
 
         if serial || identity {
             self.report(
                 Rule::SerialColumn,
                 format!(
-                    "ADD COLUMN {column} {} to existing table {table} fills every row",
+                    "ADD COLUMN {column} {} to {existing} fills every row",
                     if serial {
                         "of a serial type"
                     } else {
@@ -94,13 +95,13 @@ impl Pass<'_> {
             if stored {
                 self.report(
                     Rule::StoredGeneratedColumn,
-                    format!("ADD COLUMN {column} GENERATED ... STORED to existing table {table}"),
+                    format!("ADD COLUMN {column} GENERATED ... STORED to {existing}"),
                 );
             }
         } else if not_null && default.is_none_or(ast::is_null_const) {
             self.report(
                 Rule::AddColumnNotNullWithoutDefault,
-                format!("ADD COLUMN {column} NOT NULL without DEFAULT to existing table {table}"),
+                format!("ADD COLUMN {column} NOT NULL without DEFAULT to {existing}"),
             );
         }
         if let Some(default) = default.filter(|d| !ast::is_null_const(d))
@@ -123,7 +124,7 @@ impl Pass<'_> {
                 self.report(
                     Rule::VolatileDefault,
                     format!(
-                        "ADD COLUMN {column} to existing table {table} with volatile default {f}()"
+                        "ADD COLUMN {column} to {existing} with volatile default {f}()"
                     ),
                 );
             }
@@ -132,17 +133,17 @@ impl Pass<'_> {
             if ast::is(c, ConstrType::ConstrCheck) {
                 self.report(
                     Rule::CheckOnAddColumn,
-                    format!("ADD COLUMN {column} with an inline CHECK on existing table {table}"),
+                    format!("ADD COLUMN {column} with an inline CHECK on {existing}"),
                 );
             } else if ast::is(c, ConstrType::ConstrUnique) {
                 self.report(
                     Rule::AddUniqueConstraint,
-                    format!("ADD COLUMN {column} UNIQUE on existing table {table} builds its index under lock"),
+                    format!("ADD COLUMN {column} UNIQUE on {existing} builds its index under lock"),
                 );
             } else if ast::is(c, ConstrType::ConstrPrimary) {
                 self.report(
                     Rule::AddPrimaryKey,
-                    format!("ADD COLUMN {column} PRIMARY KEY on existing table {table} builds its index under lock"),
+                    format!("ADD COLUMN {column} PRIMARY KEY on {existing} builds its index under lock"),
                 );
             } else if ast::is(c, ConstrType::ConstrForeign)
                 && default.is_some_and(|d| !ast::is_null_const(d))
@@ -153,7 +154,7 @@ impl Pass<'_> {
                 self.report_with(
                     Rule::ConstraintWithoutNotValid,
                     format!(
-                        "ADD COLUMN {column} with a DEFAULT and REFERENCES {} on existing table {table}: the foreign key is validated against every row",
+                        "ADD COLUMN {column} with a DEFAULT and REFERENCES {} on {existing}: the foreign key is validated against every row",
                         target.map(|t| t.to_string()).unwrap_or_default()
                     ),
                     "With a default, an inline REFERENCES checks every row while both tables are locked against writes. Add the column, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, and VALIDATE CONSTRAINT in a later migration.".into(),

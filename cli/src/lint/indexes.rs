@@ -25,9 +25,10 @@ impl Pass<'_> {
             );
         }
         if !idx.concurrent && self.exists(&table) {
+            let existing = self.existing(&table);
             self.report(
                 Rule::IndexNotConcurrent,
-                format!("CREATE INDEX {name} on existing table {table} without CONCURRENTLY"),
+                format!("CREATE INDEX {name} on {existing} without CONCURRENTLY"),
             );
         }
     }
@@ -139,9 +140,10 @@ impl Pass<'_> {
                 );
             }
         } else if ast::is(c, ConstrType::ConstrExclusion) {
+            let existing = self.existing(table);
             self.report(
                 Rule::AddExclusionConstraint,
-                format!("ADD CONSTRAINT{name} EXCLUDE on existing table {table}"),
+                format!("ADD CONSTRAINT{name} EXCLUDE on {existing}"),
             );
         }
     }

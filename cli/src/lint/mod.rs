@@ -28,6 +28,7 @@ pub mod output;
 mod rules;
 mod schema;
 mod style;
+mod syntax;
 mod tables;
 mod transactions;
 
@@ -136,17 +137,39 @@ pub fn lint_up(
     schema: &mut Schema,
     options: &Options,
 ) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    // PostgreSQL reads a byte order mark as part of the first word; name it,
+    // then lint the rest as if it were not there (lines do not move).
+    let sql = match sql.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            findings.push(Finding {
+                file: file.into(),
+                line: 1,
+                rule: Rule::Syntax,
+                message: "the file begins with a UTF-8 byte order mark (BOM, U+FEFF): PostgreSQL \
+                          takes it for part of the first word and rejects the statement"
+                    .into(),
+                advice: "Save the file as UTF-8 without a BOM (most editors call it \"UTF-8\", \
+                         not \"UTF-8 with BOM\")."
+                    .into(),
+                version: String::new(),
+            });
+            rest
+        }
+        None => sql,
+    };
     let parsed = match pg_query::parse(sql, 0) {
         Ok(p) => p,
         Err(e) => {
-            return vec![Finding {
+            findings.push(Finding {
                 file: file.into(),
-                line: 1,
+                line: line_of(sql, syntax::error_offset(sql)),
                 rule: Rule::Syntax,
                 message: e.to_string(),
                 advice: Rule::Syntax.advice().into(),
                 version: String::new(),
-            }];
+            });
+            return findings;
         }
     };
     let stmts = &parsed.protobuf.stmts;
@@ -168,7 +191,8 @@ pub fn lint_up(
         file,
         line: 0,
         allowed: HashSet::new(),
-        findings: Vec::new(),
+        if_exists: false,
+        findings,
     };
     let mut region_start = 0usize;
     for raw in stmts {
@@ -232,6 +256,8 @@ pub(crate) struct Pass<'a> {
     line: usize,
     /// Rules the current statement's comments allow.
     allowed: HashSet<String>,
+    /// The current statement is `ALTER TABLE IF EXISTS`.
+    if_exists: bool,
     findings: Vec<Finding>,
 }
 
@@ -260,7 +286,21 @@ impl Pass<'_> {
         !self.created_tables.contains(table)
     }
 
+    /// `existing table "t"` for messages, when the migrations created `t`;
+    /// otherwise the message says that nothing created it (it may exist
+    /// outside the migrations, or not at all under `IF EXISTS`).
+    fn existing(&self, table: &QName) -> String {
+        if self.schema.tables.contains_key(table) {
+            format!("existing table {table}")
+        } else if self.if_exists {
+            format!("table {table}, if it exists (no earlier migration creates it)")
+        } else {
+            format!("table {table} (no earlier migration creates it)")
+        }
+    }
+
     fn check(&mut self, stmt: &pg_query::protobuf::Node, node: &NodeEnum) {
+        self.if_exists = matches!(node, NodeEnum::AlterTableStmt(a) if a.missing_ok);
         self.check_transaction(node);
         self.check_enum_use(stmt);
         match node {
@@ -398,3 +438,6 @@ fn line_of(sql: &str, offset: usize) -> usize {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_families;
