@@ -177,6 +177,16 @@ pub fn key_names(keys: &[Node]) -> Vec<String> {
     keys.iter().filter_map(sval).map(str::to_owned).collect()
 }
 
+/// A function's own name: the last part of `[schema.]name`, lowercase.
+pub fn function_name(names: &[Node]) -> String {
+    names
+        .iter()
+        .filter_map(sval)
+        .next_back()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
 /// Every function called anywhere in `node` (last part of the name, lowercase).
 pub fn function_calls(node: &Node) -> Vec<String> {
     let mut out = Vec::new();

@@ -31,6 +31,7 @@ mod style;
 mod syntax;
 mod tables;
 mod transactions;
+mod volatility;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -232,7 +233,8 @@ pub(crate) struct Pass<'a> {
     statement_count: usize,
     /// The schema before the current statement.
     schema: &'a mut Schema,
-    /// Tables created by this migration (before the current statement).
+    /// Relations created by this migration (before the current statement):
+    /// tables, partitions, views, materialized views, under their current name.
     created_tables: HashSet<QName>,
     /// Types created by this migration.
     created_types: HashSet<QName>,
@@ -332,10 +334,15 @@ impl Pass<'_> {
 
     /// Records what the statement built, for the statements after it.
     fn after(&mut self, node: &NodeEnum) {
+        if let Some(created) = created_relation(node, self.schema) {
+            self.created_tables.insert(created);
+        }
         match node {
-            NodeEnum::CreateStmt(c) => {
-                if let Some(r) = c.relation.as_ref() {
-                    self.created_tables.insert(QName::of_range(r));
+            NodeEnum::RenameStmt(r) if schema::is_relation_rename(r) => {
+                if let Some(old) = r.relation.as_ref().map(QName::of_range)
+                    && self.created_tables.contains(&old)
+                {
+                    self.created_tables.insert(old.sibling(&r.newname));
                 }
             }
             NodeEnum::IndexStmt(i) => {
@@ -382,6 +389,26 @@ impl Pass<'_> {
         }
         self.schema.apply(node);
     }
+}
+
+/// The relation `node` creates (a table, partition, view, materialized
+/// view, `CREATE TABLE AS`, `SELECT INTO`), judged before `schema` has
+/// replayed it: `IF NOT EXISTS` on a relation that exists creates nothing.
+fn created_relation(node: &NodeEnum, schema: &Schema) -> Option<QName> {
+    let (rel, if_not_exists) = match node {
+        NodeEnum::CreateStmt(c) => (c.relation.as_ref()?, c.if_not_exists),
+        NodeEnum::CreateTableAsStmt(c) => (c.into.as_ref()?.rel.as_ref()?, c.if_not_exists),
+        NodeEnum::SelectStmt(s) => (s.into_clause.as_ref()?.rel.as_ref()?, false),
+        // OR REPLACE of a view that exists creates nothing either.
+        NodeEnum::ViewStmt(v) => (v.view.as_ref()?, v.replace),
+        NodeEnum::CreateForeignTableStmt(f) => {
+            let base = f.base_stmt.as_ref()?;
+            (base.relation.as_ref()?, base.if_not_exists)
+        }
+        _ => return None,
+    };
+    let name = QName::of_range(rel);
+    (!(if_not_exists && schema.tables.contains_key(&name))).then_some(name)
 }
 
 /// The rules named by `db-lint: allow` comments in `text`.

@@ -241,13 +241,10 @@ impl Pass<'_> {
     }
 
     pub(super) fn check_refresh(&mut self, r: &RefreshMatViewStmt) {
-        let view = r
-            .relation
-            .as_ref()
-            .map(QName::of_range)
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        if !r.concurrent {
+        let Some(view) = r.relation.as_ref().map(QName::of_range) else {
+            return;
+        };
+        if !r.concurrent && self.exists(&view) {
             self.report(
                 Rule::RefreshNotConcurrent,
                 format!("REFRESH MATERIALIZED VIEW {view} without CONCURRENTLY"),

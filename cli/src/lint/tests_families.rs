@@ -79,3 +79,27 @@ fn if_exists_on_a_table_no_migration_created_is_not_called_existing() {
         "{findings:?}"
     );
 }
+
+#[test]
+fn every_relation_created_in_the_migration_is_exempt() {
+    for sql in [
+        "CREATE MATERIALIZED VIEW order_totals AS SELECT user_id, sum(total) AS total FROM orders GROUP BY user_id;\n\
+         CREATE UNIQUE INDEX order_totals_user_id ON order_totals (user_id);\n\
+         REFRESH MATERIALIZED VIEW order_totals;",
+        "CREATE TABLE order_totals AS SELECT user_id, sum(total) AS total FROM orders GROUP BY user_id;\n\
+         CREATE INDEX order_totals_user_id ON order_totals (user_id);\n\
+         ALTER TABLE order_totals ADD CONSTRAINT order_totals_pos CHECK (total >= 0);",
+        "SELECT * INTO orders_copy FROM orders;\nCREATE INDEX orders_copy_note ON orders_copy (note);",
+        "CREATE TABLE staging (id bigint);\nALTER TABLE staging RENAME TO imports;\n\
+         CREATE INDEX imports_id ON imports (id);",
+    ] {
+        assert_eq!(found(SETUP, sql, true), vec![], "{sql}");
+    }
+    // IF NOT EXISTS on a table that exists creates nothing.
+    let sql = "CREATE TABLE IF NOT EXISTS orders (id bigint);\nCREATE INDEX orders_note ON orders (note);";
+    assert_eq!(found(SETUP, sql, true), vec![(2, "index-not-concurrent")]);
+    // A materialized view from an earlier migration is not exempt.
+    let setup = format!("{SETUP}CREATE MATERIALIZED VIEW order_totals AS SELECT user_id FROM orders;\n");
+    let sql = "REFRESH MATERIALIZED VIEW order_totals;";
+    assert_eq!(found(&setup, sql, true), vec![(1, "refresh-not-concurrent")]);
+}
