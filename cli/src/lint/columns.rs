@@ -5,59 +5,19 @@
 use pg_query::protobuf::{AlterTableCmd, ColumnDef, ConstrType};
 
 use super::ast::{self, ColType, QName};
+use super::volatility::Volatility;
 use super::{Pass, Rule};
 
-/// Functions that are not volatile: a default calling only these (or none)
-/// is stored once in the catalog (PostgreSQL 11+), not written to every row.
-const NON_VOLATILE: &[&str] = &[
-    "now",
-    "transaction_timestamp",
-    "statement_timestamp",
-    "current_setting",
-    "lower",
-    "upper",
-    "coalesce",
-    "concat",
-    "length",
-    "char_length",
-    "to_jsonb",
-    "to_json",
-    "jsonb_build_object",
-    "jsonb_build_array",
-    "json_build_object",
-    "json_build_array",
-    "make_interval",
-    "make_date",
-    "to_timestamp",
-    "array_fill",
-    "nullif",
-    "greatest",
-    "least",
-    "md5",
-    "btrim",
-    "trim",
-    "to_char",
-    "date_trunc",
-    "date_part",
-    "extract",
-    "replace",
-    "substring",
-    "substr",
-    "left",
-    "right",
-    "abs",
-    "round",
-    "floor",
-    "ceil",
-    "array_to_string",
-    "string_to_array",
-    "jsonb_object",
-    "json_object",
-    "make_timestamptz",
-    "make_timestamp",
-];
-
 impl Pass<'_> {
+    /// The volatility of function `name`: the migrations' own definition,
+    /// else the built-in one, else volatile (an extension's, or unknown).
+    fn volatility(&self, name: &str) -> Volatility {
+        self.schema
+            .function_volatility(name)
+            .or_else(|| Volatility::builtin(name))
+            .unwrap_or(Volatility::Volatile)
+    }
+
     pub(super) fn check_add_column(&mut self, table: &QName, col: &ColumnDef) {
         let constraints = ast::column_constraints(col);
         let has = |t: ConstrType| constraints.iter().any(|c| ast::is(c, t));
@@ -119,12 +79,19 @@ impl Pass<'_> {
                 );
             } else if let Some(f) = ast::function_calls(default)
                 .into_iter()
-                .find(|f| !NON_VOLATILE.contains(&f.as_str()))
+                .find(|f| self.volatility(f) == Volatility::Volatile)
             {
+                let known = if Volatility::builtin(&f).is_some()
+                    || self.schema.function_volatility(&f).is_some()
+                {
+                    ""
+                } else {
+                    " (a function neither built in nor created by the migrations counts as volatile)"
+                };
                 self.report(
                     Rule::VolatileDefault,
                     format!(
-                        "ADD COLUMN {column} to {existing} with volatile default {f}()"
+                        "ADD COLUMN {column} to {existing} with volatile default {f}(){known}"
                     ),
                 );
             }

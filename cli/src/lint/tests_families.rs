@@ -103,3 +103,36 @@ fn every_relation_created_in_the_migration_is_exempt() {
     let sql = "REFRESH MATERIALIZED VIEW order_totals;";
     assert_eq!(found(&setup, sql, true), vec![(1, "refresh-not-concurrent")]);
 }
+
+#[test]
+fn a_default_is_volatile_only_if_a_function_it_calls_is() {
+    let setup = format!(
+        "{SETUP}CREATE FUNCTION next_code() RETURNS text LANGUAGE sql AS $$ SELECT md5(random()::text) $$;\n\
+         CREATE FUNCTION default_plan() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'free' $$;\n\
+         CREATE OR REPLACE FUNCTION tenant_now(zone text) RETURNS timestamp STABLE LANGUAGE sql AS $$ SELECT now() AT TIME ZONE zone $$;\n"
+    );
+    for safe in [
+        "ALTER TABLE users ADD COLUMN seen_at timestamp DEFAULT timezone('utc', now());",
+        "ALTER TABLE users ADD COLUMN seen_at timestamp DEFAULT (now() AT TIME ZONE 'utc');",
+        "ALTER TABLE users ADD COLUMN code text DEFAULT concat_ws('-', 'a', 'b');",
+        "ALTER TABLE users ADD COLUMN plan text NOT NULL DEFAULT default_plan();",
+        "ALTER TABLE users ADD COLUMN local_at timestamp DEFAULT public.tenant_now('UTC');",
+    ] {
+        let errors: Vec<_> = found(&setup, safe, true)
+            .into_iter()
+            .filter(|(_, r)| *r != "timestamp-without-time-zone")
+            .collect();
+        assert_eq!(errors, vec![], "{safe}");
+    }
+    for volatile in [
+        "ALTER TABLE users ADD COLUMN token text DEFAULT md5(random()::text);",
+        "ALTER TABLE users ADD COLUMN code text DEFAULT next_code();",
+        "ALTER TABLE users ADD COLUMN id2 uuid DEFAULT uuid_generate_v4();",
+    ] {
+        assert_eq!(
+            found(&setup, volatile, true),
+            vec![(1, "add-column-volatile-default")],
+            "{volatile}"
+        );
+    }
+}
