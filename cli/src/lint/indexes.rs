@@ -13,6 +13,9 @@ impl Pass<'_> {
             return;
         };
         let table = QName::of_range(rel);
+        if self.check_partitioned_index(&table, idx) {
+            return;
+        }
         let name = if idx.idxname.is_empty() {
             "(unnamed)".to_owned()
         } else {

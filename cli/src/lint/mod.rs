@@ -16,7 +16,7 @@
 //! checksum would change).
 //!
 //! The rules live in one file per hazard family: `indexes`, `columns`,
-//! `constraints`, `tables`, `enums`, `transactions`, `style`.
+//! `constraints`, `tables`, `partitions`, `enums`, `transactions`, `style`.
 
 pub mod allow;
 mod ast;
@@ -25,6 +25,7 @@ mod constraints;
 mod enums;
 mod indexes;
 pub mod output;
+mod partitions;
 mod rules;
 mod schema;
 mod style;

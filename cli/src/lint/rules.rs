@@ -76,6 +76,16 @@ rules! {
     /// `EXCLUDE` constraint added to an existing table.
     AddExclusionConstraint = "add-exclusion-constraint", Error,
         "An EXCLUDE constraint builds its index and checks every row under an ACCESS EXCLUSIVE lock, and cannot be built concurrently. Add it to a new (or empty) table, or enforce the rule in a trigger and backfill-check in batches.";
+    /// `CREATE INDEX CONCURRENTLY` on a partitioned table: an error.
+    IndexConcurrentlyOnPartitioned = "index-concurrently-on-partitioned", Error,
+        "CREATE INDEX CONCURRENTLY fails on a partitioned table (\"cannot create index on partitioned table concurrently\"). Create the index ON ONLY the partitioned table (catalog only; it starts invalid), build each partition's index with CREATE INDEX CONCURRENTLY (run_in_transaction = false), then ALTER INDEX parent_index ATTACH PARTITION partition_index for each: the parent's index becomes valid once every partition has one.";
+    // --- partitions ---
+    /// `DETACH PARTITION` without `CONCURRENTLY` (or a `CONCURRENTLY` the target refuses).
+    DetachPartition = "detach-partition", Error,
+        "DETACH PARTITION takes an ACCESS EXCLUSIVE lock on the partitioned table: every query on any partition waits, and the lock queues behind running ones. On PostgreSQL 14+ use DETACH PARTITION ... CONCURRENTLY (SHARE UPDATE EXCLUSIVE on the partitioned table) alone in a migration with run_in_transaction = false; it is refused while the table has a DEFAULT partition.";
+    /// `ATTACH PARTITION` (or `CREATE TABLE ... PARTITION OF`) that scans a table under lock.
+    AttachPartitionScan = "attach-partition-scan", Error,
+        "ATTACH PARTITION scans the table being attached under an ACCESS EXCLUSIVE lock to prove every row fits the bound, unless a validated CHECK constraint implies it; and when the partitioned table has a DEFAULT partition, that one is scanned too (under ACCESS EXCLUSIVE) for rows that belong to the new partition. Add a CHECK matching the bound NOT VALID and VALIDATE it (SHARE UPDATE EXCLUSIVE: writes continue) in an earlier migration, then ATTACH (no scan) and drop the check; keep the DEFAULT partition empty or do without one.";
     // --- columns ---
     /// `ADD COLUMN ... NOT NULL` without a `DEFAULT`.
     AddColumnNotNullWithoutDefault = "add-column-not-null", Error,

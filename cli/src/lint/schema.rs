@@ -50,6 +50,8 @@ pub struct Check {
     pub name: String,
     /// `Some(col)` when the check is `col IS NOT NULL`.
     pub not_null_of: Option<String>,
+    /// The columns its expression reads.
+    pub columns: Vec<String>,
     /// Validated (added without `NOT VALID`, or `VALIDATE`d since).
     pub validated: bool,
 }
@@ -84,6 +86,17 @@ impl Table {
         self.checks
             .iter()
             .any(|c| c.validated && c.not_null_of.as_deref() == Some(col))
+    }
+
+    /// A validated check reads every one of `columns`: taken as proof that
+    /// the rows fit a partition bound on them (PostgreSQL proves the
+    /// implication; the model only sees which columns a check reads).
+    pub fn has_validated_check_on(&self, columns: &[String]) -> bool {
+        !columns.is_empty()
+            && self
+                .checks
+                .iter()
+                .any(|c| c.validated && columns.iter().all(|k| c.columns.contains(k)))
     }
 
     /// The name of a not-yet-validated `CHECK (col IS NOT NULL)`, if any.
@@ -193,6 +206,12 @@ impl Schema {
                 let Some(rel) = alter.relation.as_ref() else {
                     return;
                 };
+                // ALTER INDEX / ALTER SEQUENCE share the statement: no table there.
+                if alter.objtype == ObjectType::ObjectIndex as i32
+                    || alter.objtype == ObjectType::ObjectSequence as i32
+                {
+                    return;
+                }
                 let name = QName::of_range(rel);
                 let table = self.tables.entry(name.clone()).or_default();
                 for cmd in &alter.cmds {
@@ -461,6 +480,7 @@ fn add_column(table: &mut Table, table_name: &QName, col: &pg_query::protobuf::C
             table.checks.push(Check {
                 name,
                 not_null_of: k.raw_expr.as_deref().and_then(ast::is_not_null_test),
+                columns: k.raw_expr.as_deref().map(ast::column_refs).unwrap_or_default(),
                 validated: !k.skip_validation,
             });
         }
@@ -491,6 +511,7 @@ fn add_constraint(table: &mut Table, table_name: &QName, k: &pg_query::protobuf:
         table.checks.push(Check {
             name,
             not_null_of: expr.and_then(ast::is_not_null_test),
+            columns: expr.map(ast::column_refs).unwrap_or_default(),
             validated: !k.skip_validation,
         });
     } else if ast::is(k, ConstrType::ConstrPrimary) {

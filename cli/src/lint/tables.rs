@@ -58,6 +58,13 @@ impl Pass<'_> {
                 pk_name = None;
             }
             self.check_second_primary_key(&table, pk_name.is_some(), subtype.ok(), def);
+            // ALTER INDEX ... ATTACH PARTITION attaches an index: catalog only.
+            if let (Ok(AlterTableType::AtAttachPartition), Some(NodeEnum::PartitionCmd(p))) =
+                (subtype, def)
+                && alter.objtype != ObjectType::ObjectIndex as i32
+            {
+                self.check_attach(&table, p);
+            }
             if !existing {
                 continue;
             }
@@ -74,6 +81,9 @@ impl Pass<'_> {
                 }
                 (Ok(AlterTableType::AtAlterColumnType), Some(NodeEnum::ColumnDef(col))) => {
                     self.check_column_type(&table, cmd, col);
+                }
+                (Ok(AlterTableType::AtDetachPartition), Some(NodeEnum::PartitionCmd(p))) => {
+                    self.check_detach(&table, p);
                 }
                 (Ok(AlterTableType::AtDropColumn), _) => self.report(
                     Rule::DropColumn,
@@ -106,6 +116,7 @@ impl Pass<'_> {
             return;
         };
         let table = QName::of_range(rel);
+        self.check_create_partition(create);
         let pk_keys: Vec<String> = create
             .table_elts
             .iter()

@@ -136,3 +136,102 @@ fn a_default_is_volatile_only_if_a_function_it_calls_is() {
         );
     }
 }
+
+const PARTITIONS: &str = "CREATE TABLE events (id bigint, at timestamptz NOT NULL, payload text) PARTITION BY RANGE (at);\n\
+     CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n\
+     CREATE TABLE events_2025 (id bigint, at timestamptz NOT NULL, payload text);\n\
+     CREATE TABLE events_2026 (id bigint, at timestamptz NOT NULL, payload text,\n\
+       CONSTRAINT events_2026_bound CHECK (at >= '2026-01-01' AND at < '2027-01-01'));\n";
+
+fn partitions(extra: &str) -> String {
+    format!("{SETUP}{PARTITIONS}{extra}")
+}
+
+#[test]
+fn detach_partition_needs_concurrently_from_14() {
+    let setup = partitions("");
+    let plain = "ALTER TABLE events DETACH PARTITION events_2024;";
+    assert_eq!(found(&setup, plain, true), vec![(1, "detach-partition")]);
+    let concurrent = "ALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY;";
+    assert_eq!(found(&setup, concurrent, false), vec![]);
+    assert_eq!(
+        found(&setup, concurrent, true),
+        vec![(1, "concurrently-in-transaction")]
+    );
+    let old = lint_full(&setup, concurrent, false, 13);
+    let f = old
+        .iter()
+        .find(|f| f.rule == Rule::DetachPartition)
+        .expect("CONCURRENTLY does not exist before 14");
+    assert!(f.message.contains("14"), "{}", f.message);
+    let old = lint_full(&setup, plain, true, 13);
+    let f = old.iter().find(|f| f.rule == Rule::DetachPartition);
+    assert!(
+        !f.expect("flagged on 13 too").advice.contains("use DETACH PARTITION ... CONCURRENTLY"),
+        "no concurrent form to advise before 14"
+    );
+    // With a DEFAULT partition CONCURRENTLY is refused.
+    let with_default = partitions("CREATE TABLE events_other PARTITION OF events DEFAULT;\n");
+    assert_eq!(
+        found(&with_default, concurrent, false),
+        vec![(1, "detach-partition")]
+    );
+    // A partitioned table created in the same migration is exempt.
+    let sql = "CREATE TABLE logs (at timestamptz) PARTITION BY RANGE (at);\n\
+               CREATE TABLE logs_1 PARTITION OF logs FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');\n\
+               ALTER TABLE logs DETACH PARTITION logs_1;";
+    assert_eq!(found(SETUP, sql, true), vec![]);
+}
+
+#[test]
+fn attach_partition_scans_unless_a_validated_check_implies_the_bound() {
+    let setup = partitions("");
+    let scan = "ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');";
+    assert_eq!(found(&setup, scan, true), vec![(1, "attach-partition-scan")]);
+    let checked = "ALTER TABLE events ATTACH PARTITION events_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');";
+    assert_eq!(found(&setup, checked, true), vec![]);
+    // A table created here is empty: nothing to scan.
+    let fresh = "CREATE TABLE events_2027 (id bigint, at timestamptz NOT NULL, payload text);\n\
+                 ALTER TABLE events ATTACH PARTITION events_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');";
+    assert_eq!(found(&setup, fresh, true), vec![]);
+    let partition_of = "CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');";
+    assert_eq!(found(&setup, partition_of, true), vec![]);
+    // A DEFAULT partition is scanned for rows that belong to the new one.
+    let with_default = partitions("CREATE TABLE events_other PARTITION OF events DEFAULT;\n");
+    for sql in [checked, fresh, partition_of] {
+        let got = found(&with_default, sql, true);
+        assert_eq!(got.last(), Some(&(got.last().unwrap().0, "attach-partition-scan")), "{sql}");
+        assert_eq!(got.len(), 1, "{sql}: {got:?}");
+    }
+    // A NOT VALID check proves nothing.
+    let unvalidated = partitions(
+        "ALTER TABLE events_2025 ADD CONSTRAINT b CHECK (at >= '2025-01-01' AND at < '2026-01-01') NOT VALID;\n",
+    );
+    assert_eq!(found(&unvalidated, scan, true), vec![(1, "attach-partition-scan")]);
+}
+
+#[test]
+fn indexes_on_a_partitioned_table_follow_the_on_only_recipe() {
+    let setup = partitions("");
+    let concurrent = "CREATE INDEX CONCURRENTLY events_at_idx ON events (at);";
+    assert_eq!(
+        found(&setup, concurrent, false),
+        vec![(1, "index-concurrently-on-partitioned")]
+    );
+    let plain = lint_full(&setup, "CREATE INDEX events_at_idx ON events (at);", true, 15);
+    let f = plain
+        .iter()
+        .find(|f| f.rule == Rule::IndexNotConcurrent)
+        .expect("flagged");
+    assert!(f.advice.contains("ON ONLY"), "{}", f.advice);
+    assert!(!f.advice.contains("Use CREATE INDEX CONCURRENTLY in a migration"), "{}", f.advice);
+    let recipe = "CREATE INDEX events_at_idx ON ONLY events (at);";
+    assert_eq!(found(&setup, recipe, true), vec![]);
+    let per_partition = "CREATE INDEX CONCURRENTLY events_2024_at_idx ON events_2024 (at);";
+    assert_eq!(found(&setup, per_partition, false), vec![]);
+    let attach = "ALTER INDEX events_at_idx ATTACH PARTITION events_2024_at_idx;";
+    assert_eq!(found(&setup, attach, true), vec![]);
+    // ON ONLY a plain table still builds the index.
+    let only_plain = "CREATE INDEX orders_note_idx ON ONLY orders (note);";
+    assert_eq!(found(&setup, only_plain, true), vec![(1, "index-not-concurrent")]);
+}
