@@ -255,6 +255,23 @@ pub fn is_not_null_test(expr: &Node) -> Option<String> {
     }
 }
 
+/// Every table (or view) a statement or query names in a FROM, JOIN or
+/// subquery: each `RangeVar` anywhere in `node`.
+pub fn range_vars(node: &Node) -> Vec<QName> {
+    let mut out = Vec::new();
+    if let Ok(value) = serde_json::to_value(node) {
+        walk(&value, &mut |key, v| {
+            if key == "RangeVar"
+                && let Some(name) = v.get("relname").and_then(|n| n.as_str())
+            {
+                let schema = v.get("schemaname").and_then(|n| n.as_str()).unwrap_or("");
+                out.push(QName::new(schema, name));
+            }
+        });
+    }
+    out
+}
+
 /// The columns an expression refers to (for naming an unnamed check like PostgreSQL does).
 pub fn column_refs(expr: &Node) -> Vec<String> {
     let mut out = Vec::new();

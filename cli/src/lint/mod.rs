@@ -16,11 +16,13 @@
 //! checksum would change).
 //!
 //! The rules live in one file per hazard family: `indexes`, `columns`,
-//! `constraints`, `tables`, `partitions`, `enums`, `transactions`, `style`.
+//! `constraints`, `tables`, `partitions`, `compat`, `enums`, `transactions`,
+//! `style`, `dynamic` (DO blocks), `bulk` (UPDATE/DELETE batches).
 
 pub mod allow;
 mod ast;
 mod columns;
+mod compat;
 mod constraints;
 mod enums;
 mod indexes;
@@ -34,7 +36,7 @@ mod tables;
 mod transactions;
 mod volatility;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use pg_query::NodeEnum;
@@ -186,6 +188,9 @@ pub fn lint_up(
         locked_tables: HashSet::new(),
         added_not_valid: HashSet::new(),
         added_enum_values: Vec::new(),
+        added_columns: HashMap::new(),
+        pending_renames: Vec::new(),
+        created_schemas: HashSet::new(),
         lock_timeout_set: false,
         utc_session: false,
         lock_timeout_reported: false,
@@ -221,6 +226,7 @@ pub fn lint_up(
         pass.check(stmt, node);
         pass.after(node);
     }
+    pass.withdraw_covered_renames();
     pass.findings
 }
 
@@ -247,6 +253,12 @@ pub(crate) struct Pass<'a> {
     added_not_valid: HashSet<(QName, String)>,
     /// Enum labels added in this transaction.
     added_enum_values: Vec<String>,
+    /// Columns this migration added to existing tables, by (table, column).
+    added_columns: HashMap<(QName, String), compat::AddedColumn>,
+    /// Rename findings a compatibility view may still withdraw.
+    pending_renames: Vec<compat::PendingRename>,
+    /// Schemas created by this migration.
+    created_schemas: HashSet<String>,
     /// A `SET lock_timeout` ran before the current statement.
     lock_timeout_set: bool,
     /// A `SET TimeZone = 'UTC'` ran before the current statement (timestamp
@@ -314,6 +326,7 @@ impl Pass<'_> {
             }
             NodeEnum::ReindexStmt(r) => self.check_reindex(r),
             NodeEnum::RenameStmt(r) => self.check_rename(r),
+            NodeEnum::ViewStmt(v) => self.check_view(v),
             NodeEnum::AlterTableStmt(alter) => self.check_alter_table(alter),
             NodeEnum::CreateStmt(create) => self.check_create_table(create),
             NodeEnum::TruncateStmt(t) => self.check_truncate(t),
@@ -354,6 +367,9 @@ impl Pass<'_> {
             }
             NodeEnum::CreateEnumStmt(e) => {
                 self.created_types.insert(QName::of_list(&e.type_name));
+            }
+            NodeEnum::CreateSchemaStmt(s) => {
+                self.created_schemas.insert(s.schemaname.clone());
             }
             NodeEnum::CreateDomainStmt(d) => {
                 self.created_types.insert(QName::of_list(&d.domainname));

@@ -121,6 +121,9 @@ rules! {
     /// `VALIDATE CONSTRAINT` in the transaction that added it `NOT VALID` (or that locked the table).
     ValidateInSameTransaction = "validate-in-same-transaction", Error,
         "VALIDATE CONSTRAINT runs in the transaction that already holds the ACCESS EXCLUSIVE lock of the ALTER TABLE before it: the point of NOT VALID is lost. Validate in a later migration (or make this one run_in_transaction = false).";
+    /// `DROP DEFAULT` (or `SET NOT NULL` without one) on a NOT NULL column this migration added.
+    BreaksOldInserts = "breaks-old-inserts", Error,
+        "The code still deployed does not know the new column, so its INSERTs omit it: with NOT NULL and no default they fail at once. Keep the DEFAULT until every running release writes the column, and drop it in a later migration.";
     // --- tables ---
     /// `DROP TABLE`.
     DropTable = "drop-table", Error,
@@ -128,6 +131,12 @@ rules! {
     /// `RENAME TO` of a table.
     RenameTable = "rename-table", Error,
         "Running code uses the old name and fails at once. Create the new table (or a view with the old name), migrate callers, then drop the old name. (The same holds for views and schemas.)";
+    /// `ALTER SCHEMA ... RENAME TO`.
+    RenameSchema = "rename-schema", Error,
+        "Every object in the schema changes its qualified name at once: running code that names the schema, and roles or functions whose search_path lists it, fail. Create the new schema, move objects with ALTER ... SET SCHEMA (a view with the old name in the old schema keeps a table reachable), switch code and search_path, then drop the old schema.";
+    /// A view over a table with row-level security, without `security_invoker`.
+    ViewBypassesRls = "view-bypasses-rls", Error,
+        "A view reads its tables with its owner's rights, and the owner (the migration role) bypasses row-level security: every caller of the view sees every row. Create it WITH (security_invoker = true) (PostgreSQL 15+), so that the policies apply to the caller.";
     /// `TRUNCATE` of an existing table.
     TruncateTable = "truncate-table", Error,
         "TRUNCATE deletes every row under an ACCESS EXCLUSIVE lock (CASCADE empties referencing tables too). Delete in batches, or drop the table in a later migration once unused.";

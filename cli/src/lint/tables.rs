@@ -6,7 +6,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
     AlterTableStmt, AlterTableType, ClusterStmt, ConstrType, CreateStmt, DropStmt, LockStmt,
-    ObjectType, RangeVar, RefreshMatViewStmt, RenameStmt, TruncateStmt, VacuumStmt,
+    ObjectType, RangeVar, RefreshMatViewStmt, TruncateStmt, VacuumStmt,
 };
 
 use super::ast::{self, QName};
@@ -68,6 +68,7 @@ impl Pass<'_> {
             if !existing {
                 continue;
             }
+            self.check_compat(&table, cmd);
             match (subtype, def) {
                 (Ok(AlterTableType::AtAddColumn), Some(NodeEnum::ColumnDef(col))) => {
                     self.check_add_column(&table, col);
@@ -146,47 +147,6 @@ impl Pass<'_> {
             if self.exists(&name) {
                 self.report(Rule::DropTable, format!("DROP TABLE {name}"));
             }
-        }
-    }
-
-    pub(super) fn check_rename(&mut self, rename: &RenameStmt) {
-        if rename.rename_type == ObjectType::ObjectSchema as i32 {
-            self.report(
-                Rule::RenameTable,
-                format!(
-                    "RENAME SCHEMA \"{}\" to \"{}\"",
-                    rename.subname, rename.newname
-                ),
-            );
-            return;
-        }
-        let Some(rel) = rename.relation.as_ref() else {
-            return;
-        };
-        let table = QName::of_range(rel);
-        if !self.exists(&table) {
-            return;
-        }
-        let kind = rename.rename_type;
-        if kind == ObjectType::ObjectColumn as i32 {
-            self.report(
-                Rule::RenameColumn,
-                format!(
-                    "RENAME COLUMN \"{}\" of {table} to \"{}\"",
-                    rename.subname, rename.newname
-                ),
-            );
-        } else if kind == ObjectType::ObjectTable as i32 {
-            self.report(
-                Rule::RenameTable,
-                format!("RENAME TABLE {table} to \"{}\"", rename.newname),
-            );
-        } else if kind == ObjectType::ObjectView as i32 || kind == ObjectType::ObjectMatview as i32
-        {
-            self.report(
-                Rule::RenameTable,
-                format!("RENAME VIEW {table} to \"{}\"", rename.newname),
-            );
         }
     }
 

@@ -235,3 +235,56 @@ fn indexes_on_a_partitioned_table_follow_the_on_only_recipe() {
     let only_plain = "CREATE INDEX orders_note_idx ON ONLY orders (note);";
     assert_eq!(found(&setup, only_plain, true), vec![(1, "index-not-concurrent")]);
 }
+
+#[test]
+fn a_not_null_column_whose_default_goes_in_the_same_migration_breaks_old_inserts() {
+    let dropped = "ALTER TABLE users ADD COLUMN plan text NOT NULL DEFAULT 'free';\n\
+                   ALTER TABLE users ALTER COLUMN plan DROP DEFAULT;";
+    assert_eq!(found(SETUP, dropped, true), vec![(2, "breaks-old-inserts")]);
+    let one_statement = "ALTER TABLE users ADD COLUMN plan text NOT NULL DEFAULT 'free', ALTER COLUMN plan DROP DEFAULT;";
+    assert_eq!(found(SETUP, one_statement, true), vec![(1, "breaks-old-inserts")]);
+    // Kept default: old code's inserts get it.
+    let kept = "ALTER TABLE users ADD COLUMN plan text NOT NULL DEFAULT 'free';";
+    assert_eq!(found(SETUP, kept, true), vec![]);
+    // Nullable: old code's inserts get NULL.
+    let nullable = "ALTER TABLE users ADD COLUMN plan text DEFAULT 'free';\n\
+                    ALTER TABLE users ALTER COLUMN plan DROP DEFAULT;";
+    assert_eq!(found(SETUP, nullable, true), vec![]);
+    // A new table has no old code.
+    let fresh = "CREATE TABLE plans (id bigint PRIMARY KEY, name text NOT NULL DEFAULT 'x');\n\
+                 ALTER TABLE plans ALTER COLUMN name DROP DEFAULT;";
+    assert_eq!(found(SETUP, fresh, true), vec![]);
+}
+
+#[test]
+fn rename_with_a_compatibility_view_is_the_safe_recipe() {
+    let bare = "ALTER TABLE orders RENAME TO purchases;";
+    assert_eq!(found(SETUP, bare, true), vec![(1, "rename-table")]);
+    let with_view = "ALTER TABLE orders RENAME TO purchases;\n\
+                     CREATE VIEW orders AS SELECT * FROM purchases;";
+    assert_eq!(found(SETUP, with_view, true), vec![]);
+    // A view old code cannot write through does not keep it working.
+    let aggregate = "ALTER TABLE orders RENAME TO purchases;\n\
+                     CREATE VIEW orders AS SELECT user_id, sum(total) AS total FROM purchases GROUP BY user_id;";
+    assert_eq!(found(SETUP, aggregate, true), vec![(1, "rename-table")]);
+    // Row-level security: the view must run with the caller's rights.
+    let rls = format!("{SETUP}ALTER TABLE orders ENABLE ROW LEVEL SECURITY;\n");
+    assert_eq!(found(&rls, with_view, true), vec![(2, "view-bypasses-rls")]);
+    let invoker = "ALTER TABLE orders RENAME TO purchases;\n\
+                   CREATE VIEW orders WITH (security_invoker = true) AS SELECT * FROM purchases;";
+    assert_eq!(found(&rls, invoker, true), vec![]);
+    let old = lint_full(&rls, invoker, true, 14);
+    assert!(
+        old.iter().any(|f| f.rule == Rule::ViewBypassesRls && f.message.contains("15")),
+        "security_invoker needs PostgreSQL 15: {old:?}"
+    );
+}
+
+#[test]
+fn rename_schema_has_its_own_rule() {
+    let setup = format!("{SETUP}CREATE SCHEMA reporting;\nCREATE TABLE reporting.daily (day date);\n");
+    let sql = "ALTER SCHEMA reporting RENAME TO analytics;";
+    assert_eq!(found(&setup, sql, true), vec![(1, "rename-schema")]);
+    let fresh = "CREATE SCHEMA staging;\nALTER SCHEMA staging RENAME TO imports;";
+    assert_eq!(found(&setup, fresh, true), vec![]);
+}
