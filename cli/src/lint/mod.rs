@@ -24,6 +24,7 @@ mod ast;
 mod columns;
 mod compat;
 mod constraints;
+mod dynamic;
 mod enums;
 mod indexes;
 pub mod output;
@@ -196,6 +197,7 @@ pub fn lint_up(
         lock_timeout_reported: false,
         diesel_batch_reported: false,
         file,
+        sql,
         line: 0,
         allowed: HashSet::new(),
         if_exists: false,
@@ -267,6 +269,8 @@ pub(crate) struct Pass<'a> {
     lock_timeout_reported: bool,
     diesel_batch_reported: bool,
     file: &'a str,
+    /// The text of the file (without a BOM).
+    sql: &'a str,
     /// The current statement's first line.
     line: usize,
     /// Rules the current statement's comments allow.
@@ -327,6 +331,7 @@ impl Pass<'_> {
             NodeEnum::ReindexStmt(r) => self.check_reindex(r),
             NodeEnum::RenameStmt(r) => self.check_rename(r),
             NodeEnum::ViewStmt(v) => self.check_view(v),
+            NodeEnum::DoStmt(d) => self.check_do(d),
             NodeEnum::AlterTableStmt(alter) => self.check_alter_table(alter),
             NodeEnum::CreateStmt(create) => self.check_create_table(create),
             NodeEnum::TruncateStmt(t) => self.check_truncate(t),

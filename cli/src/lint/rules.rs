@@ -182,6 +182,9 @@ rules! {
     /// A multi-statement non-transactional migration that `diesel migration run` cannot run.
     DieselCliBatch = "diesel-cli-batch", Warning,
         "`diesel migration run` sends a run_in_transaction = false migration as one batch, which PostgreSQL runs as one implicit transaction: this statement fails there (it works under `db migrate`, which runs it statement by statement). Put it alone in its own migration.";
+    /// SQL built at run time (`EXECUTE format(...)`), or a `DO` block in a language lint cannot read.
+    DynamicSql = "dynamic-sql", Warning,
+        "This statement is built when the migration runs, so lint cannot check it. Spell it out (one statement per object) so that it can be checked, or review it by hand: `db lint --trace` shows the locks it really takes.";
     /// An `integer`/`smallint`/`serial` primary key.
     IntPrimaryKey = "int-primary-key", Warning,
         "A 32-bit key runs out at 2.1 billion rows, and widening it later rewrites the table. Prefer bigint GENERATED ALWAYS AS IDENTITY (or uuid, as this project does).";

@@ -288,3 +288,49 @@ fn rename_schema_has_its_own_rule() {
     let fresh = "CREATE SCHEMA staging;\nALTER SCHEMA staging RENAME TO imports;";
     assert_eq!(found(&setup, fresh, true), vec![]);
 }
+
+#[test]
+fn statements_inside_do_blocks_are_linted_on_their_own_lines() {
+    let sql = "DO $$\nBEGIN\n  CREATE INDEX orders_note_idx ON orders (note);\nEND\n$$;";
+    assert_eq!(found(SETUP, sql, true), vec![(3, "index-not-concurrent")]);
+    // The idempotent-constraint idiom: safe with NOT VALID, flagged without.
+    let guarded = |not_valid: &str| {
+        format!(
+            "DO $do$\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'orders_user_fk') THEN\n    \
+             ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id){not_valid};\n  \
+             END IF;\nEND\n$do$;"
+        )
+    };
+    assert_eq!(found(SETUP, &guarded(" NOT VALID"), true), vec![]);
+    assert_eq!(
+        found(SETUP, &guarded(""), true),
+        vec![(4, "constraint-not-valid")]
+    );
+    // EXECUTE of a constant is the statement it spells.
+    let execute = "SELECT 1;\nDO $$ BEGIN EXECUTE 'ALTER TABLE users ALTER COLUMN age TYPE bigint'; END $$;";
+    assert_eq!(found(SETUP, execute, true), vec![(2, "column-type-change")]);
+    // Built at run time: a warning says it was not checked.
+    let dynamic = "DO $$\nDECLARE t text;\nBEGIN\n  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP\n    \
+                   EXECUTE format('COMMENT ON TABLE %I IS %L', t, 'audited');\n  END LOOP;\nEND\n$$;";
+    assert_eq!(found(SETUP, dynamic, true), vec![(5, "dynamic-sql")]);
+    assert_eq!(
+        Rule::DynamicSql.severity(),
+        Severity::Warning,
+        "unknown is not dangerous"
+    );
+    let python = "DO LANGUAGE plpython3u $$ plpy.execute('DROP TABLE users') $$;";
+    assert_eq!(found(SETUP, python, true), vec![(1, "dynamic-sql")]);
+    // Tables created inside the block are new, for the block and after it.
+    let created = "DO $$ BEGIN CREATE TABLE imports (id bigint); CREATE INDEX imports_id ON imports (id); END $$;\n\
+                   CREATE INDEX imports_id2 ON imports (id);";
+    assert_eq!(found(SETUP, created, true), vec![]);
+    // CONCURRENTLY never runs inside a DO block, transaction or not.
+    let concurrent = "DO $$ BEGIN CREATE INDEX CONCURRENTLY orders_note_idx ON orders (note); END $$;";
+    assert_eq!(
+        found(SETUP, concurrent, false),
+        vec![(1, "concurrently-in-transaction")]
+    );
+    // A body PostgreSQL's PL/pgSQL parser rejects.
+    let broken = "DO $$ BEGIN CREATE INDEX; END $$;";
+    assert_eq!(found(SETUP, broken, true), vec![(1, "syntax")]);
+}
