@@ -21,6 +21,7 @@
 
 pub mod allow;
 mod ast;
+mod bulk;
 mod columns;
 mod compat;
 mod constraints;
@@ -340,10 +341,10 @@ impl Pass<'_> {
             NodeEnum::LockStmt(l) => self.check_lock(l),
             NodeEnum::RefreshMatViewStmt(r) => self.check_refresh(r),
             NodeEnum::UpdateStmt(u) => {
-                self.check_backfill(u.relation.as_ref(), "UPDATE", u.where_clause.is_some())
+                self.check_backfill(u.relation.as_ref(), "UPDATE", u.where_clause.as_deref())
             }
             NodeEnum::DeleteStmt(d) => {
-                self.check_backfill(d.relation.as_ref(), "DELETE", d.where_clause.is_some())
+                self.check_backfill(d.relation.as_ref(), "DELETE", d.where_clause.as_deref())
             }
             NodeEnum::AlterDomainStmt(d) => self.check_alter_domain(d),
             NodeEnum::AlterEnumStmt(e) => self.check_alter_enum(e),

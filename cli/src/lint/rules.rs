@@ -188,9 +188,9 @@ rules! {
     /// An `integer`/`smallint`/`serial` primary key.
     IntPrimaryKey = "int-primary-key", Warning,
         "A 32-bit key runs out at 2.1 billion rows, and widening it later rewrites the table. Prefer bigint GENERATED ALWAYS AS IDENTITY (or uuid, as this project does).";
-    /// `UPDATE`/`DELETE` of a whole existing table in one statement.
+    /// `UPDATE`/`DELETE` of an existing table that is not a batch (no WHERE, or one that bounds no indexed key on both sides).
     UnbatchedBackfill = "unbatched-backfill", Warning,
-        "An UPDATE or DELETE without WHERE locks every row of the table until the migration commits: every concurrent write to it waits (and the table bloats). Backfill in batches (WHERE id BETWEEN ...), in a migration with run_in_transaction = false or outside migrations.";
+        "Every row the statement changes stays locked until its transaction commits (concurrent writers of those rows wait), and all are written at once (WAL, bloat, replica lag). Lint has no row counts: it flags the shape. Work in batches, each bounding an indexed key on both sides (WHERE id >= $1 AND id < $1 + 1000) or taking its rows from a sub-select with a LIMIT (WHERE id IN (SELECT id FROM t WHERE ... ORDER BY id LIMIT 1000)), repeated until no row changes, in a run_in_transaction = false migration or outside migrations.";
     /// `timestamp` without time zone.
     TimestampWithoutTimeZone = "timestamp-without-time-zone", Warning,
         "timestamp without time zone stores a wall-clock reading with no zone: instants shift with the session's TimeZone. Use timestamptz.";

@@ -222,25 +222,6 @@ impl Pass<'_> {
             );
         }
     }
-
-    pub(super) fn check_backfill(&mut self, rel: Option<&RangeVar>, verb: &str, has_where: bool) {
-        let Some(table) = rel.map(QName::of_range) else {
-            return;
-        };
-        if self.in_transaction && self.locked_tables.contains(&table) {
-            self.report(
-                Rule::BackfillUnderLock,
-                format!(
-                    "{verb} of {table} in the transaction that holds its ACCESS EXCLUSIVE lock"
-                ),
-            );
-        } else if !has_where && self.exists(&table) {
-            self.report(
-                Rule::UnbatchedBackfill,
-                format!("{verb} of every row of {table} in one statement"),
-            );
-        }
-    }
 }
 
 impl Pass<'_> {

@@ -334,3 +334,41 @@ fn statements_inside_do_blocks_are_linted_on_their_own_lines() {
     let broken = "DO $$ BEGIN CREATE INDEX; END $$;";
     assert_eq!(found(SETUP, broken, true), vec![(1, "syntax")]);
 }
+
+#[test]
+fn bulk_dml_must_bound_an_indexed_key_on_both_sides() {
+    for unbounded in [
+        "UPDATE users SET status = 'active' WHERE status IS NULL;",
+        "UPDATE users SET status = 'active' WHERE id > 500;",
+        "DELETE FROM orders WHERE total < 10;",
+        "DELETE FROM orders WHERE note BETWEEN 'a' AND 'b';",
+        "UPDATE users SET status = 'x' WHERE id = 1 OR status IS NULL;",
+        "DELETE FROM orders WHERE id NOT IN (1, 2);",
+    ] {
+        assert_eq!(
+            found(SETUP, unbounded, false),
+            vec![(1, "unbatched-backfill")],
+            "{unbounded}"
+        );
+    }
+    for bounded in [
+        "UPDATE users SET status = 'active' WHERE id BETWEEN 1 AND 1000;",
+        "UPDATE users SET status = 'active' WHERE id >= 1 AND id < 1001 AND status IS NULL;",
+        "UPDATE users SET status = 'active' WHERE 1000 > id AND id >= 1;",
+        "UPDATE users SET status = 'active' WHERE id = 7;",
+        "DELETE FROM orders WHERE id IN (1, 2, 3);",
+        "DELETE FROM orders WHERE id = ANY('{1,2}'::bigint[]);",
+        "DELETE FROM orders WHERE user_id BETWEEN 1 AND 10;",
+        "DELETE FROM orders WHERE id IN (SELECT id FROM orders WHERE total < 10 ORDER BY id LIMIT 500);",
+        "DELETE FROM orders WHERE ctid IN (SELECT ctid FROM orders WHERE total < 10 LIMIT 500);",
+        // Tables the migrations never saw: their indexes are unknown.
+        "UPDATE legacy SET flag = true WHERE flag IS NULL;",
+    ] {
+        assert_eq!(found(SETUP, bounded, false), vec![], "{bounded}");
+    }
+    let f = lint_full(SETUP, "DELETE FROM orders WHERE total < 10;", false, 15);
+    assert!(f[0].advice.contains("LIMIT"), "the batching recipe: {}", f[0].advice);
+    // A table created in the migration has no concurrent writers.
+    let fresh = "CREATE TABLE imports (id bigint, raw text);\nUPDATE imports SET raw = lower(raw) WHERE raw IS NOT NULL;";
+    assert_eq!(found(SETUP, fresh, false), vec![]);
+}
