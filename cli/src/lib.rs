@@ -16,6 +16,7 @@ pub mod project;
 pub mod scaffold;
 mod studio;
 mod support;
+pub mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -216,7 +217,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::New { name } => return files::new_migration(&cli, name, on_sqlite),
         // Lint reads files (PostgreSQL migrations) whatever DATABASE_URL names.
-        Command::Lint(args) => return Ok(files::lint(&cli, args)),
+        Command::Lint(args) => return Ok(files::lint(&cli, args).await),
         // The local cluster: no DATABASE_URL needed or used.
         Command::Up {
             print_url,

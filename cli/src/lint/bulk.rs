@@ -17,14 +17,21 @@ use super::ast::{self, QName};
 use super::{Pass, Rule};
 
 impl Pass<'_> {
-    pub(super) fn check_backfill(&mut self, rel: Option<&RangeVar>, verb: &str, filter: Option<&Node>) {
+    pub(super) fn check_backfill(
+        &mut self,
+        rel: Option<&RangeVar>,
+        verb: &str,
+        filter: Option<&Node>,
+    ) {
         let Some(table) = rel.map(QName::of_range) else {
             return;
         };
         if self.in_transaction && self.locked_tables.contains(&table) {
             self.report(
                 Rule::BackfillUnderLock,
-                format!("{verb} of {table} in the transaction that holds its ACCESS EXCLUSIVE lock"),
+                format!(
+                    "{verb} of {table} in the transaction that holds its ACCESS EXCLUSIVE lock"
+                ),
             );
             return;
         }
@@ -115,7 +122,12 @@ fn bounds_of(node: &Node) -> Vec<(String, bool, bool)> {
     let Some(NodeEnum::AExpr(e)) = node.node.as_ref() else {
         return Vec::new();
     };
-    let op = e.name.iter().filter_map(ast::sval).next_back().unwrap_or("");
+    let op = e
+        .name
+        .iter()
+        .filter_map(ast::sval)
+        .next_back()
+        .unwrap_or("");
     let left = e.lexpr.as_deref().and_then(column_of);
     let right = e.rexpr.as_deref().and_then(column_of);
     // A column compared with a column is a join, not a bound.
@@ -128,9 +140,7 @@ fn bounds_of(node: &Node) -> Vec<(String, bool, bool)> {
     let (lower, upper) = match (kind, op) {
         (AExprKind::AexprOp, "=") => (true, true),
         (AExprKind::AexprIn | AExprKind::AexprOpAny, "=") if column_on_left => (true, true),
-        (AExprKind::AexprBetween | AExprKind::AexprBetweenSym, _) if column_on_left => {
-            (true, true)
-        }
+        (AExprKind::AexprBetween | AExprKind::AexprBetweenSym, _) if column_on_left => (true, true),
         (AExprKind::AexprOp, ">" | ">=") => (column_on_left, !column_on_left),
         (AExprKind::AexprOp, "<" | "<=") => (!column_on_left, column_on_left),
         _ => (false, false),

@@ -90,9 +90,7 @@ impl Pass<'_> {
                 };
                 self.report(
                     Rule::VolatileDefault,
-                    format!(
-                        "ADD COLUMN {column} to {existing} with volatile default {f}(){known}"
-                    ),
+                    format!("ADD COLUMN {column} to {existing} with volatile default {f}(){known}"),
                 );
             }
         }
@@ -110,7 +108,9 @@ impl Pass<'_> {
             } else if ast::is(c, ConstrType::ConstrPrimary) {
                 self.report(
                     Rule::AddPrimaryKey,
-                    format!("ADD COLUMN {column} PRIMARY KEY on {existing} builds its index under lock"),
+                    format!(
+                        "ADD COLUMN {column} PRIMARY KEY on {existing} builds its index under lock"
+                    ),
                 );
             } else if ast::is(c, ConstrType::ConstrForeign)
                 && default.is_some_and(|d| !ast::is_null_const(d))

@@ -66,7 +66,8 @@ impl Pass<'_> {
                     return;
                 };
                 let had = added.has_default;
-                added.has_default = def.is_some_and(|d| !matches!(d, NodeEnum::AConst(k) if k.isnull));
+                added.has_default =
+                    def.is_some_and(|d| !matches!(d, NodeEnum::AConst(k) if k.isnull));
                 if had && !added.has_default && added.not_null {
                     self.report(
                         Rule::BreaksOldInserts,
@@ -242,7 +243,10 @@ fn updatable_source(query: &pg_query::protobuf::Node) -> Option<QName> {
         && s.with_clause.is_none()
         && s.target_list.iter().all(|t| match t.node.as_ref() {
             Some(NodeEnum::ResTarget(r)) => {
-                matches!(r.val.as_deref().and_then(|v| v.node.as_ref()), Some(NodeEnum::ColumnRef(_)))
+                matches!(
+                    r.val.as_deref().and_then(|v| v.node.as_ref()),
+                    Some(NodeEnum::ColumnRef(_))
+                )
             }
             _ => false,
         });
@@ -258,7 +262,9 @@ fn updatable_source(query: &pg_query::protobuf::Node) -> Option<QName> {
 /// `true`, `on`, `1` as a reloption value.
 fn is_true(value: &pg_query::protobuf::Node) -> bool {
     match value.node.as_ref() {
-        Some(NodeEnum::String(s)) => matches!(s.sval.to_ascii_lowercase().as_str(), "true" | "on" | "1"),
+        Some(NodeEnum::String(s)) => {
+            matches!(s.sval.to_ascii_lowercase().as_str(), "true" | "on" | "1")
+        }
         Some(NodeEnum::Boolean(b)) => b.boolval,
         Some(NodeEnum::Integer(i)) => i.ival != 0,
         _ => false,

@@ -72,7 +72,10 @@ impl Pass<'_> {
             match statement {
                 Inner::Dynamic(expr) => self.report(
                     Rule::DynamicSql,
-                    format!("EXECUTE {} in a DO block: built at run time, not checked", shorten(&expr)),
+                    format!(
+                        "EXECUTE {} in a DO block: built at run time, not checked",
+                        shorten(&expr)
+                    ),
                 ),
                 Inner::Sql(sql) => self.check_inner_sql(&sql),
             }
@@ -140,7 +143,10 @@ fn collect(value: &Value, out: &mut Vec<(usize, Inner)>) {
                     }
                     "PLpgSQL_stmt_dynexecute" | "PLpgSQL_stmt_dynfors" => {
                         if let Some(query) = expr("query") {
-                            out.push((line, constant_text(&query).map_or(Inner::Dynamic(query), Inner::Sql)));
+                            out.push((
+                                line,
+                                constant_text(&query).map_or(Inner::Dynamic(query), Inner::Sql),
+                            ));
                         }
                     }
                     _ => {}

@@ -233,6 +233,69 @@ pub fn lint_up(
     pass.findings
 }
 
+/// One statement of a migration file, as `db lint --trace` runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Its first line of code in the file.
+    pub line: usize,
+    /// Its text, without the `;`.
+    pub sql: String,
+    /// PostgreSQL refuses it inside a transaction block (`CONCURRENTLY`, `VACUUM`, ...).
+    pub refuses_transaction: bool,
+    /// `BEGIN`, `COMMIT` or `ROLLBACK` (and their spellings): it changes
+    /// whether the statements after it run in a transaction.
+    pub control: Option<TransactionControl>,
+}
+
+/// What a transaction-control statement does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionControl {
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT`, `ROLLBACK` (and `END`, `ABORT`): ends the transaction.
+    End,
+}
+
+/// The statements of `sql` (an `up.sql`), or the parser's message, for
+/// `--pg-version` `pg_version` (what refuses a transaction depends on it).
+pub fn statements(sql: &str, pg_version: u32) -> Result<Vec<Statement>, String> {
+    let sql = sql.strip_prefix('\u{feff}').unwrap_or(sql);
+    let parsed = pg_query::parse(sql, 0)
+        .map_err(|e| format!("line {}: {e}", line_of(sql, syntax::error_offset(sql))))?;
+    let mut out = Vec::new();
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_deref().and_then(|s| s.node.as_ref()) else {
+            continue;
+        };
+        let start = raw.stmt_location.max(0) as usize;
+        let end = if raw.stmt_len > 0 {
+            start + raw.stmt_len as usize
+        } else {
+            sql.len()
+        }
+        .min(sql.len());
+        let control = match node {
+            NodeEnum::TransactionStmt(t) => {
+                use pg_query::protobuf::TransactionStmtKind as K;
+                match K::try_from(t.kind) {
+                    Ok(K::TransStmtBegin | K::TransStmtStart) => Some(TransactionControl::Begin),
+                    Ok(K::TransStmtCommit | K::TransStmtRollback) => Some(TransactionControl::End),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        out.push(Statement {
+            line: line_of(sql, first_code_offset(sql, start)),
+            sql: sql[start..end].trim().to_owned(),
+            refuses_transaction: transactions::cannot_run_in_transaction(node, pg_version)
+                .is_some(),
+            control,
+        });
+    }
+    Ok(out)
+}
+
 /// The state of one migration's pass: the schema before the statement at
 /// hand, and what the migration's earlier statements did.
 pub(crate) struct Pass<'a> {

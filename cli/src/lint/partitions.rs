@@ -70,7 +70,10 @@ impl Pass<'_> {
                 _ => None,
             });
         if let Some(parent) = parent {
-            self.check_default_partition_scan(&parent, &format!("CREATE TABLE {child} PARTITION OF"));
+            self.check_default_partition_scan(
+                &parent,
+                &format!("CREATE TABLE {child} PARTITION OF"),
+            );
         }
     }
 

@@ -231,15 +231,12 @@ impl Schema {
                         }
                         (Ok(AlterTableType::AtColumnDefault), def) => {
                             if let Some(c) = table.columns.get_mut(&cmd.name) {
-                                c.has_default = def.is_some_and(|d| {
-                                    !matches!(d, NodeEnum::AConst(k) if k.isnull)
-                                });
+                                c.has_default = def
+                                    .is_some_and(|d| !matches!(d, NodeEnum::AConst(k) if k.isnull));
                             }
                         }
                         (Ok(AlterTableType::AtEnableRowSecurity), _) => table.row_security = true,
-                        (Ok(AlterTableType::AtDisableRowSecurity), _) => {
-                            table.row_security = false
-                        }
+                        (Ok(AlterTableType::AtDisableRowSecurity), _) => table.row_security = false,
                         (Ok(AlterTableType::AtSetNotNull), _) => {
                             if let Some(c) = table.columns.get_mut(&cmd.name) {
                                 c.not_null = true;
@@ -480,7 +477,11 @@ fn add_column(table: &mut Table, table_name: &QName, col: &pg_query::protobuf::C
             table.checks.push(Check {
                 name,
                 not_null_of: k.raw_expr.as_deref().and_then(ast::is_not_null_test),
-                columns: k.raw_expr.as_deref().map(ast::column_refs).unwrap_or_default(),
+                columns: k
+                    .raw_expr
+                    .as_deref()
+                    .map(ast::column_refs)
+                    .unwrap_or_default(),
                 validated: !k.skip_validation,
             });
         }

@@ -99,9 +99,13 @@ fn every_relation_created_in_the_migration_is_exempt() {
     let sql = "CREATE TABLE IF NOT EXISTS orders (id bigint);\nCREATE INDEX orders_note ON orders (note);";
     assert_eq!(found(SETUP, sql, true), vec![(2, "index-not-concurrent")]);
     // A materialized view from an earlier migration is not exempt.
-    let setup = format!("{SETUP}CREATE MATERIALIZED VIEW order_totals AS SELECT user_id FROM orders;\n");
+    let setup =
+        format!("{SETUP}CREATE MATERIALIZED VIEW order_totals AS SELECT user_id FROM orders;\n");
     let sql = "REFRESH MATERIALIZED VIEW order_totals;";
-    assert_eq!(found(&setup, sql, true), vec![(1, "refresh-not-concurrent")]);
+    assert_eq!(
+        found(&setup, sql, true),
+        vec![(1, "refresh-not-concurrent")]
+    );
 }
 
 #[test]
@@ -167,7 +171,9 @@ fn detach_partition_needs_concurrently_from_14() {
     let old = lint_full(&setup, plain, true, 13);
     let f = old.iter().find(|f| f.rule == Rule::DetachPartition);
     assert!(
-        !f.expect("flagged on 13 too").advice.contains("use DETACH PARTITION ... CONCURRENTLY"),
+        !f.expect("flagged on 13 too")
+            .advice
+            .contains("use DETACH PARTITION ... CONCURRENTLY"),
         "no concurrent form to advise before 14"
     );
     // With a DEFAULT partition CONCURRENTLY is refused.
@@ -187,7 +193,10 @@ fn detach_partition_needs_concurrently_from_14() {
 fn attach_partition_scans_unless_a_validated_check_implies_the_bound() {
     let setup = partitions("");
     let scan = "ALTER TABLE events ATTACH PARTITION events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');";
-    assert_eq!(found(&setup, scan, true), vec![(1, "attach-partition-scan")]);
+    assert_eq!(
+        found(&setup, scan, true),
+        vec![(1, "attach-partition-scan")]
+    );
     let checked = "ALTER TABLE events ATTACH PARTITION events_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');";
     assert_eq!(found(&setup, checked, true), vec![]);
     // A table created here is empty: nothing to scan.
@@ -200,14 +209,21 @@ fn attach_partition_scans_unless_a_validated_check_implies_the_bound() {
     let with_default = partitions("CREATE TABLE events_other PARTITION OF events DEFAULT;\n");
     for sql in [checked, fresh, partition_of] {
         let got = found(&with_default, sql, true);
-        assert_eq!(got.last(), Some(&(got.last().unwrap().0, "attach-partition-scan")), "{sql}");
+        assert_eq!(
+            got.last(),
+            Some(&(got.last().unwrap().0, "attach-partition-scan")),
+            "{sql}"
+        );
         assert_eq!(got.len(), 1, "{sql}: {got:?}");
     }
     // A NOT VALID check proves nothing.
     let unvalidated = partitions(
         "ALTER TABLE events_2025 ADD CONSTRAINT b CHECK (at >= '2025-01-01' AND at < '2026-01-01') NOT VALID;\n",
     );
-    assert_eq!(found(&unvalidated, scan, true), vec![(1, "attach-partition-scan")]);
+    assert_eq!(
+        found(&unvalidated, scan, true),
+        vec![(1, "attach-partition-scan")]
+    );
 }
 
 #[test]
@@ -218,13 +234,23 @@ fn indexes_on_a_partitioned_table_follow_the_on_only_recipe() {
         found(&setup, concurrent, false),
         vec![(1, "index-concurrently-on-partitioned")]
     );
-    let plain = lint_full(&setup, "CREATE INDEX events_at_idx ON events (at);", true, 15);
+    let plain = lint_full(
+        &setup,
+        "CREATE INDEX events_at_idx ON events (at);",
+        true,
+        15,
+    );
     let f = plain
         .iter()
         .find(|f| f.rule == Rule::IndexNotConcurrent)
         .expect("flagged");
     assert!(f.advice.contains("ON ONLY"), "{}", f.advice);
-    assert!(!f.advice.contains("Use CREATE INDEX CONCURRENTLY in a migration"), "{}", f.advice);
+    assert!(
+        !f.advice
+            .contains("Use CREATE INDEX CONCURRENTLY in a migration"),
+        "{}",
+        f.advice
+    );
     let recipe = "CREATE INDEX events_at_idx ON ONLY events (at);";
     assert_eq!(found(&setup, recipe, true), vec![]);
     let per_partition = "CREATE INDEX CONCURRENTLY events_2024_at_idx ON events_2024 (at);";
@@ -233,7 +259,10 @@ fn indexes_on_a_partitioned_table_follow_the_on_only_recipe() {
     assert_eq!(found(&setup, attach, true), vec![]);
     // ON ONLY a plain table still builds the index.
     let only_plain = "CREATE INDEX orders_note_idx ON ONLY orders (note);";
-    assert_eq!(found(&setup, only_plain, true), vec![(1, "index-not-concurrent")]);
+    assert_eq!(
+        found(&setup, only_plain, true),
+        vec![(1, "index-not-concurrent")]
+    );
 }
 
 #[test]
@@ -242,7 +271,10 @@ fn a_not_null_column_whose_default_goes_in_the_same_migration_breaks_old_inserts
                    ALTER TABLE users ALTER COLUMN plan DROP DEFAULT;";
     assert_eq!(found(SETUP, dropped, true), vec![(2, "breaks-old-inserts")]);
     let one_statement = "ALTER TABLE users ADD COLUMN plan text NOT NULL DEFAULT 'free', ALTER COLUMN plan DROP DEFAULT;";
-    assert_eq!(found(SETUP, one_statement, true), vec![(1, "breaks-old-inserts")]);
+    assert_eq!(
+        found(SETUP, one_statement, true),
+        vec![(1, "breaks-old-inserts")]
+    );
     // Kept default: old code's inserts get it.
     let kept = "ALTER TABLE users ADD COLUMN plan text NOT NULL DEFAULT 'free';";
     assert_eq!(found(SETUP, kept, true), vec![]);
@@ -275,14 +307,16 @@ fn rename_with_a_compatibility_view_is_the_safe_recipe() {
     assert_eq!(found(&rls, invoker, true), vec![]);
     let old = lint_full(&rls, invoker, true, 14);
     assert!(
-        old.iter().any(|f| f.rule == Rule::ViewBypassesRls && f.message.contains("15")),
+        old.iter()
+            .any(|f| f.rule == Rule::ViewBypassesRls && f.message.contains("15")),
         "security_invoker needs PostgreSQL 15: {old:?}"
     );
 }
 
 #[test]
 fn rename_schema_has_its_own_rule() {
-    let setup = format!("{SETUP}CREATE SCHEMA reporting;\nCREATE TABLE reporting.daily (day date);\n");
+    let setup =
+        format!("{SETUP}CREATE SCHEMA reporting;\nCREATE TABLE reporting.daily (day date);\n");
     let sql = "ALTER SCHEMA reporting RENAME TO analytics;";
     assert_eq!(found(&setup, sql, true), vec![(1, "rename-schema")]);
     let fresh = "CREATE SCHEMA staging;\nALTER SCHEMA staging RENAME TO imports;";
@@ -307,7 +341,8 @@ fn statements_inside_do_blocks_are_linted_on_their_own_lines() {
         vec![(4, "constraint-not-valid")]
     );
     // EXECUTE of a constant is the statement it spells.
-    let execute = "SELECT 1;\nDO $$ BEGIN EXECUTE 'ALTER TABLE users ALTER COLUMN age TYPE bigint'; END $$;";
+    let execute =
+        "SELECT 1;\nDO $$ BEGIN EXECUTE 'ALTER TABLE users ALTER COLUMN age TYPE bigint'; END $$;";
     assert_eq!(found(SETUP, execute, true), vec![(2, "column-type-change")]);
     // Built at run time: a warning says it was not checked.
     let dynamic = "DO $$\nDECLARE t text;\nBEGIN\n  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP\n    \
@@ -325,7 +360,8 @@ fn statements_inside_do_blocks_are_linted_on_their_own_lines() {
                    CREATE INDEX imports_id2 ON imports (id);";
     assert_eq!(found(SETUP, created, true), vec![]);
     // CONCURRENTLY never runs inside a DO block, transaction or not.
-    let concurrent = "DO $$ BEGIN CREATE INDEX CONCURRENTLY orders_note_idx ON orders (note); END $$;";
+    let concurrent =
+        "DO $$ BEGIN CREATE INDEX CONCURRENTLY orders_note_idx ON orders (note); END $$;";
     assert_eq!(
         found(SETUP, concurrent, false),
         vec![(1, "concurrently-in-transaction")]
@@ -367,7 +403,11 @@ fn bulk_dml_must_bound_an_indexed_key_on_both_sides() {
         assert_eq!(found(SETUP, bounded, false), vec![], "{bounded}");
     }
     let f = lint_full(SETUP, "DELETE FROM orders WHERE total < 10;", false, 15);
-    assert!(f[0].advice.contains("LIMIT"), "the batching recipe: {}", f[0].advice);
+    assert!(
+        f[0].advice.contains("LIMIT"),
+        "the batching recipe: {}",
+        f[0].advice
+    );
     // A table created in the migration has no concurrent writers.
     let fresh = "CREATE TABLE imports (id bigint, raw text);\nUPDATE imports SET raw = lower(raw) WHERE raw IS NOT NULL;";
     assert_eq!(found(SETUP, fresh, false), vec![]);

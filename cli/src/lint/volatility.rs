@@ -93,6 +93,9 @@ mod tests {
             );
         }
         assert_eq!(Volatility::builtin("uuid_generate_v4"), None);
-        assert!(BUILTIN.lines().count() > 2000, "generated from a full pg_proc");
+        assert!(
+            BUILTIN.lines().count() > 2000,
+            "generated from a full pg_proc"
+        );
     }
 }
