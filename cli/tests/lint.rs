@@ -12,73 +12,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serde::Deserialize;
+#[path = "lint_support/mod.rs"]
+mod support;
 
-const DB_BIN: &str = env!("CARGO_BIN_EXE_db");
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/lint_corpus/cases.toml");
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Corpus {
-    base_setup: String,
-    case: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    family: String,
-    label: String,
-    sql: String,
-    setup: Option<String>,
-    setup_extra: Option<String>,
-    /// Why it is dangerous, when no lock, scan or rewrite shows it.
-    why: Option<String>,
-    /// The warning that flags the case, when the danger depends on row
-    /// counts lint cannot see (it judges the shape): counted like an error.
-    warning: Option<String>,
-    #[serde(default = "yes")]
-    transaction: bool,
-    #[serde(default = "pg15")]
-    pg_version: u32,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn pg15() -> u32 {
-    15
-}
-
-/// Writes the case as a migrations folder under `root`.
-fn write_case(root: &Path, corpus: &Corpus, case: &Case) -> std::path::PathBuf {
-    let dir = root.join(&case.name).join("migrations");
-    let setup = format!(
-        "{}\n{}",
-        case.setup.as_deref().unwrap_or(&corpus.base_setup),
-        case.setup_extra.as_deref().unwrap_or_default()
-    );
-    for (folder, up, transaction) in [
-        ("2000-01-01-000000_setup", setup.as_str(), true),
-        (
-            "2000-01-02-000000_case",
-            case.sql.as_str(),
-            case.transaction,
-        ),
-    ] {
-        let m = dir.join(folder);
-        std::fs::create_dir_all(&m).unwrap();
-        std::fs::write(m.join("up.sql"), up).unwrap();
-        std::fs::write(m.join("down.sql"), "SELECT 1;\n").unwrap();
-        if !transaction {
-            std::fs::write(m.join("metadata.toml"), "run_in_transaction = false\n").unwrap();
-        }
-    }
-    dir
-}
-
+use support::{Corpus, DB_BIN, write_case, write_migration};
 /// The rules of the findings `db lint` reports in the case's migration that
 /// flag it: every error, and the case's own `warning`.
 fn lint_case(dir: &Path, pg_version: u32, warning: Option<&str>) -> Vec<String> {
@@ -115,7 +52,7 @@ fn lint_case(dir: &Path, pg_version: u32, warning: Option<&str>) -> Vec<String> 
 
 #[test]
 fn lint_catches_the_dangerous_cases_of_the_corpus_and_spares_the_safe_ones() {
-    let corpus: Corpus = toml::from_str(&std::fs::read_to_string(CORPUS).unwrap()).unwrap();
+    let corpus = Corpus::load();
     let tmp = tempfile::tempdir().unwrap();
     let (mut caught, mut dangerous, mut false_alarms, mut safe) = (0, 0, 0, 0);
     let mut misses = Vec::new();
@@ -188,18 +125,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn write_migration(dir: &Path, name: &str, up: &str, down: Option<&str>, no_transaction: bool) {
-    let folder = dir.join(name);
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("up.sql"), up).unwrap();
-    if let Some(down) = down {
-        std::fs::write(folder.join("down.sql"), down).unwrap();
-    }
-    if no_transaction {
-        std::fs::write(folder.join("metadata.toml"), "run_in_transaction = false\n").unwrap();
-    }
 }
 
 /// A migrations folder with a base table and one risky migration.

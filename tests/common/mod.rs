@@ -159,7 +159,8 @@ async fn template() -> &'static str {
         .await
 }
 
-async fn database_exists(conn: &mut Conn, name: &str) -> bool {
+/// Whether database `name` exists on the server `conn` is connected to.
+pub async fn database_exists(conn: &mut Conn, name: &str) -> bool {
     use diesel::sql_types::{BigInt, Text};
     #[derive(diesel::QueryableByName)]
     struct Count {

@@ -203,6 +203,21 @@ pub async fn run(
         .batch_execute(&format!("CREATE DATABASE {quoted}"))
         .await
         .with_context(|| format!("creating the throwaway database {scratch}"))?;
+    // Whether timestamp <-> timestamptz rewrites, and what a timestamptz
+    // literal in a CHECK or a partition bound means, depend on the session's
+    // zone: the server's default, or PGTZ's, as for libpq's clients (psql,
+    // the diesel CLI). Made the database's default, so that the engine's
+    // `RESET ALL` between migrations keeps it.
+    if let Ok(zone) = std::env::var("PGTZ")
+        && !zone.trim().is_empty()
+    {
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {quoted} SET TimeZone = '{}'",
+                zone.replace('\'', "''")
+            ))
+            .await?;
+    }
     let traced = trace_on(config, &with_dbname(url, &scratch), set, dir_label, first).await;
     let dropped = admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
@@ -223,6 +238,9 @@ async fn trace_on(
     first: usize,
 ) -> Result<Trace> {
     let mut main = connect_for_migrations(config, url).await?;
+    // diesel-async sets UTC on connect; every migration, earlier or traced,
+    // runs in the database's default zone instead (see `run`).
+    main.batch_execute("RESET TimeZone").await?;
     if let Some(before) = first.checked_sub(1).and_then(|i| set.iter().nth(i)) {
         migrate::run_to(&mut main, set, Some(&before.version))
             .await
