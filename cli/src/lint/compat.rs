@@ -176,7 +176,7 @@ impl Pass<'_> {
         }
         let invoker = v.options.iter().any(|o| match o.node.as_ref() {
             Some(NodeEnum::DefElem(d)) if d.defname == "security_invoker" => {
-                d.arg.as_deref().is_none_or(|a| is_true(a))
+                d.arg.as_deref().is_none_or(is_true)
             }
             _ => false,
         });

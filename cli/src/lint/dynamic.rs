@@ -113,10 +113,9 @@ impl Pass<'_> {
             return self.line;
         };
         let rest = self.sql.get(at..).unwrap_or_default();
-        let open = if rest.starts_with('$') {
-            rest[1..].find('$').map_or(0, |p| p + 2)
-        } else {
-            1
+        let open = match rest.strip_prefix('$') {
+            Some(tag) => tag.find('$').map_or(0, |p| p + 2),
+            None => 1,
         };
         super::line_of(self.sql, at + open)
     }

@@ -206,13 +206,7 @@ pub fn lint_up(
     };
     let mut region_start = 0usize;
     for raw in stmts {
-        let start = raw.stmt_location.max(0) as usize;
-        let end = if raw.stmt_len > 0 {
-            start + raw.stmt_len as usize
-        } else {
-            sql.len()
-        }
-        .min(sql.len());
+        let (start, end) = span(raw, sql);
         // The statement's comments: those above it, and one trailing on the
         // line where it ends (`DROP TABLE t; -- db-lint: allow drop-table`).
         let line_end = sql[end..].find('\n').map_or(sql.len(), |p| end + p);
@@ -267,13 +261,7 @@ pub fn statements(sql: &str, pg_version: u32) -> Result<Vec<Statement>, String> 
         let Some(node) = raw.stmt.as_deref().and_then(|s| s.node.as_ref()) else {
             continue;
         };
-        let start = raw.stmt_location.max(0) as usize;
-        let end = if raw.stmt_len > 0 {
-            start + raw.stmt_len as usize
-        } else {
-            sql.len()
-        }
-        .min(sql.len());
+        let (start, end) = span(raw, sql);
         let control = match node {
             NodeEnum::TransactionStmt(t) => {
                 use pg_query::protobuf::TransactionStmtKind as K;
@@ -518,6 +506,18 @@ fn allowed_rules(text: &str) -> HashSet<String> {
         );
     }
     rules
+}
+
+/// Where a parsed statement is in `sql`: (start, end) byte offsets (the
+/// last statement's length is 0 when it runs to the end of the text).
+fn span(raw: &pg_query::protobuf::RawStmt, sql: &str) -> (usize, usize) {
+    let start = raw.stmt_location.max(0) as usize;
+    let end = if raw.stmt_len > 0 {
+        start + raw.stmt_len as usize
+    } else {
+        sql.len()
+    };
+    (start, end.min(sql.len()))
 }
 
 /// Skips whitespace and comments from `offset`: where the statement's code starts.

@@ -2,25 +2,12 @@
 //! tested in `tests.rs`): each case is a fixture the rule flags and a safe
 //! twin it does not.
 
+use super::tests::findings_after as lint_full;
 use super::*;
 
 const SETUP: &str = "CREATE TABLE users (id bigint PRIMARY KEY, name text, email text, age int, status text);\n\
      CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint, total numeric, note text);\n\
      CREATE INDEX orders_user_id_idx ON orders (user_id);\n";
-
-/// The findings of `sql` after `setup`: (line, rule, message).
-fn lint_full(setup: &str, sql: &str, in_tx: bool, pg: u32) -> Vec<Finding> {
-    let options = Options { pg_version: pg };
-    let mut schema = Schema::default();
-    let setup_findings = lint_up(setup, true, "setup.sql", &mut schema, &options);
-    assert!(
-        setup_findings
-            .iter()
-            .all(|f| f.severity() == Severity::Warning),
-        "{setup_findings:?}"
-    );
-    lint_up(sql, in_tx, "up.sql", &mut schema, &options)
-}
 
 /// (line, rule) of every finding but the lock-timeout warning.
 fn found(setup: &str, sql: &str, in_tx: bool) -> Vec<(usize, &'static str)> {
