@@ -16,6 +16,7 @@ pub mod project;
 pub mod scaffold;
 mod studio;
 mod support;
+pub mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -218,7 +219,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         .is_some_and(database::db::sqlite::is_sqlite_url);
     match &cli.command {
         Command::New { name } => return files::new_migration(&cli, name, on_sqlite),
-        Command::Lint(args) if !on_sqlite => return Ok(files::lint(&cli, args)),
+        // Lint reads files (PostgreSQL migrations) whatever DATABASE_URL names.
+        Command::Lint(args) => return Ok(files::lint(&cli, args).await),
         // The local cluster: no DATABASE_URL needed or used.
         Command::Up {
             print_url,

@@ -40,6 +40,14 @@ impl PooledConn {
     }
 }
 
+impl std::fmt::Debug for PooledConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConn")
+            .field("pooler_mode", &self.is_pooler_mode())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Deref for PooledConn {
     type Target = PgConn;
 

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod any;
+pub mod faults;
 pub mod tenancy;
 pub mod workflows;
 
@@ -159,7 +160,8 @@ async fn template() -> &'static str {
         .await
 }
 
-async fn database_exists(conn: &mut Conn, name: &str) -> bool {
+/// Whether database `name` exists on the server `conn` is connected to.
+pub async fn database_exists(conn: &mut Conn, name: &str) -> bool {
     use diesel::sql_types::{BigInt, Text};
     #[derive(diesel::QueryableByName)]
     struct Count {

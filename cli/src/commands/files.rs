@@ -1,5 +1,6 @@
 //! The commands that work on files alone: `db new` and `db lint` (no
-//! database, no `DATABASE_URL`).
+//! database, no `DATABASE_URL`; `db lint --trace` is the exception: it
+//! applies the migrations to a throwaway database on the server).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +26,16 @@ pub(crate) struct LintArgs {
     /// The allow-list file (default: lint-allow.toml beside the migrations folder).
     #[arg(long, value_name = "FILE")]
     allow_file: Option<PathBuf>,
+    /// Also apply migrations to a throwaway database on the server and report
+    /// the locks each statement really takes: `--trace` (those pending on
+    /// DATABASE_URL's database), `--trace=all`, `--trace=VERSION` (it and later).
+    #[arg(long, value_name = "WHICH", num_args = 0..=1, require_equals = true,
+          default_missing_value = "pending", value_parser = parse_trace)]
+    trace: Option<crate::trace::Which>,
+}
+
+fn parse_trace(s: &str) -> Result<crate::trace::Which, String> {
+    s.parse()
 }
 
 fn parse_lint_format(s: &str) -> Result<linter::output::Format, String> {
@@ -58,9 +69,10 @@ const EXIT_LINT_USAGE: u8 = 2;
 
 /// `db lint`: the project's migrations folder, which must exist and hold
 /// migrations (an empty lint is not a clean one). Exits 0 when clean (or
-/// warnings only), 1 on findings, 2 on a usage or configuration error.
-pub(crate) fn lint(cli: &Cli, args: &LintArgs) -> ExitCode {
-    match lint_report(cli, args) {
+/// warnings only), 1 on findings (or a traced statement that failed), 2 on
+/// a usage or configuration error.
+pub(crate) async fn lint(cli: &Cli, args: &LintArgs) -> ExitCode {
+    match lint_report(cli, args).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -71,7 +83,7 @@ pub(crate) fn lint(cli: &Cli, args: &LintArgs) -> ExitCode {
 }
 
 /// Prints the report; `Ok(clean)`, or `Err` for a usage or configuration error.
-fn lint_report(cli: &Cli, args: &LintArgs) -> Result<bool> {
+async fn lint_report(cli: &Cli, args: &LintArgs) -> Result<bool> {
     use linter::{Options, Severity, allow::AllowList, output};
     let dir = migrations_dir(cli)?;
     if !dir.is_dir() {
@@ -111,13 +123,73 @@ fn lint_report(cli: &Cli, args: &LintArgs) -> Result<bool> {
         );
     }
     let (allowed, findings): (Vec<_>, Vec<_>) = all.into_iter().partition(|f| allow.allows(f));
+    let trace = match &args.trace {
+        Some(which) => Some(trace(cli, &set, &label, which, args.pg_version).await?),
+        None => None,
+    };
     match args.format {
-        output::Format::Text => print!("{}", output::text(&findings, allowed.len())),
-        output::Format::Json => print!("{}", output::json(&findings, allowed.len())),
-        output::Format::Github => print!("{}", output::github(&findings)),
+        output::Format::Text => {
+            let report = output::text(&findings, allowed.len());
+            match &trace {
+                // The trace's lines go before the lint's summary, the last line.
+                Some(t) => {
+                    let (lines, summary) = report
+                        .trim_end()
+                        .rsplit_once('\n')
+                        .map_or(("", report.trim_end()), |(l, s)| (l, s));
+                    if !lines.is_empty() {
+                        println!("{lines}");
+                    }
+                    print!("{}", crate::trace::report::text(t));
+                    println!("{summary}");
+                }
+                None => print!("{report}"),
+            }
+        }
+        output::Format::Json => {
+            let mut doc: serde_json::Value =
+                serde_json::from_str(&output::json(&findings, allowed.len()))?;
+            if let Some(t) = &trace {
+                doc["trace"] = crate::trace::report::json(t);
+            }
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        output::Format::Github => {
+            print!("{}", output::github(&findings));
+            if let Some(t) = &trace {
+                print!("{}", crate::trace::report::github(t));
+            }
+        }
     }
     let deny_warnings = args.deny.is_some();
-    Ok(!findings
-        .iter()
-        .any(|f| f.severity() == Severity::Error || deny_warnings))
+    let trace_failed = trace.as_ref().is_some_and(crate::trace::Trace::failed);
+    Ok(!trace_failed
+        && !findings
+            .iter()
+            .any(|f| f.severity() == Severity::Error || deny_warnings))
+}
+
+/// `--trace`: the server is DATABASE_URL's (or the project's own cluster).
+async fn trace(
+    cli: &Cli,
+    set: &MigrationSet,
+    label: &str,
+    which: &crate::trace::Which,
+    pg_version: u32,
+) -> Result<crate::trace::Trace> {
+    let config = crate::support::load_config(cli)?;
+    if database::db::sqlite::is_sqlite_url(&config.database_url) {
+        bail!(
+            "--trace applies migrations to a PostgreSQL server; DATABASE_URL names a SQLite database"
+        );
+    }
+    let trace = crate::trace::run(&config, set, label, which).await?;
+    if trace.note.is_none() && trace.server_major != pg_version {
+        eprintln!(
+            "note: traced on PostgreSQL {} while --pg-version is {pg_version}: the locks shown are {}'s \
+             (the static findings follow --pg-version)",
+            trace.server_version, trace.server_major
+        );
+    }
+    Ok(trace)
 }

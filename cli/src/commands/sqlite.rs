@@ -160,7 +160,6 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff => postgres_only("diff"),
-        Command::Lint(_) => postgres_only("lint"),
         Command::Studio { port, write, open } => {
             if *write && let Some(code) = guard(config, "studio --write", false)? {
                 return Ok(code);
@@ -170,7 +169,7 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
         }
         Command::Push => postgres_only("push"),
         Command::Baseline { .. } => postgres_only("baseline"),
-        Command::New { .. } | Command::Up { .. } | Command::Down { .. } => {
+        Command::New { .. } | Command::Lint(_) | Command::Up { .. } | Command::Down { .. } => {
             unreachable!("handled before connecting")
         }
     }

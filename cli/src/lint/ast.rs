@@ -177,6 +177,16 @@ pub fn key_names(keys: &[Node]) -> Vec<String> {
     keys.iter().filter_map(sval).map(str::to_owned).collect()
 }
 
+/// A function's own name: the last part of `[schema.]name`, lowercase.
+pub fn function_name(names: &[Node]) -> String {
+    names
+        .iter()
+        .filter_map(sval)
+        .next_back()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
 /// Every function called anywhere in `node` (last part of the name, lowercase).
 pub fn function_calls(node: &Node) -> Vec<String> {
     let mut out = Vec::new();
@@ -243,6 +253,23 @@ pub fn is_not_null_test(expr: &Node) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// Every table (or view) a statement or query names in a FROM, JOIN or
+/// subquery: each `RangeVar` anywhere in `node`.
+pub fn range_vars(node: &Node) -> Vec<QName> {
+    let mut out = Vec::new();
+    if let Ok(value) = serde_json::to_value(node) {
+        walk(&value, &mut |key, v| {
+            if key == "RangeVar"
+                && let Some(name) = v.get("relname").and_then(|n| n.as_str())
+            {
+                let schema = v.get("schemaname").and_then(|n| n.as_str()).unwrap_or("");
+                out.push(QName::new(schema, name));
+            }
+        });
+    }
+    out
 }
 
 /// The columns an expression refers to (for naming an unnamed check like PostgreSQL does).

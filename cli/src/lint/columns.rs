@@ -5,59 +5,19 @@
 use pg_query::protobuf::{AlterTableCmd, ColumnDef, ConstrType};
 
 use super::ast::{self, ColType, QName};
+use super::volatility::Volatility;
 use super::{Pass, Rule};
 
-/// Functions that are not volatile: a default calling only these (or none)
-/// is stored once in the catalog (PostgreSQL 11+), not written to every row.
-const NON_VOLATILE: &[&str] = &[
-    "now",
-    "transaction_timestamp",
-    "statement_timestamp",
-    "current_setting",
-    "lower",
-    "upper",
-    "coalesce",
-    "concat",
-    "length",
-    "char_length",
-    "to_jsonb",
-    "to_json",
-    "jsonb_build_object",
-    "jsonb_build_array",
-    "json_build_object",
-    "json_build_array",
-    "make_interval",
-    "make_date",
-    "to_timestamp",
-    "array_fill",
-    "nullif",
-    "greatest",
-    "least",
-    "md5",
-    "btrim",
-    "trim",
-    "to_char",
-    "date_trunc",
-    "date_part",
-    "extract",
-    "replace",
-    "substring",
-    "substr",
-    "left",
-    "right",
-    "abs",
-    "round",
-    "floor",
-    "ceil",
-    "array_to_string",
-    "string_to_array",
-    "jsonb_object",
-    "json_object",
-    "make_timestamptz",
-    "make_timestamp",
-];
-
 impl Pass<'_> {
+    /// The volatility of function `name`: the migrations' own definition,
+    /// else the built-in one, else volatile (an extension's, or unknown).
+    fn volatility(&self, name: &str) -> Volatility {
+        self.schema
+            .function_volatility(name)
+            .or_else(|| Volatility::builtin(name))
+            .unwrap_or(Volatility::Volatile)
+    }
+
     pub(super) fn check_add_column(&mut self, table: &QName, col: &ColumnDef) {
         let constraints = ast::column_constraints(col);
         let has = |t: ConstrType| constraints.iter().any(|c| ast::is(c, t));
@@ -75,12 +35,13 @@ impl Pass<'_> {
             .iter()
             .find(|c| ast::is(c, ConstrType::ConstrGenerated));
         let not_null = col.is_not_null || has(ConstrType::ConstrNotnull);
+        let existing = self.existing(table);
 
         if serial || identity {
             self.report(
                 Rule::SerialColumn,
                 format!(
-                    "ADD COLUMN {column} {} to existing table {table} fills every row",
+                    "ADD COLUMN {column} {} to {existing} fills every row",
                     if serial {
                         "of a serial type"
                     } else {
@@ -94,13 +55,13 @@ impl Pass<'_> {
             if stored {
                 self.report(
                     Rule::StoredGeneratedColumn,
-                    format!("ADD COLUMN {column} GENERATED ... STORED to existing table {table}"),
+                    format!("ADD COLUMN {column} GENERATED ... STORED to {existing}"),
                 );
             }
         } else if not_null && default.is_none_or(ast::is_null_const) {
             self.report(
                 Rule::AddColumnNotNullWithoutDefault,
-                format!("ADD COLUMN {column} NOT NULL without DEFAULT to existing table {table}"),
+                format!("ADD COLUMN {column} NOT NULL without DEFAULT to {existing}"),
             );
         }
         if let Some(default) = default.filter(|d| !ast::is_null_const(d))
@@ -118,13 +79,18 @@ impl Pass<'_> {
                 );
             } else if let Some(f) = ast::function_calls(default)
                 .into_iter()
-                .find(|f| !NON_VOLATILE.contains(&f.as_str()))
+                .find(|f| self.volatility(f) == Volatility::Volatile)
             {
+                let known = if Volatility::builtin(&f).is_some()
+                    || self.schema.function_volatility(&f).is_some()
+                {
+                    ""
+                } else {
+                    " (a function neither built in nor created by the migrations counts as volatile)"
+                };
                 self.report(
                     Rule::VolatileDefault,
-                    format!(
-                        "ADD COLUMN {column} to existing table {table} with volatile default {f}()"
-                    ),
+                    format!("ADD COLUMN {column} to {existing} with volatile default {f}(){known}"),
                 );
             }
         }
@@ -132,17 +98,19 @@ impl Pass<'_> {
             if ast::is(c, ConstrType::ConstrCheck) {
                 self.report(
                     Rule::CheckOnAddColumn,
-                    format!("ADD COLUMN {column} with an inline CHECK on existing table {table}"),
+                    format!("ADD COLUMN {column} with an inline CHECK on {existing}"),
                 );
             } else if ast::is(c, ConstrType::ConstrUnique) {
                 self.report(
                     Rule::AddUniqueConstraint,
-                    format!("ADD COLUMN {column} UNIQUE on existing table {table} builds its index under lock"),
+                    format!("ADD COLUMN {column} UNIQUE on {existing} builds its index under lock"),
                 );
             } else if ast::is(c, ConstrType::ConstrPrimary) {
                 self.report(
                     Rule::AddPrimaryKey,
-                    format!("ADD COLUMN {column} PRIMARY KEY on existing table {table} builds its index under lock"),
+                    format!(
+                        "ADD COLUMN {column} PRIMARY KEY on {existing} builds its index under lock"
+                    ),
                 );
             } else if ast::is(c, ConstrType::ConstrForeign)
                 && default.is_some_and(|d| !ast::is_null_const(d))
@@ -153,7 +121,7 @@ impl Pass<'_> {
                 self.report_with(
                     Rule::ConstraintWithoutNotValid,
                     format!(
-                        "ADD COLUMN {column} with a DEFAULT and REFERENCES {} on existing table {table}: the foreign key is validated against every row",
+                        "ADD COLUMN {column} with a DEFAULT and REFERENCES {} on {existing}: the foreign key is validated against every row",
                         target.map(|t| t.to_string()).unwrap_or_default()
                     ),
                     "With a default, an inline REFERENCES checks every row while both tables are locked against writes. Add the column, then ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID, and VALIDATE CONSTRAINT in a later migration.".into(),

@@ -28,6 +28,7 @@ impl Pass<'_> {
             return;
         }
         let not_null_of = c.raw_expr.as_deref().and_then(ast::is_not_null_test);
+        let existing = self.existing(table);
         let advice = match not_null_of {
             // The first step of the SET NOT NULL recipe, done without its point.
             Some(col) => format!(
@@ -38,7 +39,7 @@ impl Pass<'_> {
         };
         self.report_with(
             Rule::ConstraintWithoutNotValid,
-            format!("{kind} {name} added to existing table {table} without NOT VALID"),
+            format!("{kind} {name} added to {existing} without NOT VALID"),
             advice,
         );
     }

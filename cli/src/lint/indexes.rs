@@ -13,6 +13,9 @@ impl Pass<'_> {
             return;
         };
         let table = QName::of_range(rel);
+        if self.check_partitioned_index(&table, idx) {
+            return;
+        }
         let name = if idx.idxname.is_empty() {
             "(unnamed)".to_owned()
         } else {
@@ -25,9 +28,10 @@ impl Pass<'_> {
             );
         }
         if !idx.concurrent && self.exists(&table) {
+            let existing = self.existing(&table);
             self.report(
                 Rule::IndexNotConcurrent,
-                format!("CREATE INDEX {name} on existing table {table} without CONCURRENTLY"),
+                format!("CREATE INDEX {name} on {existing} without CONCURRENTLY"),
             );
         }
     }
@@ -139,9 +143,10 @@ impl Pass<'_> {
                 );
             }
         } else if ast::is(c, ConstrType::ConstrExclusion) {
+            let existing = self.existing(table);
             self.report(
                 Rule::AddExclusionConstraint,
-                format!("ADD CONSTRAINT{name} EXCLUDE on existing table {table}"),
+                format!("ADD CONSTRAINT{name} EXCLUDE on {existing}"),
             );
         }
     }

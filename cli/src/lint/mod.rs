@@ -16,22 +16,29 @@
 //! checksum would change).
 //!
 //! The rules live in one file per hazard family: `indexes`, `columns`,
-//! `constraints`, `tables`, `enums`, `transactions`, `style`.
+//! `constraints`, `tables`, `partitions`, `compat`, `enums`, `transactions`,
+//! `style`, `dynamic` (DO blocks), `bulk` (UPDATE/DELETE batches).
 
 pub mod allow;
 mod ast;
+mod bulk;
 mod columns;
+mod compat;
 mod constraints;
+mod dynamic;
 mod enums;
 mod indexes;
 pub mod output;
+mod partitions;
 mod rules;
 mod schema;
 mod style;
+mod syntax;
 mod tables;
 mod transactions;
+mod volatility;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use pg_query::NodeEnum;
@@ -136,17 +143,39 @@ pub fn lint_up(
     schema: &mut Schema,
     options: &Options,
 ) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    // PostgreSQL reads a byte order mark as part of the first word; name it,
+    // then lint the rest as if it were not there (lines do not move).
+    let sql = match sql.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            findings.push(Finding {
+                file: file.into(),
+                line: 1,
+                rule: Rule::Syntax,
+                message: "the file begins with a UTF-8 byte order mark (BOM, U+FEFF): PostgreSQL \
+                          takes it for part of the first word and rejects the statement"
+                    .into(),
+                advice: "Save the file as UTF-8 without a BOM (most editors call it \"UTF-8\", \
+                         not \"UTF-8 with BOM\")."
+                    .into(),
+                version: String::new(),
+            });
+            rest
+        }
+        None => sql,
+    };
     let parsed = match pg_query::parse(sql, 0) {
         Ok(p) => p,
         Err(e) => {
-            return vec![Finding {
+            findings.push(Finding {
                 file: file.into(),
-                line: 1,
+                line: line_of(sql, syntax::error_offset(sql)),
                 rule: Rule::Syntax,
                 message: e.to_string(),
                 advice: Rule::Syntax.advice().into(),
                 version: String::new(),
-            }];
+            });
+            return findings;
         }
     };
     let stmts = &parsed.protobuf.stmts;
@@ -161,24 +190,23 @@ pub fn lint_up(
         locked_tables: HashSet::new(),
         added_not_valid: HashSet::new(),
         added_enum_values: Vec::new(),
+        added_columns: HashMap::new(),
+        pending_renames: Vec::new(),
+        created_schemas: HashSet::new(),
         lock_timeout_set: false,
         utc_session: false,
         lock_timeout_reported: false,
         diesel_batch_reported: false,
         file,
+        sql,
         line: 0,
         allowed: HashSet::new(),
-        findings: Vec::new(),
+        if_exists: false,
+        findings,
     };
     let mut region_start = 0usize;
     for raw in stmts {
-        let start = raw.stmt_location.max(0) as usize;
-        let end = if raw.stmt_len > 0 {
-            start + raw.stmt_len as usize
-        } else {
-            sql.len()
-        }
-        .min(sql.len());
+        let (start, end) = span(raw, sql);
         // The statement's comments: those above it, and one trailing on the
         // line where it ends (`DROP TABLE t; -- db-lint: allow drop-table`).
         let line_end = sql[end..].find('\n').map_or(sql.len(), |p| end + p);
@@ -195,7 +223,65 @@ pub fn lint_up(
         pass.check(stmt, node);
         pass.after(node);
     }
+    pass.withdraw_covered_renames();
     pass.findings
+}
+
+/// One statement of a migration file, as `db lint --trace` runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Its first line of code in the file.
+    pub line: usize,
+    /// Its text, without the `;`.
+    pub sql: String,
+    /// PostgreSQL refuses it inside a transaction block (`CONCURRENTLY`, `VACUUM`, ...).
+    pub refuses_transaction: bool,
+    /// `BEGIN`, `COMMIT` or `ROLLBACK` (and their spellings): it changes
+    /// whether the statements after it run in a transaction.
+    pub control: Option<TransactionControl>,
+}
+
+/// What a transaction-control statement does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionControl {
+    /// `BEGIN` / `START TRANSACTION`.
+    Begin,
+    /// `COMMIT`, `ROLLBACK` (and `END`, `ABORT`): ends the transaction.
+    End,
+}
+
+/// The statements of `sql` (an `up.sql`), or the parser's message, for
+/// `--pg-version` `pg_version` (what refuses a transaction depends on it).
+pub fn statements(sql: &str, pg_version: u32) -> Result<Vec<Statement>, String> {
+    let sql = sql.strip_prefix('\u{feff}').unwrap_or(sql);
+    let parsed = pg_query::parse(sql, 0)
+        .map_err(|e| format!("line {}: {e}", line_of(sql, syntax::error_offset(sql))))?;
+    let mut out = Vec::new();
+    for raw in &parsed.protobuf.stmts {
+        let Some(node) = raw.stmt.as_deref().and_then(|s| s.node.as_ref()) else {
+            continue;
+        };
+        let (start, end) = span(raw, sql);
+        let control = match node {
+            NodeEnum::TransactionStmt(t) => {
+                use pg_query::protobuf::TransactionStmtKind as K;
+                match K::try_from(t.kind) {
+                    Ok(K::TransStmtBegin | K::TransStmtStart) => Some(TransactionControl::Begin),
+                    Ok(K::TransStmtCommit | K::TransStmtRollback) => Some(TransactionControl::End),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        out.push(Statement {
+            line: line_of(sql, first_code_offset(sql, start)),
+            sql: sql[start..end].trim().to_owned(),
+            refuses_transaction: transactions::cannot_run_in_transaction(node, pg_version)
+                .is_some(),
+            control,
+        });
+    }
+    Ok(out)
 }
 
 /// The state of one migration's pass: the schema before the statement at
@@ -208,7 +294,8 @@ pub(crate) struct Pass<'a> {
     statement_count: usize,
     /// The schema before the current statement.
     schema: &'a mut Schema,
-    /// Tables created by this migration (before the current statement).
+    /// Relations created by this migration (before the current statement):
+    /// tables, partitions, views, materialized views, under their current name.
     created_tables: HashSet<QName>,
     /// Types created by this migration.
     created_types: HashSet<QName>,
@@ -220,6 +307,12 @@ pub(crate) struct Pass<'a> {
     added_not_valid: HashSet<(QName, String)>,
     /// Enum labels added in this transaction.
     added_enum_values: Vec<String>,
+    /// Columns this migration added to existing tables, by (table, column).
+    added_columns: HashMap<(QName, String), compat::AddedColumn>,
+    /// Rename findings a compatibility view may still withdraw.
+    pending_renames: Vec<compat::PendingRename>,
+    /// Schemas created by this migration.
+    created_schemas: HashSet<String>,
     /// A `SET lock_timeout` ran before the current statement.
     lock_timeout_set: bool,
     /// A `SET TimeZone = 'UTC'` ran before the current statement (timestamp
@@ -228,10 +321,14 @@ pub(crate) struct Pass<'a> {
     lock_timeout_reported: bool,
     diesel_batch_reported: bool,
     file: &'a str,
+    /// The text of the file (without a BOM).
+    sql: &'a str,
     /// The current statement's first line.
     line: usize,
     /// Rules the current statement's comments allow.
     allowed: HashSet<String>,
+    /// The current statement is `ALTER TABLE IF EXISTS`.
+    if_exists: bool,
     findings: Vec<Finding>,
 }
 
@@ -260,7 +357,21 @@ impl Pass<'_> {
         !self.created_tables.contains(table)
     }
 
+    /// `existing table "t"` for messages, when the migrations created `t`;
+    /// otherwise the message says that nothing created it (it may exist
+    /// outside the migrations, or not at all under `IF EXISTS`).
+    fn existing(&self, table: &QName) -> String {
+        if self.schema.tables.contains_key(table) {
+            format!("existing table {table}")
+        } else if self.if_exists {
+            format!("table {table}, if it exists (no earlier migration creates it)")
+        } else {
+            format!("table {table} (no earlier migration creates it)")
+        }
+    }
+
     fn check(&mut self, stmt: &pg_query::protobuf::Node, node: &NodeEnum) {
+        self.if_exists = matches!(node, NodeEnum::AlterTableStmt(a) if a.missing_ok);
         self.check_transaction(node);
         self.check_enum_use(stmt);
         match node {
@@ -271,6 +382,8 @@ impl Pass<'_> {
             }
             NodeEnum::ReindexStmt(r) => self.check_reindex(r),
             NodeEnum::RenameStmt(r) => self.check_rename(r),
+            NodeEnum::ViewStmt(v) => self.check_view(v),
+            NodeEnum::DoStmt(d) => self.check_do(d),
             NodeEnum::AlterTableStmt(alter) => self.check_alter_table(alter),
             NodeEnum::CreateStmt(create) => self.check_create_table(create),
             NodeEnum::TruncateStmt(t) => self.check_truncate(t),
@@ -279,10 +392,10 @@ impl Pass<'_> {
             NodeEnum::LockStmt(l) => self.check_lock(l),
             NodeEnum::RefreshMatViewStmt(r) => self.check_refresh(r),
             NodeEnum::UpdateStmt(u) => {
-                self.check_backfill(u.relation.as_ref(), "UPDATE", u.where_clause.is_some())
+                self.check_backfill(u.relation.as_ref(), "UPDATE", u.where_clause.as_deref())
             }
             NodeEnum::DeleteStmt(d) => {
-                self.check_backfill(d.relation.as_ref(), "DELETE", d.where_clause.is_some())
+                self.check_backfill(d.relation.as_ref(), "DELETE", d.where_clause.as_deref())
             }
             NodeEnum::AlterDomainStmt(d) => self.check_alter_domain(d),
             NodeEnum::AlterEnumStmt(e) => self.check_alter_enum(e),
@@ -292,10 +405,15 @@ impl Pass<'_> {
 
     /// Records what the statement built, for the statements after it.
     fn after(&mut self, node: &NodeEnum) {
+        if let Some(created) = created_relation(node, self.schema) {
+            self.created_tables.insert(created);
+        }
         match node {
-            NodeEnum::CreateStmt(c) => {
-                if let Some(r) = c.relation.as_ref() {
-                    self.created_tables.insert(QName::of_range(r));
+            NodeEnum::RenameStmt(r) if schema::is_relation_rename(r) => {
+                if let Some(old) = r.relation.as_ref().map(QName::of_range)
+                    && self.created_tables.contains(&old)
+                {
+                    self.created_tables.insert(old.sibling(&r.newname));
                 }
             }
             NodeEnum::IndexStmt(i) => {
@@ -306,6 +424,9 @@ impl Pass<'_> {
             }
             NodeEnum::CreateEnumStmt(e) => {
                 self.created_types.insert(QName::of_list(&e.type_name));
+            }
+            NodeEnum::CreateSchemaStmt(s) => {
+                self.created_schemas.insert(s.schemaname.clone());
             }
             NodeEnum::CreateDomainStmt(d) => {
                 self.created_types.insert(QName::of_list(&d.domainname));
@@ -344,6 +465,26 @@ impl Pass<'_> {
     }
 }
 
+/// The relation `node` creates (a table, partition, view, materialized
+/// view, `CREATE TABLE AS`, `SELECT INTO`), judged before `schema` has
+/// replayed it: `IF NOT EXISTS` on a relation that exists creates nothing.
+fn created_relation(node: &NodeEnum, schema: &Schema) -> Option<QName> {
+    let (rel, if_not_exists) = match node {
+        NodeEnum::CreateStmt(c) => (c.relation.as_ref()?, c.if_not_exists),
+        NodeEnum::CreateTableAsStmt(c) => (c.into.as_ref()?.rel.as_ref()?, c.if_not_exists),
+        NodeEnum::SelectStmt(s) => (s.into_clause.as_ref()?.rel.as_ref()?, false),
+        // OR REPLACE of a view that exists creates nothing either.
+        NodeEnum::ViewStmt(v) => (v.view.as_ref()?, v.replace),
+        NodeEnum::CreateForeignTableStmt(f) => {
+            let base = f.base_stmt.as_ref()?;
+            (base.relation.as_ref()?, base.if_not_exists)
+        }
+        _ => return None,
+    };
+    let name = QName::of_range(rel);
+    (!(if_not_exists && schema.tables.contains_key(&name))).then_some(name)
+}
+
 /// The rules named by `db-lint: allow` comments in `text`.
 fn allowed_rules(text: &str) -> HashSet<String> {
     let mut rules = HashSet::new();
@@ -365,6 +506,18 @@ fn allowed_rules(text: &str) -> HashSet<String> {
         );
     }
     rules
+}
+
+/// Where a parsed statement is in `sql`: (start, end) byte offsets (the
+/// last statement's length is 0 when it runs to the end of the text).
+fn span(raw: &pg_query::protobuf::RawStmt, sql: &str) -> (usize, usize) {
+    let start = raw.stmt_location.max(0) as usize;
+    let end = if raw.stmt_len > 0 {
+        start + raw.stmt_len as usize
+    } else {
+        sql.len()
+    };
+    (start, end.min(sql.len()))
 }
 
 /// Skips whitespace and comments from `offset`: where the statement's code starts.
@@ -398,3 +551,6 @@ fn line_of(sql: &str, offset: usize) -> usize {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_families;

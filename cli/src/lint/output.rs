@@ -113,12 +113,14 @@ pub fn counts(findings: &[Finding]) -> (usize, usize) {
     (errors, findings.len() - errors)
 }
 
-fn escape_data(s: &str) -> String {
+/// A GitHub workflow command's message, escaped.
+pub(crate) fn escape_data(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-fn escape_property(s: &str) -> String {
+/// A GitHub workflow command's property (`file=`, `title=`), escaped.
+pub(crate) fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }

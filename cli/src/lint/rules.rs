@@ -76,6 +76,16 @@ rules! {
     /// `EXCLUDE` constraint added to an existing table.
     AddExclusionConstraint = "add-exclusion-constraint", Error,
         "An EXCLUDE constraint builds its index and checks every row under an ACCESS EXCLUSIVE lock, and cannot be built concurrently. Add it to a new (or empty) table, or enforce the rule in a trigger and backfill-check in batches.";
+    /// `CREATE INDEX CONCURRENTLY` on a partitioned table: an error.
+    IndexConcurrentlyOnPartitioned = "index-concurrently-on-partitioned", Error,
+        "CREATE INDEX CONCURRENTLY fails on a partitioned table (\"cannot create index on partitioned table concurrently\"). Create the index ON ONLY the partitioned table (catalog only; it starts invalid), build each partition's index with CREATE INDEX CONCURRENTLY (run_in_transaction = false), then ALTER INDEX parent_index ATTACH PARTITION partition_index for each: the parent's index becomes valid once every partition has one.";
+    // --- partitions ---
+    /// `DETACH PARTITION` without `CONCURRENTLY` (or a `CONCURRENTLY` the target refuses).
+    DetachPartition = "detach-partition", Error,
+        "DETACH PARTITION takes an ACCESS EXCLUSIVE lock on the partitioned table: every query on any partition waits, and the lock queues behind running ones. On PostgreSQL 14+ use DETACH PARTITION ... CONCURRENTLY (SHARE UPDATE EXCLUSIVE on the partitioned table) alone in a migration with run_in_transaction = false; it is refused while the table has a DEFAULT partition.";
+    /// `ATTACH PARTITION` (or `CREATE TABLE ... PARTITION OF`) that scans a table under lock.
+    AttachPartitionScan = "attach-partition-scan", Error,
+        "ATTACH PARTITION scans the table being attached under an ACCESS EXCLUSIVE lock to prove every row fits the bound, unless a validated CHECK constraint implies it; and when the partitioned table has a DEFAULT partition, that one is scanned too (under ACCESS EXCLUSIVE) for rows that belong to the new partition. Add a CHECK matching the bound NOT VALID and VALIDATE it (SHARE UPDATE EXCLUSIVE: writes continue) in an earlier migration, then ATTACH (no scan) and drop the check; keep the DEFAULT partition empty or do without one.";
     // --- columns ---
     /// `ADD COLUMN ... NOT NULL` without a `DEFAULT`.
     AddColumnNotNullWithoutDefault = "add-column-not-null", Error,
@@ -111,6 +121,9 @@ rules! {
     /// `VALIDATE CONSTRAINT` in the transaction that added it `NOT VALID` (or that locked the table).
     ValidateInSameTransaction = "validate-in-same-transaction", Error,
         "VALIDATE CONSTRAINT runs in the transaction that already holds the ACCESS EXCLUSIVE lock of the ALTER TABLE before it: the point of NOT VALID is lost. Validate in a later migration (or make this one run_in_transaction = false).";
+    /// `DROP DEFAULT` (or `SET NOT NULL` without one) on a NOT NULL column this migration added.
+    BreaksOldInserts = "breaks-old-inserts", Error,
+        "The code still deployed does not know the new column, so its INSERTs omit it: with NOT NULL and no default they fail at once. Keep the DEFAULT until every running release writes the column, and drop it in a later migration.";
     // --- tables ---
     /// `DROP TABLE`.
     DropTable = "drop-table", Error,
@@ -118,6 +131,12 @@ rules! {
     /// `RENAME TO` of a table.
     RenameTable = "rename-table", Error,
         "Running code uses the old name and fails at once. Create the new table (or a view with the old name), migrate callers, then drop the old name. (The same holds for views and schemas.)";
+    /// `ALTER SCHEMA ... RENAME TO`.
+    RenameSchema = "rename-schema", Error,
+        "Every object in the schema changes its qualified name at once: running code that names the schema, and roles or functions whose search_path lists it, fail. Create the new schema, move objects with ALTER ... SET SCHEMA (a view with the old name in the old schema keeps a table reachable), switch code and search_path, then drop the old schema.";
+    /// A view over a table with row-level security, without `security_invoker`.
+    ViewBypassesRls = "view-bypasses-rls", Error,
+        "A view reads its tables with its owner's rights, and the owner (the migration role) bypasses row-level security: every caller of the view sees every row. Create it WITH (security_invoker = true) (PostgreSQL 15+), so that the policies apply to the caller.";
     /// `TRUNCATE` of an existing table.
     TruncateTable = "truncate-table", Error,
         "TRUNCATE deletes every row under an ACCESS EXCLUSIVE lock (CASCADE empties referencing tables too). Delete in batches, or drop the table in a later migration once unused.";
@@ -163,12 +182,15 @@ rules! {
     /// A multi-statement non-transactional migration that `diesel migration run` cannot run.
     DieselCliBatch = "diesel-cli-batch", Warning,
         "`diesel migration run` sends a run_in_transaction = false migration as one batch, which PostgreSQL runs as one implicit transaction: this statement fails there (it works under `db migrate`, which runs it statement by statement). Put it alone in its own migration.";
+    /// SQL built at run time (`EXECUTE format(...)`), or a `DO` block in a language lint cannot read.
+    DynamicSql = "dynamic-sql", Warning,
+        "This statement is built when the migration runs, so lint cannot check it. Spell it out (one statement per object) so that it can be checked, or review it by hand: `db lint --trace` shows the locks it really takes.";
     /// An `integer`/`smallint`/`serial` primary key.
     IntPrimaryKey = "int-primary-key", Warning,
         "A 32-bit key runs out at 2.1 billion rows, and widening it later rewrites the table. Prefer bigint GENERATED ALWAYS AS IDENTITY (or uuid, as this project does).";
-    /// `UPDATE`/`DELETE` of a whole existing table in one statement.
+    /// `UPDATE`/`DELETE` of an existing table that is not a batch (no WHERE, or one that bounds no indexed key on both sides).
     UnbatchedBackfill = "unbatched-backfill", Warning,
-        "An UPDATE or DELETE without WHERE locks every row of the table until the migration commits: every concurrent write to it waits (and the table bloats). Backfill in batches (WHERE id BETWEEN ...), in a migration with run_in_transaction = false or outside migrations.";
+        "Every row the statement changes stays locked until its transaction commits (concurrent writers of those rows wait), and all are written at once (WAL, bloat, replica lag). Lint has no row counts: it flags the shape. Work in batches, each bounding an indexed key on both sides (WHERE id >= $1 AND id < $1 + 1000) or taking its rows from a sub-select with a LIMIT (WHERE id IN (SELECT id FROM t WHERE ... ORDER BY id LIMIT 1000)), repeated until no row changes, in a run_in_transaction = false migration or outside migrations.";
     /// `timestamp` without time zone.
     TimestampWithoutTimeZone = "timestamp-without-time-zone", Warning,
         "timestamp without time zone stores a wall-clock reading with no zone: instants shift with the session's TimeZone. Use timestamptz.";

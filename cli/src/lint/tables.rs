@@ -6,7 +6,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
     AlterTableStmt, AlterTableType, ClusterStmt, ConstrType, CreateStmt, DropStmt, LockStmt,
-    ObjectType, RangeVar, RefreshMatViewStmt, RenameStmt, TruncateStmt, VacuumStmt,
+    ObjectType, RangeVar, RefreshMatViewStmt, TruncateStmt, VacuumStmt,
 };
 
 use super::ast::{self, QName};
@@ -58,9 +58,17 @@ impl Pass<'_> {
                 pk_name = None;
             }
             self.check_second_primary_key(&table, pk_name.is_some(), subtype.ok(), def);
+            // ALTER INDEX ... ATTACH PARTITION attaches an index: catalog only.
+            if let (Ok(AlterTableType::AtAttachPartition), Some(NodeEnum::PartitionCmd(p))) =
+                (subtype, def)
+                && alter.objtype != ObjectType::ObjectIndex as i32
+            {
+                self.check_attach(&table, p);
+            }
             if !existing {
                 continue;
             }
+            self.check_compat(&table, cmd);
             match (subtype, def) {
                 (Ok(AlterTableType::AtAddColumn), Some(NodeEnum::ColumnDef(col))) => {
                     self.check_add_column(&table, col);
@@ -74,6 +82,9 @@ impl Pass<'_> {
                 }
                 (Ok(AlterTableType::AtAlterColumnType), Some(NodeEnum::ColumnDef(col))) => {
                     self.check_column_type(&table, cmd, col);
+                }
+                (Ok(AlterTableType::AtDetachPartition), Some(NodeEnum::PartitionCmd(p))) => {
+                    self.check_detach(&table, p);
                 }
                 (Ok(AlterTableType::AtDropColumn), _) => self.report(
                     Rule::DropColumn,
@@ -106,6 +117,7 @@ impl Pass<'_> {
             return;
         };
         let table = QName::of_range(rel);
+        self.check_create_partition(create);
         let pk_keys: Vec<String> = create
             .table_elts
             .iter()
@@ -135,47 +147,6 @@ impl Pass<'_> {
             if self.exists(&name) {
                 self.report(Rule::DropTable, format!("DROP TABLE {name}"));
             }
-        }
-    }
-
-    pub(super) fn check_rename(&mut self, rename: &RenameStmt) {
-        if rename.rename_type == ObjectType::ObjectSchema as i32 {
-            self.report(
-                Rule::RenameTable,
-                format!(
-                    "RENAME SCHEMA \"{}\" to \"{}\"",
-                    rename.subname, rename.newname
-                ),
-            );
-            return;
-        }
-        let Some(rel) = rename.relation.as_ref() else {
-            return;
-        };
-        let table = QName::of_range(rel);
-        if !self.exists(&table) {
-            return;
-        }
-        let kind = rename.rename_type;
-        if kind == ObjectType::ObjectColumn as i32 {
-            self.report(
-                Rule::RenameColumn,
-                format!(
-                    "RENAME COLUMN \"{}\" of {table} to \"{}\"",
-                    rename.subname, rename.newname
-                ),
-            );
-        } else if kind == ObjectType::ObjectTable as i32 {
-            self.report(
-                Rule::RenameTable,
-                format!("RENAME TABLE {table} to \"{}\"", rename.newname),
-            );
-        } else if kind == ObjectType::ObjectView as i32 || kind == ObjectType::ObjectMatview as i32
-        {
-            self.report(
-                Rule::RenameTable,
-                format!("RENAME VIEW {table} to \"{}\"", rename.newname),
-            );
         }
     }
 
@@ -241,35 +212,13 @@ impl Pass<'_> {
     }
 
     pub(super) fn check_refresh(&mut self, r: &RefreshMatViewStmt) {
-        let view = r
-            .relation
-            .as_ref()
-            .map(QName::of_range)
-            .map(|v| v.to_string())
-            .unwrap_or_default();
-        if !r.concurrent {
+        let Some(view) = r.relation.as_ref().map(QName::of_range) else {
+            return;
+        };
+        if !r.concurrent && self.exists(&view) {
             self.report(
                 Rule::RefreshNotConcurrent,
                 format!("REFRESH MATERIALIZED VIEW {view} without CONCURRENTLY"),
-            );
-        }
-    }
-
-    pub(super) fn check_backfill(&mut self, rel: Option<&RangeVar>, verb: &str, has_where: bool) {
-        let Some(table) = rel.map(QName::of_range) else {
-            return;
-        };
-        if self.in_transaction && self.locked_tables.contains(&table) {
-            self.report(
-                Rule::BackfillUnderLock,
-                format!(
-                    "{verb} of {table} in the transaction that holds its ACCESS EXCLUSIVE lock"
-                ),
-            );
-        } else if !has_where && self.exists(&table) {
-            self.report(
-                Rule::UnbatchedBackfill,
-                format!("{verb} of every row of {table} in one statement"),
             );
         }
     }

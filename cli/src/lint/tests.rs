@@ -8,8 +8,9 @@ const SETUP: &str = "CREATE TABLE users (id bigint PRIMARY KEY, name varchar(50)
      CREATE TYPE mood AS ENUM ('sad', 'ok');\n\
      CREATE DOMAIN email AS text;\n";
 
-/// Lints `sql` after `setup` built the schema; (line, rule) of each finding.
-fn lint_after(setup: &str, sql: &str, in_tx: bool, pg: u32) -> Vec<(usize, &'static str)> {
+/// The findings of `sql` (in a transaction or not, on PostgreSQL `pg`)
+/// after `setup` built the schema (with warnings at most).
+pub(super) fn findings_after(setup: &str, sql: &str, in_tx: bool, pg: u32) -> Vec<Finding> {
     let options = Options { pg_version: pg };
     let mut schema = Schema::default();
     let setup_findings = lint_up(setup, true, "setup.sql", &mut schema, &options);
@@ -20,6 +21,11 @@ fn lint_after(setup: &str, sql: &str, in_tx: bool, pg: u32) -> Vec<(usize, &'sta
         "{setup_findings:?}"
     );
     lint_up(sql, in_tx, "up.sql", &mut schema, &options)
+}
+
+/// Lints `sql` after `setup` built the schema; (line, rule) of each finding.
+fn lint_after(setup: &str, sql: &str, in_tx: bool, pg: u32) -> Vec<(usize, &'static str)> {
+    findings_after(setup, sql, in_tx, pg)
         .iter()
         .map(|f| (f.line, f.rule.name()))
         .collect()

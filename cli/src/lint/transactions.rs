@@ -89,7 +89,7 @@ impl Pass<'_> {
 }
 
 /// What in `node` PostgreSQL refuses inside a transaction block, if anything.
-fn cannot_run_in_transaction(node: &NodeEnum, pg_version: u32) -> Option<&'static str> {
+pub(super) fn cannot_run_in_transaction(node: &NodeEnum, pg_version: u32) -> Option<&'static str> {
     match node {
         NodeEnum::IndexStmt(i) if i.concurrent => Some("CREATE INDEX CONCURRENTLY"),
         NodeEnum::DropStmt(d) if d.concurrent => Some("DROP INDEX CONCURRENTLY"),
