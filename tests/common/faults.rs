@@ -66,11 +66,13 @@ impl FaultProxy {
         Self::start(url.host_str().unwrap(), url.port().unwrap_or(5432)).await
     }
 
-    /// `url` with its host and port replaced by the proxy's.
+    /// `url` with its host and port replaced by the proxy's, without TLS
+    /// (the proxy reads the messages it cuts after).
     pub fn url_through(&self, url: &str) -> String {
         let mut url = url::Url::parse(url).unwrap();
         url.set_host(Some("127.0.0.1")).unwrap();
         url.set_port(Some(self.port)).unwrap();
+        url.query_pairs_mut().append_pair("sslmode", "disable");
         url.to_string()
     }
 
