@@ -317,6 +317,19 @@ const UNAVAILABLE_MESSAGES: &[&str] = &[
     "client_login_timeout",
 ];
 
+/// Whether a server message says a named prepared statement was not this
+/// connection's: missing (26000), taken (42P05), with another parameter
+/// count (08P01 "bind message supplies N parameters, but prepared statement
+/// ... requires M") or other parameter types (22P03 "incorrect binary data
+/// format in bind parameter N"). What a transaction-mode pooler does to a
+/// client that prepares by name; the connection is closed after it.
+pub(crate) fn is_pooler_collision(message: &str) -> bool {
+    (message.starts_with("prepared statement \"")
+        && (message.ends_with("does not exist") || message.ends_with("already exists")))
+        || (message.starts_with("bind message supplies") && message.contains("prepared statement"))
+        || message.starts_with("incorrect binary data format in bind parameter")
+}
+
 /// Whether a server or driver message says the connection or the server
 /// went away (the request may or may not have been carried out).
 pub(crate) fn is_outage_message(message: &str) -> bool {
@@ -371,14 +384,11 @@ fn classify_by_message(message: &str) -> Option<Error> {
     {
         return Some(Error::Forbidden(owned()));
     }
-    // 26000 / 42P05: named prepared statements that vanish or collide are
-    // what a transaction-mode pooler does to a client that prepares by name.
-    if message.starts_with("prepared statement \"")
-        && (message.ends_with("does not exist") || message.ends_with("already exists"))
-    {
+    if is_pooler_collision(message) {
         return Some(Error::Config(format!(
             "{message}: a transaction-mode pooler (PgBouncer, Supavisor) seems to sit in front of \
-             the server; set DB_POOLER=transaction, which sends only unnamed statements"
+             the server, handing this connection's named statements to other clients' server \
+             connections; set DB_POOLER=transaction, which sends only unnamed statements"
         )));
     }
     // 42P01 undefined_table, 42703 undefined_column, 42704 undefined_object (types).
@@ -470,8 +480,20 @@ fn collect_validation_errors(
         match kind {
             ValidationErrorsKind::Field(list) => {
                 for e in list {
+                    // A struct-level rule about one field (`input::json_field`)
+                    // is that field's error.
+                    let path = match e.params.get(crate::input::FIELD_PARAM) {
+                        Some(serde_json::Value::String(f)) if field == "__all__" => {
+                            if prefix.is_empty() {
+                                f.clone()
+                            } else {
+                                format!("{prefix}.{f}")
+                            }
+                        }
+                        _ => path.clone(),
+                    };
                     out.push(FieldError {
-                        field: path.clone(),
+                        field: path,
                         code: e.code.clone(),
                         message: describe_validation_error(e),
                     });

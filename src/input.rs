@@ -64,6 +64,53 @@ pub fn json(value: &Value) -> std::result::Result<(), ValidationError> {
     json_within(value, MAX_JSON_BYTES)
 }
 
+/// The shape a JSON field must have.
+#[derive(Clone, Copy)]
+pub(crate) enum Shape {
+    /// Any JSON value.
+    Any,
+    /// An object.
+    Object,
+    /// A non-empty array.
+    NonEmptyArray,
+}
+
+/// One JSON field of an input struct, checked by `json` and for its shape,
+/// as a struct-level rule: `#[validate(schema(function = "...",
+/// skip_on_field_errors = false))]` calling this for each JSON field. Not a
+/// field-level `custom` rule: the validation library copies a field's value
+/// into the error of a failed field-level rule, recursively, and a value
+/// nested a million levels deep (built in code: serde_json's parser stops at
+/// 128) overflowed the stack. The error names the field (`field` parameter,
+/// read by `Error::from(ValidationErrors)`) and holds nothing of the value.
+pub(crate) fn json_field(
+    field: &'static str,
+    value: &Value,
+    shape: Shape,
+) -> std::result::Result<(), ValidationError> {
+    let fits = match shape {
+        Shape::Any => true,
+        Shape::Object => value.is_object(),
+        Shape::NonEmptyArray => value.as_array().is_some_and(|a| !a.is_empty()),
+    };
+    let mut err = if fits {
+        match json(value) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        }
+    } else {
+        match shape {
+            Shape::Object => error("object", "must be a JSON object".into()),
+            _ => error("parts", "must be a non-empty JSON array".into()),
+        }
+    };
+    err.add_param(FIELD_PARAM.into(), &field);
+    Err(err)
+}
+
+/// The parameter of a struct-level validation error that names its field.
+pub(crate) const FIELD_PARAM: &str = "field";
+
 /// `json` with a size limit of `max_bytes`.
 pub fn json_within(value: &Value, max_bytes: usize) -> std::result::Result<(), ValidationError> {
     walk(value, 1)?;
@@ -105,6 +152,20 @@ fn walk(value: &Value, depth: usize) -> std::result::Result<(), ValidationError>
             })
         }
         _ => Ok(()),
+    }
+}
+
+/// `measure()` (a `json_size`), or 0 when `fields` already refuse a value
+/// for its depth: measuring serialises as deep as the value goes, which for
+/// a value nested a million levels would overflow the stack.
+pub(crate) fn size_unless_too_deep(
+    fields: &[crate::error::FieldError],
+    measure: impl FnOnce() -> usize,
+) -> usize {
+    if fields.iter().any(|f| f.code == "depth") {
+        0
+    } else {
+        measure()
     }
 }
 

@@ -483,3 +483,121 @@ async fn the_client_deadline_holds_in_pooler_mode() {
         .unwrap();
     assert!(n);
 }
+
+/// One process of `a_misconfigured_pooler_never_runs_another_statement`:
+/// does nothing unless that test started it (with `MISCONFIGURED_OUT` set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn misconfigured_pooler_worker() {
+    let Ok(out) = std::env::var("MISCONFIGURED_OUT") else {
+        return;
+    };
+    let url = std::env::var("MISCONFIGURED_URL").unwrap();
+    let tag = std::env::var("MISCONFIGURED_TAG").unwrap();
+    let mut config = Config::new(url);
+    config.pool_size = 8;
+    let direct = Db::new(config).unwrap();
+    let seen = load(&direct, &tag, 8, 10).await;
+    let lines: String = seen
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .map(|e| format!("{e:?}\n").replace('\n', " ") + "\n")
+        .collect();
+    std::fs::write(out, lines).unwrap();
+}
+
+/// Two processes in direct mode behind a transaction-mode pooler that hands
+/// out its server connections in turn (`server_round_robin`, so a
+/// connection's statements land on different server connections, where the
+/// other process's statements of the same names live): every failure is the
+/// error that names `DB_POOLER=transaction`, and the server's log
+/// (`log_statement = all`, each line tagged with the client's
+/// `application_name`) shows no statement name of a process executed with
+/// two different texts, which is what running another client's statement
+/// with this one's parameters looks like. (The crate used to run named
+/// statements there: a third of the failures were plain database errors.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misconfigured_pooler_never_runs_another_statement() {
+    use database::migrate::{self, MigrationSet};
+    use database::ops::cluster::{BouncerOptions, Options, TempCluster};
+    use std::collections::{HashMap, HashSet};
+    let cluster = match TempCluster::start(Options {
+        settings: vec![
+            "log_statement = 'all'".into(),
+            "log_line_prefix = '%a|'".into(),
+        ],
+        ..Options::scratch()
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            skip_without("a throwaway cluster", &e);
+            return;
+        }
+    };
+    let url = cluster.url_of("postgres");
+    migrate::run(
+        &mut database::Conn::establish(&url).await.unwrap(),
+        MigrationSet::embedded(),
+    )
+    .await
+    .unwrap();
+    let parsed = url::Url::parse(&url).unwrap();
+    let mut options = BouncerOptions::transaction_mode(
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(5432),
+    );
+    options.pool_size = 4;
+    options.server_round_robin = true;
+    let bouncer = match TempPgBouncer::start(&options) {
+        Ok(b) => b,
+        Err(e) => {
+            skip_without("pgbouncer", &e);
+            return;
+        }
+    };
+    let user = if parsed.username().is_empty() { "postgres" } else { parsed.username() };
+    let through = bouncer.url_of(user, "postgres");
+    let log_from = std::fs::metadata(cluster.log_path()).unwrap().len() as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|p| {
+            let out = dir.path().join(format!("p{p}.txt"));
+            let mut url = url::Url::parse(&through).unwrap();
+            url.query_pairs_mut().append_pair("application_name", &format!("misconfigured-p{p}"));
+            let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "misconfigured_pooler_worker", "--nocapture"])
+                .env("MISCONFIGURED_OUT", &out)
+                .env("MISCONFIGURED_URL", url.to_string())
+                .env("MISCONFIGURED_TAG", format!("p{p}"))
+                .env_remove("DB_TEST_POOLER")
+                .spawn()
+                .unwrap();
+            (child, out)
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for (mut child, out) in children {
+        assert!(child.wait().await.unwrap().success());
+        failures.extend(std::fs::read_to_string(out).unwrap().lines().map(str::to_owned));
+    }
+    assert!(!failures.is_empty(), "the misconfiguration went unnoticed");
+    for e in &failures {
+        assert!(
+            e.starts_with("Config(") && e.contains("DB_POOLER=transaction"),
+            "a failure that does not name the setting: {e}"
+        );
+    }
+    // "misconfigured-p0|LOG:  execute s12: INSERT ...": one text per
+    // (process, statement name), or a statement ran that was not its own.
+    let log = std::fs::read_to_string(cluster.log_path()).unwrap();
+    let mut texts: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    for line in log[log_from..].lines() {
+        let Some((app, rest)) = line.split_once('|') else { continue };
+        let Some(rest) = rest.split("execute ").nth(1) else { continue };
+        let Some((name, sql)) = rest.split_once(": ") else { continue };
+        if app.starts_with("misconfigured-") && name.starts_with('s') {
+            texts.entry((app.to_owned(), name.to_owned())).or_default().insert(sql.to_owned());
+        }
+    }
+    let foreign: Vec<_> = texts.iter().filter(|(_, t)| t.len() > 1).collect();
+    assert!(foreign.is_empty(), "statements ran with another statement's parameters: {foreign:?}");
+}

@@ -464,3 +464,67 @@ async fn another_tenant_finds_and_changes_nothing() {
         canvas_before
     );
 }
+
+/// A canvas node's data a million levels deep (built in code): refused by
+/// depth, naming the field, without overflowing a tokio worker's stack, and
+/// nothing written.
+#[tokio::test(flavor = "multi_thread")]
+async fn canvas_data_a_million_levels_deep_is_refused_not_a_stack_overflow() {
+    fn nested(levels: usize) -> serde_json::Value {
+        let mut v = json!(1);
+        for _ in 0..levels {
+            v = serde_json::Value::Array(vec![v]);
+        }
+        v
+    }
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    let tn = tenant(&mut conn, "deep").await;
+    let project = projects::create(
+        &mut conn,
+        tn,
+        None,
+        &NewProject {
+            name: "Deep".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    drop(conn);
+    let db = t.db.clone();
+    let result = tokio::spawn(async move {
+        let mut input = SaveCanvas {
+            nodes: vec![CanvasNodeInput {
+                node_id: "n1".into(),
+                node_type: "note".into(),
+                position_x: 0.0,
+                position_y: 0.0,
+                width: None,
+                height: None,
+                data: nested(1_000_000),
+            }],
+            ..Default::default()
+        };
+        let result = canvas_nodes::save(&mut *db.conn().await.unwrap(), tn, project, &input)
+            .await
+            .map(drop);
+        // serde_json's drop recurses: take the value apart level by level.
+        let mut v = std::mem::take(&mut input.nodes[0].data);
+        while let serde_json::Value::Array(mut items) = v {
+            match items.pop() {
+                Some(inner) => v = inner,
+                None => break,
+            }
+        }
+        result
+    })
+    .await
+    .expect("the task ran to its end");
+    match result {
+        Err(Error::Invalid(invalid)) => assert_eq!(invalid.field_names(), ["nodes[0].data"]),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(t.count("canvas_nodes").await, 0);
+}

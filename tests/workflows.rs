@@ -953,3 +953,54 @@ async fn another_tenant_finds_and_changes_nothing() {
         .unwrap();
     assert_eq!(after, snapshot);
 }
+
+/// A value nested `levels` deep (`[[[...1...]]]`), built without recursion.
+fn nested(levels: usize) -> serde_json::Value {
+    let mut v = json!(1);
+    for _ in 0..levels {
+        v = serde_json::Value::Array(vec![v]);
+    }
+    v
+}
+
+/// Drops a value built by `nested` without recursion (serde_json's own drop
+/// recurses, and would overflow the stack on it).
+fn drop_nested(mut v: serde_json::Value) {
+    while let serde_json::Value::Array(mut items) = v {
+        match items.pop() {
+            Some(inner) => v = inner,
+            None => break,
+        }
+    }
+}
+
+/// A JSON value a million levels deep, built in code (serde_json's parser
+/// stops at 128): refused by depth, naming the field, on a tokio worker
+/// thread's stack. (It aborted the process with a stack overflow: the
+/// validation library copied the rejected value into its error, and the
+/// graph's size was measured by serialising it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_value_a_million_levels_deep_is_refused_not_a_stack_overflow() {
+    let t = TestDb::new().await;
+    let tn = tenant(&mut *t.conn().await, "deep").await;
+    let db = t.db.clone();
+    let (refused, written) = tokio::spawn(async move {
+        let mut graph = chain();
+        graph.nodes[1].data = nested(1_000_000);
+        let mut input = new_workflow("Deep", graph);
+        let result = workflows::create(&mut *db.conn().await.unwrap(), tn, None, &input).await;
+        drop_nested(std::mem::take(&mut input.graph.nodes[1].data));
+        (result.map(|w| w.id), ())
+    })
+    .await
+    .expect("the task ran to its end");
+    let () = written;
+    match refused {
+        Err(Error::Invalid(invalid)) => {
+            assert_eq!(invalid.field_names(), ["graph.nodes[1].data"]);
+            assert_eq!(invalid.fields[0].code, "depth");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(t.count("workflows").await, 0);
+}

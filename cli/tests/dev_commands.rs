@@ -178,6 +178,28 @@ async fn push_reverts_an_edited_migration_with_its_stored_down_and_applies_the_n
     assert!(said.lines().next().unwrap().contains("push_demo"), "{said}");
 }
 
+/// `db reset` keeps every bookkeeping table (the stored scripts `db push`
+/// reverts with among them): after a reset, pushing an edited migration
+/// works. (It used to truncate them, and push then failed with
+/// `NoStoredScripts`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn push_after_a_reset_reverts_with_the_stored_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().to_str().unwrap();
+    write_migrations(dir.path(), DEMO_UP, "DROP TABLE push_demo;");
+    let t = TestDb::empty().await;
+    let out = db(&t.url, &["migrate", "--migrations-dir", migrations], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = db(&t.url, &["reset", "--migrations-dir", migrations], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(t.count("__database_migration_scripts").await, 2);
+    assert_eq!(t.count("__diesel_schema_migrations").await, 2);
+    write_migrations(dir.path(), EDITED_UP, EDITED_DOWN);
+    let out = db(&t.url, &["push", "--migrations-dir", migrations], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Applied 2099-01-02-000000_push_demo"), "{}", text(&out));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn push_stops_before_anything_when_a_stored_down_is_missing() {
     let dir = tempfile::tempdir().unwrap();

@@ -1196,3 +1196,68 @@ async fn a_failed_single_statement_concurrent_index_is_rebuilt_on_rerun() {
         "{status:?}"
     );
 }
+
+// 17. Exactly once -------------------------------------------------------------------
+
+/// A statement of a non-transactional migration and the record that it ran
+/// commit together: a failure between the two (here the progress record
+/// refuses, once, through a trigger) leaves neither, and the resumed run
+/// applies the statement once. (It used to commit the statement alone, so
+/// the resume ran `n = n + 1` a second time.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_between_a_statement_and_its_progress_record_does_not_run_it_twice() {
+    let t = TestDb::empty().await;
+    let mut conn = connect(&t.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_migration(
+        dir.path(),
+        "2030-01-01-000000_counter",
+        "CREATE TABLE counter (n int NOT NULL); INSERT INTO counter VALUES (0);",
+        "DROP TABLE counter;",
+        true,
+    );
+    migrate::run(&mut conn, &MigrationSet::from_dir(dir.path()).unwrap())
+        .await
+        .unwrap();
+    conn.batch_execute(
+        "CREATE TABLE fault (armed bool NOT NULL); INSERT INTO fault VALUES (true);
+         CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.statements_done = 1 AND (SELECT armed FROM fault) THEN
+                 RAISE EXCEPTION 'injected: the progress record fails';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER fail_once BEFORE INSERT OR UPDATE ON __database_migration_progress
+             FOR EACH ROW EXECUTE FUNCTION fail_once();",
+    )
+    .await
+    .unwrap();
+    write_migration(
+        dir.path(),
+        "2030-01-02-000000_backfill",
+        "UPDATE counter SET n = n + 1;\nSELECT 1;\n",
+        "UPDATE counter SET n = n - 1;",
+        false,
+    );
+    let set = MigrationSet::from_dir(dir.path()).unwrap();
+    let err = migrate::run(&mut conn, &set).await.unwrap_err().to_string();
+    assert!(err.contains("injected"), "{err}");
+    conn.batch_execute("UPDATE fault SET armed = false")
+        .await
+        .unwrap();
+    migrate::run(&mut conn, &set)
+        .await
+        .expect("the resumed run completes");
+    #[derive(diesel::QueryableByName)]
+    struct Counter {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        n: i32,
+    }
+    let counter: Counter = diesel::sql_query("SELECT n FROM counter")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(counter.n, 1, "the backfill ran exactly once");
+    assert!(migrate::status(&mut conn, &set).await.unwrap().is_up_to_date());
+}

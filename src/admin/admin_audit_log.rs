@@ -68,6 +68,7 @@ fn valid_ip(v: &str) -> Result<(), ValidationError> {
 
 /// Input of `record`.
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
+#[validate(schema(function = "json_fields", skip_on_field_errors = false))]
 pub struct NewAuditEntry {
     /// What was done, 1 to 100 characters.
     #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
@@ -79,11 +80,19 @@ pub struct NewAuditEntry {
     #[validate(length(max = 200), custom(function = "crate::input::line"))]
     pub entity_id: Option<String>,
     /// State before (JSON, see `crate::input::json`).
-    #[validate(custom(function = "crate::input::json"))]
     pub before: Option<serde_json::Value>,
     /// State after (JSON, see `crate::input::json`).
-    #[validate(custom(function = "crate::input::json"))]
     pub after: Option<serde_json::Value>,
+}
+
+fn json_fields(entry: &NewAuditEntry) -> Result<(), ValidationError> {
+    use crate::input::{Shape, json_field};
+    for (field, value) in [("before", &entry.before), ("after", &entry.after)] {
+        if let Some(value) = value {
+            json_field(field, value, Shape::Any)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Insertable)]

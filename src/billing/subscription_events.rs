@@ -53,8 +53,13 @@ pub struct SubscriptionEvent {
     pub outcome: Option<EventOutcome>,
 }
 
+fn payload_json(event: &ProviderEvent) -> Result<(), validator::ValidationError> {
+    crate::input::json_field("payload", &event.payload, crate::input::Shape::Any)
+}
+
 /// Input of `apply_event`: a verified webhook event, already parsed.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[validate(schema(function = "payload_json", skip_on_field_errors = false))]
 pub struct ProviderEvent {
     /// The provider's event id, 1 to 255 characters.
     #[validate(length(min = 1, max = 255), custom(function = "crate::input::line"))]
@@ -65,7 +70,6 @@ pub struct ProviderEvent {
     /// The provider's timestamp of the event.
     pub occurred_at: DateTime<Utc>,
     /// The raw event, kept for audit (at most 1 MiB, see `crate::input::json`).
-    #[validate(custom(function = "crate::input::json"))]
     pub payload: serde_json::Value,
     /// The subscription as of this event.
     #[validate(nested)]

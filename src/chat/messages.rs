@@ -46,21 +46,16 @@ pub struct Message {
 
 /// One message of `create_many`.
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[validate(schema(function = "parts_json", skip_on_field_errors = false))]
 pub struct NewMessage {
     /// Who wrote it.
     pub role: MessageRole,
     /// The message parts: a non-empty JSON array.
-    #[validate(custom(function = "parts_array"))]
     pub parts: serde_json::Value,
 }
 
-fn parts_array(parts: &serde_json::Value) -> Result<(), ValidationError> {
-    match parts.as_array() {
-        Some(a) if !a.is_empty() => crate::input::json(parts),
-        _ => {
-            Err(ValidationError::new("parts").with_message("must be a non-empty JSON array".into()))
-        }
-    }
+fn parts_json(message: &NewMessage) -> Result<(), ValidationError> {
+    crate::input::json_field("parts", &message.parts, crate::input::Shape::NonEmptyArray)
 }
 
 /// Input of `create_many`: 1 to 500 messages, in order.

@@ -185,7 +185,16 @@ impl InFlight<'_> {
                     sent => outcome_unknown(sent, &format!("the connection failed ({e})")),
                 })
             }
-            Some(Err(e)) => Err(e),
+            Some(Err(e)) => {
+                if let DieselError::DatabaseError(_, info) = &e
+                    && crate::error::is_pooler_collision(info.message())
+                {
+                    // Its named statements are scattered over a pooler's
+                    // server connections: nothing it runs can be trusted.
+                    self.calls.break_off();
+                }
+                Err(e)
+            }
             None => {
                 self.calls.break_off();
                 cancel();

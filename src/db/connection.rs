@@ -214,6 +214,8 @@ impl ConnectionSettings {
     {
         let scope = self.default_scope();
         if !self.pooler {
+            let mut connection = connection;
+            refuse_a_transaction_pooler(&client, &mut connection).await?;
             return AsyncPgConnection::try_from_client_and_connection(client, connection)
                 .await
                 .map(|conn| PgConn::direct(conn, scope, Some(cancel)));
@@ -223,6 +225,50 @@ impl ConnectionSettings {
             .map_err(|e| ConnectionError::CouldntSetupConfiguration(convert_error(e)))?;
         Ok(PgConn::unnamed(conn, scope, Some(cancel)))
     }
+}
+
+/// Refuses a direct-mode connection that turns out to go through a
+/// transaction-mode pooler (best effort): two statements in two round trips
+/// answered by two different server processes. Named prepared statements
+/// there land on other clients' server connections, where a statement of
+/// the same name may be another client's (and, with matching parameter
+/// types, run). Not seen when the pooler happens to hand both statements to
+/// one server connection (an idle pool with one server connection); the
+/// errors of a collision name the setting too (`crate::Error`).
+async fn refuse_a_transaction_pooler<S>(
+    client: &tokio_postgres::Client,
+    connection: &mut tokio_postgres::Connection<tokio_postgres::Socket, S>,
+) -> Result<(), ConnectionError>
+where
+    S: tokio_postgres::tls::TlsStream + Unpin,
+{
+    // Unnamed statements (Parse, Bind, Execute, Sync in one message): the
+    // probe prepares nothing by name on whatever answers it.
+    let pid = async || -> Result<i32, tokio_postgres::Error> {
+        let row = client.query_typed_one("SELECT pg_backend_pid()", &[]).await?;
+        Ok(row.get(0))
+    };
+    let probe = async { Ok::<_, tokio_postgres::Error>((pid().await?, pid().await?)) };
+    // The connection is driven here until diesel-async takes it over.
+    let (first, second) = tokio::select! {
+        answered = probe => answered.map_err(|e| {
+            ConnectionError::CouldntSetupConfiguration(convert_error(e))
+        })?,
+        ended = connection => {
+            return Err(ConnectionError::BadConnection(format!(
+                "the server closed the connection while it was set up ({ended:?})"
+            )));
+        }
+    };
+    if first != second {
+        return Err(ConnectionError::InvalidConnectionUrl(format!(
+            "two statements of one connection were answered by two server processes ({first} \
+             and {second}): a transaction-mode pooler (PgBouncer, Supavisor) sits in front of the \
+             server; set DB_POOLER=transaction (the named prepared statements of direct mode are \
+             not safe there)"
+        )));
+    }
+    Ok(())
 }
 
 /// `application_name` when the URL sets none: the program's name, so that

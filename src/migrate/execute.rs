@@ -1,6 +1,8 @@
 //! Running one migration's script: in one transaction, or statement by
 //! statement (`run_in_transaction = false`) with its progress recorded so an
-//! interrupted run resumes where it stopped.
+//! interrupted run resumes where it stopped. Each statement of the latter
+//! commits together with its progress record whenever the server lets it
+//! run in a transaction block: exactly once, whatever kills the run.
 
 use crate::db::Conn;
 use diesel::result::Error as DieselError;
@@ -232,6 +234,16 @@ async fn run_statement(conn: &mut Conn, statement: &str) -> Result<(), DieselErr
     result
 }
 
+/// Whether the server refused `e`'s statement because it cannot run inside
+/// a transaction block (SQLSTATE 25001; diesel-async keeps only the message
+/// of this kind, in the server's default English).
+fn cannot_run_in_transaction(e: &DieselError) -> bool {
+    matches!(e, DieselError::DatabaseError(_, info)
+        if info.message().contains("cannot run inside a transaction block")
+            || info.message().contains("cannot be executed within a transaction block")
+            || info.message().contains("cannot be executed inside a transaction block"))
+}
+
 /// `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ...` -> `name`.
 pub(super) fn concurrent_index_name(statement: &str) -> Option<String> {
     let statement = without_leading_comments(statement);
@@ -306,6 +318,17 @@ pub(super) async fn apply(
                 advice,
             )
         };
+        // What a failed statement leaves, and how to go on.
+        let resume_advice = || {
+            if i == 0 {
+                "nothing of this migration is applied; fix it and re-run `db migrate`".to_owned()
+            } else {
+                format!(
+                    "it runs outside a transaction: statements 1 to {i} stay applied; fix \
+                     statement {number} and re-run `db migrate`, which resumes at statement {number}"
+                )
+            }
+        };
         let index = concurrent_index_name(statement);
         // The statement an earlier run was in when it stopped may have left
         // an INVALID index of the very name it creates; CREATE INDEX would
@@ -330,6 +353,34 @@ pub(super) async fn apply(
                 _ => {}
             }
         }
+        let last = number == total;
+        // Exactly once where the server allows it: the statement and the
+        // record that it ran commit together, so a run killed between them
+        // cannot run it again. What cannot run in a transaction block
+        // (CONCURRENTLY, VACUUM, ...: the server says so, SQLSTATE 25001)
+        // runs alone and is recorded after; a crash in between is then
+        // detected on resume (see the index repair above).
+        if index.is_none() && !is_concurrent(statement) {
+            let together = conn
+                .transaction::<_, DieselError, _>(async |conn| {
+                    conn.batch_execute(statement).await?;
+                    if last {
+                        history::insert_version(conn, m).await
+                    } else {
+                        history::record_progress(conn, m, number, total).await
+                    }
+                })
+                .await;
+            match together {
+                Ok(()) if last => return Ok(()),
+                Ok(()) => continue,
+                Err(e) if !cannot_run_in_transaction(&e) => {
+                    return Err(fail(&e, Some(resume_advice())));
+                }
+                // Not in a transaction block: run it on its own below.
+                Err(_) => {}
+            }
+        }
         if let Err(e) = run_statement(conn, statement).await {
             let invalid = match &index {
                 Some(index) => history::index_validity(conn, index)
@@ -340,14 +391,7 @@ pub(super) async fn apply(
                     .map(|_| index.clone()),
                 None => None,
             };
-            let mut advice = if i == 0 {
-                "nothing of this migration is applied; fix it and re-run `db migrate`".to_owned()
-            } else {
-                format!(
-                    "it runs outside a transaction: statements 1 to {i} stay applied; fix \
-                     statement {number} and re-run `db migrate`, which resumes at statement {number}"
-                )
-            };
+            let mut advice = resume_advice();
             if let Some(index) = invalid {
                 advice.push_str(&format!(
                     "; the failed statement left the INVALID index {index}, which the re-run \

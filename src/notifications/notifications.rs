@@ -55,6 +55,7 @@ pub struct Notification {
 
 /// Input of `send`.
 #[derive(Debug, Clone, Deserialize, Validate)]
+#[validate(schema(function = "data_json", skip_on_field_errors = false))]
 pub struct SendNotification {
     /// The recipient.
     pub user_id: UserId,
@@ -68,16 +69,11 @@ pub struct SendNotification {
     #[validate(length(max = 5000), custom(function = "crate::input::text"))]
     pub body: Option<String>,
     /// A JSON object.
-    #[validate(custom(function = "json_object"))]
     pub data: serde_json::Value,
 }
 
-fn json_object(data: &serde_json::Value) -> Result<(), ValidationError> {
-    if data.is_object() {
-        crate::input::json(data)
-    } else {
-        Err(ValidationError::new("object").with_message("must be a JSON object".into()))
-    }
+fn data_json(input: &SendNotification) -> Result<(), ValidationError> {
+    crate::input::json_field("data", &input.data, crate::input::Shape::Object)
 }
 
 /// Outcome of `send`: the notification and the deliveries it queued.

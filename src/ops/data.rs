@@ -15,14 +15,16 @@ struct TableName {
     name: String,
 }
 
-/// Empties every table except the migration bookkeeping, in one TRUNCATE.
-/// Returns the tables emptied.
+/// Empties every table except the migration bookkeeping (every table whose
+/// name starts with `__`: Diesel's history, the checksums, the applied
+/// scripts `db push` reverts with, the progress of non-transactional
+/// migrations), in one TRUNCATE. Returns the tables emptied.
 pub async fn reset(conn: &mut Conn) -> Result<Vec<String>> {
     conn.transaction(async |conn| {
         let tables: Vec<String> = diesel::sql_query(
             "SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables \
              WHERE schemaname NOT IN ('pg_catalog', 'information_schema') \
-               AND tablename NOT IN ('__diesel_schema_migrations', '__database_migration_checksums') \
+               AND tablename NOT LIKE '\\_\\_%' ESCAPE '\\' \
              ORDER BY 1",
         )
         .load::<TableName>(conn)

@@ -59,6 +59,7 @@ fn finite(value: f64) -> std::result::Result<(), validator::ValidationError> {
 
 /// One node of a `SaveCanvas`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[validate(schema(function = "data_json", skip_on_field_errors = false))]
 pub struct CanvasNodeInput {
     /// The editor's id, 1 to 100 characters, unique in the canvas.
     #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
@@ -80,8 +81,11 @@ pub struct CanvasNodeInput {
     pub height: Option<f64>,
     /// The node's own data (see `crate::input::json`).
     #[serde(default)]
-    #[validate(custom(function = "crate::input::json"))]
     pub data: Value,
+}
+
+fn data_json(node: &CanvasNodeInput) -> std::result::Result<(), validator::ValidationError> {
+    crate::input::json_field("data", &node.data, crate::input::Shape::Any)
 }
 
 /// Input of `save`: the whole canvas, and the version it was loaded at.
@@ -112,11 +116,12 @@ impl SaveCanvas {
                 });
             }
         }
-        let bytes: usize = self
-            .nodes
-            .iter()
-            .map(|n| crate::input::json_size(&n.data))
-            .sum();
+        let bytes = crate::input::size_unless_too_deep(&fields, || {
+            self.nodes
+                .iter()
+                .map(|n| crate::input::json_size(&n.data))
+                .sum()
+        });
         if bytes > crate::input::MAX_JSON_BYTES {
             fields.push(FieldError {
                 field: "nodes".into(),

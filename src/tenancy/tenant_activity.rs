@@ -35,6 +35,7 @@ pub struct TenantActivity {
 
 /// Input of `record`.
 #[derive(Debug, Clone, Default, Deserialize, Validate)]
+#[validate(schema(function = "details_json", skip_on_field_errors = false))]
 pub struct NewActivity {
     /// Who did it.
     pub actor_id: Option<UserId>,
@@ -45,16 +46,11 @@ pub struct NewActivity {
     #[validate(length(max = 200), custom(function = "crate::input::line"))]
     pub subject: Option<String>,
     /// Free-form details (a JSON object).
-    #[validate(custom(function = "json_object"))]
     pub details: serde_json::Value,
 }
 
-fn json_object(v: &serde_json::Value) -> Result<(), validator::ValidationError> {
-    if v.is_object() {
-        crate::input::json(v)
-    } else {
-        Err(validator::ValidationError::new("object").with_message("must be a JSON object".into()))
-    }
+fn details_json(activity: &NewActivity) -> Result<(), validator::ValidationError> {
+    crate::input::json_field("details", &activity.details, crate::input::Shape::Object)
 }
 
 #[derive(Insertable)]

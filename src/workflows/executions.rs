@@ -117,11 +117,11 @@ pub struct Execution {
 
 /// Input of `start`.
 #[derive(Debug, Clone, Deserialize, Validate)]
+#[validate(schema(function = "input_json", skip_on_field_errors = false))]
 pub struct StartExecution {
     /// Who starts it.
     pub user_id: Option<UserId>,
     /// The execution's input: a JSON object.
-    #[validate(custom(function = "json_object"))]
     #[serde(default = "empty_object")]
     pub input: Value,
     /// How many times each step may be attempted, 1 to 100.
@@ -148,12 +148,8 @@ fn default_max_attempts() -> i32 {
     3
 }
 
-fn json_object(value: &Value) -> std::result::Result<(), validator::ValidationError> {
-    if value.is_object() {
-        crate::input::json(value)
-    } else {
-        Err(validator::ValidationError::new("object").with_message("must be a JSON object".into()))
-    }
+fn input_json(start: &StartExecution) -> std::result::Result<(), validator::ValidationError> {
+    crate::input::json_field("input", &start.input, crate::input::Shape::Object)
 }
 
 #[derive(Insertable)]

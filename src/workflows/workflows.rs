@@ -58,6 +58,7 @@ impl Workflow {
 
 /// A node of a workflow graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Validate)]
+#[validate(schema(function = "data_json", skip_on_field_errors = false))]
 pub struct GraphNode {
     /// The node's id, unique in its graph, 1 to 100 characters.
     #[validate(length(min = 1, max = 100), custom(function = "crate::input::line"))]
@@ -68,8 +69,11 @@ pub struct GraphNode {
     pub node_type: String,
     /// The node's settings (see `crate::input::json`).
     #[serde(default)]
-    #[validate(custom(function = "crate::input::json"))]
     pub data: Value,
+}
+
+fn data_json(node: &GraphNode) -> Result<(), validator::ValidationError> {
+    crate::input::json_field("data", &node.data, crate::input::Shape::Any)
 }
 
 /// A directed edge between two nodes of the same graph.
@@ -144,7 +148,8 @@ pub(crate) fn validate_with_graph<T: Validate>(
     };
     if let Some(graph) = graph {
         fields.extend(graph.reference_errors("graph"));
-        let bytes = crate::input::json_size(graph);
+        let bytes =
+            crate::input::size_unless_too_deep(&fields, || crate::input::json_size(graph));
         if bytes > crate::input::MAX_JSON_BYTES {
             fields.push(FieldError {
                 field: "graph".into(),

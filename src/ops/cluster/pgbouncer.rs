@@ -33,6 +33,9 @@ pub struct BouncerOptions {
     pub pool_size: u32,
     /// TLS towards clients: (certificate file, key file).
     pub client_tls: Option<(PathBuf, PathBuf)>,
+    /// `server_round_robin`: hand out server connections in turn (tests
+    /// that need consecutive statements on different server connections).
+    pub server_round_robin: bool,
 }
 
 impl BouncerOptions {
@@ -45,6 +48,7 @@ impl BouncerOptions {
             pool_mode: "transaction".into(),
             pool_size: 20,
             client_tls: None,
+            server_round_robin: false,
         }
     }
 }
@@ -241,6 +245,7 @@ fn write_config(dir: &Path, port: u16, options: &BouncerOptions) -> Result<()> {
          max_db_connections = {size}\n\
          server_reset_query =\n\
          ignore_startup_parameters = extra_float_digits\n\
+         server_round_robin = {round_robin}\n\
          logfile = {log}\n\
          {tls}",
         host = options.server_host,
@@ -249,6 +254,7 @@ fn write_config(dir: &Path, port: u16, options: &BouncerOptions) -> Result<()> {
         mode = options.pool_mode,
         size = options.pool_size,
         log = dir.join("pgbouncer.log").display(),
+        round_robin = u8::from(options.server_round_robin),
     );
     for (name, contents) in [("pgbouncer.ini", ini), ("userlist.txt", users)] {
         let path = dir.join(name);
