@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::faults::FaultProxy;
 use common::{TestDb, skip_without, start_bouncer};
 use database::auth::{NewUser, users};
-use database::db::{Pooler, PooledConn};
+use database::db::{PooledConn, Pooler};
 use database::features::todos::{self, CreateTodo};
 use database::ops::cluster::TempPgBouncer;
 use database::tenancy::{NewTenant, tenants};
@@ -84,7 +84,9 @@ fn user(email: &str) -> NewUser {
 }
 
 async fn user_exists(t: &TestDb, email: &str) -> bool {
-    users::find_by_email(&mut *t.conn().await, email).await.is_ok()
+    users::find_by_email(&mut *t.conn().await, email)
+        .await
+        .is_ok()
 }
 
 /// After a cut: on a direct path the write reached the server and
@@ -94,14 +96,20 @@ async fn user_exists(t: &TestDb, email: &str) -> bool {
 /// asserted.
 async fn committed_if_direct(path: Path, t: &TestDb, email: &str) {
     if path == Path::Direct {
-        assert!(user_exists(t, email).await, "the cut write {email} committed");
+        assert!(
+            user_exists(t, email).await,
+            "the cut write {email} committed"
+        );
     }
 }
 
 fn assert_outcome_unknown<T: std::fmt::Debug>(what: &str, result: Result<T, Error>) {
     match result {
         Err(e @ Error::CommitOutcomeUnknown(_)) => {
-            assert!(!e.is_retryable(), "{what}: an unknown outcome is never retryable")
+            assert!(
+                !e.is_retryable(),
+                "{what}: an unknown outcome is never retryable"
+            )
         }
         other => panic!("{what}: expected CommitOutcomeUnknown, got {other:?}"),
     }
@@ -120,7 +128,10 @@ async fn writes_whose_answer_is_lost_report_an_unknown_outcome(path: Path) {
     let email = format!("autocommit-{tag}@example.com");
     let mut conn = db.conn().await.unwrap();
     proxy.cut_after(&email);
-    assert_outcome_unknown("autocommit insert", users::create(&mut conn, &user(&email)).await);
+    assert_outcome_unknown(
+        "autocommit insert",
+        users::create(&mut conn, &user(&email)).await,
+    );
     drop(conn);
     committed_if_direct(path, t, &email).await;
 
@@ -131,7 +142,15 @@ async fn writes_whose_answer_is_lost_report_an_unknown_outcome(path: Path) {
     let result = conn
         .transaction::<_, Error, _>(async |conn| {
             let u = users::create(conn, &user(&email)).await?;
-            todos::create(conn, u.id, &CreateTodo { title: "t".into(), ..Default::default() }).await?;
+            todos::create(
+                conn,
+                u.id,
+                &CreateTodo {
+                    title: "t".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
             Ok(())
         })
         .await;
@@ -158,9 +177,12 @@ async fn writes_whose_answer_is_lost_report_an_unknown_outcome(path: Path) {
     committed_if_direct(path, t, &email).await;
 
     // A repository function that opens its own transaction.
-    let owner = users::create(&mut db.conn().await.unwrap(), &user(&format!("owner-{tag}@example.com")))
-        .await
-        .unwrap();
+    let owner = users::create(
+        &mut db.conn().await.unwrap(),
+        &user(&format!("owner-{tag}@example.com")),
+    )
+    .await
+    .unwrap();
     let slug = format!("cut-{tag}");
     let mut conn = db.conn().await.unwrap();
     proxy.cut_after("COMMIT");
@@ -176,7 +198,11 @@ async fn writes_whose_answer_is_lost_report_an_unknown_outcome(path: Path) {
     assert_outcome_unknown("tenants::create_with_owner", result);
     drop(conn);
     if path == Path::Direct {
-        assert!(tenants::find_by_slug(&mut *t.conn().await, &slug).await.is_ok());
+        assert!(
+            tenants::find_by_slug(&mut *t.conn().await, &slug)
+                .await
+                .is_ok()
+        );
     }
     assert_eq!(proxy.cuts(), 5);
 
@@ -231,7 +257,10 @@ const MARGIN: Duration = Duration::from_millis(1500);
 
 /// Runs `call`, which must fail within the deadline; a safety net of 30 s
 /// keeps a regression from hanging the suite.
-async fn bounded<T: std::fmt::Debug>(what: &str, call: impl Future<Output = Result<T, Error>>) -> Error {
+async fn bounded<T: std::fmt::Debug>(
+    what: &str,
+    call: impl Future<Output = Result<T, Error>>,
+) -> Error {
     let started = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(30), call)
         .await
@@ -283,21 +312,40 @@ async fn every_call_is_bounded_and_the_server_stops_too(path: Path) {
     }
     proxy.stall(true);
     let mut conn = db.conn().await.unwrap();
-    let e = bounded("a repository function on db.conn()", users::find_by_email(&mut conn, "a@b.c")).await;
-    assert!(matches!(e, Error::Timeout { kind: database::TimeoutKind::Client, .. }), "{e:?}");
+    let e = bounded(
+        "a repository function on db.conn()",
+        users::find_by_email(&mut conn, "a@b.c"),
+    )
+    .await;
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                kind: database::TimeoutKind::Client,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     drop(conn);
     let e = bounded(
         "Db::run",
         db.run(async |conn| users::find_by_email(conn, "a@b.c").await),
     )
     .await;
-    assert!(matches!(e, Error::Timeout { .. } | Error::Unavailable(_)), "{e:?}");
+    assert!(
+        matches!(e, Error::Timeout { .. } | Error::Unavailable(_)),
+        "{e:?}"
+    );
     let e = bounded(
         "Db::transaction",
         db.transaction(async |conn| users::find_by_email(conn, "a@b.c").await),
     )
     .await;
-    assert!(matches!(e, Error::Timeout { .. } | Error::Unavailable(_)), "{e:?}");
+    assert!(
+        matches!(e, Error::Timeout { .. } | Error::Unavailable(_)),
+        "{e:?}"
+    );
     proxy.stall(false);
 
     // A long statement, then the path stalls while it runs: the client
@@ -314,12 +362,18 @@ async fn every_call_is_bounded_and_the_server_stops_too(path: Path) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         proxy.stall(true);
     };
-    let (result, ()) = tokio::join!(bounded("a statement on a stalled path", sleeping), stall_soon);
+    let (result, ()) = tokio::join!(
+        bounded("a statement on a stalled path", sleeping),
+        stall_soon
+    );
     assert!(matches!(result, Error::Timeout { .. }), "{result:?}");
     drop(conn);
     let gone_by = Instant::now() + Duration::from_secs(3);
     while active_statements(t, "%contract-sleep%").await > 0 {
-        assert!(Instant::now() < gone_by, "the server still runs the statement 3 s later");
+        assert!(
+            Instant::now() < gone_by,
+            "the server still runs the statement 3 s later"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     proxy.stall(false);
@@ -342,21 +396,28 @@ async fn a_context_deadline_bounds_the_whole_request() {
     let Some(s) = setup(Path::Direct, |_| {}).await else {
         return;
     };
-    let db = s.db.with(database::Ctx::new().timeout(Duration::from_millis(800)));
+    let db =
+        s.db.with(database::Ctx::new().timeout(Duration::from_millis(800)));
     let started = Instant::now();
     let e = db
         .transaction(async |conn| {
             // Each statement alone is within the default bound; together
             // they pass the request's deadline.
             for _ in 0..10 {
-                diesel::sql_query("SELECT pg_sleep(0.2)").execute(conn).await?;
+                diesel::sql_query("SELECT pg_sleep(0.2)")
+                    .execute(conn)
+                    .await?;
             }
             Ok(())
         })
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
-    assert!(started.elapsed() < Duration::from_millis(800) + MARGIN, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(800) + MARGIN,
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 // 3. Cancelled at any await point --------------------------------------------
@@ -390,8 +451,15 @@ async fn clean_checkout(db: &Db) -> PooledConn {
     let mut conn = db.conn().await.unwrap();
     let probe = conn.batch_execute("SAVEPOINT contract_probe").await;
     match probe {
-        Err(e) if e.to_string().contains("can only be used in transaction blocks") => conn,
-        other => panic!("a checked-out connection is inside a transaction: SAVEPOINT gave {other:?}"),
+        Err(e)
+            if e.to_string()
+                .contains("can only be used in transaction blocks") =>
+        {
+            conn
+        }
+        other => {
+            panic!("a checked-out connection is inside a transaction: SAVEPOINT gave {other:?}")
+        }
     }
 }
 
@@ -442,7 +510,12 @@ async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind(path: Path) {
             insert(conn, attempt, 2).await?;
             insert(conn, attempt, 3).await
         });
-        match (CancelAfter { fut: Box::pin(call), polls }).await {
+        match (CancelAfter {
+            fut: Box::pin(call),
+            polls,
+        })
+        .await
+        {
             None => cancelled.push(attempt),
             Some(result) => {
                 result.unwrap();
@@ -463,7 +536,11 @@ async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind(path: Path) {
         drop(clean_checkout(db).await);
         assert!(attempt < 500, "the transaction never completes");
     }
-    assert!(cancelled.len() >= 3, "cancelled at {} points only", cancelled.len());
+    assert!(
+        cancelled.len() >= 3,
+        "cancelled at {} points only",
+        cancelled.len()
+    );
     #[derive(diesel::QueryableByName)]
     struct Rows {
         #[diesel(sql_type = Integer)]
@@ -471,10 +548,11 @@ async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind(path: Path) {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let rows: Vec<Rows> = diesel::sql_query("SELECT attempt, count(*) AS n FROM probe GROUP BY attempt")
-        .load(&mut *t.conn().await)
-        .await
-        .unwrap();
+    let rows: Vec<Rows> =
+        diesel::sql_query("SELECT attempt, count(*) AS n FROM probe GROUP BY attempt")
+            .load(&mut *t.conn().await)
+            .await
+            .unwrap();
     for r in &rows {
         assert_eq!(r.n, 3, "attempt {} is half-written", r.attempt);
     }

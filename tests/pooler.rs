@@ -554,7 +554,11 @@ async fn a_misconfigured_pooler_never_runs_another_statement() {
             return;
         }
     };
-    let user = if parsed.username().is_empty() { "postgres" } else { parsed.username() };
+    let user = if parsed.username().is_empty() {
+        "postgres"
+    } else {
+        parsed.username()
+    };
     let through = bouncer.url_of(user, "postgres");
     let log_from = std::fs::metadata(cluster.log_path()).unwrap().len() as usize;
     let dir = tempfile::tempdir().unwrap();
@@ -562,7 +566,8 @@ async fn a_misconfigured_pooler_never_runs_another_statement() {
         .map(|p| {
             let out = dir.path().join(format!("p{p}.txt"));
             let mut url = url::Url::parse(&through).unwrap();
-            url.query_pairs_mut().append_pair("application_name", &format!("misconfigured-p{p}"));
+            url.query_pairs_mut()
+                .append_pair("application_name", &format!("misconfigured-p{p}"));
             let child = tokio::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", "misconfigured_pooler_worker", "--nocapture"])
                 .env("MISCONFIGURED_OUT", &out)
@@ -577,7 +582,12 @@ async fn a_misconfigured_pooler_never_runs_another_statement() {
     let mut failures = Vec::new();
     for (mut child, out) in children {
         assert!(child.wait().await.unwrap().success());
-        failures.extend(std::fs::read_to_string(out).unwrap().lines().map(str::to_owned));
+        failures.extend(
+            std::fs::read_to_string(out)
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
     }
     assert!(!failures.is_empty(), "the misconfiguration went unnoticed");
     for e in &failures {
@@ -591,13 +601,25 @@ async fn a_misconfigured_pooler_never_runs_another_statement() {
     let log = std::fs::read_to_string(cluster.log_path()).unwrap();
     let mut texts: HashMap<(String, String), HashSet<String>> = HashMap::new();
     for line in log[log_from..].lines() {
-        let Some((app, rest)) = line.split_once('|') else { continue };
-        let Some(rest) = rest.split("execute ").nth(1) else { continue };
-        let Some((name, sql)) = rest.split_once(": ") else { continue };
+        let Some((app, rest)) = line.split_once('|') else {
+            continue;
+        };
+        let Some(rest) = rest.split("execute ").nth(1) else {
+            continue;
+        };
+        let Some((name, sql)) = rest.split_once(": ") else {
+            continue;
+        };
         if app.starts_with("misconfigured-") && name.starts_with('s') {
-            texts.entry((app.to_owned(), name.to_owned())).or_default().insert(sql.to_owned());
+            texts
+                .entry((app.to_owned(), name.to_owned()))
+                .or_default()
+                .insert(sql.to_owned());
         }
     }
     let foreign: Vec<_> = texts.iter().filter(|(_, t)| t.len() > 1).collect();
-    assert!(foreign.is_empty(), "statements ran with another statement's parameters: {foreign:?}");
+    assert!(
+        foreign.is_empty(),
+        "statements ran with another statement's parameters: {foreign:?}"
+    );
 }

@@ -507,7 +507,7 @@ async fn canvas_data_a_million_levels_deep_is_refused_not_a_stack_overflow() {
             }],
             ..Default::default()
         };
-        let result = canvas_nodes::save(&mut *db.conn().await.unwrap(), tn, project, &input)
+        let result = canvas_nodes::save(&mut db.conn().await.unwrap(), tn, project, &input)
             .await
             .map(drop);
         // serde_json's drop recurses: take the value apart level by level.

@@ -988,7 +988,7 @@ async fn a_json_value_a_million_levels_deep_is_refused_not_a_stack_overflow() {
         let mut graph = chain();
         graph.nodes[1].data = nested(1_000_000);
         let mut input = new_workflow("Deep", graph);
-        let result = workflows::create(&mut *db.conn().await.unwrap(), tn, None, &input).await;
+        let result = workflows::create(&mut db.conn().await.unwrap(), tn, None, &input).await;
         drop_nested(std::mem::take(&mut input.graph.nodes[1].data));
         (result.map(|w| w.id), ())
     })

@@ -197,7 +197,11 @@ async fn push_after_a_reset_reverts_with_the_stored_down() {
     write_migrations(dir.path(), EDITED_UP, EDITED_DOWN);
     let out = db(&t.url, &["push", "--migrations-dir", migrations], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("Applied 2099-01-02-000000_push_demo"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Applied 2099-01-02-000000_push_demo"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1259,5 +1259,10 @@ async fn a_failure_between_a_statement_and_its_progress_record_does_not_run_it_t
         .await
         .unwrap();
     assert_eq!(counter.n, 1, "the backfill ran exactly once");
-    assert!(migrate::status(&mut conn, &set).await.unwrap().is_up_to_date());
+    assert!(
+        migrate::status(&mut conn, &set)
+            .await
+            .unwrap()
+            .is_up_to_date()
+    );
 }

@@ -245,7 +245,9 @@ where
     // Unnamed statements (Parse, Bind, Execute, Sync in one message): the
     // probe prepares nothing by name on whatever answers it.
     let pid = async || -> Result<i32, tokio_postgres::Error> {
-        let row = client.query_typed_one("SELECT pg_backend_pid()", &[]).await?;
+        let row = client
+            .query_typed_one("SELECT pg_backend_pid()", &[])
+            .await?;
         Ok(row.get(0))
     };
     let probe = async { Ok::<_, tokio_postgres::Error>((pid().await?, pid().await?)) };

@@ -37,10 +37,14 @@ pub async fn reset(conn: &mut Conn) -> Result<Vec<String>> {
             // trigger. A reset is the one deliberate exception: replica mode
             // skips ordinary triggers for this transaction only, and needs a
             // superuser, which is what a development database has.
-            conn.batch_execute("SET LOCAL session_replication_role = replica").await?;
-            // One statement, so foreign keys between the tables are no obstacle.
-            conn.batch_execute(&format!("TRUNCATE {} RESTART IDENTITY CASCADE", tables.join(", ")))
+            conn.batch_execute("SET LOCAL session_replication_role = replica")
                 .await?;
+            // One statement, so foreign keys between the tables are no obstacle.
+            conn.batch_execute(&format!(
+                "TRUNCATE {} RESTART IDENTITY CASCADE",
+                tables.join(", ")
+            ))
+            .await?;
         }
         Ok(tables)
     })

@@ -148,8 +148,7 @@ pub(crate) fn validate_with_graph<T: Validate>(
     };
     if let Some(graph) = graph {
         fields.extend(graph.reference_errors("graph"));
-        let bytes =
-            crate::input::size_unless_too_deep(&fields, || crate::input::json_size(graph));
+        let bytes = crate::input::size_unless_too_deep(&fields, || crate::input::json_size(graph));
         if bytes > crate::input::MAX_JSON_BYTES {
             fields.push(FieldError {
                 field: "graph".into(),

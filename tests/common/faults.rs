@@ -120,7 +120,9 @@ async fn pump(
         if from_client {
             let mut cut_on = shared.cut_on.lock().unwrap();
             if let Some(marker) = cut_on.as_ref()
-                && buf[..n].windows(marker.len()).any(|w| w == marker.as_slice())
+                && buf[..n]
+                    .windows(marker.len())
+                    .any(|w| w == marker.as_slice())
             {
                 *cut_on = None;
                 cutting = true;
