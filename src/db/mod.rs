@@ -24,7 +24,7 @@ mod pg_conn;
 mod pool;
 mod postgres;
 mod replicas;
-mod roles;
+pub mod roles;
 pub mod sqlite;
 mod tls;
 mod unnamed;

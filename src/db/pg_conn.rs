@@ -207,6 +207,9 @@ impl PgConn {
     async fn batch(&self, sql: &str) -> QueryResult<()> {
         let begins = sql.starts_with("BEGIN");
         let ends = sql == "COMMIT" || sql == "ROLLBACK";
+        if !begins && !ends && self.wraps() {
+            return self.batch_in_own_transaction(sql).await;
+        }
         let rewritten = if begins { self.begin_sql(sql)? } else { None };
         let sql = rewritten.as_deref().unwrap_or(sql);
         let sent = if self.scope.read_only {
@@ -243,6 +246,46 @@ impl PgConn {
     fn sent<T: QueryFragment<Pg>>(&self, query: &T) -> Sent {
         let depth_zero = !self.open.load(Ordering::Relaxed) && !self.scope.read_only;
         Sent::of_statement(depth_zero, query)
+    }
+
+    /// A batch outside a transaction, with the scope's settings applied: one
+    /// simple-protocol string (`BEGIN` with the settings, the batch,
+    /// `COMMIT`), one round trip. A failing statement leaves the transaction
+    /// aborted, and a `ROLLBACK` ends it.
+    async fn batch_in_own_transaction(&self, sql: &str) -> QueryResult<()> {
+        let begin = self.begin_sql("BEGIN")?.unwrap_or_else(|| "BEGIN".to_owned());
+        let whole = format!("{begin};{sql};COMMIT");
+        let work = async {
+            match &self.inner {
+                Inner::Direct(conn) => {
+                    let mut conn = conn;
+                    SimpleAsyncConnection::batch_execute(&mut conn, &whole).await
+                }
+                Inner::Unnamed(conn) => conn.batch_execute(&whole).await,
+            }
+        };
+        // Whatever the batch holds may write: its outcome is unknown when the
+        // connection fails before the answer.
+        let result = self
+            .calls
+            .start(Sent::AutocommitWrite, self.bound())
+            .run(work, self.canceller())
+            .await;
+        if result.is_err() && !self.calls.is_broken() {
+            let rollback = async {
+                match &self.inner {
+                    Inner::Direct(conn) => {
+                        let mut conn = conn;
+                        SimpleAsyncConnection::batch_execute(&mut conn, "ROLLBACK").await
+                    }
+                    Inner::Unnamed(conn) => conn.batch_execute("ROLLBACK").await,
+                }
+            };
+            if self.calls.start(Sent::Safe, self.bound()).run(rollback, || {}).await.is_err() {
+                self.calls.break_off();
+            }
+        }
+        result
     }
 
     /// Whether a statement outside a transaction must be wrapped in one:

@@ -1,6 +1,7 @@
 //! The roles row-level security depends on (docs/design.md, "Roles"): what
-//! a transaction sets for its context, and whether the service's login
-//! would bypass the policies.
+//! a transaction sets for its context, whether the service's login would
+//! bypass the policies, the service role's grants (`db setup`) and their
+//! check (`db check`).
 
 use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Nullable, Text};
@@ -135,6 +136,200 @@ impl RoleCheck {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `name` can be a role name written into SQL (letters, digits,
+/// underscores; what `DB_APP_ROLE` accepts).
+pub(crate) fn valid_role_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Creates the service's role `role` when it does not exist (`LOGIN`, not a
+/// superuser, no `BYPASSRLS`, owner of nothing; with `password` when given)
+/// and grants it what the service needs in the database `conn` is connected
+/// to: reading and writing every table of schema `public`, reading (only)
+/// the migration bookkeeping (`db.migrate()` checks it at start-up), its
+/// sequences, and the same on tables created later by the role running
+/// this (the migrations' role: `ALTER DEFAULT PRIVILEGES`). Idempotent; run
+/// by `db setup` as the migration role, which needs `CREATEROLE` to create
+/// the role (roles are cluster-wide: one per cluster serves every database).
+pub async fn grant_service_role(conn: &mut PgConn, role: &str, password: Option<&str>) -> Result<()> {
+    use diesel_async::SimpleAsyncConnection;
+    if !valid_role_name(role) {
+        return Err(Error::Config(format!(
+            "{role:?} is not a role name this crate writes into SQL (letters, digits, underscores)"
+        )));
+    }
+    let mut sql = format!(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+             END IF;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN
+             NULL; -- created meanwhile by another `db setup`
+         END $$;"
+    );
+    if let Some(password) = password {
+        let quoted = password.replace('\'', "''");
+        sql.push_str(&format!("ALTER ROLE \"{role}\" PASSWORD '{quoted}';"));
+    }
+    sql.push_str(&format!(
+        "GRANT USAGE ON SCHEMA public TO \"{role}\";
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\";
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\";
+         ALTER DEFAULT PRIVILEGES IN SCHEMA public
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO \"{role}\";
+         ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO \"{role}\";
+         DO $$ DECLARE t text; BEGIN
+             FOR t IN SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+                      WHERE schemaname = 'public' AND tablename LIKE '\\_\\_%' ESCAPE '\\'
+             LOOP
+                 EXECUTE format('REVOKE INSERT, UPDATE, DELETE ON %s FROM \"{role}\"', t);
+             END LOOP;
+         END $$;"
+    ));
+    conn.batch_execute(&sql).await?;
+    Ok(())
+}
+
+/// What `db check` reports about row-level security and the roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleProblem {
+    /// A table with a `tenant_id` column whose rows the policies do not
+    /// guard (row-level security off or not forced, or no policy).
+    TenantTableUnguarded(String),
+    /// The service role misses a privilege on a table.
+    MissingGrant {
+        /// The table.
+        table: String,
+        /// The privileges it lacks.
+        missing: String,
+    },
+    /// The service role (named) bypasses row-level security, and why.
+    ServiceRoleBypasses(String, String),
+    /// The service role does not exist.
+    ServiceRoleMissing(String),
+    /// The role running migrations is subject to the policies: a backfill
+    /// of a tenant table would see no rows.
+    MigrationRoleFiltered(String),
+}
+
+impl std::fmt::Display for RoleProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoleProblem::TenantTableUnguarded(t) => write!(
+                f,
+                "table {t} has a tenant_id column but row-level security does not guard it \
+                 (ENABLE and FORCE ROW LEVEL SECURITY and a policy, in a migration)"
+            ),
+            RoleProblem::MissingGrant { table, missing } => write!(
+                f,
+                "the service role lacks {missing} on {table} (`db setup` grants it)"
+            ),
+            RoleProblem::ServiceRoleBypasses(role, why) => write!(
+                f,
+                "the service role {role} bypasses row-level security ({why}): tenant isolation \
+                 does not hold for the service; give DATABASE_URL a role without BYPASSRLS that \
+                 owns nothing (`db setup` creates app), or set DB_APP_ROLE"
+            ),
+            RoleProblem::ServiceRoleMissing(role) => {
+                write!(f, "the service role {role} does not exist (`db setup` creates it)")
+            }
+            RoleProblem::MigrationRoleFiltered(role) => write!(
+                f,
+                "the migration role {role} is subject to row-level security: a migration's \
+                 backfill of a tenant table would update no row (give it BYPASSRLS)"
+            ),
+        }
+    }
+}
+
+/// Checks, on the database `conn` (the migration role's connection) is
+/// connected to, that every tenant table is guarded and that `service_role`
+/// has its grants and does not bypass the policies.
+pub async fn check(conn: &mut PgConn, service_role: &str) -> Result<Vec<RoleProblem>> {
+    #[derive(QueryableByName)]
+    struct Named {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    #[derive(QueryableByName)]
+    struct Grant {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = Text)]
+        missing: String,
+    }
+    #[derive(QueryableByName)]
+    struct Role {
+        #[diesel(sql_type = Nullable<Text>)]
+        why: Option<String>,
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let mut problems = Vec::new();
+    let unguarded: Vec<Named> = diesel::sql_query(
+        "SELECT c.relname::text AS name FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public' \
+         WHERE c.relkind IN ('r', 'p') \
+           AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                       AND a.attname = 'tenant_id' AND NOT a.attisdropped) \
+           AND NOT (c.relrowsecurity AND c.relforcerowsecurity \
+                    AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)) \
+         ORDER BY 1",
+    )
+    .load(conn)
+    .await?;
+    problems.extend(unguarded.into_iter().map(|t| RoleProblem::TenantTableUnguarded(t.name)));
+    let role: Role = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS exists, \
+           (SELECT CASE WHEN r.rolsuper THEN 'a superuser' WHEN r.rolbypassrls THEN 'BYPASSRLS' \
+              ELSE (SELECT 'owner of ' || c.relname FROM pg_class c \
+                    WHERE c.relowner = r.oid AND c.relrowsecurity AND NOT c.relforcerowsecurity \
+                    LIMIT 1) END \
+            FROM pg_roles r WHERE r.rolname = $1) AS why",
+    )
+    .bind::<Text, _>(service_role)
+    .get_result(conn)
+    .await?;
+    if !role.exists {
+        problems.push(RoleProblem::ServiceRoleMissing(service_role.to_owned()));
+        return Ok(problems);
+    }
+    if let Some(why) = role.why {
+        problems.push(RoleProblem::ServiceRoleBypasses(service_role.to_owned(), why));
+    }
+    let grants: Vec<Grant> = diesel::sql_query(
+        "SELECT t.tablename::text AS name, \
+           array_to_string(ARRAY(SELECT p FROM unnest(CASE WHEN t.tablename LIKE '\\_\\_%' \
+               ESCAPE '\\' THEN ARRAY['SELECT'] ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END) p \
+             WHERE NOT has_table_privilege($1, format('%I.%I', t.schemaname, t.tablename), p)), ', ') \
+             AS missing \
+         FROM pg_tables t WHERE t.schemaname = 'public' ORDER BY 1",
+    )
+    .bind::<Text, _>(service_role)
+    .load(conn)
+    .await?;
+    problems.extend(grants.into_iter().filter(|g| !g.missing.is_empty()).map(|g| {
+        RoleProblem::MissingGrant {
+            table: g.name,
+            missing: g.missing,
+        }
+    }));
+    let me: Role = diesel::sql_query(
+        "SELECT true AS exists, \
+           CASE WHEN rolsuper OR rolbypassrls THEN NULL ELSE rolname::text END AS why \
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .get_result(conn)
+    .await?;
+    if let Some(name) = me.why {
+        problems.push(RoleProblem::MigrationRoleFiltered(name));
+    }
+    Ok(problems)
 }
 
 #[cfg(test)]

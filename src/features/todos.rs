@@ -1,5 +1,7 @@
-//! `todos`: a user's task, optionally inside a tenant. Every function takes the owner's id, so a user never reads or
-//! changes another user's todos.
+//! `todos`: a user's task, optionally inside a tenant. Every function but
+//! `list_for_tenant` takes the owner's id, so a user never reads or changes
+//! another user's todos; `list_for_tenant` shows a tenant's todos to its
+//! members.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -147,6 +149,33 @@ pub async fn list_for_user(
     if let Some(c) = after {
         // (created_at, id) < cursor, written so the index range starts at
         // created_at <= cursor.
+        query = query
+            .filter(todos::created_at.le(c.created_at))
+            .filter(todos::created_at.lt(c.created_at).or(todos::id.lt(c.id)));
+    }
+    let rows = query.inline_limit((limit + 1) as u32).load(conn).await?;
+    Ok(page_of(rows, limit, |t: &Todo| Cursor {
+        created_at: t.created_at,
+        id: t.id,
+    }))
+}
+
+/// A page of `tenant_id`'s todos (of every member), newest first, starting
+/// after `after` (`todos_tenant_created_idx`). Under row-level security the
+/// context's tenant must be `tenant_id` (else the page is empty).
+pub async fn list_for_tenant(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    after: Option<Cursor<TodoId>>,
+    limit: i64,
+) -> Result<Page<Todo, TodoId>> {
+    check_limit(limit)?;
+    let mut query = todos::table
+        .filter(todos::tenant_id.eq(tenant_id))
+        .select(Todo::as_select())
+        .order((todos::created_at.desc(), todos::id.desc()))
+        .into_boxed();
+    if let Some(c) = after {
         query = query
             .filter(todos::created_at.le(c.created_at))
             .filter(todos::created_at.lt(c.created_at).or(todos::id.lt(c.id)));

@@ -117,6 +117,12 @@ pub async fn create_with_owner(
             .returning(Tenant::as_returning())
             .get_result(conn)
             .await?;
+        // Row-level security: the owner's membership and the activity
+        // belong to the new tenant, which the caller's context cannot have
+        // named yet. The one place the crate enters a tenant by itself: it
+        // was created by this very transaction, so nobody else's data is in
+        // it; the caller's tenant is put back before returning.
+        let previous = enter_tenant(conn, Some(tenant.id)).await?;
         tenant_members::insert(
             conn,
             InsertMember {
@@ -136,9 +142,34 @@ pub async fn create_with_owner(
             &json!({ "name": tenant.name, "slug": tenant.slug }),
         )
         .await?;
+        enter_tenant(conn, previous).await?;
         Ok(tenant)
     })
     .await
+}
+
+/// Sets the transaction's tenant (`app.tenant_id`, transaction-local) to
+/// `tenant` (none: `''`); returns the one it had.
+async fn enter_tenant(conn: &mut Conn, tenant: Option<TenantId>) -> Result<Option<TenantId>> {
+    #[derive(diesel::QueryableByName)]
+    struct Previous {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        previous: Option<String>,
+    }
+    let set = tenant.map(|t| t.to_string()).unwrap_or_default();
+    // Left to right: the old value is read before it is replaced.
+    let row: Previous = diesel::sql_query(
+        "SELECT current_setting('app.tenant_id', true) AS previous, \
+                set_config('app.tenant_id', $1, true) AS now",
+    )
+    .bind::<diesel::sql_types::Text, _>(set)
+    .get_result(conn)
+    .await?;
+    Ok(row
+        .previous
+        .as_deref()
+        .and_then(|p| uuid::Uuid::parse_str(p).ok())
+        .map(TenantId::from))
 }
 
 /// A tenant as seen by one of its members.

@@ -576,6 +576,30 @@ pub async fn list(
     after: Option<Cursor<ExecutionId>>,
     limit: i64,
 ) -> Result<Page<Execution, ExecutionId>> {
+    page(conn, tenant_id, Some(workflow_id), filter, after, limit).await
+}
+
+/// A page of the tenant's executions of every workflow, newest first, after
+/// `after`, matching `filter` (`executions_tenant_created_idx`).
+pub async fn list_for_tenant(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    filter: &ExecutionFilter,
+    after: Option<Cursor<ExecutionId>>,
+    limit: i64,
+) -> Result<Page<Execution, ExecutionId>> {
+    page(conn, tenant_id, None, filter, after, limit).await
+}
+
+/// `list` (of one workflow) and `list_for_tenant` (of all).
+async fn page(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    workflow_id: Option<WorkflowId>,
+    filter: &ExecutionFilter,
+    after: Option<Cursor<ExecutionId>>,
+    limit: i64,
+) -> Result<Page<Execution, ExecutionId>> {
     validate(filter)?;
     check_limit(limit)?;
     if let (Some(from), Some(before)) = (filter.created_from, filter.created_before)
@@ -588,11 +612,13 @@ pub async fn list(
         ));
     }
     let mut query = executions::table
-        .filter(executions::workflow_id.eq(workflow_id))
         .filter(executions::tenant_id.eq(tenant_id))
         .select(Execution::as_select())
         .order((executions::created_at.desc(), executions::id.desc()))
         .into_boxed();
+    if let Some(workflow_id) = workflow_id {
+        query = query.filter(executions::workflow_id.eq(workflow_id));
+    }
     if let Some(status) = filter.status {
         query = query.filter(executions::status.eq(status));
     }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use validator::Validate;
 
 use crate::error::{FieldError, InvalidInput, validate};
+use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{execution_steps, executions, workflows};
 use crate::workflows::execution_steps::ExecutionStep;
@@ -165,6 +166,33 @@ pub(crate) fn validate_with_graph<T: Validate>(
     }
     fields.sort_by(|a, b| a.field.cmp(&b.field));
     Err(Error::Invalid(InvalidInput { fields }))
+}
+
+/// A page of the tenant's workflows, newest first, after `after`
+/// (`workflows_tenant_created_idx`). The graphs are in the rows: a list of
+/// many large workflows is as large as they are.
+pub async fn list(
+    conn: &mut Conn,
+    tenant_id: TenantId,
+    after: Option<Cursor<WorkflowId>>,
+    limit: i64,
+) -> Result<Page<Workflow, WorkflowId>> {
+    check_limit(limit)?;
+    let mut query = workflows::table
+        .filter(workflows::tenant_id.eq(tenant_id))
+        .select(Workflow::as_select())
+        .order((workflows::created_at.desc(), workflows::id.desc()))
+        .into_boxed();
+    if let Some(c) = after {
+        query = query
+            .filter(workflows::created_at.le(c.created_at))
+            .filter(workflows::created_at.lt(c.created_at).or(workflows::id.lt(c.id)));
+    }
+    let rows = query.inline_limit((limit + 1) as u32).load(conn).await?;
+    Ok(page_of(rows, limit, |w: &Workflow| Cursor {
+        created_at: w.created_at,
+        id: w.id,
+    }))
 }
 
 /// Input of `create`.

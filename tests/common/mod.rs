@@ -88,6 +88,12 @@ pub fn through_bouncer(bouncer: &TempPgBouncer, name: &str) -> String {
     bouncer.url_of(user, name)
 }
 
+/// Server connections per database of the tests' PgBouncer: fewer than a
+/// TestDb's pool (8), so that clients really take turns on them; enough for
+/// the widest forced race of the suite (six callers waiting on one lock,
+/// plus the watcher).
+pub const BOUNCER_POOL_SIZE: usize = 7;
+
 /// A transaction-mode PgBouncer in front of the test server, stopped when
 /// dropped.
 pub fn start_bouncer() -> database::ops::OpsResult<TempPgBouncer> {
@@ -96,10 +102,8 @@ pub fn start_bouncer() -> database::ops::OpsResult<TempPgBouncer> {
         server.host_str().unwrap_or("127.0.0.1"),
         server.port().unwrap_or(5432),
     );
-    // Fewer server connections per database than a TestDb's pool (8), so
-    // that clients really take turns on them; enough for the widest forced
-    // race of the suite (six callers waiting on one lock, plus the watcher).
-    options.pool_size = 7;
+    options.users.push(SERVICE_ROLE.to_owned());
+    options.pool_size = BOUNCER_POOL_SIZE as u32;
     TempPgBouncer::start(&options)
 }
 
@@ -113,6 +117,11 @@ pub fn skip_without(what: &str, why: &dyn std::fmt::Display) -> bool {
     eprintln!("skipped: {what} is not available here ({why})");
     true
 }
+
+/// The role a service logs in as: not a superuser, no BYPASSRLS, owns
+/// nothing, so row-level security applies to it (`db setup` creates it; the
+/// test server trusts it on loopback).
+pub const SERVICE_ROLE: &str = "app";
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -144,6 +153,11 @@ async fn template() -> &'static str {
                     migrate::run(&mut conn, set)
                         .await
                         .expect("migrating the template");
+                    // The service's own role (row-level security applies to
+                    // it), granted in the template so every clone has it.
+                    database::db::roles::grant_service_role(&mut conn, SERVICE_ROLE, None)
+                        .await
+                        .expect("granting the service role");
                 }
                 // Renaming last makes the template appear only when complete.
                 admin
@@ -233,6 +247,23 @@ impl TestDb {
         }
         let db = Db::new(config).unwrap();
         TestDb { name, url, db }
+    }
+
+    /// A `Db` (pool of 8) on this database logging in as the service's role
+    /// (`SERVICE_ROLE`): what row-level security applies to. Through the test
+    /// PgBouncer under `DB_TEST_POOLER=1`, as `db` is.
+    pub fn service_db(&self) -> Db {
+        let mut url = url::Url::parse(&self.url).unwrap();
+        url.set_username(SERVICE_ROLE).unwrap();
+        url.set_password(None).unwrap();
+        let mut config = Config::new(url.to_string());
+        config.pool_size = 8;
+        config.migration_url = Some(self.url.clone());
+        if let Some(bouncer) = pooler() {
+            config.database_url = bouncer.url_of(SERVICE_ROLE, &self.name);
+            config.pooler = database::db::Pooler::Transaction;
+        }
+        Db::new(config).unwrap()
     }
 
     /// A pooled connection.
