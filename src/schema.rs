@@ -492,7 +492,6 @@ diesel::joinable!(chats -> users (user_id));
 diesel::joinable!(execution_steps -> executions (execution_id));
 diesel::joinable!(executions -> tenants (tenant_id));
 diesel::joinable!(executions -> users (user_id));
-diesel::joinable!(executions -> workflows (workflow_id));
 diesel::joinable!(messages -> chats (chat_id));
 diesel::joinable!(notification_deliveries -> notifications (notification_id));
 diesel::joinable!(notification_preferences -> users (user_id));

@@ -547,6 +547,11 @@ async fn a_misconfigured_pooler_never_runs_another_statement() {
     );
     options.pool_size = 4;
     options.server_round_robin = true;
+    if let Some(secrets) = &cluster.record().secrets {
+        options
+            .server_passwords
+            .push(("postgres".into(), secrets.superuser.clone()));
+    }
     let bouncer = match TempPgBouncer::start(&options) {
         Ok(b) => b,
         Err(e) => {

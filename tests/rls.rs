@@ -35,29 +35,59 @@ async fn count(conn: &mut database::Conn, sql: &str) -> i64 {
 
 /// A tenant owned by a new user, with `projects` projects and `todos`
 /// todos, written as the superuser (set-up, not under test).
-async fn tenant_with_rows(t: &TestDb, slug: &str, projects_n: usize, todos_n: usize) -> (TenantId, UserId) {
+async fn tenant_with_rows(
+    t: &TestDb,
+    slug: &str,
+    projects_n: usize,
+    todos_n: usize,
+) -> (TenantId, UserId) {
     let mut conn = t.conn().await;
-    let owner = users::create(&mut conn, &NewUser { email: format!("{slug}@example.com"), ..Default::default() })
-        .await
-        .unwrap()
-        .id;
+    let owner = users::create(
+        &mut conn,
+        &NewUser {
+            email: format!("{slug}@example.com"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .id;
     let tenant = tenants::create_with_owner(
         &mut conn,
-        &NewTenant { name: slug.into(), slug: slug.into() },
+        &NewTenant {
+            name: slug.into(),
+            slug: slug.into(),
+        },
         owner,
     )
     .await
     .unwrap()
     .id;
     for i in 0..projects_n {
-        projects::create(&mut conn, tenant, Some(owner), &NewProject { name: format!("{slug} {i}"), ..Default::default() })
-            .await
-            .unwrap();
+        projects::create(
+            &mut conn,
+            tenant,
+            Some(owner),
+            &NewProject {
+                name: format!("{slug} {i}"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     }
     for i in 0..todos_n {
-        todos::create(&mut conn, owner, &CreateTodo { title: format!("{slug} {i}"), tenant_id: Some(tenant), ..Default::default() })
-            .await
-            .unwrap();
+        todos::create(
+            &mut conn,
+            owner,
+            &CreateTodo {
+                title: format!("{slug} {i}"),
+                tenant_id: Some(tenant),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     }
     (tenant, owner)
 }
@@ -74,16 +104,28 @@ async fn a_query_without_a_tenant_filter_sees_only_the_contexts_tenant() {
     let in_a = service.with(Ctx::tenant(a).user(ann));
     let mut conn = in_a.conn().await.unwrap();
     // No WHERE at all: the policy is the filter.
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM projects").await, 3);
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM todos").await, 2);
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM tenant_activity").await, 1);
     assert_eq!(
-        count(&mut conn, &format!("SELECT count(*) AS n FROM projects WHERE tenant_id = '{b}'")).await,
+        count(&mut conn, "SELECT count(*) AS n FROM projects").await,
+        3
+    );
+    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM todos").await, 2);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM tenant_activity").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            &format!("SELECT count(*) AS n FROM projects WHERE tenant_id = '{b}'")
+        )
+        .await,
         0,
         "asking for the other tenant by name shows nothing either"
     );
     // A repository function handed the other tenant's id: empty.
-    let page = projects::list(&mut conn, b, &Default::default(), None, 100).await.unwrap();
+    let page = projects::list(&mut conn, b, &Default::default(), None, 100)
+        .await
+        .unwrap();
     assert!(page.items.is_empty());
     // In a transaction too (the settings come with its BEGIN).
     let n = in_a
@@ -95,11 +137,25 @@ async fn a_query_without_a_tenant_filter_sees_only_the_contexts_tenant() {
 
     // No context: no tenant's rows, never every tenant's.
     let mut conn = service.conn().await.unwrap();
-    for table in ["projects", "todos", "tenant_members", "tenant_activity", "workflows", "executions"] {
-        assert_eq!(count(&mut conn, &format!("SELECT count(*) AS n FROM {table}")).await, 0, "{table}");
+    for table in [
+        "projects",
+        "todos",
+        "tenant_members",
+        "tenant_activity",
+        "workflows",
+        "executions",
+    ] {
+        assert_eq!(
+            count(&mut conn, &format!("SELECT count(*) AS n FROM {table}")).await,
+            0,
+            "{table}"
+        );
     }
     // The superuser sees both (it bypasses row-level security): the rows are there.
-    assert_eq!(count(&mut *t.conn().await, "SELECT count(*) AS n FROM projects").await, 8);
+    assert_eq!(
+        count(&mut *t.conn().await, "SELECT count(*) AS n FROM projects").await,
+        8
+    );
 }
 
 /// Personal rows (no tenant) are the acting user's alone.
@@ -107,25 +163,70 @@ async fn a_query_without_a_tenant_filter_sees_only_the_contexts_tenant() {
 async fn personal_rows_belong_to_the_acting_user() {
     let t = TestDb::new().await;
     let mut conn = t.conn().await;
-    let ann = users::create(&mut conn, &NewUser { email: "ann@example.com".into(), ..Default::default() }).await.unwrap().id;
-    let bob = users::create(&mut conn, &NewUser { email: "bob@example.com".into(), ..Default::default() }).await.unwrap().id;
+    let ann = users::create(
+        &mut conn,
+        &NewUser {
+            email: "ann@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let bob = users::create(
+        &mut conn,
+        &NewUser {
+            email: "bob@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .id;
     drop(conn);
     let service = t.service_db();
     let as_ann = service.with(Ctx::new().user(ann));
     let todo = as_ann
-        .transaction(async |conn| todos::create(conn, ann, &CreateTodo { title: "mine".into(), ..Default::default() }).await)
+        .transaction(async |conn| {
+            todos::create(
+                conn,
+                ann,
+                &CreateTodo {
+                    title: "mine".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+        })
         .await
         .unwrap();
     let as_bob = service.with(Ctx::new().user(bob));
     let mut conn = as_bob.conn().await.unwrap();
     assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM todos").await, 0);
-    assert!(matches!(todos::find(&mut conn, ann, todo.id).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        todos::find(&mut conn, ann, todo.id).await,
+        Err(Error::NotFound { .. })
+    ));
     // Bob cannot write a personal row for Ann either.
-    let e = todos::create(&mut conn, ann, &CreateTodo { title: "forged".into(), ..Default::default() })
-        .await
-        .unwrap_err();
+    let e = todos::create(
+        &mut conn,
+        ann,
+        &CreateTodo {
+            title: "forged".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, Error::Forbidden(_)), "{e:?}");
-    assert_eq!(count(&mut as_ann.conn().await.unwrap(), "SELECT count(*) AS n FROM todos").await, 1);
+    assert_eq!(
+        count(
+            &mut as_ann.conn().await.unwrap(),
+            "SELECT count(*) AS n FROM todos"
+        )
+        .await,
+        1
+    );
 }
 
 /// A row written for another tenant than the context's is refused by the
@@ -138,20 +239,50 @@ async fn writing_another_tenants_row_is_forbidden() {
     let in_a = t.service_db().with(Ctx::tenant(a).user(ann));
     let e = in_a
         .transaction(async |conn| {
-            projects::create(conn, b, Some(ann), &NewProject { name: "planted".into(), ..Default::default() }).await
+            projects::create(
+                conn,
+                b,
+                Some(ann),
+                &NewProject {
+                    name: "planted".into(),
+                    ..Default::default()
+                },
+            )
+            .await
         })
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::Forbidden(ref m) if m.contains("row-level security")), "{e:?}");
+    assert!(
+        matches!(e, Error::Forbidden(ref m) if m.contains("row-level security")),
+        "{e:?}"
+    );
     assert!(!e.is_retryable());
-    assert_eq!(count(&mut *t.conn().await, &format!("SELECT count(*) AS n FROM projects WHERE tenant_id = '{b}'")).await, 1);
+    assert_eq!(
+        count(
+            &mut *t.conn().await,
+            &format!("SELECT count(*) AS n FROM projects WHERE tenant_id = '{b}'")
+        )
+        .await,
+        1
+    );
     // Moving a row to another tenant is refused the same way.
-    let mine = projects::create(&mut in_a.conn().await.unwrap(), a, Some(ann), &NewProject { name: "mine".into(), ..Default::default() })
-        .await
-        .unwrap();
+    let mine = projects::create(
+        &mut in_a.conn().await.unwrap(),
+        a,
+        Some(ann),
+        &NewProject {
+            name: "mine".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let mut conn = in_a.conn().await.unwrap();
     let moved = conn
-        .batch_execute(&format!("UPDATE projects SET tenant_id = '{b}' WHERE id = '{}'", mine.id))
+        .batch_execute(&format!(
+            "UPDATE projects SET tenant_id = '{b}' WHERE id = '{}'",
+            mine.id
+        ))
         .await
         .map_err(Error::from)
         .unwrap_err();
@@ -182,28 +313,57 @@ async fn a_login_that_bypasses_row_level_security_is_refused_for_tenants() {
         url.to_string()
     };
     // The superuser (the test server's login), and a BYPASSRLS role.
-    for (who, url) in [("superuser", t.url.clone()), ("BYPASSRLS", url_as("rls_test_bypass"))] {
+    for (who, url) in [
+        ("superuser", t.url.clone()),
+        ("BYPASSRLS", url_as("rls_test_bypass")),
+    ] {
         let db = Db::new(Config::new(url)).unwrap().with(Ctx::tenant(a));
         match db.conn().await {
-            Err(Error::Config(m)) => assert!(m.contains("DB_APP_ROLE") && m.contains("row-level security"), "{who}: {m}"),
+            Err(Error::Config(m)) => assert!(
+                m.contains("DB_APP_ROLE") && m.contains("row-level security"),
+                "{who}: {m}"
+            ),
             other => panic!("{who}: expected Config, got {:?}", other.map(drop)),
         }
         // Without a tenant it serves (maintenance, the admin domain).
-        assert!(Db::new(Config::new(t.url.clone())).unwrap().conn().await.is_ok());
+        assert!(
+            Db::new(Config::new(t.url.clone()))
+                .unwrap()
+                .conn()
+                .await
+                .is_ok()
+        );
     }
     // The authenticator pattern: a privileged login switching to the
     // service role in every transaction.
     let mut config = Config::new(t.url.clone());
     config.app_role = Some(SERVICE_ROLE.into());
     let switching = Db::new(config).unwrap();
-    let mut conn = switching.with(Ctx::tenant(a).user(ann)).conn().await.unwrap();
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM projects").await, 2);
+    let mut conn = switching
+        .with(Ctx::tenant(a).user(ann))
+        .conn()
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM projects").await,
+        2
+    );
     drop(conn);
     // Even without a context every statement runs as the service role.
-    assert_eq!(count(&mut switching.conn().await.unwrap(), "SELECT count(*) AS n FROM projects").await, 0);
+    assert_eq!(
+        count(
+            &mut switching.conn().await.unwrap(),
+            "SELECT count(*) AS n FROM projects"
+        )
+        .await,
+        0
+    );
     // The service's own login.
     let mut conn = t.service_db().with(Ctx::tenant(a)).conn().await.unwrap();
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM projects").await, 2);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM projects").await,
+        2
+    );
 }
 
 /// Through the crate's API the escape hatch is the only way across tenants,
@@ -230,7 +390,10 @@ async fn the_escape_hatch_is_the_only_way_across_tenants_and_is_logged() {
     }
     let report = service.with(Ctx::system("monthly usage report"));
     let mut conn = report.conn().await.unwrap();
-    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM projects").await, 5);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM projects").await,
+        5
+    );
     let logged = events.lock().unwrap().join("");
     assert!(logged.contains("monthly usage report"), "{logged}");
     assert_eq!(logged.matches("cross-tenant access").count(), 1, "{logged}");
@@ -241,7 +404,10 @@ struct Collect(Arc<Mutex<Vec<String>>>);
 
 impl std::io::Write for Collect {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().push(String::from_utf8_lossy(buf).into_owned());
+        self.0
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(buf).into_owned());
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -290,26 +456,47 @@ async fn a_migration_backfill_over_a_tenant_table_updates_every_row() {
     let folder = dir.path().join("2099-01-01-000000_backfill");
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("up.sql"), "UPDATE todos SET completed = true;").unwrap();
-    std::fs::write(folder.join("down.sql"), "UPDATE todos SET completed = false;").unwrap();
+    std::fs::write(
+        folder.join("down.sql"),
+        "UPDATE todos SET completed = false;",
+    )
+    .unwrap();
     let with_embedded = MigrationSet::from_dir(dir.path()).unwrap();
 
     // As the service role: the policies hide every row from the UPDATE.
     let mut service = t.service_db().conn().await.unwrap();
-    let updated = diesel::sql_query("UPDATE todos SET completed = true").execute(&mut service).await.unwrap();
+    let updated = diesel::sql_query("UPDATE todos SET completed = true")
+        .execute(&mut service)
+        .await
+        .unwrap();
     assert_eq!(updated, 0);
     drop(service);
 
     let mut url = url::Url::parse(&t.url).unwrap();
     url.set_username("rls_test_migrator").unwrap();
-    let mut migrator = database::db::connect(&Config::new(url.as_str()), url.as_str()).await.unwrap();
+    let mut migrator = database::db::connect(&Config::new(url.as_str()), url.as_str())
+        .await
+        .unwrap();
     migrate::run(&mut migrator, &with_embedded).await.unwrap();
-    let done = count(&mut *t.conn().await, "SELECT count(*) AS n FROM todos WHERE completed").await;
+    let done = count(
+        &mut *t.conn().await,
+        "SELECT count(*) AS n FROM todos WHERE completed",
+    )
+    .await;
     assert_eq!(done, 7, "the backfill saw every tenant's rows");
-    let problems = database::db::roles::check(&mut migrator, SERVICE_ROLE).await.unwrap();
+    let problems = database::db::roles::check(&mut migrator, SERVICE_ROLE)
+        .await
+        .unwrap();
     assert!(problems.is_empty(), "{problems:?}");
-    let problems = database::db::roles::check(&mut t.service_db().conn().await.unwrap(), SERVICE_ROLE).await.unwrap();
+    let problems =
+        database::db::roles::check(&mut t.service_db().conn().await.unwrap(), SERVICE_ROLE)
+            .await
+            .unwrap();
     assert!(
-        problems.iter().any(|p| matches!(p, database::db::roles::RoleProblem::MigrationRoleFiltered(_))),
+        problems.iter().any(|p| matches!(
+            p,
+            database::db::roles::RoleProblem::MigrationRoleFiltered(_)
+        )),
         "{problems:?}"
     );
 }
@@ -331,16 +518,33 @@ async fn the_role_check_names_unguarded_tables_missing_grants_and_bypassing_role
         .await
         .unwrap();
     let problems = check(&mut admin, SERVICE_ROLE).await.unwrap();
-    assert!(problems.contains(&RoleProblem::TenantTableUnguarded("projects".into())), "{problems:?}");
-    assert!(problems.contains(&RoleProblem::TenantTableUnguarded("scratch".into())), "{problems:?}");
     assert!(
-        problems.contains(&RoleProblem::MissingGrant { table: "todos".into(), missing: "INSERT, DELETE".into() }),
+        problems.contains(&RoleProblem::TenantTableUnguarded("projects".into())),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&RoleProblem::TenantTableUnguarded("scratch".into())),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&RoleProblem::MissingGrant {
+            table: "todos".into(),
+            missing: "INSERT, DELETE".into()
+        }),
         "{problems:?}"
     );
     let problems = check(&mut admin, "postgres").await.unwrap();
-    assert!(problems.iter().any(|p| matches!(p, RoleProblem::ServiceRoleBypasses(..))), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, RoleProblem::ServiceRoleBypasses(..))),
+        "{problems:?}"
+    );
     let problems = check(&mut admin, "no_such_role_here").await.unwrap();
-    assert_eq!(problems.last(), Some(&RoleProblem::ServiceRoleMissing("no_such_role_here".into())));
+    assert_eq!(
+        problems.last(),
+        Some(&RoleProblem::ServiceRoleMissing("no_such_role_here".into()))
+    );
 }
 
 // ---- Many tenants, many tasks, two processes, through a pooler ----------------
@@ -396,20 +600,32 @@ async fn load(db: &Db, pairs: &[(TenantId, UserId)], tag: &str, time: Duration) 
                 while Instant::now() < end {
                     i = (i * 7 + 13) % pairs.len();
                     let (tenant, user) = pairs[i];
-                    let scoped = db.with(Ctx::tenant(tenant).user(user).timeout(Duration::from_secs(10)));
+                    let scoped = db.with(
+                        Ctx::tenant(tenant)
+                            .user(user)
+                            .timeout(Duration::from_secs(10)),
+                    );
                     let result = scoped
                         .transaction(async |conn| {
                             todos::create(
                                 conn,
                                 user,
-                                &CreateTodo { title: format!("{tag} {ops}"), tenant_id: Some(tenant), ..Default::default() },
+                                &CreateTodo {
+                                    title: format!("{tag} {ops}"),
+                                    tenant_id: Some(tenant),
+                                    ..Default::default()
+                                },
                             )
                             .await?;
                             // No tenant filter: whatever comes back must be this tenant's.
-                            let seen: Vec<Seen> = diesel::sql_query("SELECT tenant_id::text AS tenant FROM todos")
-                                .load(conn)
-                                .await?;
-                            Ok(seen.into_iter().filter(|s| s.tenant.as_deref() != Some(&tenant.to_string())).count())
+                            let seen: Vec<Seen> =
+                                diesel::sql_query("SELECT tenant_id::text AS tenant FROM todos")
+                                    .load(conn)
+                                    .await?;
+                            Ok(seen
+                                .into_iter()
+                                .filter(|s| s.tenant.as_deref() != Some(&tenant.to_string()))
+                                .count())
                         })
                         .await;
                     match result {
@@ -418,8 +634,18 @@ async fn load(db: &Db, pairs: &[(TenantId, UserId)], tag: &str, time: Duration) 
                     }
                     // A read outside a transaction: the settings come with it.
                     match scoped.conn().await {
-                        Ok(mut conn) => match diesel::sql_query("SELECT tenant_id::text AS tenant FROM projects").load::<Seen>(&mut conn).await {
-                            Ok(rows) => foreign += rows.iter().filter(|s| s.tenant.as_deref() != Some(&tenant.to_string())).count() as u64,
+                        Ok(mut conn) => match diesel::sql_query(
+                            "SELECT tenant_id::text AS tenant FROM projects",
+                        )
+                        .load::<Seen>(&mut conn)
+                        .await
+                        {
+                            Ok(rows) => {
+                                foreign += rows
+                                    .iter()
+                                    .filter(|s| s.tenant.as_deref() != Some(&tenant.to_string()))
+                                    .count() as u64
+                            }
                             Err(e) => errors.push(e.to_string()),
                         },
                         Err(e) => errors.push(e.to_string()),
@@ -460,7 +686,11 @@ async fn tenants_stay_apart_under_load_through_a_pooler() {
         let (tenant, user) = tenant_with_rows(&t, &format!("t{i:02}"), 1, 0).await;
         pairs.push(format!("{tenant}:{user}"));
     }
-    let seconds = if std::env::var("DB_TEST_LONG").is_ok_and(|v| v == "1") { 30 } else { 3 };
+    let seconds = if std::env::var("DB_TEST_LONG").is_ok_and(|v| v == "1") {
+        30
+    } else {
+        3
+    };
     let dir = tempfile::tempdir().unwrap();
     let children: Vec<_> = (0..2)
         .map(|p| {
@@ -483,14 +713,25 @@ async fn tenants_stay_apart_under_load_through_a_pooler() {
     for (mut child, out) in children {
         assert!(child.wait().await.unwrap().success());
         let report = std::fs::read_to_string(out).unwrap();
-        let mut head = report.lines().next().unwrap().split(' ').map(|n| n.parse::<u64>().unwrap());
-        let (ops, errors, foreign) = (head.next().unwrap(), head.next().unwrap(), head.next().unwrap());
+        let mut head = report
+            .lines()
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|n| n.parse::<u64>().unwrap());
+        let (ops, errors, foreign) = (
+            head.next().unwrap(),
+            head.next().unwrap(),
+            head.next().unwrap(),
+        );
         assert_eq!(foreign, 0, "rows of another tenant were seen");
         assert_eq!(errors, 0, "{report}");
         total += ops;
     }
     assert!(total > 100, "too little load to mean anything: {total}");
-    eprintln!("{total} operations of 50 tenants from two processes through PgBouncer: 0 foreign rows, 0 errors");
+    eprintln!(
+        "{total} operations of 50 tenants from two processes through PgBouncer: 0 foreign rows, 0 errors"
+    );
 
     // Every server connection at once (each held by an open transaction):
     // none carries a tenant left over from a client before.
@@ -512,9 +753,11 @@ async fn tenants_stay_apart_under_load_through_a_pooler() {
                         #[diesel(sql_type = Nullable<Text>)]
                         value: Option<String>,
                     }
-                    let s: Setting = diesel::sql_query("SELECT current_setting('app.tenant_id', true) AS value, pg_backend_pid()")
-                        .get_result(conn)
-                        .await?;
+                    let s: Setting = diesel::sql_query(
+                        "SELECT current_setting('app.tenant_id', true) AS value, pg_backend_pid()",
+                    )
+                    .get_result(conn)
+                    .await?;
                     barrier.wait().await;
                     Ok(s.value)
                 })
@@ -527,5 +770,9 @@ async fn tenants_stay_apart_under_load_through_a_pooler() {
     for s in seen {
         values.insert(s.await.unwrap().unwrap_or_default());
     }
-    assert_eq!(values, HashSet::from([String::new()]), "a tenant survived its transaction");
+    assert_eq!(
+        values,
+        HashSet::from([String::new()]),
+        "a tenant survived its transaction"
+    );
 }

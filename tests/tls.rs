@@ -215,9 +215,10 @@ async fn every_sslmode_against_a_tls_server() {
 
     // The right root but another host name (the TCP address stays 127.0.0.1):
     // verify-full refuses, verify-ca does not look at names.
-    let port = url::Url::parse(&base).unwrap().port().unwrap();
+    let mut renamed = url::Url::parse(&base).unwrap();
+    renamed.set_host(Some("wrong-name.example")).unwrap();
     let renamed = format!(
-        "postgres://postgres@wrong-name.example:{port}/postgres?hostaddr=127.0.0.1&sslrootcert={}",
+        "{renamed}{sep}hostaddr=127.0.0.1&sslrootcert={}",
         root.display()
     );
     let err = encrypted(&format!("{renamed}&sslmode=verify-full"))

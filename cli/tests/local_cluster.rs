@@ -149,8 +149,10 @@ async fn up_down_up(p: &Project, data_elsewhere: bool) {
         data_elsewhere,
         "{first}"
     );
+    // The service's role and the superuser, each with its password.
+    assert!(first.contains("DATABASE_URL=postgres://app:"), "{first}");
     assert!(
-        first.contains("DATABASE_URL=postgres://postgres@127.0.0.1:"),
+        first.contains("DATABASE_MIGRATION_URL=postgres://postgres:"),
         "{first}"
     );
     let again = p.db_ok(&["up"]);
@@ -186,7 +188,15 @@ async fn up_down_up(p: &Project, data_elsewhere: bool) {
     assert!(restarted.contains("Started"), "{restarted}");
     assert_eq!(p.db_ok(&["up", "--print-url"]).trim(), url);
     assert_eq!(query_one(&url, "SELECT n FROM kept").await, 42);
-    assert_eq!(local::service_url_in(&p.root).unwrap(), Some(url.clone()));
+    // A service gets the service role's URL; `db setup` gave it its grants.
+    let service = local::service_url_in(&p.root).unwrap().unwrap();
+    assert!(service.starts_with("postgres://app:"), "{service}");
+    Conn::establish(&service)
+        .await
+        .unwrap()
+        .batch_execute("SELECT 1 FROM users LIMIT 1")
+        .await
+        .unwrap();
 
     // Any `db` command starts a stopped cluster when it needs it.
     p.db_ok(&["down"]);
@@ -334,12 +344,83 @@ async fn a_streaming_replica_follows_its_primary() {
 
 #[test]
 fn a_cluster_whose_data_directory_is_gone_says_how_to_start_over() {
-    let cluster = TempCluster::start(Options::scratch()).unwrap();
+    let mut cluster = TempCluster::start(Options::scratch()).unwrap();
     cluster.stop().unwrap();
     std::fs::remove_dir_all(cluster.data_dir()).unwrap();
     let err = cluster.start().unwrap_err().to_string();
     assert!(
         err.contains("is gone") && err.contains("db down --destroy"),
         "{err}"
+    );
+}
+
+/// The cluster asks for a password over TCP (SCRAM; the launcher generated
+/// it and wrote it to `secrets.toml`, 0600, and into its URLs), and its
+/// socket admits only the OS users who own it: another OS user (`nobody`)
+/// gets in neither way, while the recorded URLs connect. (Loopback used to
+/// trust every role, the superuser included, for any local user.)
+#[tokio::test(flavor = "multi_thread")]
+async fn another_os_user_cannot_log_in_without_the_password() {
+    if !is_root() {
+        skip("needs root to run a command as another OS user");
+        return;
+    }
+    let cluster = TempCluster::start(Options::scratch()).unwrap();
+    let record = cluster.record();
+    let secrets = record.secrets.clone().expect("the cluster has passwords");
+    let psql = record.bin_dir.join("psql");
+    let as_nobody = |host: &str| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(&psql)
+            .args([
+                "-X",
+                "-w",
+                "-h",
+                host,
+                "-p",
+                &record.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "postgres", "-c", "SELECT 1"])
+            .env_remove("PGPASSWORD")
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let tcp = as_nobody("127.0.0.1");
+    assert!(
+        !tcp.status.success(),
+        "nobody got in over TCP: {}",
+        text(&tcp)
+    );
+    assert!(text(&tcp).contains("password"), "{}", text(&tcp));
+    let socket = as_nobody(&record.socket_dir.to_string_lossy());
+    assert!(
+        !socket.status.success(),
+        "nobody got in over the socket: {}",
+        text(&socket)
+    );
+    // The recorded URLs carry the passwords and connect.
+    assert!(cluster.url_of("postgres").contains(&secrets.superuser));
+    let mut conn = Conn::establish(&cluster.url_of("postgres")).await.unwrap();
+    conn.batch_execute("SELECT 1").await.unwrap();
+    let mut app_url = url::Url::parse(&record.service_url()).unwrap();
+    app_url.set_path("/postgres");
+    let mut app = Conn::establish(app_url.as_str()).await.unwrap();
+    app.batch_execute("SELECT 1").await.unwrap();
+    // The secrets file is the owner's alone.
+    let secrets_file = cluster.state_dir().join(local::SECRETS_FILE);
+    let mode = std::fs::metadata(&secrets_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "{} is readable by others",
+        secrets_file.display()
     );
 }

@@ -175,15 +175,22 @@ impl Config {
             Err(e) if e.not_found() => {}
             Err(e) => return Err(Error::Config(format!(".env: {e}"))),
         }
-        // No DATABASE_URL (environment or .env): the project's local cluster, when recorded.
-        let local_url = match std::env::var("DATABASE_URL") {
-            Ok(v) if !v.trim().is_empty() => None,
-            _ => super::local::service_url()?,
+        // No DATABASE_URL (environment or .env): the project's local
+        // cluster, when recorded: the service's role for the service, its
+        // superuser for migrations.
+        let (local_url, local_migration_url) = match std::env::var("DATABASE_URL") {
+            Ok(v) if !v.trim().is_empty() => (None, None),
+            _ => match super::local::service_url()? {
+                Some(url) => (Some(url), super::local::migration_url()?),
+                None => (None, None),
+            },
         };
         Self::from_lookup(|key| {
-            std::env::var(key)
-                .ok()
-                .or_else(|| local_url.clone().filter(|_| key == "DATABASE_URL"))
+            std::env::var(key).ok().or_else(|| match key {
+                "DATABASE_URL" => local_url.clone(),
+                "DATABASE_MIGRATION_URL" => local_migration_url.clone(),
+                _ => None,
+            })
         })
     }
 

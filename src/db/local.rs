@@ -19,6 +19,12 @@ use crate::error::{Error, Result};
 pub const STATE_DIR: &str = ".db";
 /// The record's file name inside the state folder.
 pub const RECORD_FILE: &str = "cluster.toml";
+/// The passwords' file name inside the state folder (mode 0600: only the
+/// project's owner reads it).
+pub const SECRETS_FILE: &str = "secrets.toml";
+/// The role a service logs in as on the local cluster (`db setup` creates
+/// it; row-level security applies to it).
+pub const SERVICE_ROLE: &str = "app";
 /// The server's log file name inside the state folder.
 pub const LOG_FILE: &str = "postgres.log";
 /// The database `db setup` creates on the local cluster unless told otherwise.
@@ -44,6 +50,43 @@ pub struct Record {
     pub os_user: Option<String>,
     /// The database the printed URL names (`database_dev` by default).
     pub database: String,
+    /// The passwords of its roles (`secrets.toml`, beside the record, mode
+    /// 0600), for TCP, where the cluster asks for them (SCRAM). `None` for a
+    /// cluster made before passwords (trust), until `db up` secures it.
+    #[serde(skip)]
+    pub secrets: Option<Secrets>,
+}
+
+/// The passwords of the local cluster's roles: generated when it is
+/// created, never printed by `db` except inside the URLs it prints.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// `postgres`, the superuser (migrations, `db` commands).
+    pub superuser: String,
+    /// `app`, the service's role.
+    pub service: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { *** }")
+    }
+}
+
+impl Secrets {
+    /// Two new random passwords.
+    pub fn generate() -> Secrets {
+        use rand::RngCore;
+        let password = || {
+            let mut bytes = [0u8; 24];
+            rand::rng().fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        };
+        Secrets {
+            superuser: password(),
+            service: password(),
+        }
+    }
 }
 
 impl Record {
@@ -55,9 +98,18 @@ impl Record {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::Config(format!("{}: {e}", path.display()))),
         };
-        toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        let mut record: Record =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let secrets_path = state_dir.join(SECRETS_FILE);
+        record.secrets = match std::fs::read_to_string(&secrets_path) {
+            Ok(text) => Some(
+                toml::from_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", secrets_path.display())))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::Config(format!("{}: {e}", secrets_path.display()))),
+        };
+        Ok(Some(record))
     }
 
     /// Writes the record into `state_dir` (which must exist).
@@ -66,18 +118,59 @@ impl Record {
         let text = toml::to_string(self).map_err(|e| Error::Config(format!("record: {e}")))?;
         let header = "# The project's local PostgreSQL, written by `db up`. `db down --destroy` removes it.\n";
         std::fs::write(&path, format!("{header}{text}"))
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        if let Some(secrets) = &self.secrets {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let path = state_dir.join(SECRETS_FILE);
+            let text =
+                toml::to_string(secrets).map_err(|e| Error::Config(format!("secrets: {e}")))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            file.write_all(
+                format!(
+                    "# Passwords of the project's local PostgreSQL roles, written by `db up`.\n{text}"
+                )
+                .as_bytes(),
+            )
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
     }
 
-    /// The URL of `database` on this cluster (TCP on 127.0.0.1, superuser
-    /// `postgres`, trust authentication).
+    /// The URL of `database` on this cluster as the superuser `postgres`
+    /// (TCP on 127.0.0.1, with its password when the cluster has one).
     pub fn url_of(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        let password = self.secrets.as_ref().map(|s| format!(":{}", s.superuser));
+        format!(
+            "postgres://postgres{}@127.0.0.1:{}/{database}",
+            password.unwrap_or_default(),
+            self.port
+        )
     }
 
     /// The URL of the recorded database: what `db up` prints.
     pub fn url(&self) -> String {
         self.url_of(&self.database)
+    }
+
+    /// The URL of the recorded database as the service's role (`app`), which
+    /// row-level security applies to: what a service connects with when
+    /// `DATABASE_URL` is unset. The superuser's URL for a cluster made before
+    /// passwords (no service role yet).
+    pub fn service_url(&self) -> String {
+        match &self.secrets {
+            Some(s) => format!(
+                "postgres://{SERVICE_ROLE}:{}@127.0.0.1:{}/{}",
+                s.service, self.port, self.database
+            ),
+            None => self.url(),
+        }
     }
 
     /// Whether something accepts connections on the recorded port. A probe,
@@ -129,7 +222,20 @@ pub fn service_url_in(start: &Path) -> Result<Option<String>> {
             record.port
         )));
     }
-    Ok(Some(record.url()))
+    Ok(Some(record.service_url()))
+}
+
+/// The URL migrations go to when `DATABASE_URL` is unset: the local
+/// cluster's superuser (it owns the tables and bypasses row-level security),
+/// when the project has a running cluster. Never starts anything.
+pub fn migration_url() -> Result<Option<String>> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Ok(None);
+    };
+    let Some(dir) = state_dir(&cwd) else {
+        return Ok(None);
+    };
+    Ok(Record::load(&dir)?.map(|r| r.url()))
 }
 
 #[cfg(test)]
@@ -144,6 +250,7 @@ mod tests {
             bin_dir: "/usr/lib/postgresql/15/bin".into(),
             os_user: None,
             database: DEFAULT_DATABASE.into(),
+            secrets: None,
         }
     }
 
@@ -158,6 +265,33 @@ mod tests {
         r.save(tmp.path()).unwrap();
         assert_eq!(Record::load(tmp.path()).unwrap(), Some(r.clone()));
         assert_eq!(r.url(), "postgres://postgres@127.0.0.1:54321/database_dev");
+        // With passwords: in the URLs, and in a file only its owner reads.
+        let secrets = Secrets {
+            superuser: "s3".into(),
+            service: "p4".into(),
+        };
+        let r = Record {
+            secrets: Some(secrets),
+            ..r
+        };
+        r.save(tmp.path()).unwrap();
+        assert_eq!(Record::load(tmp.path()).unwrap(), Some(r.clone()));
+        assert_eq!(
+            r.url(),
+            "postgres://postgres:s3@127.0.0.1:54321/database_dev"
+        );
+        assert_eq!(
+            r.service_url(),
+            "postgres://app:p4@127.0.0.1:54321/database_dev"
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(tmp.path().join(SECRETS_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let record = std::fs::read_to_string(tmp.path().join(RECORD_FILE)).unwrap();
+        assert!(!record.contains("s3") && !record.contains("p4"), "{record}");
     }
 
     #[test]

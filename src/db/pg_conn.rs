@@ -207,7 +207,12 @@ impl PgConn {
     async fn batch(&self, sql: &str) -> QueryResult<()> {
         let begins = sql.starts_with("BEGIN");
         let ends = sql == "COMMIT" || sql == "ROLLBACK";
-        if !begins && !ends && self.wraps() {
+        let control = begins
+            || ends
+            || sql.starts_with("SAVEPOINT")
+            || sql.starts_with("RELEASE")
+            || sql.starts_with("ROLLBACK TO");
+        if !control && self.wraps() {
             return self.batch_in_own_transaction(sql).await;
         }
         let rewritten = if begins { self.begin_sql(sql)? } else { None };
@@ -253,7 +258,9 @@ impl PgConn {
     /// `COMMIT`), one round trip. A failing statement leaves the transaction
     /// aborted, and a `ROLLBACK` ends it.
     async fn batch_in_own_transaction(&self, sql: &str) -> QueryResult<()> {
-        let begin = self.begin_sql("BEGIN")?.unwrap_or_else(|| "BEGIN".to_owned());
+        let begin = self
+            .begin_sql("BEGIN")?
+            .unwrap_or_else(|| "BEGIN".to_owned());
         let whole = format!("{begin};{sql};COMMIT");
         let work = async {
             match &self.inner {
@@ -281,7 +288,13 @@ impl PgConn {
                     Inner::Unnamed(conn) => conn.batch_execute("ROLLBACK").await,
                 }
             };
-            if self.calls.start(Sent::Safe, self.bound()).run(rollback, || {}).await.is_err() {
+            if self
+                .calls
+                .start(Sent::Safe, self.bound())
+                .run(rollback, || {})
+                .await
+                .is_err()
+            {
                 self.calls.break_off();
             }
         }

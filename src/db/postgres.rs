@@ -280,7 +280,14 @@ impl Db {
         // Connection errors keep their kind: an outage at start-up stays
         // retryable, a wrong URL stays a configuration error.
         let mut conn = connect_for_migrations(config, config.migration_url()).await?;
-        Ok(migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(config)).await?)
+        let report =
+            migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(config)).await?;
+        // The service's role reads and writes what was just created (when it
+        // is a role of its own and exists; `db setup` creates it).
+        if !report.applied.is_empty() {
+            super::roles::grant_if_exists(&mut conn, &super::roles::service_role(config)).await?;
+        }
+        Ok(report)
     }
 
     /// Checks that the database answers, and measures how fast.

@@ -156,7 +156,11 @@ pub(crate) fn valid_role_name(name: &str) -> bool {
 /// this (the migrations' role: `ALTER DEFAULT PRIVILEGES`). Idempotent; run
 /// by `db setup` as the migration role, which needs `CREATEROLE` to create
 /// the role (roles are cluster-wide: one per cluster serves every database).
-pub async fn grant_service_role(conn: &mut PgConn, role: &str, password: Option<&str>) -> Result<()> {
+pub async fn grant_service_role(
+    conn: &mut PgConn,
+    role: &str,
+    password: Option<&str>,
+) -> Result<()> {
     use diesel_async::SimpleAsyncConnection;
     if !valid_role_name(role) {
         return Err(Error::Config(format!(
@@ -193,6 +197,42 @@ pub async fn grant_service_role(conn: &mut PgConn, role: &str, password: Option<
     ));
     conn.batch_execute(&sql).await?;
     Ok(())
+}
+
+/// The role the service's statements run as, which the grants and `db
+/// check` are about: `DB_APP_ROLE` when set (the service switches to it), else
+/// the user `DATABASE_URL` logs in as when it is not the migration URL's, else
+/// `app` (the role `db setup` creates for development, where one URL serves
+/// both).
+pub fn service_role(config: &super::Config) -> String {
+    if let Some(role) = &config.app_role {
+        return role.clone();
+    }
+    let login = |url: &str| super::ConnString::parse(url).user;
+    match login(&config.database_url) {
+        Some(user) if Some(&user) != login(config.migration_url()).as_ref() => user,
+        _ => "app".to_owned(),
+    }
+}
+
+/// `grant_service_role` without creating the role: when `role` exists, it
+/// gets its grants on what the migrations just created (`db migrate`,
+/// `Db::migrate`); when it does not, nothing happens (`db setup` creates it).
+pub async fn grant_if_exists(conn: &mut PgConn, role: &str) -> Result<bool> {
+    #[derive(QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let row: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS exists")
+            .bind::<Text, _>(role)
+            .get_result(conn)
+            .await?;
+    if row.exists {
+        grant_service_role(conn, role, None).await?;
+    }
+    Ok(row.exists)
 }
 
 /// What `db check` reports about row-level security and the roles.
@@ -236,7 +276,10 @@ impl std::fmt::Display for RoleProblem {
                  owns nothing (`db setup` creates app), or set DB_APP_ROLE"
             ),
             RoleProblem::ServiceRoleMissing(role) => {
-                write!(f, "the service role {role} does not exist (`db setup` creates it)")
+                write!(
+                    f,
+                    "the service role {role} does not exist (`db setup` creates it)"
+                )
             }
             RoleProblem::MigrationRoleFiltered(role) => write!(
                 f,
@@ -283,7 +326,11 @@ pub async fn check(conn: &mut PgConn, service_role: &str) -> Result<Vec<RoleProb
     )
     .load(conn)
     .await?;
-    problems.extend(unguarded.into_iter().map(|t| RoleProblem::TenantTableUnguarded(t.name)));
+    problems.extend(
+        unguarded
+            .into_iter()
+            .map(|t| RoleProblem::TenantTableUnguarded(t.name)),
+    );
     let role: Role = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS exists, \
            (SELECT CASE WHEN r.rolsuper THEN 'a superuser' WHEN r.rolbypassrls THEN 'BYPASSRLS' \
@@ -300,7 +347,10 @@ pub async fn check(conn: &mut PgConn, service_role: &str) -> Result<Vec<RoleProb
         return Ok(problems);
     }
     if let Some(why) = role.why {
-        problems.push(RoleProblem::ServiceRoleBypasses(service_role.to_owned(), why));
+        problems.push(RoleProblem::ServiceRoleBypasses(
+            service_role.to_owned(),
+            why,
+        ));
     }
     let grants: Vec<Grant> = diesel::sql_query(
         "SELECT t.tablename::text AS name, \
@@ -313,12 +363,15 @@ pub async fn check(conn: &mut PgConn, service_role: &str) -> Result<Vec<RoleProb
     .bind::<Text, _>(service_role)
     .load(conn)
     .await?;
-    problems.extend(grants.into_iter().filter(|g| !g.missing.is_empty()).map(|g| {
-        RoleProblem::MissingGrant {
-            table: g.name,
-            missing: g.missing,
-        }
-    }));
+    problems.extend(
+        grants
+            .into_iter()
+            .filter(|g| !g.missing.is_empty())
+            .map(|g| RoleProblem::MissingGrant {
+                table: g.name,
+                missing: g.missing,
+            }),
+    );
     let me: Role = diesel::sql_query(
         "SELECT true AS exists, \
            CASE WHEN rolsuper OR rolbypassrls THEN NULL ELSE rolname::text END AS why \

@@ -184,9 +184,11 @@ pub async fn list(
         .order((workflows::created_at.desc(), workflows::id.desc()))
         .into_boxed();
     if let Some(c) = after {
-        query = query
-            .filter(workflows::created_at.le(c.created_at))
-            .filter(workflows::created_at.lt(c.created_at).or(workflows::id.lt(c.id)));
+        query = query.filter(workflows::created_at.le(c.created_at)).filter(
+            workflows::created_at
+                .lt(c.created_at)
+                .or(workflows::id.lt(c.id)),
+        );
     }
     let rows = query.inline_limit((limit + 1) as u32).load(conn).await?;
     Ok(page_of(rows, limit, |w: &Workflow| Cursor {

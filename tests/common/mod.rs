@@ -103,6 +103,19 @@ pub fn start_bouncer() -> database::ops::OpsResult<TempPgBouncer> {
         server.port().unwrap_or(5432),
     );
     options.users.push(SERVICE_ROLE.to_owned());
+    options
+        .server_passwords
+        .push((SERVICE_ROLE.to_owned(), SERVICE_PASSWORD.to_owned()));
+    if let Some(password) = server.password() {
+        let user = if server.username().is_empty() {
+            "postgres"
+        } else {
+            server.username()
+        };
+        options
+            .server_passwords
+            .push((user.to_owned(), password.to_owned()));
+    }
     options.pool_size = BOUNCER_POOL_SIZE as u32;
     TempPgBouncer::start(&options)
 }
@@ -119,9 +132,12 @@ pub fn skip_without(what: &str, why: &dyn std::fmt::Display) -> bool {
 }
 
 /// The role a service logs in as: not a superuser, no BYPASSRLS, owns
-/// nothing, so row-level security applies to it (`db setup` creates it; the
-/// test server trusts it on loopback).
+/// nothing, so row-level security applies to it (`db setup` creates it).
 pub const SERVICE_ROLE: &str = "app";
+/// Its password on the test server: set when the template is built, for a
+/// server that asks for one (a throwaway cluster of `scripts/test`); a test
+/// server is never a cluster whose `app` logs in elsewhere.
+pub const SERVICE_PASSWORD: &str = "app-test-password";
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -155,9 +171,13 @@ async fn template() -> &'static str {
                         .expect("migrating the template");
                     // The service's own role (row-level security applies to
                     // it), granted in the template so every clone has it.
-                    database::db::roles::grant_service_role(&mut conn, SERVICE_ROLE, None)
-                        .await
-                        .expect("granting the service role");
+                    database::db::roles::grant_service_role(
+                        &mut conn,
+                        SERVICE_ROLE,
+                        Some(SERVICE_PASSWORD),
+                    )
+                    .await
+                    .expect("granting the service role");
                 }
                 // Renaming last makes the template appear only when complete.
                 admin
@@ -255,7 +275,7 @@ impl TestDb {
     pub fn service_db(&self) -> Db {
         let mut url = url::Url::parse(&self.url).unwrap();
         url.set_username(SERVICE_ROLE).unwrap();
-        url.set_password(None).unwrap();
+        url.set_password(Some(SERVICE_PASSWORD)).unwrap();
         let mut config = Config::new(url.to_string());
         config.pool_size = 8;
         config.migration_url = Some(self.url.clone());

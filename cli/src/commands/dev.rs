@@ -10,7 +10,7 @@ use crate::guard::Verdict;
 use crate::project;
 use anyhow::{Context, Result, bail};
 use database::Config;
-use database::db::local::{DEFAULT_DATABASE, RECORD_FILE, STATE_DIR};
+use database::db::local::{DEFAULT_DATABASE, RECORD_FILE, Record, STATE_DIR};
 use database::db::redact_url;
 use database::migrate::{self, MigrationSet, PushStep};
 use database::ops::cluster::{Cluster, Options, Start};
@@ -36,7 +36,7 @@ pub fn default_url(create: bool) -> Result<String> {
          PostgreSQL to use",
     )?;
     let state = project.root.join(STATE_DIR);
-    let cluster = match Cluster::open(&state)? {
+    let mut cluster = match Cluster::open(&state)? {
         Some(cluster) => cluster,
         None if create => {
             eprintln!(
@@ -60,6 +60,29 @@ pub fn default_url(create: bool) -> Result<String> {
     Ok(cluster.url())
 }
 
+/// The service role's password when `config` points at the project's local
+/// cluster (it set one when it was secured), for `db setup` to give the role.
+pub fn service_password(config: &Config) -> Result<Option<String>> {
+    let Ok(project) = project::current() else {
+        return Ok(None);
+    };
+    let Some(record) = Record::load(&project.root.join(STATE_DIR))? else {
+        return Ok(None);
+    };
+    let ours = |url: &str| {
+        let parsed = database::db::ConnString::parse(url);
+        parsed
+            .hosts
+            .iter()
+            .any(|h| h == "127.0.0.1" || h == "localhost")
+            && url.contains(&format!(":{}/", record.port))
+    };
+    if ours(config.migration_url()) || ours(&config.database_url) {
+        return Ok(record.secrets.map(|s| s.service));
+    }
+    Ok(None)
+}
+
 /// `db up`.
 pub fn up(
     print_url: bool,
@@ -74,7 +97,7 @@ pub fn up(
         database: database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
         ..Options::default()
     };
-    let cluster = Cluster::create(&state, &options)?;
+    let mut cluster = Cluster::create(&state, &options)?;
     let start = cluster.start()?;
     let record = cluster.record();
     if print_url {
@@ -110,9 +133,19 @@ pub fn up(
             record.port
         ),
     }
-    println!("DATABASE_URL={}", cluster.url());
+    // Two roles: the service's own (row-level security applies to it) and
+    // the superuser, which owns the tables and runs migrations. `db`
+    // commands and a service's `Db::from_env()` find both when DATABASE_URL
+    // is unset; for a .env, both lines.
+    println!("DATABASE_URL={}", record.service_url());
+    println!("DATABASE_MIGRATION_URL={}", cluster.url());
+    println!(
+        "(passwords in {}, readable by you only; the socket admits you without one)",
+        state.join(database::db::local::SECRETS_FILE).display()
+    );
     if let Ok(set) = std::env::var("DATABASE_URL")
         && !set.trim().is_empty()
+        && set != record.service_url()
         && set != cluster.url()
     {
         eprintln!(

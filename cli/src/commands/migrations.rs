@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use database::Config;
+use database::db::roles;
 use database::migrate::{self, MigrationSet, State, Status};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
@@ -22,6 +23,11 @@ pub(crate) async fn migrate(
     let run_options = migrate::RunOptions::from_config(config);
     let report = migrate::run_to_with(&mut conn, set, to, &run_options).await?;
     print_report(&report);
+    // What was just created, to the service's role (when it exists).
+    let role = roles::service_role(config);
+    if !report.applied.is_empty() && roles::grant_if_exists(&mut conn, &role).await? {
+        println!("Granted the service role {role} what it needs.");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -90,12 +96,23 @@ pub(crate) async fn check(config: &Config, set: &MigrationSet) -> Result<ExitCod
     let mut conn = connect(config).await?;
     let status = migrate::status(&mut conn, set).await?;
     print_status(&status);
-    if status.is_up_to_date() {
+    for v in status.versions.iter().filter(|v| v.state != State::Applied) {
+        eprintln!("check: migration {} is {}", v.version, v.state);
+    }
+    // Row-level security and the service role: what a dump cannot show.
+    let role = roles::service_role(config);
+    let problems = roles::check(&mut conn, &role).await?;
+    for problem in &problems {
+        eprintln!("check: {problem}");
+    }
+    if problems.is_empty() {
+        println!(
+            "Row-level security guards every tenant table; the service role {role} has its grants and does not bypass it."
+        );
+    }
+    if status.is_up_to_date() && problems.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        for v in status.versions.iter().filter(|v| v.state != State::Applied) {
-            eprintln!("check: migration {} is {}", v.version, v.state);
-        }
         Ok(ExitCode::from(EXIT_NOT_UP_TO_DATE))
     }
 }
@@ -189,6 +206,19 @@ pub(crate) async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCod
     let report =
         migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(config)).await?;
     print_report(&report);
+    // The service's own role, which row-level security applies to (created
+    // when missing: roles are the cluster's, one serves every database).
+    let role = roles::service_role(config);
+    let password = crate::commands::dev::service_password(config)?;
+    roles::grant_service_role(&mut conn, &role, password.as_deref())
+        .await
+        .with_context(|| {
+            format!(
+                "granting the service role {role} (creating it needs CREATEROLE; or create it \
+                 yourself and run `db setup` again)"
+            )
+        })?;
+    println!("Service role {role}: granted what it needs (row-level security applies to it).");
     let status = migrate::status(&mut conn, set).await?;
     print_status(&status);
     Ok(ExitCode::SUCCESS)

@@ -28,7 +28,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::db::local::{DEFAULT_DATABASE, LOG_FILE, Record};
+use crate::db::local::{DEFAULT_DATABASE, LOG_FILE, Record, SERVICE_ROLE, Secrets};
 use crate::ops::{OpsError, OpsResult as Result};
 
 mod binaries;
@@ -62,6 +62,8 @@ pub struct Options {
     /// Make the data directory with `pg_basebackup -R` from this URL (a
     /// streaming replica) instead of `initdb`.
     pub base_backup_of: Option<String>,
+    /// The passwords of a replica's roles: its primary's (they replicate).
+    pub secrets: Option<Secrets>,
 }
 
 impl Default for Options {
@@ -72,6 +74,7 @@ impl Default for Options {
             settings: Vec::new(),
             fsync: true,
             base_backup_of: None,
+            secrets: None,
         }
     }
 }
@@ -148,6 +151,7 @@ impl Cluster {
             bin_dir,
             os_user: os_user.map(|u| u.name),
             database: options.database.clone(),
+            secrets: options.secrets.clone(),
         };
         let cluster = Cluster {
             state_dir: state_dir.to_path_buf(),
@@ -215,8 +219,67 @@ impl Cluster {
     }
 
     /// Starts the server and waits until it accepts connections. On failure
-    /// the error quotes the last lines of the log.
-    pub fn start(&self) -> Result<Start> {
+    /// the error quotes the last lines of the log. A cluster without
+    /// passwords yet (new, or made before they existed) is secured once it
+    /// runs (see `secure`).
+    pub fn start(&mut self) -> Result<Start> {
+        let started = self.start_server()?;
+        if self.record.secrets.is_none() {
+            self.secure()?;
+        }
+        Ok(started)
+    }
+
+    /// Passwords for TCP, the service's role, and the socket for the OS
+    /// users who own the cluster only: the superuser `postgres` and the
+    /// service role `app` get random passwords (written to `secrets.toml`
+    /// beside the record, mode 0600, and into the URLs `db up` prints and a
+    /// service reads); TCP then asks for them (SCRAM), and the Unix socket
+    /// admits only the OS user who made the cluster and the server's own
+    /// (peer, mapped to `postgres`). Until then (a new cluster's first
+    /// start, a moment) the cluster trusts loopback, as it used to.
+    fn secure(&mut self) -> Result<()> {
+        let secrets = Secrets::generate();
+        let sql = format!(
+            "ALTER ROLE postgres PASSWORD '{superuser}';
+             DO $$ BEGIN
+                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SERVICE_ROLE}') THEN
+                     CREATE ROLE \"{SERVICE_ROLE}\" LOGIN NOSUPERUSER NOBYPASSRLS;
+                 END IF;
+             END $$;
+             ALTER ROLE \"{SERVICE_ROLE}\" PASSWORD '{service}';",
+            superuser = secrets.superuser,
+            service = secrets.service
+        );
+        let out = self.run("psql", |c| {
+            c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+                .arg(&self.record.socket_dir)
+                .args([
+                    "-p",
+                    &self.record.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                ])
+                .args(["-c", &sql]);
+        })?;
+        if !out.status.success() {
+            return Err(tool_error("psql", "setting the cluster's passwords", &out));
+        }
+        self.record.secrets = Some(secrets);
+        self.record.save(&self.state_dir)?;
+        self.write_access()?;
+        let out = self.run("pg_ctl", |c| {
+            c.args(["reload", "-D"]).arg(&self.record.data_dir);
+        })?;
+        if !out.status.success() {
+            return Err(tool_error("pg_ctl", "reloading the access rules", &out));
+        }
+        Ok(())
+    }
+
+    fn start_server(&self) -> Result<Start> {
         if self.is_running()? {
             return Ok(Start::AlreadyRunning);
         }
@@ -363,17 +426,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// Loopback-only listening, trust limited to the socket and loopback,
-    /// and the caller's settings. Port and socket go on `pg_ctl`'s command
-    /// line at each start (so a base backup never inherits its primary's).
+    /// Loopback-only listening, the access rules (`write_access`), and the
+    /// caller's settings. Port and socket go on `pg_ctl`'s command line at
+    /// each start (so a base backup never inherits its primary's).
     fn configure(&self, options: &Options) -> Result<()> {
-        let hba = "# Written by the database crate's cluster launcher: trust, but only\n\
-                   # over the Unix socket and loopback (the server listens on nothing else).\n\
-                   local all         all              trust\n\
-                   host  all         all 127.0.0.1/32 trust\n\
-                   local replication all              trust\n\
-                   host  replication all 127.0.0.1/32 trust\n";
-        write(&self.record.data_dir.join("pg_hba.conf"), hba)?;
+        self.write_access()?;
         let conf_path = self.record.data_dir.join("postgresql.conf");
         let mut conf = fs::read_to_string(&conf_path).map_err(|e| io_error(&conf_path, e))?;
         if !conf.contains(CONF_MARKER) {
@@ -389,6 +446,49 @@ impl Cluster {
             conf.push('\n');
         }
         write(&conf_path, &conf)
+    }
+
+    /// `pg_hba.conf` and `pg_ident.conf`: passwords (SCRAM) over loopback and
+    /// the socket for the OS users who own the cluster, once the cluster has
+    /// passwords; trust over both before (a new cluster until its first
+    /// start secures it). The server listens on nothing but loopback.
+    fn write_access(&self) -> Result<()> {
+        let hba = if self.record.secrets.is_some() {
+            "# Written by the database crate's cluster launcher: passwords over loopback\n\
+             # (secrets.toml beside cluster.toml), the socket for the cluster's OS users.\n\
+             local all         all              peer map=owners\n\
+             host  all         all 127.0.0.1/32 scram-sha-256\n\
+             local replication all              peer map=owners\n\
+             host  replication all 127.0.0.1/32 scram-sha-256\n"
+        } else {
+            "# Written by the database crate's cluster launcher: trust until the cluster's\n\
+             # first start sets its passwords (then passwords over loopback).\n\
+             local all         all              trust\n\
+             host  all         all 127.0.0.1/32 trust\n\
+             local replication all              trust\n\
+             host  replication all 127.0.0.1/32 trust\n"
+        };
+        let mut owners = vec![current_os_user()?];
+        if let Some(server) = &self.record.os_user {
+            owners.push(server.clone());
+        }
+        owners.dedup();
+        let mut ident = String::from(
+            "# Written by the database crate's cluster launcher: the OS users who may use the\n\
+             # socket as postgres, and any OS user as the role of its own name.\n",
+        );
+        for user in &owners {
+            ident.push_str(&format!("owners  {user}  postgres\n"));
+        }
+        ident.push_str("owners  /^(.*)$  \\1\n");
+        write(&self.record.data_dir.join("pg_hba.conf"), hba)?;
+        write(&self.record.data_dir.join("pg_ident.conf"), &ident)?;
+        if let Some(name) = &self.record.os_user {
+            let user = OsUser::lookup(name)?;
+            user.chown(&self.record.data_dir.join("pg_hba.conf"))?;
+            user.chown(&self.record.data_dir.join("pg_ident.conf"))?;
+        }
+        Ok(())
     }
 
     /// A command of the server's binaries, run as the server's OS user.
@@ -424,6 +524,15 @@ impl Cluster {
         cmd.output().map_err(|e| spawn_error(tool, e))
     }
 }
+/// The name of the OS user running this process.
+fn current_os_user() -> Result<String> {
+    let out = Command::new("id")
+        .arg("-un")
+        .output()
+        .map_err(|e| spawn_error("id", e))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// A port in `PORT_RANGE` that nothing listens on now, tried from a
 /// varying start so parallel callers rarely pick the same one.
 fn free_port() -> Result<u16> {

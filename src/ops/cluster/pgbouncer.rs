@@ -27,6 +27,9 @@ pub struct BouncerOptions {
     pub server_port: u16,
     /// Users allowed in (trust authentication).
     pub users: Vec<String>,
+    /// The passwords PgBouncer logs in to the server with, for the users
+    /// the server asks one of (SCRAM clusters of the launcher).
+    pub server_passwords: Vec<(String, String)>,
     /// `pool_mode` (`transaction` unless a test wants another).
     pub pool_mode: String,
     /// Server connections per (database, user) pair.
@@ -45,6 +48,7 @@ impl BouncerOptions {
             server_host: server_host.to_owned(),
             server_port,
             users: vec!["postgres".into(), "root".into()],
+            server_passwords: Vec::new(),
             pool_mode: "transaction".into(),
             pool_size: 20,
             client_tls: None,
@@ -211,7 +215,14 @@ fn write_config(dir: &Path, port: u16, options: &BouncerOptions) -> Result<()> {
     let users: String = options
         .users
         .iter()
-        .map(|u| format!("\"{u}\" \"\"\n"))
+        .map(|u| {
+            let password = options
+                .server_passwords
+                .iter()
+                .find(|(user, _)| user == u)
+                .map_or("", |(_, p)| p.as_str());
+            format!("\"{u}\" \"{}\"\n", password.replace('"', "\"\""))
+        })
         .collect();
     // Copies in its own folder: PgBouncer's user may not reach the originals.
     let tls = match &options.client_tls {

@@ -32,7 +32,7 @@ impl TempCluster {
             cluster: Some(cluster),
         };
         for attempt in 0.. {
-            match temp.cluster().start() {
+            match temp.cluster_mut().start() {
                 Ok(_) => break,
                 Err(e) if attempt < 3 && options.port.is_none() => {
                     tracing::info!("temporary cluster did not start ({e}); trying another port");
@@ -50,11 +50,17 @@ impl TempCluster {
     /// primary needs `wal_level = replica` or higher (the default).
     pub fn replica_of(primary: &Cluster, mut options: Options) -> Result<TempCluster> {
         options.base_backup_of = Some(primary.url_of("postgres"));
+        // The roles and their passwords came with the copy.
+        options.secrets = primary.record().secrets.clone();
         Self::start(options)
     }
 
     fn cluster(&self) -> &Cluster {
         self.cluster.as_ref().expect("present until drop")
+    }
+
+    fn cluster_mut(&mut self) -> &mut Cluster {
+        self.cluster.as_mut().expect("present until drop")
     }
 }
 
@@ -62,6 +68,12 @@ impl Deref for TempCluster {
     type Target = Cluster;
     fn deref(&self) -> &Cluster {
         self.cluster()
+    }
+}
+
+impl std::ops::DerefMut for TempCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        self.cluster_mut()
     }
 }
 
