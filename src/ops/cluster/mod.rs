@@ -280,6 +280,26 @@ impl Cluster {
         self.stop_with("fast")
     }
 
+    /// Stops the server the way a crash looks to its clients (immediate
+    /// shutdown: sessions cut, no checkpoint, WAL not yet sent to replicas
+    /// never sent). `false` when it was not running.
+    pub fn crash(&self) -> Result<bool> {
+        self.stop_with("immediate")
+    }
+
+    /// Promotes a streaming replica to a primary (`pg_ctl promote`, waiting
+    /// until it accepts writes): it starts a new timeline.
+    pub fn promote(&self) -> Result<()> {
+        let out = self.run("pg_ctl", |c| {
+            c.args(["promote", "-w", "-t", "60", "-D"])
+                .arg(&self.record.data_dir);
+        })?;
+        if !out.status.success() {
+            return Err(tool_error("pg_ctl", "promote", &out));
+        }
+        Ok(())
+    }
+
     fn stop_with(&self, mode: &str) -> Result<bool> {
         if !self.is_running()? {
             return Ok(false);
