@@ -358,6 +358,9 @@ fn classify_by_message(message: &str) -> Option<Error> {
     if let Some(rest) = message.strip_prefix(crate::db::OUTCOME_UNKNOWN) {
         return Some(Error::CommitOutcomeUnknown(rest.to_owned()));
     }
+    if message.starts_with(crate::db::READ_ONLY_SERVER) {
+        return Some(Error::Unavailable(owned()));
+    }
     if let Some(rest) = message.strip_prefix(crate::db::DEADLINE_PASSED) {
         return Some(Error::Timeout {
             kind: TimeoutKind::Client,
