@@ -1,0 +1,746 @@
+//! Failover on loopback: a primary and a streaming replica from the crate's
+//! launcher, the primary crashed (immediate shutdown) or fenced
+//! (`default_transaction_read_only`, the server still running), the replica
+//! promoted (`pg_ctl promote`), and a service configured with both hosts
+//! (`host=a,b` with `target_session_attrs=read-write`) writing from 16 tasks
+//! throughout. What is checked: writes reach the new primary within a bound,
+//! a pooled connection to the fenced old primary fails one write as a
+//! retryable `Unavailable` and is closed, acknowledged writes lost (some are
+//! allowed with asynchronous replication, none with a synchronous standby),
+//! and read-your-writes across the change of timeline.
+//!
+//! The default is CI-sized (a second of writes on each side of the event).
+//! `DB_TEST_LONG=1` (what `scripts/failover` runs) writes 10 s on each side,
+//! repeats each scenario `FAILOVER_ROUNDS` times (default 3) and prints the
+//! figures docs/scaling.md quotes, one `failover figures:` line per round.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use database::Conn;
+use database::db::{Pooler, ReadSource};
+use database::ops::cluster::{Options, TempCluster};
+use database::{Config, Db, Error};
+use diesel::sql_types::{BigInt, Bool, Integer};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+const WRITERS: i32 = 16;
+
+fn long() -> bool {
+    std::env::var("DB_TEST_LONG").is_ok_and(|v| v == "1")
+}
+
+/// Seconds of writes before the event and after writes are back.
+fn phase() -> Duration {
+    if long() {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_millis(1000)
+    }
+}
+
+fn rounds() -> usize {
+    if !long() {
+        return 1;
+    }
+    std::env::var("FAILOVER_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+/// Throwaway clusters with commits that wait for the local WAL flush (a
+/// scratch cluster turns that off, which would add the WAL writer's delay to
+/// what an asynchronous replica may miss).
+fn options() -> Options {
+    let mut o = Options::scratch();
+    o.settings = vec!["synchronous_commit = on".into()];
+    o
+}
+
+/// A cluster, or `None` (with the reason printed) where PostgreSQL's server
+/// binaries are missing.
+fn cluster() -> Option<TempCluster> {
+    match TempCluster::start(options()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            common::skip_without("a throwaway cluster", &e);
+            None
+        }
+    }
+}
+
+fn replica_of(primary: &TempCluster) -> TempCluster {
+    TempCluster::replica_of(primary, options()).expect("replica starts")
+}
+
+/// The URL a service of this failover is configured with: both hosts, the
+/// one that accepts writes wins.
+fn service_url(first: &TempCluster, second: &TempCluster) -> String {
+    format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        first.record().port,
+        second.record().port
+    )
+}
+
+async fn admin(cluster: &TempCluster) -> Conn {
+    Conn::establish(&cluster.url_of("postgres")).await.unwrap()
+}
+
+async fn sql(cluster: &TempCluster, statement: &str) {
+    admin(cluster)
+        .await
+        .batch_execute(statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+#[derive(diesel::QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = Bool)]
+    flag: bool,
+}
+
+async fn flag(cluster: &TempCluster, query: &str) -> bool {
+    diesel::sql_query(query)
+        .get_result::<Flag>(&mut admin(cluster).await)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .flag
+}
+
+async fn wal_insert_position(cluster: &TempCluster) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Lsn {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        lsn: String,
+    }
+    diesel::sql_query("SELECT pg_current_wal_insert_lsn()::text AS lsn")
+        .get_result::<Lsn>(&mut admin(cluster).await)
+        .await
+        .unwrap()
+        .lsn
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Fences a running primary the way an operator can without stopping it:
+/// every new transaction is read-only (also those of sessions already open).
+async fn fence(cluster: &TempCluster) {
+    sql(
+        cluster,
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    )
+    .await;
+    sql(cluster, "SELECT pg_reload_conf()").await;
+}
+
+/// The name of an error's kind in the figures.
+fn kind(e: &Error) -> String {
+    match e {
+        Error::Unavailable(m) if m.contains("25006") => {
+            "Unavailable (read-only server, 25006)".into()
+        }
+        Error::Unavailable(_) => "Unavailable".into(),
+        Error::CommitOutcomeUnknown(_) => "CommitOutcomeUnknown".into(),
+        Error::Timeout { kind, .. } => format!("Timeout ({kind})"),
+        Error::Conflict { .. } => "Conflict".into(),
+        Error::Database(_) => format!("Database ({e})"),
+        other => format!("{other:?}")
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap()
+            .to_owned(),
+    }
+}
+
+/// What one writing task saw.
+#[derive(Default)]
+struct Writer {
+    /// Sequence numbers acknowledged, with when.
+    acked: Vec<(i32, Instant)>,
+    /// Sequence numbers whose outcome the crate reported unknown.
+    unknown: Vec<i32>,
+    errors: BTreeMap<String, usize>,
+}
+
+/// 16 tasks inserting `(task, seq)` rows outside a transaction through
+/// `db`, each retrying a retryable failure with the same row (nothing was
+/// written, so a retry can never conflict) and moving on after any other.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Writer>>,
+}
+
+impl Load {
+    fn start(db: &Db) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..WRITERS)
+            .map(|task| {
+                let db = db.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut w = Writer::default();
+                    let mut seq = 0;
+                    while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                        let insert = format!("INSERT INTO fw (task, seq) VALUES ({task}, {seq})");
+                        let result = db
+                            .run(async |c| {
+                                diesel::sql_query(insert).execute(c).await?;
+                                Ok(())
+                            })
+                            .await;
+                        match result {
+                            Ok(()) => {
+                                w.acked.push((seq, Instant::now()));
+                                seq += 1;
+                            }
+                            Err(e) => {
+                                *w.errors.entry(kind(&e)).or_default() += 1;
+                                if !e.is_retryable() {
+                                    w.unknown.push(seq);
+                                    seq += 1;
+                                }
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
+                    w
+                })
+            })
+            .collect();
+        Load { stop, tasks }
+    }
+
+    async fn finish(self) -> Vec<Writer> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut out = Vec::new();
+        for t in self.tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+}
+
+/// Writes the load acknowledged after `since`: the first one's time.
+fn first_ack_after(writers: &[Writer], since: Instant) -> Option<Instant> {
+    writers
+        .iter()
+        .flat_map(|w| w.acked.iter().map(|(_, at)| *at))
+        .filter(|at| *at > since)
+        .min()
+}
+
+async fn rows(cluster: &TempCluster) -> HashSet<(i32, i32)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        task: i32,
+        #[diesel(sql_type = Integer)]
+        seq: i32,
+    }
+    diesel::sql_query("SELECT task, seq FROM fw")
+        .load::<Row>(&mut admin(cluster).await)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.task, r.seq))
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Event {
+    /// The primary stops as in a crash; asynchronous replication.
+    CrashAsync,
+    /// The primary stops as in a crash; a synchronous standby.
+    CrashSync,
+    /// The primary keeps running, fenced read-only; asynchronous replication.
+    Fence,
+}
+
+/// What one round measured.
+struct Figures {
+    acked: usize,
+    lost: usize,
+    unknown: usize,
+    unknown_present: usize,
+    promote: Duration,
+    back_after_promotion: Duration,
+    outage: Duration,
+    errors: BTreeMap<String, usize>,
+}
+
+/// One failover under load: the primary and its replica, 16 writers through
+/// the two-host URL, the event, the promotion, writes until they are back
+/// and a while after; then every acknowledged row is looked for on the new
+/// primary.
+async fn failover_round(event: Event) -> Option<Figures> {
+    let primary = cluster()?;
+    let replica = replica_of(&primary);
+    sql(
+        &primary,
+        "CREATE TABLE fw (task int, seq int, PRIMARY KEY (task, seq))",
+    )
+    .await;
+    wait_for("the replica streams", Duration::from_secs(20), async || {
+        flag(
+            &primary,
+            "SELECT count(*) = 1 AS flag FROM pg_stat_replication WHERE state = 'streaming'",
+        )
+        .await
+    })
+    .await;
+    if event == Event::CrashSync {
+        sql(&primary, "ALTER SYSTEM SET synchronous_standby_names = '*'").await;
+        sql(&primary, "SELECT pg_reload_conf()").await;
+        wait_for(
+            "the standby is synchronous",
+            Duration::from_secs(20),
+            async || flag(&primary, "SELECT count(*) = 1 AS flag FROM pg_stat_replication WHERE sync_state = 'sync'").await,
+        )
+        .await;
+    }
+    let mut config = Config::new(service_url(&primary, &replica));
+    config.pool_size = WRITERS as usize;
+    config.query_timeout = Duration::from_secs(2);
+    config.connect_timeout = Duration::from_secs(2);
+    config.wait_timeout = Duration::from_secs(2);
+    let db = Db::new(config).unwrap();
+
+    let load = Load::start(&db);
+    tokio::time::sleep(phase()).await;
+    // The launcher's calls block: off the runtime's workers, so that the
+    // writers' acknowledgements are timed when they arrive.
+    let failed_at = match event {
+        Event::CrashAsync | Event::CrashSync => {
+            tokio::task::block_in_place(|| primary.crash().unwrap());
+            Instant::now()
+        }
+        Event::Fence => {
+            // The operator's procedure: fence, let statements already
+            // running finish, wait until the replica has everything, promote.
+            fence(&primary).await;
+            let at = Instant::now();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let position = wal_insert_position(&primary).await;
+            wait_for(
+                "the replica catches up",
+                Duration::from_secs(10),
+                async || {
+                    flag(
+                        &replica,
+                        &format!("SELECT pg_last_wal_replay_lsn() >= '{position}' AS flag"),
+                    )
+                    .await
+                },
+            )
+            .await;
+            at
+        }
+    };
+    tokio::task::block_in_place(|| replica.promote().unwrap());
+    let promoted_at = Instant::now();
+    // Writes are back when the new primary gains rows; then write a while.
+    let before = rows(&replica).await.len();
+    wait_for(
+        "writes reach the new primary",
+        Duration::from_secs(15),
+        async || rows(&replica).await.len() > before,
+    )
+    .await;
+    tokio::time::sleep(phase()).await;
+    let writers = load.finish().await;
+
+    // Only the new primary can acknowledge a write after the promotion.
+    let back = first_ack_after(&writers, promoted_at).expect("a write after the failover");
+    let last_before = writers
+        .iter()
+        .flat_map(|w| w.acked.iter().map(|(_, at)| *at))
+        .filter(|at| *at <= failed_at)
+        .max()
+        .expect("writes before the failover");
+    let present = rows(&replica).await;
+    let mut errors = BTreeMap::new();
+    let (mut acked, mut lost, mut unknown, mut unknown_present) = (0, 0, 0, 0);
+    for (task, w) in writers.iter().enumerate() {
+        let task = task as i32;
+        acked += w.acked.len();
+        lost += w
+            .acked
+            .iter()
+            .filter(|(seq, _)| !present.contains(&(task, *seq)))
+            .count();
+        unknown += w.unknown.len();
+        unknown_present += w
+            .unknown
+            .iter()
+            .filter(|seq| present.contains(&(task, **seq)))
+            .count();
+        for (k, n) in &w.errors {
+            *errors.entry(k.clone()).or_default() += n;
+        }
+    }
+    Some(Figures {
+        acked,
+        lost,
+        unknown,
+        unknown_present,
+        promote: promoted_at - failed_at,
+        back_after_promotion: back.saturating_duration_since(promoted_at),
+        outage: back - last_before,
+        errors,
+    })
+}
+
+fn report(event: Event, round: usize, f: &Figures) {
+    let errors: Vec<String> = f.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    eprintln!(
+        "failover figures: {event:?} round {round}: {} writers, {} writes acknowledged, {} of them \
+         lost; {} outcome unknown ({} of those present); {} ms from the event to the end of the \
+         promotion; first write acknowledged {} ms after the promotion, {} ms without any; \
+         errors: {}",
+        WRITERS,
+        f.acked,
+        f.lost,
+        f.unknown,
+        f.unknown_present,
+        f.promote.as_millis(),
+        f.back_after_promotion.as_millis(),
+        f.outage.as_millis(),
+        if errors.is_empty() {
+            "none".to_owned()
+        } else {
+            errors.join(", ")
+        }
+    );
+}
+
+/// Asserts what holds in every scenario: no retried write ever conflicted
+/// (a retryable error really wrote nothing), nothing surfaced as a plain
+/// database error, and writes came back within a bound.
+fn common_checks(f: &Figures) {
+    assert!(!f.errors.contains_key("Conflict"), "{:?}", f.errors);
+    assert!(
+        !f.errors.keys().any(|k| k.starts_with("Database")),
+        "{:?}",
+        f.errors
+    );
+    assert!(
+        f.back_after_promotion < Duration::from_secs(10),
+        "writes took {:?} to come back after the promotion",
+        f.back_after_promotion
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_primary_with_an_asynchronous_replica_loses_at_most_the_unsent_tail() {
+    for round in 1..=rounds() {
+        let Some(f) = failover_round(Event::CrashAsync).await else {
+            return;
+        };
+        report(Event::CrashAsync, round, &f);
+        common_checks(&f);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_primary_with_a_synchronous_standby_loses_no_acknowledged_write() {
+    for round in 1..=rounds() {
+        let Some(f) = failover_round(Event::CrashSync).await else {
+            return;
+        };
+        report(Event::CrashSync, round, &f);
+        common_checks(&f);
+        assert_eq!(f.lost, 0, "an acknowledged write was lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_to_a_fenced_primary_fail_one_write_each_and_are_replaced() {
+    for round in 1..=rounds() {
+        let Some(f) = failover_round(Event::Fence).await else {
+            return;
+        };
+        report(Event::Fence, round, &f);
+        common_checks(&f);
+        // Each pooled connection to the old primary fails at most one write:
+        // it is closed, never handed out again.
+        let refused = f
+            .errors
+            .get("Unavailable (read-only server, 25006)")
+            .copied()
+            .unwrap_or(0);
+        assert!(refused <= WRITERS as usize, "{:?}", f.errors);
+        // Fenced, the old primary still streamed everything it acknowledged.
+        assert_eq!(f.lost, 0);
+    }
+}
+
+/// The smallest case of the fence, in direct and pooler mode: a write on a
+/// connection whose server turned read-only is a retryable `Unavailable`
+/// that names SQLSTATE 25006, the connection is not reused, and a
+/// transaction the caller declared `READ ONLY` still gets the server's own
+/// error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_refused_as_read_only_is_unavailable_and_closes_its_connection() {
+    let Some(server) = cluster() else {
+        return;
+    };
+    sql(
+        &server,
+        "CREATE TABLE fw (task int, seq int, PRIMARY KEY (task, seq))",
+    )
+    .await;
+    for pooler in [Pooler::None, Pooler::Transaction] {
+        let mut config = Config::new(server.url_of("postgres"));
+        config.pool_size = 1;
+        config.pooler = pooler;
+        let db = Db::new(config).unwrap();
+        let pid = async || {
+            #[derive(diesel::QueryableByName)]
+            struct Pid {
+                #[diesel(sql_type = Integer)]
+                pid: i32,
+            }
+            let mut conn = db.conn().await.unwrap();
+            diesel::sql_query("SELECT pg_backend_pid() AS pid")
+                .get_result::<Pid>(&mut conn)
+                .await
+                .unwrap()
+                .pid
+        };
+        // A declared read-only transaction on a writable server: the
+        // refusal is the caller's own doing, reported as the server said.
+        let declared = db
+            .transaction(async |c| {
+                c.batch_execute("SET TRANSACTION READ ONLY").await?;
+                diesel::sql_query("INSERT INTO fw VALUES (-1, -1)")
+                    .execute(c)
+                    .await?;
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(declared, Error::Database(_)), "{declared:?}");
+        let before = pid().await;
+        fence(&server).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for in_transaction in [false, true] {
+            let insert = "INSERT INTO fw VALUES (0, 0)";
+            let err = if in_transaction {
+                db.transaction(async |c| {
+                    diesel::sql_query(insert).execute(c).await?;
+                    Ok(())
+                })
+                .await
+            } else {
+                db.run(async |c| {
+                    diesel::sql_query(insert).execute(c).await?;
+                    Ok(())
+                })
+                .await
+            }
+            .unwrap_err();
+            assert!(
+                matches!(&err, Error::Unavailable(m) if m.contains("25006")),
+                "{pooler:?}, in a transaction: {in_transaction}: {err:?}"
+            );
+            assert!(err.is_retryable());
+        }
+        assert_ne!(
+            pid().await,
+            before,
+            "{pooler:?}: the refused connection was reused"
+        );
+        sql(&server, "ALTER SYSTEM RESET default_transaction_read_only").await;
+        sql(&server, "SELECT pg_reload_conf()").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        db.run(async |c| {
+            diesel::sql_query("INSERT INTO fw VALUES (0, 0)")
+                .execute(c)
+                .await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        sql(&server, "DELETE FROM fw").await;
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Read-your-writes across the change of timeline. Three replicas of the
+/// primary: R1 (promoted), R2, which replays writes the failover loses (its
+/// positions on the old timeline are *ahead* of the new primary's), and
+/// R3, which stopped before them and follows the new primary later. After
+/// the failover a position from the new primary must never be served by R2
+/// (by position alone it has "replayed" it, but not on the new timeline),
+/// and R3 serves again once it follows the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_your_writes_holds_across_the_change_of_timeline() {
+    let Some(primary) = cluster() else {
+        return;
+    };
+    let (r1, r2, r3) = (
+        replica_of(&primary),
+        replica_of(&primary),
+        replica_of(&primary),
+    );
+    sql(&primary, "CREATE TABLE rw (id bigint PRIMARY KEY)").await;
+    let mut config = Config::new(service_url(&primary, &r1));
+    config.replica_urls = [&r1, &r2, &r3]
+        .iter()
+        .map(|r| r.url_of("postgres"))
+        .collect();
+    config.pool_size = 4;
+    config.query_timeout = Duration::from_secs(2);
+    config.connect_timeout = Duration::from_secs(2);
+    let db = Db::new(config).unwrap();
+    let url = |r: &TempCluster| ReadSource::Replica(r.url_of("postgres"));
+    let insert = async |id: i64| {
+        loop {
+            let done = db
+                .run(async |c| {
+                    diesel::sql_query(format!("INSERT INTO rw VALUES ({id})"))
+                        .execute(c)
+                        .await?;
+                    Ok(())
+                })
+                .await;
+            match done {
+                Ok(()) => return,
+                Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    insert(1).await;
+    let token = db.wal_position().await.unwrap();
+    wait_for(
+        "every replica serves",
+        Duration::from_secs(20),
+        async || {
+            let mut seen = HashSet::new();
+            for _ in 0..6 {
+                if let (_, ReadSource::Replica(u)) = db.read_after(token).await.unwrap() {
+                    seen.insert(u);
+                }
+            }
+            seen.len() == 3
+        },
+    )
+    .await;
+
+    // R1 and R3 stop receiving; R2 replays writes that R1 will never have.
+    for r in [&r1, &r3] {
+        sql(r, "ALTER SYSTEM SET primary_conninfo = ''").await;
+        sql(r, "SELECT pg_reload_conf()").await;
+        wait_for("the receiver stops", Duration::from_secs(10), async || {
+            flag(r, "SELECT count(*) = 0 AS flag FROM pg_stat_wal_receiver").await
+        })
+        .await;
+    }
+    sql(
+        &primary,
+        "INSERT INTO rw SELECT -g FROM generate_series(1, 5000) g",
+    )
+    .await;
+    let lost_token = db.wal_position().await.unwrap();
+    wait_for(
+        "R2 replays the doomed writes",
+        Duration::from_secs(10),
+        async || {
+            flag(
+                &r2,
+                &format!("SELECT pg_last_wal_replay_lsn() >= '{lost_token}' AS flag"),
+            )
+            .await
+        },
+    )
+    .await;
+
+    primary.crash().unwrap();
+    r1.promote().unwrap();
+    insert(2).await;
+    let token = db.wal_position().await.unwrap();
+    assert!(
+        token < lost_token,
+        "the test needs R2 ahead of the new primary by position ({token} vs {lost_token})"
+    );
+    let seen = async |conn: &mut database::PooledConn| {
+        diesel::sql_query("SELECT count(*) AS n FROM rw WHERE id = 2")
+            .get_result::<Count>(&mut **conn)
+            .await
+            .unwrap()
+            .n
+    };
+    let mut sources = Vec::new();
+    for _ in 0..30 {
+        let (mut conn, source) = db.read_after(token).await.unwrap();
+        assert_eq!(
+            seen(&mut conn).await,
+            1,
+            "a read after the token, from {source:?}, missed the write"
+        );
+        sources.push(source);
+        let (_, plain) = db.read_from().await.unwrap();
+        sources.push(plain);
+    }
+    assert!(
+        !sources.contains(&url(&r2)) && !sources.contains(&url(&r3)),
+        "a replica of the old timeline served a read: {sources:?}"
+    );
+
+    // R3 follows the new primary (it stopped before the fork point): back in
+    // routing. R2, past the fork point, cannot follow without pg_rewind.
+    for r in [&r3, &r2] {
+        sql(
+            r,
+            &format!(
+                "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={} user=postgres'",
+                r1.record().port
+            ),
+        )
+        .await;
+        sql(r, "SELECT pg_reload_conf()").await;
+    }
+    insert(3).await;
+    let token = db.wal_position().await.unwrap();
+    let start = Instant::now();
+    wait_for("R3 serves again", Duration::from_secs(20), async || {
+        let (mut conn, source) = db.read_after(token).await.unwrap();
+        assert_ne!(source, url(&r2), "R2 served a read");
+        let n = diesel::sql_query("SELECT count(*) AS n FROM rw WHERE id = 3")
+            .get_result::<Count>(&mut *conn)
+            .await
+            .unwrap()
+            .n;
+        assert_eq!(
+            n, 1,
+            "a read after the token, from {source:?}, missed the write"
+        );
+        source == url(&r3)
+    })
+    .await;
+    eprintln!(
+        "failover figures: read-your-writes: 60 reads after the failover, none from the old \
+         timeline; the replica that follows the new primary served again {} ms after it was \
+         pointed there",
+        start.elapsed().as_millis()
+    );
+}
