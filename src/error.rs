@@ -301,6 +301,9 @@ impl Error {
 const UNAVAILABLE_MESSAGES: &[&str] = &[
     "terminating connection due to administrator command",
     "terminating connection because of crash of another server process",
+    // A backend that outlives its postmaster (killed, or crashed) says this
+    // before it exits.
+    "terminating connection due to unexpected postmaster exit",
     "the database system is starting up",
     "the database system is shutting down",
     "the database system is in recovery mode",

@@ -377,6 +377,20 @@ mod tests {
     }
 
     #[test]
+    fn a_server_going_away_is_a_connection_failure() {
+        for message in [
+            "terminating connection due to administrator command",
+            "terminating connection due to unexpected postmaster exit",
+        ] {
+            let e = DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            );
+            assert!(is_connection_failure(&e), "{message}");
+        }
+    }
+
+    #[test]
     fn read_only_declarations_are_recognised() {
         assert!(declares_read_only(
             "SET TRANSACTION READ ONLY; SET LOCAL x = 1"
