@@ -1,5 +1,5 @@
 //! Failover on loopback: a primary and a streaming replica from the crate's
-//! launcher, the primary crashed (immediate shutdown) or fenced
+//! launcher, the primary crashed (every process killed at once) or fenced
 //! (`default_transaction_read_only`, the server still running), the replica
 //! promoted (`pg_ctl promote`), and a service configured with both hosts
 //! (`host=a,b` with `target_session_attrs=read-write`) writing from 16 tasks
@@ -8,6 +8,12 @@
 //! retryable `Unavailable` and is closed, acknowledged writes lost (some are
 //! allowed with asynchronous replication, none with a synchronous standby),
 //! and read-your-writes across the change of timeline.
+//!
+//! On loopback a replica receives WAL within a millisecond, so a crash
+//! rarely finds anything unsent. The "behind" scenarios make the replica
+//! lag the way a distant or busy one does: the primary's WAL sender is
+//! stopped (SIGSTOP) for `BEHIND` before the crash, so whatever commits in
+//! that window was never sent.
 //!
 //! The default is CI-sized (a second of writes on each side of the event).
 //! `DB_TEST_LONG=1` (what `scripts/failover` runs) writes 10 s on each side,
@@ -29,6 +35,14 @@ use diesel::sql_types::{BigInt, Bool, Integer};
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
 const WRITERS: i32 = 16;
+
+/// How far behind the "behind" scenarios leave the replica at the crash.
+const BEHIND: Duration = Duration::from_millis(300);
+
+/// How long an acknowledgement may take from the server's commit to the
+/// writer's clock (scheduling), for telling writes before the WAL sender
+/// stopped from writes after it.
+const MARGIN: Duration = Duration::from_millis(50);
 
 fn long() -> bool {
     std::env::var("DB_TEST_LONG").is_ok_and(|v| v == "1")
@@ -261,18 +275,54 @@ async fn rows(cluster: &TempCluster) -> HashSet<(i32, i32)> {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Event {
-    /// The primary stops as in a crash; asynchronous replication.
+    /// The primary crashes; asynchronous replication.
     CrashAsync,
-    /// The primary stops as in a crash; a synchronous standby.
-    CrashSync,
+    /// The primary crashes with its asynchronous replica `BEHIND`.
+    CrashAsyncBehind,
+    /// The primary crashes with its synchronous standby `BEHIND`.
+    CrashSyncBehind,
     /// The primary keeps running, fenced read-only; asynchronous replication.
     Fence,
+}
+
+impl Event {
+    fn name(self) -> &'static str {
+        match self {
+            Event::CrashAsync => "crash, asynchronous replica",
+            Event::CrashAsyncBehind => "crash, asynchronous replica 300 ms behind",
+            Event::CrashSyncBehind => "crash, synchronous standby 300 ms behind",
+            Event::Fence => "fence, asynchronous replica",
+        }
+    }
+}
+
+/// Stops (SIGSTOP) the primary's WAL sender: from now on nothing reaches
+/// the replica. It dies with the primary.
+async fn stall_wal_sender(primary: &TempCluster) {
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+    }
+    let sender = diesel::sql_query("SELECT pid FROM pg_stat_replication")
+        .get_result::<Pid>(&mut admin(primary).await)
+        .await
+        .unwrap()
+        .pid;
+    // SAFETY: kill(2) on the WAL sender of a server this test started.
+    assert_eq!(unsafe { libc::kill(sender, libc::SIGSTOP) }, 0);
 }
 
 /// What one round measured.
 struct Figures {
     acked: usize,
     lost: usize,
+    /// Lost writes acknowledged well before the WAL sender stopped (the
+    /// "behind" scenarios; `MARGIN` earlier): must be none.
+    lost_early: usize,
+    /// Writes acknowledged while the WAL sender was stopped (from `MARGIN`
+    /// after it stopped to the crash): committed after it, never sent.
+    acked_while_behind: usize,
     unknown: usize,
     unknown_present: usize,
     promote: Duration,
@@ -301,7 +351,7 @@ async fn failover_round(event: Event) -> Option<Figures> {
         .await
     })
     .await;
-    if event == Event::CrashSync {
+    if event == Event::CrashSyncBehind {
         sql(&primary, "ALTER SYSTEM SET synchronous_standby_names = '*'").await;
         sql(&primary, "SELECT pg_reload_conf()").await;
         wait_for(
@@ -322,10 +372,17 @@ async fn failover_round(event: Event) -> Option<Figures> {
     tokio::time::sleep(phase()).await;
     // The launcher's calls block: off the runtime's workers, so that the
     // writers' acknowledgements are timed when they arrive.
+    let mut stalled_at = None;
     let failed_at = match event {
-        Event::CrashAsync | Event::CrashSync => {
+        Event::CrashAsync | Event::CrashAsyncBehind | Event::CrashSyncBehind => {
+            if event != Event::CrashAsync {
+                stall_wal_sender(&primary).await;
+                stalled_at = Some(Instant::now());
+                tokio::time::sleep(BEHIND).await;
+            }
+            let at = Instant::now();
             tokio::task::block_in_place(|| primary.crash().unwrap());
-            Instant::now()
+            at
         }
         Event::Fence => {
             // The operator's procedure: fence, let statements already
@@ -373,14 +430,22 @@ async fn failover_round(event: Event) -> Option<Figures> {
     let present = rows(&replica).await;
     let mut errors = BTreeMap::new();
     let (mut acked, mut lost, mut unknown, mut unknown_present) = (0, 0, 0, 0);
+    let (mut lost_early, mut acked_while_behind) = (0, 0);
     for (task, w) in writers.iter().enumerate() {
         let task = task as i32;
         acked += w.acked.len();
-        lost += w
-            .acked
-            .iter()
-            .filter(|(seq, _)| !present.contains(&(task, *seq)))
-            .count();
+        for (seq, at) in &w.acked {
+            let early = stalled_at.is_some_and(|s| *at + MARGIN < s);
+            if stalled_at.is_some_and(|s| *at > s + MARGIN) && *at < failed_at {
+                acked_while_behind += 1;
+            }
+            if !present.contains(&(task, *seq)) {
+                lost += 1;
+                if early {
+                    lost_early += 1;
+                }
+            }
+        }
         unknown += w.unknown.len();
         unknown_present += w
             .unknown
@@ -394,6 +459,8 @@ async fn failover_round(event: Event) -> Option<Figures> {
     Some(Figures {
         acked,
         lost,
+        lost_early,
+        acked_while_behind,
         unknown,
         unknown_present,
         promote: promoted_at - failed_at,
@@ -406,12 +473,14 @@ async fn failover_round(event: Event) -> Option<Figures> {
 fn report(event: Event, round: usize, f: &Figures) {
     let errors: Vec<String> = f.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
     eprintln!(
-        "failover figures: {event:?} round {round}: {} writers, {} writes acknowledged, {} of them \
-         lost; {} outcome unknown ({} of those present); {} ms from the event to the end of the \
+        "failover figures: {}, round {round}: {} writers, {} writes acknowledged ({} while the \
+         replica was behind), {} of them lost; {} outcome unknown ({} of those present); {} ms from the event to the end of the \
          promotion; first write acknowledged {} ms after the promotion, {} ms without any; \
          errors: {}",
+        event.name(),
         WRITERS,
         f.acked,
+        f.acked_while_behind,
         f.lost,
         f.unknown,
         f.unknown_present,
@@ -444,7 +513,7 @@ fn common_checks(f: &Figures) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_crashed_primary_with_an_asynchronous_replica_loses_at_most_the_unsent_tail() {
+async fn a_crashed_primary_with_an_asynchronous_replica_on_loopback() {
     for round in 1..=rounds() {
         let Some(f) = failover_round(Event::CrashAsync).await else {
             return;
@@ -455,14 +524,39 @@ async fn a_crashed_primary_with_an_asynchronous_replica_loses_at_most_the_unsent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_crashed_primary_with_a_synchronous_standby_loses_no_acknowledged_write() {
+async fn an_asynchronous_replica_behind_loses_exactly_the_writes_it_had_not_received() {
     for round in 1..=rounds() {
-        let Some(f) = failover_round(Event::CrashSync).await else {
+        let Some(f) = failover_round(Event::CrashAsyncBehind).await else {
             return;
         };
-        report(Event::CrashSync, round, &f);
+        report(Event::CrashAsyncBehind, round, &f);
+        common_checks(&f);
+        // What PostgreSQL allows: commits acknowledged but never sent are
+        // gone; everything sent before the replica fell behind survives.
+        assert_eq!(
+            f.lost_early, 0,
+            "a write sent before the replica fell behind was lost"
+        );
+        assert!(
+            f.lost >= f.acked_while_behind,
+            "{} lost, but {} were committed while nothing was sent",
+            f.lost,
+            f.acked_while_behind
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_synchronous_standby_behind_loses_no_acknowledged_write() {
+    for round in 1..=rounds() {
+        let Some(f) = failover_round(Event::CrashSyncBehind).await else {
+            return;
+        };
+        report(Event::CrashSyncBehind, round, &f);
         common_checks(&f);
         assert_eq!(f.lost, 0, "an acknowledged write was lost");
+        // Nothing is acknowledged while the standby confirms nothing.
+        assert_eq!(f.acked_while_behind, 0);
     }
 }
 

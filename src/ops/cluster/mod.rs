@@ -280,11 +280,47 @@ impl Cluster {
         self.stop_with("fast")
     }
 
-    /// Stops the server the way a crash looks to its clients (immediate
-    /// shutdown: sessions cut, no checkpoint, WAL not yet sent to replicas
-    /// never sent). `false` when it was not running.
+    /// Kills the server as a crash would: SIGKILL to the postmaster (first,
+    /// so that it restarts nothing) and to every process it started, without
+    /// a word to the clients, no checkpoint, and WAL not yet sent to the
+    /// replicas never sent. Returns once the postmaster is gone; `false`
+    /// when it was not running. Linux (`/proc`).
     pub fn crash(&self) -> Result<bool> {
-        self.stop_with("immediate")
+        let pid_file = self.record.data_dir.join("postmaster.pid");
+        let Some(pid) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        else {
+            return Ok(false);
+        };
+        let mut pids = vec![pid];
+        pids.extend(children_of(pid));
+        let out = Command::new("kill")
+            .arg("-KILL")
+            .args(pids.iter().map(u32::to_string))
+            .output()
+            .map_err(|e| spawn_error("kill", e))?;
+        if !out.status.success() && Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(tool_error("kill", "killing the server", &out));
+        }
+        let gone = std::time::Instant::now();
+        while Path::new(&format!("/proc/{pid}/stat")).exists()
+            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        {
+            if gone.elapsed() > std::time::Duration::from_secs(10) {
+                return Err(OpsError::config(format!(
+                    "the server (pid {pid}) outlived SIGKILL"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(true)
     }
 
     /// Promotes a streaming replica to a primary (`pg_ctl promote`, waiting
@@ -444,6 +480,27 @@ impl Cluster {
         cmd.output().map_err(|e| spawn_error(tool, e))
     }
 }
+/// The processes whose parent is `pid` (from `/proc`; none elsewhere).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // "pid (name) state ppid ...": the name may hold spaces and parentheses.
+            fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    .and_then(|ppid| ppid.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
 /// A port in `PORT_RANGE` that nothing listens on now, tried from a
 /// varying start so parallel callers rarely pick the same one.
 fn free_port() -> Result<u16> {
