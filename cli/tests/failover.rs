@@ -167,8 +167,16 @@ async fn a_migration_cut_by_a_failover_fails_clearly_and_resumes_on_the_new_prim
     let status = run_db(&url, &["status", "--migrations-dir", dir_arg], &[]);
     let shown = text(&status);
     assert!(shown.contains("statement 1 of 3"), "{shown}");
+    let resumed = Instant::now();
     let again = run_db(&url, &["migrate", "--migrations-dir", dir_arg], &[]);
     assert!(again.status.success(), "{}", text(&again));
+    eprintln!(
+        "failover figures: migration: db migrate exited {} ms after the crash with the lost \
+         connection named; the next run on the new primary resumed at statement 2 of 3 and \
+         finished in {} ms",
+        failed_after.as_millis(),
+        resumed.elapsed().as_millis()
+    );
     let mut on_new = admin(&standby).await;
     assert_eq!(count_rows(&mut on_new, "blocker").await, 1);
     assert_eq!(count_rows(&mut on_new, "fa").await, 0);
