@@ -27,12 +27,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use database::Conn;
+use common::clusters::{admin, both_hosts, replica_of, start};
+use common::wait_until;
 use database::db::{Pooler, ReadSource};
-use database::ops::cluster::{Options, TempCluster};
+use database::ops::cluster::TempCluster;
 use database::{Config, Db, Error};
 use diesel::sql_types::{BigInt, Bool, Integer};
-use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
 const WRITERS: i32 = 16;
 
@@ -65,45 +66,6 @@ fn rounds() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
-}
-
-/// Throwaway clusters with commits that wait for the local WAL flush (a
-/// scratch cluster turns that off, which would add the WAL writer's delay to
-/// what an asynchronous replica may miss).
-fn options() -> Options {
-    let mut o = Options::scratch();
-    o.settings = vec!["synchronous_commit = on".into()];
-    o
-}
-
-/// A cluster, or `None` (with the reason printed) where PostgreSQL's server
-/// binaries are missing.
-fn cluster() -> Option<TempCluster> {
-    match TempCluster::start(options()) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            common::skip_without("a throwaway cluster", &e);
-            None
-        }
-    }
-}
-
-fn replica_of(primary: &TempCluster) -> TempCluster {
-    TempCluster::replica_of(primary, options()).expect("replica starts")
-}
-
-/// The URL a service of this failover is configured with: both hosts, the
-/// one that accepts writes wins.
-fn service_url(first: &TempCluster, second: &TempCluster) -> String {
-    format!(
-        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-        first.record().port,
-        second.record().port
-    )
-}
-
-async fn admin(cluster: &TempCluster) -> Conn {
-    Conn::establish(&cluster.url_of("postgres")).await.unwrap()
 }
 
 async fn sql(cluster: &TempCluster, statement: &str) {
@@ -139,14 +101,6 @@ async fn wal_insert_position(cluster: &TempCluster) -> String {
         .await
         .unwrap()
         .lsn
-}
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Fences a running primary the way an operator can without stopping it:
@@ -336,14 +290,14 @@ struct Figures {
 /// and a while after; then every acknowledged row is looked for on the new
 /// primary.
 async fn failover_round(event: Event) -> Option<Figures> {
-    let primary = cluster()?;
+    let primary = start()?;
     let replica = replica_of(&primary);
     sql(
         &primary,
         "CREATE TABLE fw (task int, seq int, PRIMARY KEY (task, seq))",
     )
     .await;
-    wait_for("the replica streams", Duration::from_secs(20), async || {
+    wait_until("the replica streams", Duration::from_secs(20), async || {
         flag(
             &primary,
             "SELECT count(*) = 1 AS flag FROM pg_stat_replication WHERE state = 'streaming'",
@@ -354,14 +308,14 @@ async fn failover_round(event: Event) -> Option<Figures> {
     if event == Event::CrashSyncBehind {
         sql(&primary, "ALTER SYSTEM SET synchronous_standby_names = '*'").await;
         sql(&primary, "SELECT pg_reload_conf()").await;
-        wait_for(
+        wait_until(
             "the standby is synchronous",
             Duration::from_secs(20),
             async || flag(&primary, "SELECT count(*) = 1 AS flag FROM pg_stat_replication WHERE sync_state = 'sync'").await,
         )
         .await;
     }
-    let mut config = Config::new(service_url(&primary, &replica));
+    let mut config = Config::new(both_hosts(&primary, &replica));
     config.pool_size = WRITERS as usize;
     config.query_timeout = Duration::from_secs(2);
     config.connect_timeout = Duration::from_secs(2);
@@ -391,7 +345,7 @@ async fn failover_round(event: Event) -> Option<Figures> {
             let at = Instant::now();
             tokio::time::sleep(Duration::from_millis(100)).await;
             let position = wal_insert_position(&primary).await;
-            wait_for(
+            wait_until(
                 "the replica catches up",
                 Duration::from_secs(10),
                 async || {
@@ -410,7 +364,7 @@ async fn failover_round(event: Event) -> Option<Figures> {
     let promoted_at = Instant::now();
     // Writes are back when the new primary gains rows; then write a while.
     let before = rows(&replica).await.len();
-    wait_for(
+    wait_until(
         "writes reach the new primary",
         Duration::from_secs(15),
         async || rows(&replica).await.len() > before,
@@ -588,7 +542,7 @@ async fn connections_to_a_fenced_primary_fail_one_write_each_and_are_replaced() 
 /// error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_refused_as_read_only_is_unavailable_and_closes_its_connection() {
-    let Some(server) = cluster() else {
+    let Some(server) = start() else {
         return;
     };
     sql(
@@ -687,7 +641,7 @@ struct Count {
 /// and R3 serves again once it follows the new primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_your_writes_holds_across_the_change_of_timeline() {
-    let Some(primary) = cluster() else {
+    let Some(primary) = start() else {
         return;
     };
     let (r1, r2, r3) = (
@@ -696,7 +650,7 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
         replica_of(&primary),
     );
     sql(&primary, "CREATE TABLE rw (id bigint PRIMARY KEY)").await;
-    let mut config = Config::new(service_url(&primary, &r1));
+    let mut config = Config::new(both_hosts(&primary, &r1));
     config.replica_urls = [&r1, &r2, &r3]
         .iter()
         .map(|r| r.url_of("postgres"))
@@ -725,7 +679,7 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
     };
     insert(1).await;
     let token = db.wal_position().await.unwrap();
-    wait_for(
+    wait_until(
         "every replica serves",
         Duration::from_secs(20),
         async || {
@@ -744,7 +698,7 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
     for r in [&r1, &r3] {
         sql(r, "ALTER SYSTEM SET primary_conninfo = ''").await;
         sql(r, "SELECT pg_reload_conf()").await;
-        wait_for("the receiver stops", Duration::from_secs(10), async || {
+        wait_until("the receiver stops", Duration::from_secs(10), async || {
             flag(r, "SELECT count(*) = 0 AS flag FROM pg_stat_wal_receiver").await
         })
         .await;
@@ -755,7 +709,7 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
     )
     .await;
     let lost_token = db.wal_position().await.unwrap();
-    wait_for(
+    wait_until(
         "R2 replays the doomed writes",
         Duration::from_secs(10),
         async || {
@@ -816,7 +770,7 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
     insert(3).await;
     let token = db.wal_position().await.unwrap();
     let start = Instant::now();
-    wait_for("R3 serves again", Duration::from_secs(20), async || {
+    wait_until("R3 serves again", Duration::from_secs(20), async || {
         let (mut conn, source) = db.read_after(token).await.unwrap();
         assert_ne!(source, url(&r2), "R2 served a read");
         let n = diesel::sql_query("SELECT count(*) AS n FROM rw WHERE id = 3")

@@ -13,10 +13,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DB_BIN, count_rows, run_db};
+use common::clusters::{admin, both_hosts, replica_of, start};
+use common::{DB_BIN, count_rows, run_db, wait_until};
 use database::Conn;
-use database::ops::cluster::{Options, TempCluster};
-use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
 fn text(out: &Output) -> String {
     format!(
@@ -26,26 +26,8 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn options() -> Options {
-    let mut o = Options::scratch();
-    o.settings = vec!["synchronous_commit = on".into()];
-    o
-}
-
-async fn admin(cluster: &TempCluster) -> Conn {
-    Conn::establish(&cluster.url_of("postgres")).await.unwrap()
-}
-
 async fn rows_of(conn: &mut Conn, query: &str) -> usize {
     diesel::sql_query(query).execute(conn).await.unwrap()
-}
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn write_migration(dir: &Path) {
@@ -68,14 +50,10 @@ fn write_migration(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_migration_cut_by_a_failover_fails_clearly_and_resumes_on_the_new_primary() {
-    let primary = match TempCluster::start(options()) {
-        Ok(c) => c,
-        Err(e) => {
-            common::skip_without("a throwaway cluster", &e);
-            return;
-        }
+    let Some(primary) = start() else {
+        return;
     };
-    let standby = TempCluster::replica_of(&primary, options()).expect("replica starts");
+    let standby = replica_of(&primary);
     let mut on_primary = admin(&primary).await;
     on_primary
         .batch_execute("CREATE TABLE blocker (x int)")
@@ -89,7 +67,7 @@ async fn a_migration_cut_by_a_failover_fails_clearly_and_resumes_on_the_new_prim
         .batch_execute("SELECT pg_reload_conf()")
         .await
         .unwrap();
-    wait_for(
+    wait_until(
         "the standby is synchronous",
         Duration::from_secs(20),
         async || {
@@ -102,11 +80,7 @@ async fn a_migration_cut_by_a_failover_fails_clearly_and_resumes_on_the_new_prim
         },
     )
     .await;
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-        primary.record().port,
-        standby.record().port
-    );
+    let url = both_hosts(&primary, &standby);
     let dir = tempfile::tempdir().unwrap();
     write_migration(dir.path());
     let dir_arg = dir.path().to_str().unwrap();
@@ -127,7 +101,7 @@ async fn a_migration_cut_by_a_failover_fails_clearly_and_resumes_on_the_new_prim
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(
+    wait_until(
         "statement 2 waits for the lock",
         Duration::from_secs(20),
         async || {
