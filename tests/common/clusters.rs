@@ -3,7 +3,8 @@
 
 use database::Conn;
 use database::ops::cluster::{Options, TempCluster};
-use diesel_async::AsyncConnection;
+use diesel::sql_types::Bool;
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
 /// A scratch cluster whose commits wait for the local WAL flush (a scratch
 /// cluster turns that off, which would add the WAL writer's delay to what an
@@ -44,4 +45,39 @@ pub fn both_hosts(first: &TempCluster, second: &TempCluster) -> String {
         first.record().port,
         second.record().port
     )
+}
+
+/// Runs `statement` on `cluster` as its superuser.
+pub async fn sql(cluster: &TempCluster, statement: &str) {
+    admin(cluster)
+        .await
+        .batch_execute(statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+#[derive(diesel::QueryableByName)]
+pub struct Flag {
+    #[diesel(sql_type = Bool)]
+    pub flag: bool,
+}
+
+/// The `flag` column of `query`, run on `cluster` as its superuser.
+pub async fn flag(cluster: &TempCluster, query: &str) -> bool {
+    diesel::sql_query(query)
+        .get_result::<Flag>(&mut admin(cluster).await)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .flag
+}
+
+/// Fences a running primary the way an operator can without stopping it:
+/// every new transaction is read-only (also those of sessions already open).
+pub async fn fence(cluster: &TempCluster) {
+    sql(
+        cluster,
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+    )
+    .await;
+    sql(cluster, "SELECT pg_reload_conf()").await;
 }
