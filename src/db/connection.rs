@@ -130,7 +130,7 @@ impl ConnectionSettings {
                 )));
             }
             for addr in pg.get_hostaddrs().to_vec() {
-                pg.host(&addr.to_string());
+                pg.host(addr.to_string());
             }
         }
         // Plain and TLS connections are two stream types: one path each.
