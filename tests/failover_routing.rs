@@ -127,6 +127,8 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
     let Some(primary) = start() else {
         return;
     };
+    // One after the other: base backups at once remove WAL from under each
+    // other (no replication slots).
     let (r1, r2, r3) = (
         replica_of(&primary),
         replica_of(&primary),

@@ -293,16 +293,22 @@ impl Cluster {
         else {
             return Ok(false);
         };
+        // A postmaster.pid left by an earlier crash may name a pid reused
+        // since: only a postgres started on this data directory is killed.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let data_dir = self.record.data_dir.to_string_lossy();
+        if !String::from_utf8_lossy(&cmdline).contains(data_dir.as_ref()) {
+            return Ok(false);
+        }
         let mut pids = vec![pid];
         pids.extend(children_of(pid));
-        let out = Command::new("kill")
+        // A child may exit between the listing and the kill (kill then
+        // fails for it): what counts is that the postmaster goes.
+        Command::new("kill")
             .arg("-KILL")
             .args(pids.iter().map(u32::to_string))
             .output()
             .map_err(|e| spawn_error("kill", e))?;
-        if !out.status.success() && Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(tool_error("kill", "killing the server", &out));
-        }
         let gone = std::time::Instant::now();
         while Path::new(&format!("/proc/{pid}/stat")).exists()
             && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
