@@ -301,6 +301,9 @@ impl Error {
 const UNAVAILABLE_MESSAGES: &[&str] = &[
     "terminating connection due to administrator command",
     "terminating connection because of crash of another server process",
+    // A backend that outlives its postmaster (killed, or crashed) says this
+    // before it exits.
+    "terminating connection due to unexpected postmaster exit",
     "the database system is starting up",
     "the database system is shutting down",
     "the database system is in recovery mode",
@@ -370,6 +373,9 @@ fn classify_by_message(message: &str) -> Option<Error> {
     // connection failed or the deadline passed.
     if let Some(rest) = message.strip_prefix(crate::db::OUTCOME_UNKNOWN) {
         return Some(Error::CommitOutcomeUnknown(rest.to_owned()));
+    }
+    if message.starts_with(crate::db::READ_ONLY_SERVER) {
+        return Some(Error::Unavailable(owned()));
     }
     if let Some(rest) = message.strip_prefix(crate::db::DEADLINE_PASSED) {
         return Some(Error::Timeout {

@@ -127,3 +127,20 @@ fn the_first_build_shows_its_progress() {
     );
     assert!(setup.contains("takes a few minutes"));
 }
+
+#[test]
+fn the_capacity_table_is_what_its_inputs_give() {
+    // docs/scaling.md's capacity plan: scripts/capacity recomputes the table
+    // from the inputs above it, so no figure of it is typed by hand.
+    let out =
+        std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/capacity"))
+            .arg("--check")
+            .output()
+            .expect("scripts/capacity runs (bash and awk)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,7 +1,10 @@
 //! TLS against a real server: a throwaway cluster from the crate's launcher
 //! with `ssl = on` and a certificate signed by a CA the test makes with
-//! `openssl`. Every `sslmode` is tried, plus a wrong root and a wrong name,
-//! in direct mode and in pooler mode (`DB_POOLER=transaction`).
+//! `openssl`. Every `sslmode` is tried, plus a wrong root, a wrong name, a
+//! URL with only `hostaddr=` (no host name: encrypted as libpq does, refused
+//! only by verify-full) and a certificate that names its host only in its
+//! CN (refused by verify-full, where libpq accepts it), in direct mode and in
+//! pooler mode (`DB_POOLER=transaction`, directly and through PgBouncer).
 
 use std::path::Path;
 use std::process::Command;
@@ -55,8 +58,15 @@ fn ca(dir: &Path, name: &str) {
     );
 }
 
-/// A server certificate for localhost and 127.0.0.1, signed by `ca`.
-fn server_cert(dir: &Path, ca: &str) {
+/// A server certificate `stem`.crt/.key with CN=localhost, signed by `ca`:
+/// with the names localhost and 127.0.0.1 in its subjectAltName, or (`san`
+/// false) with none, the host named only in the CN.
+fn server_cert(dir: &Path, ca: &str, stem: &str, san: bool) {
+    let (key, csr, crt) = (
+        format!("{stem}.key"),
+        format!("{stem}.csr"),
+        format!("{stem}.crt"),
+    );
     openssl(
         dir,
         &[
@@ -65,36 +75,44 @@ fn server_cert(dir: &Path, ca: &str) {
             "rsa:2048",
             "-nodes",
             "-keyout",
-            "server.key",
+            &key,
             "-out",
-            "server.csr",
+            &csr,
             "-subj",
             "/CN=localhost",
         ],
     );
+    // Extensions make it X.509 v3 (rustls refuses v1 certificates outright).
     std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        dir.join(format!("{stem}.ext")),
+        if san {
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        } else {
+            "basicConstraints=CA:FALSE\n"
+        },
     )
     .unwrap();
+    let ext = format!("{stem}.ext");
+    let ca_crt = format!("{ca}.crt");
+    let ca_key = format!("{ca}.key");
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
-            &format!("{ca}.crt"),
+            &ca_crt,
             "-CAkey",
-            &format!("{ca}.key"),
+            &ca_key,
             "-CAcreateserial",
             "-days",
             "2",
             "-extfile",
-            "san.ext",
+            &ext,
             "-out",
-            "server.crt",
+            &crt,
         ],
     );
 }
@@ -152,7 +170,8 @@ async fn every_sslmode_against_a_tls_server() {
     let certs = tempfile::tempdir().unwrap();
     ca(certs.path(), "rootca");
     ca(certs.path(), "otherca");
-    server_cert(certs.path(), "rootca");
+    server_cert(certs.path(), "rootca", "server", true);
+    server_cert(certs.path(), "rootca", "cn-only", false);
     let read = |f: &str| std::fs::read(certs.path().join(f)).unwrap();
     cluster
         .write_data_file("server.crt", &read("server.crt"), 0o644)
@@ -215,6 +234,14 @@ async fn every_sslmode_against_a_tls_server() {
 
     // The right root but another host name (the TCP address stays 127.0.0.1):
     // verify-full refuses, verify-ca does not look at names.
+    let port = url::Url::parse(&base).unwrap().port().unwrap();
+    // The launcher's cluster asks for a password over TCP.
+    let password = cluster
+        .record()
+        .secrets
+        .as_ref()
+        .map(|s| s.superuser.clone())
+        .unwrap_or_default();
     let mut renamed = url::Url::parse(&base).unwrap();
     renamed.set_host(Some("wrong-name.example")).unwrap();
     let renamed = format!(
@@ -229,6 +256,49 @@ async fn every_sslmode_against_a_tls_server() {
         encrypted(&format!("{renamed}&sslmode=verify-ca"))
             .await
             .unwrap()
+    );
+
+    // Only hostaddr=, no host name: libpq encrypts under prefer, require and
+    // verify-ca (no name is needed), and refuses verify-full, which has no
+    // name to compare with the certificate's. The same here, URL and
+    // key=value forms alike.
+    let by_addr = |params: &str| {
+        format!("postgres://postgres:{password}@/postgres?hostaddr=127.0.0.1&port={port}&{params}")
+    };
+    assert!(encrypted(&by_addr("sslmode=prefer")).await.unwrap());
+    assert!(encrypted(&by_addr("sslmode=require")).await.unwrap());
+    assert!(
+        encrypted(&format!(
+            "hostaddr=127.0.0.1 port={port} user=postgres password={password} dbname=postgres sslmode=require"
+        ))
+        .await
+        .unwrap()
+    );
+    assert!(
+        encrypted(&by_addr(&format!(
+            "sslmode=verify-ca&sslrootcert={}",
+            root.display()
+        )))
+        .await
+        .unwrap()
+    );
+    assert!(!encrypted(&by_addr("sslmode=disable")).await.unwrap());
+    let err = encrypted(&by_addr(&format!(
+        "sslmode=verify-ca&sslrootcert={}",
+        other.display()
+    )))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    let err = encrypted(&by_addr(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        root.display()
+    )))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("verify-full") && m.contains("host=")),
+        "{err:?}"
     );
 
     // The migration session goes through the same set-up.
@@ -249,6 +319,9 @@ async fn every_sslmode_against_a_tls_server() {
     // the same certificate): verify-full with the right root connects, with
     // another root it is refused.
     let mut options = BouncerOptions::transaction_mode("127.0.0.1", port);
+    options
+        .server_passwords
+        .push(("postgres".into(), password.clone()));
     options.client_tls = Some((
         certs.path().join("server.crt"),
         certs.path().join("server.key"),
@@ -281,4 +354,54 @@ async fn every_sslmode_against_a_tls_server() {
     config.pooler = Pooler::Transaction;
     let err = Db::new(config).unwrap().health().await.unwrap_err();
     assert!(err.to_string().contains("certificate"), "{err}");
+    // The pooler by address only.
+    let pooled = |url: String| {
+        let mut config = Config::new(url);
+        config.pooler = Pooler::Transaction;
+        Db::new(config).unwrap()
+    };
+    let bouncer_by_addr = |port: u16, params: &str| {
+        format!("postgres://postgres:{password}@/postgres?hostaddr=127.0.0.1&port={port}&{params}")
+    };
+    pooled(bouncer_by_addr(bouncer.port(), "sslmode=require"))
+        .health()
+        .await
+        .unwrap();
+    pooled(bouncer_by_addr(
+        bouncer.port(),
+        &format!("sslmode=verify-ca&sslrootcert={}", root.display()),
+    ))
+    .health()
+    .await
+    .unwrap();
+
+    // A certificate that names its host only in the CN (no subjectAltName):
+    // libpq's verify-full accepts it, the crate's refuses it (RFC 6125, as
+    // browsers and rustls) and says why; verify-ca does not look at names.
+    let mut options = BouncerOptions::transaction_mode("127.0.0.1", port);
+    options
+        .server_passwords
+        .push(("postgres".into(), password.clone()));
+    options.client_tls = Some((
+        certs.path().join("cn-only.crt"),
+        certs.path().join("cn-only.key"),
+    ));
+    let cn_only = TempPgBouncer::start(&options).unwrap();
+    let by_name = format!(
+        "postgres://postgres@localhost:{}/postgres?hostaddr=127.0.0.1&sslrootcert={}",
+        cn_only.port(),
+        root.display()
+    );
+    let err = pooled(format!("{by_name}&sslmode=verify-full"))
+        .health()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("subjectAltName")),
+        "{err:?}"
+    );
+    pooled(format!("{by_name}&sslmode=verify-ca"))
+        .health()
+        .await
+        .unwrap();
 }

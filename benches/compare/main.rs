@@ -6,10 +6,12 @@
 //!   scripts/bench            # full run (release), writes target/bench/report.json
 //!   scripts/bench --quick    # under a minute
 //!   cargo test --bench compare   # seconds-long smoke run (what CI does)
+//!   scripts/bench --baseline # the capacity plan's inputs (baseline.rs)
 //!
 //! It creates and drops its own scratch database on the server of
 //! `DATABASE_URL` (else the project's own cluster, when `db up` started it).
 
+mod baseline;
 mod sqlite;
 mod workloads;
 
@@ -169,6 +171,9 @@ fn bench_main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if args.iter().any(|a| a == "--baseline") {
+        return runtime.block_on(baseline::run());
+    }
     if args.iter().any(|a| a == "--service-mix") {
         let url = args
             .iter()

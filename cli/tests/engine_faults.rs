@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DB_BIN, TestDb, count_rows, run_db, run_db_in};
+use common::{DB_BIN, TestDb, count_rows, run_db, run_db_in, wait_until};
 use database::Conn;
 use database::migrate::{self, MigrationError, MigrationSet, State};
 use database::{Config, Db, Error};
@@ -58,15 +58,6 @@ async fn lock_held(conn: &mut Conn) -> bool {
     .await
     .unwrap()
     .held
-}
-
-async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    start.elapsed()
 }
 
 fn config_for(url: &str) -> Config {

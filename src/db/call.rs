@@ -30,6 +30,13 @@ pub(crate) const OUTCOME_UNKNOWN: &str = "outcome unknown: ";
 /// short, when nothing of it can have committed: `crate::Error::Timeout { kind: Client }`.
 pub(crate) const DEADLINE_PASSED: &str = "deadline passed: ";
 
+/// The start of the message of a write the server refused because it
+/// accepts none (SQLSTATE 25006 on a session that did not ask for read-only
+/// work): the connection reached a standby or a fenced old primary, so it is
+/// closed, and `crate::Error` reports a retryable `Unavailable` (nothing was
+/// written).
+pub(crate) const READ_ONLY_SERVER: &str = "the server accepts no writes: ";
+
 /// How much later than the client's bound the server's own bound of a
 /// statement falls (`statement_timeout`, `idle_in_transaction_session_timeout`):
 /// the client reports the deadline it enforces (`Timeout { kind: Client }`),
@@ -44,6 +51,10 @@ pub(super) struct Calls {
     /// future was dropped half-way, the deadline passed, or the connection
     /// failed. The pool closes it instead of handing it out.
     broken: AtomicBool,
+    /// The session asked for read-only work (a replica's connection, or a
+    /// transaction it declared `READ ONLY`): a refused write is its own
+    /// doing, not a sign that the connection reached the wrong server.
+    read_only: AtomicBool,
 }
 
 impl Calls {
@@ -55,6 +66,11 @@ impl Calls {
     /// Whether the connection must be closed rather than pooled.
     pub(super) fn is_broken(&self) -> bool {
         self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Says whether the session itself asked for read-only work from now on.
+    pub(super) fn expect_read_only(&self, on: bool) {
+        self.read_only.store(on, Ordering::Relaxed);
     }
 
     /// A statement starts: until `InFlight::settle`, dropping it breaks the
@@ -185,6 +201,23 @@ impl InFlight<'_> {
                     sent => outcome_unknown(sent, &format!("the connection failed ({e})")),
                 })
             }
+            // Refused, not lost: nothing was written, whatever was sent.
+            Some(Err(e))
+                if is_read_only_refusal(&e) && !self.calls.read_only.load(Ordering::Relaxed) =>
+            {
+                self.calls.break_off();
+                Err(DieselError::DatabaseError(
+                    DatabaseErrorKind::Unknown,
+                    Box::new(format!(
+                        "{READ_ONLY_SERVER}a write was refused as read-only (SQLSTATE 25006: {}); \
+                         the server is a standby or a fenced old primary, so this connection was \
+                         closed and nothing was written: run it again (a new connection goes to \
+                         a server that accepts writes when the URL lists every host with \
+                         target_session_attrs=read-write)",
+                        error_message(&e)
+                    )),
+                ))
+            }
             Some(Err(e)) => {
                 if let DieselError::DatabaseError(_, info) = &e
                     && crate::error::is_pooler_collision(info.message())
@@ -237,6 +270,33 @@ pub(super) fn is_connection_failure(e: &DieselError) -> bool {
         ) => true,
         DieselError::DatabaseError(_, info) => crate::error::is_outage_message(info.message()),
         _ => false,
+    }
+}
+
+/// Whether `e` is a write refused because the transaction is read-only
+/// (SQLSTATE 25006): on a session that did not ask for that, the server
+/// accepts no writes (in recovery, or `default_transaction_read_only` set to
+/// fence it), which after a failover means the connection is on the wrong
+/// server. Not a connection failure: nothing was written.
+pub(super) fn is_read_only_refusal(e: &DieselError) -> bool {
+    matches!(
+        e,
+        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _)
+    )
+}
+
+/// Whether SQL sent by the caller declares read-only work (`SET TRANSACTION
+/// READ ONLY`, `BEGIN READ ONLY`, `transaction_read_only`, ...): its refused
+/// writes are then expected, not a sign of the wrong server.
+pub(super) fn declares_read_only(sql: &str) -> bool {
+    let sql = sql.to_ascii_uppercase();
+    sql.contains("READ ONLY") || sql.contains("READ_ONLY")
+}
+
+fn error_message(e: &DieselError) -> String {
+    match e {
+        DieselError::DatabaseError(_, info) => info.message().to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -323,6 +383,73 @@ mod tests {
         );
         assert_eq!(Sent::of_batch(true, "DELETE FROM t"), Sent::AutocommitWrite);
         assert_eq!(Sent::of_batch(false, "DELETE FROM t"), Sent::Safe);
+    }
+
+    #[test]
+    fn a_server_going_away_is_a_connection_failure() {
+        for message in [
+            "terminating connection due to administrator command",
+            "terminating connection due to unexpected postmaster exit",
+        ] {
+            let e = DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(message.to_owned()),
+            );
+            assert!(is_connection_failure(&e), "{message}");
+        }
+    }
+
+    #[test]
+    fn read_only_declarations_are_recognised() {
+        assert!(declares_read_only(
+            "SET TRANSACTION READ ONLY; SET LOCAL x = 1"
+        ));
+        assert!(declares_read_only("begin read only"));
+        assert!(declares_read_only("SET transaction_read_only = on"));
+        assert!(!declares_read_only("BEGIN"));
+        assert!(!declares_read_only("COMMIT"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_on_a_read_write_session_breaks_it_and_is_unavailable() {
+        let refused = || {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ReadOnlyTransaction,
+                Box::new("cannot execute INSERT in a read-only transaction".to_owned()),
+            )
+        };
+        for sent in [Sent::Safe, Sent::AutocommitWrite] {
+            let calls = Calls::default();
+            let e = calls
+                .start(sent, None)
+                .run(async { Err::<(), _>(refused()) }, || {})
+                .await
+                .unwrap_err();
+            assert!(calls.is_broken());
+            let e = crate::Error::from(e);
+            assert!(
+                matches!(&e, crate::Error::Unavailable(m) if m.contains("25006")),
+                "{e:?}"
+            );
+            assert!(e.is_retryable());
+        }
+        // A session that asked for read-only work (a replica, READ ONLY):
+        // the refusal is its own, reported as the server said it.
+        let calls = Calls::default();
+        calls.expect_read_only(true);
+        let e = calls
+            .start(Sent::Safe, None)
+            .run(async { Err::<(), _>(refused()) }, || {})
+            .await
+            .unwrap_err();
+        assert!(!calls.is_broken());
+        assert!(matches!(
+            crate::Error::from(e),
+            crate::Error::Database(DieselError::DatabaseError(
+                DatabaseErrorKind::ReadOnlyTransaction,
+                _
+            ))
+        ));
     }
 
     #[test]

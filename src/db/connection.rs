@@ -116,11 +116,25 @@ impl ConnectionSettings {
         // tokio-postgres's timeout is per host: several hosts may each take it.
         let hosts = (pg.get_hosts().len().max(pg.get_hostaddrs().len())).max(1) as u32;
         let connect_limit = self.connect_timeout * hosts;
+        // Only `hostaddr=`: libpq encrypts all the same (no name is needed
+        // unless the certificate's is checked), where tokio-postgres refuses
+        // a TLS handshake without a host name. The addresses stand in as the
+        // names: only verify-full would compare them, and it is refused here
+        // as libpq refuses it.
+        if pg.get_hosts().is_empty() && tls.mode != SslMode::Disable {
+            if tls.mode == SslMode::VerifyFull {
+                return Err(ConnectionError::InvalidConnectionUrl(format!(
+                    "{shown}: sslmode=verify-full checks the server's certificate against the \
+                     host name, and the URL gives only hostaddr=: add host=<the name on the \
+                     certificate> (libpq refuses this URL too), or use sslmode=verify-ca"
+                )));
+            }
+            for addr in pg.get_hostaddrs().to_vec() {
+                pg.host(addr.to_string());
+            }
+        }
         // Plain and TLS connections are two stream types: one path each.
-        // `prefer` without a host name (only `hostaddr=`) has no name to check
-        // a certificate against: plain, as libpq falls back too.
-        let plain = tls.mode == SslMode::Disable
-            || (tls.mode == SslMode::Prefer && pg.get_hosts().is_empty());
+        let plain = tls.mode == SslMode::Disable;
         let mut conn = if plain {
             let connecting = pg.connect(tokio_postgres::NoTls);
             let (client, connection) = tokio::time::timeout(connect_limit, connecting)
@@ -298,6 +312,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// What to check after a failed TLS set-up. A name mismatch may be a
+/// certificate that names its host only in the subject's CN: libpq's
+/// verify-full falls back to the CN when there is no subjectAltName, rustls
+/// (as browsers and RFC 6125) does not, and the crate keeps that.
+fn tls_advice(text: &str) -> &'static str {
+    if text.contains("not valid for name") {
+        "verify-full: the certificate must name the host in its subjectAltName; a name only in \
+         the subject's CN is not accepted (libpq accepts it): reissue the certificate with \
+         subjectAltName=DNS:<host>, or use sslmode=verify-ca"
+    } else {
+        "check sslmode and sslrootcert"
+    }
+}
+
 /// Sorts a failure to connect, by SQLSTATE where the server sent one.
 fn classify_connect_error(e: &tokio_postgres::Error, url: &str) -> ConnectionError {
     use tokio_postgres::error::SqlState;
@@ -312,7 +340,8 @@ fn classify_connect_error(e: &tokio_postgres::Error, url: &str) -> ConnectionErr
             // A certificate that does not verify, or a server without TLS
             // under sslmode=require: settings to fix, not an outage.
             ConnectionError::InvalidConnectionUrl(format!(
-                "TLS with {shown} failed: {text} (check sslmode and sslrootcert)"
+                "TLS with {shown} failed: {text} ({})",
+                tls_advice(&text)
             ))
         } else {
             ConnectionError::BadConnection(format!("cannot connect to {shown}: {text}"))

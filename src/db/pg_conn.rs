@@ -86,9 +86,11 @@ pub(crate) struct Scope {
 
 impl PgConn {
     fn new(inner: Inner, scope: Scope, cancel: Option<super::connection::Canceller>) -> Self {
+        let calls = Calls::default();
+        calls.expect_read_only(scope.read_only);
         Self {
             inner,
-            calls: Calls::default(),
+            calls,
             open: AtomicBool::new(false),
             scope,
             cancel,
@@ -128,6 +130,7 @@ impl PgConn {
 
     /// Gives the connection the scope of the call it now serves.
     pub(crate) fn enter(&mut self, scope: Scope) {
+        self.calls.expect_read_only(scope.read_only);
         self.scope = scope;
     }
 
@@ -217,6 +220,9 @@ impl PgConn {
         }
         let rewritten = if begins { self.begin_sql(sql)? } else { None };
         let sql = rewritten.as_deref().unwrap_or(sql);
+        if call::declares_read_only(sql) {
+            self.calls.expect_read_only(true);
+        }
         let sent = if self.scope.read_only {
             Sent::Safe
         } else {
@@ -242,6 +248,7 @@ impl PgConn {
         if ends {
             // The server ended the transaction, or the connection is broken.
             self.open.store(false, Ordering::Relaxed);
+            self.calls.expect_read_only(self.scope.read_only);
         }
         result
     }

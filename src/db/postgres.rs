@@ -236,7 +236,7 @@ impl Db {
     /// is a read-your-writes token: `read_after(position)` sees that write.
     pub async fn wal_position(&self) -> Result<WalPosition> {
         let mut conn = self.conn().await?;
-        replicas::insert_position(&mut conn).await
+        replicas::insert_position(&mut conn, self.shared.replicas.as_deref()).await
     }
 
     /// A connection guaranteed to see everything committed before

@@ -16,16 +16,29 @@
 //! `read_after(position)` serves from a replica only once its replay
 //! position has reached it (known from the monitor, or asked live on the
 //! connection about to be handed out), else from the primary.
+//!
+//! Failover: a position is comparable only within one history. When a
+//! replica is promoted, the new primary starts a new timeline where the old
+//! primary's WAL past the promotion point does not exist, and replicas of
+//! the old primary stay on the old timeline (replaying, maybe, writes that
+//! the failover lost). So the monitor (and `wal_position`) also read the
+//! primary's timeline, which only ever grows, and each replica's: the one it
+//! receives when it streams (visible to roles with `pg_read_all_stats`),
+//! else the timeline of its last restartpoint. A replica serves reads only
+//! on the primary's current timeline: the old primary's replicas are out of
+//! routing until they follow the new one, and a position taken before the
+//! failover is only ever compared with replay positions on the new
+//! timeline.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::PgConn;
 use diesel::QueryableByName;
-use diesel::sql_types::{Bool, Nullable, Text};
+use diesel::sql_types::{Bool, Integer, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
 // `RunQueryDsl` is called by path: in scope, its blanket `load` would
 // shadow the atomics' own `load`.
@@ -82,6 +95,15 @@ struct Member {
     replayed: AtomicU64,
     /// Measured lag in milliseconds, as last computed.
     lag_ms: AtomicU64,
+    /// The timeline it replays, as last seen (0: not known yet).
+    timeline: AtomicU32,
+}
+
+/// The primary's positions the monitor sampled, on one timeline.
+#[derive(Default)]
+struct Samples {
+    timeline: u32,
+    positions: VecDeque<(Instant, WalPosition)>,
 }
 
 /// The replicas of one `Db` and the monitor's view of them.
@@ -89,12 +111,39 @@ pub(super) struct Replicas {
     members: Vec<Arc<Member>>,
     max_lag: Duration,
     next: AtomicUsize,
+    /// The primary's timeline: the highest seen (0: not known yet). A fenced
+    /// old primary that still answers reports a lower one, which is ignored.
+    timeline: AtomicU32,
 }
 
+/// A WAL position and the timeline it is on.
 #[derive(QueryableByName)]
-struct Position {
+struct OnTimeline {
     #[diesel(sql_type = Nullable<Text>)]
     lsn: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    timeline: Option<i32>,
+}
+
+/// What the primary's connection reported: its position and timeline, or
+/// that the server accepts no writes (a standby, or a fenced old primary
+/// after a failover: `default_transaction_read_only`).
+#[derive(QueryableByName)]
+struct PrimaryState {
+    #[diesel(sql_type = Nullable<Text>)]
+    lsn: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    timeline: Option<i32>,
+    #[diesel(sql_type = Bool)]
+    writable: bool,
+}
+
+/// Why the primary's connection gave no position.
+enum NotPrimary {
+    /// The server answered, and accepts no writes.
+    ReadOnly,
+    /// It did not answer, or failed.
+    Failed(Error),
 }
 
 #[derive(QueryableByName)]
@@ -103,39 +152,92 @@ struct Reached {
     reached: bool,
 }
 
-/// A WAL position one of PostgreSQL's `pg_*_lsn()` functions reports
-/// (`None` where it has none: a replay position on a primary).
-async fn position(conn: &mut PgConn, function: &str) -> Result<Option<WalPosition>> {
-    let row: Position = diesel_async::RunQueryDsl::get_result(
-        diesel::sql_query(format!("SELECT {function}()::text AS lsn")),
+/// The primary's timeline, from the name of its current WAL file (the first
+/// 8 hex digits): `pg_control_checkpoint()` would show it only after the
+/// first checkpoint on it, which a new primary makes minutes later.
+const PRIMARY_TIMELINE: &str =
+    "('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int";
+
+/// A replica's timeline: the one its WAL receiver streams (hidden from roles
+/// without `pg_read_all_stats`), else the one of its last restartpoint
+/// (behind after a promotion until the first restartpoint on the new one:
+/// such a replica waits out of routing, never the reverse).
+const REPLICA_TIMELINE: &str = "coalesce((SELECT received_tli FROM pg_stat_wal_receiver \
+     WHERE status = 'streaming'), (SELECT timeline_id FROM pg_control_checkpoint()))";
+
+/// A position of the primary and its timeline: `function` is one of
+/// `pg_current_wal_*_lsn`.
+async fn primary_on_timeline(
+    conn: &mut PgConn,
+    function: &str,
+) -> std::result::Result<(WalPosition, u32), NotPrimary> {
+    let row: PrimaryState = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE {function}()::text END AS lsn, \
+                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE {PRIMARY_TIMELINE} END AS timeline, \
+                    NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') = 'off' \
+                      AS writable"
+        )),
+        conn,
+    )
+    .await
+    .map_err(|e| NotPrimary::Failed(e.into()))?;
+    match (
+        row.lsn.as_deref().and_then(WalPosition::parse),
+        row.timeline,
+    ) {
+        (Some(p), Some(t)) if row.writable => Ok((p, t as u32)),
+        _ => Err(NotPrimary::ReadOnly),
+    }
+}
+
+/// A replica's replay position and timeline (`None`: it has replayed nothing).
+async fn replayed_on_timeline(conn: &mut PgConn) -> Result<Option<(WalPosition, u32)>> {
+    let row: OnTimeline = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT pg_last_wal_replay_lsn()::text AS lsn, {REPLICA_TIMELINE} AS timeline"
+        )),
         conn,
     )
     .await?;
-    Ok(row.lsn.as_deref().and_then(WalPosition::parse))
+    Ok(row
+        .lsn
+        .as_deref()
+        .and_then(WalPosition::parse)
+        .map(|p| (p, row.timeline.unwrap_or(0) as u32)))
 }
 
-async fn replayed(conn: &mut PgConn) -> Result<Option<WalPosition>> {
-    position(conn, "pg_last_wal_replay_lsn").await
-}
-
-/// A position of the primary's WAL; an error on a replica, which has none.
-async fn primary_position(conn: &mut PgConn, function: &str) -> Result<WalPosition> {
-    position(conn, function).await?.ok_or_else(|| {
-        Error::Config("the primary reported no WAL position (is it a replica?)".into())
-    })
-}
-
-/// The primary's WAL flush position: what the lag monitor compares replay
-/// positions with (the insert position may point past a page header or a
-/// segment switch that an idle primary's replicas never "replay").
-async fn flush_position(conn: &mut PgConn) -> Result<WalPosition> {
-    primary_position(conn, "pg_current_wal_flush_lsn").await
+/// The primary's WAL flush position and timeline: what the lag monitor
+/// compares replay positions with (the insert position may point past a
+/// page header or a segment switch that an idle primary's replicas never
+/// "replay").
+async fn flush_position(conn: &mut PgConn) -> std::result::Result<(WalPosition, u32), NotPrimary> {
+    primary_on_timeline(conn, "pg_current_wal_flush_lsn").await
 }
 
 /// The primary's WAL insert position now (a read-your-writes token: past
-/// every commit record written so far).
-pub(super) async fn insert_position(conn: &mut PgConn) -> Result<WalPosition> {
-    primary_position(conn, "pg_current_wal_insert_lsn").await
+/// every commit record written so far). Its timeline goes to `replicas`
+/// before the token is handed out, so that no read after it is served by a
+/// replica of an older timeline, even before the monitor's next sample.
+pub(super) async fn insert_position(
+    conn: &mut PgConn,
+    replicas: Option<&Replicas>,
+) -> Result<WalPosition> {
+    let (position, timeline) = primary_on_timeline(conn, "pg_current_wal_insert_lsn")
+        .await
+        .map_err(|e| match e {
+            NotPrimary::Failed(e) => e,
+            NotPrimary::ReadOnly => Error::Unavailable(
+                "the primary's connection reached a server that accepts no writes (a standby, or \
+                 the old primary fenced after a failover): no WAL position to read your writes \
+                 after; run it again"
+                    .into(),
+            ),
+        })?;
+    if let Some(replicas) = replicas {
+        replicas.primary_timeline(timeline);
+    }
+    Ok(position)
 }
 
 impl Replicas {
@@ -158,6 +260,7 @@ impl Replicas {
                     healthy: AtomicBool::new(false),
                     replayed: AtomicU64::new(0),
                     lag_ms: AtomicU64::new(u64::MAX),
+                    timeline: AtomicU32::new(0),
                 })
             })
             .collect();
@@ -165,6 +268,7 @@ impl Replicas {
             members,
             max_lag,
             next: AtomicUsize::new(0),
+            timeline: AtomicU32::new(0),
         });
         if tokio::runtime::Handle::try_current().is_err() {
             tracing::warn!(
@@ -175,7 +279,7 @@ impl Replicas {
             let weak = Arc::downgrade(&replicas);
             let primary = primary.weak();
             runtime.spawn(async move {
-                let samples = Mutex::new(VecDeque::with_capacity(SAMPLES));
+                let samples = Mutex::new(Samples::default());
                 let mut ticker = tokio::time::interval(TICK);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -191,38 +295,53 @@ impl Replicas {
         Some(replicas)
     }
 
-    async fn sample(
-        &self,
-        primary: &Pool<PgConn>,
-        samples: &Mutex<VecDeque<(Instant, WalPosition)>>,
-    ) {
+    async fn sample(&self, primary: &Pool<PgConn>, samples: &Mutex<Samples>) {
         let now = Instant::now();
         let primary_position = match tokio::time::timeout(CHECK_TIMEOUT, async {
             let mut conn = primary.get().await.ok()?;
-            flush_position(&mut conn).await.ok()
+            Some(flush_position(&mut conn).await)
         })
         .await
         {
-            Ok(Some(p)) => Some(p),
+            Ok(Some(Ok(p))) => Some(p),
+            Ok(Some(Err(NotPrimary::ReadOnly))) => {
+                // After a failover the pool may still hold connections to
+                // the old primary (fenced, so still answering): its idle
+                // ones go now, rather than each failing a write first.
+                tracing::warn!(
+                    "a connection of the primary's pool reached a server that accepts no writes; its idle connections are closed"
+                );
+                primary.retain(|_, _| false);
+                None
+            }
             _ => None,
         };
-        if let Some(p) = primary_position {
+        if let Some((p, timeline)) = primary_position {
             let mut s = samples.lock().unwrap_or_else(|e| e.into_inner());
-            if s.len() == SAMPLES {
-                s.pop_front();
+            // Positions of an older timeline say nothing of the lag of
+            // replicas on the new one; a lower timeline is a fenced old
+            // primary still answering.
+            if timeline == self.primary_timeline(timeline) {
+                if s.timeline != timeline {
+                    s.timeline = timeline;
+                    s.positions.clear();
+                }
+                if s.positions.len() == SAMPLES {
+                    s.positions.pop_front();
+                }
+                s.positions.push_back((now, p));
             }
-            s.push_back((now, p));
         }
         for member in &self.members {
             let seen = tokio::time::timeout(CHECK_TIMEOUT, async {
                 let mut conn = member.pool.get().await.ok()?;
-                replayed(&mut conn).await.ok()
+                replayed_on_timeline(&mut conn).await.ok()
             })
             .await
             .ok()
             .flatten()
             .flatten();
-            let Some(position) = seen else {
+            let Some((position, timeline)) = seen else {
                 if member.healthy.swap(false, Ordering::Relaxed) {
                     tracing::warn!(replica = %member.shown_url, "replica not answering; reads go elsewhere");
                 }
@@ -231,10 +350,17 @@ impl Replicas {
                 continue;
             };
             member.replayed.store(position.0, Ordering::Relaxed);
+            let before = member.timeline.swap(timeline, Ordering::Relaxed);
+            let primary = self.timeline.load(Ordering::Relaxed);
+            if before != timeline && primary != 0 && timeline != primary {
+                tracing::warn!(replica = %member.shown_url, timeline, primary_timeline = primary,
+                    "replica not on the primary's timeline (a replica of the old primary after a failover); no reads until it follows the new one");
+            }
             // Lag: age of the oldest primary position not replayed yet.
             let lag = {
                 let s = samples.lock().unwrap_or_else(|e| e.into_inner());
-                s.iter()
+                s.positions
+                    .iter()
                     .find(|(_, p)| *p > position)
                     .map(|(at, _)| now.saturating_duration_since(*at))
                     .unwrap_or_default()
@@ -248,8 +374,30 @@ impl Replicas {
         }
     }
 
+    /// Records a timeline the primary reported; returns the current one
+    /// (the highest seen: timelines only grow).
+    fn primary_timeline(&self, timeline: u32) -> u32 {
+        let before = self.timeline.fetch_max(timeline, Ordering::Relaxed);
+        if before != 0 && timeline > before {
+            tracing::warn!(
+                timeline,
+                previous = before,
+                "the primary is on a new timeline (a failover): replicas serve reads again once they follow it"
+            );
+        }
+        before.max(timeline)
+    }
+
+    /// Whether `member` replays the primary's current timeline (a position
+    /// on it means the same history as the primary's).
+    fn on_primary_timeline(&self, member: &Member) -> bool {
+        let primary = self.timeline.load(Ordering::Relaxed);
+        primary != 0 && member.timeline.load(Ordering::Relaxed) == primary
+    }
+
     fn usable(&self, member: &Member) -> bool {
         member.healthy.load(Ordering::Relaxed)
+            && self.on_primary_timeline(member)
             && member.lag_ms.load(Ordering::Relaxed) <= self.max_lag.as_millis() as u64
     }
 
@@ -284,7 +432,7 @@ impl Replicas {
     /// A connection to a replica that has replayed `position`, or `None`.
     pub async fn read_after(&self, position: WalPosition) -> Option<(Object<PgConn>, ReadSource)> {
         for member in self.rotation() {
-            if !member.healthy.load(Ordering::Relaxed) {
+            if !member.healthy.load(Ordering::Relaxed) || !self.on_primary_timeline(member) {
                 continue;
             }
             let known = WalPosition(member.replayed.load(Ordering::Relaxed)) >= position;

@@ -11,7 +11,11 @@
 //! | `verify-ca` | yes | signed by `sslrootcert` |
 //! | `verify-full` | yes | signed by `sslrootcert` and issued for the host |
 //!
-//! `sslrootcert` defaults to `~/.postgresql/root.crt`, as in libpq.
+//! `sslrootcert` defaults to `~/.postgresql/root.crt`, as in libpq. A URL
+//! with only `hostaddr=` encrypts as libpq does, and verify-full refuses it
+//! (no name to check; `ConnectionSettings::establish`). Stricter than libpq:
+//! verify-full looks for the host name only in the subjectAltName (RFC 6125;
+//! libpq falls back to the CN), and X.509 v1 certificates are refused.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -120,7 +120,11 @@ fn failed(
         Some(l) => format!("migrations/{}/{script}:{l}", m.name),
         None => format!("migrations/{}/{script}", m.name),
     };
-    let advice = advice.or_else(|| lock_timeout_advice(&message));
+    let advice = if connection_lost(e) {
+        Some(lost_connection_advice(script, statement))
+    } else {
+        advice.or_else(|| lock_timeout_advice(&message))
+    };
     MigrationError::Failed(Box::new(Failure {
         version: m.version.clone(),
         name: m.name.clone(),
@@ -130,6 +134,47 @@ fn failed(
         message,
         advice,
     }))
+}
+
+/// Whether the migration session itself was lost (the server stopped,
+/// crashed or failed over), rather than a statement being refused.
+fn connection_lost(e: &DieselError) -> bool {
+    use diesel::result::DatabaseErrorKind as K;
+    match e {
+        DieselError::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            info.message().starts_with(crate::db::OUTCOME_UNKNOWN)
+                || crate::error::is_outage_message(info.message())
+        }
+        _ => false,
+    }
+}
+
+/// What to do after losing the server mid-migration: nothing to fix, run
+/// again where writes are accepted; the state is the one a killed `db
+/// migrate` leaves, which the next run knows how to resume.
+fn lost_connection_advice(script: Script, statement: Option<(usize, usize)>) -> String {
+    let lost = "the connection to the server was lost (it stopped, crashed or failed over): \
+                nothing in the migration needs fixing";
+    let again = "once a server accepts writes again (after a failover, the new primary: a \
+                 DATABASE_URL that names every host with target_session_attrs=read-write finds \
+                 it), run the command again; `db status` shows where it stands";
+    match (script, statement) {
+        (Script::Up, Some((number, _))) => format!(
+            "{lost}. It runs outside a transaction: {}statement {number} may or may not have \
+             completed on the server; {again}: `db migrate` resumes at statement {number}, as \
+             after a killed `db migrate`",
+            if number > 1 {
+                format!("statements 1 to {} are recorded as done, ", number - 1)
+            } else {
+                String::new()
+            }
+        ),
+        _ => format!(
+            "{lost}. The server rolled back the transaction unless its COMMIT was already \
+             under way; {again}"
+        ),
+    }
 }
 
 fn lock_timeout_advice(message: &str) -> Option<String> {

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub mod any;
+pub mod clusters;
 pub mod faults;
 pub mod tenancy;
 pub mod workflows;
@@ -138,6 +139,21 @@ pub const SERVICE_ROLE: &str = "app";
 /// server that asks for one (a throwaway cluster of `scripts/test`); a test
 /// server is never a cluster whose `app` logs in elsewhere.
 pub const SERVICE_PASSWORD: &str = "app-test-password";
+
+/// Polls `check` every 50 ms until it holds, failing the test (naming
+/// `what`) after `limit`; returns how long it took.
+pub async fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -343,6 +343,68 @@ impl Cluster {
         self.stop_with("fast")
     }
 
+    /// Kills the server as a crash would: SIGKILL to the postmaster (first,
+    /// so that it restarts nothing) and to every process it started, without
+    /// a word to the clients, no checkpoint, and WAL not yet sent to the
+    /// replicas never sent. Returns once the postmaster is gone; `false`
+    /// when it was not running. Linux (`/proc`).
+    pub fn crash(&self) -> Result<bool> {
+        let pid_file = self.record.data_dir.join("postmaster.pid");
+        let Some(pid) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        else {
+            return Ok(false);
+        };
+        // A postmaster.pid left by an earlier crash may name a pid reused
+        // since: only a postgres started on this data directory is killed.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let data_dir = self.record.data_dir.to_string_lossy();
+        if !String::from_utf8_lossy(&cmdline).contains(data_dir.as_ref()) {
+            return Ok(false);
+        }
+        let mut pids = vec![pid];
+        pids.extend(children_of(pid));
+        // A child may exit between the listing and the kill (kill then
+        // fails for it): what counts is that the postmaster goes.
+        Command::new("kill")
+            .arg("-KILL")
+            .args(pids.iter().map(u32::to_string))
+            .output()
+            .map_err(|e| spawn_error("kill", e))?;
+        let gone = std::time::Instant::now();
+        while Path::new(&format!("/proc/{pid}/stat")).exists()
+            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        {
+            if gone.elapsed() > std::time::Duration::from_secs(10) {
+                return Err(OpsError::config(format!(
+                    "the server (pid {pid}) outlived SIGKILL"
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(true)
+    }
+
+    /// Promotes a streaming replica to a primary (`pg_ctl promote`, waiting
+    /// until it accepts writes): it starts a new timeline.
+    pub fn promote(&self) -> Result<()> {
+        let out = self.run("pg_ctl", |c| {
+            c.args(["promote", "-w", "-t", "60", "-D"])
+                .arg(&self.record.data_dir);
+        })?;
+        if !out.status.success() {
+            return Err(tool_error("pg_ctl", "promote", &out));
+        }
+        Ok(())
+    }
+
     fn stop_with(&self, mode: &str) -> Result<bool> {
         if !self.is_running()? {
             return Ok(false);
@@ -531,6 +593,27 @@ fn current_os_user() -> Result<String> {
         .output()
         .map_err(|e| spawn_error("id", e))?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The processes whose parent is `pid` (from `/proc`; none elsewhere).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            // "pid (name) state ppid ...": the name may hold spaces and parentheses.
+            fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    .and_then(|ppid| ppid.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
 }
 
 /// A port in `PORT_RANGE` that nothing listens on now, tried from a
