@@ -427,7 +427,7 @@ async fn a_migration_backfill_over_a_tenant_table_updates_every_row() {
     tenant_with_rows(&t, "bolt", 0, 4).await;
     let mut admin = t.conn().await;
     admin
-        .batch_execute(&format!(
+        .batch_execute(
             "DO $$ BEGIN
                  CREATE ROLE rls_test_migrator LOGIN BYPASSRLS NOSUPERUSER;
              EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
@@ -436,8 +436,8 @@ async fn a_migration_backfill_over_a_tenant_table_updates_every_row() {
                  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
                      EXECUTE format('ALTER TABLE %I OWNER TO rls_test_migrator', t);
                  END LOOP;
-             END $$;"
-        ))
+             END $$;",
+        )
         .await
         .unwrap();
     drop(admin);

@@ -1,16 +1,25 @@
 //! An HTTP service on the crate, as a backend engineer would write one:
 //! `Db::from_env` and `migrate` at start-up, handlers that call repository
-//! functions, and `database::Error` mapped to HTTP once (`ApiError`).
+//! functions in a request context (`Ctx`: every tenant route runs inside its
+//! tenant, so row-level security holds even where a query forgets its
+//! filter), and `database::Error` mapped to HTTP once (`ApiError`).
 //!
 //! ```sh
-//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/database_dev \
-//!     cargo run --example service        # SERVICE_ADDR=127.0.0.1:3000 by default
+//! db up && db setup                      # the project's PostgreSQL, its roles
+//! cargo run --example service            # SERVICE_ADDR=127.0.0.1:3000 by default
 //! curl -X POST localhost:3000/users -H 'content-type: application/json' -d '{"email":"ann@example.com"}'
 //! ```
 //!
+//! Without `DATABASE_URL` it connects as the project cluster's service role
+//! (`app`) and migrates as its owner; elsewhere set `DATABASE_URL` to a role
+//! without BYPASSRLS and `DATABASE_MIGRATION_URL` to the owner (or log in as
+//! a privileged role with `DB_APP_ROLE=app`). A SQLite URL is refused at
+//! start-up: the tenancy and workflow domains need PostgreSQL.
+//!
 //! Endpoints: `POST /users` (sign up), `POST /sessions` (sign in: a bearer
 //! token), `GET /me`, `POST /tenants`, `POST /tenants/{slug}/todos`, `GET
-//! /tenants/{slug}/todos?limit=&after=` (keyset pages), `GET /todos/{id}`,
+//! /tenants/{slug}/todos?limit=&after=` (keyset pages),
+//! `GET /tenants/{slug}/todos/{id}`, `GET /todos/{id}` (a personal todo),
 //! `POST /tenants/{slug}/workflows`, `POST /workflows/{id}/runs`,
 //! `GET /health`. Authentication is a bearer session token; the session
 //! endpoint takes only an email because password checking is not the
@@ -28,7 +37,7 @@ use database::features::{CreateTodo, todos};
 use database::keyset::Cursor;
 use database::tenancy::{NewTenant, Tenant, tenant_members, tenants};
 use database::workflows::{NewWorkflow, StartExecution, WorkflowGraph, executions, workflows};
-use database::{Db, Error, TodoId, WorkflowId};
+use database::{Ctx, Db, Error, TodoId, WorkflowId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -170,25 +179,33 @@ async fn create_tenant(
     Auth(user): Auth,
     Json(input): Json<NewTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    let mut conn = db.conn().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(tenants::create_with_owner(&mut conn, &input, user.id).await?),
-    ))
+    // No tenant yet: the acting user only (the new tenant's first rows are
+    // written inside it by `create_with_owner`).
+    let db = db.with(Ctx::new().user(user.id));
+    let tenant = db
+        .transaction(async |conn| tenants::create_with_owner(conn, &input, user.id).await)
+        .await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
 }
 
-/// The tenant named by `slug`, if `user` is a member (else 404: a tenant one
-/// does not belong to is not visible).
-async fn member_tenant(
-    conn: &mut database::Conn,
-    slug: &str,
-    user: &User,
-) -> Result<Tenant, Error> {
-    let tenant = tenants::find_by_slug(conn, slug).await?;
-    tenant_members::find(conn, tenant.id, user.id)
-        .await
-        .map_err(|_| Error::NotFound { entity: "tenant" })?;
-    Ok(tenant)
+/// The request's context inside the tenant named by `slug`, when `user` is
+/// one of its members (else 404: a tenant one does not belong to is not
+/// visible). Every tenant route runs its queries through it, so row-level
+/// security holds even where a query forgets its tenant filter.
+async fn in_tenant(db: &Db, slug: &str, user: &User) -> Result<(Db, Tenant), Error> {
+    // Before a tenant is chosen the user reads the directory and their own
+    // memberships (the policies let them).
+    let as_user = db.with(Ctx::new().user(user.id));
+    let tenant = as_user
+        .transaction(async |conn| {
+            let tenant = tenants::find_by_slug(conn, slug).await?;
+            tenant_members::find(conn, tenant.id, user.id)
+                .await
+                .map_err(|_| Error::NotFound { entity: "tenant" })?;
+            Ok(tenant)
+        })
+        .await?;
+    Ok((db.with(Ctx::tenant(tenant.id).user(user.id)), tenant))
 }
 
 #[derive(Deserialize)]
@@ -203,17 +220,16 @@ async fn create_todo(
     Path(slug): Path<String>,
     Json(body): Json<NewTodoBody>,
 ) -> ApiResult<(StatusCode, Json<todos::Todo>)> {
-    let mut conn = db.conn().await?;
-    let tenant = member_tenant(&mut conn, &slug, &user).await?;
+    let (db, tenant) = in_tenant(&db, &slug, &user).await?;
     let input = CreateTodo {
         title: body.title,
         description: body.description,
         tenant_id: Some(tenant.id),
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(todos::create(&mut conn, user.id, &input).await?),
-    ))
+    let todo = db
+        .transaction(async |conn| todos::create(conn, user.id, &input).await)
+        .await?;
+    Ok((StatusCode::CREATED, Json(todo)))
 }
 
 #[derive(Deserialize)]
@@ -223,6 +239,7 @@ struct PageQuery {
     after: Option<String>,
 }
 
+/// A page of the tenant's todos: full pages, in the tenant's index order.
 async fn list_todos(
     State(db): State<Db>,
     Auth(user): Auth,
@@ -236,24 +253,38 @@ async fn list_todos(
                 .map_err(|e| Error::invalid("after", "cursor", e.to_string()))?,
         ),
     };
-    let mut conn = db.conn().await?;
-    let tenant = member_tenant(&mut conn, &slug, &user).await?;
-    let page = todos::list_for_user(&mut conn, user.id, after, page.limit.unwrap_or(20)).await?;
-    let items: Vec<&todos::Todo> = page
-        .items
-        .iter()
-        .filter(|t| t.tenant_id == Some(tenant.id))
-        .collect();
-    Ok(Json(json!({ "items": items, "next": page.next })))
+    let (db, tenant) = in_tenant(&db, &slug, &user).await?;
+    let limit = page.limit.unwrap_or(20);
+    let page = db
+        .transaction(async |conn| todos::list_for_tenant(conn, tenant.id, after, limit).await)
+        .await?;
+    Ok(Json(json!({ "items": page.items, "next": page.next })))
 }
 
+/// One of the tenant's todos.
+async fn get_tenant_todo(
+    State(db): State<Db>,
+    Auth(user): Auth,
+    Path((slug, id)): Path<(String, TodoId)>,
+) -> ApiResult<Json<todos::Todo>> {
+    let (db, _) = in_tenant(&db, &slug, &user).await?;
+    Ok(Json(
+        db.transaction(async |conn| todos::find(conn, user.id, id).await)
+            .await?,
+    ))
+}
+
+/// One of the user's personal todos (no tenant).
 async fn get_todo(
     State(db): State<Db>,
     Auth(user): Auth,
     Path(id): Path<TodoId>,
 ) -> ApiResult<Json<todos::Todo>> {
-    let mut conn = db.conn().await?;
-    Ok(Json(todos::find(&mut conn, user.id, id).await?))
+    let db = db.with(Ctx::new().user(user.id));
+    Ok(Json(
+        db.transaction(async |conn| todos::find(conn, user.id, id).await)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -268,17 +299,16 @@ async fn create_workflow(
     Path(slug): Path<String>,
     Json(body): Json<NewWorkflowBody>,
 ) -> ApiResult<(StatusCode, Json<workflows::Workflow>)> {
-    let mut conn = db.conn().await?;
-    let tenant = member_tenant(&mut conn, &slug, &user).await?;
+    let (db, tenant) = in_tenant(&db, &slug, &user).await?;
     let input = NewWorkflow {
         name: body.name,
         description: None,
         graph: body.graph,
     };
-    Ok((
-        StatusCode::CREATED,
-        Json(workflows::create(&mut conn, tenant.id, Some(user.id), &input).await?),
-    ))
+    let workflow = db
+        .transaction(async |conn| workflows::create(conn, tenant.id, Some(user.id), &input).await)
+        .await?;
+    Ok((StatusCode::CREATED, Json(workflow)))
 }
 
 #[derive(Deserialize)]
@@ -294,14 +324,15 @@ async fn run_workflow(
     Path(id): Path<WorkflowId>,
     Json(body): Json<RunBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut conn = db.conn().await?;
-    let tenant = member_tenant(&mut conn, &body.tenant, &user).await?;
+    let (db, tenant) = in_tenant(&db, &body.tenant, &user).await?;
     let input = StartExecution {
         user_id: Some(user.id),
         input: body.input.unwrap_or_else(|| json!({})),
         ..Default::default()
     };
-    let run = executions::start(&mut conn, tenant.id, id, &input).await?;
+    let run = db
+        .transaction(async |conn| executions::start(conn, tenant.id, id, &input).await)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "execution": run.execution, "steps": run.steps })),
@@ -324,6 +355,7 @@ pub fn router(db: Db) -> Router {
         .route("/me", get(me))
         .route("/tenants", post(create_tenant))
         .route("/tenants/{slug}/todos", post(create_todo).get(list_todos))
+        .route("/tenants/{slug}/todos/{id}", get(get_tenant_todo))
         .route("/todos/{id}", get(get_todo))
         .route("/tenants/{slug}/workflows", post(create_workflow))
         .route("/workflows/{id}/runs", post(run_workflow))

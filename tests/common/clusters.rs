@@ -39,9 +39,16 @@ pub async fn admin(cluster: &TempCluster) -> Conn {
 
 /// What a service of a failover is configured with: both servers, the one
 /// that accepts writes wins.
+/// (A replica has its primary's roles and passwords.)
 pub fn both_hosts(first: &TempCluster, second: &TempCluster) -> String {
+    let password = first
+        .record()
+        .secrets
+        .as_ref()
+        .map(|s| format!(":{}", s.superuser));
     format!(
-        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        "postgres://postgres{}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        password.unwrap_or_default(),
         first.record().port,
         second.record().port
     )
