@@ -10,8 +10,8 @@
 //! prepared statements): the only cost is one `match`.
 //!
 //! PostgreSQL-only functions keep taking `&mut Conn`: a SQLite connection
-//! does not type-check there. A `Db` on SQLite asked for a PostgreSQL
-//! connection (`Db::conn`) returns `Error::Unsupported`.
+//! does not type-check there, and `Db` (PostgreSQL's handle) refuses a
+//! SQLite URL with `Error::Unsupported`.
 //!
 //! ```no_run
 //! # async fn f(conn: &mut database::db::sqlite::SqliteConn) -> database::Result<()> {

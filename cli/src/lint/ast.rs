@@ -203,6 +203,55 @@ pub fn function_calls(node: &Node) -> Vec<String> {
     out
 }
 
+/// Every function called in `node` outside a sub-select (last part of the
+/// name, lowercase): the calls a policy makes for each row it checks (an
+/// uncorrelated sub-select runs once per statement, as an InitPlan).
+pub fn function_calls_outside_subselects(node: &Node) -> Vec<String> {
+    fn visit(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map {
+                    if k == "SubLink" {
+                        continue;
+                    }
+                    if k == "FuncCall"
+                        && let Some(names) = child.get("funcname").and_then(|n| n.as_array())
+                        && let Some(last) = names.iter().rev().find_map(json_sval)
+                    {
+                        out.push(last.to_lowercase());
+                    }
+                    visit(child, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| visit(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(value) = serde_json::to_value(node) {
+        visit(&value, &mut out);
+    }
+    out
+}
+
+/// The body of a `CREATE FUNCTION` (`AS '...'` or `$$...$$`), when it is text.
+pub fn function_body(f: &protobuf::CreateFunctionStmt) -> Option<String> {
+    f.options.iter().find_map(|o| match o.node.as_ref()? {
+        NodeEnum::DefElem(d) if d.defname == "as" => match d.arg.as_deref()?.node.as_ref()? {
+            NodeEnum::List(l) => Some(
+                l.items
+                    .iter()
+                    .filter_map(sval)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            NodeEnum::String(s) => Some(s.sval.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
 /// Every string constant anywhere in `node` (`'active'`).
 pub fn string_constants(node: &Node) -> Vec<String> {
     let mut out = Vec::new();

@@ -184,7 +184,12 @@ impl Pass<'_> {
             .iter()
             .collect::<HashSet<_>>()
             .into_iter()
-            .filter(|t| self.schema.tables.get(t).is_some_and(|t| t.row_security))
+            .filter(|t| {
+                self.schema
+                    .tables
+                    .get(t)
+                    .is_some_and(|t| t.is_tenant_table())
+            })
             .map(|t| t.to_string())
             .collect();
         if guarded.is_empty() {
@@ -195,7 +200,7 @@ impl Pass<'_> {
             self.report(
                 Rule::ViewBypassesRls,
                 format!(
-                    "view {view} reads {} (row-level security) without security_invoker: its callers bypass the policies",
+                    "view {view} reads tenant table {} without security_invoker: its callers bypass the row-level security policies",
                     guarded.join(", ")
                 ),
             );

@@ -17,7 +17,8 @@
 //!
 //! The rules live in one file per hazard family: `indexes`, `columns`,
 //! `constraints`, `tables`, `partitions`, `compat`, `enums`, `transactions`,
-//! `style`, `dynamic` (DO blocks), `bulk` (UPDATE/DELETE batches).
+//! `style`, `dynamic` (DO blocks), `bulk` (UPDATE/DELETE batches), `security`
+//! (row-level security on tenant tables, definer functions).
 
 pub mod allow;
 mod ast;
@@ -32,6 +33,7 @@ pub mod output;
 mod partitions;
 mod rules;
 mod schema;
+mod security;
 mod style;
 mod syntax;
 mod tables;
@@ -197,6 +199,7 @@ pub fn lint_up(
         utc_session: false,
         lock_timeout_reported: false,
         diesel_batch_reported: false,
+        tenant_tables: Vec::new(),
         file,
         sql,
         line: 0,
@@ -224,6 +227,7 @@ pub fn lint_up(
         pass.after(node);
     }
     pass.withdraw_covered_renames();
+    pass.finish_tenant_tables();
     pass.findings
 }
 
@@ -320,6 +324,8 @@ pub(crate) struct Pass<'a> {
     utc_session: bool,
     lock_timeout_reported: bool,
     diesel_batch_reported: bool,
+    /// Tables this migration made tenant tables, judged at its end.
+    tenant_tables: Vec<security::TenantTable>,
     file: &'a str,
     /// The text of the file (without a BOM).
     sql: &'a str,
@@ -384,8 +390,18 @@ impl Pass<'_> {
             NodeEnum::RenameStmt(r) => self.check_rename(r),
             NodeEnum::ViewStmt(v) => self.check_view(v),
             NodeEnum::DoStmt(d) => self.check_do(d),
-            NodeEnum::AlterTableStmt(alter) => self.check_alter_table(alter),
-            NodeEnum::CreateStmt(create) => self.check_create_table(create),
+            NodeEnum::AlterTableStmt(alter) => {
+                self.check_alter_table(alter);
+                self.note_alter_table_tenant(alter);
+            }
+            NodeEnum::CreateStmt(create) => {
+                self.check_create_table(create);
+                self.note_created_tenant_table(create);
+            }
+            NodeEnum::CreatePolicyStmt(p) => self.check_create_policy(p),
+            NodeEnum::AlterPolicyStmt(p) => self.check_alter_policy(p),
+            NodeEnum::CreateFunctionStmt(f) => self.check_create_function(f),
+            NodeEnum::AlterFunctionStmt(f) => self.check_alter_function(f),
             NodeEnum::TruncateStmt(t) => self.check_truncate(t),
             NodeEnum::VacuumStmt(v) => self.check_vacuum(v),
             NodeEnum::ClusterStmt(c) => self.check_cluster(c),

@@ -134,7 +134,7 @@ rules! {
     /// `ALTER SCHEMA ... RENAME TO`.
     RenameSchema = "rename-schema", Error,
         "Every object in the schema changes its qualified name at once: running code that names the schema, and roles or functions whose search_path lists it, fail. Create the new schema, move objects with ALTER ... SET SCHEMA (a view with the old name in the old schema keeps a table reachable), switch code and search_path, then drop the old schema.";
-    /// A view over a table with row-level security, without `security_invoker`.
+    /// A view over a tenant table (a `tenant_id` column or row-level security), without `security_invoker`.
     ViewBypassesRls = "view-bypasses-rls", Error,
         "A view reads its tables with its owner's rights, and the owner (the migration role) bypasses row-level security: every caller of the view sees every row. Create it WITH (security_invoker = true) (PostgreSQL 15+), so that the policies apply to the caller.";
     /// `TRUNCATE` of an existing table.
@@ -175,7 +175,17 @@ rules! {
     /// The SQL does not parse.
     Syntax = "syntax", Error,
         "PostgreSQL's parser rejects this SQL.";
+    // --- security ---
+    /// A table given a `tenant_id` column without `ENABLE` + `FORCE ROW LEVEL SECURITY` and a policy in the same migration.
+    TenantTableWithoutRls = "tenant-table-without-rls", Error,
+        "A table with a tenant_id column holds tenant rows: without row-level security a query that forgets its tenant filter reads and writes every tenant's rows. In the same migration: ALTER TABLE t ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY; CREATE POLICY tenant_isolation ON t USING (tenant_id = (SELECT app_current_tenant())) WITH CHECK (tenant_id = (SELECT app_current_tenant())); and a policy on app_current_user() for personal rows if tenant_id is nullable (README, \"Tenant isolation\").";
+    /// `SECURITY DEFINER` function without `SET search_path`.
+    SecurityDefinerSearchPath = "security-definer-search-path", Error,
+        "A SECURITY DEFINER function runs with its owner's rights (the migration role, which bypasses row-level security) but resolves unqualified names through the caller's search_path: a caller who can create an object in a schema on that path runs it as the owner. Add SET search_path = pg_catalog, public (or SET search_path = '' with qualified names), and say in a comment why it must be a definer and not SECURITY INVOKER.";
     // --- warnings ---
+    /// A policy that calls `current_setting` (or a function reading it) outside a sub-select.
+    PolicySettingPerRow = "policy-setting-per-row", Warning,
+        "A policy's expression is evaluated for every row the query reads; current_setting() called directly in it is re-read each time and keeps the planner from treating the tenant as a constant. Wrap the call in a sub-select, evaluated once per statement: tenant_id = (SELECT app_current_tenant()), or (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid).";
     /// Strong locks taken without a `SET lock_timeout` first (one per migration).
     MissingLockTimeout = "missing-lock-timeout", Warning,
         "Waiting for this lock queues every later query on the table behind it. `db migrate` sets a lock timeout itself; `diesel migration run` does not: start the migration with SET lock_timeout = '5s' (or SET LOCAL).";

@@ -8,7 +8,7 @@
 //! Only what the rules ask about is modelled. Anything the model does not
 //! know is treated as unknown, and the rules stay conservative about it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
@@ -78,7 +78,26 @@ pub struct Table {
     pub default_partition: bool,
     /// `ENABLE ROW LEVEL SECURITY` was run on it.
     pub row_security: bool,
+    /// `FORCE ROW LEVEL SECURITY` was run on it (the policies bind its owner too).
+    pub force_row_security: bool,
+    /// The names of its policies.
+    pub policies: BTreeSet<String>,
 }
+
+impl Table {
+    /// Holds tenant rows: it has a `tenant_id` column, or row-level security.
+    pub fn is_tenant_table(&self) -> bool {
+        self.row_security || self.columns.contains_key(TENANT_COLUMN)
+    }
+
+    /// Row-level security enabled and forced, with at least one policy.
+    pub fn is_guarded(&self) -> bool {
+        self.row_security && self.force_row_security && !self.policies.is_empty()
+    }
+}
+
+/// The column that makes a table a tenant table (the project's naming rule).
+pub const TENANT_COLUMN: &str = "tenant_id";
 
 impl Table {
     /// A validated check proves `col` holds no NULL.
@@ -129,6 +148,10 @@ pub struct Schema {
     /// Functions the migrations created, by (lowercase name, argument
     /// count), with their declared volatility.
     pub functions: HashMap<(String, usize), Volatility>,
+    /// The migrations' own functions whose body calls `current_setting`
+    /// (lowercase names): a policy that calls one outside a sub-select
+    /// reads the setting for every row.
+    pub setting_readers: HashSet<String>,
 }
 
 impl Schema {
@@ -199,8 +222,27 @@ impl Schema {
             }
             NodeEnum::CreateFunctionStmt(f) => {
                 let name = ast::function_name(&f.funcname);
+                let reads_setting = ast::function_body(f)
+                    .is_some_and(|b| b.to_lowercase().contains("current_setting"))
+                    || f.sql_body.as_deref().is_some_and(|b| {
+                        ast::function_calls(b)
+                            .iter()
+                            .any(|c| c == "current_setting")
+                    });
+                if reads_setting {
+                    self.setting_readers.insert(name.clone());
+                }
                 self.functions
                     .insert((name, f.parameters.len()), Volatility::declared(f));
+            }
+            NodeEnum::CreatePolicyStmt(p) => {
+                if let Some(rel) = p.table.as_ref() {
+                    self.tables
+                        .entry(QName::of_range(rel))
+                        .or_default()
+                        .policies
+                        .insert(p.policy_name.clone());
+                }
             }
             NodeEnum::AlterTableStmt(alter) => {
                 let Some(rel) = alter.relation.as_ref() else {
@@ -237,6 +279,12 @@ impl Schema {
                         }
                         (Ok(AlterTableType::AtEnableRowSecurity), _) => table.row_security = true,
                         (Ok(AlterTableType::AtDisableRowSecurity), _) => table.row_security = false,
+                        (Ok(AlterTableType::AtForceRowSecurity), _) => {
+                            table.force_row_security = true
+                        }
+                        (Ok(AlterTableType::AtNoForceRowSecurity), _) => {
+                            table.force_row_security = false
+                        }
                         (Ok(AlterTableType::AtSetNotNull), _) => {
                             if let Some(c) = table.columns.get_mut(&cmd.name) {
                                 c.not_null = true;
@@ -293,6 +341,18 @@ impl Schema {
                             .collect();
                         self.indexes
                             .insert(table.sibling(&idx.idxname), Index { table, columns });
+                    }
+                }
+            }
+            NodeEnum::DropStmt(drop) if drop.remove_type == ObjectType::ObjectPolicy as i32 => {
+                // Each object is the table's name with the policy's last.
+                for object in &drop.objects {
+                    if let Some(NodeEnum::List(parts)) = object.node.as_ref()
+                        && let Some((policy, table)) = parts.items.split_last()
+                        && let Some(policy) = ast::sval(policy)
+                        && let Some(t) = self.tables.get_mut(&QName::of_list(table))
+                    {
+                        t.policies.remove(policy);
                     }
                 }
             }

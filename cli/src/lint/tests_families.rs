@@ -399,3 +399,194 @@ fn bulk_dml_must_bound_an_indexed_key_on_both_sides() {
     let fresh = "CREATE TABLE imports (id bigint, raw text);\nUPDATE imports SET raw = lower(raw) WHERE raw IS NOT NULL;";
     assert_eq!(found(SETUP, fresh, false), vec![]);
 }
+
+// --- security (issue #26) ---
+
+const CONTEXT: &str = "CREATE FUNCTION app_current_tenant() RETURNS uuid LANGUAGE sql STABLE \
+     AS $$ SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid $$;\n";
+
+#[test]
+fn a_new_tenant_table_needs_rls_enabled_forced_and_a_policy_in_its_migration() {
+    let table =
+        "CREATE TABLE invoices (id uuid PRIMARY KEY, tenant_id uuid NOT NULL, total numeric);\n";
+    let enable = "ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;\n";
+    let force = "ALTER TABLE invoices FORCE ROW LEVEL SECURITY;\n";
+    let policy = "CREATE POLICY tenant_isolation ON invoices \
+                  USING (tenant_id = (SELECT app_current_tenant())) \
+                  WITH CHECK (tenant_id = (SELECT app_current_tenant()));\n";
+    let setup = format!("{SETUP}{CONTEXT}");
+    // Each of the three missing is an error, reported at the CREATE TABLE.
+    for (sql, missing) in [
+        (
+            table.to_owned(),
+            "ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY, a CREATE POLICY",
+        ),
+        (
+            format!("{table}{enable}{policy}"),
+            "FORCE ROW LEVEL SECURITY",
+        ),
+        (
+            format!("{table}{force}{policy}"),
+            "ENABLE ROW LEVEL SECURITY",
+        ),
+        (format!("{table}{enable}{force}"), "a CREATE POLICY"),
+    ] {
+        let findings = lint_full(&setup, &sql, true, 15);
+        let f: Vec<_> = findings
+            .iter()
+            .filter(|f| f.rule == Rule::TenantTableWithoutRls)
+            .collect();
+        assert_eq!(f.len(), 1, "{sql}: {findings:?}");
+        assert_eq!(f[0].line, 1);
+        assert!(f[0].message.contains("\"invoices\""), "{}", f[0].message);
+        assert!(
+            f[0].message.ends_with(&format!("(missing: {missing})")),
+            "{}",
+            f[0].message
+        );
+    }
+    // All three, in any order after the table: clean.
+    let guarded = format!("{table}{policy}{enable}{force}");
+    assert_eq!(found(&setup, &guarded, true), vec![]);
+    // One statement doing both.
+    let both = format!(
+        "{table}ALTER TABLE invoices ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;\n{policy}"
+    );
+    assert_eq!(found(&setup, &both, true), vec![]);
+    // A policy dropped again leaves the table unguarded.
+    let dropped = format!("{guarded}DROP POLICY tenant_isolation ON invoices;\n");
+    assert_eq!(
+        found(&setup, &dropped, true),
+        vec![(1, "tenant-table-without-rls")]
+    );
+    // A table without tenant_id is not a tenant table.
+    let plain = "CREATE TABLE currencies (code text PRIMARY KEY, tenant text);";
+    assert_eq!(found(&setup, plain, true), vec![]);
+    // The allow comment on the CREATE TABLE silences it.
+    let allowed = format!("-- db-lint: allow tenant-table-without-rls\n{table}");
+    assert_eq!(found(&setup, &allowed, true), vec![]);
+}
+
+#[test]
+fn adding_tenant_id_to_an_existing_table_needs_its_policies_too() {
+    let sql = "ALTER TABLE orders ADD COLUMN tenant_id uuid;";
+    assert_eq!(
+        found(SETUP, sql, true),
+        vec![(1, "tenant-table-without-rls")]
+    );
+    let guarded = format!(
+        "{sql}\nALTER TABLE orders ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;\n\
+         CREATE POLICY tenant_isolation ON orders USING (tenant_id = (SELECT app_current_tenant()));"
+    );
+    assert_eq!(found(&format!("{SETUP}{CONTEXT}"), &guarded, true), vec![]);
+    // A table already guarded by an earlier migration keeps its policies.
+    let setup = format!(
+        "{SETUP}{CONTEXT}ALTER TABLE orders ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;\n\
+         CREATE POLICY owner_only ON orders USING (user_id = 1);\n"
+    );
+    assert_eq!(found(&setup, sql, true), vec![]);
+}
+
+#[test]
+fn a_policy_that_reads_the_setting_per_row_is_a_warning() {
+    let setup = format!(
+        "{SETUP}{CONTEXT}-- db-lint: allow tenant-table-without-rls\n\
+         CREATE TABLE invoices (id uuid PRIMARY KEY, tenant_id uuid NOT NULL);\n\
+         ALTER TABLE invoices ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;\n"
+    );
+    for sql in [
+        "CREATE POLICY p ON invoices USING (tenant_id = current_setting('app.tenant_id')::uuid);",
+        "CREATE POLICY p ON invoices USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);",
+        // A function of the migrations that reads it is the same thing.
+        "CREATE POLICY p ON invoices USING (tenant_id = app_current_tenant());",
+        "CREATE POLICY p ON invoices USING (true) WITH CHECK (tenant_id = app_current_tenant());",
+    ] {
+        assert_eq!(
+            found(&setup, sql, true),
+            vec![(1, "policy-setting-per-row")],
+            "{sql}"
+        );
+        let f = lint_full(&setup, sql, true, 15);
+        assert_eq!(f[0].severity(), Severity::Warning);
+    }
+    let altered = "CREATE POLICY p ON invoices USING (tenant_id = (SELECT app_current_tenant()));\n\
+                   ALTER POLICY p ON invoices USING (tenant_id = app_current_tenant());";
+    assert_eq!(
+        found(&setup, altered, true),
+        vec![(2, "policy-setting-per-row")]
+    );
+    for sql in [
+        "CREATE POLICY p ON invoices USING (tenant_id = (SELECT app_current_tenant()));",
+        "CREATE POLICY p ON invoices USING (tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid));",
+        // Other functions are not the setting.
+        "CREATE POLICY p ON invoices USING (tenant_id = gen_random_uuid());",
+    ] {
+        assert_eq!(found(&setup, sql, true), vec![], "{sql}");
+    }
+}
+
+#[test]
+fn security_definer_without_a_search_path_is_an_error() {
+    let definer = "CREATE FUNCTION tenant_count() RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER \
+                   AS $$ SELECT count(*) FROM orders $$;";
+    assert_eq!(
+        found(SETUP, definer, true),
+        vec![(1, "security-definer-search-path")]
+    );
+    for sql in [
+        "CREATE FUNCTION tenant_count() RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER \
+         SET search_path = pg_catalog, public AS $$ SELECT count(*) FROM public.orders $$;",
+        "CREATE FUNCTION tenant_count() RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER \
+         SET search_path = '' AS $$ SELECT count(*) FROM public.orders $$;",
+        "CREATE FUNCTION tenant_count() RETURNS bigint LANGUAGE sql STABLE SECURITY INVOKER \
+         AS $$ SELECT count(*) FROM orders $$;",
+        "CREATE FUNCTION tenant_count() RETURNS bigint LANGUAGE sql STABLE \
+         AS $$ SELECT count(*) FROM orders $$;",
+    ] {
+        assert_eq!(found(SETUP, sql, true), vec![], "{sql}");
+    }
+    let setup = format!(
+        "{SETUP}CREATE FUNCTION tenant_count() RETURNS bigint LANGUAGE sql AS $$ SELECT 1::bigint $$;\n"
+    );
+    assert_eq!(
+        found(
+            &setup,
+            "ALTER FUNCTION tenant_count() SECURITY DEFINER;",
+            true
+        ),
+        vec![(1, "security-definer-search-path")]
+    );
+    assert_eq!(
+        found(
+            &setup,
+            "ALTER FUNCTION tenant_count() SECURITY DEFINER SET search_path = pg_catalog;",
+            true
+        ),
+        vec![]
+    );
+}
+
+#[test]
+fn a_view_over_a_tenant_table_needs_security_invoker() {
+    let setup = format!(
+        "{SETUP}-- db-lint: allow tenant-table-without-rls\n\
+         CREATE TABLE invoices (id uuid PRIMARY KEY, tenant_id uuid NOT NULL, total numeric);\n"
+    );
+    let view = "CREATE VIEW big_invoices AS SELECT * FROM invoices WHERE total > 100;";
+    assert_eq!(found(&setup, view, true), vec![(1, "view-bypasses-rls")]);
+    // Through a join too.
+    let join =
+        "CREATE VIEW user_invoices AS SELECT u.name, i.total FROM users u JOIN invoices i ON true;";
+    assert_eq!(found(&setup, join, true), vec![(1, "view-bypasses-rls")]);
+    let invoker = "CREATE VIEW big_invoices WITH (security_invoker = true) AS SELECT * FROM invoices WHERE total > 100;";
+    assert_eq!(found(&setup, invoker, true), vec![]);
+    // A view over tables without tenants is nobody's concern.
+    assert_eq!(
+        found(
+            &setup,
+            "CREATE VIEW adults AS SELECT * FROM users WHERE age >= 18;",
+            true
+        ),
+        vec![]
+    );
+}
