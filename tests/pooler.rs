@@ -628,3 +628,49 @@ async fn a_misconfigured_pooler_never_runs_another_statement() {
         "statements ran with another statement's parameters: {foreign:?}"
     );
 }
+
+/// Two row streams open at once on one pooler-mode connection (the `&Conn`
+/// path): the second is answered while the first is still unread. A stream
+/// used to hold the connection's turn until it was dropped, so the second
+/// request waited for it forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_open_row_streams_on_one_pooler_connection_both_proceed() {
+    use diesel::sql_types::Integer;
+    use futures::TryStreamExt;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = Integer)]
+        n: i32,
+    }
+    let Some(bouncer) = bouncer() else { return };
+    let t = TestDb::new().await;
+    let db = through(&bouncer, &t, Pooler::Transaction, 2);
+    let mut conn = db.conn().await.unwrap();
+    assert!(conn.is_pooler_mode());
+    // Inside a transaction (outside one, each statement is its own
+    // transaction, read whole before its COMMIT).
+    let (first, second) = conn
+        .transaction::<_, Error, _>(async |conn| {
+            let shared: &database::Conn = conn;
+            let (mut c1, mut c2) = (shared, shared);
+            let first = diesel::sql_query("SELECT generate_series(1, 1000) AS n")
+                .load_stream::<N>(&mut c1)
+                .await?;
+            let second = tokio::time::timeout(
+                Duration::from_secs(5),
+                diesel::sql_query("SELECT generate_series(1, 3) AS n").load_stream::<N>(&mut c2),
+            )
+            .await
+            .expect(
+                "the second stream opens while the first is unread (it waited for it forever)",
+            )?;
+            let second: Vec<i32> = second.map_ok(|r| r.n).try_collect().await?;
+            let first: Vec<i32> = first.map_ok(|r| r.n).try_collect().await?;
+            Ok((first, second))
+        })
+        .await
+        .unwrap();
+    assert_eq!(second, vec![1, 2, 3]);
+    assert_eq!(first.len(), 1000);
+    assert_eq!(first.last(), Some(&1000));
+}

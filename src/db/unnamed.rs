@@ -231,28 +231,38 @@ impl UnnamedConnection {
         &self,
         rendered: QueryResult<Rendered>,
     ) -> QueryResult<BoxStream<'static, QueryResult<UnnamedRow>>> {
-        let (sql, result, turn) = match rendered {
+        let (sql, result) = match rendered {
             Ok(Rendered { sql, params }) => {
-                let turn = Arc::clone(&self.serial).lock_owned().await;
-                let result = self
-                    .client
-                    .query_typed_raw(&sql, params)
-                    .await
-                    .map_err(|e| self.error(e));
-                (sql, result, Some(turn))
+                // The whole result is read during the turn, and the turn
+                // ends with it: a stream that held the turn until dropped
+                // kept a second request on this connection (a second open
+                // stream) waiting for ever. The server sends every row
+                // before the pooler can move on anyway.
+                let _turn = self.serial.lock().await;
+                let result = async {
+                    let rows = self
+                        .client
+                        .query_typed_raw(&sql, params)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                    rows.try_collect::<Vec<_>>()
+                        .await
+                        .map_err(|e| self.error(e))
+                }
+                .await;
+                (sql, result)
             }
-            Err(e) => (String::new(), Err(e), None),
+            Err(e) => (String::new(), Err(e)),
         };
         let result = result.map(|rows| {
-            let mut oids: Option<Arc<[NonZeroU32]>> = None;
-            rows.map_err(convert_error)
-                .map_ok(move |row| {
-                    // The turn ends when the rows have been read (the stream dropped).
-                    let _ = &turn;
-                    let oids = oids.get_or_insert_with(|| column_oids(&row)).clone();
-                    UnnamedRow { row, oids }
+            let oids: Option<Arc<[NonZeroU32]>> = rows.first().map(column_oids);
+            futures::stream::iter(rows.into_iter().map(move |row| {
+                Ok(UnnamedRow {
+                    row,
+                    oids: oids.clone().unwrap_or_else(|| Arc::from([])),
                 })
-                .boxed()
+            }))
+            .boxed()
         });
         self.finish(&sql, result)
     }
