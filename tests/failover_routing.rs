@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::clusters::{both_hosts, fence, flag, replica_of, sql, start};
 use common::wait_until;
-use database::db::{Pooler, ReadSource};
+use database::db::{Pooler, ReadSource, redact_url};
 use database::ops::cluster::TempCluster;
 use database::{Config, Db, Error};
 use diesel::sql_types::{BigInt, Integer};
@@ -144,7 +144,8 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
     config.query_timeout = Duration::from_secs(2);
     config.connect_timeout = Duration::from_secs(2);
     let db = Db::new(config).unwrap();
-    let url = |r: &TempCluster| ReadSource::Replica(r.url_of("postgres"));
+    // A read source names its replica as logs do: the password redacted.
+    let url = |r: &TempCluster| ReadSource::Replica(redact_url(&r.url_of("postgres")));
     let insert = async |id: i64| {
         loop {
             let done = db
@@ -241,11 +242,19 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
 
     // R3 follows the new primary (it stopped before the fork point): back in
     // routing. R2, past the fork point, cannot follow without pg_rewind.
+    // Over TCP the cluster asks for the password (SCRAM); the replicas share
+    // the primary's.
+    let password = r1
+        .record()
+        .secrets
+        .as_ref()
+        .map(|s| format!(" password={}", s.superuser))
+        .unwrap_or_default();
     for r in [&r3, &r2] {
         sql(
             r,
             &format!(
-                "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={} user=postgres'",
+                "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={} user=postgres{password}'",
                 r1.record().port
             ),
         )
@@ -277,3 +286,4 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
         start.elapsed().as_millis()
     );
 }
+

@@ -323,10 +323,7 @@ impl Cluster {
         if status.success() {
             return Ok(Start::Started);
         }
-        let text = fs::read(&log_path).unwrap_or_default();
-        let appended = String::from_utf8_lossy(&text[(started_at as usize).min(text.len())..]);
-        let lines: Vec<&str> = appended.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n  ");
+        let tail = self.log_since(started_at);
         Err(OpsError::Tool {
             tool: "pg_ctl",
             message: format!(
@@ -395,14 +392,33 @@ impl Cluster {
     /// Promotes a streaming replica to a primary (`pg_ctl promote`, waiting
     /// until it accepts writes): it starts a new timeline.
     pub fn promote(&self) -> Result<()> {
+        let log_length = fs::metadata(self.log_path()).map(|m| m.len()).unwrap_or(0);
         let out = self.run("pg_ctl", |c| {
             c.args(["promote", "-w", "-t", "60", "-D"])
                 .arg(&self.record.data_dir);
         })?;
         if !out.status.success() {
-            return Err(tool_error("pg_ctl", "promote", &out));
+            // pg_ctl only says that it stopped waiting; why the server did
+            // not promote (or died doing it) is in the server's log.
+            return Err(tool_error(
+                "pg_ctl",
+                &format!(
+                    "promote (last lines of {}:\n  {}\n)",
+                    self.log_path().display(),
+                    self.log_since(log_length)
+                ),
+                &out,
+            ));
         }
         Ok(())
+    }
+
+    /// The last lines the server logged after byte `offset` of its log.
+    fn log_since(&self, offset: u64) -> String {
+        let text = fs::read(self.log_path()).unwrap_or_default();
+        let appended = String::from_utf8_lossy(&text[(offset as usize).min(text.len())..]);
+        let lines: Vec<&str> = appended.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n  ")
     }
 
     fn stop_with(&self, mode: &str) -> Result<bool> {
