@@ -11,12 +11,13 @@
 //! - *raw*: the hand-written SQL of the main pass, filtering by tenant by
 //!   hand.
 //!
-//! Beside each row, the protocol turns per operation of each side: client
-//! `Query` and `Sync` messages counted by a loopback proxy over a separate
-//! sequential run (one turn is one round trip, unless the client pipelines).
+//! Beside each row, the round trips per operation of each side, counted by
+//! a loopback proxy over a separate sequential run: a round trip is the
+//! client sending after the server has answered (what it sent together,
+//! pipelined, is one).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use database::{Config, Db};
@@ -58,9 +59,9 @@ struct RlsRow {
     rls_vs_off: f64,
     /// rls ÷ raw, measured side by side.
     rls_vs_raw: f64,
-    rls_turns_per_op: f64,
-    off_turns_per_op: f64,
-    raw_turns_per_op: f64,
+    rls_round_trips_per_op: f64,
+    off_round_trips_per_op: f64,
+    raw_round_trips_per_op: f64,
 }
 
 /// Runs the pass on the scratch database `url` (migrated, empty).
@@ -173,29 +174,29 @@ async fn measure_all(mode: Mode, url: &url::Url, data: workloads::Data) -> Resul
                 raw_ops_per_sec: c.raw_ops_per_sec,
                 rls_vs_off: a.ratio,
                 rls_vs_raw: c.ratio,
-                rls_turns_per_op: 0.0,
-                off_turns_per_op: 0.0,
-                raw_turns_per_op: 0.0,
+                rls_round_trips_per_op: 0.0,
+                off_round_trips_per_op: 0.0,
+                raw_round_trips_per_op: 0.0,
             });
         }
     }
     drop((off_set, rls_set, off, rls));
 
-    // Protocol turns, through the counting proxy.
+    // Round trips, through the counting proxy.
     let proxy = CountingProxy::start(url).await?;
     let (off, rls) = sides(&proxy.url_to(url), &data)?;
     let (off_set, rls_set) = (by_name(&off), by_name(&rls));
     for (o, r) in off_set.iter().zip(&rls_set) {
         let turns = [
-            proxy.turns_per_op(&r.krate).await?,
-            proxy.turns_per_op(&o.krate).await?,
-            proxy.turns_per_op(&o.raw).await?,
+            proxy.round_trips_per_op(&r.krate).await?,
+            proxy.round_trips_per_op(&o.krate).await?,
+            proxy.round_trips_per_op(&o.raw).await?,
         ];
         for row in rows.iter_mut().filter(|row| row.workload == r.name) {
             [
-                row.rls_turns_per_op,
-                row.off_turns_per_op,
-                row.raw_turns_per_op,
+                row.rls_round_trips_per_op,
+                row.off_round_trips_per_op,
+                row.raw_round_trips_per_op,
             ] = turns;
         }
     }
@@ -209,9 +210,9 @@ async fn measure_all(mode: Mode, url: &url::Url, data: workloads::Data) -> Resul
         "raw op/s",
         "rls/off",
         "rls/raw",
-        "rls turns",
-        "off turns",
-        "raw turns"
+        "rls trips",
+        "off trips",
+        "raw trips"
     );
     for row in &rows {
         println!(
@@ -223,9 +224,9 @@ async fn measure_all(mode: Mode, url: &url::Url, data: workloads::Data) -> Resul
             row.raw_ops_per_sec,
             row.rls_vs_off,
             row.rls_vs_raw,
-            row.rls_turns_per_op,
-            row.off_turns_per_op,
-            row.raw_turns_per_op
+            row.rls_round_trips_per_op,
+            row.off_round_trips_per_op,
+            row.raw_round_trips_per_op
         );
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
@@ -289,11 +290,11 @@ fn tenant_todo_page(ctx: &Arc<Ctx>) -> Workload {
     }
 }
 
-/// A loopback proxy that counts the client's `Query` and `Sync` messages:
-/// the turns a client waits for the server.
+/// A loopback proxy that counts round trips: each time a client sends
+/// after its server has answered.
 struct CountingProxy {
     port: u16,
-    turns: Arc<AtomicU64>,
+    round_trips: Arc<AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -311,29 +312,24 @@ impl CountingProxy {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        let turns = Arc::new(AtomicU64::new(0));
-        let counter = turns.clone();
+        let round_trips = Arc::new(AtomicU64::new(0));
+        let counter = round_trips.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(upstream.clone()).await else {
                     continue;
                 };
                 let (cr, cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let _ = count_messages(cr, &mut sw, &counter).await;
-                    let _ = sw.shutdown().await;
-                });
-                tokio::spawn(async move {
-                    let mut cw = cw;
-                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
-                });
+                let (sr, sw) = server.into_split();
+                // Whether the server spoke since the client last sent.
+                let answered = Arc::new(AtomicBool::new(false));
+                tokio::spawn(pump(cr, sw, answered.clone(), Some(counter.clone())));
+                tokio::spawn(pump(sr, cw, answered, None));
             }
         });
         Ok(CountingProxy {
             port,
-            turns,
+            round_trips,
             accept,
         })
     }
@@ -345,53 +341,47 @@ impl CountingProxy {
         url
     }
 
-    /// Turns per operation of `op`, run one at a time after a warm-up
-    /// (connections opened, statements prepared).
-    async fn turns_per_op(&self, op: &super::Op) -> Result<f64> {
+    /// Round trips per operation of `op`, run one at a time after a
+    /// warm-up (connections opened, statements prepared).
+    async fn round_trips_per_op(&self, op: &super::Op) -> Result<f64> {
         for i in 0..20 {
             op(i).await?;
         }
-        let before = self.turns.load(Ordering::Relaxed);
+        let before = self.round_trips.load(Ordering::Relaxed);
         for i in 20..20 + COUNTED_OPS {
             op(i).await?;
         }
-        let turns = self.turns.load(Ordering::Relaxed) - before;
-        Ok(turns as f64 / COUNTED_OPS as f64)
+        let trips = self.round_trips.load(Ordering::Relaxed) - before;
+        Ok(trips as f64 / COUNTED_OPS as f64)
     }
 }
 
-/// Forwards the client's bytes, counting `Q` and `S` messages (after the
-/// startup message, which has no type byte).
-async fn count_messages(
+/// Forwards one direction. The client's side (`counter` set) counts a
+/// round trip when it sends after the server answered; the server's side
+/// records that it answered.
+async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
-    to: &mut tokio::net::tcp::OwnedWriteHalf,
-    turns: &AtomicU64,
-) -> std::io::Result<()> {
-    let mut pending = Vec::new();
-    let mut started = false;
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    answered: Arc<AtomicBool>,
+    counter: Option<Arc<AtomicU64>>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        match &counter {
+            Some(counter) => {
+                if answered.swap(false, Ordering::Relaxed) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => answered.store(true, Ordering::Relaxed),
         }
-        to.write_all(&buf[..n]).await?;
-        pending.extend_from_slice(&buf[..n]);
-        loop {
-            let (header, typed) = if started { (5, true) } else { (4, false) };
-            if pending.len() < header {
-                break;
-            }
-            let at = usize::from(typed);
-            let len = u32::from_be_bytes(pending[at..at + 4].try_into().unwrap()) as usize + at;
-            if pending.len() < len {
-                break;
-            }
-            if typed && matches!(pending[0], b'Q' | b'S') {
-                turns.fetch_add(1, Ordering::Relaxed);
-            }
-            started = true;
-            pending.drain(..len);
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
         }
     }
+    let _ = to.shutdown().await;
 }
