@@ -109,6 +109,35 @@ pub async fn create(conn: &mut impl AnyConn, input: &NewUser) -> Result<User> {
     })
 }
 
+/// `create` with the id and instants given (the SQLite seed: same seed,
+/// same rows); `input` is validated by the caller.
+#[cfg(feature = "ops")]
+pub(crate) async fn insert_seeded(
+    conn: &mut crate::db::sqlite::SqliteConn,
+    id: UserId,
+    input: &NewUser,
+    at: DateTime<Utc>,
+) -> Result<User> {
+    use crate::schema_sqlite::users;
+    use diesel_async::RunQueryDsl;
+    diesel::insert_into(users::table)
+        .values((
+            InsertUser {
+                id,
+                email: &input.email,
+                email_verified: input.email_verified,
+                name: input.name.as_deref(),
+                image: input.image.as_deref(),
+            },
+            users::created_at.eq(at),
+            users::updated_at.eq(at),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(Error::from)
+}
+
 /// The user with this id.
 pub async fn find(conn: &mut impl AnyConn, id: UserId) -> Result<User> {
     any_run!(conn, [users] => {

@@ -138,6 +138,28 @@ pub fn pull_in(target: &SqliteTarget, root: &Path) -> OpsResult<String> {
     })
 }
 
+/// User `n` of `seed`'s ids (UUID v7 shaped: the instant, then bits drawn
+/// from the seed and the index) and the instant its rows were made: a user
+/// a minute from 2026-01-05 09:00 UTC.
+fn seeded_row(
+    seed: u64,
+    n: u64,
+) -> (
+    crate::UserId,
+    crate::ids::AccountId,
+    chrono::DateTime<chrono::Utc>,
+) {
+    use chrono::TimeZone;
+    let at = chrono::Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap()
+        + chrono::Duration::minutes(n as i64);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ n.rotate_left(32) ^ 0x5EED_5711);
+    let id = |rng: &mut rand_chacha::ChaCha8Rng| {
+        let bits: [u8; 10] = rng.random();
+        uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis() as u64, &bits).into_uuid()
+    };
+    (id(&mut rng).into(), id(&mut rng).into(), at)
+}
+
 /// What `seed` wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SeedReport {
@@ -157,8 +179,10 @@ const LAST: &[&str] = &[
 
 /// Demo users for the portable domains through the same repository
 /// functions a service calls: `users` of them, each with a password login, a
-/// profile and settings. Same seed, same rows; a second run with it writes
-/// nothing (users are found by their address). Batches of 200 per
+/// profile and settings. Same seed, same rows, ids and timestamps included
+/// (as the PostgreSQL seed: every row is a function of the seed and its
+/// index, its instants offsets from a fixed one); a second run with it
+/// writes nothing (users are found by their address). Batches of 200 per
 /// transaction.
 pub async fn seed(conn: &mut SqliteConn, seed: u64, users: u64) -> Result<SeedReport> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -191,16 +215,15 @@ pub async fn seed(conn: &mut SqliteConn, seed: u64, users: u64) -> Result<SeedRe
                         Err(e) => return Err(e),
                     }
                     let name = format!("{first} {last}");
-                    let user = users::create(
-                        conn,
-                        &NewUser {
-                            email,
-                            name: Some(name.clone()),
-                            email_verified: true,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
+                    let input = NewUser {
+                        email,
+                        name: Some(name.clone()),
+                        email_verified: true,
+                        ..Default::default()
+                    };
+                    crate::error::validate(&input)?;
+                    let (user_id, account_id, at) = seeded_row(seed, *n);
+                    let user = users::insert_seeded(conn, user_id, &input, at).await?;
                     crate::auth::accounts::link_password(
                         conn,
                         user.id,
@@ -226,6 +249,27 @@ pub async fn seed(conn: &mut SqliteConn, seed: u64, users: u64) -> Result<SeedRe
                         },
                     )
                     .await?;
+                    // What the functions above made from the clock: the
+                    // account's id and every row's instants.
+                    use crate::schema_sqlite::{
+                        accounts, user_profiles as profiles, user_settings as settings,
+                    };
+                    let account = diesel::update(accounts::table)
+                        .filter(accounts::user_id.eq(user.id))
+                        .set((
+                            accounts::id.eq(account_id),
+                            accounts::created_at.eq(at),
+                            accounts::updated_at.eq(at),
+                        ));
+                    diesel_async::RunQueryDsl::execute(account, conn).await?;
+                    let profile = diesel::update(profiles::table)
+                        .filter(profiles::user_id.eq(user.id))
+                        .set((profiles::created_at.eq(at), profiles::updated_at.eq(at)));
+                    diesel_async::RunQueryDsl::execute(profile, conn).await?;
+                    let setting = diesel::update(settings::table)
+                        .filter(settings::user_id.eq(user.id))
+                        .set((settings::created_at.eq(at), settings::updated_at.eq(at)));
+                    diesel_async::RunQueryDsl::execute(setting, conn).await?;
                     written.0 += 1;
                 }
                 Ok::<_, Error>(written)
