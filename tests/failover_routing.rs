@@ -286,4 +286,3 @@ async fn read_your_writes_holds_across_the_change_of_timeline() {
         start.elapsed().as_millis()
     );
 }
-

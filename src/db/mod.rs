@@ -26,6 +26,7 @@ mod postgres;
 mod replicas;
 pub mod roles;
 pub mod sqlite;
+mod telemetry;
 mod tls;
 mod unnamed;
 mod url;

@@ -22,8 +22,8 @@
 //! timeouts. The transaction manager sends `BEGIN` and `COMMIT` through
 //! `batch_execute`, which is where both are recognised.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::QueryResult;
@@ -40,6 +40,7 @@ use futures::future::{BoxFuture, FutureExt, TryFutureExt};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::call::{self, Calls, Sent};
+use super::telemetry::{self, Endpoint};
 use super::unnamed::{UnnamedConnection, UnnamedField, UnnamedRow};
 
 /// A PostgreSQL connection: direct (named statements) or pooler mode
@@ -52,6 +53,11 @@ pub struct PgConn {
     open: AtomicBool,
     scope: Scope,
     cancel: Option<super::connection::Canceller>,
+    /// What every span of this connection says about its server.
+    endpoint: Arc<Endpoint>,
+    /// The span of the open transaction, when a subscriber wanted one: the
+    /// parent of its statements' spans, closed at `COMMIT`/`ROLLBACK`.
+    transaction: Mutex<Option<tracing::Span>>,
 }
 
 enum Inner {
@@ -82,6 +88,9 @@ pub(crate) struct Scope {
     /// A replica's connection: nothing it runs can commit (hot standbys are
     /// read-only), so no failure on it has an unknown outcome.
     pub(crate) read_only: bool,
+    /// The span the call's statements hang under (the context's), when one
+    /// was given; else the span current when each statement starts.
+    pub(crate) parent: Option<tracing::Span>,
 }
 
 impl PgConn {
@@ -94,6 +103,76 @@ impl PgConn {
             open: AtomicBool::new(false),
             scope,
             cancel,
+            endpoint: Arc::new(Endpoint {
+                system: "postgresql",
+                ..Endpoint::default()
+            }),
+            transaction: Mutex::new(None),
+        }
+    }
+
+    /// Gives the connection's spans their server attributes.
+    pub(super) fn with_endpoint(mut self, endpoint: Arc<Endpoint>) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// `replica` or `primary`: where routing sent this connection's calls.
+    fn route(&self) -> &'static str {
+        if self.scope.read_only {
+            "replica"
+        } else {
+            "primary"
+        }
+    }
+
+    /// The span of a statement starting now, or `None` when no subscriber
+    /// wants it (then nothing is rendered or looked up). `shape` runs only
+    /// when it is wanted.
+    fn statement_span(
+        &self,
+        shape: impl FnOnce() -> Option<Arc<telemetry::Shape>>,
+    ) -> Option<tracing::Span> {
+        if !telemetry::enabled() {
+            return None;
+        }
+        let shape = shape()?;
+        let transaction = self
+            .transaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let parent = transaction.as_ref().or(self.scope.parent.as_ref());
+        let span = telemetry::statement_span(&self.endpoint, &shape, self.route(), parent);
+        (!span.is_disabled()).then_some(span)
+    }
+
+    /// `BEGIN` went through at depth zero: the transaction's span opens.
+    fn transaction_began(&self) {
+        if !telemetry::enabled() {
+            return;
+        }
+        let span = telemetry::transaction_span(&self.endpoint, self.scope.parent.as_ref());
+        if !span.is_disabled() {
+            *self.transaction.lock().unwrap_or_else(|p| p.into_inner()) = Some(span);
+        }
+    }
+
+    /// `COMMIT` or `ROLLBACK` answered (or failed): the transaction's span closes.
+    fn transaction_ended(&self, sql: &str, result: &QueryResult<()>) {
+        let span = self
+            .transaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(span) = span {
+            let outcome = if sql == "COMMIT" {
+                "commit"
+            } else {
+                "rollback"
+            };
+            span.record("database.transaction.outcome", outcome);
+            telemetry::record_result(&span, result);
         }
     }
 
@@ -237,15 +316,31 @@ impl PgConn {
                 Inner::Unnamed(conn) => conn.batch_execute(sql).await,
             }
         };
+        let span = if control {
+            None
+        } else {
+            self.statement_span(|| Some(telemetry::shape_of_sql(sql)))
+        };
         let result = self
             .calls
             .start(sent, self.bound())
-            .run(work, self.canceller())
-            .await;
+            .run(work, self.canceller());
+        let result = match &span {
+            Some(span) => {
+                let result = tracing::Instrument::instrument(result, span.clone()).await;
+                telemetry::record_result(span, &result);
+                result
+            }
+            None => result.await,
+        };
+        if begins && result.is_ok() && !self.open.load(Ordering::Relaxed) {
+            self.transaction_began();
+        }
         if begins && result.is_ok() {
             self.open.store(true, Ordering::Relaxed);
         }
         if ends {
+            self.transaction_ended(sql, &result);
             // The server ended the transaction, or the connection is broken.
             self.open.store(false, Ordering::Relaxed);
             self.calls.expect_read_only(self.scope.read_only);
@@ -280,11 +375,15 @@ impl PgConn {
         };
         // Whatever the batch holds may write: its outcome is unknown when the
         // connection fails before the answer.
-        let result = self
-            .calls
-            .start(Sent::AutocommitWrite, self.bound())
-            .run(work, self.canceller())
-            .await;
+        let span = self.statement_span(|| Some(telemetry::shape_of_sql(sql)));
+        let result = traced(
+            span,
+            self.calls
+                .start(Sent::AutocommitWrite, self.bound())
+                .run(work, self.canceller())
+                .boxed(),
+        )
+        .await;
         if result.is_err() && !self.calls.is_broken() {
             let rollback = async {
                 match &self.inner {
@@ -377,6 +476,26 @@ impl PgConn {
         Q::Query: QueryFragment<Pg> + QueryId,
     {
         let query = query.as_query();
+        let span = self.statement_span(|| telemetry::shape_of(&query));
+        let Some(span) = span else {
+            return self.load_untraced(query);
+        };
+        // A server error can arrive with the first row rather than with the
+        // answer to the statement: the span lasts until the rows are read
+        // (the stream holds it) and records an error met among them.
+        let rows_span = span.clone();
+        traced(Some(span), self.load_untraced(query))
+            .map_ok(move |rows| {
+                rows.inspect_err(move |e| telemetry::record_error(&rows_span, e))
+                    .boxed()
+            })
+            .boxed()
+    }
+
+    fn load_untraced<'a, Q>(&'a self, query: Q) -> BoxFuture<'a, QueryResult<Rows>>
+    where
+        Q: diesel::query_builder::Query + QueryFragment<Pg> + QueryId,
+    {
         let sent = self.sent(&query);
         if !self.wraps() {
             return self.contract(sent, self.load_future(query));
@@ -409,6 +528,14 @@ impl PgConn {
     }
 
     fn execute_query<'a, T>(&'a self, source: T) -> BoxFuture<'a, QueryResult<usize>>
+    where
+        T: QueryFragment<Pg> + QueryId,
+    {
+        let span = self.statement_span(|| telemetry::shape_of(&source));
+        traced(span, self.execute_untraced(source))
+    }
+
+    fn execute_untraced<'a, T>(&'a self, source: T) -> BoxFuture<'a, QueryResult<usize>>
     where
         T: QueryFragment<Pg> + QueryId,
     {
@@ -457,6 +584,23 @@ impl PgConn {
             .run(work(begin), self.canceller())
             .boxed()
     }
+}
+
+/// `statement` inside `span` (when a subscriber wanted one), its failure
+/// recorded there.
+fn traced<'a, R: Send + 'a>(
+    span: Option<tracing::Span>,
+    statement: BoxFuture<'a, QueryResult<R>>,
+) -> BoxFuture<'a, QueryResult<R>> {
+    let Some(span) = span else {
+        return statement;
+    };
+    async move {
+        let result = tracing::Instrument::instrument(statement, span.clone()).await;
+        telemetry::record_result(&span, &result);
+        result
+    }
+    .boxed()
 }
 
 /// `statement` between `begin` and `COMMIT` on a direct connection: `BEGIN`

@@ -170,8 +170,24 @@ pub(super) async fn checkout(
     url: &str,
     deadline: Instant,
     scope: Scope,
+    pool_name: &'static str,
 ) -> Result<PooledConn> {
-    let got = tokio::time::timeout_at(deadline.into(), pool.get()).await;
+    let waiting = tokio::time::timeout_at(deadline.into(), pool.get());
+    let span = super::telemetry::enabled()
+        .then(|| super::telemetry::pool_wait_span("postgresql", pool_name, scope.parent.as_ref()));
+    let got = match &span {
+        Some(span) => tracing::Instrument::instrument(waiting, span.clone()).await,
+        None => waiting.await,
+    };
+    if let Some(span) = &span {
+        match &got {
+            Ok(Ok(_)) => {}
+            Ok(Err(PoolError::Timeout(_))) | Err(_) => {
+                super::telemetry::record_failure(span, "timeout")
+            }
+            Ok(Err(_)) => super::telemetry::record_failure(span, "unavailable"),
+        }
+    }
     match got {
         Ok(Ok(conn)) => Ok(PooledConn::new(conn, scope)),
         Ok(Err(e)) => Err(pool_error(e, config, url, pool.status())),

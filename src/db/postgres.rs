@@ -140,6 +140,7 @@ impl Db {
             local_timeouts: self.ctx.deadline_at().is_some()
                 || config.pooler == Pooler::Transaction,
             read_only: false,
+            parent: self.ctx.span().cloned(),
         }
     }
 
@@ -166,6 +167,7 @@ impl Db {
                 config.system_url(),
                 self.deadline(),
                 self.scope(),
+                "system",
             )
             .await;
         }
@@ -178,6 +180,7 @@ impl Db {
             &config.database_url,
             self.deadline(),
             self.scope(),
+            "primary",
         )
         .await
     }
@@ -352,6 +355,7 @@ impl Db {
                         per_statement: Some(config.query_timeout),
                         ..Scope::default()
                     },
+                    "primary",
                 )
                 .await?;
                 let check = RoleCheck::of(&mut conn).await?;

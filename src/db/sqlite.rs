@@ -94,6 +94,11 @@ pub fn establish_sync(target: &SqliteTarget) -> Result<SqliteConnection> {
             target.establish_arg()
         ))
     })?;
+    let path = match target {
+        SqliteTarget::File(path) => Some(path.to_string_lossy().into_owned()),
+        SqliteTarget::Memory => None,
+    };
+    conn.set_instrumentation(super::telemetry::SqliteSpans::new(path.as_deref()));
     Ok(conn)
 }
 

@@ -1,0 +1,442 @@
+//! Observability (#27): the spans of each workload, attribute by attribute
+//! against OpenTelemetry's database client conventions, recorded in memory
+//! by a `tracing` layer (tests/common/recorder.rs) with every level on; and
+//! that no bind value, password or token reaches a span or an event.
+
+mod common;
+// Only this binary records spans (the cli's tests share tests/common).
+#[path = "common/recorder.rs"]
+mod recorder;
+
+use std::time::Duration;
+
+use common::{TestDb, skip_without, start_bouncer};
+use database::auth::{NewUser, users};
+use database::features::todos::{self, CreateTodo};
+use database::{Config, Db, Error};
+use diesel_async::RunQueryDsl;
+use recorder::{Recorded, SpanRecord};
+use tracing::Instrument;
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        email: email.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The statement spans on test database `name`.
+fn statements(recorded: &Recorded, name: &str) -> Vec<SpanRecord> {
+    let namespace = format!("{name}.public");
+    recorded
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "db.query" && s.get("db.namespace") == Some(namespace.as_str()))
+        .collect()
+}
+
+/// The statement spans of `name` whose summary is `summary`.
+fn with_summary(recorded: &Recorded, name: &str, summary: &str) -> Vec<SpanRecord> {
+    statements(recorded, name)
+        .into_iter()
+        .filter(|s| s.get("db.query.summary") == Some(summary))
+        .collect()
+}
+
+/// The attributes every PostgreSQL statement span carries.
+fn assert_postgres_client_span(span: &SpanRecord, name: &str, operation: &str, table: &str) {
+    let server = common::server_url();
+    assert_eq!(span.target, "database");
+    assert_eq!(span.level, tracing::Level::INFO);
+    assert_eq!(span.get("otel.kind"), Some("client"), "{span:?}");
+    assert_eq!(span.get("db.system.name"), Some("postgresql"));
+    assert_eq!(
+        span.get("db.namespace"),
+        Some(format!("{name}.public").as_str())
+    );
+    assert_eq!(span.get("db.operation.name"), Some(operation));
+    assert_eq!(span.get("db.collection.name"), Some(table));
+    let summary = format!("{operation} {table}");
+    assert!(
+        span.get("db.query.summary")
+            .is_some_and(|s| s.starts_with(&summary)),
+        "{span:?}"
+    );
+    assert_eq!(span.get("otel.name"), span.get("db.query.summary"));
+    assert_eq!(span.get("server.address"), server.host_str());
+    let port = server.port().unwrap_or(5432).to_string();
+    assert_eq!(span.get("server.port"), Some(port.as_str()));
+    let text = span.get("db.query.text").expect("db.query.text");
+    assert!(text.starts_with(operation), "{text}");
+    assert!(span.closed, "the statement's span ended: {span:?}");
+}
+
+#[tokio::test]
+async fn a_primary_key_lookup_is_one_client_span() {
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let mut conn = t.db.conn().await.unwrap();
+    let user = users::create(&mut conn, &new_user("lookup@example.com"))
+        .await
+        .unwrap();
+    users::find(&mut conn, user.id).await.unwrap();
+    drop(conn);
+
+    let selects = with_summary(&recorded, &t.name, "SELECT users");
+    assert_eq!(selects.len(), 1, "{selects:#?}");
+    let span = &selects[0];
+    assert_postgres_client_span(span, &t.name, "SELECT", "users");
+    let text = span.get("db.query.text").unwrap();
+    assert!(text.contains("$1"), "parameterised: {text}");
+    assert!(
+        !text.contains(&user.id.to_string()),
+        "no bind value: {text}"
+    );
+    assert_eq!(span.get("error.type"), None);
+    assert_eq!(span.get("db.response.status_code"), None);
+    assert_eq!(span.get("otel.status_code"), None);
+    assert_eq!(span.get("database.route"), Some("primary"));
+    assert_eq!(span.get("database.pooler_mode"), Some("false"));
+}
+
+#[tokio::test]
+async fn a_unique_violation_records_its_sqlstate() {
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let mut conn = t.db.conn().await.unwrap();
+    users::create(&mut conn, &new_user("twice@example.com"))
+        .await
+        .unwrap();
+    let again = users::create(&mut conn, &new_user("twice@example.com")).await;
+    assert!(matches!(again, Err(Error::Conflict { .. })), "{again:?}");
+    drop(conn);
+
+    let inserts = with_summary(&recorded, &t.name, "INSERT users");
+    assert_eq!(inserts.len(), 2, "{inserts:#?}");
+    assert_postgres_client_span(&inserts[0], &t.name, "INSERT", "users");
+    assert_eq!(inserts[0].get("error.type"), None);
+    let failed = &inserts[1];
+    assert_postgres_client_span(failed, &t.name, "INSERT", "users");
+    assert_eq!(failed.get("db.response.status_code"), Some("23505"));
+    assert_eq!(failed.get("error.type"), Some("23505"));
+    assert_eq!(failed.get("otel.status_code"), Some("ERROR"));
+}
+
+#[tokio::test]
+async fn a_transaction_is_the_parent_of_its_statements() {
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let user =
+        t.db.run(async |conn| users::create(conn, &new_user("tx@example.com")).await)
+            .await
+            .unwrap();
+    t.db.transaction(async |conn| {
+        users::find(conn, user.id).await?;
+        todos::create(
+            conn,
+            user.id,
+            &CreateTodo {
+                title: "one".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        todos::list_for_user(conn, user.id, None, 10).await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    let namespace = format!("{}.public", t.name);
+    let transactions: Vec<_> = recorded
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "db.transaction" && s.get("db.namespace") == Some(namespace.as_str()))
+        .collect();
+    assert_eq!(transactions.len(), 1, "{transactions:#?}");
+    let tx = &transactions[0];
+    assert_eq!(tx.get("otel.kind"), Some("internal"));
+    assert_eq!(tx.get("otel.name"), Some("transaction"));
+    assert_eq!(tx.get("db.system.name"), Some("postgresql"));
+    assert_eq!(tx.get("database.transaction.outcome"), Some("commit"));
+    assert_eq!(tx.get("error.type"), None);
+    assert!(tx.closed);
+
+    let children: Vec<_> = statements(&recorded, &t.name)
+        .into_iter()
+        .filter(|s| s.parent == Some(tx.seq))
+        .collect();
+    let summaries: Vec<_> = children
+        .iter()
+        .map(|s| s.get("db.query.summary").unwrap())
+        .collect();
+    assert_eq!(
+        summaries,
+        ["SELECT users", "INSERT todos", "SELECT todos"],
+        "{children:#?}"
+    );
+    assert_postgres_client_span(&children[0], &t.name, "SELECT", "users");
+    assert_postgres_client_span(&children[1], &t.name, "INSERT", "todos");
+    assert_postgres_client_span(&children[2], &t.name, "SELECT", "todos");
+    // The statement before the transaction is not its child.
+    let before = with_summary(&recorded, &t.name, "INSERT users");
+    assert_eq!(before.len(), 1);
+    assert_ne!(before[0].parent, Some(tx.seq));
+}
+
+#[tokio::test]
+async fn a_keyset_page_is_one_select_with_its_limit_as_a_parameter() {
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let mut conn = t.db.conn().await.unwrap();
+    let user = users::create(&mut conn, &new_user("page@example.com"))
+        .await
+        .unwrap();
+    for title in ["a", "b", "c"] {
+        todos::create(
+            &mut conn,
+            user.id,
+            &CreateTodo {
+                title: title.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let first = todos::list_for_user(&mut conn, user.id, None, 2)
+        .await
+        .unwrap();
+    let cursor = first.next.expect("a second page");
+    todos::list_for_user(&mut conn, user.id, Some(cursor), 2)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let pages = with_summary(&recorded, &t.name, "SELECT todos");
+    assert_eq!(pages.len(), 2, "{pages:#?}");
+    for page in &pages {
+        assert_postgres_client_span(page, &t.name, "SELECT", "todos");
+        let text = page.get("db.query.text").unwrap();
+        assert!(text.contains("LIMIT"), "{text}");
+        assert!(!text.contains(&user.id.to_string()), "{text}");
+    }
+    // The second page's condition on the cursor makes it another shape.
+    assert_ne!(pages[0].get("db.query.text"), pages[1].get("db.query.text"));
+}
+
+#[tokio::test]
+async fn waiting_on_an_exhausted_pool_is_a_span() {
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let mut config = Config::new(t.url.clone());
+    config.pool_size = 1;
+    config.wait_timeout = Duration::from_millis(200);
+    let db = Db::new(config).unwrap();
+    let root = tracing::info_span!("test.pool_wait");
+    let root_seq = recorded.seq_of(&root);
+    async {
+        let held = db.conn().await.unwrap();
+        let waited = db.conn().await;
+        assert!(matches!(waited, Err(Error::Unavailable(_))), "{waited:?}");
+        drop(held);
+        db.conn().await.unwrap();
+    }
+    .instrument(root)
+    .await;
+
+    let waits: Vec<_> = recorded
+        .tree(root_seq)
+        .into_iter()
+        .filter(|s| s.name == "db.pool.wait")
+        .collect();
+    assert_eq!(waits.len(), 3, "{waits:#?}");
+    for wait in &waits {
+        assert_eq!(wait.parent, Some(root_seq));
+        assert_eq!(wait.get("otel.kind"), Some("internal"));
+        assert_eq!(wait.get("otel.name"), Some("pool wait"));
+        assert_eq!(wait.get("db.system.name"), Some("postgresql"));
+        assert_eq!(wait.get("db.client.connection.pool.name"), Some("primary"));
+        assert!(wait.closed);
+    }
+    assert_eq!(waits[0].get("error.type"), None);
+    assert_eq!(waits[1].get("error.type"), Some("timeout"));
+    assert_eq!(waits[1].get("otel.status_code"), Some("ERROR"));
+    assert_eq!(waits[2].get("error.type"), None);
+}
+
+#[tokio::test]
+async fn a_pooler_mode_query_is_the_same_span_marked_pooler_mode() {
+    let recorded = recorder::install();
+    let bouncer = match start_bouncer() {
+        Ok(b) => b,
+        Err(e) => {
+            skip_without("pgbouncer", &e);
+            return;
+        }
+    };
+    let t = TestDb::new().await;
+    let mut config = Config::new(common::through_bouncer(&bouncer, &t.name));
+    config.pooler = database::db::Pooler::Transaction;
+    config.migration_url = Some(t.url.clone());
+    let db = Db::new(config).unwrap();
+    let mut conn = db.conn().await.unwrap();
+    assert!(conn.is_pooler_mode());
+    let user = users::create(&mut conn, &new_user("pooler@example.com"))
+        .await
+        .unwrap();
+    users::find(&mut conn, user.id).await.unwrap();
+    drop(conn);
+
+    let selects = with_summary(&recorded, &t.name, "SELECT users");
+    assert_eq!(selects.len(), 1, "{selects:#?}");
+    let span = &selects[0];
+    assert_eq!(span.get("otel.kind"), Some("client"));
+    assert_eq!(span.get("db.system.name"), Some("postgresql"));
+    assert_eq!(span.get("db.operation.name"), Some("SELECT"));
+    assert_eq!(span.get("db.collection.name"), Some("users"));
+    assert_eq!(span.get("database.pooler_mode"), Some("true"));
+    let bouncer_url = url::Url::parse(&common::through_bouncer(&bouncer, &t.name)).unwrap();
+    assert_eq!(span.get("server.address"), bouncer_url.host_str());
+    let port = bouncer_url.port().unwrap().to_string();
+    assert_eq!(span.get("server.port"), Some(port.as_str()));
+    assert!(span.get("db.query.text").unwrap().contains("$1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_query_is_a_client_span_of_system_sqlite() {
+    let recorded = recorder::install();
+    let t = common::any::AnyTestDb::sqlite().await;
+    let mut conn = t.conn().await;
+    let user = users::create(&mut conn, &new_user("lite@example.com"))
+        .await
+        .unwrap();
+    users::find(&mut conn, user.id).await.unwrap();
+    drop(conn);
+
+    let path = match &t.db {
+        database::AnyDb::Sqlite(db) => match db.target() {
+            database::db::sqlite::SqliteTarget::File(path) => path.to_string_lossy().into_owned(),
+            other => panic!("{other:?}"),
+        },
+        _ => unreachable!(),
+    };
+    let selects: Vec<_> = recorded
+        .spans()
+        .into_iter()
+        .filter(|s| {
+            s.name == "db.query"
+                && s.get("db.namespace") == Some(path.as_str())
+                && s.get("db.query.summary") == Some("SELECT users")
+        })
+        .collect();
+    assert_eq!(selects.len(), 1, "{selects:#?}");
+    let span = &selects[0];
+    assert_eq!(span.get("otel.kind"), Some("client"));
+    assert_eq!(span.get("otel.name"), Some("SELECT users"));
+    assert_eq!(span.get("db.system.name"), Some("sqlite"));
+    assert_eq!(span.get("db.operation.name"), Some("SELECT"));
+    assert_eq!(span.get("db.collection.name"), Some("users"));
+    let text = span.get("db.query.text").unwrap();
+    assert!(text.starts_with("SELECT"), "{text}");
+    assert!(!text.contains("binds"), "{text}");
+    assert!(!text.contains(&user.id.to_string()), "{text}");
+    assert_eq!(span.get("server.address"), None);
+    assert!(span.closed);
+}
+
+#[tokio::test]
+async fn no_bind_value_password_or_token_reaches_telemetry() {
+    let recorded = recorder::install();
+    let marker = format!("marker{}x", std::process::id());
+    let token = format!("tok{}secret", std::process::id());
+    let t = TestDb::new().await;
+    // The service role logs in with a password (the URL carries it), and
+    // every statement is logged by the crate's query logger too.
+    let service = t.service_db();
+    let mut config = service.config().clone();
+    config.log_queries = true;
+    config.slow_query = Some(Duration::ZERO);
+    let password = url::Url::parse(&config.database_url)
+        .unwrap()
+        .password()
+        .expect("the service URL has a password")
+        .to_owned();
+    let owner = {
+        let mut c = t.db.config().clone();
+        c.log_queries = true;
+        c.slow_query = Some(Duration::ZERO);
+        Db::new(c).unwrap()
+    };
+    let service = Db::new(config).unwrap();
+
+    let email = format!("{marker}@example.com");
+    let mut conn = owner.conn().await.unwrap();
+    let user = users::create(&mut conn, &new_user(&email)).await.unwrap();
+    users::find_by_email(&mut conn, &email).await.unwrap();
+    let again = users::create(&mut conn, &new_user(&email)).await;
+    assert!(again.is_err());
+    // A server message that would quote the value.
+    let bad = diesel::sql_query("SELECT $1::uuid")
+        .bind::<diesel::sql_types::Text, _>(&token)
+        .execute(&mut conn)
+        .await;
+    assert!(bad.is_err());
+    owner
+        .transaction(async |conn| {
+            todos::create(
+                conn,
+                user.id,
+                &CreateTodo {
+                    title: token.clone(),
+                    description: Some(marker.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    drop(conn);
+    let mut conn = service.conn().await.unwrap();
+    let _ = diesel::sql_query("SELECT $1::text")
+        .bind::<diesel::sql_types::Text, _>(&marker)
+        .execute(&mut conn)
+        .await;
+    drop(conn);
+
+    let spans = recorded.spans();
+    assert!(
+        statements(&recorded, &t.name).len() >= 6,
+        "the workload was recorded"
+    );
+    let secrets = [marker.as_str(), token.as_str(), password.as_str()];
+    for span in &spans {
+        for (key, value) in &span.fields {
+            for secret in secrets {
+                assert!(
+                    !value.contains(secret),
+                    "span {} field {key}: {value}",
+                    span.name
+                );
+            }
+        }
+    }
+    let events = recorded.events();
+    assert!(
+        events.iter().any(|e| e.target == "database::query"),
+        "the query logger wrote events"
+    );
+    for event in &events {
+        for (key, value) in &event.fields {
+            for secret in secrets {
+                assert!(
+                    !value.contains(secret),
+                    "event {} field {key}: {value}",
+                    event.target
+                );
+            }
+        }
+    }
+}
