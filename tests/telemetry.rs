@@ -440,3 +440,54 @@ async fn no_bind_value_password_or_token_reaches_telemetry() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_run_is_a_span_with_a_child_per_migration() {
+    let recorded = recorder::install();
+    let t = TestDb::empty().await;
+    let root = tracing::info_span!("test.migrate");
+    let root_seq = recorded.seq_of(&root);
+    let report = t.db.migrate().instrument(root).await.unwrap();
+    assert!(!report.applied.is_empty());
+
+    let tree = recorded.tree(root_seq);
+    let runs: Vec<_> = tree.iter().filter(|s| s.name == "db.migrate").collect();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    let run = runs[0];
+    assert_eq!(run.parent, Some(root_seq));
+    assert_eq!(run.get("otel.kind"), Some("internal"));
+    assert_eq!(run.get("otel.name"), Some("migrate"));
+    assert_eq!(run.get("db.system.name"), Some("postgresql"));
+    let applied = report.applied.len().to_string();
+    assert_eq!(
+        run.get("database.migrations.applied"),
+        Some(applied.as_str())
+    );
+    assert_eq!(run.get("error.type"), None);
+
+    let migrations: Vec<_> = tree.iter().filter(|s| s.name == "db.migration").collect();
+    let names: Vec<_> = migrations
+        .iter()
+        .map(|s| s.get("database.migration.name").unwrap().to_owned())
+        .collect();
+    assert_eq!(names, report.applied);
+    for m in &migrations {
+        assert_eq!(m.parent, Some(run.seq));
+        assert_eq!(m.get("otel.kind"), Some("internal"));
+        let name = format!("migration {}", m.get("database.migration.name").unwrap());
+        assert_eq!(m.get("otel.name"), Some(name.as_str()));
+        assert!(m.get("database.migration.version").is_some());
+        assert!(m.closed);
+    }
+    // Each migration's statements are spans under it (directly, or under
+    // its transaction).
+    let first = migrations[1].seq;
+    assert!(
+        recorded
+            .tree(first)
+            .iter()
+            .any(|s| s.name == "db.query" && s.get("otel.kind") == Some("client")),
+        "{:#?}",
+        recorded.tree(first)
+    );
+}

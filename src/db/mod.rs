@@ -26,7 +26,7 @@ mod postgres;
 mod replicas;
 pub mod roles;
 pub mod sqlite;
-mod telemetry;
+pub(crate) mod telemetry;
 mod tls;
 mod unnamed;
 mod url;

@@ -58,6 +58,8 @@ pub struct PgConn {
     /// The span of the open transaction, when a subscriber wanted one: the
     /// parent of its statements' spans, closed at `COMMIT`/`ROLLBACK`.
     transaction: Mutex<Option<tracing::Span>>,
+    /// No spans: the replica monitor's polling (until the next checkout).
+    untraced: AtomicBool,
 }
 
 enum Inner {
@@ -108,6 +110,7 @@ impl PgConn {
                 ..Endpoint::default()
             }),
             transaction: Mutex::new(None),
+            untraced: AtomicBool::new(false),
         }
     }
 
@@ -115,6 +118,12 @@ impl PgConn {
     pub(super) fn with_endpoint(mut self, endpoint: Arc<Endpoint>) -> Self {
         self.endpoint = endpoint;
         self
+    }
+
+    /// Makes no spans until the next checkout: for the crate's own
+    /// background polling, which is not the service's work.
+    pub(crate) fn set_untraced(&self) {
+        self.untraced.store(true, Ordering::Relaxed);
     }
 
     /// `replica` or `primary`: where routing sent this connection's calls.
@@ -133,7 +142,7 @@ impl PgConn {
         &self,
         shape: impl FnOnce() -> Option<Arc<telemetry::Shape>>,
     ) -> Option<tracing::Span> {
-        if !telemetry::enabled() {
+        if !telemetry::enabled() || self.untraced.load(Ordering::Relaxed) {
             return None;
         }
         let shape = shape()?;
@@ -149,7 +158,7 @@ impl PgConn {
 
     /// `BEGIN` went through at depth zero: the transaction's span opens.
     fn transaction_began(&self) {
-        if !telemetry::enabled() {
+        if !telemetry::enabled() || self.untraced.load(Ordering::Relaxed) {
             return;
         }
         let span = telemetry::transaction_span(&self.endpoint, self.scope.parent.as_ref());
@@ -211,6 +220,7 @@ impl PgConn {
     pub(crate) fn enter(&mut self, scope: Scope) {
         self.calls.expect_read_only(scope.read_only);
         self.scope = scope;
+        self.untraced.store(false, Ordering::Relaxed);
     }
 
     /// Whether the connection must be closed rather than pooled: a statement

@@ -299,6 +299,7 @@ impl Replicas {
         let now = Instant::now();
         let primary_position = match tokio::time::timeout(CHECK_TIMEOUT, async {
             let mut conn = primary.get().await.ok()?;
+            conn.set_untraced();
             Some(flush_position(&mut conn).await)
         })
         .await
@@ -335,6 +336,7 @@ impl Replicas {
         for member in &self.members {
             let seen = tokio::time::timeout(CHECK_TIMEOUT, async {
                 let mut conn = member.pool.get().await.ok()?;
+                conn.set_untraced();
                 replayed_on_timeline(&mut conn).await.ok()
             })
             .await
