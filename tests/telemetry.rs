@@ -491,3 +491,229 @@ async fn a_migration_run_is_a_span_with_a_child_per_migration() {
         recorded.tree(first)
     );
 }
+
+/// One metric of a snapshot: its name, labels (sorted) and value.
+type Metric = (
+    String,
+    Vec<(String, String)>,
+    metrics_util::debugging::DebugValue,
+);
+
+fn metrics_of(snapshot: metrics_util::debugging::Snapshot) -> Vec<Metric> {
+    snapshot
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let key = key.key();
+            let mut labels: Vec<_> = key
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            (key.name().to_owned(), labels, value)
+        })
+        .collect()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn find<'a>(metrics: &'a [Metric], name: &str, with: &[(&str, &str)]) -> &'a Metric {
+    let want = labels(with);
+    metrics
+        .iter()
+        .find(|(n, l, _)| n == name && *l == want)
+        .unwrap_or_else(|| panic!("no {name} {want:?} in {metrics:#?}"))
+}
+
+fn histogram(metric: &Metric) -> Vec<f64> {
+    match &metric.2 {
+        metrics_util::debugging::DebugValue::Histogram(values) => {
+            values.iter().map(|v| v.0).collect()
+        }
+        other => panic!("{} is not a histogram: {other:?}", metric.0),
+    }
+}
+
+fn gauge(metric: &Metric) -> f64 {
+    match &metric.2 {
+        metrics_util::debugging::DebugValue::Gauge(v) => v.0,
+        other => panic!("{} is not a gauge: {other:?}", metric.0),
+    }
+}
+
+// The recorder is this thread's only (`with_local_recorder`), and the
+// workload runs on a current-thread runtime inside it: the other tests of
+// this binary, running at the same time, record nothing into it.
+#[test]
+fn the_duration_histogram_and_the_pool_gauges_move_under_a_small_load() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let during = metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let t = TestDb::new().await;
+            let mut config = Config::new(t.url.clone());
+            config.pool_size = 2;
+            config.wait_timeout = Duration::from_millis(200);
+            let db = Db::new(config).unwrap();
+            let mut conn = db.conn().await.unwrap();
+            let user = users::create(&mut conn, &new_user("metrics@example.com"))
+                .await
+                .unwrap();
+            for _ in 0..3 {
+                users::find(&mut conn, user.id).await.unwrap();
+            }
+            let taken = users::create(&mut conn, &new_user("metrics@example.com")).await;
+            assert!(taken.is_err());
+            let second = db.conn().await.unwrap();
+            let during = metrics_of(snapshotter.snapshot());
+            // Both connections out: the third caller times out.
+            assert!(db.conn().await.is_err());
+            drop(second);
+            drop(conn);
+            (during, t, user.id)
+        })
+    });
+    let (during, _t, user_id) = during;
+    let after = metrics_of(snapshotter.snapshot());
+
+    let pool = ("db.client.connection.pool.name", "primary");
+    let system = ("db.system.name", "postgresql");
+    let selects = histogram(find(
+        &during,
+        "db.client.operation.duration",
+        &[
+            system,
+            pool,
+            ("db.operation.name", "SELECT"),
+            ("db.collection.name", "users"),
+        ],
+    ));
+    assert_eq!(selects.len(), 3, "{selects:?}");
+    assert!(
+        selects.iter().all(|s| *s > 0.0 && *s < 10.0),
+        "seconds: {selects:?}"
+    );
+    let inserts = histogram(find(
+        &during,
+        "db.client.operation.duration",
+        &[
+            system,
+            pool,
+            ("db.operation.name", "INSERT"),
+            ("db.collection.name", "users"),
+        ],
+    ));
+    assert_eq!(inserts.len(), 1);
+    let failed = histogram(find(
+        &during,
+        "db.client.operation.duration",
+        &[
+            system,
+            pool,
+            ("db.operation.name", "INSERT"),
+            ("db.collection.name", "users"),
+            ("error.type", "23505"),
+        ],
+    ));
+    assert_eq!(failed.len(), 1);
+    // No label carries query text, ids or addresses.
+    for (name, labels, _) in &during {
+        for (key, value) in labels {
+            assert!(
+                [
+                    "db.system.name",
+                    "db.operation.name",
+                    "db.collection.name",
+                    "db.client.connection.pool.name",
+                    "db.client.connection.state",
+                    "error.type"
+                ]
+                .contains(&key.as_str()),
+                "{name}: label {key}={value}"
+            );
+            assert!(!value.contains(&user_id.to_string()));
+        }
+    }
+
+    // Two connections out, both opened, none waiting.
+    let state = |s| ("db.client.connection.state", s);
+    assert_eq!(
+        gauge(find(
+            &during,
+            "db.client.connection.count",
+            &[system, pool, state("used")]
+        )),
+        2.0
+    );
+    assert_eq!(
+        gauge(find(
+            &during,
+            "db.client.connection.count",
+            &[system, pool, state("idle")]
+        )),
+        0.0
+    );
+    assert_eq!(
+        gauge(find(&during, "db.client.connection.max", &[system, pool])),
+        2.0
+    );
+    assert_eq!(
+        gauge(find(
+            &during,
+            "db.client.connection.pending_requests",
+            &[system, pool]
+        )),
+        0.0
+    );
+    let waits = histogram(find(
+        &during,
+        "db.client.connection.wait_time",
+        &[system, pool],
+    ));
+    assert_eq!(waits.len(), 2);
+    let created = histogram(find(
+        &during,
+        "db.client.connection.create_time",
+        &[system, pool],
+    ));
+    assert_eq!(created.len(), 2);
+
+    // After: the timeout counted, both connections back and idle.
+    match &find(&after, "db.client.connection.timeouts", &[system, pool]).2 {
+        metrics_util::debugging::DebugValue::Counter(n) => assert_eq!(*n, 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        gauge(find(
+            &after,
+            "db.client.connection.count",
+            &[system, pool, state("used")]
+        )),
+        0.0
+    );
+    assert_eq!(
+        gauge(find(
+            &after,
+            "db.client.connection.count",
+            &[system, pool, state("idle")]
+        )),
+        2.0
+    );
+    let used = histogram(find(
+        &after,
+        "db.client.connection.use_time",
+        &[system, pool],
+    ));
+    assert_eq!(used.len(), 2);
+}

@@ -31,6 +31,8 @@ pub(super) struct ConnectionSettings {
     tcp_user_timeout: Option<Duration>,
     /// Extra `SET`s for this kind of session (the migration session's timeouts).
     session_settings: Vec<(&'static str, String)>,
+    /// The pool its connections belong to (the metrics' and spans' label).
+    pool_name: std::sync::Arc<str>,
 }
 
 impl ConnectionSettings {
@@ -46,7 +48,14 @@ impl ConnectionSettings {
             tcp_keepalive_idle: config.tcp_keepalive_idle,
             tcp_user_timeout: config.tcp_user_timeout,
             session_settings: Vec::new(),
+            pool_name: std::sync::Arc::from("direct"),
         }
+    }
+
+    /// The same, for the connections of pool `name`.
+    pub(super) fn for_pool(mut self, name: &str) -> Self {
+        self.pool_name = std::sync::Arc::from(name);
+        self
     }
 
     /// The migration session: no statement timeout (a long `CREATE INDEX
@@ -114,7 +123,12 @@ impl ConnectionSettings {
             ))
         };
         // tokio-postgres's timeout is per host: several hosts may each take it.
-        let endpoint = std::sync::Arc::new(super::telemetry::Endpoint::postgres(&pg, self.pooler));
+        let endpoint = std::sync::Arc::new(super::telemetry::Endpoint::postgres(
+            &pg,
+            self.pooler,
+            std::sync::Arc::clone(&self.pool_name),
+        ));
+        let opening = Instant::now();
         let hosts = (pg.get_hosts().len().max(pg.get_hostaddrs().len())).max(1) as u32;
         let connect_limit = self.connect_timeout * hosts;
         // Only `hostaddr=`: libpq encrypts all the same (no name is needed
@@ -156,6 +170,7 @@ impl ConnectionSettings {
             let cancel = Canceller::tls(client.cancel_token(), connector);
             self.take_over(client, connection, cancel).await?
         };
+        super::metrics::created("postgresql", &self.pool_name, opening.elapsed());
         let mut conn = conn.with_endpoint(endpoint);
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);

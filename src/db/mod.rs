@@ -20,6 +20,7 @@ mod config;
 mod connection;
 mod ctx;
 pub mod local;
+pub mod metrics;
 mod pg_conn;
 mod pool;
 mod postgres;

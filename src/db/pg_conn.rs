@@ -126,6 +126,11 @@ impl PgConn {
         self.untraced.store(true, Ordering::Relaxed);
     }
 
+    /// The name of the pool this connection belongs to.
+    pub(crate) fn pool_name(&self) -> Arc<str> {
+        Arc::clone(&self.endpoint.pool)
+    }
+
     /// `replica` or `primary`: where routing sent this connection's calls.
     fn route(&self) -> &'static str {
         if self.scope.read_only {
@@ -135,25 +140,31 @@ impl PgConn {
         }
     }
 
-    /// The span of a statement starting now, or `None` when no subscriber
-    /// wants it (then nothing is rendered or looked up). `shape` runs only
-    /// when it is wanted.
-    fn statement_span(
+    /// The watch of a statement starting now: its span when a subscriber
+    /// wants one (else none is built), and its duration metric. `None` for
+    /// the crate's own background polling.
+    fn watch(
         &self,
         shape: impl FnOnce() -> Option<Arc<telemetry::Shape>>,
-    ) -> Option<tracing::Span> {
-        if !telemetry::enabled() || self.untraced.load(Ordering::Relaxed) {
+    ) -> Option<Arc<telemetry::Watch>> {
+        if self.untraced.load(Ordering::Relaxed) {
             return None;
         }
         let shape = shape()?;
-        let transaction = self
-            .transaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let parent = transaction.as_ref().or(self.scope.parent.as_ref());
-        let span = telemetry::statement_span(&self.endpoint, &shape, self.route(), parent);
-        (!span.is_disabled()).then_some(span)
+        let span = if telemetry::enabled() {
+            let transaction = self
+                .transaction
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let parent = transaction.as_ref().or(self.scope.parent.as_ref());
+            let span = telemetry::statement_span(&self.endpoint, &shape, self.route(), parent);
+            (!span.is_disabled()).then_some(span)
+        } else {
+            None
+        };
+        let timer = super::metrics::Timer::start(&self.endpoint, shape);
+        Some(Arc::new(telemetry::Watch::new(span, timer)))
     }
 
     /// `BEGIN` went through at depth zero: the transaction's span opens.
@@ -326,23 +337,19 @@ impl PgConn {
                 Inner::Unnamed(conn) => conn.batch_execute(sql).await,
             }
         };
-        let span = if control {
+        let watch = if control {
             None
         } else {
-            self.statement_span(|| Some(telemetry::shape_of_sql(sql)))
+            self.watch(|| Some(telemetry::shape_of_sql(sql)))
         };
-        let result = self
-            .calls
-            .start(sent, self.bound())
-            .run(work, self.canceller());
-        let result = match &span {
-            Some(span) => {
-                let result = tracing::Instrument::instrument(result, span.clone()).await;
-                telemetry::record_result(span, &result);
-                result
-            }
-            None => result.await,
-        };
+        let result = traced(
+            watch,
+            self.calls
+                .start(sent, self.bound())
+                .run(work, self.canceller())
+                .boxed(),
+        )
+        .await;
         if begins && result.is_ok() && !self.open.load(Ordering::Relaxed) {
             self.transaction_began();
         }
@@ -385,9 +392,9 @@ impl PgConn {
         };
         // Whatever the batch holds may write: its outcome is unknown when the
         // connection fails before the answer.
-        let span = self.statement_span(|| Some(telemetry::shape_of_sql(sql)));
+        let watch = self.watch(|| Some(telemetry::shape_of_sql(sql)));
         let result = traced(
-            span,
+            watch,
             self.calls
                 .start(Sent::AutocommitWrite, self.bound())
                 .run(work, self.canceller())
@@ -486,19 +493,16 @@ impl PgConn {
         Q::Query: QueryFragment<Pg> + QueryId,
     {
         let query = query.as_query();
-        let span = self.statement_span(|| telemetry::shape_of(&query));
-        let Some(span) = span else {
+        let watch = self.watch(|| telemetry::shape_of(&query));
+        let Some(watch) = watch else {
             return self.load_untraced(query);
         };
         // A server error can arrive with the first row rather than with the
-        // answer to the statement: the span lasts until the rows are read
+        // answer to the statement: the watch lasts until the rows are read
         // (the stream holds it) and records an error met among them.
-        let rows_span = span.clone();
-        traced(Some(span), self.load_untraced(query))
-            .map_ok(move |rows| {
-                rows.inspect_err(move |e| telemetry::record_error(&rows_span, e))
-                    .boxed()
-            })
+        let rows_watch = Arc::clone(&watch);
+        traced(Some(watch), self.load_untraced(query))
+            .map_ok(move |rows| rows.inspect_err(move |e| rows_watch.fail(e)).boxed())
             .boxed()
     }
 
@@ -541,8 +545,8 @@ impl PgConn {
     where
         T: QueryFragment<Pg> + QueryId,
     {
-        let span = self.statement_span(|| telemetry::shape_of(&source));
-        traced(span, self.execute_untraced(source))
+        let watch = self.watch(|| telemetry::shape_of(&source));
+        traced(watch, self.execute_untraced(source))
     }
 
     fn execute_untraced<'a, T>(&'a self, source: T) -> BoxFuture<'a, QueryResult<usize>>
@@ -596,18 +600,23 @@ impl PgConn {
     }
 }
 
-/// `statement` inside `span` (when a subscriber wanted one), its failure
-/// recorded there.
+/// `statement` under its watch (inside its span when a subscriber wanted
+/// one), its failure recorded there.
 fn traced<'a, R: Send + 'a>(
-    span: Option<tracing::Span>,
+    watch: Option<Arc<telemetry::Watch>>,
     statement: BoxFuture<'a, QueryResult<R>>,
 ) -> BoxFuture<'a, QueryResult<R>> {
-    let Some(span) = span else {
+    let Some(watch) = watch else {
         return statement;
     };
     async move {
-        let result = tracing::Instrument::instrument(statement, span.clone()).await;
-        telemetry::record_result(&span, &result);
+        let result = match &watch.span {
+            Some(span) => tracing::Instrument::instrument(statement, span.clone()).await,
+            None => statement.await,
+        };
+        if let Err(e) = &result {
+            watch.fail(e);
+        }
         result
     }
     .boxed()

@@ -72,13 +72,21 @@ impl Db {
         let settings = ConnectionSettings::from_config(&config);
         let pool = pool::build(
             &config,
-            settings.clone(),
+            settings.clone().for_pool("primary"),
             &config.database_url,
             config.pool_size,
         )?;
         let mut replica_pools = Vec::with_capacity(config.replica_urls.len());
-        for url in &config.replica_urls {
-            let replica = pool::build(&config, settings.clone(), url, config.pool_size)?;
+        for (i, url) in config.replica_urls.iter().enumerate() {
+            // Named by position in DB_REPLICA_URLS: unique, low-cardinality,
+            // and no host names in metric labels.
+            let name = format!("replica-{}", i + 1);
+            let replica = pool::build(
+                &config,
+                settings.clone().for_pool(&name),
+                url,
+                config.pool_size,
+            )?;
             replica_pools.push((url.clone(), replica));
         }
         let replicas = Replicas::start(&pool, replica_pools, config.replica_max_lag);
@@ -333,7 +341,7 @@ impl Db {
         }
         let config = &self.shared.config;
         // Its own role bypasses row-level security: no role switch.
-        let settings = ConnectionSettings::from_config(config);
+        let settings = ConnectionSettings::from_config(config).for_pool("system");
         let pool = pool::build(config, settings, config.system_url(), 2)?;
         Ok(self.shared.system.get_or_init(|| pool))
     }

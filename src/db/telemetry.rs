@@ -37,12 +37,15 @@ pub(crate) struct Endpoint {
     pub(crate) address: Option<Box<str>>,
     pub(crate) port: Option<u16>,
     pub(crate) pooler: bool,
+    /// The pool the connection belongs to (`primary`, `replica-1`, ...,
+    /// `system`, `sqlite`; `direct` outside any pool): the metrics' label.
+    pub(crate) pool: Arc<str>,
 }
 
 impl Endpoint {
     /// A PostgreSQL server as a parsed URL names it (the first host when it
     /// names several: which one answered is not known without asking).
-    pub(crate) fn postgres(config: &tokio_postgres::Config, pooler: bool) -> Self {
+    pub(crate) fn postgres(config: &tokio_postgres::Config, pooler: bool, pool: Arc<str>) -> Self {
         use tokio_postgres::config::Host;
         let address = config.get_hosts().first().map(|h| match h {
             Host::Tcp(name) => name.clone().into_boxed_str(),
@@ -69,6 +72,7 @@ impl Endpoint {
             address,
             port,
             pooler,
+            pool,
         }
     }
 }
@@ -81,6 +85,8 @@ pub(crate) struct Shape {
     pub(crate) operation: Option<Box<str>>,
     pub(crate) collection: Option<Box<str>>,
     pub(crate) summary: Box<str>,
+    /// Its labels on `db.client.operation.duration`.
+    pub(crate) labels: Vec<::metrics::Label>,
 }
 
 impl Shape {
@@ -98,7 +104,12 @@ impl Shape {
             summary.push(' ');
             summary.push_str(c);
         }
+        let labels = super::metrics::shape_labels(
+            operation.as_deref(),
+            collections.first().map(String::as_str),
+        );
         Shape {
+            labels,
             text: sql.into(),
             operation: operation.map(Into::into),
             collection: collections.into_iter().next().map(Into::into),
@@ -266,7 +277,7 @@ pub(crate) fn record_failure(span: &Span, error_type: &'static str) {
 /// pipelining breaks on PostgreSQL).
 pub(crate) struct SqliteSpans {
     endpoint: Endpoint,
-    statement: Option<Span>,
+    statement: Option<Watch>,
     transaction: Option<Span>,
 }
 
@@ -276,6 +287,7 @@ impl SqliteSpans {
             endpoint: Endpoint {
                 system: "sqlite",
                 namespace: path.map(Into::into),
+                pool: Arc::from("sqlite"),
                 ..Endpoint::default()
             },
             statement: None,
@@ -294,13 +306,12 @@ fn is_control(sql: &str) -> bool {
 impl diesel::connection::Instrumentation for SqliteSpans {
     fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
         use diesel::connection::InstrumentationEvent as E;
-        if !enabled() {
-            self.statement = None;
+        let tracing = enabled();
+        if !tracing {
             self.transaction = None;
-            return;
         }
         match event {
-            E::BeginTransaction { depth, .. } if depth.get() == 1 => {
+            E::BeginTransaction { depth, .. } if tracing && depth.get() == 1 => {
                 let span = transaction_span(&self.endpoint, None);
                 self.transaction = (!span.is_disabled()).then_some(span);
             }
@@ -325,19 +336,48 @@ impl diesel::connection::Instrumentation for SqliteSpans {
                     return;
                 }
                 let shape = shape_of_sql(sql);
-                let span =
-                    statement_span(&self.endpoint, &shape, "primary", self.transaction.as_ref());
-                self.statement = (!span.is_disabled()).then_some(span);
+                let span = tracing
+                    .then(|| {
+                        statement_span(&self.endpoint, &shape, "primary", self.transaction.as_ref())
+                    })
+                    .filter(|span| !span.is_disabled());
+                let timer = super::metrics::Timer::start(&self.endpoint, shape);
+                self.statement = Some(Watch::new(span, timer));
             }
             E::FinishQuery { error, .. } => {
-                if let Some(span) = self.statement.take()
+                if let Some(watch) = self.statement.take()
                     && let Some(error) = error
                 {
-                    record_error_of(self.endpoint.system, &span, error);
+                    if let Some(span) = &watch.span {
+                        record_error_of(self.endpoint.system, span, error);
+                    }
+                    watch.timer.fail(error_class(error));
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// What watches one statement: its span (when a subscriber wants it) and
+/// its duration metric. Shared by the statement's future and its row
+/// stream; the duration is recorded when the last of them lets go.
+pub(crate) struct Watch {
+    pub(crate) span: Option<Span>,
+    timer: super::metrics::Timer,
+}
+
+impl Watch {
+    pub(crate) fn new(span: Option<Span>, timer: super::metrics::Timer) -> Self {
+        Watch { span, timer }
+    }
+
+    /// The statement failed with `error`.
+    pub(crate) fn fail(&self, error: &DieselError) {
+        if let Some(span) = &self.span {
+            record_error(span, error);
+        }
+        self.timer.fail(error_class(error));
     }
 }
 
