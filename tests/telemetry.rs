@@ -345,45 +345,89 @@ async fn a_sqlite_query_is_a_client_span_of_system_sqlite() {
     assert!(span.closed);
 }
 
-#[tokio::test]
-async fn no_bind_value_password_or_token_reaches_telemetry() {
+// Metrics through a local recorder on this thread (see the metrics test
+// below), spans and events through the binary's recorder.
+#[test]
+fn no_bind_value_password_or_token_reaches_telemetry() {
+    let metrics_recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = metrics_recorder.snapshotter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let secrets =
+        metrics::with_local_recorder(&metrics_recorder, || runtime.block_on(secret_workload()));
+    let metrics = metrics_of(snapshotter.snapshot());
+    assert!(!metrics.is_empty(), "the workload was measured");
+    for (name, labels, _) in metrics {
+        for (key, value) in labels {
+            for secret in &secrets {
+                assert!(
+                    !value.contains(secret.as_str()),
+                    "metric {name} label {key}: {value}"
+                );
+            }
+        }
+    }
+}
+
+/// Sends a marker, a token and a password through a workload; asserts no
+/// span or event shows them; returns them for the metrics' check.
+async fn secret_workload() -> Vec<String> {
     let recorded = recorder::install();
     let marker = format!("marker{}x", std::process::id());
     let token = format!("tok{}secret", std::process::id());
     let t = TestDb::new().await;
-    // The service role logs in with a password (the URL carries it), and
-    // every statement is logged by the crate's query logger too.
+    // The crate's query logger on: every statement (and every failure) at
+    // DEBUG on one handle, every statement as "slow" on the others.
+    let logging = |mut c: Config, slow: bool| {
+        c.log_queries = true;
+        c.slow_query = slow.then_some(Duration::ZERO);
+        Db::new(c).unwrap()
+    };
+    // The service role logs in with a password (the URL carries it).
     let service = t.service_db();
-    let mut config = service.config().clone();
-    config.log_queries = true;
-    config.slow_query = Some(Duration::ZERO);
-    let password = url::Url::parse(&config.database_url)
+    let password = url::Url::parse(&service.config().database_url)
         .unwrap()
         .password()
         .expect("the service URL has a password")
         .to_owned();
-    let owner = {
-        let mut c = t.db.config().clone();
-        c.log_queries = true;
-        c.slow_query = Some(Duration::ZERO);
-        Db::new(c).unwrap()
+    let service = logging(service.config().clone(), true);
+    let mut handles = vec![
+        logging(t.db.config().clone(), false),
+        logging(t.db.config().clone(), true),
+    ];
+    // Pooler mode renders its statements itself: the same workload there.
+    let bouncer = match start_bouncer() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            skip_without("pgbouncer (the pooler-mode half)", &e);
+            None
+        }
     };
-    let service = Db::new(config).unwrap();
+    if let Some(bouncer) = &bouncer {
+        let mut c = Config::new(common::through_bouncer(bouncer, &t.name));
+        c.pooler = database::db::Pooler::Transaction;
+        c.migration_url = Some(t.url.clone());
+        handles.push(logging(c.clone(), false));
+        handles.push(logging(c, true));
+    }
 
-    let email = format!("{marker}@example.com");
-    let mut conn = owner.conn().await.unwrap();
-    let user = users::create(&mut conn, &new_user(&email)).await.unwrap();
-    users::find_by_email(&mut conn, &email).await.unwrap();
-    let again = users::create(&mut conn, &new_user(&email)).await;
-    assert!(again.is_err());
-    // A server message that would quote the value.
-    let bad = diesel::sql_query("SELECT $1::uuid")
-        .bind::<diesel::sql_types::Text, _>(&token)
-        .execute(&mut conn)
-        .await;
-    assert!(bad.is_err());
-    owner
-        .transaction(async |conn| {
+    for (i, db) in handles.iter().enumerate() {
+        let email = format!("{marker}{i}@example.com");
+        let mut conn = db.conn().await.unwrap();
+        let user = users::create(&mut conn, &new_user(&email)).await.unwrap();
+        users::find_by_email(&mut conn, &email).await.unwrap();
+        let again = users::create(&mut conn, &new_user(&email)).await;
+        assert!(again.is_err());
+        // A server message that would quote the value.
+        let bad = diesel::sql_query("SELECT $1::uuid")
+            .bind::<diesel::sql_types::Text, _>(&token)
+            .execute(&mut conn)
+            .await;
+        assert!(bad.is_err());
+        drop(conn);
+        db.transaction(async |conn| {
             todos::create(
                 conn,
                 user.id,
@@ -398,7 +442,7 @@ async fn no_bind_value_password_or_token_reaches_telemetry() {
         })
         .await
         .unwrap();
-    drop(conn);
+    }
     let mut conn = service.conn().await.unwrap();
     let _ = diesel::sql_query("SELECT $1::text")
         .bind::<diesel::sql_types::Text, _>(&marker)
@@ -439,6 +483,7 @@ async fn no_bind_value_password_or_token_reaches_telemetry() {
             }
         }
     }
+    vec![marker, token, password]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
