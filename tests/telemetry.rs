@@ -762,3 +762,35 @@ fn the_duration_histogram_and_the_pool_gauges_move_under_a_small_load() {
     ));
     assert_eq!(used.len(), 2);
 }
+
+#[tokio::test]
+async fn the_handlers_span_parents_the_query_spans_of_its_context() {
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let handler = tracing::info_span!("handler");
+    let handler_seq = recorded.seq_of(&handler);
+    // The context is attached inside the handler's span; the call runs in
+    // a task of its own, outside it.
+    let db = handler.in_scope(|| t.db.with(database::Ctx::new()));
+    let id = tokio::spawn(async move {
+        db.run(async |conn| users::create(conn, &new_user("parent@example.com")).await)
+            .await
+            .unwrap()
+            .id
+    })
+    .await
+    .unwrap();
+    let explicit = tracing::info_span!("explicit");
+    let explicit_seq = recorded.seq_of(&explicit);
+    let db = t.db.with(database::Ctx::new().trace(explicit));
+    db.run(async |conn| users::find(conn, id).await)
+        .await
+        .unwrap();
+
+    let inserts = with_summary(&recorded, &t.name, "INSERT users");
+    assert_eq!(inserts.len(), 1);
+    assert_eq!(inserts[0].parent, Some(handler_seq));
+    let selects = with_summary(&recorded, &t.name, "SELECT users");
+    assert_eq!(selects.len(), 1);
+    assert_eq!(selects[0].parent, Some(explicit_seq));
+}

@@ -114,6 +114,12 @@ impl Db {
     /// its span as the parent of the query spans. Cheap (a few reference
     /// counts); build one per request.
     pub fn with(&self, ctx: Ctx) -> Db {
+        // The handler's span parents the query spans even when the calls
+        // run outside it (a spawned task, a stream polled later).
+        let ctx = match ctx.span() {
+            None if !tracing::Span::current().is_none() => ctx.trace(tracing::Span::current()),
+            _ => ctx,
+        };
         let settings = super::roles::settings_sql(&ctx, self.shared.config.app_role.as_deref());
         Db {
             shared: self.shared.clone(),
