@@ -794,3 +794,90 @@ async fn the_handlers_span_parents_the_query_spans_of_its_context() {
     assert_eq!(selects.len(), 1);
     assert_eq!(selects[0].parent, Some(explicit_seq));
 }
+
+/// A throwaway primary and its streaming replica, or `None` (said why)
+/// where PostgreSQL's server binaries are missing.
+fn replica_pair() -> Option<(
+    database::ops::cluster::TempCluster,
+    database::ops::cluster::TempCluster,
+)> {
+    use database::ops::cluster::{Options, TempCluster};
+    let primary = match TempCluster::start(Options::scratch()) {
+        Ok(p) => p,
+        Err(e) => {
+            skip_without("a throwaway cluster", &e);
+            return None;
+        }
+    };
+    let replica = TempCluster::replica_of(&primary, Options::scratch()).expect("replica starts");
+    Some((primary, replica))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_read_is_routed_and_the_monitor_makes_no_spans() {
+    use database::db::ReadSource;
+    let recorded = recorder::install();
+    let Some((primary, replica)) = replica_pair() else {
+        return;
+    };
+    let mut config = Config::new(primary.url_of("postgres"));
+    config.replica_urls = vec![replica.url_of("postgres")];
+    config.replica_max_lag = Duration::from_secs(5);
+    let db = Db::new(config).unwrap();
+    let replica_port = url::Url::parse(&replica.url_of("postgres"))
+        .unwrap()
+        .port()
+        .unwrap()
+        .to_string();
+    let primary_port = url::Url::parse(&primary.url_of("postgres"))
+        .unwrap()
+        .port()
+        .unwrap()
+        .to_string();
+    let started = std::time::Instant::now();
+    let mut conn = loop {
+        let (conn, source) = db.read_from().await.unwrap();
+        if matches!(source, ReadSource::Replica(_)) {
+            break conn;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the replica never served a read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    diesel::sql_query("SELECT relname FROM pg_class WHERE oid = $1")
+        .bind::<diesel::sql_types::Oid, _>(1259_u32)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    // The monitor keeps polling both servers meanwhile.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let on = |port: &str| -> Vec<SpanRecord> {
+        recorded
+            .spans()
+            .into_iter()
+            .filter(|s| s.name == "db.query" && s.get("server.port") == Some(port))
+            .collect()
+    };
+    let reads: Vec<_> = on(&replica_port)
+        .into_iter()
+        .filter(|s| s.get("db.query.summary") == Some("SELECT pg_class"))
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:#?}");
+    let read = &reads[0];
+    assert_eq!(read.get("database.route"), Some("replica"));
+    assert_eq!(read.get("db.namespace"), Some("postgres.public"));
+    assert_eq!(read.get("db.collection.name"), Some("pg_class"));
+    assert_eq!(read.get("otel.kind"), Some("client"));
+    for span in on(&replica_port).iter().chain(on(&primary_port).iter()) {
+        let text = span.get("db.query.text").unwrap_or("");
+        assert!(
+            !text.contains("pg_last_wal_replay_lsn()::text AS lsn")
+                && !text.contains("pg_is_in_recovery() THEN NULL"),
+            "a span of the replica monitor: {span:#?}"
+        );
+    }
+}
