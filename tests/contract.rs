@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use common::faults::FaultProxy;
-use common::{TestDb, skip_without, start_bouncer};
+use common::{TestDb, skip_without, start_bouncer, wait_until};
 use database::auth::{NewUser, users};
 use database::db::{PooledConn, Pooler};
 use database::features::todos::{self, CreateTodo};
@@ -94,12 +94,16 @@ async fn user_exists(t: &TestDb, email: &str) -> bool {
 /// the pooler may still have dropped its server connection before the
 /// COMMIT ran: the outcome is genuinely unknown, and only the error is
 /// asserted.
+/// The server may read the COMMIT a moment after the client saw the cut, so
+/// the check waits (bounded) for the commit to become visible.
 async fn committed_if_direct(path: Path, t: &TestDb, email: &str) {
     if path == Path::Direct {
-        assert!(
-            user_exists(t, email).await,
-            "the cut write {email} committed"
-        );
+        wait_until(
+            &format!("the cut write {email} commits"),
+            Duration::from_secs(5),
+            async || user_exists(t, email).await,
+        )
+        .await;
     }
 }
 
@@ -198,11 +202,16 @@ async fn writes_whose_answer_is_lost_report_an_unknown_outcome(path: Path) {
     assert_outcome_unknown("tenants::create_with_owner", result);
     drop(conn);
     if path == Path::Direct {
-        assert!(
-            tenants::find_by_slug(&mut *t.conn().await, &slug)
-                .await
-                .is_ok()
-        );
+        wait_until(
+            "the cut tenant commits",
+            Duration::from_secs(5),
+            async || {
+                tenants::find_by_slug(&mut *t.conn().await, &slug)
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
     }
     assert_eq!(proxy.cuts(), 5);
 

@@ -3,10 +3,14 @@
 //! launcher on free ports and removed afterwards. `DB_TEST_LONG=1` runs the
 //! 10,000-pair read-your-writes check; the default is a CI-sized 400.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::faults::{Balancer, FaultProxy};
+use common::wait_until;
 use database::Conn;
 use database::db::ReadSource;
 use database::ops::cluster::{Options, TempCluster};
@@ -259,4 +263,259 @@ async fn a_stopped_replica_never_fails_a_read_that_starts_after_it_is_gone() {
     } else {
         assert_eq!(source, ReadSource::Primary);
     }
+}
+
+/// Reads the number of rows with `id` on `conn`, as a repository function
+/// would (errors returned, not unwrapped).
+async fn try_count(conn: &mut database::db::PgConn, id: i64) -> database::Result<i64> {
+    Ok(
+        diesel::sql_query(format!("SELECT count(*) AS n FROM rw WHERE id = {id}"))
+            .get_result::<Count>(conn)
+            .await?
+            .n,
+    )
+}
+
+/// A replica whose traffic freezes (a hung network path) costs a read at
+/// most `DB_REPLICA_READ_TIMEOUT_MS` plus a read on the primary, and no
+/// read fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_replica_costs_a_read_at_most_the_replica_bound() {
+    let Some((primary, replica)) = pair() else {
+        return;
+    };
+    setup(&primary).await;
+    let proxy = FaultProxy::in_front_of(&replica.url_of("postgres")).await;
+    let mut config = Config::new(primary.url_of("postgres"));
+    config.replica_urls = vec![proxy.url_through(&replica.url_of("postgres"))];
+    config.replica_read_timeout = Duration::from_millis(1000);
+    config.pool_size = 8;
+    let db = Db::new(config).unwrap();
+    until_replica_serves(&db).await;
+
+    let stall = Duration::from_secs(4);
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let (mut slowest, mut errors) = (Duration::ZERO, 0);
+                let end = Instant::now() + Duration::from_secs(6);
+                while Instant::now() < end {
+                    let start = Instant::now();
+                    match db.read_run(async |conn| try_count(conn, 1).await).await {
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("a read failed: {e}");
+                            errors += 1;
+                        }
+                    }
+                    slowest = slowest.max(start.elapsed());
+                }
+                (slowest, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.stall(true);
+    tokio::time::sleep(stall).await;
+    proxy.stall(false);
+    let (mut slowest, mut errors) = (Duration::ZERO, 0);
+    for r in readers {
+        let (s, e) = r.await.unwrap();
+        slowest = slowest.max(s);
+        errors += e;
+    }
+    eprintln!(
+        "replica frozen for {stall:?} under 16 readers: slowest read {slowest:?}, {errors} errors"
+    );
+    assert_eq!(errors, 0, "a stalled replica surfaced errors");
+    // The bound, plus a read on the primary and scheduling on a busy machine.
+    assert!(
+        slowest < Duration::from_millis(2500),
+        "a read took {slowest:?} with a 1 s replica bound (the stall lasted {stall:?})"
+    );
+    // Back in routing once it answers again.
+    wait_until(
+        "the replica serves again",
+        Duration::from_secs(10),
+        async || db.read_from().await.unwrap().1 != ReadSource::Primary,
+    )
+    .await;
+}
+
+/// The monitor samples the primary on a connection of its own: with every
+/// pooled primary connection held, a paused replica's lag is still seen
+/// and it serves no reads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_primary_pool_does_not_switch_the_lag_bound_off() {
+    let Some((primary, replica)) = pair() else {
+        return;
+    };
+    setup(&primary).await;
+    let mut config = Config::new(primary.url_of("postgres"));
+    config.replica_urls = vec![replica.url_of("postgres")];
+    config.replica_max_lag = Duration::from_millis(300);
+    config.pool_size = 2;
+    config.wait_timeout = Duration::from_millis(200);
+    let db = Db::new(config).unwrap();
+    until_replica_serves(&db).await;
+
+    let held = (db.conn().await.unwrap(), db.conn().await.unwrap());
+    let mut on_replica = Conn::establish(&replica.url_of("postgres")).await.unwrap();
+    on_replica
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let mut writer = Conn::establish(&primary.url_of("postgres")).await.unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) {
+        writer
+            .batch_execute("INSERT INTO rw SELECT -1 - count(*) FROM rw")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A read routed to the replica comes back at once; one routed to the
+    // primary waits for the held pool and fails.
+    match db.read_from().await {
+        Ok((_, ReadSource::Replica(url))) => {
+            panic!("a replica paused for 1.5 s (bound 300 ms) served a read: {url}")
+        }
+        Ok((_, ReadSource::Primary)) => panic!("the primary's pool was held"),
+        Err(e) => assert!(matches!(e, Error::Unavailable(_)), "{e:?}"),
+    }
+    let status = &db.replica_status()[0];
+    assert!(
+        status.lag.is_some_and(|l| l >= Duration::from_millis(300)),
+        "{status:?}"
+    );
+    drop(held);
+    on_replica
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    until_replica_serves(&db).await;
+}
+
+/// Behind one address that balances connections over a paused and a live
+/// replica, every read after a write sees it: the replay position is asked
+/// on the connection handed out, never taken from what the monitor saw on
+/// that address.
+#[tokio::test(flavor = "multi_thread")]
+async fn read_your_writes_holds_behind_a_balanced_reader_address() {
+    let Some((primary, live)) = pair() else {
+        return;
+    };
+    let paused = TempCluster::replica_of(&primary, Options::scratch()).expect("replica starts");
+    setup(&primary).await;
+    let balancer = Balancer::over(&[live.url_of("postgres"), paused.url_of("postgres")]).await;
+    let mut config = Config::new(primary.url_of("postgres"));
+    config.replica_urls = vec![balancer.url_to(&live.url_of("postgres"))];
+    config.replica_max_lag = Duration::from_secs(60);
+    config.pool_size = 6;
+    let db = Db::new(config).unwrap();
+    until_replica_serves(&db).await;
+    // A pool whose connections reach both servers (one at a time, the
+    // pool would keep reusing a single one).
+    let mut warm = Vec::new();
+    while warm.len() < 6 {
+        if let (conn, ReadSource::Replica(_)) = db.read_from().await.unwrap() {
+            warm.push(conn);
+        }
+    }
+    drop(warm);
+    // Both servers have the table; the paused one replays nothing more.
+    Conn::establish(&paused.url_of("postgres"))
+        .await
+        .unwrap()
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+
+    // In rounds: writes, then (after the monitor has had time to look) a
+    // read after each, so a view of the live server taken on that address
+    // would be trusted for a connection to the paused one.
+    let pairs = 1000;
+    let (mut from_replica, mut missed) = (0, Vec::new());
+    for round in 0..10 {
+        let mut tokens = Vec::new();
+        for i in 0..pairs / 10 {
+            let id = round * 1000 + i + 1;
+            db.run(async |c| {
+                diesel::sql_query(format!("INSERT INTO rw VALUES ({id})"))
+                    .execute(c)
+                    .await?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+            tokens.push((id, db.wal_position().await.unwrap()));
+        }
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        for (id, token) in tokens {
+            let (mut conn, source) = db.read_after(token).await.unwrap();
+            if try_count(&mut conn, id).await.unwrap() != 1 {
+                missed.push((id, source.clone()));
+            }
+            if source != ReadSource::Primary {
+                from_replica += 1;
+            }
+        }
+    }
+    eprintln!(
+        "{pairs} write-then-read pairs behind a balancer: {from_replica} served by a replica"
+    );
+    assert!(
+        missed.is_empty(),
+        "reads after a write missed it: {missed:?}"
+    );
+    assert!(from_replica > 0, "the live replica never served");
+}
+
+/// The monitor has connections of its own: a replica pool busy for longer
+/// than the monitor's check does not take the replica out of routing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_replica_pool_does_not_take_the_replica_out_of_routing() {
+    let Some((primary, replica)) = pair() else {
+        return;
+    };
+    setup(&primary).await;
+    let mut config = Config::new(primary.url_of("postgres"));
+    config.replica_urls = vec![replica.url_of("postgres")];
+    config.pool_size = 3;
+    let db = Db::new(config).unwrap();
+    until_replica_serves(&db).await;
+
+    let mut held = Vec::new();
+    while held.len() < 3 {
+        if let (conn, ReadSource::Replica(_)) = db.read_from().await.unwrap() {
+            held.push(conn);
+        }
+    }
+    // Longer than the monitor's check timeout (2 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(db.read_from().await.unwrap().1, ReadSource::Primary);
+    held.pop();
+    let (_, source) = db.read_from().await.unwrap();
+    assert!(
+        matches!(source, ReadSource::Replica(_)),
+        "the replica left routing while its pool was busy"
+    );
+    assert_eq!(db.replica_status()[0].times_down, 0);
+}
+
+/// `close` ends the replicas too: no read is served after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn close_refuses_reads_on_replicas_too() {
+    let Some((primary, replica)) = pair() else {
+        return;
+    };
+    setup(&primary).await;
+    let db = db_for(&primary, &replica, Duration::from_millis(1000));
+    until_replica_serves(&db).await;
+    db.close();
+    assert!(db.read().await.is_err(), "a read after close");
+    assert!(db.read_run(async |c| try_count(c, 1).await).await.is_err());
+    let token = database::db::WalPosition(0);
+    assert!(db.read_after(token).await.is_err(), "a read after close");
 }

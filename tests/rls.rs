@@ -776,3 +776,45 @@ async fn tenants_stay_apart_under_load_through_a_pooler() {
         "a tenant survived its transaction"
     );
 }
+
+/// A function that pipelines two reads on one connection outside a
+/// transaction (the workflow and its executions, sent at once) sees the
+/// context in both: each runs in a transaction of its own that carries the
+/// settings, and they must not interleave (a COMMIT of one landed before the
+/// other's statement, which then ran with no tenant and saw nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_reads_under_a_context_see_the_tenant_in_every_statement() {
+    use database::workflows::{executions, workflows};
+    let t = TestDb::new().await;
+    let (a, ann) = tenant_with_rows(&t, "pipe", 0, 0).await;
+    let workflow = workflows::create(
+        &mut *t.conn().await,
+        a,
+        Some(ann),
+        &workflows::NewWorkflow {
+            name: "piped".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        executions::start(&mut *t.conn().await, a, workflow.id, &Default::default())
+            .await
+            .unwrap();
+    }
+    let service = t.service_db().with(Ctx::tenant(a).user(ann));
+    // New connections each round: the statements are not prepared yet, so
+    // each needs a round trip of its own before it runs.
+    for _ in 0..5 {
+        let mut conn = service.conn().await.unwrap().detach();
+        let tree = workflows::find_with_recent_executions(&mut conn, a, workflow.id, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            tree.executions.len(),
+            3,
+            "the pipelined read of the executions"
+        );
+    }
+}

@@ -92,6 +92,7 @@ pub async fn run() -> Result<()> {
         raw: raw_pool(&url)?,
         data,
         unnamed: false,
+        in_context: false,
     });
     admin.batch_execute("CHECKPOINT").await?;
     let mut rows = Vec::new();

@@ -12,6 +12,7 @@
 //! `DATABASE_URL` (else the project's own cluster, when `db up` started it).
 
 mod baseline;
+mod rls;
 mod sqlite;
 mod workloads;
 
@@ -44,6 +45,33 @@ pub struct Ctx {
     /// The raw side sends unnamed statements (`query_typed`), as it must
     /// through a transaction-mode pooler; else prepared, cached ones.
     pub unnamed: bool,
+    /// The RLS pass (`rls.rs`): tenant-scoped operations run under the
+    /// request context (`Db::with`), on a login that row-level security
+    /// applies to.
+    pub in_context: bool,
+}
+
+impl Ctx {
+    /// The connection of a tenant-scoped operation: under the request's
+    /// context in the RLS pass, else a plain one (the policies do not apply
+    /// to the benchmark's superuser login).
+    pub async fn conn_in(
+        &self,
+        tenant: Option<uuid::Uuid>,
+        user: Option<uuid::Uuid>,
+    ) -> database::Result<database::PooledConn> {
+        if !self.in_context {
+            return self.db.conn().await;
+        }
+        let mut request = database::Ctx::new();
+        if let Some(t) = tenant {
+            request = request.in_tenant(t.into());
+        }
+        if let Some(u) = user {
+            request = request.user(u.into());
+        }
+        self.db.with(request).conn().await
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -174,6 +202,9 @@ fn bench_main() -> Result<()> {
     if args.iter().any(|a| a == "--baseline") {
         return runtime.block_on(baseline::run());
     }
+    if args.iter().any(|a| a == "--rls") {
+        return runtime.block_on(rls_main(mode));
+    }
     if args.iter().any(|a| a == "--service-mix") {
         let url = args
             .iter()
@@ -213,7 +244,13 @@ fn server_url() -> Result<url::Url> {
     Ok(url)
 }
 
-async fn run(mode: Mode, only: Option<Vec<String>>) -> Result<()> {
+/// Runs `f` on a scratch database created for it (and dropped after,
+/// whatever `f` returns) on the benchmark's server. Also returns a
+/// connection to the server's `postgres` database, for what must happen
+/// after the drop.
+async fn on_scratch_database<T>(
+    f: impl AsyncFnOnce(&url::Url) -> Result<T>,
+) -> Result<(Result<T>, AsyncPgConnection)> {
     let name = format!("database_bench_{}", std::process::id());
     let mut db_url = server_url()?;
     db_url.set_path(&format!("/{name}"));
@@ -226,12 +263,27 @@ async fn run(mode: Mode, only: Option<Vec<String>>) -> Result<()> {
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
-
-    let outcome = bench(mode, db_url.as_str(), only.as_deref()).await;
+    let outcome = f(&db_url).await;
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
-    let report = outcome?;
+    Ok((outcome, admin))
+}
+
+/// `scripts/bench --rls`: the RLS pass alone (see `rls.rs`).
+async fn rls_main(mode: Mode) -> Result<()> {
+    let (outcome, mut admin) = on_scratch_database(async |url| rls::run(mode, url).await).await?;
+    // The pass's login is cluster-wide: it goes once its database has.
+    admin
+        .batch_execute(&format!("DROP ROLE IF EXISTS {}", rls::ROLE))
+        .await?;
+    outcome
+}
+
+async fn run(mode: Mode, only: Option<Vec<String>>) -> Result<()> {
+    let (report, _) =
+        on_scratch_database(async |url| bench(mode, url.as_str(), only.as_deref()).await).await?;
+    let report = report?;
 
     print_table(&report);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
@@ -264,6 +316,7 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
         raw,
         data: data.clone(),
         unnamed: false,
+        in_context: false,
     });
 
     if let Some(names) = only {
@@ -412,6 +465,7 @@ async fn through_pooler(
         raw,
         data,
         unnamed: true,
+        in_context: false,
     });
     let mut rows = Vec::new();
     for row in measure_each(workloads::all(&ctx), only, mode, " through PgBouncer").await? {
@@ -654,6 +708,7 @@ async fn service_mix(url: String, mode: Mode) -> Result<()> {
         raw,
         data,
         unnamed: false,
+        in_context: false,
     });
     let seq = Arc::new(AtomicUsize::new(1_000_000));
     for w in workloads::all(&ctx) {

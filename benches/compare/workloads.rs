@@ -396,7 +396,7 @@ raw_statements_for!(
     deadpool_postgres::Transaction<'_>
 );
 
-fn op<F, Fut>(ctx: &Arc<Ctx>, f: F) -> Op
+pub fn op<F, Fut>(ctx: &Arc<Ctx>, f: F) -> Op
 where
     F: Fn(Arc<Ctx>, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send + 'static,
@@ -437,7 +437,7 @@ fn accept_invite(ctx: &Arc<Ctx>) -> Workload {
         name: "accept_invite",
         krate: op(ctx, |ctx, _| async move {
             let (tenant, user, token) = ctx.data.invite(next_invite(&ctx.data))?;
-            let mut conn = ctx.db.conn().await?;
+            let mut conn = ctx.conn_in(Some(tenant), Some(user)).await?;
             let member = database::tenancy::tenant_invites::accept(
                 &mut conn,
                 tenant.into(),
@@ -554,7 +554,7 @@ fn create_todo(ctx: &Arc<Ctx>) -> Workload {
                 description: (i % 2 == 0).then(|| "Write the benchmark report".to_owned()),
                 tenant_id: None,
             };
-            let mut conn = ctx.db.conn().await?;
+            let mut conn = ctx.conn_in(None, Some(user)).await?;
             let todo = database::features::todos::create(&mut conn, user.into(), &input).await?;
             std::hint::black_box(todo);
             Ok(())
@@ -754,7 +754,7 @@ fn workflow_tree(ctx: &Arc<Ctx>) -> Workload {
         name: "workflow_tree",
         krate: op(ctx, |ctx, _| async move {
             let tenant = ctx.data.tenant_ids[0];
-            let mut conn = ctx.db.conn().await?;
+            let mut conn = ctx.conn_in(Some(tenant), None).await?;
             let tree = database::workflows::workflows::find_with_recent_executions(
                 &mut conn,
                 tenant.into(),
@@ -764,7 +764,12 @@ fn workflow_tree(ctx: &Arc<Ctx>) -> Workload {
             .await?;
             anyhow::ensure!(
                 tree.executions.len() == 10 && tree.executions[0].steps.len() == 5,
-                "tree shape"
+                "tree shape: {} executions, the first with {} steps",
+                tree.executions.len(),
+                tree.executions
+                    .as_slice()
+                    .first()
+                    .map_or(0, |e| e.steps.len())
             );
             std::hint::black_box(tree);
             Ok(())
@@ -934,7 +939,7 @@ fn claim_execution(ctx: &Arc<Ctx>) -> Workload {
     Workload {
         name: "claim_execution",
         krate: op(ctx, |ctx, i| async move {
-            let mut conn = ctx.db.conn().await?;
+            let mut conn = ctx.conn_in(Some(ctx.data.claim_tenant), None).await?;
             let worker = format!("worker-{}", i % 16);
             let claimed = database::workflows::executions::claim_next(
                 &mut conn,

@@ -88,6 +88,11 @@ pub struct Config {
     /// `DB_REPLICA_MAX_LAG_MS`: a replica further behind than this (as
     /// measured) serves no reads until it catches up (default 1000 ms).
     pub replica_max_lag: Duration,
+    /// `DB_REPLICA_READ_TIMEOUT_MS`: how long a statement on a replica may
+    /// take before the read moves to the primary (`Db::read_run`) or fails
+    /// as retryable (a connection from `Db::read`); the replica is then out
+    /// of routing until the monitor sees it answer (default 2000 ms).
+    pub replica_read_timeout: Duration,
     /// `DB_MIGRATION_LOCK_TIMEOUT_SECS`: how long a migration run waits for
     /// another process's migration lock before giving up (default 300 s).
     pub migration_lock_timeout: Duration,
@@ -128,6 +133,7 @@ impl fmt::Debug for Config {
                     .collect::<Vec<_>>(),
             )
             .field("replica_max_lag", &self.replica_max_lag)
+            .field("replica_read_timeout", &self.replica_read_timeout)
             .field("migration_lock_timeout", &self.migration_lock_timeout)
             .field(
                 "migration_ddl_lock_timeout",
@@ -160,6 +166,7 @@ impl Config {
             system_url: None,
             replica_urls: Vec::new(),
             replica_max_lag: Duration::from_millis(1000),
+            replica_read_timeout: Duration::from_millis(2000),
             migration_lock_timeout: Duration::from_secs(300),
             migration_ddl_lock_timeout: Duration::from_secs(10),
         }
@@ -266,6 +273,9 @@ impl Config {
         if let Some(n) = number("DB_REPLICA_MAX_LAG_MS", 0, 86_400_000)? {
             config.replica_max_lag = Duration::from_millis(n);
         }
+        if let Some(n) = number("DB_REPLICA_READ_TIMEOUT_MS", 1, 86_400_000)? {
+            config.replica_read_timeout = Duration::from_millis(n);
+        }
         if let Some(n) = number("DB_QUERY_TIMEOUT_MS", 1, 86_400_000)? {
             config.query_timeout = Duration::from_millis(n);
         }
@@ -329,6 +339,19 @@ impl Config {
         }
         for url in &self.replica_urls {
             check_url("DATABASE_REPLICA_URLS", url)?;
+            // Read-your-writes checks a replica's replay position on the
+            // connection it hands out; behind a transaction-mode pooler the
+            // check and the reads may reach different servers of a
+            // multi-host URL.
+            if self.pooler == Pooler::Transaction && super::url::ConnString::parse(url).servers > 1
+            {
+                return Err(Error::Config(format!(
+                    "DATABASE_REPLICA_URLS: {} names several hosts, which DB_POOLER=transaction \
+                     cannot route reads to safely (read-your-writes would check one server and \
+                     read from another): give each replica its own URL",
+                    super::url::redact_url(url)
+                )));
+            }
         }
         // A session SET through a transaction-mode pooler lands on whichever
         // server connection is free and stays there for other clients; PgBouncer
@@ -393,6 +416,26 @@ fn check_url(variable: &str, url: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multi_host_replica_url_is_refused_in_pooler_mode_only() {
+        let mut config = Config::new("postgres://app@db/app");
+        config.replica_urls = vec!["postgres://app:pw@r1:5432,r2:5432/app".into()];
+        assert!(config.validate().is_ok());
+        config.pooler = Pooler::Transaction;
+        match config.validate() {
+            Err(Error::Config(m)) => {
+                assert!(
+                    m.contains("DATABASE_REPLICA_URLS") && m.contains("several hosts"),
+                    "{m}"
+                );
+                assert!(!m.contains("pw"), "the password is shown: {m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        config.replica_urls = vec!["postgres://app@r1/app".into()];
+        assert!(config.validate().is_ok());
+    }
 
     #[test]
     fn a_url_of_another_database_is_refused_naming_its_scheme() {

@@ -41,7 +41,7 @@ pub use ctx::Ctx;
 pub use pg_conn::{PgConn, PgConnField, PgConnRow};
 pub use pool::{Health, PoolStatus, PooledConn};
 pub use postgres::Db;
-pub use replicas::{ReadSource, WalPosition};
+pub use replicas::{ReadSource, ReplicaStatus, WalPosition};
 pub use sqlite::{SqliteConn, SqliteDb, SqlitePooledConn};
 pub use tls::SslMode;
 pub use unnamed::{UnnamedField, UnnamedRow};

@@ -60,6 +60,12 @@ pub struct PgConn {
     transaction: Mutex<Option<tracing::Span>>,
     /// No spans: the replica monitor's polling (until the next checkout).
     untraced: AtomicBool,
+    /// Held by a statement wrapped in a transaction of its own from its
+    /// `BEGIN` to its `COMMIT`: two such statements pipelined on this
+    /// connection would otherwise interleave, and one's `COMMIT` could reach
+    /// the server before the other's statement, which would then run outside
+    /// any transaction, without the context's settings.
+    own_transaction: tokio::sync::Mutex<()>,
 }
 
 enum Inner {
@@ -111,6 +117,7 @@ impl PgConn {
             }),
             transaction: Mutex::new(None),
             untraced: AtomicBool::new(false),
+            own_transaction: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -381,6 +388,8 @@ impl PgConn {
             .begin_sql("BEGIN")?
             .unwrap_or_else(|| "BEGIN".to_owned());
         let whole = format!("{begin};{sql};COMMIT");
+        // Held through the ROLLBACK below too (see `own_transaction`).
+        let _turn = self.own_transaction.lock().await;
         let work = async {
             match &self.inner {
                 Inner::Direct(conn) => {
@@ -593,9 +602,15 @@ impl PgConn {
             Ok(sql) => sql.unwrap_or_else(|| "BEGIN".to_owned()),
             Err(e) => return futures::future::ready(Err(e)).boxed(),
         };
+        let work = work(begin);
+        let turn = &self.own_transaction;
+        let in_turn = async move {
+            let _turn = turn.lock().await;
+            work.await
+        };
         self.calls
             .start(sent, self.bound())
-            .run(work(begin), self.canceller())
+            .run(in_turn, self.canceller())
             .boxed()
     }
 }

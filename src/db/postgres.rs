@@ -15,7 +15,7 @@ use super::connection::{ConnectionSettings, connect_for_migrations};
 use super::ctx::Ctx;
 use super::pg_conn::{PgConn, Scope};
 use super::pool::{self, Health, PoolStatus, PooledConn};
-use super::replicas::{self, ReadSource, Replicas, WalPosition};
+use super::replicas::{self, ReadSource, ReplicaStatus, Replicas, WalPosition};
 use super::roles::RoleCheck;
 use crate::error::{Error, Result};
 use crate::migrate::{self, MigrationSet};
@@ -89,7 +89,7 @@ impl Db {
             )?;
             replica_pools.push((url.clone(), replica));
         }
-        let replicas = Replicas::start(&pool, replica_pools, config.replica_max_lag);
+        let replicas = Replicas::start(&config, &pool, replica_pools);
         let settings = super::roles::settings_sql(&Ctx::default(), config.app_role.as_deref());
         Ok(Self {
             shared: Arc::new(Shared {
@@ -158,10 +158,13 @@ impl Db {
         }
     }
 
-    /// The scope of a replica's connection: the same, and read-only.
+    /// The scope of a replica's connection: the same, read-only, and each
+    /// statement bounded by `DB_REPLICA_READ_TIMEOUT_MS` too.
     fn replica_scope(&self) -> Scope {
+        let config = &self.shared.config;
         Scope {
             read_only: true,
+            per_statement: Some(config.query_timeout.min(config.replica_read_timeout)),
             ..self.scope()
         }
     }
@@ -229,11 +232,85 @@ impl Db {
         f(&mut conn).await
     }
 
+    /// Runs the read `f` on a healthy replica within `DB_REPLICA_MAX_LAG_MS`
+    /// when there is one, else on the primary. When the replica fails to
+    /// answer (a statement longer than `DB_REPLICA_READ_TIMEOUT_MS`, a lost
+    /// connection, a query cancelled by replay), `f` runs again on the
+    /// primary and the replica leaves routing until the monitor sees it
+    /// answer: a stalled replica costs a read at most that bound, never an
+    /// error. `f` may therefore run twice; on a replica it cannot write.
+    ///
+    /// ```no_run
+    /// # async fn f(db: &database::Db, id: database::UserId) -> database::Result<()> {
+    /// use database::auth::users;
+    /// let user = db.read_run(async |conn| users::find(conn, id).await).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_run<T>(&self, f: impl AsyncFn(&mut PgConn) -> Result<T>) -> Result<T> {
+        self.read_run_on(None, f).await
+    }
+
+    /// `read_run` guaranteed to see everything committed before `position`
+    /// (from `wal_position`): on a replica that has replayed it, else on the
+    /// primary.
+    pub async fn read_run_after<T>(
+        &self,
+        position: WalPosition,
+        f: impl AsyncFn(&mut PgConn) -> Result<T>,
+    ) -> Result<T> {
+        self.read_run_on(Some(position), f).await
+    }
+
+    async fn read_run_on<T>(
+        &self,
+        after: Option<WalPosition>,
+        f: impl AsyncFn(&mut PgConn) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(replicas) = &self.shared.replicas
+            && self.ctx.system_reason().is_none()
+        {
+            let replica = match after {
+                None => replicas.read().await,
+                Some(position) => {
+                    replicas
+                        .read_after(position, self.shared.config.replica_read_timeout)
+                        .await
+                }
+            };
+            if let Some((conn, source)) = replica {
+                let mut conn = PooledConn::new(conn, self.replica_scope());
+                match f(&mut conn).await {
+                    Err(e) if replica_did_not_answer(&e) => {
+                        // Nothing a replica runs commits: running the read
+                        // again elsewhere is safe.
+                        replicas.mark_down(&source, &e);
+                    }
+                    done => return done,
+                }
+            }
+        }
+        let mut conn = self.conn().await?;
+        f(&mut conn).await
+    }
+
+    /// What the replica monitor knows of each replica now (empty without
+    /// replicas): for health endpoints and operators.
+    pub fn replica_status(&self) -> Vec<ReplicaStatus> {
+        self.shared
+            .replicas
+            .as_ref()
+            .map(|r| r.status())
+            .unwrap_or_default()
+    }
+
     /// A connection for reads: from a healthy replica within
     /// `DB_REPLICA_MAX_LAG_MS` when there is one, else from the primary.
     /// Reads on it may be up to that lag behind; use `read_after` to see a
     /// write of your own. Replicas are read-only: a repository function that
     /// writes fails there (`Error::Database` with `ReadOnlyTransaction`).
+    /// Each statement on a replica must answer within
+    /// `DB_REPLICA_READ_TIMEOUT_MS` (`Error::Timeout`, nothing written);
+    /// `read_run` instead moves such a read to the primary.
     pub async fn read(&self) -> Result<PooledConn> {
         Ok(self.read_from().await?.0)
     }
@@ -262,7 +339,9 @@ impl Db {
     pub async fn read_after(&self, position: WalPosition) -> Result<(PooledConn, ReadSource)> {
         if let Some(replicas) = &self.shared.replicas
             && self.ctx.system_reason().is_none()
-            && let Some((conn, source)) = replicas.read_after(position).await
+            && let Some((conn, source)) = replicas
+                .read_after(position, self.shared.config.replica_read_timeout)
+                .await
         {
             return Ok((PooledConn::new(conn, self.replica_scope()), source));
         }
@@ -381,4 +460,14 @@ impl Db {
             .await?;
         check.allows_tenants(config.app_role.as_deref())
     }
+}
+
+/// Whether a read on a replica failed for the replica's sake (no answer in
+/// time, a lost connection, a query cancelled by a conflict with replay)
+/// rather than for the read's (not found, a bad query).
+fn replica_did_not_answer(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Timeout { .. } | Error::Unavailable(_) | Error::RetryTransaction { .. }
+    )
 }

@@ -1,21 +1,34 @@
 //! The read path: streaming replicas behind one `Db`, chosen by `Db`, never
 //! by a repository function's SQL.
 //!
-//! A monitor task samples, every `TICK`, the primary's WAL insert position
-//! and each replica's replay position. A replica's lag is *measured*: the
-//! age of the oldest primary sample it has not replayed yet (0 when it has
-//! replayed the newest), so an idle primary does not look like a lagging
-//! replica and a paused replay does. `read()` takes a healthy replica within
-//! `DB_REPLICA_MAX_LAG_MS`, round-robin, and falls back to the primary when
-//! there is none, or when checking a replica's connection out fails (which
-//! also marks it down until the monitor sees it answer again), so a stopped
-//! replica never surfaces an error to a caller that starts after it is gone.
+//! A monitor task samples, every `TICK`, the primary's WAL flush position
+//! and each replica's replay position, on connections of its own (one to
+//! the primary, one per replica, reopened when they fail): it never waits
+//! behind the application for a pooled connection, so a busy pool neither
+//! marks a replica down nor stops the primary's sampling. A replica's lag is
+//! *measured*: the age of the oldest primary sample it has not replayed yet
+//! (0 when it has replayed the newest), so an idle primary does not look
+//! like a lagging replica and a paused replay does. When the primary cannot
+//! be sampled the lag is at least the age of the newest sample, and with no
+//! sample at all it is unknown: a replica serves only while its lag is
+//! known to be within `DB_REPLICA_MAX_LAG_MS`. `read()` takes a healthy
+//! replica within that bound, round-robin, and falls back to the primary
+//! when there is none, or when checking a replica's connection out fails
+//! (which also marks it down until the monitor sees it answer again).
+//!
+//! A statement on a replica is bounded by `DB_REPLICA_READ_TIMEOUT_MS` (and
+//! by the call's deadline): `Db::read_run` then runs the read again on the
+//! primary and takes the replica out of routing until the monitor sees it
+//! answer, so a stalled replica costs a read at most that bound.
 //!
 //! Read-your-writes: after a write commits, `Db::wal_position()` returns the
 //! primary's WAL insert position, which is past that commit's record.
-//! `read_after(position)` serves from a replica only once its replay
-//! position has reached it (known from the monitor, or asked live on the
-//! connection about to be handed out), else from the primary.
+//! `read_after(position)` asks the connection it is about to hand out
+//! whether its server has replayed the position (never what the monitor
+//! saw on that URL: behind a load-balanced reader address each connection
+//! may reach another server), else serves from the primary. A multi-host
+//! replica URL is refused in pooler mode, where the check and the read
+//! could reach different servers.
 //!
 //! Failover: a position is comparable only within one history. When a
 //! replica is promoted, the new primary starts a new timeline where the old
@@ -37,6 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::PgConn;
+use super::config::Config;
 use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Integer, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -87,7 +101,25 @@ pub enum ReadSource {
     Primary,
 }
 
+/// What the monitor knows of one replica now (`Db::replica_status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    /// Its URL, password redacted (as `ReadSource::Replica` names it).
+    pub url: String,
+    /// Whether it answers and may serve reads (lag and timeline aside).
+    pub healthy: bool,
+    /// Its measured lag (`None`: not known, so it serves no reads).
+    pub lag: Option<Duration>,
+    /// The WAL position it has replayed, as last seen.
+    pub replayed: WalPosition,
+    /// How many times it went out of routing for not answering (a failed
+    /// check, checkout or read) since the `Db` was built.
+    pub times_down: u64,
+}
+
 struct Member {
+    /// The URL itself: the monitor opens its own connection with it.
+    url: String,
     shown_url: String,
     pool: Pool<PgConn>,
     healthy: AtomicBool,
@@ -97,7 +129,24 @@ struct Member {
     lag_ms: AtomicU64,
     /// The timeline it replays, as last seen (0: not known yet).
     timeline: AtomicU32,
+    /// Times it was marked down (see `ReplicaStatus::times_down`).
+    times_down: AtomicU64,
 }
+
+impl Member {
+    /// Takes the replica out of routing until the monitor sees it answer;
+    /// its idle connections are likely dead and go too.
+    fn mark_down(&self, why: &dyn fmt::Display) {
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            self.times_down.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(replica = %self.shown_url, reason = %why, "replica not answering; reads go elsewhere");
+        }
+        self.pool.retain(|_, _| false);
+    }
+}
+
+/// Lag in milliseconds that stands for "not known".
+const LAG_UNKNOWN: u64 = u64::MAX;
 
 /// The primary's positions the monitor sampled, on one timeline.
 #[derive(Default)]
@@ -111,6 +160,8 @@ pub(super) struct Replicas {
     members: Vec<Arc<Member>>,
     max_lag: Duration,
     next: AtomicUsize,
+    /// `Db::close` was called: no read goes to a replica, the monitor ends.
+    closed: AtomicBool,
     /// The primary's timeline: the highest seen (0: not known yet). A fenced
     /// old primary that still answers reports a lower one, which is ignored.
     timeline: AtomicU32,
@@ -240,12 +291,21 @@ pub(super) async fn insert_position(
     Ok(position)
 }
 
+/// The monitor's own connections (`None`: to be opened at the next tick).
+struct MonitorConns {
+    primary: Option<PgConn>,
+    members: Vec<Option<PgConn>>,
+}
+
 impl Replicas {
-    /// The replicas, with their monitor started (it ends with the last `Db`).
+    /// The replicas, with their monitor started (it ends with the last `Db`
+    /// or at `close`). `primary` is the application's pool, whose idle
+    /// connections the monitor closes when they reach a server that no
+    /// longer accepts writes (a failover).
     pub fn start(
+        config: &Config,
         primary: &Pool<PgConn>,
         pools: Vec<(String, Pool<PgConn>)>,
-        max_lag: Duration,
     ) -> Option<Arc<Replicas>> {
         if pools.is_empty() {
             return None;
@@ -255,19 +315,22 @@ impl Replicas {
             .map(|(url, pool)| {
                 Arc::new(Member {
                     shown_url: redact_url(&url),
+                    url,
                     pool,
                     // Unknown until the first sample: not used before it.
                     healthy: AtomicBool::new(false),
                     replayed: AtomicU64::new(0),
-                    lag_ms: AtomicU64::new(u64::MAX),
+                    lag_ms: AtomicU64::new(LAG_UNKNOWN),
                     timeline: AtomicU32::new(0),
+                    times_down: AtomicU64::new(0),
                 })
             })
-            .collect();
+            .collect::<Vec<_>>();
         let replicas = Arc::new(Replicas {
             members,
-            max_lag,
+            max_lag: config.replica_max_lag,
             next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             timeline: AtomicU32::new(0),
         });
         if tokio::runtime::Handle::try_current().is_err() {
@@ -278,6 +341,11 @@ impl Replicas {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let weak = Arc::downgrade(&replicas);
             let primary = primary.weak();
+            let config = config.clone();
+            let mut conns = MonitorConns {
+                primary: None,
+                members: replicas.members.iter().map(|_| None).collect(),
+            };
             runtime.spawn(async move {
                 let samples = Mutex::new(Samples::default());
                 let mut ticker = tokio::time::interval(TICK);
@@ -288,34 +356,55 @@ impl Replicas {
                     else {
                         break;
                     };
-                    replicas.sample(&primary, &samples).await;
+                    if replicas.closed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    replicas
+                        .sample(&config, &primary, &mut conns, &samples)
+                        .await;
                 }
             });
         }
         Some(replicas)
     }
 
-    async fn sample(&self, primary: &Pool<PgConn>, samples: &Mutex<Samples>) {
+    async fn sample(
+        &self,
+        config: &Config,
+        primary: &Pool<PgConn>,
+        conns: &mut MonitorConns,
+        samples: &Mutex<Samples>,
+    ) {
         let now = Instant::now();
-        let primary_position = match tokio::time::timeout(CHECK_TIMEOUT, async {
-            let mut conn = primary.get().await.ok()?;
-            conn.set_untraced();
-            Some(flush_position(&mut conn).await)
+        let checked = tokio::time::timeout(CHECK_TIMEOUT, async {
+            if conns.primary.is_none() {
+                let conn = super::connect(config, &config.database_url).await.ok()?;
+                // The monitor's polling is not the service's work: no spans,
+                // no metrics.
+                conn.set_untraced();
+                conns.primary = Some(conn);
+            }
+            Some(flush_position(conns.primary.as_mut()?).await)
         })
-        .await
-        {
+        .await;
+        let primary_position = match checked {
             Ok(Some(Ok(p))) => Some(p),
             Ok(Some(Err(NotPrimary::ReadOnly))) => {
                 // After a failover the pool may still hold connections to
                 // the old primary (fenced, so still answering): its idle
                 // ones go now, rather than each failing a write first.
                 tracing::warn!(
-                    "a connection of the primary's pool reached a server that accepts no writes; its idle connections are closed"
+                    "a connection to the primary reached a server that accepts no writes; the pool's idle connections are closed"
                 );
                 primary.retain(|_, _| false);
+                conns.primary = None;
                 None
             }
-            _ => None,
+            _ => {
+                // Failed, or cut short mid-statement: open a new one next tick.
+                conns.primary = None;
+                None
+            }
         };
         if let Some((p, timeline)) = primary_position {
             let mut s = samples.lock().unwrap_or_else(|e| e.into_inner());
@@ -333,22 +422,39 @@ impl Replicas {
                 s.positions.push_back((now, p));
             }
         }
-        for member in &self.members {
-            let seen = tokio::time::timeout(CHECK_TIMEOUT, async {
-                let mut conn = member.pool.get().await.ok()?;
-                conn.set_untraced();
-                replayed_on_timeline(&mut conn).await.ok()
-            })
-            .await
-            .ok()
-            .flatten()
-            .flatten();
+        // Every replica at once: one that does not answer costs the others
+        // nothing.
+        let checks =
+            self.members
+                .iter()
+                .zip(conns.members.iter_mut())
+                .map(|(member, conn)| async move {
+                    let seen = tokio::time::timeout(CHECK_TIMEOUT, async {
+                        if conn.is_none() {
+                            let opened = super::connect(config, &member.url).await.ok()?;
+                            opened.set_untraced();
+                            *conn = Some(opened);
+                        }
+                        replayed_on_timeline(conn.as_mut()?).await.ok()
+                    })
+                    .await;
+                    match seen {
+                        Ok(Some(seen)) => Some(seen),
+                        _ => {
+                            *conn = None;
+                            None
+                        }
+                    }
+                });
+        let seen = futures::future::join_all(checks).await;
+        for (member, seen) in self.members.iter().zip(seen) {
+            let Some(seen) = seen else {
+                member.mark_down(&"the monitor's check failed or timed out");
+                continue;
+            };
             let Some((position, timeline)) = seen else {
-                if member.healthy.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(replica = %member.shown_url, "replica not answering; reads go elsewhere");
-                }
-                // Its idle connections are likely dead: don't hand them out.
-                member.pool.retain(|_, _| false);
+                // Answering, but has replayed nothing yet.
+                member.lag_ms.store(LAG_UNKNOWN, Ordering::Relaxed);
                 continue;
             };
             member.replayed.store(position.0, Ordering::Relaxed);
@@ -358,18 +464,14 @@ impl Replicas {
                 tracing::warn!(replica = %member.shown_url, timeline, primary_timeline = primary,
                     "replica not on the primary's timeline (a replica of the old primary after a failover); no reads until it follows the new one");
             }
-            // Lag: age of the oldest primary position not replayed yet.
             let lag = {
                 let s = samples.lock().unwrap_or_else(|e| e.into_inner());
-                s.positions
-                    .iter()
-                    .find(|(_, p)| *p > position)
-                    .map(|(at, _)| now.saturating_duration_since(*at))
-                    .unwrap_or_default()
+                lag_of(&s, position, now)
             };
-            member
-                .lag_ms
-                .store(lag.as_millis() as u64, Ordering::Relaxed);
+            member.lag_ms.store(
+                lag.map_or(LAG_UNKNOWN, |l| l.as_millis() as u64),
+                Ordering::Relaxed,
+            );
             if !member.healthy.swap(true, Ordering::Relaxed) {
                 tracing::info!(replica = %member.shown_url, "replica answering; serving reads");
             }
@@ -410,16 +512,48 @@ impl Replicas {
         (0..n).map(move |i| &self.members[(start + i) % n])
     }
 
-    /// Closes every replica pool (`Db::close`): no read goes to a replica after.
+    /// Closes every replica pool and stops the monitor (`Db::close`): no
+    /// read goes to a replica after.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
         for member in &self.members {
             member.healthy.store(false, Ordering::Relaxed);
             member.pool.close();
         }
     }
 
+    /// What the monitor knows of each replica now.
+    pub fn status(&self) -> Vec<ReplicaStatus> {
+        self.members
+            .iter()
+            .map(|m| ReplicaStatus {
+                url: m.shown_url.clone(),
+                healthy: m.healthy.load(Ordering::Relaxed),
+                lag: match m.lag_ms.load(Ordering::Relaxed) {
+                    LAG_UNKNOWN => None,
+                    ms => Some(Duration::from_millis(ms)),
+                },
+                replayed: WalPosition(m.replayed.load(Ordering::Relaxed)),
+                times_down: m.times_down.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Takes the replica that served `source` out of routing: a read on it
+    /// did not answer in time (`Db::read_run` then reads from the primary).
+    pub fn mark_down(&self, source: &ReadSource, why: &dyn fmt::Display) {
+        if let ReadSource::Replica(url) = source
+            && let Some(member) = self.members.iter().find(|m| &m.shown_url == url)
+        {
+            member.mark_down(why);
+        }
+    }
+
     /// A connection to a usable replica, or `None` (the caller uses the primary).
     pub async fn read(&self) -> Option<(Object<PgConn>, ReadSource)> {
+        if self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
         for member in self.rotation() {
             if !self.usable(member) {
                 continue;
@@ -432,29 +566,62 @@ impl Replicas {
     }
 
     /// A connection to a replica that has replayed `position`, or `None`.
-    pub async fn read_after(&self, position: WalPosition) -> Option<(Object<PgConn>, ReadSource)> {
+    /// The position is asked on the very connection handed out (see the
+    /// module docs), within `DB_REPLICA_READ_TIMEOUT_MS`.
+    pub async fn read_after(
+        &self,
+        position: WalPosition,
+        timeout: Duration,
+    ) -> Option<(Object<PgConn>, ReadSource)> {
+        if self.closed.load(Ordering::Relaxed) {
+            return None;
+        }
         for member in self.rotation() {
             if !member.healthy.load(Ordering::Relaxed) || !self.on_primary_timeline(member) {
                 continue;
             }
-            let known = WalPosition(member.replayed.load(Ordering::Relaxed)) >= position;
             let Some(mut conn) = checkout(member).await else {
                 continue;
             };
             let live = diesel::sql_query(format!(
                 "SELECT coalesce(pg_last_wal_replay_lsn() >= '{position}'::pg_lsn, false) AS reached"
             ));
-            let reached = known
-                || diesel_async::RunQueryDsl::get_result::<Reached>(live, &mut *conn)
-                    .await
-                    .map(|r| r.reached)
-                    .unwrap_or(false);
-            if reached {
-                return Some((conn, ReadSource::Replica(member.shown_url.clone())));
+            let asked = tokio::time::timeout(
+                timeout,
+                diesel_async::RunQueryDsl::get_result::<Reached>(live, &mut *conn),
+            )
+            .await;
+            match asked {
+                Ok(Ok(r)) if r.reached => {
+                    return Some((conn, ReadSource::Replica(member.shown_url.clone())));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => member.mark_down(&e),
+                Err(_) => {
+                    // Cut short mid-statement: this connection never goes
+                    // back to the pool.
+                    let _ = Object::take(conn);
+                    member.mark_down(&"no answer to the replay check in time");
+                }
             }
         }
         None
     }
+}
+
+/// A replica's lag at `now`, having replayed `position`: the age of the
+/// oldest primary sample past it, and at least the age of the newest
+/// sample (the primary may have written since, unseen); `None` without any
+/// sample of the primary on its current timeline.
+fn lag_of(samples: &Samples, position: WalPosition, now: Instant) -> Option<Duration> {
+    let (newest_at, _) = samples.positions.back()?;
+    let behind = samples
+        .positions
+        .iter()
+        .find(|(_, p)| *p > position)
+        .map(|(at, _)| now.saturating_duration_since(*at))
+        .unwrap_or_default();
+    Some(behind.max(now.saturating_duration_since(*newest_at)))
 }
 
 /// Checks a connection out of `member`'s pool, briefly: a replica whose
@@ -463,18 +630,17 @@ impl Replicas {
 /// (until the monitor sees it answer) and not the caller's problem.
 async fn checkout(member: &Member) -> Option<Object<PgConn>> {
     use deadpool::managed::{PoolError, TimeoutType, Timeouts};
+    // A verified recycle asks the server: bounded like opening.
     let timeouts = Timeouts {
         wait: Some(CHECKOUT_WAIT),
         create: Some(CHECKOUT_CREATE),
-        recycle: None,
+        recycle: Some(CHECKOUT_CREATE),
     };
     match member.pool.timeout_get(&timeouts).await {
         Ok(conn) => Some(conn),
         Err(PoolError::Timeout(TimeoutType::Wait)) => None,
         Err(e) => {
-            if member.healthy.swap(false, Ordering::Relaxed) {
-                tracing::warn!(replica = %member.shown_url, error = %e, "replica checkout failed; reads go to the primary");
-            }
+            member.mark_down(&format!("checkout failed: {e}"));
             None
         }
     }

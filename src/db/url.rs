@@ -27,6 +27,10 @@ pub struct ConnString {
     pub has_password: bool,
     /// Whether this was a `postgres://`/`postgresql://` URI (else key=value).
     pub is_uri: bool,
+    /// How many servers the string names, as libpq counts them: the longest
+    /// of the host list, the `hostaddr=` list and the `port=` list (a host
+    /// with its address is one server, one host with two ports two).
+    pub servers: usize,
 }
 
 /// Whether `raw` is a URI (as opposed to a key=value string).
@@ -84,14 +88,17 @@ impl ConnString {
         };
         for spec in authority.split(',').filter(|s| !s.is_empty()) {
             out.hosts.push(percent_decode(host_of_hostspec(spec)));
+            out.servers += 1;
         }
         if let Some(path) = path.filter(|p| !p.is_empty()) {
             out.dbname = Some(percent_decode(path));
         }
+        let in_authority = out.servers;
         for pair in query.unwrap_or("").split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             out.apply_param(&percent_decode(key), &percent_decode(value));
         }
+        out.servers = out.servers.max(in_authority);
         out
     }
 
@@ -104,14 +111,13 @@ impl ConnString {
     }
 
     fn apply_param(&mut self, key: &str, value: &str) {
+        let listed = || value.split(',').map(str::trim).filter(|h| !h.is_empty());
         match key {
-            "host" | "hostaddr" => self.hosts.extend(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|h| !h.is_empty())
-                    .map(str::to_owned),
-            ),
+            "host" | "hostaddr" => {
+                self.hosts.extend(listed().map(str::to_owned));
+                self.servers = self.servers.max(listed().count());
+            }
+            "port" => self.servers = self.servers.max(value.split(',').count()),
             "dbname" => self.dbname = Some(value.to_owned()).filter(|v| !v.is_empty()),
             "user" => self.user = Some(value.to_owned()),
             k if is_secret_key(k) => self.has_password = true,
@@ -469,6 +475,22 @@ pub fn redact_url(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_servers_as_libpq_does() {
+        for (raw, servers) in [
+            ("postgres://app@h/db", 1),
+            ("postgres://app@h1:5432,h2:5433/db", 2),
+            ("postgres://app@/db?host=h1,h2", 2),
+            ("postgres://app@h/db?hostaddr=10.0.0.1", 1),
+            ("host=h hostaddr=10.0.0.1 dbname=db", 1),
+            ("host=h port=5432,5433 dbname=db", 2),
+            ("host=a,b hostaddr=10.0.0.1,10.0.0.2 dbname=db", 2),
+            ("dbname=db", 0),
+        ] {
+            assert_eq!(ConnString::parse(raw).servers, servers, "{raw}");
+        }
+    }
 
     #[test]
     fn redacts_passwords() {

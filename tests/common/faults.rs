@@ -143,3 +143,55 @@ async fn pump(
     }
     let _ = to.shutdown().await;
 }
+
+/// A loopback TCP balancer: each new connection goes to the next of its
+/// upstreams in turn, as a load-balanced reader address spreads
+/// connections over replicas. It stops accepting when dropped.
+pub struct Balancer {
+    /// The loopback port it listens on.
+    pub port: u16,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl Balancer {
+    /// A balancer over the servers of `urls` (`postgres://` URLs).
+    pub async fn over(urls: &[String]) -> Balancer {
+        let upstreams: Vec<(String, u16)> = urls
+            .iter()
+            .map(|u| {
+                let u = url::Url::parse(u).unwrap();
+                (u.host_str().unwrap().to_owned(), u.port().unwrap_or(5432))
+            })
+            .collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accept = tokio::spawn(async move {
+            let mut next = 0;
+            while let Ok((mut client, _)) = listener.accept().await {
+                let upstream = upstreams[next % upstreams.len()].clone();
+                next += 1;
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Balancer { port, accept }
+    }
+
+    /// `url` with its host and port replaced by the balancer's.
+    pub fn url_to(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        url.query_pairs_mut().append_pair("sslmode", "disable");
+        url.to_string()
+    }
+}
