@@ -1,7 +1,10 @@
 //! Observability (#27): the spans of each workload, attribute by attribute
 //! against OpenTelemetry's database client conventions, recorded in memory
 //! by a `tracing` layer (tests/common/recorder.rs) with every level on; and
-//! that no bind value, password or token reaches a span or an event.
+//! that no bind value, password or token reaches a span, an event or a
+//! metric label. One file past 600 lines: a test binary can install its
+//! global subscriber once, and every workload here shares it and the
+//! assertion helpers.
 
 mod common;
 // Only this binary records spans (the cli's tests share tests/common).

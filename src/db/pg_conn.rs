@@ -21,9 +21,14 @@
 //! deadline or runs behind a pooler, the remaining time as transaction-local
 //! timeouts. The transaction manager sends `BEGIN` and `COMMIT` through
 //! `batch_execute`, which is where both are recognised.
+//!
+//! Over 600 lines on purpose: the two protocols, the contract, the context
+//! and the telemetry hooks meet on every statement path here, and splitting
+//! them would split each path across files (the span and metric code itself
+//! lives in `telemetry.rs` and `metrics.rs`).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::QueryResult;
@@ -57,7 +62,7 @@ pub struct PgConn {
     endpoint: Arc<Endpoint>,
     /// The span of the open transaction, when a subscriber wanted one: the
     /// parent of its statements' spans, closed at `COMMIT`/`ROLLBACK`.
-    transaction: Mutex<Option<tracing::Span>>,
+    transaction: telemetry::TransactionSpan,
     /// No spans: the replica monitor's polling (until the next checkout).
     untraced: AtomicBool,
     /// Held by a statement wrapped in a transaction of its own from its
@@ -115,7 +120,7 @@ impl PgConn {
                 system: "postgresql",
                 ..Endpoint::default()
             }),
-            transaction: Mutex::new(None),
+            transaction: telemetry::TransactionSpan::default(),
             untraced: AtomicBool::new(false),
             own_transaction: tokio::sync::Mutex::new(()),
         }
@@ -159,11 +164,7 @@ impl PgConn {
         }
         let shape = shape()?;
         let span = if telemetry::enabled() {
-            let transaction = self
-                .transaction
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let transaction = self.transaction.current();
             let parent = transaction.as_ref().or(self.scope.parent.as_ref());
             let span = telemetry::statement_span(&self.endpoint, &shape, self.route(), parent);
             (!span.is_disabled()).then_some(span)
@@ -172,35 +173,6 @@ impl PgConn {
         };
         let timer = super::metrics::Timer::start(&self.endpoint, shape);
         Some(Arc::new(telemetry::Watch::new(span, timer)))
-    }
-
-    /// `BEGIN` went through at depth zero: the transaction's span opens.
-    fn transaction_began(&self) {
-        if !telemetry::enabled() || self.untraced.load(Ordering::Relaxed) {
-            return;
-        }
-        let span = telemetry::transaction_span(&self.endpoint, self.scope.parent.as_ref());
-        if !span.is_disabled() {
-            *self.transaction.lock().unwrap_or_else(|p| p.into_inner()) = Some(span);
-        }
-    }
-
-    /// `COMMIT` or `ROLLBACK` answered (or failed): the transaction's span closes.
-    fn transaction_ended(&self, sql: &str, result: &QueryResult<()>) {
-        let span = self
-            .transaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(span) = span {
-            let outcome = if sql == "COMMIT" {
-                "commit"
-            } else {
-                "rollback"
-            };
-            span.record("database.transaction.outcome", outcome);
-            telemetry::record_result(&span, result);
-        }
     }
 
     pub(super) fn direct(
@@ -349,7 +321,7 @@ impl PgConn {
         } else {
             self.watch(|| Some(telemetry::shape_of_sql(sql)))
         };
-        let result = traced(
+        let result = telemetry::traced(
             watch,
             self.calls
                 .start(sent, self.bound())
@@ -357,14 +329,19 @@ impl PgConn {
                 .boxed(),
         )
         .await;
-        if begins && result.is_ok() && !self.open.load(Ordering::Relaxed) {
-            self.transaction_began();
+        if begins
+            && result.is_ok()
+            && !self.open.load(Ordering::Relaxed)
+            && !self.untraced.load(Ordering::Relaxed)
+        {
+            self.transaction
+                .begin(&self.endpoint, self.scope.parent.as_ref());
         }
         if begins && result.is_ok() {
             self.open.store(true, Ordering::Relaxed);
         }
         if ends {
-            self.transaction_ended(sql, &result);
+            self.transaction.end(sql, &result);
             // The server ended the transaction, or the connection is broken.
             self.open.store(false, Ordering::Relaxed);
             self.calls.expect_read_only(self.scope.read_only);
@@ -402,7 +379,7 @@ impl PgConn {
         // Whatever the batch holds may write: its outcome is unknown when the
         // connection fails before the answer.
         let watch = self.watch(|| Some(telemetry::shape_of_sql(sql)));
-        let result = traced(
+        let result = telemetry::traced(
             watch,
             self.calls
                 .start(Sent::AutocommitWrite, self.bound())
@@ -510,7 +487,7 @@ impl PgConn {
         // answer to the statement: the watch lasts until the rows are read
         // (the stream holds it) and records an error met among them.
         let rows_watch = Arc::clone(&watch);
-        traced(Some(watch), self.load_untraced(query))
+        telemetry::traced(Some(watch), self.load_untraced(query))
             .map_ok(move |rows| rows.inspect_err(move |e| rows_watch.fail(e)).boxed())
             .boxed()
     }
@@ -555,7 +532,7 @@ impl PgConn {
         T: QueryFragment<Pg> + QueryId,
     {
         let watch = self.watch(|| telemetry::shape_of(&source));
-        traced(watch, self.execute_untraced(source))
+        telemetry::traced(watch, self.execute_untraced(source))
     }
 
     fn execute_untraced<'a, T>(&'a self, source: T) -> BoxFuture<'a, QueryResult<usize>>
@@ -613,28 +590,6 @@ impl PgConn {
             .run(in_turn, self.canceller())
             .boxed()
     }
-}
-
-/// `statement` under its watch (inside its span when a subscriber wanted
-/// one), its failure recorded there.
-fn traced<'a, R: Send + 'a>(
-    watch: Option<Arc<telemetry::Watch>>,
-    statement: BoxFuture<'a, QueryResult<R>>,
-) -> BoxFuture<'a, QueryResult<R>> {
-    let Some(watch) = watch else {
-        return statement;
-    };
-    async move {
-        let result = match &watch.span {
-            Some(span) => tracing::Instrument::instrument(statement, span.clone()).await,
-            None => statement.await,
-        };
-        if let Err(e) = &result {
-            watch.fail(e);
-        }
-        result
-    }
-    .boxed()
 }
 
 /// `statement` between `begin` and `COMMIT` on a direct connection: `BEGIN`
