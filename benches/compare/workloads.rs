@@ -766,10 +766,7 @@ fn workflow_tree(ctx: &Arc<Ctx>) -> Workload {
                 tree.executions.len() == 10 && tree.executions[0].steps.len() == 5,
                 "tree shape: {} executions, the first with {} steps",
                 tree.executions.len(),
-                tree.executions
-                    .as_slice()
-                    .first()
-                    .map_or(0, |e| e.steps.len())
+                <[_]>::first(&tree.executions).map_or(0, |e| e.steps.len())
             );
             std::hint::black_box(tree);
             Ok(())
