@@ -14,6 +14,7 @@
 mod baseline;
 mod rls;
 mod sqlite;
+mod telemetry;
 mod workloads;
 
 use std::future::Future;
@@ -205,6 +206,9 @@ fn bench_main() -> Result<()> {
     if args.iter().any(|a| a == "--rls") {
         return runtime.block_on(rls_main(mode));
     }
+    if args.iter().any(|a| a == "--telemetry") {
+        return runtime.block_on(telemetry_main(mode));
+    }
     if args.iter().any(|a| a == "--service-mix") {
         let url = args
             .iter()
@@ -268,6 +272,31 @@ async fn on_scratch_database<T>(
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
     Ok((outcome, admin))
+}
+
+/// `scripts/bench --telemetry`: spans and metrics on and off (`telemetry.rs`).
+async fn telemetry_main(mode: Mode) -> Result<()> {
+    let (rows, _) =
+        on_scratch_database(async |url| telemetry::run(mode, url.as_str()).await).await?;
+    let rows = rows?;
+    println!(
+        "\n{:<16} {:>4} {:>10} {:>10} {:>9}",
+        "workload", "conc", "ratio off", "ratio on", "overhead"
+    );
+    for r in &rows {
+        println!(
+            "{:<16} {:>4} {:>10.3} {:>10.3} {:>8.1}%",
+            r.workload, r.concurrency, r.ratio_without, r.ratio_with, r.overhead_pct
+        );
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("telemetry.json"),
+        serde_json::to_string_pretty(&rows)?,
+    )?;
+    println!("\nwrote target/bench/telemetry.json");
+    Ok(())
 }
 
 /// `scripts/bench --rls`: the RLS pass alone (see `rls.rs`).

@@ -10,6 +10,9 @@
 //! curl -X POST localhost:3000/users -H 'content-type: application/json' -d '{"email":"ann@example.com"}'
 //! ```
 //!
+//! `OTEL_TRACES_EXPORTER=console` prints every span of the crate (one line
+//! each, with its attributes) as it closes; see the README's Observability.
+//!
 //! Without `DATABASE_URL` it connects as the project cluster's service role
 //! (`app`) and migrates as its owner; elsewhere set `DATABASE_URL` to a role
 //! without BYPASSRLS and `DATABASE_MIGRATION_URL` to the owner (or log in as
@@ -374,12 +377,20 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if std::env::var("OTEL_TRACES_EXPORTER").as_deref() == Ok("console") {
+        // OpenTelemetry's variable, honoured without an OpenTelemetry SDK:
+        // each span (every statement, transaction, pool wait and migration)
+        // printed as one line with its attributes when it closes. A service
+        // exporting for real adds `tracing-opentelemetry` as a layer instead.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let db = Db::from_env()?;
     let report = db.migrate().await?;
     for name in &report.applied {

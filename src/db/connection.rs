@@ -31,6 +31,8 @@ pub(super) struct ConnectionSettings {
     tcp_user_timeout: Option<Duration>,
     /// Extra `SET`s for this kind of session (the migration session's timeouts).
     session_settings: Vec<(&'static str, String)>,
+    /// The pool its connections belong to (the metrics' and spans' label).
+    pool_name: std::sync::Arc<str>,
 }
 
 impl ConnectionSettings {
@@ -46,7 +48,14 @@ impl ConnectionSettings {
             tcp_keepalive_idle: config.tcp_keepalive_idle,
             tcp_user_timeout: config.tcp_user_timeout,
             session_settings: Vec::new(),
+            pool_name: std::sync::Arc::from("direct"),
         }
+    }
+
+    /// The same, for the connections of pool `name`.
+    pub(super) fn for_pool(mut self, name: &str) -> Self {
+        self.pool_name = std::sync::Arc::from(name);
+        self
     }
 
     /// The migration session: no statement timeout (a long `CREATE INDEX
@@ -114,6 +123,12 @@ impl ConnectionSettings {
             ))
         };
         // tokio-postgres's timeout is per host: several hosts may each take it.
+        let endpoint = std::sync::Arc::new(super::telemetry::Endpoint::postgres(
+            &pg,
+            self.pooler,
+            std::sync::Arc::clone(&self.pool_name),
+        ));
+        let opening = Instant::now();
         let hosts = (pg.get_hosts().len().max(pg.get_hostaddrs().len())).max(1) as u32;
         let connect_limit = self.connect_timeout * hosts;
         // Only `hostaddr=`: libpq encrypts all the same (no name is needed
@@ -135,7 +150,7 @@ impl ConnectionSettings {
         }
         // Plain and TLS connections are two stream types: one path each.
         let plain = tls.mode == SslMode::Disable;
-        let mut conn = if plain {
+        let conn = if plain {
             let connecting = pg.connect(tokio_postgres::NoTls);
             let (client, connection) = tokio::time::timeout(connect_limit, connecting)
                 .await
@@ -155,6 +170,8 @@ impl ConnectionSettings {
             let cancel = Canceller::tls(client.cancel_token(), connector);
             self.take_over(client, connection, cancel).await?
         };
+        super::metrics::created("postgresql", &self.pool_name, opening.elapsed());
+        let mut conn = conn.with_endpoint(endpoint);
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
@@ -367,7 +384,9 @@ fn classify_connect_error(e: &tokio_postgres::Error, url: &str) -> ConnectionErr
 }
 
 /// Logs statements and their duration through `tracing`. Bind values are
-/// logged only at TRACE: they may hold secrets or personal data.
+/// never logged, at any level (they may hold secrets or personal data), nor
+/// a server's error message (it can quote one): a failure is logged by its
+/// SQLSTATE or class.
 struct QueryLogger {
     log_all: bool,
     slow: Option<Duration>,
@@ -383,10 +402,7 @@ impl Instrumentation for QueryLogger {
                 let slow = self.slow.is_some_and(|limit| elapsed >= limit);
                 // Rendering the statement costs an allocation per query:
                 // only when it will be written somewhere.
-                if !(slow
-                    || self.log_all
-                    || tracing::enabled!(target: "database::query", tracing::Level::TRACE))
-                {
+                if !(slow || self.log_all) {
                     return;
                 }
                 let text = query.to_string();
@@ -397,14 +413,14 @@ impl Instrumentation for QueryLogger {
                 } else if self.log_all {
                     match error {
                         Some(e) => {
-                            tracing::debug!(target: "database::query", elapsed_us, sql, error = %e, "query failed")
+                            let error = super::telemetry::error_class(e);
+                            tracing::debug!(target: "database::query", elapsed_us, sql, error, "query failed")
                         }
                         None => {
                             tracing::debug!(target: "database::query", elapsed_us, sql, "query")
                         }
                     }
                 }
-                tracing::trace!(target: "database::query", statement = %text);
             }
             _ => {}
         }

@@ -21,6 +21,11 @@
 //! deadline or runs behind a pooler, the remaining time as transaction-local
 //! timeouts. The transaction manager sends `BEGIN` and `COMMIT` through
 //! `batch_execute`, which is where both are recognised.
+//!
+//! Over 600 lines on purpose: the two protocols, the contract, the context
+//! and the telemetry hooks meet on every statement path here, and splitting
+//! them would split each path across files (the span and metric code itself
+//! lives in `telemetry.rs` and `metrics.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +45,7 @@ use futures::future::{BoxFuture, FutureExt, TryFutureExt};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::call::{self, Calls, Sent};
+use super::telemetry::{self, Endpoint};
 use super::unnamed::{UnnamedConnection, UnnamedField, UnnamedRow};
 
 /// A PostgreSQL connection: direct (named statements) or pooler mode
@@ -52,6 +58,13 @@ pub struct PgConn {
     open: AtomicBool,
     scope: Scope,
     cancel: Option<super::connection::Canceller>,
+    /// What every span of this connection says about its server.
+    endpoint: Arc<Endpoint>,
+    /// The span of the open transaction, when a subscriber wanted one: the
+    /// parent of its statements' spans, closed at `COMMIT`/`ROLLBACK`.
+    transaction: telemetry::TransactionSpan,
+    /// No spans: the replica monitor's polling (until the next checkout).
+    untraced: AtomicBool,
     /// Held by a statement wrapped in a transaction of its own from its
     /// `BEGIN` to its `COMMIT`: two such statements pipelined on this
     /// connection would otherwise interleave, and one's `COMMIT` could reach
@@ -88,6 +101,9 @@ pub(crate) struct Scope {
     /// A replica's connection: nothing it runs can commit (hot standbys are
     /// read-only), so no failure on it has an unknown outcome.
     pub(crate) read_only: bool,
+    /// The span the call's statements hang under (the context's), when one
+    /// was given; else the span current when each statement starts.
+    pub(crate) parent: Option<tracing::Span>,
 }
 
 impl PgConn {
@@ -100,8 +116,63 @@ impl PgConn {
             open: AtomicBool::new(false),
             scope,
             cancel,
+            endpoint: Arc::new(Endpoint {
+                system: "postgresql",
+                ..Endpoint::default()
+            }),
+            transaction: telemetry::TransactionSpan::default(),
+            untraced: AtomicBool::new(false),
             own_transaction: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Gives the connection's spans their server attributes.
+    pub(super) fn with_endpoint(mut self, endpoint: Arc<Endpoint>) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// Makes no spans until the next checkout: for the crate's own
+    /// background polling, which is not the service's work.
+    pub(crate) fn set_untraced(&self) {
+        self.untraced.store(true, Ordering::Relaxed);
+    }
+
+    /// The name of the pool this connection belongs to.
+    pub(crate) fn pool_name(&self) -> Arc<str> {
+        Arc::clone(&self.endpoint.pool)
+    }
+
+    /// `replica` or `primary`: where routing sent this connection's calls.
+    fn route(&self) -> &'static str {
+        if self.scope.read_only {
+            "replica"
+        } else {
+            "primary"
+        }
+    }
+
+    /// The watch of a statement starting now: its span when a subscriber
+    /// wants one (else none is built), and its duration metric. `None` for
+    /// the crate's own background polling.
+    fn watch(
+        &self,
+        shape: impl FnOnce() -> Option<Arc<telemetry::Shape>>,
+    ) -> Option<Arc<telemetry::Watch>> {
+        if self.untraced.load(Ordering::Relaxed) {
+            return None;
+        }
+        let shape = shape()?;
+        let span = if telemetry::enabled() {
+            let transaction = self.transaction.current();
+            let parent = transaction.as_ref().or(self.scope.parent.as_ref());
+            let span = telemetry::statement_span(&self.endpoint, &shape, self.route(), parent);
+            (!span.is_disabled()).then_some(span)
+        } else {
+            None
+        };
+        let timer = super::metrics::Timer::start(&self.endpoint, shape);
+        Some(Arc::new(telemetry::Watch::new(span, timer)))
     }
 
     pub(super) fn direct(
@@ -139,6 +210,7 @@ impl PgConn {
     pub(crate) fn enter(&mut self, scope: Scope) {
         self.calls.expect_read_only(scope.read_only);
         self.scope = scope;
+        self.untraced.store(false, Ordering::Relaxed);
     }
 
     /// Whether the connection must be closed rather than pooled: a statement
@@ -244,15 +316,32 @@ impl PgConn {
                 Inner::Unnamed(conn) => conn.batch_execute(sql).await,
             }
         };
-        let result = self
-            .calls
-            .start(sent, self.bound())
-            .run(work, self.canceller())
-            .await;
+        let watch = if control {
+            None
+        } else {
+            self.watch(|| Some(telemetry::shape_of_sql(sql)))
+        };
+        let result = telemetry::traced(
+            watch,
+            self.calls
+                .start(sent, self.bound())
+                .run(work, self.canceller())
+                .boxed(),
+        )
+        .await;
+        if begins
+            && result.is_ok()
+            && !self.open.load(Ordering::Relaxed)
+            && !self.untraced.load(Ordering::Relaxed)
+        {
+            self.transaction
+                .begin(&self.endpoint, self.scope.parent.as_ref());
+        }
         if begins && result.is_ok() {
             self.open.store(true, Ordering::Relaxed);
         }
         if ends {
+            self.transaction.end(sql, &result);
             // The server ended the transaction, or the connection is broken.
             self.open.store(false, Ordering::Relaxed);
             self.calls.expect_read_only(self.scope.read_only);
@@ -289,11 +378,15 @@ impl PgConn {
         };
         // Whatever the batch holds may write: its outcome is unknown when the
         // connection fails before the answer.
-        let result = self
-            .calls
-            .start(Sent::AutocommitWrite, self.bound())
-            .run(work, self.canceller())
-            .await;
+        let watch = self.watch(|| Some(telemetry::shape_of_sql(sql)));
+        let result = telemetry::traced(
+            watch,
+            self.calls
+                .start(Sent::AutocommitWrite, self.bound())
+                .run(work, self.canceller())
+                .boxed(),
+        )
+        .await;
         if result.is_err() && !self.calls.is_broken() {
             let rollback = async {
                 match &self.inner {
@@ -386,6 +479,23 @@ impl PgConn {
         Q::Query: QueryFragment<Pg> + QueryId,
     {
         let query = query.as_query();
+        let watch = self.watch(|| telemetry::shape_of(&query));
+        let Some(watch) = watch else {
+            return self.load_untraced(query);
+        };
+        // A server error can arrive with the first row rather than with the
+        // answer to the statement: the watch lasts until the rows are read
+        // (the stream holds it) and records an error met among them.
+        let rows_watch = Arc::clone(&watch);
+        telemetry::traced(Some(watch), self.load_untraced(query))
+            .map_ok(move |rows| rows.inspect_err(move |e| rows_watch.fail(e)).boxed())
+            .boxed()
+    }
+
+    fn load_untraced<'a, Q>(&'a self, query: Q) -> BoxFuture<'a, QueryResult<Rows>>
+    where
+        Q: diesel::query_builder::Query + QueryFragment<Pg> + QueryId,
+    {
         let sent = self.sent(&query);
         if !self.wraps() {
             return self.contract(sent, self.load_future(query));
@@ -418,6 +528,14 @@ impl PgConn {
     }
 
     fn execute_query<'a, T>(&'a self, source: T) -> BoxFuture<'a, QueryResult<usize>>
+    where
+        T: QueryFragment<Pg> + QueryId,
+    {
+        let watch = self.watch(|| telemetry::shape_of(&source));
+        telemetry::traced(watch, self.execute_untraced(source))
+    }
+
+    fn execute_untraced<'a, T>(&'a self, source: T) -> BoxFuture<'a, QueryResult<usize>>
     where
         T: QueryFragment<Pg> + QueryId,
     {

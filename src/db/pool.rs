@@ -24,13 +24,18 @@ use crate::error::{Error, Result};
 /// then it is closed (the server rolls the transaction back at once).
 pub struct PooledConn {
     conn: Option<Object<PgConn>>,
+    /// When it left the pool (`db.client.connection.use_time`).
+    since: Instant,
 }
 
 impl PooledConn {
     /// A checked-out connection entering the scope of the call it serves.
     pub(super) fn new(mut conn: Object<PgConn>, scope: Scope) -> Self {
         conn.enter(scope);
-        Self { conn: Some(conn) }
+        Self {
+            conn: Some(conn),
+            since: Instant::now(),
+        }
     }
 
     /// Takes the connection out of its pool for good (it is closed when the
@@ -64,12 +69,21 @@ impl DerefMut for PooledConn {
 
 impl Drop for PooledConn {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.conn.take()
-            && conn.is_dirty()
-        {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let pool_name = conn.pool_name();
+        let pool = Object::pool(&conn);
+        if conn.is_dirty() {
             // Closing it is the only safe end: its protocol or transaction
             // state is not what the next caller would expect.
             drop(Object::take(conn));
+        } else {
+            drop(conn);
+        }
+        super::metrics::used("postgresql", &pool_name, self.since.elapsed());
+        if let Some(pool) = pool {
+            super::metrics::pool_status("postgresql", &pool_name, pool.status());
         }
     }
 }
@@ -170,8 +184,29 @@ pub(super) async fn checkout(
     url: &str,
     deadline: Instant,
     scope: Scope,
+    pool_name: &'static str,
 ) -> Result<PooledConn> {
-    let got = tokio::time::timeout_at(deadline.into(), pool.get()).await;
+    let started = Instant::now();
+    let waiting = tokio::time::timeout_at(deadline.into(), pool.get());
+    let span = super::telemetry::enabled()
+        .then(|| super::telemetry::pool_wait_span("postgresql", pool_name, scope.parent.as_ref()));
+    let got = match &span {
+        Some(span) => tracing::Instrument::instrument(waiting, span.clone()).await,
+        None => waiting.await,
+    };
+    let timed_out = matches!(&got, Ok(Err(PoolError::Timeout(_))) | Err(_));
+    let name: std::sync::Arc<str> = std::sync::Arc::from(pool_name);
+    super::metrics::waited("postgresql", &name, started.elapsed(), timed_out);
+    super::metrics::pool_status("postgresql", &name, pool.status());
+    if let Some(span) = &span {
+        match &got {
+            Ok(Ok(_)) => {}
+            Ok(Err(PoolError::Timeout(_))) | Err(_) => {
+                super::telemetry::record_failure(span, "timeout")
+            }
+            Ok(Err(_)) => super::telemetry::record_failure(span, "unavailable"),
+        }
+    }
     match got {
         Ok(Ok(conn)) => Ok(PooledConn::new(conn, scope)),
         Ok(Err(e)) => Err(pool_error(e, config, url, pool.status())),

@@ -72,13 +72,21 @@ impl Db {
         let settings = ConnectionSettings::from_config(&config);
         let pool = pool::build(
             &config,
-            settings.clone(),
+            settings.clone().for_pool("primary"),
             &config.database_url,
             config.pool_size,
         )?;
         let mut replica_pools = Vec::with_capacity(config.replica_urls.len());
-        for url in &config.replica_urls {
-            let replica = pool::build(&config, settings.clone(), url, config.pool_size)?;
+        for (i, url) in config.replica_urls.iter().enumerate() {
+            // Named by position in DB_REPLICA_URLS: unique, low-cardinality,
+            // and no host names in metric labels.
+            let name = format!("replica-{}", i + 1);
+            let replica = pool::build(
+                &config,
+                settings.clone().for_pool(&name),
+                url,
+                config.pool_size,
+            )?;
             replica_pools.push((url.clone(), replica));
         }
         let replicas = Replicas::start(&config, &pool, replica_pools);
@@ -106,6 +114,12 @@ impl Db {
     /// its span as the parent of the query spans. Cheap (a few reference
     /// counts); build one per request.
     pub fn with(&self, ctx: Ctx) -> Db {
+        // The handler's span parents the query spans even when the calls
+        // run outside it (a spawned task, a stream polled later).
+        let ctx = match ctx.span() {
+            None if !tracing::Span::current().is_none() => ctx.trace(tracing::Span::current()),
+            _ => ctx,
+        };
         let settings = super::roles::settings_sql(&ctx, self.shared.config.app_role.as_deref());
         Db {
             shared: self.shared.clone(),
@@ -140,6 +154,7 @@ impl Db {
             local_timeouts: self.ctx.deadline_at().is_some()
                 || config.pooler == Pooler::Transaction,
             read_only: false,
+            parent: self.ctx.span().cloned(),
         }
     }
 
@@ -169,6 +184,7 @@ impl Db {
                 config.system_url(),
                 self.deadline(),
                 self.scope(),
+                "system",
             )
             .await;
         }
@@ -181,6 +197,7 @@ impl Db {
             &config.database_url,
             self.deadline(),
             self.scope(),
+            "primary",
         )
         .await
     }
@@ -409,7 +426,7 @@ impl Db {
         }
         let config = &self.shared.config;
         // Its own role bypasses row-level security: no role switch.
-        let settings = ConnectionSettings::from_config(config);
+        let settings = ConnectionSettings::from_config(config).for_pool("system");
         let pool = pool::build(config, settings, config.system_url(), 2)?;
         Ok(self.shared.system.get_or_init(|| pool))
     }
@@ -431,6 +448,7 @@ impl Db {
                         per_statement: Some(config.query_timeout),
                         ..Scope::default()
                     },
+                    "primary",
                 )
                 .await?;
                 let check = RoleCheck::of(&mut conn).await?;

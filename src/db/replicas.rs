@@ -378,7 +378,11 @@ impl Replicas {
         let now = Instant::now();
         let checked = tokio::time::timeout(CHECK_TIMEOUT, async {
             if conns.primary.is_none() {
-                conns.primary = Some(super::connect(config, &config.database_url).await.ok()?);
+                let conn = super::connect(config, &config.database_url).await.ok()?;
+                // The monitor's polling is not the service's work: no spans,
+                // no metrics.
+                conn.set_untraced();
+                conns.primary = Some(conn);
             }
             Some(flush_position(conns.primary.as_mut()?).await)
         })
@@ -427,7 +431,9 @@ impl Replicas {
                 .map(|(member, conn)| async move {
                     let seen = tokio::time::timeout(CHECK_TIMEOUT, async {
                         if conn.is_none() {
-                            *conn = Some(super::connect(config, &member.url).await.ok()?);
+                            let opened = super::connect(config, &member.url).await.ok()?;
+                            opened.set_untraced();
+                            *conn = Some(opened);
                         }
                         replayed_on_timeline(conn.as_mut()?).await.ok()
                     })

@@ -94,6 +94,11 @@ pub fn establish_sync(target: &SqliteTarget) -> Result<SqliteConnection> {
             target.establish_arg()
         ))
     })?;
+    let path = match target {
+        SqliteTarget::File(path) => Some(path.to_string_lossy().into_owned()),
+        SqliteTarget::Memory => None,
+    };
+    conn.set_instrumentation(super::telemetry::SqliteSpans::new(path.as_deref()));
     Ok(conn)
 }
 
@@ -228,7 +233,12 @@ impl SqliteDb {
     pub async fn conn(&self) -> Result<SqlitePooledConn> {
         use deadpool::managed::{PoolError as P, TimeoutType};
         let pool = &self.shared.pool;
+        let started = std::time::Instant::now();
         let got = tokio::time::timeout_at(self.deadline().into(), pool.get()).await;
+        let name: Arc<str> = Arc::from("sqlite");
+        let timed_out = matches!(&got, Ok(Err(P::Timeout(_))) | Err(_));
+        super::metrics::waited("sqlite", &name, started.elapsed(), timed_out);
+        super::metrics::pool_status("sqlite", &name, pool.status());
         let Ok(got) = got else {
             return Err(Error::Unavailable(
                 "no SQLite connection before the call's deadline; nothing was sent".into(),

@@ -401,7 +401,19 @@ pub async fn run_to_with(
         Some(t) => Some(set.find(t)?.version.clone()),
         None => None,
     };
-    lock::with_lock(conn, options.lock_wait, async |conn| {
+    // The run's span (kind INTERNAL): the lock, the history and a child
+    // span per migration, under which its statements' spans go.
+    let run_span = tracing::info_span!(
+        target: crate::db::telemetry::TARGET,
+        "db.migrate",
+        otel.kind = "internal",
+        otel.name = "migrate",
+        otel.status_code = tracing::field::Empty,
+        db.system.name = "postgresql",
+        error.type = tracing::field::Empty,
+        database.migrations.applied = tracing::field::Empty,
+    );
+    let result = lock::with_lock(conn, options.lock_wait, async |conn| {
         conn.batch_execute(history::SETUP_SQL).await?;
         let (rows, progress) = history::read(conn).await?;
         let pending = plan_run(set, &rows, &progress, target_version.as_ref())?;
@@ -428,7 +440,12 @@ pub async fn run_to_with(
         let session = execute::SessionSettings::capture(conn).await?;
         for m in pending {
             let partial = progress.iter().find(|p| p.version == m.version);
-            if let Err(mut e) = execute::apply(conn, m, partial).await {
+            let span = migration_span(m);
+            let applied =
+                tracing::Instrument::instrument(execute::apply(conn, m, partial), span.clone())
+                    .await;
+            if let Err(mut e) = applied {
+                crate::db::telemetry::record_failure(&span, "migration_failed");
                 execute::name_lock_holders(conn, &mut e).await;
                 return Err(e);
             }
@@ -437,8 +454,30 @@ pub async fn run_to_with(
             report.applied.push(m.name.clone());
         }
         Ok(report)
-    })
-    .await
+    });
+    let result = tracing::Instrument::instrument(result, run_span.clone()).await;
+    match &result {
+        Ok(report) => {
+            run_span.record("database.migrations.applied", report.applied.len() as u64);
+        }
+        Err(_) => crate::db::telemetry::record_failure(&run_span, "migration_failed"),
+    }
+    result
+}
+
+/// The span of one migration (kind INTERNAL), a child of the run's.
+fn migration_span(m: &Migration) -> tracing::Span {
+    tracing::info_span!(
+        target: crate::db::telemetry::TARGET,
+        "db.migration",
+        otel.kind = "internal",
+        otel.name = %format_args!("migration {}", m.name),
+        otel.status_code = tracing::field::Empty,
+        db.system.name = "postgresql",
+        database.migration.version = %m.version,
+        database.migration.name = %m.name,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// Reverts the `steps` most recently applied migrations (newest first), all

@@ -1,0 +1,112 @@
+//! `scripts/bench --telemetry`: the cost of observability (#27). user_by_id
+//! and create_todo measured twice against the raw driver, as every workload
+//! is: first with no `tracing` subscriber and no `metrics` recorder, then
+//! with a subscriber that records every span with its fields in memory (the
+//! way an exporter's batch processor receives them) and a recorder that
+//! keeps every metric. The overhead is the drop of the crate/raw ratio, so
+//! that machine noise, which hits both sides of a pass alike, cancels.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use database::{Config, Db};
+use serde::Serialize;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+
+use super::{Ctx, Mode, POOL_SIZE, measure_each, raw_pool, workloads};
+
+const MEASURED: [&str; 2] = ["user_by_id", "create_todo"];
+
+#[derive(Serialize)]
+pub struct TelemetryRow {
+    pub workload: &'static str,
+    pub concurrency: usize,
+    /// crate/raw throughput with no subscriber and no recorder.
+    pub ratio_without: f64,
+    /// crate/raw throughput with both recording in memory.
+    pub ratio_with: f64,
+    /// 100 * (1 - ratio_with / ratio_without).
+    pub overhead_pct: f64,
+    ops_per_sec_without: f64,
+    ops_per_sec_with: f64,
+}
+
+/// One span's fields as text.
+type SpanFields = Vec<(&'static str, String)>;
+
+/// Every span's fields as text, kept in memory (bounded: cleared when full).
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<SpanFields>>>);
+
+struct Fields<'a>(&'a mut Vec<(&'static str, String)>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name(), format!("{value:?}")));
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Spans {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        let mut fields = Vec::with_capacity(16);
+        attrs.record(&mut Fields(&mut fields));
+        let mut spans = self.0.lock().unwrap();
+        if spans.len() >= 100_000 {
+            spans.clear();
+        }
+        spans.push(fields);
+    }
+
+    fn on_record(&self, _id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+        let mut fields = Vec::new();
+        values.record(&mut Fields(&mut fields));
+        std::hint::black_box(fields);
+    }
+}
+
+pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
+    let mut config = Config::new(url);
+    config.pool_size = POOL_SIZE;
+    let db = Db::new(config)?;
+    db.migrate().await?;
+    let data = workloads::seed(&db, mode.scale).await?;
+    let ctx = Arc::new(Ctx {
+        db,
+        raw: raw_pool(url)?,
+        data,
+        unnamed: false,
+        in_context: false,
+    });
+    let only: Vec<String> = MEASURED.iter().map(|s| (*s).to_owned()).collect();
+    eprintln!("telemetry pass: no subscriber, no recorder");
+    let without = measure_each(workloads::all(&ctx), Some(&only), mode, " (none)").await?;
+
+    let spans = Spans::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))?;
+    metrics_util::debugging::DebuggingRecorder::new()
+        .install()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("telemetry pass: spans and metrics recorded in memory");
+    let with = measure_each(workloads::all(&ctx), Some(&only), mode, " (recorded)").await?;
+    anyhow::ensure!(
+        !spans.0.lock().unwrap().is_empty(),
+        "the subscriber recorded no span"
+    );
+
+    Ok(without
+        .iter()
+        .zip(&with)
+        .map(|(off, on)| TelemetryRow {
+            workload: off.workload,
+            concurrency: off.concurrency,
+            ratio_without: off.ratio,
+            ratio_with: on.ratio,
+            overhead_pct: 100.0 * (1.0 - on.ratio / off.ratio),
+            ops_per_sec_without: off.ops_per_sec,
+            ops_per_sec_with: on.ops_per_sec,
+        })
+        .collect())
+}
