@@ -269,21 +269,7 @@ fn tenant_todo_page(ctx: &Arc<Ctx>) -> Workload {
                 )
                 .await?;
             anyhow::ensure!(rows.len() == 51, "page shape");
-            let page: Vec<_> = rows[..50]
-                .iter()
-                .map(|row| {
-                    (
-                        row.get::<_, Uuid>(0),
-                        row.get::<_, Uuid>(1),
-                        row.get::<_, Option<Uuid>>(2),
-                        row.get::<_, String>(3),
-                        row.get::<_, Option<String>>(4),
-                        row.get::<_, bool>(5),
-                        row.get::<_, chrono::DateTime<chrono::Utc>>(6),
-                        row.get::<_, chrono::DateTime<chrono::Utc>>(7),
-                    )
-                })
-                .collect();
+            let page: Vec<_> = rows[..50].iter().map(workloads::decode_todo).collect();
             std::hint::black_box(page);
             Ok(())
         }),

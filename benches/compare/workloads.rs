@@ -581,19 +581,35 @@ fn create_todo(ctx: &Arc<Ctx>) -> Workload {
                     &[&Uuid::now_v7(), &user, &None::<Uuid>, &title, &description],
                 )
                 .await?;
-            std::hint::black_box((
-                row.get::<_, Uuid>(0),
-                row.get::<_, Uuid>(1),
-                row.get::<_, Option<Uuid>>(2),
-                row.get::<_, String>(3),
-                row.get::<_, Option<String>>(4),
-                row.get::<_, bool>(5),
-                row.get::<_, chrono::DateTime<chrono::Utc>>(6),
-                row.get::<_, chrono::DateTime<chrono::Utc>>(7),
-            ));
+            std::hint::black_box(decode_todo(&row));
             Ok(())
         }),
     }
+}
+
+/// Every column of a `todos` row, as the crate's `Todo` holds them.
+pub type TodoRow = (
+    Uuid,
+    Uuid,
+    Option<Uuid>,
+    String,
+    Option<String>,
+    bool,
+    Ts,
+    Ts,
+);
+
+pub fn decode_todo(row: &tokio_postgres::Row) -> TodoRow {
+    (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+        row.get(7),
+    )
 }
 
 type Ts = chrono::DateTime<chrono::Utc>;

@@ -4,7 +4,9 @@
 //! members.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Nullable};
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -140,24 +142,13 @@ pub async fn list_for_user(
     after: Option<Cursor<TodoId>>,
     limit: i64,
 ) -> Result<Page<Todo, TodoId>> {
-    check_limit(limit)?;
-    let mut query = todos::table
-        .filter(todos::user_id.eq(user_id))
-        .select(Todo::as_select())
-        .order((todos::created_at.desc(), todos::id.desc()))
-        .into_boxed();
-    if let Some(c) = after {
-        // (created_at, id) < cursor, written so the index range starts at
-        // created_at <= cursor.
-        query = query
-            .filter(todos::created_at.le(c.created_at))
-            .filter(todos::created_at.lt(c.created_at).or(todos::id.lt(c.id)));
-    }
-    let rows = query.inline_limit((limit + 1) as u32).load(conn).await?;
-    Ok(page_of(rows, limit, |t: &Todo| Cursor {
-        created_at: t.created_at,
-        id: t.id,
-    }))
+    page_where(
+        conn,
+        Box::new(todos::user_id.eq(user_id).nullable()),
+        after,
+        limit,
+    )
+    .await
 }
 
 /// A page of `tenant_id`'s todos (of every member), newest first, starting
@@ -169,13 +160,26 @@ pub async fn list_for_tenant(
     after: Option<Cursor<TodoId>>,
     limit: i64,
 ) -> Result<Page<Todo, TodoId>> {
+    page_where(conn, Box::new(todos::tenant_id.eq(tenant_id)), after, limit).await
+}
+
+/// A page of the todos `owner` selects, newest first, starting after
+/// `after`: the keyset both lists share.
+async fn page_where(
+    conn: &mut Conn,
+    owner: Box<dyn BoxableExpression<todos::table, Pg, SqlType = Nullable<Bool>>>,
+    after: Option<Cursor<TodoId>>,
+    limit: i64,
+) -> Result<Page<Todo, TodoId>> {
     check_limit(limit)?;
     let mut query = todos::table
-        .filter(todos::tenant_id.eq(tenant_id))
+        .filter(owner)
         .select(Todo::as_select())
         .order((todos::created_at.desc(), todos::id.desc()))
         .into_boxed();
     if let Some(c) = after {
+        // (created_at, id) < cursor, written so the index range starts at
+        // created_at <= cursor.
         query = query
             .filter(todos::created_at.le(c.created_at))
             .filter(todos::created_at.lt(c.created_at).or(todos::id.lt(c.id)));
