@@ -596,6 +596,62 @@ fn gauge(metric: &Metric) -> f64 {
     }
 }
 
+// Handles are cached per pool: a recorder that arrives after the `Db` was
+// built and had already measured calls (into the no-op recorder) must still
+// receive the next ones, and a second recorder after it its own.
+#[test]
+fn a_recorder_installed_after_the_db_receives_its_metrics() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (t, db, user) = runtime.block_on(async {
+        let t = TestDb::new().await;
+        let db = Db::new(Config::new(t.url.clone())).unwrap();
+        let mut conn = db.conn().await.unwrap();
+        let user = users::create(&mut conn, &new_user("late@example.com"))
+            .await
+            .unwrap();
+        users::find(&mut conn, user.id).await.unwrap();
+        drop(conn);
+        (t, db, user.id)
+    });
+    for lookups in [2, 3] {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(async {
+                let mut conn = db.conn().await.unwrap();
+                for _ in 0..lookups {
+                    users::find(&mut conn, user).await.unwrap();
+                }
+            })
+        });
+        let seen = metrics_of(snapshotter.snapshot());
+        let selects = histogram(find(
+            &seen,
+            "db.client.operation.duration",
+            &[
+                ("db.system.name", "postgresql"),
+                ("db.client.connection.pool.name", "primary"),
+                ("db.operation.name", "SELECT"),
+                ("db.collection.name", "users"),
+            ],
+        ));
+        assert_eq!(selects.len(), lookups, "{seen:?}");
+        let waits = histogram(find(
+            &seen,
+            "db.client.connection.wait_time",
+            &[
+                ("db.system.name", "postgresql"),
+                ("db.client.connection.pool.name", "primary"),
+            ],
+        ));
+        assert_eq!(waits.len(), 1, "{seen:?}");
+    }
+    drop(t);
+}
+
 // The recorder is this thread's only (`with_local_recorder`), and the
 // workload runs on a current-thread runtime inside it: the other tests of
 // this binary, running at the same time, record nothing into it.

@@ -31,8 +31,8 @@ pub(super) struct ConnectionSettings {
     tcp_user_timeout: Option<Duration>,
     /// Extra `SET`s for this kind of session (the migration session's timeouts).
     session_settings: Vec<(&'static str, String)>,
-    /// The pool its connections belong to (the metrics' and spans' label).
-    pool_name: std::sync::Arc<str>,
+    /// The metrics of the pool its connections belong to.
+    meter: std::sync::Arc<super::metrics::Meter>,
 }
 
 impl ConnectionSettings {
@@ -48,13 +48,13 @@ impl ConnectionSettings {
             tcp_keepalive_idle: config.tcp_keepalive_idle,
             tcp_user_timeout: config.tcp_user_timeout,
             session_settings: Vec::new(),
-            pool_name: std::sync::Arc::from("direct"),
+            meter: super::metrics::Meter::new("postgresql", "direct"),
         }
     }
 
-    /// The same, for the connections of pool `name`.
-    pub(super) fn for_pool(mut self, name: &str) -> Self {
-        self.pool_name = std::sync::Arc::from(name);
+    /// The same, for the connections of the pool that `meter` measures.
+    pub(super) fn for_pool(mut self, meter: std::sync::Arc<super::metrics::Meter>) -> Self {
+        self.meter = meter;
         self
     }
 
@@ -126,7 +126,7 @@ impl ConnectionSettings {
         let endpoint = std::sync::Arc::new(super::telemetry::Endpoint::postgres(
             &pg,
             self.pooler,
-            std::sync::Arc::clone(&self.pool_name),
+            std::sync::Arc::clone(&self.meter),
         ));
         let opening = Instant::now();
         let hosts = (pg.get_hosts().len().max(pg.get_hostaddrs().len())).max(1) as u32;
@@ -170,7 +170,7 @@ impl ConnectionSettings {
             let cancel = Canceller::tls(client.cancel_token(), connector);
             self.take_over(client, connection, cancel).await?
         };
-        super::metrics::created("postgresql", &self.pool_name, opening.elapsed());
+        self.meter.created(opening.elapsed());
         let mut conn = conn.with_endpoint(endpoint);
         if !self.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);

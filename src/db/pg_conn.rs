@@ -51,7 +51,9 @@ use super::unnamed::{UnnamedConnection, UnnamedField, UnnamedRow};
 /// A PostgreSQL connection: direct (named statements) or pooler mode
 /// (unnamed statements only). See the module docs.
 pub struct PgConn {
-    inner: Inner,
+    // Boxed: a pooled connection moves through several futures on every
+    // checkout, and the driver's connection is large.
+    inner: Box<Inner>,
     calls: Calls,
     /// A transaction is open on the server (a top-level `BEGIN` went
     /// through `batch_execute` and no `COMMIT`/`ROLLBACK` since).
@@ -111,7 +113,7 @@ impl PgConn {
         let calls = Calls::default();
         calls.expect_read_only(scope.read_only);
         Self {
-            inner,
+            inner: Box::new(inner),
             calls,
             open: AtomicBool::new(false),
             scope,
@@ -138,9 +140,9 @@ impl PgConn {
         self.untraced.store(true, Ordering::Relaxed);
     }
 
-    /// The name of the pool this connection belongs to.
-    pub(crate) fn pool_name(&self) -> Arc<str> {
-        Arc::clone(&self.endpoint.pool)
+    /// The metrics of the pool this connection belongs to.
+    pub(crate) fn meter(&self) -> Arc<super::metrics::Meter> {
+        Arc::clone(&self.endpoint.meter)
     }
 
     /// `replica` or `primary`: where routing sent this connection's calls.
@@ -194,13 +196,13 @@ impl PgConn {
     /// Whether this connection runs in pooler mode (`DB_POOLER=transaction`):
     /// only unnamed statements, nothing that outlives a transaction.
     pub fn is_pooler_mode(&self) -> bool {
-        matches!(self.inner, Inner::Unnamed(_))
+        matches!(*self.inner, Inner::Unnamed(_))
     }
 
     /// The diesel-async connection underneath, in direct mode (`None` in
     /// pooler mode): for code that needs what only it offers.
     pub fn as_direct(&mut self) -> Option<&mut AsyncPgConnection> {
-        match &mut self.inner {
+        match &mut *self.inner {
             Inner::Direct(conn) => Some(conn),
             Inner::Unnamed(_) => None,
         }
@@ -308,7 +310,7 @@ impl PgConn {
             Sent::of_batch(!self.open.load(Ordering::Relaxed), sql)
         };
         let work = async {
-            match &self.inner {
+            match &*self.inner {
                 Inner::Direct(conn) => {
                     let mut conn = conn;
                     SimpleAsyncConnection::batch_execute(&mut conn, sql).await
@@ -368,7 +370,7 @@ impl PgConn {
         // Held through the ROLLBACK below too (see `own_transaction`).
         let _turn = self.own_transaction.lock().await;
         let work = async {
-            match &self.inner {
+            match &*self.inner {
                 Inner::Direct(conn) => {
                     let mut conn = conn;
                     SimpleAsyncConnection::batch_execute(&mut conn, &whole).await
@@ -389,7 +391,7 @@ impl PgConn {
         .await;
         if result.is_err() && !self.calls.is_broken() {
             let rollback = async {
-                match &self.inner {
+                match &*self.inner {
                     Inner::Direct(conn) => {
                         let mut conn = conn;
                         SimpleAsyncConnection::batch_execute(&mut conn, "ROLLBACK").await
@@ -417,7 +419,7 @@ impl PgConn {
     fn wraps(&self) -> bool {
         !self.open.load(Ordering::Relaxed)
             && (self.scope.settings.is_some()
-                || (self.scope.local_timeouts && matches!(self.inner, Inner::Unnamed(_))))
+                || (self.scope.local_timeouts && matches!(*self.inner, Inner::Unnamed(_))))
     }
 
     /// The statement's future: rendered now, sent when first polled. `Err`
@@ -427,7 +429,7 @@ impl PgConn {
         T: AsQuery,
         T::Query: QueryFragment<Pg> + QueryId,
     {
-        Ok(match &self.inner {
+        Ok(match &*self.inner {
             Inner::Direct(conn) => {
                 let mut conn: &'a AsyncPgConnection = conn;
                 conn.load(source).map_ok(direct_rows).boxed()
@@ -444,7 +446,7 @@ impl PgConn {
     where
         T: QueryFragment<Pg> + QueryId,
     {
-        Ok(match &self.inner {
+        Ok(match &*self.inner {
             Inner::Direct(conn) => {
                 let mut conn: &'a AsyncPgConnection = conn;
                 conn.execute_returning_count(source)
@@ -500,7 +502,7 @@ impl PgConn {
         if !self.wraps() {
             return self.contract(sent, self.load_future(query));
         }
-        match &self.inner {
+        match &*self.inner {
             Inner::Unnamed(conn) => {
                 let rendered = match conn.render(&query) {
                     Ok(r) => r,
@@ -543,7 +545,7 @@ impl PgConn {
         if !self.wraps() {
             return self.contract(sent, self.execute_future(source));
         }
-        match &self.inner {
+        match &*self.inner {
             Inner::Unnamed(conn) => {
                 let rendered = match conn.render(&source) {
                     Ok(r) => r,
@@ -725,28 +727,28 @@ impl AsyncConnection for PgConn {
     }
 
     fn transaction_state(&mut self) -> &mut AnsiTransactionManager {
-        match &mut self.inner {
+        match &mut *self.inner {
             Inner::Direct(conn) => conn.transaction_state(),
             Inner::Unnamed(conn) => conn.transaction_state(),
         }
     }
 
     fn instrumentation(&mut self) -> &mut dyn Instrumentation {
-        match &mut self.inner {
+        match &mut *self.inner {
             Inner::Direct(conn) => conn.instrumentation(),
             Inner::Unnamed(conn) => conn.instrumentation(),
         }
     }
 
     fn set_instrumentation(&mut self, instrumentation: impl Instrumentation) {
-        match &mut self.inner {
+        match &mut *self.inner {
             Inner::Direct(conn) => conn.set_instrumentation(instrumentation),
             Inner::Unnamed(conn) => conn.set_instrumentation(instrumentation),
         }
     }
 
     fn set_prepared_statement_cache_size(&mut self, size: CacheSize) {
-        match &mut self.inner {
+        match &mut *self.inner {
             Inner::Direct(conn) => conn.set_prepared_statement_cache_size(size),
             // Nothing is prepared by name: there is no cache.
             Inner::Unnamed(_) => {}
@@ -759,7 +761,7 @@ impl PoolableConnection for PgConn {
         if self.calls.is_broken() {
             return true;
         }
-        let unnamed_broken = match &mut self.inner {
+        let unnamed_broken = match &mut *self.inner {
             Inner::Direct(conn) => return PoolableConnection::is_broken(conn),
             Inner::Unnamed(conn) => conn.is_broken(),
         };

@@ -4,6 +4,7 @@
 //! and nobody inherits its state).
 
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
@@ -13,6 +14,7 @@ use diesel_async::pooled_connection::{
 
 use super::config::{Config, Recycle};
 use super::connection::{ConnectionSettings, connection_error};
+use super::metrics::Meter;
 use super::pg_conn::{PgConn, Scope};
 use super::url::redact_url;
 use crate::error::{Error, Result};
@@ -72,7 +74,7 @@ impl Drop for PooledConn {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        let pool_name = conn.pool_name();
+        let meter = conn.meter();
         let pool = Object::pool(&conn);
         if conn.is_dirty() {
             // Closing it is the only safe end: its protocol or transaction
@@ -81,9 +83,9 @@ impl Drop for PooledConn {
         } else {
             drop(conn);
         }
-        super::metrics::used("postgresql", &pool_name, self.since.elapsed());
+        meter.used(self.since.elapsed());
         if let Some(pool) = pool {
-            super::metrics::pool_status("postgresql", &pool_name, pool.status());
+            meter.pool_status(pool.status());
         }
     }
 }
@@ -121,14 +123,32 @@ pub struct Health {
     pub pool: PoolStatus,
 }
 
-/// A pool of connections to `url`, each set up by the one connection
-/// set-up (`connection.rs`) with `settings`.
+/// A pool of PostgreSQL connections and its metrics.
+pub(super) struct PgPool {
+    pool: Pool<PgConn>,
+    meter: Arc<Meter>,
+}
+
+impl Deref for PgPool {
+    type Target = Pool<PgConn>;
+
+    fn deref(&self) -> &Pool<PgConn> {
+        &self.pool
+    }
+}
+
+/// A pool named `name` (`primary`, `replica-1`, `system`: the metrics'
+/// label) of connections to `url`, each set up by the one connection set-up
+/// (`connection.rs`) with `settings`.
 pub(super) fn build(
     config: &Config,
     settings: ConnectionSettings,
     url: &str,
     size: usize,
-) -> Result<Pool<PgConn>> {
+    name: &str,
+) -> Result<PgPool> {
+    let meter = Meter::new("postgresql", name);
+    let settings = settings.for_pool(Arc::clone(&meter));
     let mut manager_config = ManagerConfig::<PgConn>::default();
     manager_config.recycling_method = match config.recycle {
         Recycle::Fast => RecyclingMethod::Fast,
@@ -152,7 +172,7 @@ pub(super) fn build(
         .build()
         .map_err(|e| Error::Config(format!("cannot build the pool: {e}")))?;
     spawn_idle_reaper(&pool, config.idle_timeout);
-    Ok(pool)
+    Ok(PgPool { pool, meter })
 }
 
 /// Closes connections idle for longer than `idle_timeout`. deadpool has no
@@ -179,25 +199,25 @@ fn spawn_idle_reaper(pool: &Pool<PgConn>, idle_timeout: Duration) {
 /// free one and opening one both end there. Nothing has been sent when this
 /// fails, so the error is `Unavailable` (retryable) or `Config`.
 pub(super) async fn checkout(
-    pool: &Pool<PgConn>,
+    pool: &PgPool,
     config: &Config,
     url: &str,
     deadline: Instant,
     scope: Scope,
-    pool_name: &'static str,
 ) -> Result<PooledConn> {
+    let meter = &pool.meter;
     let started = Instant::now();
     let waiting = tokio::time::timeout_at(deadline.into(), pool.get());
-    let span = super::telemetry::enabled()
-        .then(|| super::telemetry::pool_wait_span("postgresql", pool_name, scope.parent.as_ref()));
+    let span = super::telemetry::enabled().then(|| {
+        super::telemetry::pool_wait_span("postgresql", meter.pool(), scope.parent.as_ref())
+    });
     let got = match &span {
         Some(span) => tracing::Instrument::instrument(waiting, span.clone()).await,
         None => waiting.await,
     };
     let timed_out = matches!(&got, Ok(Err(PoolError::Timeout(_))) | Err(_));
-    let name: std::sync::Arc<str> = std::sync::Arc::from(pool_name);
-    super::metrics::waited("postgresql", &name, started.elapsed(), timed_out);
-    super::metrics::pool_status("postgresql", &name, pool.status());
+    meter.waited(started.elapsed(), timed_out);
+    meter.pool_status(pool.status());
     if let Some(span) = &span {
         match &got {
             Ok(Ok(_)) => {}

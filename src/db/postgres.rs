@@ -8,13 +8,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use diesel_async::RunQueryDsl;
-use diesel_async::pooled_connection::deadpool::Pool;
 
 use super::config::{Config, Pooler};
 use super::connection::{ConnectionSettings, connect_for_migrations};
 use super::ctx::Ctx;
 use super::pg_conn::{PgConn, Scope};
-use super::pool::{self, Health, PoolStatus, PooledConn};
+use super::pool::{self, Health, PgPool, PoolStatus, PooledConn};
 use super::replicas::{self, ReadSource, ReplicaStatus, Replicas, WalPosition};
 use super::roles::RoleCheck;
 use crate::error::{Error, Result};
@@ -33,11 +32,11 @@ pub struct Db {
 }
 
 struct Shared {
-    pool: Pool<PgConn>,
+    pool: PgPool,
     /// Read replicas and what is known of their lag (`None` without any).
     replicas: Option<Arc<Replicas>>,
     /// The escape hatch's pool (`Ctx::system`), opened on first use.
-    system: OnceLock<Pool<PgConn>>,
+    system: OnceLock<PgPool>,
     config: Config,
     /// Whether the service's login would bypass row-level security, found
     /// out on the first call with a tenant.
@@ -72,21 +71,17 @@ impl Db {
         let settings = ConnectionSettings::from_config(&config);
         let pool = pool::build(
             &config,
-            settings.clone().for_pool("primary"),
+            settings.clone(),
             &config.database_url,
             config.pool_size,
+            "primary",
         )?;
         let mut replica_pools = Vec::with_capacity(config.replica_urls.len());
         for (i, url) in config.replica_urls.iter().enumerate() {
             // Named by position in DB_REPLICA_URLS: unique, low-cardinality,
             // and no host names in metric labels.
             let name = format!("replica-{}", i + 1);
-            let replica = pool::build(
-                &config,
-                settings.clone().for_pool(&name),
-                url,
-                config.pool_size,
-            )?;
+            let replica = pool::build(&config, settings.clone(), url, config.pool_size, &name)?;
             replica_pools.push((url.clone(), replica));
         }
         let replicas = Replicas::start(&config, &pool, replica_pools);
@@ -184,7 +179,6 @@ impl Db {
                 config.system_url(),
                 self.deadline(),
                 self.scope(),
-                "system",
             )
             .await;
         }
@@ -197,7 +191,6 @@ impl Db {
             &config.database_url,
             self.deadline(),
             self.scope(),
-            "primary",
         )
         .await
     }
@@ -420,14 +413,14 @@ impl Db {
 
     /// The escape hatch's pool, built on first use (small: maintenance,
     /// seeding and the admin domain, not request traffic).
-    fn system_pool(&self) -> Result<&Pool<PgConn>> {
+    fn system_pool(&self) -> Result<&PgPool> {
         if let Some(pool) = self.shared.system.get() {
             return Ok(pool);
         }
         let config = &self.shared.config;
         // Its own role bypasses row-level security: no role switch.
-        let settings = ConnectionSettings::from_config(config).for_pool("system");
-        let pool = pool::build(config, settings, config.system_url(), 2)?;
+        let settings = ConnectionSettings::from_config(config);
+        let pool = pool::build(config, settings, config.system_url(), 2, "system")?;
         Ok(self.shared.system.get_or_init(|| pool))
     }
 
@@ -448,7 +441,6 @@ impl Db {
                         per_statement: Some(config.query_timeout),
                         ..Scope::default()
                     },
-                    "primary",
                 )
                 .await?;
                 let check = RoleCheck::of(&mut conn).await?;

@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 
 use super::PgConn;
 use super::config::Config;
+use super::pool::PgPool;
 use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Integer, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -121,7 +122,7 @@ struct Member {
     /// The URL itself: the monitor opens its own connection with it.
     url: String,
     shown_url: String,
-    pool: Pool<PgConn>,
+    pool: PgPool,
     healthy: AtomicBool,
     /// Replayed WAL position, as last seen.
     replayed: AtomicU64,
@@ -304,8 +305,8 @@ impl Replicas {
     /// longer accepts writes (a failover).
     pub fn start(
         config: &Config,
-        primary: &Pool<PgConn>,
-        pools: Vec<(String, Pool<PgConn>)>,
+        primary: &PgPool,
+        pools: Vec<(String, PgPool)>,
     ) -> Option<Arc<Replicas>> {
         if pools.is_empty() {
             return None;

@@ -123,6 +123,8 @@ pub struct SqliteDb {
 
 struct SqliteShared {
     pool: Pool<SqliteConn>,
+    /// The pool's metrics (each connection measures its statements itself).
+    meter: Arc<super::metrics::Meter>,
     target: SqliteTarget,
     config: Config,
 }
@@ -188,6 +190,7 @@ impl SqliteDb {
         Ok(Self {
             shared: Arc::new(SqliteShared {
                 pool,
+                meter: super::metrics::Meter::new("sqlite", "sqlite"),
                 target,
                 config,
             }),
@@ -235,10 +238,10 @@ impl SqliteDb {
         let pool = &self.shared.pool;
         let started = std::time::Instant::now();
         let got = tokio::time::timeout_at(self.deadline().into(), pool.get()).await;
-        let name: Arc<str> = Arc::from("sqlite");
         let timed_out = matches!(&got, Ok(Err(P::Timeout(_))) | Err(_));
-        super::metrics::waited("sqlite", &name, started.elapsed(), timed_out);
-        super::metrics::pool_status("sqlite", &name, pool.status());
+        let meter = &self.shared.meter;
+        meter.waited(started.elapsed(), timed_out);
+        meter.pool_status(pool.status());
         let Ok(got) = got else {
             return Err(Error::Unavailable(
                 "no SQLite connection before the call's deadline; nothing was sent".into(),

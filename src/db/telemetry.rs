@@ -43,15 +43,19 @@ pub(crate) struct Endpoint {
     pub(crate) address: Option<Box<str>>,
     pub(crate) port: Option<u16>,
     pub(crate) pooler: bool,
-    /// The pool the connection belongs to (`primary`, `replica-1`, ...,
-    /// `system`, `sqlite`; `direct` outside any pool): the metrics' label.
-    pub(crate) pool: Arc<str>,
+    /// The metrics of the pool the connection belongs to (`primary`,
+    /// `replica-1`, ..., `system`, `sqlite`; `direct` outside any pool).
+    pub(crate) meter: Arc<super::metrics::Meter>,
 }
 
 impl Endpoint {
     /// A PostgreSQL server as a parsed URL names it (the first host when it
     /// names several: which one answered is not known without asking).
-    pub(crate) fn postgres(config: &tokio_postgres::Config, pooler: bool, pool: Arc<str>) -> Self {
+    pub(crate) fn postgres(
+        config: &tokio_postgres::Config,
+        pooler: bool,
+        meter: Arc<super::metrics::Meter>,
+    ) -> Self {
         use tokio_postgres::config::Host;
         let address = config.get_hosts().first().map(|h| match h {
             Host::Tcp(name) => name.clone().into_boxed_str(),
@@ -78,7 +82,7 @@ impl Endpoint {
             address,
             port,
             pooler,
-            pool,
+            meter,
         }
     }
 }
@@ -86,6 +90,8 @@ impl Endpoint {
 /// What a statement's spans say about it, computed once per shape.
 #[derive(Debug)]
 pub(crate) struct Shape {
+    /// Unique in the process: the key of the shape's metric handles.
+    pub(crate) id: u64,
     /// The parameterised SQL (`$1` where a value goes).
     pub(crate) text: Box<str>,
     pub(crate) operation: Option<Box<str>>,
@@ -114,7 +120,9 @@ impl Shape {
             operation.as_deref(),
             collections.first().map(String::as_str),
         );
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Shape {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             labels,
             text: sql.into(),
             operation: operation.map(Into::into),
@@ -352,7 +360,7 @@ impl SqliteSpans {
             endpoint: Endpoint {
                 system: "sqlite",
                 namespace: path.map(Into::into),
-                pool: Arc::from("sqlite"),
+                meter: super::metrics::Meter::new("sqlite", "sqlite"),
                 ..Endpoint::default()
             },
             statement: None,
