@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ::metrics::{Counter, Gauge, Histogram, Label, Unit};
 
-use super::telemetry::{Endpoint, Shape};
+use super::telemetry::{Endpoint, IdHash, Shape};
 
 /// `db.client.operation.duration`: each statement, seconds (stable).
 pub const OPERATION_DURATION: &str = "db.client.operation.duration";
@@ -182,7 +182,7 @@ struct Handles {
     /// `db.client.operation.duration` of each statement shape that
     /// succeeded (a failure's labels carry its class: built when it
     /// happens).
-    durations: RwLock<HashMap<u64, Histogram>>,
+    durations: RwLock<HashMap<u64, Histogram, IdHash>>,
 }
 
 /// A service that builds SQL text from values grows the statement shapes
@@ -232,7 +232,7 @@ impl Meter {
             timeouts: ::metrics::counter!(CONNECTION_TIMEOUTS, self.labels()),
             use_time: ::metrics::histogram!(USE_TIME, self.labels()),
             create_time: ::metrics::histogram!(CREATE_TIME, self.labels()),
-            durations: RwLock::new(HashMap::new()),
+            durations: RwLock::new(HashMap::default()),
         }
     }
 

@@ -142,7 +142,43 @@ impl Shape {
 }
 
 /// Shapes by static query type (what Diesel's statement cache keys by).
-static BY_TYPE: LazyLock<RwLock<HashMap<TypeId, Arc<Shape>>>> = LazyLock::new(Default::default);
+static BY_TYPE: LazyLock<RwLock<HashMap<TypeId, Arc<Shape>, IdHash>>> =
+    LazyLock::new(Default::default);
+
+/// A hasher for keys that are already well-spread 64-bit values (a
+/// `TypeId`, a shape's id): SipHash's work per statement buys nothing there.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// See `IdHash`.
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not the keys this is for; correct all the same (FNV-1a).
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Sequential ids and TypeIds alike: multiply to spread the high bits
+        // the table's index uses.
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 /// Shapes by SQL text, for queries without a static type (`sql_query`,
 /// `IN` lists of varying length). Bounded: a service that builds SQL text
 /// from values (never the crate's own queries) would otherwise grow it.
@@ -156,13 +192,16 @@ pub(crate) fn enabled() -> bool {
 
 /// The shape of a Diesel query: from the cache, or rendered once.
 pub(crate) fn shape_of<T: QueryFragment<Pg> + QueryId>(query: &T) -> Option<Arc<Shape>> {
-    let cacheable = query.is_safe_to_cache_prepared(&Pg).unwrap_or(false);
-    let id = T::query_id().filter(|_| cacheable);
-    if let Some(id) = id
+    // A type is in the cache only if its SQL was safe to cache when it was
+    // put there (a type with a static id renders one SQL text): the walk of
+    // the query that says so is paid on a miss only.
+    if let Some(id) = T::query_id()
         && let Some(shape) = BY_TYPE.read().ok()?.get(&id)
     {
         return Some(Arc::clone(shape));
     }
+    let cacheable = query.is_safe_to_cache_prepared(&Pg).unwrap_or(false);
+    let id = T::query_id().filter(|_| cacheable);
     let mut builder = PgQueryBuilder::default();
     query.to_sql(&mut builder, &Pg).ok()?;
     let sql = builder.finish();
