@@ -811,3 +811,91 @@ on_both_backends! {
         );
     }
 }
+
+// SQLite compares timestamps as text: rows whose created_at came from a
+// column default (strftime's '%f', three digits always) and rows whose
+// created_at the crate wrote (Diesel: no fraction at a whole second) must
+// share one form, or a keyset over (created_at, id) at a whole second skips
+// or repeats rows (#25).
+#[tokio::test]
+async fn sqlite_keyset_pages_at_a_whole_second_visit_every_row_once() {
+    use chrono::TimeZone;
+    use database::schema_sqlite::users as lite;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+
+    let t = common::any::AnyTestDb::sqlite().await;
+    let second = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+    let database::db::AnyPooledConn::Sqlite(mut conn) = t.conn().await else {
+        unreachable!()
+    };
+    // Three rows given that second by the crate, three inserted as a column
+    // default writes it (the default's expression, at that second).
+    for i in 0..6 {
+        let sql = if i < 3 {
+            "datetime('now')"
+        } else {
+            "strftime('%Y-%m-%d %H:%M:%f+00:00', '2026-01-02 03:04:05')"
+        };
+        diesel::sql_query(format!(
+            "INSERT INTO users (id, email, created_at) \
+             VALUES (randomblob(16), 'second{i}@example.com', {sql})"
+        ))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    diesel::update(lite::table.filter(lite::email.like("second_@example.com")))
+        .filter(lite::email.le("second2@example.com"))
+        .set(lite::created_at.eq(second))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let all: Vec<UserId> = lite::table
+        .filter(lite::email.like("second_@example.com"))
+        .select(lite::id)
+        .load(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    let at_second = lite::table
+        .filter(lite::created_at.eq(second))
+        .count()
+        .get_result::<i64>(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        at_second, 6,
+        "every row of that second compares equal to it"
+    );
+
+    // Newest first, two per page, (created_at, id) < cursor.
+    let mut seen: Vec<UserId> = Vec::new();
+    let mut cursor: Option<(chrono::DateTime<Utc>, UserId)> = None;
+    for _ in 0..10 {
+        let mut query = lite::table
+            .select((lite::created_at, lite::id))
+            .filter(lite::email.like("second_@example.com"))
+            .order((lite::created_at.desc(), lite::id.desc()))
+            .limit(2)
+            .into_boxed();
+        if let Some((at, id)) = cursor {
+            query = query.filter(
+                lite::created_at
+                    .lt(at)
+                    .or(lite::created_at.eq(at).and(lite::id.lt(id))),
+            );
+        }
+        let page: Vec<(chrono::DateTime<Utc>, UserId)> = query.load(&mut *conn).await.unwrap();
+        let Some(last) = page.last().copied() else {
+            break;
+        };
+        seen.extend(page.iter().map(|(_, id)| *id));
+        cursor = Some(last);
+    }
+    let mut expected = all.clone();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, expected, "pages visited {seen:?}");
+}

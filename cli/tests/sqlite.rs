@@ -254,7 +254,7 @@ async fn many_processes_and_pools_migrate_one_file_at_once() {
             .matches("Applied ")
             .count();
     }
-    assert_eq!(applied, 2, "each migration applied exactly once");
+    assert_eq!(applied, 3, "each migration applied exactly once");
     let out = run_db(&url, &["check"], &[]);
     assert!(
         out.status.success(),
@@ -277,18 +277,18 @@ fn the_db_command_on_a_sqlite_file() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(ok(&["setup"]).contains("2 applied, 0 pending"));
+    assert!(ok(&["setup"]).contains("3 applied, 0 pending"));
     assert!(ok(&["seed"]).contains("Seeded 200 users"));
     assert!(
         ok(&["seed"]).contains("Seeded 0 users"),
         "same seed: nothing new"
     );
-    assert!(ok(&["rollback"]).contains("Reverted 2026-11-21-121000"));
+    assert!(ok(&["rollback"]).contains("Reverted 2026-12-07-100000"));
     let check = run_db(&url, &["check"], &[]);
     assert_eq!(check.status.code(), Some(3), "pending after a rollback");
-    assert!(ok(&["redo"]).contains("Redid 2026-11-21-100000_create_auth"));
-    assert!(ok(&["migrate"]).contains("Applied 2026-11-21-121000"));
-    assert!(ok(&["status"]).contains("2 applied, 0 pending"));
+    assert!(ok(&["redo"]).contains("Redid 2026-11-21-121000_create_user_settings_profiles"));
+    assert!(ok(&["migrate"]).contains("Applied 2026-12-07-100000"));
+    assert!(ok(&["status"]).contains("3 applied, 0 pending"));
     assert!(ok(&["reset"]).contains("Emptied"));
     // `db lint` needs no database, so a SQLite URL does not stop it (tests/lint.rs).
     let out = run_db(&url, &["diff"], &[]);
