@@ -132,7 +132,15 @@ fn is_process_recorder(current: RecorderId) -> bool {
     if current == process_recorder() {
         return true;
     }
-    let Ok(seen) = std::thread::scope(|s| s.spawn(RecorderId::current).join()) else {
+    let seen = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("database-metrics-probe".into())
+            .spawn_scoped(s, RecorderId::current)
+            .ok()
+            .and_then(|probe| probe.join().ok())
+    });
+    // No thread to ask: not cached, which is only slower.
+    let Some(seen) = seen else {
         return false;
     };
     PROCESS_RECORDER[0].store(seen.0, Ordering::Relaxed);
