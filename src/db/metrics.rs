@@ -117,6 +117,8 @@ impl RecorderId {
 /// mostly tests) does not: a later one can sit at the same address, so its
 /// handles are never cached.
 static PROCESS_RECORDER: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+/// The thread-local recorder last found not to be the process's.
+static LAST_LOCAL_RECORDER: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
 fn process_recorder() -> RecorderId {
     RecorderId(
@@ -132,6 +134,15 @@ fn is_process_recorder(current: RecorderId) -> bool {
     if current == process_recorder() {
         return true;
     }
+    // A thread-local recorder seen last: not the process's (a later one at
+    // the same address is not either), so no thread is asked again.
+    let local = RecorderId(
+        LAST_LOCAL_RECORDER[0].load(Ordering::Relaxed),
+        LAST_LOCAL_RECORDER[1].load(Ordering::Relaxed),
+    );
+    if current == local {
+        return false;
+    }
     let seen = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("database-metrics-probe".into())
@@ -145,6 +156,10 @@ fn is_process_recorder(current: RecorderId) -> bool {
     };
     PROCESS_RECORDER[0].store(seen.0, Ordering::Relaxed);
     PROCESS_RECORDER[1].store(seen.1, Ordering::Relaxed);
+    if seen != current {
+        LAST_LOCAL_RECORDER[0].store(current.0, Ordering::Relaxed);
+        LAST_LOCAL_RECORDER[1].store(current.1, Ordering::Relaxed);
+    }
     seen == current
 }
 
