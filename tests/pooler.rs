@@ -674,3 +674,122 @@ async fn two_open_row_streams_on_one_pooler_connection_both_proceed() {
     assert_eq!(first.len(), 1000);
     assert_eq!(first.last(), Some(&1000));
 }
+
+/// Requests (simple queries and Syncs) and statements parsed per call, in
+/// direct and pooler mode: pinned, so that a change that adds a request to a
+/// call fails here (#29). Counted from the protocol messages, not timed, and
+/// not round trips: several requests can share a flight. A context's
+/// statement outside a transaction runs in one of its own (its settings
+/// travel with its `BEGIN`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_sends_the_requests_it_is_known_to_send() {
+    use common::wire::{MessageCounter, Sent};
+    use database::Ctx;
+
+    let t = TestDb::new().await;
+    let bouncer = match start_bouncer() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            skip_without("pgbouncer (the pooler-mode half)", &e);
+            None
+        }
+    };
+    let mut modes = vec![("direct", t.url.clone())];
+    if let Some(bouncer) = &bouncer {
+        modes.push(("pooler", common::through_bouncer(bouncer, &t.name)));
+    }
+    let mut seen = Vec::new();
+    for (mode, upstream) in modes {
+        let counter = MessageCounter::in_front_of(&upstream).await;
+        let mut config = Config::new(counter.url_through(&upstream));
+        config.pool_size = 1;
+        if mode == "pooler" {
+            config.pooler = Pooler::Transaction;
+            config.migration_url = Some(t.url.clone());
+        }
+        let db = Db::new(config).unwrap();
+        let mut conn = db.conn().await.unwrap();
+        let user = users::create(&mut conn, &new_user(&format!("{mode}-wire@example.com")))
+            .await
+            .unwrap();
+        drop(conn);
+        let as_user = db.with(Ctx::default().user(user.id));
+        let input = CreateTodo {
+            title: "wire".into(),
+            description: None,
+            tenant_id: None,
+        };
+        macro_rules! per_call {
+            ($name:literal, $call:expr) => {{
+                for _ in 0..3 {
+                    $call;
+                }
+                let before = counter.sent();
+                for _ in 0..5 {
+                    $call;
+                }
+                let after = counter.sent();
+                let requests = after.requests - before.requests;
+                let parses = after.parses - before.parses;
+                assert_eq!(
+                    requests % 5,
+                    0,
+                    "{mode} {}: {requests} requests in 5 calls",
+                    $name
+                );
+                seen.push((
+                    mode,
+                    $name,
+                    Sent {
+                        requests: requests / 5,
+                        parses: parses / 5,
+                    },
+                ));
+            }};
+        }
+        per_call!("lookup", {
+            let mut conn = db.conn().await.unwrap();
+            users::find(&mut conn, user.id).await.unwrap();
+        });
+        per_call!("insert", {
+            let mut conn = db.conn().await.unwrap();
+            todos::create(&mut conn, user.id, &input).await.unwrap();
+        });
+        per_call!("transaction of two", {
+            db.transaction(async |conn| {
+                users::find(conn, user.id).await?;
+                users::find(conn, user.id).await
+            })
+            .await
+            .unwrap();
+        });
+        per_call!("lookup under a context", {
+            let mut conn = as_user.conn().await.unwrap();
+            users::find(&mut conn, user.id).await.unwrap();
+        });
+    }
+    let expected = [
+        ("direct", "lookup", 1, 0),
+        ("direct", "insert", 1, 0),
+        ("direct", "transaction of two", 4, 0),
+        ("direct", "lookup under a context", 3, 0),
+        // Every pooler-mode statement outside a transaction runs in one of
+        // its own that carries its timeouts: BEGIN, the statement and COMMIT
+        // are three requests, sent in one flight.
+        ("pooler", "lookup", 3, 1),
+        ("pooler", "insert", 3, 1),
+        ("pooler", "transaction of two", 4, 2),
+        ("pooler", "lookup under a context", 3, 1),
+    ];
+    for (mode, name, sent) in &seen {
+        let (_, _, requests, parses) = expected
+            .iter()
+            .find(|(m, n, _, _)| m == mode && n == name)
+            .unwrap();
+        assert_eq!(
+            (sent.requests, sent.parses),
+            (*requests, *parses),
+            "{mode} {name}: requests and parses per call (all: {seen:?})"
+        );
+    }
+}

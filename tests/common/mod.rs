@@ -12,6 +12,7 @@ pub mod any;
 pub mod clusters;
 pub mod faults;
 pub mod tenancy;
+pub mod wire;
 pub mod workflows;
 
 use database::Conn;
