@@ -714,6 +714,34 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
             .unwrap();
         drop(conn);
         let as_user = db.with(Ctx::default().user(user.id));
+        // A workflow with executions enough to read a tree of and to claim.
+        let mut direct = t.conn().await;
+        let tenant = database::tenancy::tenants::create_with_owner(
+            &mut direct,
+            &database::tenancy::NewTenant {
+                name: format!("Wire {mode}"),
+                slug: format!("wire-{mode}"),
+            },
+            user.id,
+        )
+        .await
+        .unwrap();
+        let workflow = common::workflows::workflow(&mut direct, tenant.id).await;
+        for _ in 0..10 {
+            executions::start(
+                &mut direct,
+                tenant.id,
+                workflow,
+                &StartExecution {
+                    user_id: Some(user.id),
+                    input: serde_json::json!({}),
+                    max_attempts: 3,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        drop(direct);
         let input = CreateTodo {
             title: "wire".into(),
             description: None,
@@ -767,12 +795,29 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
             let mut conn = as_user.conn().await.unwrap();
             users::find(&mut conn, user.id).await.unwrap();
         });
+        per_call!("workflow tree", {
+            let mut conn = db.conn().await.unwrap();
+            database::workflows::workflows::find_with_recent_executions(
+                &mut conn, tenant.id, workflow, 10,
+            )
+            .await
+            .unwrap();
+        });
+        per_call!("claim", {
+            let mut conn = db.conn().await.unwrap();
+            let claimed = executions::claim_next(&mut conn, tenant.id, "wire")
+                .await
+                .unwrap();
+            assert!(claimed.is_some());
+        });
     }
     let expected = [
         ("direct", "lookup", 1, 0),
         ("direct", "insert", 1, 0),
         ("direct", "transaction of two", 4, 0),
         ("direct", "lookup under a context", 3, 0),
+        ("direct", "workflow tree", 3, 0),
+        ("direct", "claim", 1, 0),
         // Every pooler-mode statement outside a transaction runs in one of
         // its own that carries its timeouts: BEGIN, the statement and COMMIT
         // are three requests, sent in one flight.
@@ -780,6 +825,8 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
         ("pooler", "insert", 3, 1),
         ("pooler", "transaction of two", 4, 2),
         ("pooler", "lookup under a context", 3, 1),
+        ("pooler", "workflow tree", 9, 3),
+        ("pooler", "claim", 3, 1),
     ];
     for (mode, name, sent) in &seen {
         let (_, _, requests, parses) = expected
