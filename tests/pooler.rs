@@ -741,6 +741,21 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
             .await
             .unwrap();
         }
+        // Invites to accept, one per call, each for a user of its own.
+        let mut invites = Vec::new();
+        for i in 0..8 {
+            let email = format!("invitee{i}-{mode}@example.com");
+            let invitee = users::create(&mut direct, &new_user(&email)).await.unwrap();
+            let sent = database::tenancy::tenant_invites::invite(
+                &mut direct,
+                tenant.id,
+                user.id,
+                &common::tenancy::invite_input(&email, database::tenancy::TenantRole::Member),
+            )
+            .await
+            .unwrap();
+            invites.push((sent.token.expose().to_owned(), invitee.id));
+        }
         drop(direct);
         let input = CreateTodo {
             title: "wire".into(),
@@ -810,6 +825,28 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
                 .unwrap();
             assert!(claimed.is_some());
         });
+        per_call!("start execution", {
+            let mut conn = db.conn().await.unwrap();
+            executions::start(
+                &mut conn,
+                tenant.id,
+                workflow,
+                &StartExecution {
+                    user_id: Some(user.id),
+                    input: serde_json::json!({}),
+                    max_attempts: 3,
+                },
+            )
+            .await
+            .unwrap();
+        });
+        per_call!("accept invite", {
+            let (token, invitee) = invites.pop().unwrap();
+            let mut conn = db.conn().await.unwrap();
+            database::tenancy::tenant_invites::accept(&mut conn, tenant.id, &token, invitee)
+                .await
+                .unwrap();
+        });
     }
     let expected = [
         ("direct", "lookup", 1, 0),
@@ -818,6 +855,8 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
         ("direct", "lookup under a context", 3, 0),
         ("direct", "workflow tree", 3, 0),
         ("direct", "claim", 1, 0),
+        ("direct", "start execution", 5, 0),
+        ("direct", "accept invite", 1, 0),
         // Every pooler-mode statement outside a transaction runs in one of
         // its own that carries its timeouts: BEGIN, the statement and COMMIT
         // are three requests, sent in one flight.
@@ -827,6 +866,8 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
         ("pooler", "lookup under a context", 3, 1),
         ("pooler", "workflow tree", 9, 3),
         ("pooler", "claim", 3, 1),
+        ("pooler", "start execution", 5, 3),
+        ("pooler", "accept invite", 3, 1),
     ];
     for (mode, name, sent) in &seen {
         let (_, _, requests, parses) = expected
