@@ -727,19 +727,15 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
         .await
         .unwrap();
         let workflow = common::workflows::workflow(&mut direct, tenant.id).await;
+        let start_input = StartExecution {
+            user_id: Some(user.id),
+            input: serde_json::json!({}),
+            max_attempts: 3,
+        };
         for _ in 0..10 {
-            executions::start(
-                &mut direct,
-                tenant.id,
-                workflow,
-                &StartExecution {
-                    user_id: Some(user.id),
-                    input: serde_json::json!({}),
-                    max_attempts: 3,
-                },
-            )
-            .await
-            .unwrap();
+            executions::start(&mut direct, tenant.id, workflow, &start_input)
+                .await
+                .unwrap();
         }
         // Invites to accept, one per call, each for a user of its own.
         let mut invites = Vec::new();
@@ -827,18 +823,9 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
         });
         per_call!("start execution", {
             let mut conn = db.conn().await.unwrap();
-            executions::start(
-                &mut conn,
-                tenant.id,
-                workflow,
-                &StartExecution {
-                    user_id: Some(user.id),
-                    input: serde_json::json!({}),
-                    max_attempts: 3,
-                },
-            )
-            .await
-            .unwrap();
+            executions::start(&mut conn, tenant.id, workflow, &start_input)
+                .await
+                .unwrap();
         });
         per_call!("accept invite", {
             let (token, invitee) = invites.pop().unwrap();

@@ -485,24 +485,13 @@ impl PgConn {
         let Some(watch) = watch else {
             return self.load_untraced(query);
         };
-        let statement = self.load_untraced(query);
         // A server error can arrive with the first row rather than with the
         // answer to the statement: the watch lasts until the rows are read
         // (the stream holds it) and records an error met among them.
-        async move {
-            let result = match &watch.span {
-                Some(span) => tracing::Instrument::instrument(statement, span.clone()).await,
-                None => statement.await,
-            };
-            match result {
-                Ok(rows) => Ok(rows.inspect_err(move |e| watch.fail(e)).boxed()),
-                Err(e) => {
-                    watch.fail(&e);
-                    Err(e)
-                }
-            }
-        }
-        .boxed()
+        let rows_watch = Arc::clone(&watch);
+        telemetry::traced(Some(watch), self.load_untraced(query))
+            .map_ok(move |rows| rows.inspect_err(move |e| rows_watch.fail(e)).boxed())
+            .boxed()
     }
 
     fn load_untraced<'a, Q>(&'a self, query: Q) -> BoxFuture<'a, QueryResult<Rows>>
