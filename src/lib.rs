@@ -32,6 +32,8 @@ mod render_once;
 pub mod schema;
 pub mod schema_sqlite;
 mod sql_enum;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token;
 
 pub mod admin;
@@ -59,6 +61,10 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+/// `#[database::test]`: an async test on its own migrated database (feature
+/// `testing`; see `testing`).
+#[cfg(feature = "testing")]
+pub use database_macros::test;
 pub use db::{AnyConn, AnyDb, AnyPooledConn, AnyTx, Config, Conn, Ctx, Db, PooledConn, SqliteDb};
 pub use error::{
     Error, FieldError, InvalidInput, Result, RetryReason, TimeoutKind, TokenRejection,

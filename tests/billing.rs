@@ -173,7 +173,7 @@ async fn concurrent_deliveries_of_one_event_apply_it_once() {
     let ann = user(&t).await;
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let db = t.db.clone();
+        let db = t.owner.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = db.conn().await.unwrap();
             apply_event(
@@ -209,7 +209,7 @@ async fn concurrent_events_in_any_order_leave_the_newest_state() {
     let mut tasks = Vec::new();
     // Deliver newest-first-ish interleaved, all at once.
     for i in (0..n).rev() {
-        let db = t.db.clone();
+        let db = t.owner.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = db.conn().await.unwrap();
             let at = t0() + Duration::seconds(i);

@@ -262,7 +262,7 @@ async fn concurrent_joins_of_one_address_make_one_entry() {
     let t = TestDb::new().await;
     let mut tasks = Vec::new();
     for i in 0..16 {
-        let db = t.db.clone();
+        let db = t.owner.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = db.conn().await.unwrap();
             let email = if i % 2 == 0 {
@@ -299,7 +299,7 @@ async fn fifty_concurrent_activity_increments_lose_none() {
     let day = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let db = t.db.clone();
+        let db = t.owner.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = db.conn().await.unwrap();
             user_activity_daily::record_activity(&mut conn, ann, &ActivityIncrement { day, by: 1 })

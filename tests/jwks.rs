@@ -143,7 +143,7 @@ async fn concurrent_rotations_leave_exactly_one_signing_key() {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
     let tasks: Vec<_> = (0..4)
         .map(|_| {
-            let (db, barrier) = (t.db.clone(), barrier.clone());
+            let (db, barrier) = (t.owner.clone(), barrier.clone());
             tokio::spawn(async move {
                 let mut conn = db.conn().await.unwrap();
                 barrier.wait().await;

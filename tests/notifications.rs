@@ -423,7 +423,7 @@ async fn concurrent_senders_never_claim_the_same_delivery() {
 
     let mut workers = Vec::new();
     for _ in 0..8 {
-        let db = t.db.clone();
+        let db = t.owner.clone();
         workers.push(tokio::spawn(async move {
             let mut conn = db.conn().await.unwrap();
             let mut mine = Vec::new();

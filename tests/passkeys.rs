@@ -196,7 +196,7 @@ async fn concurrent_sign_ins_with_one_counter_accept_exactly_one() {
         .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..12 {
-        let db = t.db.clone();
+        let db = t.owner.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = db.conn().await.unwrap();
             passkeys::record_sign_in(&mut conn, cred, &SignIn { counter: 42 }).await

@@ -230,7 +230,7 @@ async fn query_logging_shows_statements_and_durations_but_not_values() {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_reports_latency_and_pool() {
     let t = TestDb::new().await;
-    let health = t.db.health().await.unwrap();
+    let health = t.owner.health().await.unwrap();
     assert_eq!(health.pool.max_size, 8);
     assert!(health.pool.size >= 1);
 }

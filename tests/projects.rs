@@ -378,7 +378,7 @@ async fn two_editors_saving_one_version_one_wins_the_other_is_stale() {
     let id = project(&mut *t.conn().await, tn).await;
     let mut tasks = Vec::new();
     for editor in 0..8 {
-        let mut conn = t.db.conn().await.unwrap();
+        let mut conn = t.owner.conn().await.unwrap();
         tasks.push(tokio::spawn(async move {
             let nodes = (0..5)
                 .map(|i| node(&format!("e{editor}-n{i}"), i as f64))
@@ -493,7 +493,7 @@ async fn canvas_data_a_million_levels_deep_is_refused_not_a_stack_overflow() {
     .unwrap()
     .id;
     drop(conn);
-    let db = t.db.clone();
+    let db = t.owner.clone();
     let result = tokio::spawn(async move {
         let mut input = SaveCanvas {
             nodes: vec![CanvasNodeInput {

@@ -78,7 +78,7 @@ fn assert_postgres_client_span(span: &SpanRecord, name: &str, operation: &str, t
 async fn a_primary_key_lookup_is_one_client_span() {
     let recorded = recorder::install();
     let t = TestDb::new().await;
-    let mut conn = t.db.conn().await.unwrap();
+    let mut conn = t.owner.conn().await.unwrap();
     let user = users::create(&mut conn, &new_user("lookup@example.com"))
         .await
         .unwrap();
@@ -106,7 +106,7 @@ async fn a_primary_key_lookup_is_one_client_span() {
 async fn a_unique_violation_records_its_sqlstate() {
     let recorded = recorder::install();
     let t = TestDb::new().await;
-    let mut conn = t.db.conn().await.unwrap();
+    let mut conn = t.owner.conn().await.unwrap();
     users::create(&mut conn, &new_user("twice@example.com"))
         .await
         .unwrap();
@@ -129,26 +129,28 @@ async fn a_unique_violation_records_its_sqlstate() {
 async fn a_transaction_is_the_parent_of_its_statements() {
     let recorded = recorder::install();
     let t = TestDb::new().await;
-    let user =
-        t.db.run(async |conn| users::create(conn, &new_user("tx@example.com")).await)
-            .await
-            .unwrap();
-    t.db.transaction(async |conn| {
-        users::find(conn, user.id).await?;
-        todos::create(
-            conn,
-            user.id,
-            &CreateTodo {
-                title: "one".into(),
-                ..Default::default()
-            },
-        )
-        .await?;
-        todos::list_for_user(conn, user.id, None, 10).await?;
-        Ok(())
-    })
-    .await
-    .unwrap();
+    let user = t
+        .owner
+        .run(async |conn| users::create(conn, &new_user("tx@example.com")).await)
+        .await
+        .unwrap();
+    t.owner
+        .transaction(async |conn| {
+            users::find(conn, user.id).await?;
+            todos::create(
+                conn,
+                user.id,
+                &CreateTodo {
+                    title: "one".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            todos::list_for_user(conn, user.id, None, 10).await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
 
     let namespace = format!("{}.public", t.name);
     let transactions: Vec<_> = recorded
@@ -191,7 +193,7 @@ async fn a_transaction_is_the_parent_of_its_statements() {
 async fn a_keyset_page_is_one_select_with_its_limit_as_a_parameter() {
     let recorded = recorder::install();
     let t = TestDb::new().await;
-    let mut conn = t.db.conn().await.unwrap();
+    let mut conn = t.owner.conn().await.unwrap();
     let user = users::create(&mut conn, &new_user("page@example.com"))
         .await
         .unwrap();
@@ -397,8 +399,8 @@ async fn secret_workload() -> Vec<String> {
         .to_owned();
     let service = logging(service.config().clone(), true);
     let mut handles = vec![
-        logging(t.db.config().clone(), false),
-        logging(t.db.config().clone(), true),
+        logging(t.owner.config().clone(), false),
+        logging(t.owner.config().clone(), true),
     ];
     // Pooler mode renders its statements itself: the same workload there.
     let bouncer = match start_bouncer() {
@@ -495,7 +497,7 @@ async fn a_migration_run_is_a_span_with_a_child_per_migration() {
     let t = TestDb::empty().await;
     let root = tracing::info_span!("test.migrate");
     let root_seq = recorded.seq_of(&root);
-    let report = t.db.migrate().instrument(root).await.unwrap();
+    let report = t.owner.migrate().instrument(root).await.unwrap();
     assert!(!report.applied.is_empty());
 
     let tree = recorded.tree(root_seq);
@@ -830,7 +832,7 @@ async fn the_handlers_span_parents_the_query_spans_of_its_context() {
     let handler_seq = recorded.seq_of(&handler);
     // The context is attached inside the handler's span; the call runs in
     // a task of its own, outside it.
-    let db = handler.in_scope(|| t.db.with(database::Ctx::new()));
+    let db = handler.in_scope(|| t.owner.with(database::Ctx::new()));
     let id = tokio::spawn(async move {
         db.run(async |conn| users::create(conn, &new_user("parent@example.com")).await)
             .await
@@ -841,7 +843,7 @@ async fn the_handlers_span_parents_the_query_spans_of_its_context() {
     .unwrap();
     let explicit = tracing::info_span!("explicit");
     let explicit_seq = recorded.seq_of(&explicit);
-    let db = t.db.with(database::Ctx::new().trace(explicit));
+    let db = t.owner.with(database::Ctx::new().trace(explicit));
     db.run(async |conn| users::find(conn, id).await)
         .await
         .unwrap();

@@ -352,7 +352,7 @@ async fn deleting_an_owner_while_the_other_is_demoted_leaves_one_owner() {
         ),
     )
     .await;
-    let (db1, db2) = (t.db.clone(), t.db.clone());
+    let (db1, db2) = (t.owner.clone(), t.owner.clone());
     let delete =
         tokio::spawn(async move { users::delete(&mut db1.conn().await.unwrap(), a).await });
     let demote = tokio::spawn(async move {
@@ -412,7 +412,7 @@ async fn two_concurrent_demotions_never_leave_a_tenant_without_an_owner() {
         let tasks: Vec<_> = [a, b]
             .into_iter()
             .map(|target| {
-                let db = t.db.clone();
+                let db = t.owner.clone();
                 tokio::spawn(async move {
                     let mut conn = db.conn().await.unwrap();
                     if round % 2 == 0 {

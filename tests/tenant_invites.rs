@@ -290,7 +290,7 @@ async fn concurrent_accepts_of_one_invite_yield_exactly_one_membership() {
         let tasks: Vec<_> = takers
             .iter()
             .map(|&who| {
-                let db = t.db.clone();
+                let db = t.owner.clone();
                 let token = sent.token.clone();
                 tokio::spawn(async move {
                     let mut conn = db.conn().await.unwrap();

@@ -194,7 +194,7 @@ async fn concurrent_updates_of_one_version_one_wins_the_rest_are_stale() {
     let id = workflow(&mut *t.conn().await, tn).await;
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let mut conn = t.db.conn().await.unwrap();
+        let mut conn = t.owner.conn().await.unwrap();
         tasks.push(tokio::spawn(async move {
             let patch = WorkflowPatch {
                 name: Some(format!("editor {i}")),
@@ -519,7 +519,7 @@ async fn concurrent_transitions_of_one_execution_only_one_succeeds() {
     let id = execution_in(&mut *t.conn().await, tn, wf, ExecutionStatus::Running).await;
     let mut tasks = Vec::new();
     for i in 0..8 {
-        let mut conn = t.db.conn().await.unwrap();
+        let mut conn = t.owner.conn().await.unwrap();
         tasks.push(tokio::spawn(async move {
             if i % 2 == 0 {
                 executions::complete(&mut conn, tn, id, &json!({"by": i})).await
@@ -570,7 +570,7 @@ async fn eight_workers_claim_each_of_1000_pending_executions_exactly_once() {
     }
     let mut workers = Vec::new();
     for w in 0..8 {
-        let mut conn = t.db.conn().await.unwrap();
+        let mut conn = t.owner.conn().await.unwrap();
         workers.push(tokio::spawn(async move {
             let name = format!("worker-{w}");
             let mut mine = Vec::new();
@@ -983,7 +983,7 @@ fn drop_nested(mut v: serde_json::Value) {
 async fn a_json_value_a_million_levels_deep_is_refused_not_a_stack_overflow() {
     let t = TestDb::new().await;
     let tn = tenant(&mut *t.conn().await, "deep").await;
-    let db = t.db.clone();
+    let db = t.owner.clone();
     let (refused, written) = tokio::spawn(async move {
         let mut graph = chain();
         graph.nodes[1].data = nested(1_000_000);

@@ -162,6 +162,10 @@ pub(crate) enum Command {
     },
     /// Development only: revert edited migrations with their stored down.sql, apply the current files.
     Push,
+    /// The test databases of `database::testing` (`#[database::test]`), on the tests' server
+    /// (TEST_DATABASE_URL, else the project's own cluster; never DATABASE_URL).
+    #[command(name = "test-db", subcommand)]
+    TestDb(TestDbCommand),
     /// Browse (and with --write, edit) the database in a web browser, served on 127.0.0.1.
     Studio {
         /// The port on 127.0.0.1 (0: any free one).
@@ -174,6 +178,14 @@ pub(crate) enum Command {
         #[arg(long)]
         open: bool,
     },
+}
+
+/// `db test-db ...`.
+#[derive(Subcommand)]
+pub(crate) enum TestDbCommand {
+    /// Drop what failed or crashed tests left and the templates of old migration sets;
+    /// leave the databases of tests still running alone.
+    Clean,
 }
 
 /// Runs `db` with the process's arguments; the exit code to end with.
@@ -229,6 +241,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             database,
         } => return dev::up(*print_url, dir.as_deref(), *no_fsync, database.clone()),
         Command::Down { destroy, yes, dir } => return dev::down(*destroy, *yes, dir.as_deref()),
+        // The tests' server, not DATABASE_URL's.
+        Command::TestDb(TestDbCommand::Clean) => return dev::clean_test_databases(&cli).await,
         _ => {}
     }
     let config = support::load_config(&cli)?;
@@ -274,7 +288,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             studio::run(&config, set, port, write, open).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::New { .. } | Command::Lint(_) | Command::Up { .. } | Command::Down { .. } => {
+        Command::New { .. }
+        | Command::Lint(_)
+        | Command::Up { .. }
+        | Command::Down { .. }
+        | Command::TestDb(_) => {
             unreachable!("handled before connecting")
         }
     }

@@ -125,7 +125,7 @@ async fn eight_processes_migrate_an_empty_database_at_once() {
 async fn many_tasks_calling_db_migrate_apply_each_version_once() {
     let t = TestDb::empty().await;
     let runs = (0..6).map(|_| {
-        let db = t.db.clone();
+        let db = t.owner.clone();
         tokio::spawn(async move { db.migrate().await })
     });
     let reports: Vec<_> = futures::future::join_all(runs).await;
@@ -137,7 +137,7 @@ async fn many_tasks_calling_db_migrate_apply_each_version_once() {
     let recorded = versions_recorded(&mut *t.conn().await).await;
     assert!(recorded.iter().all(|(_, n)| *n == 1));
     // And now it is up to date.
-    assert!(t.db.migrate().await.unwrap().applied.is_empty());
+    assert!(t.owner.migrate().await.unwrap().applied.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,7 +173,7 @@ async fn a_changed_applied_migration_is_refused_naming_the_version() {
 
     // The library says the same, with the version in a typed problem.
     let set = MigrationSet::from_dir(dir.path()).unwrap();
-    let err = t.db.migrate_with(&set).await.unwrap_err();
+    let err = t.owner.migrate_with(&set).await.unwrap_err();
     match err {
         database::Error::Migration(MigrationError::Inconsistent { problems }) => {
             assert!(
@@ -280,7 +280,7 @@ async fn a_migration_outside_a_transaction_creates_indexes_concurrently() {
     let set = MigrationSet::from_dir(dir.path()).unwrap();
     assert!(!set.get("20990101000000").unwrap().run_in_transaction);
 
-    let report = t.db.migrate_with(&set).await.unwrap();
+    let report = t.owner.migrate_with(&set).await.unwrap();
     assert_eq!(
         report.applied.last().unwrap(),
         "2099-01-01-000000_index_sessions_concurrently"
@@ -333,7 +333,7 @@ async fn a_failing_migration_rolls_back_and_names_itself() {
     std::fs::write(bad.join("down.sql"), "DROP TABLE half_done;\n").unwrap();
     let set = MigrationSet::from_dir(dir.path()).unwrap();
 
-    let err = t.db.migrate_with(&set).await.unwrap_err();
+    let err = t.owner.migrate_with(&set).await.unwrap_err();
     let message = err.to_string();
     assert!(message.contains("2099-01-01-000000_broken"), "{message}");
     assert!(message.contains("no_such_table"), "{message}");

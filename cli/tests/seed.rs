@@ -205,7 +205,7 @@ async fn seeded_admins_hold_the_permissions_their_roles_name() {
     for Admin { user_id, name } in admins {
         let id = user_id.into();
         let can = |perm: &'static str| {
-            let db = t.db.clone();
+            let db = t.owner.clone();
             async move {
                 admin_users::has_permission(&mut db.conn().await.unwrap(), id, perm)
                     .await

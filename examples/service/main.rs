@@ -405,3 +405,49 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, router(db)).await?;
     Ok(())
 }
+
+/// The handlers on a database of their own per test (`#[database::test]`,
+/// feature `testing`): run by `cargo test` through `tests/service.rs`,
+/// which includes this file.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's "Testing your service" example.
+    #[database::test]
+    async fn signing_up_twice_with_one_email_is_a_409(db: Db) {
+        let ann = || {
+            Json(NewUser {
+                email: "ann@example.com".into(),
+                ..NewUser::default()
+            })
+        };
+        let Ok((status, Json(user))) = sign_up(State(db.clone()), ann()).await else {
+            panic!("the first sign-up failed");
+        };
+        assert_eq!(
+            (status, user.email.as_str()),
+            (StatusCode::CREATED, "ann@example.com")
+        );
+        let Err(again) = sign_up(State(db), ann()).await else {
+            panic!("the second sign-up succeeded");
+        };
+        assert_eq!(again.into_response().status(), StatusCode::CONFLICT);
+    }
+
+    /// A tenant's owner (`fixtures`) sees its tenant through the service's role.
+    #[database::test]
+    async fn a_member_reaches_their_tenant_and_no_other(t: &database::testing::TestDb) {
+        let rows = database::testing::fixtures::Fixtures::new(1);
+        let (acme, other) = (rows.tenant().create(t).await, rows.tenant().create(t).await);
+        let db = t.service_db();
+        let (_, tenant) = in_tenant(&db, &acme.tenant.slug, &acme.owner)
+            .await
+            .unwrap();
+        assert_eq!(tenant.id, acme.tenant.id);
+        let refused = in_tenant(&db, &other.tenant.slug, &acme.owner)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Error::NotFound { .. }), "{refused:?}");
+    }
+}

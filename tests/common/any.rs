@@ -4,7 +4,8 @@
 //! `<name>::sqlite` (a fresh, migrated SQLite file of its own).
 
 use chrono::{DateTime, Utc};
-use database::{AnyDb, AnyPooledConn, Config, SqliteDb};
+use database::testing::SqliteTestDb;
+use database::{AnyDb, AnyPooledConn};
 use diesel_async::RunQueryDsl;
 
 use super::TestDb;
@@ -15,8 +16,8 @@ pub struct AnyTestDb {
     pub db: AnyDb,
     /// The PostgreSQL database (dropped with this value), if that backend.
     pg: Option<TestDb>,
-    /// The folder of the SQLite file (deleted with this value), if that backend.
-    _dir: Option<tempfile::TempDir>,
+    /// The SQLite file (deleted with this value), if that backend.
+    _sqlite: Option<SqliteTestDb>,
 }
 
 impl AnyTestDb {
@@ -24,25 +25,19 @@ impl AnyTestDb {
     pub async fn postgres() -> AnyTestDb {
         let t = TestDb::new().await;
         AnyTestDb {
-            db: AnyDb::Pg(t.db.clone()),
+            db: AnyDb::Pg(t.owner.clone()),
             pg: Some(t),
-            _dir: None,
+            _sqlite: None,
         }
     }
 
-    /// A fresh SQLite file, migrated by `Db::migrate` (the SQLite migrations
-    /// take milliseconds: no template needed).
+    /// A fresh SQLite file (copied from the migrated template file).
     pub async fn sqlite() -> AnyTestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("test.db").display());
-        let mut config = Config::new(url);
-        config.pool_size = 8;
-        let db = SqliteDb::new(config).expect("SQLite Db");
-        db.migrate().await.expect("migrating the SQLite file");
+        let t = SqliteTestDb::new().await;
         AnyTestDb {
-            db: AnyDb::Sqlite(db),
+            db: AnyDb::Sqlite(t.db()),
             pg: None,
-            _dir: Some(dir),
+            _sqlite: Some(t),
         }
     }
 

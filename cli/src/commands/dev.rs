@@ -262,3 +262,52 @@ pub async fn push(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `db test-db clean`: on the tests' server (`database::testing::try_server`:
+/// TEST_DATABASE_URL, else the project's own cluster), drops the test
+/// databases of processes that no longer run and the templates of other
+/// migration sets than the current one (the embedded set, and
+/// `--migrations-dir`'s when given); a running test's database and its
+/// template stay.
+pub async fn clean_test_databases(cli: &crate::Cli) -> Result<ExitCode> {
+    use diesel_async::AsyncConnection;
+    let server = database::testing::try_server().map_err(anyhow::Error::msg)?;
+    let admin_url = server.url_of("postgres");
+    let mut conn = database::Conn::establish(&admin_url)
+        .await
+        .with_context(|| format!("connecting to the tests' server {}", redact_url(&admin_url)))?;
+    let owned;
+    let mut current = vec![MigrationSet::embedded()];
+    if let Some(dir) = &cli.migrations_dir {
+        owned = crate::support::read_migrations(dir)?;
+        current.push(&owned);
+    }
+    let report = database::testing::clean(&mut conn, &current).await?;
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", names.join(", "))
+        }
+    };
+    println!(
+        "Dropped {} test database(s){}.",
+        report.dropped.len(),
+        list(&report.dropped)
+    );
+    if !report.in_use.is_empty() {
+        println!(
+            "Left {} in use by tests still running (or open elsewhere){}.",
+            report.in_use.len(),
+            list(&report.in_use)
+        );
+    }
+    println!(
+        "Dropped {} template(s) of old migration sets{}; kept {}{}.",
+        report.templates_dropped.len(),
+        list(&report.templates_dropped),
+        report.templates_kept.len(),
+        list(&report.templates_kept)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -169,7 +169,11 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
         }
         Command::Push => postgres_only("push"),
         Command::Baseline { .. } => postgres_only("baseline"),
-        Command::New { .. } | Command::Lint(_) | Command::Up { .. } | Command::Down { .. } => {
+        Command::New { .. }
+        | Command::Lint(_)
+        | Command::Up { .. }
+        | Command::Down { .. }
+        | Command::TestDb(_) => {
             unreachable!("handled before connecting")
         }
     }

@@ -1,0 +1,515 @@
+//! Test support for services on this crate (feature `testing`): every test
+//! gets its own database, cloned in milliseconds from a template that is
+//! migrated once per set of migrations, so tests run in parallel against a
+//! real PostgreSQL and never see each other's rows.
+//!
+//! ```no_run
+//! use database::Db;
+//! use database::auth::{NewUser, users};
+//!
+//! #[database::test]
+//! async fn a_new_user_can_be_found_by_email(db: Db) -> Result<(), database::Error> {
+//!     let mut conn = db.conn().await?;
+//!     let new = NewUser { email: "ann@example.com".into(), ..Default::default() };
+//!     let ann = users::create(&mut conn, &new).await?;
+//!     assert_eq!(users::find_by_email(&mut conn, "ann@example.com").await?.id, ann.id);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - **The server**: `TEST_DATABASE_URL`, else the project's own cluster
+//!   (`.db/`, created and started as `db up` would), else an error saying
+//!   how to get one (`server`).
+//! - **The template**: `database_tpl_<fingerprint>`, built once among all
+//!   the processes that want it (an advisory lock), migrated as the owner,
+//!   with the service's role granted; then closed to connections and marked
+//!   a template, so cloning never waits for another test's session.
+//! - **A test's database**: `database_test_<tag>_<pid>_<n>`, cloned from the
+//!   template, commented with the process that made it. It is dropped
+//!   (`WITH (FORCE)`) when the test passes, and kept when it fails: the test
+//!   prints its name and URL. `db test-db clean` drops what failed or
+//!   crashed tests left, and the templates of old migration sets; it leaves
+//!   the databases of tests still running alone.
+//! - **The role**: `Db` (what `#[database::test]` hands a test) logs in as
+//!   the service's role (`app`: no superuser, no BYPASSRLS), so row-level
+//!   security applies exactly as in production; `TestDb::owner` is the
+//!   template's owner, for setting up rows across tenants.
+//! - **Pooler mode**: with `DB_POOLER=transaction` (or `DB_TEST_POOLER=1`)
+//!   every test's `Db` goes through a throwaway transaction-mode PgBouncer,
+//!   in pooler mode.
+//! - **SQLite**: `SqliteTestDb`, a file copied from a migrated template
+//!   file with `VACUUM INTO`.
+//! - **Rows**: `fixtures` builds users, tenants with members, workflows with
+//!   executions and chats with messages through the domains' own functions.
+
+mod clean;
+pub mod fixtures;
+mod server;
+mod sqlite;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+
+pub use clean::{CleanReport, clean};
+pub use server::{
+    POOLER_POOL_SIZE, SERVICE_PASSWORD, Server, pooler, pooler_mode, server, start_bouncer,
+    try_server,
+};
+pub use sqlite::SqliteTestDb;
+
+use crate::db::Pooler;
+use crate::db::local::SERVICE_ROLE;
+use crate::migrate::MigrationSet;
+use crate::{Config, Conn, Ctx, Db, PooledConn};
+
+/// The prefix of every test database's name (what `db test-db clean` looks for).
+pub const TEST_PREFIX: &str = "database_test_";
+/// The prefix of every template's name.
+pub const TEMPLATE_PREFIX: &str = "database_tpl_";
+/// What the comment of a test database starts with (`pid=... host=... template=...` follows).
+const COMMENT_MARK: &str = "database::testing";
+
+/// How a test's database is made.
+#[derive(Clone, Copy)]
+pub struct Options {
+    set: &'static MigrationSet,
+}
+
+impl Default for Options {
+    /// The crate's embedded migrations.
+    fn default() -> Self {
+        Options {
+            set: MigrationSet::embedded(),
+        }
+    }
+}
+
+impl Options {
+    /// A service's own set (the crate's migrations and its own): the
+    /// template is named by its fingerprint, so each set has its own.
+    pub fn migrations(set: &'static MigrationSet) -> Options {
+        Options { set }
+    }
+}
+
+/// What a test function may return: `()`, or a `Result` whose error is shown.
+pub trait Outcome {
+    /// `None` when the test passed, else why it failed.
+    fn failure(self) -> Option<String>;
+}
+
+impl Outcome for () {
+    fn failure(self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: std::fmt::Debug> Outcome for Result<(), E> {
+    fn failure(self) -> Option<String> {
+        self.err()
+            .map(|e| format!("the test returned an error: {e:?}"))
+    }
+}
+
+/// What `#[database::test]` expands to: builds a runtime, gives `test` a
+/// fresh database, and keeps the database (printing where it is) when the
+/// test panics or returns an error; drops it otherwise.
+pub fn run<R: Outcome>(name: &str, options: Options, test: impl AsyncFnOnce(&TestDb) -> R) {
+    runtime().block_on(async {
+        let t = TestDb::create(Some(options.set), &tag_of(name)).await;
+        let failure =
+            match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&t))).await {
+                Ok(outcome) => outcome.failure(),
+                Err(panic) => {
+                    t.keep();
+                    std::panic::resume_unwind(panic);
+                }
+            };
+        if let Some(failure) = failure {
+            t.keep();
+            panic!("{failure}");
+        }
+    })
+}
+
+/// `run` for a test that needs SQLite only (no PostgreSQL server).
+pub fn run_sqlite<R: Outcome>(name: &str, test: impl AsyncFnOnce(&SqliteTestDb) -> R) {
+    runtime().block_on(async {
+        let _ = name;
+        let t = SqliteTestDb::new().await;
+        let failure =
+            match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&t))).await {
+                Ok(outcome) => outcome.failure(),
+                Err(panic) => {
+                    t.keep();
+                    std::panic::resume_unwind(panic);
+                }
+            };
+        if let Some(failure) = failure {
+            t.keep();
+            panic!("{failure}");
+        }
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the test")
+}
+
+/// A short tag for a database's name from a test's path: its last segment,
+/// in the characters an unquoted identifier allows, at most 24.
+fn tag_of(name: &str) -> String {
+    let last = name.rsplit("::").next().unwrap_or(name);
+    last.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect()
+}
+
+/// The database of one test, dropped when the value is dropped, unless the
+/// test failed (see `keep`).
+pub struct TestDb {
+    /// The database's name.
+    pub name: String,
+    /// Its URL as the owner.
+    pub url: String,
+    /// A `Db` (pool of 8) on it as the owner of the tables: it bypasses
+    /// row-level security, for setting up rows across tenants. Tests of what
+    /// the service sees use `service_db`.
+    pub owner: Db,
+    service: OnceLock<Db>,
+    kept: std::sync::atomic::AtomicBool,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TestDb {
+    /// A fresh database with the crate's migrations applied.
+    pub async fn new() -> TestDb {
+        Self::create(Some(MigrationSet::embedded()), "").await
+    }
+
+    /// A fresh database with `set` applied (a service's own migrations).
+    pub async fn with_migrations(set: &'static MigrationSet) -> TestDb {
+        Self::create(Some(set), "").await
+    }
+
+    /// Like `new`, with `tag` in the database's name (`database_test_<tag>_...`).
+    pub async fn new_tagged(tag: &str) -> TestDb {
+        Self::create(Some(MigrationSet::embedded()), tag).await
+    }
+
+    /// A fresh, empty database (no migrations).
+    pub async fn empty() -> TestDb {
+        Self::create(None, "").await
+    }
+
+    async fn create(set: Option<&'static MigrationSet>, tag: &str) -> TestDb {
+        let server = server();
+        let template = match set {
+            Some(set) => Some(template(set).await),
+            None => None,
+        };
+        let name = format!(
+            "{TEST_PREFIX}{tag}{}{}_{}",
+            if tag.is_empty() { "" } else { "_" },
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        create_database(&name, template.as_deref()).await;
+        let url = server.url_of(&name);
+        let mut config = Config::new(url.clone());
+        config.pool_size = 8;
+        // Pooler mode: the `Db` goes through the tests' PgBouncer; `url`
+        // (direct connections, migrations) still names the server itself.
+        if let Some(bouncer) = pooler() {
+            config.database_url = bouncer.url_of(server.owner(), &name);
+            config.migration_url = Some(url.clone());
+            config.pooler = Pooler::Transaction;
+        }
+        let owner = Db::new(config).unwrap_or_else(|e| panic!("a Db on {name}: {e}"));
+        TestDb {
+            name,
+            url,
+            owner,
+            service: OnceLock::new(),
+            kept: false.into(),
+        }
+    }
+
+    /// A `Db` (pool of 8) on this database logging in as the service's role
+    /// (`app`: no superuser, no BYPASSRLS), which row-level security applies
+    /// to: what a service's pool is. Through the tests' PgBouncer in pooler
+    /// mode, as `owner` is. Clones share one pool.
+    pub fn service_db(&self) -> Db {
+        self.service
+            .get_or_init(|| {
+                let server = server();
+                let mut config = Config::new(server.service_url_of(&self.name));
+                config.pool_size = 8;
+                config.migration_url = Some(self.url.clone());
+                if let Some(bouncer) = pooler() {
+                    config.database_url = bouncer.url_of(SERVICE_ROLE, &self.name);
+                    config.pooler = Pooler::Transaction;
+                }
+                Db::new(config).unwrap_or_else(|e| panic!("a service Db on {}: {e}", self.name))
+            })
+            .clone()
+    }
+
+    /// The URL of this database as the service's role.
+    pub fn service_url(&self) -> String {
+        server().service_url_of(&self.name)
+    }
+
+    /// A pooled connection as the owner.
+    pub async fn conn(&self) -> PooledConn {
+        self.owner.conn().await.expect("pooled connection")
+    }
+
+    /// How many rows `table` holds, counted as the owner (to prove that
+    /// nothing was written).
+    pub async fn count(&self, table: &str) -> i64 {
+        count_rows(&mut *self.conn().await, table).await
+    }
+
+    /// The context of a new tenant (`fixtures::tenant()`) acting as its owner.
+    pub async fn tenant_ctx(&self) -> Ctx {
+        fixtures::Fixtures::new(0).tenant().create(self).await.ctx()
+    }
+
+    /// Keeps the database after this value is dropped, and prints its name
+    /// and URL: what a failing test does, so that its rows can be looked at.
+    pub fn keep(&self) {
+        if !self.kept.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "database::testing: kept the failed test's database {name}\n  \
+                 URL: {url}\n  look at it: DATABASE_URL='{url}' db studio\n  \
+                 drop it and the other leftovers: db test-db clean",
+                name = self.name,
+                url = self.url
+            );
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // A panic unwinding through a test that holds the value: keep it.
+        if std::thread::panicking() {
+            self.keep();
+        }
+        self.owner.close();
+        if let Some(service) = self.service.get() {
+            service.close();
+        }
+        if self.kept.load(Ordering::Relaxed) {
+            return;
+        }
+        let name = self.name.clone();
+        // Drop may run inside the test's runtime, which can't block on
+        // itself: the clerk drops it, and this thread waits for the answer
+        // (so that a passing test leaves nothing behind when the process
+        // exits right after it).
+        let (done, answer) = std::sync::mpsc::channel();
+        drop(server::clerk(async move {
+            let result = admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            let _ = done.send(result);
+        }));
+        match answer.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: could not drop test database {}: {e}", self.name),
+            Err(_) => eprintln!("warning: could not drop test database {}", self.name),
+        }
+    }
+}
+
+/// `SELECT count(*) FROM table`.
+pub async fn count_rows<C>(conn: &mut C, table: &str) -> i64
+where
+    C: AsyncConnection<Backend = diesel::pg::Pg>,
+{
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<Count>(conn)
+        .await
+        .unwrap_or_else(|e| panic!("count {table}: {e}"))
+        .n
+}
+
+/// The owner's connection to the `postgres` database that the clerk keeps
+/// (opened again after a failure).
+static ADMIN: tokio::sync::Mutex<Option<Conn>> = tokio::sync::Mutex::const_new(None);
+
+/// Runs `sql` on the clerk's connection to the maintenance database.
+async fn admin(sql: String) -> Result<(), String> {
+    let mut slot = ADMIN.lock().await;
+    if slot.is_none() {
+        let url = server().url_of("postgres");
+        let conn = Conn::establish(&url)
+            .await
+            .map_err(|e| format!("cannot reach the test server at {}: {e}", server().url))?;
+        *slot = Some(conn);
+    }
+    let conn = slot.as_mut().expect("opened above");
+    let result = conn.batch_execute(&sql).await;
+    if result.is_err() {
+        // A broken connection is opened again on the next call.
+        *slot = None;
+    }
+    result.map_err(|e| format!("{sql}: {e}"))
+}
+
+/// Runs `work` on the clerk and waits for it from the caller's runtime.
+async fn on_clerk<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    server::clerk(work)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Creates the test's database from `template` (or empty), commented with
+/// the process that owns it (`db test-db clean` reads it). A template that
+/// vanished meanwhile (another checkout's `db test-db clean`) is built again.
+async fn create_database(name: &str, template: Option<&str>) {
+    let name = name.to_owned();
+    let template = template.map(str::to_owned);
+    on_clerk(async move {
+        let from = template
+            .as_deref()
+            .map_or(String::new(), |t| format!(" TEMPLATE {t}"));
+        let created = admin(format!("CREATE DATABASE {name}{from}")).await;
+        if let Err(e) = created {
+            if template.is_some() && e.contains("does not exist") {
+                forget_templates();
+            }
+            panic!("creating the test's database: {e}");
+        }
+        let comment = format!(
+            "{COMMENT_MARK} pid={} host={} template={}",
+            std::process::id(),
+            clean::host_name(),
+            template.as_deref().unwrap_or("-")
+        );
+        admin(format!("COMMENT ON DATABASE {name} IS '{comment}'"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    })
+    .await
+}
+
+/// The templates this process has seen, by fingerprint.
+fn templates() -> &'static Mutex<HashMap<String, String>> {
+    static TEMPLATES: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    TEMPLATES.get_or_init(Default::default)
+}
+
+fn forget_templates() {
+    templates().lock().unwrap().clear();
+}
+
+/// The name of the migrated template of `set`, built when missing: one
+/// process builds it (an advisory lock) while the others wait.
+async fn template(set: &'static MigrationSet) -> String {
+    // One build at a time in this process: the advisory lock below is the
+    // clerk's session's, which every task of the process shares.
+    static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let fingerprint = set.fingerprint();
+    if let Some(name) = templates().lock().unwrap().get(&fingerprint) {
+        return name.clone();
+    }
+    let _building = BUILDING.lock().await;
+    if let Some(name) = templates().lock().unwrap().get(&fingerprint) {
+        return name.clone();
+    }
+    let name = format!("{TEMPLATE_PREFIX}{}", &fingerprint[..16]);
+    let built = name.clone();
+    on_clerk(async move {
+        build_template(set, &built)
+            .await
+            .unwrap_or_else(|e| panic!("building the test template {built}: {e}"))
+    })
+    .await;
+    templates()
+        .lock()
+        .unwrap()
+        .insert(fingerprint, name.clone());
+    name
+}
+
+async fn build_template(set: &'static MigrationSet, name: &str) -> Result<(), String> {
+    let server = server();
+    // Several test processes may start at once: one builds, the rest wait.
+    admin("SELECT pg_advisory_lock(7364892)".to_owned()).await?;
+    let result = async {
+        if !database_exists(name).await? {
+            let building = format!("{name}_building");
+            admin(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await?;
+            admin(format!("CREATE DATABASE {building}")).await?;
+            {
+                let mut conn = Conn::establish(&server.url_of(&building))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                crate::migrate::run(&mut conn, set)
+                    .await
+                    .map_err(|e| format!("migrating: {e}"))?;
+                // The service's own role, granted in the template so every
+                // clone has it; its password is set only on a server whose
+                // record does not know it.
+                let password =
+                    (!server.password_is_the_clusters).then_some(&*server.service_password);
+                crate::db::roles::grant_service_role(&mut conn, SERVICE_ROLE, password)
+                    .await
+                    .map_err(|e| format!("granting the service role: {e}"))?;
+            }
+            // Renaming last makes the template appear only when complete.
+            admin(format!("ALTER DATABASE {building} RENAME TO {name}")).await?;
+        }
+        // Closed to connections: cloning fails while anyone is connected to
+        // the source, and nobody needs to be.
+        admin(format!(
+            "ALTER DATABASE {name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+        ))
+        .await
+    }
+    .await;
+    admin("SELECT pg_advisory_unlock(7364892)".to_owned()).await?;
+    result
+}
+
+/// Whether database `name` exists (on the clerk's connection).
+async fn database_exists(name: &str) -> Result<bool, String> {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut slot = ADMIN.lock().await;
+    let conn = slot.as_mut().ok_or("no admin connection")?;
+    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<Text, _>(name)
+        .get_result(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.n > 0)
+}
