@@ -158,6 +158,10 @@ fn a_failing_tests_database_is_kept_and_a_passing_ones_dropped() {
         seen.lock().unwrap().push(t.name.clone());
     });
     let names = seen.into_inner().unwrap();
+    // A passing test's database is dropped in the background.
+    assert!(database::testing::wait_for_drops(
+        std::time::Duration::from_secs(30)
+    ));
     assert!(
         names[0].starts_with("database_test_fails_by_panic_"),
         "{names:?}"

@@ -26,8 +26,11 @@
 //!   a template, so cloning never waits for another test's session.
 //! - **A test's database**: `database_test_<tag>_<pid>_<n>`, cloned from the
 //!   template, commented with the process that made it. It is dropped
-//!   (`WITH (FORCE)`) when the test passes, and kept when it fails: the test
-//!   prints its name and URL. `db test-db clean` drops what failed or
+//!   (`WITH (FORCE)`) when the test passes, in the background (the process
+//!   waits for its drops when it exits), and kept when it fails: the test
+//!   prints its name and URL. The clerk's sessions commit without waiting
+//!   for the disk (`synchronous_commit = off`): a test's database needs no
+//!   durability. `db test-db clean` drops what failed or
 //!   crashed tests left, and the templates of old migration sets; it leaves
 //!   the databases of tests still running alone.
 //! - **The role**: `Db` (what `#[database::test]` hands a test) logs in as
@@ -319,22 +322,77 @@ impl Drop for TestDb {
         if self.kept.load(Ordering::Relaxed) {
             return;
         }
+        // The clerk drops it while the test's thread goes on (its runtime
+        // and connections end meanwhile); the process waits for every
+        // pending drop when it exits, so a passing test leaves nothing.
         let name = self.name.clone();
-        // Drop may run inside the test's runtime, which can't block on
-        // itself: the clerk drops it, and this thread waits for the answer
-        // (so that a passing test leaves nothing behind when the process
-        // exits right after it).
-        let (done, answer) = std::sync::mpsc::channel();
+        drops::started();
         drop(server::clerk(async move {
             let result = admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-            let _ = done.send(result);
+            if let Err(e) = result {
+                eprintln!("warning: could not drop test database {name}: {e}");
+            }
+            drops::finished();
         }));
-        match answer.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("warning: could not drop test database {}: {e}", self.name),
-            Err(_) => eprintln!("warning: could not drop test database {}", self.name),
+    }
+}
+
+/// The drops the clerk has not finished, waited for at exit.
+mod drops {
+    use std::sync::{Condvar, Mutex, Once};
+    use std::time::{Duration, Instant};
+
+    static PENDING: Mutex<usize> = Mutex::new(0);
+    static DONE: Condvar = Condvar::new();
+
+    pub(super) fn started() {
+        static AT_EXIT: Once = Once::new();
+        // SAFETY: registers a plain function without captures.
+        AT_EXIT.call_once(|| unsafe {
+            libc::atexit(wait);
+        });
+        *PENDING.lock().unwrap() += 1;
+    }
+
+    pub(super) fn finished() {
+        *PENDING.lock().unwrap() -= 1;
+        DONE.notify_all();
+    }
+
+    /// At exit: until every drop is done (at most a minute: a server that
+    /// went away leaves the databases to `db test-db clean`).
+    extern "C" fn wait() {
+        if !wait_for(Duration::from_secs(60)) {
+            eprintln!(
+                "warning: {} test database(s) not dropped yet: `db test-db clean` drops them",
+                *PENDING.lock().unwrap_or_else(|e| e.into_inner())
+            );
         }
     }
+
+    /// Waits until no drop is pending, at most `limit`; whether none is.
+    pub(super) fn wait_for(limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        while *pending > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            pending = DONE
+                .wait_timeout(pending, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// Waits (blocking the thread, at most `limit`) until the databases of the
+/// tests that passed so far are dropped; whether they are. A process waits
+/// for them at exit anyway: this is for a test that counts databases.
+pub fn wait_for_drops(limit: std::time::Duration) -> bool {
+    drops::wait_for(limit)
 }
 
 /// `SELECT count(*) FROM table`.
@@ -356,27 +414,46 @@ where
         .n
 }
 
-/// The owner's connection to the `postgres` database that the clerk keeps
-/// (opened again after a failure).
-static ADMIN: tokio::sync::Mutex<Option<Conn>> = tokio::sync::Mutex::const_new(None);
+/// The owner's connections to the `postgres` database that the clerk keeps
+/// (a free list: creates and drops of parallel tests run side by side).
+static ADMIN: tokio::sync::Mutex<Vec<Conn>> = tokio::sync::Mutex::const_new(Vec::new());
 
-/// Runs `sql` on the clerk's connection to the maintenance database.
+/// Runs `work` on one of the clerk's connections (opened when none is free;
+/// one that failed is not kept).
+async fn with_admin<T>(
+    work: impl AsyncFnOnce(&mut Conn) -> Result<T, String>,
+) -> Result<T, String> {
+    let free = ADMIN.lock().await.pop();
+    let mut conn = match free {
+        Some(conn) => conn,
+        None => {
+            let server = server();
+            let mut conn = Conn::establish(&server.url_of("postgres"))
+                .await
+                .map_err(|e| format!("cannot reach the test server at {}: {e}", server.url))?;
+            // A test's database needs no durability: its CREATE and
+            // COMMENT need not wait for the WAL to reach the disk.
+            conn.batch_execute("SET synchronous_commit = off")
+                .await
+                .map_err(|e| e.to_string())?;
+            conn
+        }
+    };
+    let result = work(&mut conn).await;
+    if result.is_ok() {
+        ADMIN.lock().await.push(conn);
+    }
+    result
+}
+
+/// Runs `sql` on one of the clerk's connections to the maintenance database.
 async fn admin(sql: String) -> Result<(), String> {
-    let mut slot = ADMIN.lock().await;
-    if slot.is_none() {
-        let url = server().url_of("postgres");
-        let conn = Conn::establish(&url)
+    with_admin(async |conn| {
+        conn.batch_execute(&sql)
             .await
-            .map_err(|e| format!("cannot reach the test server at {}: {e}", server().url))?;
-        *slot = Some(conn);
-    }
-    let conn = slot.as_mut().expect("opened above");
-    let result = conn.batch_execute(&sql).await;
-    if result.is_err() {
-        // A broken connection is opened again on the next call.
-        *slot = None;
-    }
-    result.map_err(|e| format!("{sql}: {e}"))
+            .map_err(|e| format!("{sql}: {e}"))
+    })
+    .await
 }
 
 /// Runs `work` on the clerk and waits for it from the caller's runtime.
@@ -457,46 +534,60 @@ async fn template(set: &'static MigrationSet) -> String {
 
 async fn build_template(set: &'static MigrationSet, name: &str) -> Result<(), String> {
     let server = server();
-    // Several test processes may start at once: one builds, the rest wait.
-    admin("SELECT pg_advisory_lock(7364892)".to_owned()).await?;
-    let result = async {
-        if !database_exists(name).await? {
-            let building = format!("{name}_building");
-            admin(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).await?;
-            admin(format!("CREATE DATABASE {building}")).await?;
-            {
-                let mut conn = Conn::establish(&server.url_of(&building))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                crate::migrate::run(&mut conn, set)
-                    .await
-                    .map_err(|e| format!("migrating: {e}"))?;
-                // The service's own role, granted in the template so every
-                // clone has it; its password is set only on a server whose
-                // record does not know it.
-                let password =
-                    (!server.password_is_the_clusters).then_some(&*server.service_password);
-                crate::db::roles::grant_service_role(&mut conn, SERVICE_ROLE, password)
-                    .await
-                    .map_err(|e| format!("granting the service role: {e}"))?;
+    with_admin(async |admin| {
+        let sql = async |admin: &mut Conn, sql: String| {
+            admin
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| format!("{sql}: {e}"))
+        };
+        // Several test processes may start at once: one builds, the rest wait.
+        sql(admin, "SELECT pg_advisory_lock(7364892)".to_owned()).await?;
+        let result = async {
+            if !database_exists(admin, name).await? {
+                let building = format!("{name}_building");
+                sql(
+                    admin,
+                    format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+                )
+                .await?;
+                sql(admin, format!("CREATE DATABASE {building}")).await?;
+                {
+                    let mut conn = Conn::establish(&server.url_of(&building))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    crate::migrate::run(&mut conn, set)
+                        .await
+                        .map_err(|e| format!("migrating: {e}"))?;
+                    // The service's own role, granted in the template so every
+                    // clone has it; its password is set only on a server whose
+                    // record does not know it.
+                    let password =
+                        (!server.password_is_the_clusters).then_some(&*server.service_password);
+                    crate::db::roles::grant_service_role(&mut conn, SERVICE_ROLE, password)
+                        .await
+                        .map_err(|e| format!("granting the service role: {e}"))?;
+                }
+                // Renaming last makes the template appear only when complete.
+                sql(admin, format!("ALTER DATABASE {building} RENAME TO {name}")).await?;
             }
-            // Renaming last makes the template appear only when complete.
-            admin(format!("ALTER DATABASE {building} RENAME TO {name}")).await?;
+            // Closed to connections: cloning fails while anyone is connected
+            // to the source, and nobody needs to be.
+            sql(
+                admin,
+                format!("ALTER DATABASE {name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"),
+            )
+            .await
         }
-        // Closed to connections: cloning fails while anyone is connected to
-        // the source, and nobody needs to be.
-        admin(format!(
-            "ALTER DATABASE {name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
-        ))
-        .await
-    }
-    .await;
-    admin("SELECT pg_advisory_unlock(7364892)".to_owned()).await?;
-    result
+        .await;
+        sql(admin, "SELECT pg_advisory_unlock(7364892)".to_owned()).await?;
+        result
+    })
+    .await
 }
 
-/// Whether database `name` exists (on the clerk's connection).
-async fn database_exists(name: &str) -> Result<bool, String> {
+/// Whether database `name` exists.
+async fn database_exists(conn: &mut Conn, name: &str) -> Result<bool, String> {
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -504,8 +595,6 @@ async fn database_exists(name: &str) -> Result<bool, String> {
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let mut slot = ADMIN.lock().await;
-    let conn = slot.as_mut().ok_or("no admin connection")?;
     let row: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
         .bind::<Text, _>(name)
         .get_result(conn)
