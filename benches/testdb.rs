@@ -74,7 +74,7 @@ async fn usable(set: &'static MigrationSet) -> (TestDb, Duration) {
 /// Drops the template of `set`, so that the first call builds it.
 async fn drop_template(set: &MigrationSet) {
     use diesel_async::AsyncConnection;
-    let name = format!("database_tpl_{}", &set.fingerprint()[..16]);
+    let name = database::testing::template_name(set);
     let mut admin = database::Conn::establish(&database::testing::server().url_of("postgres"))
         .await
         .unwrap();

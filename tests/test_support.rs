@@ -59,6 +59,14 @@ async fn the_ctx_parameter_is_a_new_tenants(db: Db, ctx: Ctx) -> Result<(), data
     Ok(())
 }
 
+/// A `#[should_panic]` test passes by panicking (its database is dropped).
+#[database::test]
+#[should_panic(expected = "on purpose")]
+async fn a_should_panic_test_passes_by_panicking(db: Db) {
+    db.conn().await.unwrap();
+    panic!("on purpose");
+}
+
 /// A SQLite-only test needs no PostgreSQL.
 #[database::test]
 async fn a_sqlite_test_gets_a_migrated_file(db: SqliteDb) {
@@ -203,7 +211,7 @@ async fn clean_drops_leftovers_and_old_templates_and_nothing_in_use() {
     }
     admin
         .batch_execute(&format!(
-            "COMMENT ON DATABASE {leftover} IS 'database::testing pid={gone} host=x template=-'"
+            "COMMENT ON DATABASE {leftover} IS 'database::testing pid={gone} template=-'"
         ))
         .await
         .unwrap();
@@ -224,10 +232,7 @@ async fn clean_drops_leftovers_and_old_templates_and_nothing_in_use() {
         report.templates_dropped.contains(&old_template.to_owned()),
         "{report:?}"
     );
-    let current = format!(
-        "database_tpl_{}",
-        &MigrationSet::embedded().fingerprint()[..16]
-    );
+    let current = database::testing::template_name(MigrationSet::embedded());
     assert!(report.templates_kept.contains(&current), "{report:?}");
     assert!(databases_named(&leftover).await.is_empty());
     assert_eq!(databases_named(&live.name).await.len(), 1);

@@ -76,6 +76,12 @@ fn expand(
             ));
         }
         let (reference, type_name) = match &*typed.ty {
+            Type::Reference(r) if r.mutability.is_some() => {
+                return Err(syn::Error::new(
+                    typed.ty.span(),
+                    "a test receives `&TestDb` (shared): its methods take `&self`",
+                ));
+            }
             Type::Reference(r) => (true, last_segment(&r.elem)),
             other => (false, last_segment(other)),
         };
@@ -109,6 +115,13 @@ fn expand(
     let options = match migrations {
         Some(set) => quote!(::database::testing::Options::migrations(#set)),
         None => quote!(::database::testing::Options::default()),
+    };
+    // A `#[should_panic]` test passes by panicking: its database is dropped
+    // then, not kept.
+    let options = if attrs.iter().any(|a| a.path().is_ident("should_panic")) {
+        quote!(#options.expect_panic())
+    } else {
+        options
     };
     let test_name = quote!(::core::concat!(
         ::core::module_path!(),

@@ -58,9 +58,15 @@ use std::sync::{Mutex, OnceLock};
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 
 pub use clean::{CleanReport, clean};
+
+/// Removes this OS user's SQLite test files of processes that no longer
+/// run (what `clean` also does); their paths.
+pub fn clean_sqlite() -> Vec<String> {
+    sqlite::remove_leftovers()
+}
 pub use server::{
-    POOLER_POOL_SIZE, SERVICE_PASSWORD, Server, pooler, pooler_mode, server, start_bouncer,
-    try_server,
+    POOLER_POOL_SIZE, SERVICE_PASSWORD, Server, existing_server, pooler, pooler_mode, server,
+    start_bouncer, try_server,
 };
 pub use sqlite::SqliteTestDb;
 
@@ -80,6 +86,7 @@ const COMMENT_MARK: &str = "database::testing";
 #[derive(Clone, Copy)]
 pub struct Options {
     set: &'static MigrationSet,
+    expect_panic: bool,
 }
 
 impl Default for Options {
@@ -87,6 +94,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             set: MigrationSet::embedded(),
+            expect_panic: false,
         }
     }
 }
@@ -95,7 +103,17 @@ impl Options {
     /// A service's own set (the crate's migrations and its own): the
     /// template is named by its fingerprint, so each set has its own.
     pub fn migrations(set: &'static MigrationSet) -> Options {
-        Options { set }
+        Options {
+            set,
+            ..Options::default()
+        }
+    }
+
+    /// A `#[should_panic]` test: its panic is the pass, so its database is
+    /// dropped then (and kept when it returns normally, its failure).
+    pub fn expect_panic(mut self) -> Options {
+        self.expect_panic = true;
+        self
     }
 }
 
@@ -128,12 +146,17 @@ pub fn run<R: Outcome>(name: &str, options: Options, test: impl AsyncFnOnce(&Tes
             match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&t))).await {
                 Ok(outcome) => outcome.failure(),
                 Err(panic) => {
-                    t.keep();
+                    if !options.expect_panic {
+                        t.keep();
+                    }
+                    drop(t);
                     std::panic::resume_unwind(panic);
                 }
             };
-        if let Some(failure) = failure {
+        if failure.is_some() || options.expect_panic {
             t.keep();
+        }
+        if let Some(failure) = failure {
             panic!("{failure}");
         }
     })
@@ -195,7 +218,13 @@ pub struct TestDb {
     pub owner: Db,
     service: OnceLock<Db>,
     kept: std::sync::atomic::AtomicBool,
+    /// The rows of `tenant_ctx` (their own seed: a test's `Fixtures` never
+    /// collide with them).
+    rows: fixtures::Fixtures,
 }
+
+/// The seed of the tenants `tenant_ctx` makes.
+const CTX_SEED: u64 = 0x7e57;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -212,7 +241,7 @@ impl TestDb {
 
     /// Like `new`, with `tag` in the database's name (`database_test_<tag>_...`).
     pub async fn new_tagged(tag: &str) -> TestDb {
-        Self::create(Some(MigrationSet::embedded()), tag).await
+        Self::create(Some(MigrationSet::embedded()), &tag_of(tag)).await
     }
 
     /// A fresh, empty database (no migrations).
@@ -222,17 +251,33 @@ impl TestDb {
 
     async fn create(set: Option<&'static MigrationSet>, tag: &str) -> TestDb {
         let server = server();
-        let template = match set {
-            Some(set) => Some(template(set).await),
-            None => None,
-        };
+        // The process id tells `db test-db clean` whose it is; the random
+        // part keeps a name from an earlier run with the same process id
+        // (containers) from colliding with a kept database.
         let name = format!(
-            "{TEST_PREFIX}{tag}{}{}_{}",
+            "{TEST_PREFIX}{tag}{}{:04x}_{}_{}",
             if tag.is_empty() { "" } else { "_" },
+            rand::random::<u16>(),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        create_database(&name, template.as_deref()).await;
+        let mut attempt = 0;
+        loop {
+            let template = match set {
+                Some(set) => Some(template(set).await),
+                None => None,
+            };
+            match create_database(&name, template.as_deref()).await {
+                Ok(()) => break,
+                // The template vanished meanwhile (another checkout's
+                // `db test-db clean`): build it again, once.
+                Err(e) if template.is_some() && e.contains("does not exist") && attempt == 0 => {
+                    forget_templates();
+                    attempt += 1;
+                }
+                Err(e) => panic!("creating the test's database: {e}"),
+            }
+        }
         let url = server.url_of(&name);
         let mut config = Config::new(url.clone());
         config.pool_size = 8;
@@ -250,6 +295,7 @@ impl TestDb {
             owner,
             service: OnceLock::new(),
             kept: false.into(),
+            rows: fixtures::Fixtures::new(CTX_SEED),
         }
     }
 
@@ -291,19 +337,23 @@ impl TestDb {
 
     /// The context of a new tenant (`fixtures::tenant()`) acting as its owner.
     pub async fn tenant_ctx(&self) -> Ctx {
-        fixtures::Fixtures::new(0).tenant().create(self).await.ctx()
+        self.rows.tenant().create(self).await.ctx()
     }
 
     /// Keeps the database after this value is dropped, and prints its name
     /// and URL: what a failing test does, so that its rows can be looked at.
     pub fn keep(&self) {
         if !self.kept.swap(true, Ordering::Relaxed) {
+            // The URL without its password (test output lands in CI logs):
+            // it is TEST_DATABASE_URL's, or the project cluster's
+            // (.db/secrets.toml, in the URL `db up --print-url` prints).
             eprintln!(
                 "database::testing: kept the failed test's database {name}\n  \
-                 URL: {url}\n  look at it: DATABASE_URL='{url}' db studio\n  \
+                 URL: {url} (the password: TEST_DATABASE_URL's, or `db up --print-url`'s)\n  \
+                 look at it: DATABASE_URL=<that URL> db studio\n  \
                  drop it and the other leftovers: db test-db clean",
                 name = self.name,
-                url = self.url
+                url = crate::db::redact_url(&self.url)
             );
         }
     }
@@ -466,31 +516,37 @@ async fn on_clerk<T: Send + 'static>(work: impl Future<Output = T> + Send + 'sta
 /// Creates the test's database from `template` (or empty), commented with
 /// the process that owns it (`db test-db clean` reads it). A template that
 /// vanished meanwhile (another checkout's `db test-db clean`) is built again.
-async fn create_database(name: &str, template: Option<&str>) {
+async fn create_database(name: &str, template: Option<&str>) -> Result<(), String> {
     let name = name.to_owned();
     let template = template.map(str::to_owned);
     on_clerk(async move {
         let from = template
             .as_deref()
             .map_or(String::new(), |t| format!(" TEMPLATE {t}"));
-        let created = admin(format!("CREATE DATABASE {name}{from}")).await;
-        if let Err(e) = created {
-            if template.is_some() && e.contains("does not exist") {
-                forget_templates();
-            }
-            panic!("creating the test's database: {e}");
-        }
-        let comment = format!(
-            "{COMMENT_MARK} pid={} host={} template={}",
-            std::process::id(),
-            clean::host_name(),
-            template.as_deref().unwrap_or("-")
-        );
-        admin(format!("COMMENT ON DATABASE {name} IS '{comment}'"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        admin(format!("CREATE DATABASE {name}{from}")).await?;
+        let comment = clean::Owner::mine(template.as_deref()).comment();
+        admin(format!("COMMENT ON DATABASE {name} IS '{comment}'")).await
     })
     .await
+}
+
+/// The advisory lock held while templates are built (and dropped by `clean`).
+pub(crate) const TEMPLATE_LOCK: i64 = 7364892;
+
+/// What the harness does to a template besides migrating it (the service
+/// role's grants): part of the template's name, so that a change to it
+/// builds new templates instead of reusing stale ones.
+const TEMPLATE_RECIPE: &str = "v1: migrations, then grant_service_role";
+
+/// The name of the template of `set`: from the migrations' fingerprint, the
+/// recipe above and the service role.
+pub fn template_name(set: &MigrationSet) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    digest.update(set.fingerprint());
+    digest.update(TEMPLATE_RECIPE);
+    digest.update(SERVICE_ROLE);
+    format!("{TEMPLATE_PREFIX}{}", &hex::encode(digest.finalize())[..16])
 }
 
 /// The templates this process has seen, by fingerprint.
@@ -506,8 +562,8 @@ fn forget_templates() {
 /// The name of the migrated template of `set`, built when missing: one
 /// process builds it (an advisory lock) while the others wait.
 async fn template(set: &'static MigrationSet) -> String {
-    // One build at a time in this process: the advisory lock below is the
-    // clerk's session's, which every task of the process shares.
+    // One build at a time in this process (the advisory lock below is
+    // re-entrant for a session, and the clerk's sessions are reused).
     static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let fingerprint = set.fingerprint();
     if let Some(name) = templates().lock().unwrap().get(&fingerprint) {
@@ -517,7 +573,7 @@ async fn template(set: &'static MigrationSet) -> String {
     if let Some(name) = templates().lock().unwrap().get(&fingerprint) {
         return name.clone();
     }
-    let name = format!("{TEMPLATE_PREFIX}{}", &fingerprint[..16]);
+    let name = template_name(set);
     let built = name.clone();
     on_clerk(async move {
         build_template(set, &built)
@@ -541,8 +597,9 @@ async fn build_template(set: &'static MigrationSet, name: &str) -> Result<(), St
                 .await
                 .map_err(|e| format!("{sql}: {e}"))
         };
-        // Several test processes may start at once: one builds, the rest wait.
-        sql(admin, "SELECT pg_advisory_lock(7364892)".to_owned()).await?;
+        // Several test processes may start at once: one builds, the rest
+        // wait (and `db test-db clean` waits before it drops templates).
+        sql(admin, format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})")).await?;
         let result = async {
             if !database_exists(admin, name).await? {
                 let building = format!("{name}_building");
@@ -580,7 +637,7 @@ async fn build_template(set: &'static MigrationSet, name: &str) -> Result<(), St
             .await
         }
         .await;
-        sql(admin, "SELECT pg_advisory_unlock(7364892)".to_owned()).await?;
+        sql(admin, format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})")).await?;
         result
     })
     .await

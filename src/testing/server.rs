@@ -76,6 +76,23 @@ pub fn try_server() -> Result<&'static Server, String> {
     SERVER.get_or_init(find).as_ref().map_err(Clone::clone)
 }
 
+/// The server `db test-db clean` cleans: the tests' own, but never created
+/// or started for it. `Ok(None)`: there is none to clean (no
+/// `TEST_DATABASE_URL`, and the project's cluster does not exist or is down).
+pub fn existing_server() -> Result<Option<&'static Server>, String> {
+    if std::env::var("TEST_DATABASE_URL").is_ok_and(|v| !v.trim().is_empty()) {
+        return try_server().map(Some);
+    }
+    let cwd = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
+    let Some(state_dir) = crate::db::local::state_dir(&cwd) else {
+        return Ok(None);
+    };
+    match crate::db::local::Record::load(&state_dir).map_err(|e| e.to_string())? {
+        Some(record) if record.is_listening() => try_server().map(Some),
+        _ => Ok(None),
+    }
+}
+
 fn find() -> Result<Server, String> {
     if let Some(raw) = std::env::var("TEST_DATABASE_URL")
         .ok()
@@ -177,13 +194,18 @@ pub(crate) fn lock_file(path: &Path) -> Result<File, String> {
 pub fn pooler() -> Option<&'static TempPgBouncer> {
     static BOUNCER: OnceLock<Option<TempPgBouncer>> = OnceLock::new();
     static PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    // Statics are never dropped: stop it when the process exits.
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    // Statics are never dropped: stop it when the process exits, and remove
+    // its folder (its user list holds the passwords).
     extern "C" fn stop() {
         let pid = PID.load(std::sync::atomic::Ordering::Relaxed);
         if pid != 0 {
             // SAFETY: kill(2) on the PgBouncer this process started, which
             // lives until exit (nothing else reaps it).
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
     BOUNCER
@@ -194,6 +216,7 @@ pub fn pooler() -> Option<&'static TempPgBouncer> {
             let bouncer = start_bouncer(POOLER_POOL_SIZE)
                 .unwrap_or_else(|e| panic!("the tests' PgBouncer (pooler mode): {e}"));
             PID.store(bouncer.pid(), std::sync::atomic::Ordering::Relaxed);
+            let _ = DIR.set(bouncer.dir().to_path_buf());
             // SAFETY: registers a plain function without captures.
             unsafe { libc::atexit(stop) };
             Some(bouncer)

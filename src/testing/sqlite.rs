@@ -25,11 +25,14 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 impl SqliteTestDb {
     /// A fresh file with every SQLite migration applied.
     pub async fn new() -> SqliteTestDb {
-        let dir = std::env::temp_dir().join("database-test-sqlite");
+        let dir = folder();
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let template = template(&dir).await;
+        // As a PostgreSQL test database's name: the process id for `db
+        // test-db clean`, a random part against an earlier run's kept file.
         let path = dir.join(format!(
-            "test_{}_{}.db",
+            "test_{:04x}_{}_{}.db",
+            rand::random::<u16>(),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -86,6 +89,38 @@ impl Drop for SqliteTestDb {
             }
         }
     }
+}
+
+/// The folder of this OS user's SQLite templates and test files.
+fn folder() -> PathBuf {
+    // SAFETY: getuid(2) cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("database-test-sqlite-{uid}"))
+}
+
+/// Removes the test files of processes that no longer run (kept failures,
+/// crashes); what `db test-db clean` does on SQLite. Their names.
+pub(crate) fn remove_leftovers() -> Vec<String> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(folder()) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name
+            .strip_prefix("test_")
+            .and_then(|n| n.split(".db").next())
+        else {
+            continue;
+        };
+        let pid = stem.rsplit('_').nth(1).and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|pid| !super::clean::alive(pid))
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(entry.path().display().to_string());
+        }
+    }
+    removed
 }
 
 fn open(path: &Path) -> SqliteDb {

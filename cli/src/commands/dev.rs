@@ -263,15 +263,25 @@ pub async fn push(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `db test-db clean`: on the tests' server (`database::testing::try_server`:
-/// TEST_DATABASE_URL, else the project's own cluster), drops the test
+/// `db test-db clean`: on the tests' server (`database::testing::existing_server`:
+/// TEST_DATABASE_URL, else the project's own cluster when it runs; nothing
+/// is created or started to be cleaned), drops the test
 /// databases of processes that no longer run and the templates of other
 /// migration sets than the current one (the embedded set, and
 /// `--migrations-dir`'s when given); a running test's database and its
 /// template stay.
 pub async fn clean_test_databases(cli: &crate::Cli) -> Result<ExitCode> {
     use diesel_async::AsyncConnection;
-    let server = database::testing::try_server().map_err(anyhow::Error::msg)?;
+    let Some(server) = database::testing::existing_server().map_err(anyhow::Error::msg)? else {
+        // Nothing is created or started just to be cleaned.
+        println!(
+            "Nothing to clean on PostgreSQL: TEST_DATABASE_URL is not set and this project's own \
+             cluster is not running."
+        );
+        let removed = database::testing::clean_sqlite();
+        println!("Removed {} SQLite test file(s).", removed.len());
+        return Ok(ExitCode::SUCCESS);
+    };
     let admin_url = server.url_of("postgres");
     let mut conn = database::Conn::establish(&admin_url)
         .await
@@ -309,5 +319,15 @@ pub async fn clean_test_databases(cli: &crate::Cli) -> Result<ExitCode> {
         report.templates_kept.len(),
         list(&report.templates_kept)
     );
+    println!(
+        "Removed {} SQLite test file(s).",
+        report.sqlite_files_removed.len()
+    );
+    if !report.failed.is_empty() {
+        for failure in &report.failed {
+            eprintln!("could not drop {failure}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
