@@ -45,8 +45,10 @@ struct Candidate {
 /// set; a service adds its own).
 pub async fn clean(conn: &mut Conn, current: &[&MigrationSet]) -> crate::Result<CleanReport> {
     use diesel_async::SimpleAsyncConnection;
-    let mut report = CleanReport::default();
-    report.sqlite_files_removed = super::sqlite::remove_leftovers();
+    let mut report = CleanReport {
+        sqlite_files_removed: super::sqlite::remove_leftovers(),
+        ..CleanReport::default()
+    };
     // No template is built while this runs, and none is dropped while a
     // test process builds one.
     conn.batch_execute(&format!(
