@@ -643,8 +643,8 @@ async fn build_template(set: &'static MigrationSet, name: &str) -> Result<(), St
     .await
 }
 
-/// Whether database `name` exists.
-async fn database_exists(conn: &mut Conn, name: &str) -> Result<bool, String> {
+/// Whether database `name` exists on the server `conn` is connected to.
+pub async fn database_exists(conn: &mut Conn, name: &str) -> Result<bool, String> {
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]

@@ -83,18 +83,9 @@ pub async fn wait_until(
 
 /// Whether database `name` exists on the server `conn` is connected to.
 pub async fn database_exists(conn: &mut Conn, name: &str) -> bool {
-    use diesel::sql_types::{BigInt, Text};
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
-        .bind::<Text, _>(name)
-        .get_result(conn)
+    database::testing::database_exists(conn, name)
         .await
-        .unwrap();
-    row.n > 0
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A new user with this address (and defaults for the rest).
