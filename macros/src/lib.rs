@@ -136,13 +136,26 @@ fn expand(
             } else {
                 quote!()
             };
+            // A failing test keeps its SQLite file too (a panic keeps it
+            // while unwinding; an error returned, here).
+            let keep_sqlite = if sqlite {
+                quote! {
+                    if ::database::testing::Outcome::is_failure(&__outcome) {
+                        __sqlite.keep();
+                    }
+                }
+            } else {
+                quote!()
+            };
             quote! {
                 ::database::testing::run(
                     #test_name,
                     #options,
                     async |__test: &::database::testing::TestDb| {
                         #sqlite_setup
-                        #inner(#(#arguments),*).await
+                        let __outcome = #inner(#(#arguments),*).await;
+                        #keep_sqlite
+                        __outcome
                     },
                 )
             }
@@ -150,6 +163,7 @@ fn expand(
         (false, true) => quote! {
             ::database::testing::run_sqlite(
                 #test_name,
+                #options,
                 async |__sqlite: &::database::testing::SqliteTestDb| #inner(#(#arguments),*).await,
             )
         },

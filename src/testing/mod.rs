@@ -119,17 +119,27 @@ impl Options {
 
 /// What a test function may return: `()`, or a `Result` whose error is shown.
 pub trait Outcome {
+    /// Whether the test failed (without consuming the outcome).
+    fn is_failure(&self) -> bool;
     /// `None` when the test passed, else why it failed.
     fn failure(self) -> Option<String>;
 }
 
 impl Outcome for () {
+    fn is_failure(&self) -> bool {
+        false
+    }
+
     fn failure(self) -> Option<String> {
         None
     }
 }
 
 impl<E: std::fmt::Debug> Outcome for Result<(), E> {
+    fn is_failure(&self) -> bool {
+        self.is_err()
+    }
+
     fn failure(self) -> Option<String> {
         self.err()
             .map(|e| format!("the test returned an error: {e:?}"))
@@ -163,20 +173,29 @@ pub fn run<R: Outcome>(name: &str, options: Options, test: impl AsyncFnOnce(&Tes
 }
 
 /// `run` for a test that needs SQLite only (no PostgreSQL server).
-pub fn run_sqlite<R: Outcome>(name: &str, test: impl AsyncFnOnce(&SqliteTestDb) -> R) {
+pub fn run_sqlite<R: Outcome>(
+    name: &str,
+    options: Options,
+    test: impl AsyncFnOnce(&SqliteTestDb) -> R,
+) {
+    let _ = name;
     runtime().block_on(async {
-        let _ = name;
         let t = SqliteTestDb::new().await;
         let failure =
             match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&t))).await {
                 Ok(outcome) => outcome.failure(),
                 Err(panic) => {
-                    t.keep();
+                    if !options.expect_panic {
+                        t.keep();
+                    }
+                    drop(t);
                     std::panic::resume_unwind(panic);
                 }
             };
-        if let Some(failure) = failure {
+        if failure.is_some() || options.expect_panic {
             t.keep();
+        }
+        if let Some(failure) = failure {
             panic!("{failure}");
         }
     })
