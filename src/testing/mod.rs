@@ -152,23 +152,7 @@ impl<E: std::fmt::Debug> Outcome for Result<(), E> {
 pub fn run<R: Outcome>(name: &str, options: Options, test: impl AsyncFnOnce(&TestDb) -> R) {
     runtime().block_on(async {
         let t = TestDb::create(Some(options.set), &tag_of(name)).await;
-        let failure =
-            match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&t))).await {
-                Ok(outcome) => outcome.failure(),
-                Err(panic) => {
-                    if !options.expect_panic {
-                        t.keep();
-                    }
-                    drop(t);
-                    std::panic::resume_unwind(panic);
-                }
-            };
-        if failure.is_some() || options.expect_panic {
-            t.keep();
-        }
-        if let Some(failure) = failure {
-            panic!("{failure}");
-        }
+        judge(t, options, test).await
     })
 }
 
@@ -179,26 +163,47 @@ pub fn run_sqlite<R: Outcome>(
     test: impl AsyncFnOnce(&SqliteTestDb) -> R,
 ) {
     let _ = name;
-    runtime().block_on(async {
-        let t = SqliteTestDb::new().await;
-        let failure =
-            match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&t))).await {
-                Ok(outcome) => outcome.failure(),
-                Err(panic) => {
-                    if !options.expect_panic {
-                        t.keep();
-                    }
-                    drop(t);
-                    std::panic::resume_unwind(panic);
+    runtime().block_on(async { judge(SqliteTestDb::new().await, options, test).await })
+}
+
+/// A test's database of either backend, which a failed test keeps.
+trait Keep {
+    fn keep(&self);
+}
+
+impl Keep for TestDb {
+    fn keep(&self) {
+        TestDb::keep(self)
+    }
+}
+
+impl Keep for SqliteTestDb {
+    fn keep(&self) {
+        SqliteTestDb::keep(self)
+    }
+}
+
+/// Runs `test` on `t`, keeps `t` when the test failed (a panic, unless one
+/// was expected; an error returned; no panic where one was expected), and
+/// fails the test the same way.
+async fn judge<T: Keep, R: Outcome>(t: T, options: Options, test: impl AsyncFnOnce(&T) -> R) {
+    let failure =
+        match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(test(&t))).await {
+            Ok(outcome) => outcome.failure(),
+            Err(panic) => {
+                if !options.expect_panic {
+                    t.keep();
                 }
-            };
-        if failure.is_some() || options.expect_panic {
-            t.keep();
-        }
-        if let Some(failure) = failure {
-            panic!("{failure}");
-        }
-    })
+                drop(t);
+                std::panic::resume_unwind(panic);
+            }
+        };
+    if failure.is_some() || options.expect_panic {
+        t.keep();
+    }
+    if let Some(failure) = failure {
+        panic!("{failure}");
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
