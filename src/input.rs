@@ -104,12 +104,9 @@ pub(crate) fn json_field(
             _ => error("parts", "must be a non-empty JSON array".into()),
         }
     };
-    err.add_param(FIELD_PARAM.into(), &field);
+    err.add_param(crate::error::FIELD_PARAM.into(), &field);
     Err(err)
 }
-
-/// The parameter of a struct-level validation error that names its field.
-pub(crate) const FIELD_PARAM: &str = "field";
 
 /// `json` with a size limit of `max_bytes`.
 pub fn json_within(value: &Value, max_bytes: usize) -> std::result::Result<(), ValidationError> {

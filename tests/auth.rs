@@ -219,6 +219,93 @@ on_both_backends! {
     }
 }
 
+// ---------------------------------------------------------------- errors
+
+/// `err` is `Invalid` on exactly `field` with `code`.
+fn assert_invalid(err: &Error, field: &str, code: &str) {
+    match err {
+        Error::Invalid(input) => {
+            assert_eq!(input.field_names(), [field], "{err:?}");
+            assert_eq!(input.fields[0].code, code, "{err:?}");
+        }
+        other => panic!("expected Invalid on {field}, got {other:?}"),
+    }
+}
+
+on_both_backends! {
+    /// One error contract: every broken rule gives the same variant, field
+    /// and constraint name on both backends, whether a repository function
+    /// or the caller's own SQL broke it (SQLite reports a UNIQUE rule by
+    /// its columns and names no foreign key; the crate reads the rest from
+    /// the file's catalog, with no list kept by hand).
+    async fn each_broken_rule_gives_the_same_error_on_both_backends(t) {
+        let mut conn = t.conn().await;
+        let ann = users::create(&mut conn, &new_user("ann@example.com")).await.unwrap();
+        let bob = users::create(&mut conn, &new_user("bob@example.com")).await.unwrap();
+
+        // UNIQUE: an expression index, and an index of columns.
+        let err = users::create(&mut conn, &new_user("ANN@example.com")).await.unwrap_err();
+        assert!(err.is_conflict("users_email_lower_key"), "{err:?}");
+        accounts::link(&mut conn, ann.id, &link("github", "1")).await.unwrap();
+        accounts::link(&mut conn, bob.id, &link("gitlab", "2")).await.unwrap();
+        let err = accounts::link(&mut conn, bob.id, &link("github", "1")).await.unwrap_err();
+        assert!(err.is_conflict("accounts_provider_account_key"), "{err:?}");
+        let err = t
+            .execute("UPDATE accounts SET provider = 'github', provider_account_id = '1'")
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict("accounts_provider_account_key"), "{err:?}");
+        let err = t
+            .execute("UPDATE accounts SET id = (SELECT id FROM accounts ORDER BY id LIMIT 1)")
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict("accounts_pkey"), "{err:?}");
+
+        // FOREIGN KEY: a repository function says which parent is missing;
+        // the caller's own statement gets a Conflict (named on PostgreSQL).
+        let err = accounts::link(&mut conn, UserId::new(), &link("x", "y")).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { entity: "user" }), "{err:?}");
+        let err = t.execute("UPDATE accounts SET user_id = id").await.unwrap_err();
+        let expected = match t.backend() {
+            "postgresql" => "accounts_user_id_fkey",
+            _ => database::error::FOREIGN_KEY_UNNAMED,
+        };
+        assert!(err.is_conflict(expected), "{err:?}");
+
+        // CHECK and NOT NULL: Invalid, naming the constraint or the column.
+        let long = "x".repeat(101);
+        let err = t
+            .execute(&format!("UPDATE users SET name = '{long}'"))
+            .await
+            .unwrap_err();
+        assert_invalid(&err, "users_name_length", "check");
+        let err = t.execute("UPDATE users SET email = NULL").await.unwrap_err();
+        assert_invalid(&err, "email", "required");
+
+        // Nothing of the failed statements was written.
+        assert_eq!(t.count("accounts").await, 2);
+        assert_eq!(
+            accounts::find_by_provider(&mut conn, "github", "1").await.unwrap().user_id,
+            ann.id
+        );
+        assert_eq!(users::find(&mut conn, bob.id).await.unwrap().name.as_deref(), Some("Ann"));
+
+        // A table that is not there: the schema does not match the code.
+        t.execute("DROP TABLE verifications").await.unwrap();
+        let err = verifications::issue(
+            &mut conn,
+            &NewVerification {
+                purpose: VerificationPurpose::EmailVerification,
+                identifier: "ann@example.com".into(),
+                ttl_seconds: 3600,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::SchemaMismatch(_)), "{err:?}");
+    }
+}
+
 // ---------------------------------------------------------------- accounts
 
 on_both_backends! {

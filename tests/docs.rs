@@ -1,21 +1,23 @@
 //! The documentation tells the truth: every `Error` variant is in the
 //! README's error table, rustdoc speaks of this project (not of the
 //! TypeScript packages it replaces), and the scripts recognise what is
-//! installed. (The README's code blocks are doc-tests: `cargo test --doc`.)
+//! installed, and the modules it describes form layers, not circles. (The
+//! README's code blocks are doc-tests: `cargo test --doc`.)
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
 }
 
-/// The variant names of `pub enum Error` in src/error.rs.
+/// The variant names of `pub enum Error` in src/error/mod.rs.
 fn error_variants() -> Vec<String> {
-    let source = read("src/error.rs");
+    let source = read("src/error/mod.rs");
     let body = source
         .split("pub enum Error {")
         .nth(1)
-        .expect("src/error.rs has pub enum Error")
+        .expect("src/error/mod.rs has pub enum Error")
         .split("\n}\n")
         .next()
         .unwrap();
@@ -143,4 +145,162 @@ fn the_capacity_table_is_what_its_inputs_give() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The unit each file of `root` belongs to (its first module below `root`;
+/// `None` for the root's own `lib.rs`/`main.rs`/`mod.rs`) and the units its
+/// imports name (`crate::x`, `super::x`, `use super::{x, y}`), outside its
+/// `mod tests`.
+fn import_graph(root: &str) -> BTreeMap<String, BTreeSet<String>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(root);
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let rel = file.strip_prefix(&root).unwrap().with_extension("");
+        let mut module: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if matches!(
+            module.last().map(String::as_str),
+            Some("mod" | "lib" | "main")
+        ) {
+            module.pop();
+        }
+        let Some(unit) = module.first().cloned() else {
+            continue;
+        };
+        let source = std::fs::read_to_string(&file).unwrap();
+        let code = source.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let code: String = code
+            .lines()
+            .map(|l| l.split("//").next().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let names = graph.entry(unit.clone()).or_default();
+        let bytes = code.as_bytes();
+        let ident = |from: usize| -> (String, usize) {
+            let end = code[from..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(code.len(), |n| from + n);
+            (code[from..end].to_owned(), end)
+        };
+        let mut at = 0;
+        while let Some(found) = code[at..].find(['c', 's']) {
+            let start = at + found;
+            at = start + 1;
+            if start > 0 && (bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+                continue;
+            }
+            let mut path: Vec<String>;
+            let mut rest = start;
+            if code[start..].starts_with("crate::") {
+                path = Vec::new();
+                rest += "crate::".len();
+            } else if code[start..].starts_with("super::") {
+                path = module.clone();
+                while code[rest..].starts_with("super::") {
+                    path.pop();
+                    rest += "super::".len();
+                }
+            } else {
+                continue;
+            }
+            let mut named = Vec::new();
+            if code[rest..].starts_with('{') {
+                let close = code[rest..].find('}').map_or(code.len(), |n| rest + n);
+                for item in code[rest + 1..close].split(',') {
+                    let item = item.trim();
+                    if !item.is_empty() && item != "self" {
+                        named.push(ident(rest + 1 + code[rest + 1..].find(item).unwrap()).0);
+                    }
+                }
+            } else {
+                named.push(ident(rest).0);
+            }
+            for name in named {
+                let target = path.first().cloned().unwrap_or(name);
+                if target != unit && !target.is_empty() && graph_has_unit(&root, &target) {
+                    names.insert(target);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// Whether `root` has a module `name` (a file or a folder).
+fn graph_has_unit(root: &Path, name: &str) -> bool {
+    root.join(format!("{name}.rs")).exists() || root.join(name).is_dir()
+}
+
+/// A cycle of `graph`, as the units along it, if there is one.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        at: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == at) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(at.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(at) {
+            return None;
+        }
+        path.push(at.to_owned());
+        for next in graph.get(at).into_iter().flatten() {
+            if let Some(cycle) = visit(graph, next, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(at.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|unit| visit(graph, unit, &mut Vec::new(), &mut done))
+}
+
+/// Modules that do not import each other: the connection layer (`db`) does
+/// not know the migration engine that sits on it, `error` knows neither,
+/// the `db` command's modules form layers, and so do the studio's catalog,
+/// statements, SQLite code and dispatch (`stmt` at the bottom, `query` on
+/// top). A module's own `mod tests` may reach anywhere.
+#[test]
+fn modules_form_layers_not_circles() {
+    for root in ["src", "cli/src", "cli/src/studio"] {
+        let graph = import_graph(root);
+        assert!(
+            graph.len() > 5 && graph.values().any(|n| !n.is_empty()),
+            "{root}: the import graph was not read: {graph:?}"
+        );
+        if let Some(cycle) = find_cycle(&graph) {
+            panic!(
+                "{root}: modules import each other in a circle: {}",
+                cycle.join(" -> ")
+            );
+        }
+    }
+    let src = import_graph("src");
+    assert!(src["migrate"].contains("db"), "{:?}", src["migrate"]);
+    assert!(!src["db"].contains("migrate"), "{:?}", src["db"]);
+    let studio = import_graph("cli/src/studio");
+    assert!(studio["query"].contains("sqlite"), "{:?}", studio["query"]);
+    assert!(studio["stmt"].is_empty(), "{:?}", studio["stmt"]);
 }

@@ -12,6 +12,7 @@ mod commands;
 pub mod drift;
 pub mod guard;
 pub mod lint;
+mod local;
 pub mod project;
 pub mod scaffold;
 mod studio;

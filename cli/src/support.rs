@@ -11,7 +11,7 @@ use database::db::{ConnString, redact_url, with_dbname};
 use database::migrate::{self, MigrationSet};
 
 use crate::guard::Verdict;
-use crate::{Cli, Command, EXIT_REFUSED, commands::dev, project};
+use crate::{Cli, Command, EXIT_REFUSED, local, project};
 
 /// The configuration from the environment, `.env` and `--database-url`.
 pub(crate) fn load_config(cli: &Cli) -> Result<Config> {
@@ -24,7 +24,7 @@ pub(crate) fn load_config(cli: &Cli) -> Result<Config> {
     // one, the project's own cluster (started when down; `setup` creates it).
     let url = match cli.database_url.as_deref().map(str::trim) {
         Some(url) if !url.is_empty() => url.to_owned(),
-        _ => dev::default_url(matches!(cli.command, Command::Setup))?,
+        _ => local::default_url(matches!(cli.command, Command::Setup))?,
     };
     let mut config = Config::from_lookup(|key| match key {
         "DATABASE_URL" => Some(url.clone()),
@@ -210,4 +210,26 @@ pub(crate) fn database_of(config: &Config) -> Result<(String, String)> {
     // Config refuses a URL without a database name, so there is one.
     let name = ConnString::parse(url).dbname.unwrap_or_default();
     Ok((name, with_dbname(url, "postgres")))
+}
+
+/// Whether the server behind `conn` has a database named `name`.
+pub(crate) async fn database_exists(conn: &mut database::Conn, name: &str) -> Result<bool> {
+    use diesel::sql_types::{Bool, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let row: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(name)
+            .get_result(conn)
+            .await?;
+    Ok(row.exists)
+}
+
+/// `name` as a quoted SQL identifier (inner quotes doubled).
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -187,20 +187,22 @@ pub async fn unlink(conn: &mut impl AnyConn, user_id: UserId, provider: &str) ->
         }
         // SQLite has no row locks: BEGIN IMMEDIATE takes the file's write
         // lock before the count, so two unlinks run one after the other.
-        Backend::Sqlite(conn) => conn
-            .immediate_transaction(async |conn| {
-                use crate::schema_sqlite::users;
-                users::table
-                    .find(user_id)
-                    .select(users::id)
-                    .first::<UserId>(conn)
-                    .await
-                    .optional()?
-                    .ok_or(Error::NotFound { entity: "user" })?;
-                unlink_locked(conn, user_id, provider).await
-            })
-            .await
-            .map_err(crate::db::sqlite::named),
+        Backend::Sqlite(conn) => {
+            let result = conn
+                .immediate_transaction(async |conn| {
+                    use crate::schema_sqlite::users;
+                    users::table
+                        .find(user_id)
+                        .select(users::id)
+                        .first::<UserId>(conn)
+                        .await
+                        .optional()?
+                        .ok_or(Error::NotFound { entity: "user" })?;
+                    unlink_locked(conn, user_id, provider).await
+                })
+                .await;
+            crate::db::sqlite::name_errors(conn, result).await
+        }
     }
 }
 

@@ -140,11 +140,13 @@ pub async fn transaction<T>(
         Backend::Pg(c) => {
             in_transaction(c, async |c: &mut Conn| f(&mut AnyTx(Backend::Pg(c))).await).await
         }
-        Backend::Sqlite(c) => in_transaction(c, async |c: &mut SqliteConn| {
-            f(&mut AnyTx(Backend::Sqlite(c))).await
-        })
-        .await
-        .map_err(super::sqlite::named),
+        Backend::Sqlite(c) => {
+            let result = in_transaction(c, async |c: &mut SqliteConn| {
+                f(&mut AnyTx(Backend::Sqlite(c))).await
+            })
+            .await;
+            super::sqlite::name_errors(c, result).await
+        }
     }
 }
 
@@ -252,14 +254,6 @@ impl AnyDb {
         }
     }
 
-    /// Applies the embedded migrations of this backend.
-    pub async fn migrate(&self) -> Result<crate::migrate::Report> {
-        match self {
-            AnyDb::Pg(db) => db.migrate().await,
-            AnyDb::Sqlite(db) => db.migrate().await,
-        }
-    }
-
     /// Checks that the database answers, and measures how fast.
     pub async fn health(&self) -> Result<super::Health> {
         match self {
@@ -292,7 +286,8 @@ impl AnyDb {
 /// few places where the backends differ by a value, such as setting
 /// `updated_at` in a statement whose `RETURNING` must show it: SQLite's
 /// triggers run after `RETURNING` is computed). Errors of the SQLite arm go
-/// through `sqlite::named` so constraint names match PostgreSQL's.
+/// through `sqlite::named` so constraint names match PostgreSQL's (it reads
+/// the file's catalog for a UNIQUE rule that SQLite names by its columns).
 macro_rules! any_run {
     ($conn:ident, [$($table:ident),* $(,)?] => $body:block) => {
         match $crate::db::AnyConn::backend($conn) {
@@ -309,7 +304,7 @@ macro_rules! any_run {
                 #[allow(dead_code)]
                 const SQLITE: bool = true;
                 let result: $crate::Result<_> = async { $body }.await;
-                result.map_err($crate::db::sqlite::named)
+                $crate::db::sqlite::name_errors($conn, result).await
             }
         }
     };

@@ -20,22 +20,7 @@ use diesel::pg::{Pg, PgQueryBuilder};
 use diesel::query_builder::{QueryBuilder, QueryFragment};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-/// The start of the message of an error whose outcome is unknown (a
-/// `COMMIT`, or a write outside a transaction, in flight when the connection
-/// failed or the deadline passed): `crate::Error` reports it as
-/// `CommitOutcomeUnknown`, never as retryable.
-pub(crate) const OUTCOME_UNKNOWN: &str = "outcome unknown: ";
-
-/// The start of the message of a statement the client-side deadline cut
-/// short, when nothing of it can have committed: `crate::Error::Timeout { kind: Client }`.
-pub(crate) const DEADLINE_PASSED: &str = "deadline passed: ";
-
-/// The start of the message of a write the server refused because it
-/// accepts none (SQLSTATE 25006 on a session that did not ask for read-only
-/// work): the connection reached a standby or a fenced old primary, so it is
-/// closed, and `crate::Error` reports a retryable `Unavailable` (nothing was
-/// written).
-pub(crate) const READ_ONLY_SERVER: &str = "the server accepts no writes: ";
+pub(crate) use crate::error::{DEADLINE_PASSED, OUTCOME_UNKNOWN, READ_ONLY_SERVER};
 
 /// How much later than the client's bound the server's own bound of a
 /// statement falls (`statement_timeout`, `idle_in_transaction_session_timeout`):

@@ -34,7 +34,6 @@ mod url;
 
 pub use any::{AnyConn, AnyDb, AnyPooledConn, AnyTx, Backend, transaction};
 pub(crate) use any::{any_run, selectable_on_both};
-pub(crate) use call::{DEADLINE_PASSED, OUTCOME_UNKNOWN, READ_ONLY_SERVER};
 pub use config::{Config, Pooler, Recycle};
 pub use connection::{connect, connect_for_migrations};
 pub use ctx::Ctx;

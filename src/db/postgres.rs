@@ -10,14 +10,13 @@ use std::time::Instant;
 use diesel_async::RunQueryDsl;
 
 use super::config::{Config, Pooler};
-use super::connection::{ConnectionSettings, connect_for_migrations};
+use super::connection::ConnectionSettings;
 use super::ctx::Ctx;
 use super::pg_conn::{PgConn, Scope};
 use super::pool::{self, Health, PgPool, PoolStatus, PooledConn};
 use super::replicas::{self, ReadSource, ReplicaStatus, Replicas, WalPosition};
 use super::roles::RoleCheck;
 use crate::error::{Error, Result};
-use crate::migrate::{self, MigrationSet};
 
 /// The data layer's handle on PostgreSQL: the pools and the configuration,
 /// and the context its calls run in (`with`). Cheap to clone; clones share
@@ -344,39 +343,6 @@ impl Db {
     /// Opens a connection outside the pool, set up like pooled ones, to `url`.
     pub async fn connect_direct(&self, url: &str) -> Result<PgConn> {
         super::connect(&self.shared.config, url).await
-    }
-
-    /// Applies the embedded migrations. Safe to call from every replica at
-    /// start-up: when nothing is pending this is one query on a pooled
-    /// connection; otherwise the work runs under the migration lock on a
-    /// dedicated connection to the migration URL.
-    pub async fn migrate(&self) -> Result<migrate::Report> {
-        self.migrate_with(MigrationSet::embedded()).await
-    }
-
-    /// Like `migrate`, with another set of PostgreSQL migrations.
-    pub async fn migrate_with(&self, set: &MigrationSet) -> Result<migrate::Report> {
-        let config = &self.shared.config;
-        // In pooler mode the quick check is skipped: the migration session
-        // (which `connect_for_migrations` refuses without
-        // DATABASE_MIGRATION_URL) does it under the lock.
-        if config.pooler == Pooler::None {
-            let mut conn = self.conn().await?;
-            if migrate::is_up_to_date(&mut conn, set).await? {
-                return Ok(migrate::Report::default());
-            }
-        }
-        // Connection errors keep their kind: an outage at start-up stays
-        // retryable, a wrong URL stays a configuration error.
-        let mut conn = connect_for_migrations(config, config.migration_url()).await?;
-        let report =
-            migrate::run_with(&mut conn, set, &migrate::RunOptions::from_config(config)).await?;
-        // The service's role reads and writes what was just created (when it
-        // is a role of its own and exists; `db setup` creates it).
-        if !report.applied.is_empty() {
-            super::roles::grant_if_exists(&mut conn, &super::roles::service_role(config)).await?;
-        }
-        Ok(report)
     }
 
     /// Checks that the database answers, and measures how fast.

@@ -280,7 +280,7 @@ impl SqliteDb {
         let mut conn = self.conn().await?;
         let outcome = tokio::time::timeout_at(deadline.into(), f(&mut *conn)).await;
         match outcome {
-            Ok(result) => result.map_err(named),
+            Ok(result) => name_errors(&mut conn, result).await,
             Err(_) => {
                 // Its transaction may still be open on the blocking thread:
                 // never hand it out again.
@@ -293,25 +293,6 @@ impl SqliteDb {
                 })
             }
         }
-    }
-
-    /// Applies the embedded SQLite migrations (`migrations_sqlite/`).
-    pub async fn migrate(&self) -> Result<crate::migrate::Report> {
-        self.migrate_with(crate::migrate::sqlite::embedded()).await
-    }
-
-    /// Applies a set of SQLite migrations (`crate::migrate::sqlite`: one
-    /// `BEGIN EXCLUSIVE` transaction, the lock that holds across processes).
-    /// When nothing is pending this is one read on a pooled connection.
-    pub async fn migrate_with(
-        &self,
-        set: &crate::migrate::MigrationSet,
-    ) -> Result<crate::migrate::Report> {
-        let mut conn = self.conn().await?;
-        if crate::migrate::sqlite::is_up_to_date(&mut conn, set).await? {
-            return Ok(crate::migrate::Report::default());
-        }
-        Ok(crate::migrate::sqlite::run_to(&mut conn, set, None).await?)
     }
 
     /// Checks that the file answers, and measures how fast.
@@ -343,65 +324,49 @@ impl SqliteDb {
 }
 
 /// The crate's typed error for a statement that failed on a SQLite
-/// connection, for code that runs its own SQL on a `SqliteConn` on any
-/// table (`db studio`): a violated CHECK or a unique index by its name, a
-/// UNIQUE of columns by the name PostgreSQL gives the crate's own rules (else
-/// by its columns, `users.email`), and a broken foreign key as
-/// `Conflict { constraint: "FOREIGN KEY" }` (SQLite does not say which).
+/// connection, for code that runs its own SQL on any table without the
+/// connection at hand (`db studio`'s read-only reader): `Error::from`'s
+/// reading of SQLite's messages (`crate::error`), and a busy file as
+/// `Unavailable`. A UNIQUE rule stays named by its columns (`users.email`);
+/// `named` resolves it to the index's name.
 pub fn error(err: diesel::result::Error) -> Error {
-    name_constraints(err.into(), false)
+    busy_as_unavailable(err.into())
 }
 
-/// Gives a SQLite constraint error the name PostgreSQL reports for the same
-/// rule. SQLite names a violated CHECK by its name but a UNIQUE index by its
-/// columns, and a foreign key not at all. Every foreign key of
-/// `migrations_sqlite/` references `users (id)`, and only inserts can break
-/// one (deletes cascade), so a broken foreign key means the user is missing:
-/// what the PostgreSQL side reports through `not_found_on(<fkey>, "user")`.
-pub(crate) fn named(err: Error) -> Error {
-    name_constraints(err, true)
-}
-
-/// `named` (`crate_tables`: the rules of `migrations_sqlite/` are assumed) or `error`.
-fn name_constraints(err: Error, crate_tables: bool) -> Error {
+/// `err` with the name PostgreSQL reports for the same rule, read from the
+/// catalog of the file behind `conn` where SQLite's message gives only
+/// columns: a UNIQUE rule by columns becomes its unique index's name (what
+/// `migrations_sqlite/` names like PostgreSQL's constraint), or
+/// `<table>_pkey` for a primary key. An inline `UNIQUE (...)` has no name of
+/// its own in SQLite (`sqlite_autoindex_*`): it stays named by its columns.
+pub(crate) async fn named(conn: &mut SqliteConn, err: Error) -> Error {
     match err {
         Error::Conflict {
             constraint,
             message,
-        } if constraint == "unknown" => {
-            if message.contains("FOREIGN KEY constraint failed") {
-                if crate_tables {
-                    return Error::NotFound { entity: "user" };
-                }
-                return Error::Conflict {
-                    constraint: "FOREIGN KEY".to_owned(),
-                    message,
-                };
-            }
-            let constraint = unique_name(&message, crate_tables).unwrap_or(constraint);
+        } if message.starts_with(crate::error::UNIQUE_FAILED) && constraint.contains('.') => {
+            let constraint = unique_rule(conn, &constraint).await.unwrap_or(constraint);
             Error::Conflict {
                 constraint,
                 message,
             }
         }
-        Error::Invalid(input)
-            if input.fields.len() == 1
-                && input.fields[0].field == "unknown"
-                && input.fields[0].code == "check" =>
-        {
-            let message = &input.fields[0].message;
-            match message.split_once("CHECK constraint failed: ") {
-                Some((_, name)) => {
-                    let name = name.trim().to_owned();
-                    Error::invalid(
-                        name.clone(),
-                        "check",
-                        format!("violates check constraint {name}"),
-                    )
-                }
-                None => Error::Invalid(input),
-            }
-        }
+        other => busy_as_unavailable(other),
+    }
+}
+
+/// `result` with its error `named`.
+pub(crate) async fn name_errors<T>(conn: &mut SqliteConn, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(err) => Err(named(conn, err).await),
+    }
+}
+
+/// A busy file (another connection held the write lock past the busy
+/// timeout) is an outage to retry, not a bug.
+fn busy_as_unavailable(err: Error) -> Error {
+    match err {
         Error::Database(diesel::result::Error::DatabaseError(_, ref info))
             if info.message().contains("database is locked") =>
         {
@@ -416,55 +381,87 @@ fn name_constraints(err: Error, crate_tables: bool) -> Error {
     }
 }
 
-/// The PostgreSQL name of the unique rule SQLite describes in `message`
-/// (`UNIQUE constraint failed: accounts.provider, accounts.provider_account_id`,
-/// or `... index 'users_email_lower_key'` for an expression index).
-fn unique_name(message: &str, crate_tables: bool) -> Option<String> {
-    let detail = message.split_once("UNIQUE constraint failed: ")?.1.trim();
-    if let Some(index) = detail.strip_prefix("index '") {
-        return Some(index.trim_end_matches('\'').to_owned());
+/// The name of the unique rule on `columns` (`accounts.user_id,
+/// accounts.provider`, SQLite's form) from the file's catalog; `None` when
+/// the catalog cannot be read or names no such rule.
+async fn unique_rule(conn: &mut SqliteConn, columns: &str) -> Option<String> {
+    use diesel::sql_types::{Integer, Nullable, Text};
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct IndexColumn {
+        #[diesel(sql_type = Text)]
+        index: String,
+        #[diesel(sql_type = Text)]
+        origin: String,
+        #[diesel(sql_type = Nullable<Text>)]
+        column: Option<String>,
     }
-    const BY_COLUMNS: &[(&str, &str)] = &[
-        (
-            "accounts.provider, accounts.provider_account_id",
-            "accounts_provider_account_key",
-        ),
-        (
-            "accounts.user_id, accounts.provider",
-            "accounts_user_provider_key",
-        ),
-        ("sessions.token_hash", "sessions_token_hash_key"),
-        ("verifications.token_hash", "verifications_token_hash_key"),
-    ];
-    if let Some((_, name)) = BY_COLUMNS.iter().find(|(cols, _)| *cols == detail) {
-        return Some((*name).to_owned());
+    #[derive(diesel::QueryableByName)]
+    struct KeyColumn {
+        #[diesel(sql_type = Text)]
+        column: String,
+        #[diesel(sql_type = Integer)]
+        pk: i32,
     }
-    if !crate_tables {
-        return Some(detail.to_owned());
+
+    let mut table = None;
+    let mut wanted = Vec::new();
+    for part in columns.split(", ") {
+        let (t, c) = part.split_once('.')?;
+        if *table.get_or_insert(t) != t {
+            return None;
+        }
+        wanted.push(c);
     }
-    // A primary key: PostgreSQL calls it `<table>_pkey`.
-    let (table, _) = detail.split_once('.')?;
-    (!detail.contains(',')).then(|| format!("{table}_pkey"))
+    let table = table?;
+    let rows: Vec<IndexColumn> = diesel::sql_query(
+        "SELECT il.name AS \"index\", il.origin AS origin, ii.name AS \"column\" \
+         FROM pragma_index_list(?) AS il, pragma_index_info(il.name) AS ii \
+         WHERE il.\"unique\" ORDER BY il.name, ii.seqno",
+    )
+    .bind::<Text, _>(table)
+    .load(conn)
+    .await
+    .ok()?;
+    let mut start = 0;
+    while start < rows.len() {
+        let index = &rows[start].index;
+        let end = start
+            + rows[start..]
+                .iter()
+                .take_while(|r| &r.index == index)
+                .count();
+        let same = rows[start..end]
+            .iter()
+            .map(|r| r.column.as_deref())
+            .eq(wanted.iter().map(|c| Some(*c)));
+        if same {
+            return match rows[start].origin.as_str() {
+                "pk" => Some(format!("{table}_pkey")),
+                "c" => Some(index.clone()),
+                _ => None,
+            };
+        }
+        start = end;
+    }
+    // An INTEGER PRIMARY KEY is the rowid: it has no index.
+    let mut key: Vec<KeyColumn> =
+        diesel::sql_query("SELECT name AS \"column\", pk FROM pragma_table_info(?) WHERE pk > 0")
+            .bind::<Text, _>(table)
+            .load(conn)
+            .await
+            .ok()?;
+    key.sort_by_key(|k| k.pk);
+    key.iter()
+        .map(|k| k.column.as_str())
+        .eq(wanted.iter().copied())
+        .then(|| format!("{table}_pkey"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_violated_check_is_named_as_on_postgresql() {
-        let failed = diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::CheckViolation,
-            Box::new("CHECK constraint failed: users_name_length".to_owned()),
-        );
-        match error(failed) {
-            Error::Invalid(input) => {
-                assert_eq!(input.fields[0].field, "users_name_length");
-                assert_eq!(input.fields[0].code, "check");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn every_url_form() {
@@ -482,52 +479,5 @@ mod tests {
         );
         assert_eq!(sqlite_target("sqlite::memory:"), Some(SqliteTarget::Memory));
         assert_eq!(sqlite_target("postgres://h/db"), None);
-    }
-
-    #[test]
-    fn unique_names() {
-        assert_eq!(
-            unique_name(
-                "UNIQUE constraint failed: index 'users_email_lower_key'",
-                true
-            )
-            .as_deref(),
-            Some("users_email_lower_key")
-        );
-        assert_eq!(
-            unique_name(
-                "UNIQUE constraint failed: accounts.user_id, accounts.provider",
-                true
-            )
-            .as_deref(),
-            Some("accounts_user_provider_key")
-        );
-        assert_eq!(
-            unique_name("UNIQUE constraint failed: users.id", true).as_deref(),
-            Some("users_pkey")
-        );
-        // Any other table (`error`, for `db studio`): its columns, not a guess.
-        assert_eq!(
-            unique_name("UNIQUE constraint failed: posts.slug", false).as_deref(),
-            Some("posts.slug")
-        );
-    }
-
-    #[test]
-    fn a_broken_foreign_key_of_any_table_is_a_conflict_not_a_missing_user() {
-        let failed = || {
-            diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::ForeignKeyViolation,
-                Box::new("FOREIGN KEY constraint failed".to_owned()),
-            )
-        };
-        assert!(matches!(
-            error(failed()),
-            Error::Conflict { ref constraint, .. } if constraint == "FOREIGN KEY"
-        ));
-        assert!(matches!(
-            named(failed().into()),
-            Error::NotFound { entity: "user" }
-        ));
     }
 }

@@ -143,7 +143,7 @@ fn connection_lost(e: &DieselError) -> bool {
     match e {
         DieselError::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, _) => true,
         DieselError::DatabaseError(_, info) => {
-            info.message().starts_with(crate::db::OUTCOME_UNKNOWN)
+            info.message().starts_with(crate::error::OUTCOME_UNKNOWN)
                 || crate::error::is_outage_message(info.message())
         }
         _ => false,

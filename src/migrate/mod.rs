@@ -28,10 +28,12 @@
 //! closes, which is why `Db::migrate` runs the slow path on a dedicated
 //! connection rather than a pooled one.
 
-mod error;
+// The error types live in `crate::error::migration`, so `crate::error` needs nothing of the engine.
+use crate::error::migration as error;
 mod execute;
 mod history;
 mod lock;
+mod on_db;
 mod push;
 mod scripts;
 mod source;

@@ -274,8 +274,8 @@ pub async fn seed(conn: &mut SqliteConn, seed: u64, users: u64) -> Result<SeedRe
                 }
                 Ok::<_, Error>(written)
             })
-            .await
-            .map_err(crate::db::sqlite::named)?;
+            .await;
+        let written = crate::db::sqlite::name_errors(conn, written).await?;
         report.users += written.0;
         report.existing += written.1;
     }

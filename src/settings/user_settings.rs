@@ -199,7 +199,7 @@ pub async fn update(
                 .returning(user_settings::settings)
                 .get_result(conn)
                 .await
-                .map_err(|e| crate::db::sqlite::named(Error::from(e)))?;
+                .map_err(|e| Error::from(e).not_found_on("user_settings_user_id_fkey", "user"))?;
             return decode(parse_text(&merged)?);
         }
     };

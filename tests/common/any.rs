@@ -105,6 +105,19 @@ impl AnyTestDb {
         }
     }
 
+    /// Runs `sql` (one text for both backends) in a transaction of
+    /// `AnyPooledConn::transaction`, so that a failure comes back as a
+    /// portable function's would.
+    pub async fn execute(&self, sql: &str) -> database::Result<usize> {
+        use database::db::{AnyConn, Backend};
+        let mut conn = self.conn().await;
+        conn.transaction(async |tx| match tx.backend() {
+            Backend::Pg(c) => Ok(diesel::sql_query(sql).execute(c).await?),
+            Backend::Sqlite(c) => Ok(diesel::sql_query(sql).execute(c).await?),
+        })
+        .await
+    }
+
     /// A new user with this address (and defaults for the rest).
     pub async fn user(&self, email: &str) -> database::UserId {
         use database::auth::{NewUser, users};

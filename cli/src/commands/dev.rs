@@ -1,6 +1,6 @@
 //! The development commands: `up` and `down` (the project's own
-//! PostgreSQL, through `ops::cluster`), `drop` and `push`, and the default
-//! URL every command uses when `DATABASE_URL` is unset.
+//! PostgreSQL, through `ops::cluster`), `drop`, `push` and `test-db clean`.
+//! (The URL every command uses when `DATABASE_URL` is unset is `crate::local`.)
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -8,17 +8,17 @@ use std::process::ExitCode;
 
 use crate::guard::Verdict;
 use crate::project;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use database::Config;
-use database::db::local::{DEFAULT_DATABASE, RECORD_FILE, Record, STATE_DIR};
+use database::db::local::{DEFAULT_DATABASE, RECORD_FILE, STATE_DIR};
 use database::db::redact_url;
 use database::migrate::{self, MigrationSet, PushStep};
 use database::ops::cluster::{Cluster, Options, Start};
 use diesel_async::SimpleAsyncConnection;
 
 use crate::EXIT_REFUSED;
-use crate::commands::migrations::{database_exists, quote_ident};
 use crate::support::{connect, database_of};
+use crate::support::{database_exists, quote_ident};
 
 /// The state folder: `--dir`, else `.db/` at the project root.
 fn state_dir(dir: Option<&Path>) -> Result<PathBuf> {
@@ -26,61 +26,6 @@ fn state_dir(dir: Option<&Path>) -> Result<PathBuf> {
         Some(d) => Ok(d.to_path_buf()),
         None => Ok(project::current()?.root.join(STATE_DIR)),
     }
-}
-
-/// The URL a command uses when `DATABASE_URL` is unset: the project's own
-/// cluster, started when it is down; `create` (for `db setup`) also makes it.
-pub fn default_url(create: bool) -> Result<String> {
-    let project = project::current().context(
-        "DATABASE_URL is not set (environment or .env), and without a project there is no local \
-         PostgreSQL to use",
-    )?;
-    let state = project.root.join(STATE_DIR);
-    let mut cluster = match Cluster::open(&state)? {
-        Some(cluster) => cluster,
-        None if create => {
-            eprintln!(
-                "DATABASE_URL is not set: creating the project's own PostgreSQL in {}",
-                state.display()
-            );
-            Cluster::create(&state, &Options::default())?
-        }
-        None => bail!(
-            "DATABASE_URL is not set (environment or .env), and this project has no local \
-             PostgreSQL yet: `db up` (or `db setup`) creates one in {}; or set DATABASE_URL",
-            state.display()
-        ),
-    };
-    if cluster.start()? == Start::Started {
-        eprintln!(
-            "Started the project's PostgreSQL on 127.0.0.1:{} (`db down` stops it).",
-            cluster.record().port
-        );
-    }
-    Ok(cluster.url())
-}
-
-/// The service role's password when `config` points at the project's local
-/// cluster (it set one when it was secured), for `db setup` to give the role.
-pub fn service_password(config: &Config) -> Result<Option<String>> {
-    let Ok(project) = project::current() else {
-        return Ok(None);
-    };
-    let Some(record) = Record::load(&project.root.join(STATE_DIR))? else {
-        return Ok(None);
-    };
-    let ours = |url: &str| {
-        let parsed = database::db::ConnString::parse(url);
-        parsed
-            .hosts
-            .iter()
-            .any(|h| h == "127.0.0.1" || h == "localhost")
-            && url.contains(&format!(":{}/", record.port))
-    };
-    if ours(config.migration_url()) || ours(&config.database_url) {
-        return Ok(record.secrets.map(|s| s.service));
-    }
-    Ok(None)
 }
 
 /// `db up`.

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use database::Config;
 use database::db::roles;
 use database::migrate::{self, MigrationSet, State, Status};
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::SimpleAsyncConnection;
 
-use crate::support::{connect, database_of, guard};
+use crate::support::{connect, database_exists, database_of, guard, quote_ident};
 use crate::{Cli, EXIT_NOT_UP_TO_DATE, project};
 
 /// `db migrate [--to VERSION]`.
@@ -209,7 +209,7 @@ pub(crate) async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCod
     // The service's own role, which row-level security applies to (created
     // when missing: roles are the cluster's, one serves every database).
     let role = roles::service_role(config);
-    let password = crate::commands::dev::service_password(config)?;
+    let password = crate::local::service_password(config)?;
     roles::grant_service_role(&mut conn, &role, password.as_deref())
         .await
         .with_context(|| {
@@ -222,25 +222,6 @@ pub(crate) async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCod
     let status = migrate::status(&mut conn, set).await?;
     print_status(&status);
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) async fn database_exists(conn: &mut database::Conn, name: &str) -> Result<bool> {
-    use diesel::sql_types::{Bool, Text};
-    #[derive(diesel::QueryableByName)]
-    struct Exists {
-        #[diesel(sql_type = Bool)]
-        exists: bool,
-    }
-    let row: Exists =
-        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-            .bind::<Text, _>(name)
-            .get_result(conn)
-            .await?;
-    Ok(row.exists)
-}
-
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 pub(crate) fn print_report(report: &migrate::Report) {

@@ -16,7 +16,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
-use super::query::Value;
+use super::stmt::{Dialect, Stmt, Value, blob_of};
 
 /// Tables at or below this planner estimate are counted exactly on the home page.
 pub const EXACT_COUNT_LIMIT: i64 = 100_000;
@@ -87,14 +87,6 @@ pub enum Kind {
     Text,
 }
 
-/// Which SQL the studio writes: placeholders, casts, the select list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dialect {
-    #[default]
-    Postgres,
-    Sqlite,
-}
-
 /// One column.
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -152,6 +144,11 @@ pub enum RowCount {
 }
 
 impl Table {
+    /// An empty statement on this table's backend.
+    pub fn stmt(&self) -> Stmt {
+        Stmt::new(self.dialect)
+    }
+
     /// The column called `name`, if the catalog has one.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
@@ -195,11 +192,9 @@ impl Table {
                         .map(Value::Blob)
                 })
                 .unwrap_or_else(|| Value::Text(text.to_owned()))),
-            Kind::Bytes => super::sqlite::blob_of(text.trim())
-                .map(Value::Blob)
-                .ok_or_else(|| {
-                    format!("{name} holds bytes: a UUID or \\x and hex digits, not {text:?}")
-                }),
+            Kind::Bytes => blob_of(text.trim()).map(Value::Blob).ok_or_else(|| {
+                format!("{name} holds bytes: a UUID or \\x and hex digits, not {text:?}")
+            }),
             _ => Ok(Value::Text(text.to_owned())),
         }
     }
@@ -233,17 +228,6 @@ impl Catalog {
     /// The table called `name`, if the catalog has one.
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.get(name)
-    }
-}
-
-/// The whole catalog of the database `studio` browses.
-pub async fn read(studio_db: &super::query::Source) -> Result<Catalog, database::Error> {
-    match studio_db {
-        super::query::Source::Postgres(db) => {
-            let mut conn = db.conn().await?;
-            Ok(read_postgres(&mut conn).await?)
-        }
-        super::query::Source::Sqlite { path, .. } => super::sqlite::catalog(path.clone()).await,
     }
 }
 
@@ -349,7 +333,7 @@ FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
 ORDER BY t.typname, e.enumsortorder";
 
 /// PostgreSQL's catalog (`pg_catalog`), schema `public`.
-async fn read_postgres(conn: &mut Conn) -> Result<Catalog, diesel::result::Error> {
+pub(super) async fn read_postgres(conn: &mut Conn) -> Result<Catalog, diesel::result::Error> {
     let columns: Vec<ColumnRow> = diesel::sql_query(COLUMNS_SQL).load(conn).await?;
     let constraints: Vec<ConstraintRow> = diesel::sql_query(CONSTRAINTS_SQL).load(conn).await?;
     let indexed: Vec<PairRow> = diesel::sql_query(INDEXED_SQL).load(conn).await?;

@@ -11,16 +11,18 @@ use axum::response::Response;
 
 use super::Studio;
 use super::catalog::{Table, quote_ident};
+use super::form::{Fields, field};
 use super::form::{done, preview};
 use super::html::{self, enc, esc};
-use super::query::{self, Row, Stmt};
+use super::query;
 use super::row::{Reference, referencing};
+use super::stmt::{Row, Stmt};
 use super::view::key_sql;
-use super::write::{Fields, addressed, addressed_row, field, returning};
+use super::write::{addressed, addressed_row, returning};
 
 /// `DELETE` of the row with primary key `key`, returning it.
 fn delete_stmt(table: &Table, key: &[String]) -> Stmt {
-    let mut stmt = Stmt::on(table);
+    let mut stmt = table.stmt();
     let cond = key_sql(&mut stmt, table, key);
     stmt.sql = format!(
         "DELETE FROM {} WHERE {cond}{}",

@@ -5,10 +5,20 @@
 use axum::response::{IntoResponse, Response};
 
 use super::Studio;
-use super::catalog::{Column, Dialect, Kind, Table};
+use super::catalog::{Column, Kind, Table};
 use super::html::{self, enc, esc};
-use super::query::Stmt;
-use super::write::{Fields, field};
+use super::stmt::{Dialect, Stmt};
+
+/// A posted form's fields, in the order they came.
+pub(super) type Fields = Vec<(String, String)>;
+
+/// The value of the posted field `name`.
+pub(super) fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
 
 fn input(column: &Column, value: Option<&str>, placeholder: &str) -> String {
     let id = format!("c-{}", column.name);

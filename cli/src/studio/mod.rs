@@ -20,6 +20,7 @@ mod row;
 mod security;
 mod sql;
 mod sqlite;
+mod stmt;
 mod table;
 mod view;
 mod write;
@@ -69,7 +70,7 @@ impl Studio {
 
     /// Reads the catalog again (a migration may have run meanwhile).
     pub async fn refresh(&self) -> Result<Arc<Catalog>, database::Error> {
-        let fresh = Arc::new(catalog::read(&self.source).await?);
+        let fresh = Arc::new(query::read_catalog(&self.source).await?);
         *self.catalog.write().expect("catalog lock") = fresh.clone();
         Ok(fresh)
     }
@@ -182,7 +183,7 @@ pub async fn run(
         })
         .transpose()?
         .unwrap_or(5000);
-    let catalog = catalog::read(&source).await?;
+    let catalog = query::read_catalog(&source).await?;
     let studio = Arc::new(Studio {
         source,
         port,

@@ -9,7 +9,6 @@
 //! transaction, with the same time limit (a progress handler); writes go
 //! through the crate's pool, so their errors are the crate's typed errors.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use database::{Db, SqliteDb};
@@ -18,7 +17,8 @@ use diesel::pg::Pg;
 use diesel::sql_types::{Nullable, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
-use super::catalog::{Dialect, Table, quote_ident};
+use super::catalog::{Catalog, Table, quote_ident};
+use super::stmt::{ConsoleError, Dialect, Row, Stmt, Value, Written};
 
 /// Where the studio's statements run.
 pub enum Source {
@@ -37,97 +37,6 @@ impl Source {
             Source::Sqlite { .. } => Dialect::Sqlite,
         }
     }
-}
-
-/// A bind value. PostgreSQL statements bind text and cast it on the
-/// server (`CAST($1 AS type)`); SQLite has no such types, so the text is
-/// turned into the column's storage class here (`Column::value`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Text(String),
-    Int(i64),
-    Real(f64),
-    Blob(Vec<u8>),
-}
-
-impl Value {
-    /// How the value is bound when that is not text (the preview says so:
-    /// a UUID shown as text travels as 16 bytes on SQLite).
-    pub fn storage(&self) -> Option<String> {
-        match self {
-            Value::Text(_) => None,
-            Value::Int(_) => Some("integer".into()),
-            Value::Real(_) => Some("real".into()),
-            Value::Blob(b) => Some(format!("blob, {} bytes", b.len())),
-        }
-    }
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Text(t) => f.write_str(t),
-            Value::Int(i) => write!(f, "{i}"),
-            Value::Real(r) => write!(f, "{r}"),
-            Value::Blob(b) => f.write_str(&super::sqlite::blob_text(b)),
-        }
-    }
-}
-
-/// One statement and its bind values (`None` is NULL).
-#[derive(Debug, Clone, Default)]
-pub struct Stmt {
-    pub sql: String,
-    pub binds: Vec<Option<Value>>,
-    pub dialect: Dialect,
-}
-
-impl Stmt {
-    /// An empty statement in `dialect`.
-    pub fn new(dialect: Dialect) -> Stmt {
-        Stmt {
-            dialect,
-            ..Stmt::default()
-        }
-    }
-
-    /// An empty statement on `table`'s backend.
-    pub fn on(table: &Table) -> Stmt {
-        Stmt::new(table.dialect)
-    }
-
-    /// Adds a bind value and returns its placeholder: `$n` on PostgreSQL,
-    /// `?n` on SQLite (numbered, so a placeholder may appear twice).
-    pub fn bind(&mut self, value: Option<Value>) -> String {
-        self.binds.push(value);
-        match self.dialect {
-            Dialect::Postgres => format!("${}", self.binds.len()),
-            Dialect::Sqlite => format!("?{}", self.binds.len()),
-        }
-    }
-
-    /// `bind` of text.
-    pub fn bind_text(&mut self, value: Option<String>) -> String {
-        self.bind(value.map(Value::Text))
-    }
-}
-
-/// A row: the columns' text forms (NULL is `None`).
-pub type Row = Vec<Option<String>>;
-
-/// What a write did: how many rows it touched, and the rows its
-/// `RETURNING` gave (PostgreSQL; SQLite's writes return none).
-pub struct Written {
-    pub rows: usize,
-    pub returned: Vec<Row>,
-}
-
-/// Why the console did not show a result.
-pub enum ConsoleError {
-    /// Refused before it ran (not one read-only query).
-    Refused(String),
-    /// It ran and failed.
-    Failed(database::Error),
 }
 
 #[derive(QueryableByName)]
@@ -353,5 +262,16 @@ fn row_json(columns: &[&str]) -> String {
                 .collect();
             format!("({})::text AS r", parts.join(" || "))
         }
+    }
+}
+
+/// The whole catalog of the database `studio` browses.
+pub async fn read_catalog(studio_db: &Source) -> Result<Catalog, database::Error> {
+    match studio_db {
+        Source::Postgres(db) => {
+            let mut conn = db.conn().await?;
+            Ok(super::catalog::read_postgres(&mut conn).await?)
+        }
+        Source::Sqlite { path, .. } => super::sqlite::catalog(path.clone()).await,
     }
 }

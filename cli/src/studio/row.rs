@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use super::Studio;
 use super::catalog::{Catalog, ForeignKey, Kind, Table, quote_ident};
 use super::html::{self, enc, esc};
-use super::query::{self, Row, Stmt};
+use super::query;
+use super::stmt::Row;
 use super::table::{find, reference_href, server_timing};
 use super::view::{cast, key_from, pairs, row_pairs, row_stmt};
 
@@ -145,7 +146,7 @@ pub(super) async fn referencing(
         let Some(child) = catalog.table(&fk.table) else {
             continue;
         };
-        let mut s = Stmt::on(child);
+        let mut s = child.stmt();
         let conds: Vec<String> = fk
             .columns
             .iter()

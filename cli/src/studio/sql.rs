@@ -26,9 +26,9 @@ use axum::response::{IntoResponse, Response};
 use pg_query::NodeRef;
 
 use super::Studio;
-use super::catalog::Dialect;
 use super::html::{self, cell, esc};
-use super::query::{self, ConsoleError};
+use super::query;
+use super::stmt::{ConsoleError, Dialect};
 
 /// Rows shown at most.
 const MAX_ROWS: usize = 1000;

@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use super::Studio;
 use super::catalog::{Catalog, RowCount, Table};
 use super::html::{self, cell, enc, esc};
-use super::query::{self, Row};
+use super::query;
+use super::stmt::Row;
 use super::view::{Filter, Op, View, key_of, page_stmt, pairs, row_pairs};
 
 /// The table `name` of `catalog`, or a 404 page (the handler's whole

@@ -4,8 +4,9 @@
 //! found by comparing keys, never with `OFFSET`, so page 10,000 costs what
 //! page 1 costs.
 
-use super::catalog::{Dialect, Kind, Table, quote_ident};
-use super::query::{self, Row, Stmt, Value};
+use super::catalog::{Kind, Table, quote_ident};
+use super::query;
+use super::stmt::{Dialect, Row, Stmt, Value};
 
 /// Rows per page unless `size` says otherwise, and the most it may say.
 pub const DEFAULT_SIZE: usize = 50;
@@ -361,7 +362,7 @@ fn order_sql(table: &Table, view: &View, reversed: bool) -> String {
 /// The statement of one page of `limit` rows, and whether its rows come
 /// back in reverse display order (a `before` page reads backwards).
 pub fn page_stmt(table: &Table, view: &View, limit: usize) -> (Stmt, bool) {
-    let mut stmt = Stmt::on(table);
+    let mut stmt = table.stmt();
     let mut conds = filter_sql(&mut stmt, table, &view.filters);
     // Displayed ascending: `after` reads forward, `before` reads backward.
     // Descending is the canonical order read backward.
@@ -451,7 +452,7 @@ pub fn key_sql(stmt: &mut Stmt, table: &Table, key: &[String]) -> String {
 
 /// The statement that reads one row by key.
 pub fn row_stmt(table: &Table, key: &[String]) -> Stmt {
-    let mut stmt = Stmt::on(table);
+    let mut stmt = table.stmt();
     let cond = key_sql(&mut stmt, table, key);
     stmt.sql = format!(
         "SELECT {} FROM {} WHERE {cond}",

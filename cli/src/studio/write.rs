@@ -17,23 +17,16 @@ use axum::response::{IntoResponse, Response};
 use database::error::InvalidInput;
 
 use super::Studio;
-use super::catalog::{Catalog, Column, Dialect, Kind, Table, quote_ident};
+use super::catalog::{Catalog, Column, Kind, Table, quote_ident};
 use super::form::{
-    done, edit_failed, edit_form_html, editable, insert_failed, insert_form_html, preview,
+    Fields, done, edit_failed, edit_form_html, editable, field, insert_failed, insert_form_html,
+    preview,
 };
 use super::html::{self, enc, esc};
-use super::query::{self, Row, Stmt};
+use super::query;
+use super::stmt::{Dialect, Row};
 use super::table::find;
 use super::view::{cast, key_from, key_sql, pairs, row_pairs, row_stmt};
-
-pub(super) type Fields = Vec<(String, String)>;
-
-pub(super) fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
 
 pub(super) fn refuse_read_only(studio: &Studio) -> Option<Response> {
     (!studio.write).then(|| {
@@ -196,7 +189,7 @@ pub async fn edit(
             );
         }
     }
-    let mut stmt = Stmt::on(table);
+    let mut stmt = table.stmt();
     let mut sets = Vec::new();
     for c in table
         .columns
@@ -310,7 +303,7 @@ pub async fn insert(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let mut stmt = Stmt::on(table);
+    let mut stmt = table.stmt();
     let (mut cols, mut vals) = (Vec::new(), Vec::new());
     let mut given: Vec<(String, String)> = Vec::new();
     for c in table.columns.iter().filter(|c| c.writable) {

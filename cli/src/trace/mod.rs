@@ -38,7 +38,7 @@ use database::Config;
 use database::db::{ConnString, connect_for_migrations, with_dbname};
 use database::migrate::{self, MigrationSet, State};
 
-use crate::commands::migrations::{database_exists, quote_ident};
+use crate::support::{database_exists, quote_ident};
 
 /// Which migrations `--trace` applies under observation.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::super::catalog::{
-    Catalog, Column, Dialect, EXACT_COUNT_LIMIT, ForeignKey, Kind, RowCount, Table, quote_ident,
+    Catalog, Column, EXACT_COUNT_LIMIT, ForeignKey, Kind, RowCount, Table, quote_ident,
 };
-use super::super::query::Value;
+use super::super::stmt::{Dialect, Value};
 use super::reader::on_read_only;
 
 /// How a declared SQLite type is shown and edited (SQLite's affinity rules,

@@ -27,28 +27,9 @@ use diesel::RunQueryDsl;
 use diesel::sql_types::{BigInt, Binary, Double, Nullable, Text};
 use diesel::sqlite::Sqlite;
 
-use super::query::{ConsoleError, Row, Stmt, Value, Written};
+use super::stmt::{ConsoleError, Row, Stmt, Value, Written};
 pub use catalog::catalog;
 use reader::{Failure, on_read_only};
-
-/// The text form of bytes: a 16-byte value as a UUID (how the crate stores
-/// ids on SQLite), anything else as `\x` and hex (PostgreSQL's `bytea` form).
-pub fn blob_text(bytes: &[u8]) -> String {
-    match uuid::Uuid::from_slice(bytes) {
-        Ok(id) => id.hyphenated().to_string(),
-        Err(_) => format!("\\x{}", hex::encode(bytes)),
-    }
-}
-
-/// The bytes a text form names (`blob_text`'s inverse).
-pub fn blob_of(text: &str) -> Option<Vec<u8>> {
-    if let Some(h) = text.strip_prefix("\\x") {
-        return hex::decode(h).ok();
-    }
-    uuid::Uuid::parse_str(text)
-        .ok()
-        .map(|id| id.as_bytes().to_vec())
-}
 
 /// `sql` from its first character that is not blank, a comment or `also`.
 fn skip_noise(sql: &str, also: char) -> &str {
@@ -161,16 +142,6 @@ pub async fn write(db: &SqliteDb, stmt: Stmt) -> Result<Written, database::Error
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_round_trip_through_their_text_form() {
-        let id = uuid::Uuid::now_v7();
-        assert_eq!(blob_text(id.as_bytes()), id.to_string());
-        assert_eq!(blob_of(&id.to_string()), Some(id.as_bytes().to_vec()));
-        assert_eq!(blob_text(&[1, 2, 255]), "\\x0102ff");
-        assert_eq!(blob_of("\\x0102ff"), Some(vec![1, 2, 255]));
-        assert_eq!(blob_of("nope"), None);
-    }
 
     #[test]
     fn only_blank_tails_and_query_keywords_pass() {

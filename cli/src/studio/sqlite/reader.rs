@@ -15,8 +15,8 @@ use database::db::sqlite::BUSY_TIMEOUT;
 use database::error::TimeoutKind;
 use libsqlite3_sys as ffi;
 
-use super::super::query::{Row, Value};
-use super::{blank, blob_text};
+use super::super::stmt::{Row, Value, blob_text};
+use super::blank;
 
 /// Why a statement on the read-only connection did not give rows.
 pub(super) enum Failure {

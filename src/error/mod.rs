@@ -10,7 +10,37 @@ use std::fmt;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::migrate::MigrationError;
+pub(crate) mod migration;
+mod sqlite;
+
+pub use sqlite::FOREIGN_KEY_UNNAMED;
+pub(crate) use sqlite::UNIQUE_FAILED;
+
+use migration::MigrationError;
+
+// The message prefixes by which the connection layer (`db::call`) marks
+// what it knows of a failed call, read back by `From<DieselError>` below.
+
+/// The start of the message of an error whose outcome is unknown (a
+/// `COMMIT`, or a write outside a transaction, in flight when the connection
+/// failed or the deadline passed): `crate::Error` reports it as
+/// `CommitOutcomeUnknown`, never as retryable.
+pub(crate) const OUTCOME_UNKNOWN: &str = "outcome unknown: ";
+
+/// The start of the message of a statement the client-side deadline cut
+/// short, when nothing of it can have committed: `crate::Error::Timeout { kind: Client }`.
+pub(crate) const DEADLINE_PASSED: &str = "deadline passed: ";
+
+/// The start of the message of a write the server refused because it
+/// accepts none (SQLSTATE 25006 on a session that did not ask for read-only
+/// work): the connection reached a standby or a fenced old primary, so it is
+/// closed, and `crate::Error` reports a retryable `Unavailable` (nothing was
+/// written).
+pub(crate) const READ_ONLY_SERVER: &str = "the server accepts no writes: ";
+
+/// The parameter of a struct-level validation error that names its field
+/// (set by `input::json_field`, read by `From<ValidationErrors>`).
+pub(crate) const FIELD_PARAM: &str = "field";
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -371,13 +401,13 @@ fn classify_by_message(message: &str) -> Option<Error> {
     }
     // The call contract (`db::call`): what was in flight when the
     // connection failed or the deadline passed.
-    if let Some(rest) = message.strip_prefix(crate::db::OUTCOME_UNKNOWN) {
+    if let Some(rest) = message.strip_prefix(OUTCOME_UNKNOWN) {
         return Some(Error::CommitOutcomeUnknown(rest.to_owned()));
     }
-    if message.starts_with(crate::db::READ_ONLY_SERVER) {
+    if message.starts_with(READ_ONLY_SERVER) {
         return Some(Error::Unavailable(owned()));
     }
-    if let Some(rest) = message.strip_prefix(crate::db::DEADLINE_PASSED) {
+    if let Some(rest) = message.strip_prefix(DEADLINE_PASSED) {
         return Some(Error::Timeout {
             kind: TimeoutKind::Client,
             message: rest.to_owned(),
@@ -413,6 +443,12 @@ impl From<DieselError> for Error {
         match err {
             DieselError::NotFound => Error::NotFound { entity: "row" },
             DieselError::DatabaseError(kind, info) => {
+                // SQLite names constraints only in its messages.
+                if info.constraint_name().is_none()
+                    && let Some(e) = sqlite::classify(&kind, info.message())
+                {
+                    return e;
+                }
                 if matches!(kind, DatabaseErrorKind::Unknown)
                     && let Some(e) = classify_by_message(info.message())
                 {
@@ -427,9 +463,6 @@ impl From<DieselError> for Error {
                         constraint: constraint(),
                         message: info.details().unwrap_or(info.message()).to_owned(),
                     },
-                    // SQLite names the constraint only in its message
-                    // ("CHECK constraint failed: NAME"), which is kept for
-                    // `db::sqlite::named` to read the name from.
                     DatabaseErrorKind::CheckViolation => Error::invalid(
                         constraint(),
                         "check",
@@ -488,7 +521,7 @@ fn collect_validation_errors(
                 for e in list {
                     // A struct-level rule about one field (`input::json_field`)
                     // is that field's error.
-                    let path = match e.params.get(crate::input::FIELD_PARAM) {
+                    let path = match e.params.get(FIELD_PARAM) {
                         Some(serde_json::Value::String(f)) if field == "__all__" => {
                             if prefix.is_empty() {
                                 f.clone()
@@ -550,10 +583,18 @@ pub fn validate<T: validator::Validate>(input: &T) -> Result<()> {
 impl Error {
     /// Turns a foreign-key `Conflict` on `constraint` into `NotFound { entity }`:
     /// inserting a row that points at a missing parent means the parent was
-    /// not found, which is what the caller needs to hear.
+    /// not found, which is what the caller needs to hear. On SQLite, which
+    /// names no foreign key (`FOREIGN_KEY_UNNAMED`), any `..._fkey` matches:
+    /// a statement that can break more than one foreign key there checks its
+    /// parents itself.
     pub(crate) fn not_found_on(self, constraint: &str, entity: &'static str) -> Self {
         match self {
-            Error::Conflict { constraint: c, .. } if c == constraint => Error::NotFound { entity },
+            Error::Conflict { constraint: c, .. }
+                if c == constraint
+                    || (c == FOREIGN_KEY_UNNAMED && constraint.ends_with("_fkey")) =>
+            {
+                Error::NotFound { entity }
+            }
             other => other,
         }
     }
