@@ -113,6 +113,20 @@ pub async fn diff(url: &str, set: &MigrationSet) -> Result<Drift> {
     Ok(Drift { diff })
 }
 
+/// `diff` on SQLite: the schema of the file behind `conn` against an
+/// in-memory database migrated from `set` (`migrate::sqlite::schema`: each
+/// object's `CREATE` statement as SQLite keeps it).
+pub async fn diff_sqlite(conn: &mut database::db::SqliteConn, set: &MigrationSet) -> Result<Drift> {
+    let scratch = database::SqliteDb::new(Config::new("sqlite::memory:"))?;
+    let mut fresh = scratch.conn().await?;
+    migrate::sqlite::run_to(&mut fresh, set, None).await?;
+    let expected = migrate::sqlite::schema(&mut fresh).await?;
+    let live = migrate::sqlite::schema(conn).await?;
+    Ok(Drift {
+        diff: unified_diff(&expected, &live),
+    })
+}
+
 fn unified_diff(expected: &str, live: &str) -> String {
     if expected == live {
         return String::new();

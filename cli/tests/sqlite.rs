@@ -277,21 +277,26 @@ fn the_db_command_on_a_sqlite_file() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(ok(&["setup"]).contains("3 applied, 0 pending"));
+    // Counts and names from the embedded set: a new SQLite migration needs no edit here.
+    let set = database::migrate::sqlite::embedded();
+    let names: Vec<&str> = set.iter().map(|m| m.name.as_str()).collect();
+    let (newest, before) = (names[names.len() - 1], names[names.len() - 2]);
+    let all_applied = format!("{} applied, 0 pending", set.len());
+    assert!(ok(&["setup"]).contains(&all_applied));
     assert!(ok(&["seed"]).contains("Seeded 200 users"));
     assert!(
         ok(&["seed"]).contains("Seeded 0 users"),
         "same seed: nothing new"
     );
-    assert!(ok(&["rollback"]).contains("Reverted 2026-12-07-100000"));
+    assert!(ok(&["rollback"]).contains(&format!("Reverted {newest}")));
     let check = run_db(&url, &["check"], &[]);
     assert_eq!(check.status.code(), Some(3), "pending after a rollback");
-    assert!(ok(&["redo"]).contains("Redid 2026-11-21-121000_create_user_settings_profiles"));
-    assert!(ok(&["migrate"]).contains("Applied 2026-12-07-100000"));
-    assert!(ok(&["status"]).contains("3 applied, 0 pending"));
+    assert!(ok(&["redo"]).contains(&format!("Redid {before}")));
+    assert!(ok(&["migrate"]).contains(&format!("Applied {newest}")));
+    assert!(ok(&["status"]).contains(&all_applied));
     assert!(ok(&["reset"]).contains("Emptied"));
     // `db lint` needs no database, so a SQLite URL does not stop it (tests/lint.rs).
-    let out = run_db(&url, &["diff"], &[]);
+    let out = run_db(&url, &["baseline", "20261121100000"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL only"));
     // The production guard applies.
@@ -482,4 +487,181 @@ async fn the_sqlite_seed_is_deterministic() {
         .take(3)
         .collect();
     assert!(differing.is_empty(), "the two runs differ: {differing:?}");
+}
+
+/// Rows of `table` in the file at `url`.
+async fn count(url: &str, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let db = sqlite_db(url);
+    let mut conn = db.conn().await.unwrap();
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<N>(&mut *conn)
+        .await
+        .unwrap()
+        .n
+}
+
+/// The rows of every table that hangs off `users`, in order.
+async fn family(url: &str) -> [i64; 5] {
+    let mut counts = [0; 5];
+    for (i, table) in [
+        "users",
+        "accounts",
+        "sessions",
+        "user_settings",
+        "user_profiles",
+    ]
+    .iter()
+    .enumerate()
+    {
+        counts[i] = count(url, table).await;
+    }
+    counts
+}
+
+/// A migration that rebuilds `users` (SQLite's way to change a table's
+/// shape: create the new table, copy, drop the old one, rename), adding
+/// `extra` to its columns; its down rebuilds it as it was. Both recreate the
+/// table's indexes and triggers from the live file.
+async fn rebuild_users(url: &str, extra: &str) -> (String, String) {
+    #[derive(diesel::QueryableByName)]
+    struct Sql {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        sql: String,
+    }
+    let db = sqlite_db(url);
+    let mut conn = db.conn().await.unwrap();
+    let objects: Vec<Sql> = diesel::sql_query(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'users' AND sql IS NOT NULL \
+         ORDER BY type = 'table' DESC, name",
+    )
+    .load(&mut *conn)
+    .await
+    .unwrap();
+    let table = objects[0].sql.trim();
+    let rest: String = objects[1..]
+        .iter()
+        .map(|o| format!("{};\n", o.sql))
+        .collect();
+    let columns = "id, email, email_verified, name, image, created_at, updated_at";
+    let rebuild = |shape: &str| {
+        format!(
+            "{};\nINSERT INTO users_new ({columns}) SELECT {columns} FROM users;\n\
+             DROP TABLE users;\nALTER TABLE users_new RENAME TO users;\n{rest}",
+            shape.replacen("CREATE TABLE users (", "CREATE TABLE users_new (", 1)
+        )
+    };
+    let wider = format!(
+        "{},\n    {extra}\n)",
+        table.trim_end_matches(')').trim_end()
+    );
+    (rebuild(&wider), rebuild(table))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_and_diff_on_a_seeded_sqlite_file_keep_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations_sqlite");
+    copy_dir(
+        &Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("migrations_sqlite"),
+        &migrations,
+    );
+    let url = file_url(dir.path(), "push.db");
+    let dir_arg = migrations.to_str().unwrap().to_owned();
+    let db = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["--migrations-dir", dir_arg.as_str()];
+        all.extend_from_slice(args);
+        let out = run_db(&url, &all, env);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = db(&["setup"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = db(&["seed"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    // Sessions too, so that every kind of child of `users` has rows.
+    {
+        let sqlite = sqlite_db(&url);
+        let mut conn = sqlite.conn().await.unwrap();
+        diesel::sql_query(
+            "INSERT INTO sessions (id, user_id, token_hash, expires_at) \
+             SELECT randomblob(16), id, randomblob(32), '2999-01-01 00:00:00+00:00' \
+             FROM users",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    }
+    let seeded = family(&url).await;
+    assert_eq!(seeded, [200; 5]);
+
+    let (code, out, err) = db(&["diff"], &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("No drift"), "{out}");
+
+    // A migration that rebuilds the parent of every other table: applying it
+    // must not cascade into the children (foreign keys are off while it runs).
+    let (up, down) = rebuild_users(&url, "nickname TEXT").await;
+    let (edited, _) = rebuild_users(&url, "nickname TEXT,\n    pronouns TEXT").await;
+    let folder = migrations.join("2099-01-01-000000_rebuild_users");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("up.sql"), &up).unwrap();
+    std::fs::write(folder.join("down.sql"), &down).unwrap();
+    let (code, out, err) = db(&["migrate"], &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(family(&url).await, seeded, "migrate kept every row");
+
+    // Nothing to push while the files are what was applied.
+    let (code, out, err) = db(&["push"], &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("Nothing to push"), "{out}");
+
+    // Edit the applied migration: push reverts it with its stored down and
+    // applies the new file, and every row stays.
+    std::fs::write(folder.join("up.sql"), &edited).unwrap();
+    let (code, out, err) = db(&["push"], &[("APP_ENV", "production")]);
+    assert_eq!(code, Some(4), "production is refused: {out}{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(
+        family(&url).await,
+        seeded,
+        "the refused push changed nothing"
+    );
+    let (code, out, err) = db(&["push"], &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("Reverted 2099-01-01-000000_rebuild_users with its stored down.sql")
+            && out.contains("Applied 2099-01-01-000000_rebuild_users"),
+        "{out}"
+    );
+    assert_eq!(family(&url).await, seeded, "push kept every row");
+    let (code, out, err) = db(&["diff"], &[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "the file is what the edited migrations produce: {out}{err}"
+    );
+
+    // A change made by hand is drift.
+    {
+        let sqlite = sqlite_db(&url);
+        let mut conn = sqlite.conn().await.unwrap();
+        diesel::sql_query("CREATE INDEX users_name_by_hand ON users (name)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let (code, out, err) = db(&["diff"], &[]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains("+CREATE INDEX users_name_by_hand ON users (name);"),
+        "{out}"
+    );
 }

@@ -88,7 +88,7 @@ pub async fn push(
 
 /// The migrations to revert, newest first, each carrying the `down.sql` to
 /// revert it with; an error (before anything ran) when one cannot be.
-fn plan_reverts(
+pub(super) fn plan_reverts(
     set: &MigrationSet,
     rows: &[AppliedRow],
     stored: &[scripts::AppliedScripts],

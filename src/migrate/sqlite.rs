@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS __database_migration_checksums (
     checksum_normalized TEXT,
     name                TEXT,
     recorded_at         TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS __database_migration_scripts (
+    version  VARCHAR(50) PRIMARY KEY
+        REFERENCES __diesel_schema_migrations (version) ON DELETE CASCADE,
+    up_sql   TEXT NOT NULL,
+    down_sql TEXT
 );";
 
 const APPLIED_WITH_CHECKSUMS: &str = "\
@@ -121,10 +127,19 @@ fn apply(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationErro
     }
     conn.batch_execute(&m.up_sql)
         .map_err(|e| failed(m, Script::Up, e))?;
+    broken_references(conn, m, Script::Up)?;
     diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES (?)")
         .bind::<diesel::sql_types::Text, _>(&m.version)
         .execute(conn)?;
     record(conn, m)?;
+    diesel::sql_query(
+        "INSERT INTO __database_migration_scripts (version, up_sql, down_sql) VALUES (?, ?, ?) \
+         ON CONFLICT (version) DO UPDATE SET up_sql = excluded.up_sql, down_sql = excluded.down_sql",
+    )
+    .bind::<diesel::sql_types::Text, _>(&m.version)
+    .bind::<diesel::sql_types::Text, _>(&*m.up_sql)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(m.down_sql.as_deref())
+    .execute(conn)?;
     Ok(())
 }
 
@@ -138,15 +153,33 @@ fn revert(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationErr
         })?;
     conn.batch_execute(down)
         .map_err(|e| failed(m, Script::Down, e))?;
-    // The checksum row cascades (foreign_keys is on for every connection).
-    diesel::sql_query("DELETE FROM __diesel_schema_migrations WHERE version = ?")
-        .bind::<diesel::sql_types::Text, _>(&m.version)
-        .execute(conn)?;
+    broken_references(conn, m, Script::Down)?;
+    // Explicitly: foreign keys are off while migrations run (`exclusive`),
+    // so nothing cascades.
+    for table in [
+        "__database_migration_scripts",
+        "__database_migration_checksums",
+        "__diesel_schema_migrations",
+    ] {
+        diesel::sql_query(format!("DELETE FROM {table} WHERE version = ?"))
+            .bind::<diesel::sql_types::Text, _>(&m.version)
+            .execute(conn)?;
+    }
     Ok(())
 }
 
 /// In one `BEGIN EXCLUSIVE` transaction (the cross-process lock), on a
-/// blocking thread.
+/// blocking thread, with foreign keys off.
+///
+/// Why off: SQLite changes a table's shape by rebuilding it (create the new
+/// table, copy, drop the old one, rename), and with foreign keys on, dropping
+/// a parent deletes its rows first, which cascades into child tables the
+/// migration never touched. `PRAGMA foreign_keys` is ignored inside a
+/// transaction, so it is turned off before `BEGIN` and on again after the
+/// end, whatever the outcome; after each migration's script,
+/// `PRAGMA foreign_key_check` must find no row pointing at a missing parent,
+/// or the whole run is rolled back (SQLite's own recipe for altering a
+/// table).
 async fn exclusive<T: Send + 'static>(
     conn: &mut SqliteConn,
     f: impl FnOnce(&mut SqliteConnection) -> Result<T, MigrationError> + Send + 'static,
@@ -156,18 +189,67 @@ async fn exclusive<T: Send + 'static>(
     let slot = outcome.clone();
     let result = conn
         .spawn_blocking(move |c| {
-            c.exclusive_transaction(|c| {
+            c.batch_execute("PRAGMA foreign_keys = OFF")?;
+            let result = c.exclusive_transaction(|c| {
                 f(c).map_err(|e| {
                     *slot.lock().unwrap() = Some(e);
                     diesel::result::Error::RollbackTransaction
                 })
-            })
+            });
+            let restored = c.batch_execute("PRAGMA foreign_keys = ON");
+            let value = result?;
+            restored?;
+            Ok(value)
         })
         .await;
     match result {
         Ok(value) => Ok(value),
         Err(e) => Err(outcome.lock().unwrap().take().unwrap_or(e.into())),
     }
+}
+
+/// `Err` naming the first rows that point at a missing parent
+/// (`PRAGMA foreign_key_check`) after `script` of `m` ran with foreign keys
+/// off.
+fn broken_references(
+    conn: &mut SqliteConnection,
+    m: &Migration,
+    script: Script,
+) -> Result<(), MigrationError> {
+    #[derive(QueryableByName)]
+    struct Broken {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        child: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        parent: String,
+    }
+    let broken: Vec<Broken> = diesel::sql_query(
+        "SELECT \"table\" AS child, parent FROM pragma_foreign_key_check LIMIT 5",
+    )
+    .load(conn)?;
+    if broken.is_empty() {
+        return Ok(());
+    }
+    let pairs: Vec<String> = broken
+        .iter()
+        .map(|b| format!("{} -> {}", b.child, b.parent))
+        .collect();
+    Err(MigrationError::Failed(Box::new(Failure {
+        version: m.version.clone(),
+        name: m.name.clone(),
+        script,
+        location: format!("migrations_sqlite/{}/{script}", m.name),
+        statement: None,
+        message: format!(
+            "it left rows pointing at missing parents (child -> parent: {})",
+            pairs.join(", ")
+        ),
+        advice: Some(
+            "the whole run was rolled back: the file is as it was; a migration that rebuilds \
+             a table must keep its rows' keys (or delete the children it orphans)"
+                .into(),
+        ),
+    })))
 }
 
 /// Applies the pending migrations (up to `target` when given).
@@ -302,4 +384,98 @@ pub async fn is_up_to_date(
         return Err(MigrationError::Inconsistent { problems });
     }
     Ok(rows.iter().all(|r| r.checksum_normalized.is_some()) && rows.len() == set.len())
+}
+
+/// `push` on SQLite (`super::push` is the PostgreSQL one, with the same
+/// plan): reverts, newest first, every applied migration from the oldest
+/// edited or deleted one up, each with the `down.sql` stored when it was
+/// applied, then applies the current files. Unlike PostgreSQL's, all of it
+/// is one exclusive transaction: a failing step leaves the file as it was.
+/// Returns the steps in order.
+pub async fn push(
+    conn: &mut SqliteConn,
+    set: &MigrationSet,
+) -> Result<Vec<super::PushStep>, MigrationError> {
+    let set = set.clone();
+    exclusive(conn, move |c| {
+        c.batch_execute(SETUP_SQL)?;
+        let rows = read(c)?;
+        let stored = load_scripts(c)?;
+        let plan = super::push::plan_reverts(&set, &rows, &stored)?;
+        let mut steps = Vec::new();
+        for (m, reason) in &plan {
+            revert(c, m)?;
+            steps.push(super::PushStep::Reverted {
+                name: m.name.clone(),
+                reason,
+            });
+        }
+        for m in set.iter().filter(|m| {
+            !rows.iter().any(|r| {
+                r.version == m.version && !plan.iter().any(|(p, _)| p.version == r.version)
+            })
+        }) {
+            apply(c, m)?;
+            steps.push(super::PushStep::Applied {
+                name: m.name.clone(),
+            });
+        }
+        Ok(steps)
+    })
+    .await
+}
+
+/// The stored scripts of every applied version that has them.
+fn load_scripts(
+    conn: &mut SqliteConnection,
+) -> Result<Vec<super::scripts::AppliedScripts>, MigrationError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        up_sql: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        down_sql: Option<String>,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT version, up_sql, down_sql FROM __database_migration_scripts ORDER BY version",
+    )
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| super::scripts::AppliedScripts {
+            version: r.version,
+            up_sql: r.up_sql,
+            down_sql: r.down_sql,
+        })
+        .collect())
+}
+
+/// The schema of the file behind `conn` as text to compare (`db diff`):
+/// each table, index, view and trigger's `CREATE` statement as SQLite keeps
+/// it, ordered by kind and name, without SQLite's own objects and the
+/// migration bookkeeping.
+pub async fn schema(conn: &mut SqliteConn) -> Result<String, MigrationError> {
+    #[derive(QueryableByName)]
+    struct Object {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        sql: String,
+    }
+    let objects: Vec<Object> = conn
+        .spawn_blocking(|c| {
+            diesel::sql_query(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL \
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 AND tbl_name NOT LIKE '\\_\\_%' ESCAPE '\\' \
+                 ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 \
+                 WHEN 'view' THEN 2 ELSE 3 END, name",
+            )
+            .load(c)
+        })
+        .await?;
+    Ok(objects
+        .iter()
+        .map(|o| format!("{};\n", o.sql.trim()))
+        .collect())
 }

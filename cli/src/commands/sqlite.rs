@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use database::db::sqlite::{SqliteTarget, sqlite_target};
-use database::migrate::{self, MigrationSet, State};
+use database::migrate::{self, MigrationSet, PushStep, State};
 use database::ops;
 use database::{Config, SqliteDb};
 
@@ -159,7 +159,29 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
             print!("{}", ops::sqlite::pull_in(&target, &project.root)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Diff => postgres_only("diff"),
+        Command::Diff => {
+            let db = db()?;
+            let mut conn = sqlite_conn(&db).await?;
+            let pending = migrate::sqlite::status(&mut conn, set).await?;
+            let pending = pending.pending();
+            if !pending.is_empty() {
+                eprintln!(
+                    "note: {} migration(s) are not applied to this database yet ({}): the \
+                     difference below includes them; `db migrate` applies them",
+                    pending.len(),
+                    pending.join(", ")
+                );
+            }
+            let drift = crate::drift::diff_sqlite(&mut conn, set).await?;
+            if drift.has_drift() {
+                print!("{}", drift.diff);
+                eprintln!("diff: the live schema differs from what the migrations produce");
+                Ok(ExitCode::from(EXIT_NOT_UP_TO_DATE))
+            } else {
+                println!("No drift: the live schema is what the migrations produce.");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
         Command::Studio { port, write, open } => {
             if *write && let Some(code) = guard(config, "studio --write", false)? {
                 return Ok(code);
@@ -167,7 +189,42 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
             crate::studio::run(config, set, *port, *write, *open).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Push => postgres_only("push"),
+        Command::Push => {
+            match crate::guard::judge(&config.database_url, |k| std::env::var(k).ok()) {
+                crate::guard::Verdict::Allowed => {}
+                crate::guard::Verdict::Refused(why) => {
+                    eprintln!(
+                        "refused: `db push` never runs against production: {why}. Nothing was \
+                         changed."
+                    );
+                    return Ok(ExitCode::from(EXIT_REFUSED));
+                }
+                crate::guard::Verdict::NeedsConfirmation { host } => {
+                    eprintln!(
+                        "refused: `db push` is for a local development database, and {host} is \
+                         not local. Nothing was changed."
+                    );
+                    return Ok(ExitCode::from(EXIT_REFUSED));
+                }
+            }
+            let db = db()?;
+            let mut conn = sqlite_conn(&db).await?;
+            let steps = migrate::sqlite::push(&mut conn, set).await.context(
+                "push stopped: nothing was changed (on SQLite the whole push is one transaction)",
+            )?;
+            for step in &steps {
+                match step {
+                    PushStep::Reverted { name, reason } => {
+                        println!("Reverted {name} with its stored down.sql ({reason})")
+                    }
+                    PushStep::Applied { name } => println!("Applied {name}"),
+                }
+            }
+            if steps.is_empty() {
+                println!("Nothing to push: the database matches the migrations folder.");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Baseline { .. } => postgres_only("baseline"),
         Command::New { .. }
         | Command::Lint(_)
