@@ -5,6 +5,10 @@
 //! who want Diesel's own harness, and `$OUT_DIR/embedded_migrations.rs`, the
 //! table of SQL texts our migration engine runs and checksums. Both are rebuilt
 //! whenever anything under `migrations/` changes.
+//!
+//! And `$OUT_DIR/domains.rs` (`crate::DOMAINS`): every table of
+//! `src/schema.rs` by the folder of its module, `src/<domain>/<table>.rs`, so
+//! that nothing keeps that list by hand.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -23,6 +27,52 @@ fn main() {
         &Path::new(&root).join("migrations_sqlite"),
         "embedded_migrations_sqlite.rs",
     );
+    println!("cargo:rerun-if-changed=src");
+    domains(&Path::new(&root).join("src"));
+}
+
+/// Writes `$OUT_DIR/domains.rs`: `(domain, tables)` for every folder of
+/// `src/` holding a module named after a table of `src/schema.rs`.
+fn domains(src: &Path) {
+    let schema = fs::read_to_string(src.join("schema.rs")).expect("src/schema.rs");
+    // In each `diesel::table! {`, after any `use` lines: `    name (key) {`.
+    let tables: Vec<&str> = schema
+        .split("diesel::table! {")
+        .skip(1)
+        .filter_map(|block| {
+            let line = block
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("use "))?;
+            line.split([' ', '(']).next()
+        })
+        .collect();
+    let mut folders: Vec<_> = fs::read_dir(src)
+        .expect("src/")
+        .map(|e| e.expect("readable src/ entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    let mut out = String::from("&[\n");
+    for folder in folders {
+        let mut owned: Vec<String> = fs::read_dir(&folder)
+            .expect("readable folder")
+            .filter_map(|e| {
+                let path = e.expect("readable entry").path();
+                let stem = path.file_stem()?.to_str()?.to_owned();
+                (path.extension()? == "rs" && tables.contains(&stem.as_str())).then_some(stem)
+            })
+            .collect();
+        if owned.is_empty() {
+            continue;
+        }
+        owned.sort();
+        let name = folder.file_name().unwrap().to_string_lossy().into_owned();
+        writeln!(out, "    ({name:?}, &{owned:?}),").unwrap();
+    }
+    out.push(']');
+    let out_path = Path::new(&env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("domains.rs");
+    fs::write(out_path, out).expect("write the domains");
 }
 
 /// Writes `$OUT_DIR/<out_name>`: the table of `dir`'s migrations.

@@ -18,10 +18,14 @@
 //! PostgreSQL accepts the limit after a locking clause
 //! (`... FOR UPDATE SKIP LOCKED LIMIT 1`), so this wraps queries that lock.
 //! The wrapped query must not have a limit or offset of its own.
+//!
+//! Both backends: the same `.inline_limit(n)` compiles in both arms of
+//! `any_run!` (SQLite has no generic plans to protect, but one query text for
+//! both keeps a portable function written once).
 
 use diesel::QueryResult;
+use diesel::backend::Backend;
 use diesel::expression::{AppearsOnTable, Expression, ValidGrouping, is_aggregate};
-use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::IntoNullable;
 
@@ -32,8 +36,8 @@ pub struct InlineLimit<Q> {
     limit: u32,
 }
 
-impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for InlineLimit<Q> {
-    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for InlineLimit<Q> {
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         self.query.walk_ast(pass.reborrow())?;
         // A u32 rendered by Rust: digits only, never caller text.
         pass.push_sql(" LIMIT ");
@@ -41,7 +45,7 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for InlineLimit<Q> {
         Ok(())
     }
 
-    fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
+    fn is_safe_to_cache_prepared(&self, backend: &DB) -> QueryResult<bool> {
         self.query.is_safe_to_cache_prepared(backend)
     }
 }
@@ -93,15 +97,15 @@ where
     type SqlType = <Q::SqlType as IntoNullable>::Nullable;
 }
 
-impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for ScalarSubquery<Q> {
-    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for ScalarSubquery<Q> {
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         pass.push_sql("(");
         self.0.walk_ast(pass.reborrow())?;
         pass.push_sql(")");
         Ok(())
     }
 
-    fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
+    fn is_safe_to_cache_prepared(&self, backend: &DB) -> QueryResult<bool> {
         self.0.is_safe_to_cache_prepared(backend)
     }
 }

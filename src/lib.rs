@@ -47,6 +47,11 @@ pub mod settings;
 pub mod tenancy;
 pub mod workflows;
 
+/// Every table of `schema` by its domain, the folder of its module
+/// (`src/<domain>/<table>.rs`), in name order: generated at build time from
+/// the module tree (`build.rs`), for tools that group tables (`db studio`).
+pub const DOMAINS: &[(&str, &[&str])] = include!(concat!(env!("OUT_DIR"), "/domains.rs"));
+
 /// What a service needs in scope: the handle, the connection and error
 /// types, and the diesel-async traits behind `conn.transaction(...)` and
 /// Diesel queries. `use database::prelude::*;`

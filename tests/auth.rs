@@ -306,6 +306,39 @@ on_both_backends! {
     }
 }
 
+/// Every unique rule of `migrations_sqlite/` is a named unique index or a
+/// primary key: SQLite calls an inline `UNIQUE (...)` `sqlite_autoindex_*`,
+/// a name that cannot be PostgreSQL's constraint name, so a violation of it
+/// would stay named by its columns.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sqlite_unique_rule_is_a_named_index() {
+    #[derive(diesel::QueryableByName, Debug)]
+    struct Inline {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        table_name: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        index_name: String,
+    }
+    let t = common::any::AnyTestDb::sqlite().await;
+    let database::AnyPooledConn::Sqlite(mut conn) = t.conn().await else {
+        unreachable!("a SQLite test database")
+    };
+    let inline: Vec<Inline> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(
+            "SELECT m.name AS table_name, il.name AS index_name \
+             FROM sqlite_master AS m, pragma_index_list(m.name) AS il \
+             WHERE m.type = 'table' AND il.\"unique\" AND il.origin = 'u'",
+        ),
+        &mut *conn,
+    )
+    .await
+    .unwrap();
+    assert!(
+        inline.is_empty(),
+        "write CREATE UNIQUE INDEX <name> instead: {inline:?}"
+    );
+}
+
 // ---------------------------------------------------------------- accounts
 
 on_both_backends! {

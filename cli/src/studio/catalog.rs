@@ -21,52 +21,10 @@ use super::stmt::{Dialect, Stmt, Value, blob_of};
 /// Tables at or below this planner estimate are counted exactly on the home page.
 pub const EXACT_COUNT_LIMIT: i64 = 100_000;
 
-/// Which domain (source folder) a table belongs to, for the home page's
-/// groups: `src/<domain>/<table>.rs`. `tests/studio.rs` checks this list
-/// against the source tree, so a new table file cannot be forgotten here.
-pub const DOMAINS: &[(&str, &[&str])] = &[
-    ("admin", &["admin_audit_log", "admin_roles", "admin_users"]),
-    (
-        "auth",
-        &[
-            "accounts",
-            "jwks",
-            "passkeys",
-            "sessions",
-            "users",
-            "verifications",
-        ],
-    ),
-    ("billing", &["subscription_events", "subscriptions"]),
-    ("chat", &["chats", "messages"]),
-    ("features", &["todos", "user_activity_daily", "waitlist"]),
-    (
-        "notifications",
-        &[
-            "notification_deliveries",
-            "notification_preferences",
-            "notification_targets",
-            "notifications",
-        ],
-    ),
-    ("projects", &["canvas_nodes", "projects"]),
-    ("settings", &["user_profiles", "user_settings"]),
-    (
-        "tenancy",
-        &[
-            "tenant_activity",
-            "tenant_invites",
-            "tenant_members",
-            "tenants",
-        ],
-    ),
-    ("workflows", &["execution_steps", "executions", "workflows"]),
-];
-
-/// The domain of `table`, or `other` (migration bookkeeping, tables a
+/// The domain of `table` (`database::DOMAINS`: its module's folder), or `other` (migration bookkeeping, tables a
 /// developer added by hand).
 pub fn domain_of(table: &str) -> &'static str {
-    DOMAINS
+    database::DOMAINS
         .iter()
         .find(|(_, tables)| tables.contains(&table))
         .map(|(d, _)| *d)
