@@ -312,7 +312,7 @@ on_both_backends! {
 /// would stay named by its columns.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_sqlite_unique_rule_is_a_named_index() {
-    #[derive(diesel::QueryableByName, Debug)]
+    #[derive(diesel::QueryableByName)]
     struct Inline {
         #[diesel(sql_type = diesel::sql_types::Text)]
         table_name: String,
