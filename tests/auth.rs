@@ -333,6 +333,10 @@ async fn every_sqlite_unique_rule_is_a_named_index() {
     )
     .await
     .unwrap();
+    let inline: Vec<String> = inline
+        .iter()
+        .map(|i| format!("{} ({})", i.table_name, i.index_name))
+        .collect();
     assert!(
         inline.is_empty(),
         "write CREATE UNIQUE INDEX <name> instead: {inline:?}"
