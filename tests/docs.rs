@@ -304,3 +304,52 @@ fn modules_form_layers_not_circles() {
     assert!(studio["query"].contains("sqlite"), "{:?}", studio["query"]);
     assert!(studio["stmt"].is_empty(), "{:?}", studio["stmt"]);
 }
+
+/// A source file of more than 600 lines (its `mod tests` aside) says in its
+/// header why it is one file: "One file, though long: ...". Otherwise it is
+/// split by concern.
+#[test]
+fn long_files_say_why_they_are_one_file() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "cli/src", "macros/src", "examples"] {
+        walk(&root.join(dir), &mut files);
+    }
+    let mut unexplained = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        // Generated files are not written by hand.
+        if text.starts_with("// @generated") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let lines = code.lines().count();
+        let header: String = text
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if lines > 600 && !header.contains("One file, though long:") {
+            unexplained.push(format!("{} ({lines} lines)", file.display()));
+        }
+    }
+    assert!(
+        files.len() > 50,
+        "the source tree was not read: {} files",
+        files.len()
+    );
+    assert!(
+        unexplained.is_empty(),
+        "split these by concern, or say in the header why not: {unexplained:?}"
+    );
+}

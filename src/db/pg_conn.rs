@@ -26,6 +26,11 @@
 //! and the telemetry hooks meet on every statement path here, and splitting
 //! them would split each path across files (the span and metric code itself
 //! lives in `telemetry.rs` and `metrics.rs`).
+//!
+//! One file, though long: the one connection type implements Diesel's
+//! connection traits and its row and field types for both protocols (direct
+//! and pooler), each impl a dispatch over the same two variants; split by
+//! trait, the dispatch would be scattered over as many files.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

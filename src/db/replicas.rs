@@ -42,6 +42,10 @@
 //! routing until they follow the new one, and a position taken before the
 //! failover is only ever compared with replay positions on the new
 //! timeline.
+//!
+//! One file, though long: the monitor, the lag it measures and the read path
+//! that trusts it share one state (`Replicas`); split, that state would be
+//! open to every part instead of private to one module.
 
 use std::collections::VecDeque;
 use std::fmt;

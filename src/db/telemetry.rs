@@ -20,6 +20,11 @@
 //! One file past 600 lines on purpose: every span name and attribute of the
 //! conventions is written here and nowhere else, for both backends, so that
 //! the README's table has one place to be checked against.
+//!
+//! One file, though long: the span of a statement, the per-shape cache of its
+//! costly attributes and the recording of its outcome are one mechanism that
+//! the connection calls at three points; apart, each would need the others'
+//! internals.
 
 use std::any::TypeId;
 use std::collections::HashMap;

@@ -19,6 +19,10 @@
 //! deallocated before the commit. A type created later (a migration run
 //! while the connection is open) is not known: the statement fails with a
 //! retryable error, the connection is discarded, and the next one learns it.
+//!
+//! One file, though long: a connection type of its own protocol (unnamed
+//! statements in one message), with its row and field types and its error
+//! mapping, which change together whenever the protocol handling does.
 
 use std::num::NonZeroU32;
 use std::pin::pin;

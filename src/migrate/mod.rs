@@ -27,6 +27,11 @@
 //! error; a future dropped half-way leaves it held until that connection
 //! closes, which is why `Db::migrate` runs the slow path on a dedicated
 //! connection rather than a pooled one.
+//!
+//! One file, though long: the engine's public entry points and the plan they
+//! share (what is pending, partial, modified or missing), which every entry
+//! point must compute the same way; the steps themselves live in the
+//! submodules.
 
 // The error types live in `crate::error::migration`, so `crate::error` needs nothing of the engine.
 use crate::error::migration as error;

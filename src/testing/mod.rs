@@ -44,6 +44,11 @@
 //!   file with `VACUUM INTO`.
 //! - **Rows**: `fixtures` builds users, tenants with members, workflows with
 //!   executions and chats with messages through the domains' own functions.
+//!
+//! One file, though long: `TestDb`, the template it is cloned from and the
+//! clerk that drops finished databases share one life cycle (created under
+//! the template lock, dropped in the background, waited for at exit), read in
+//! the order a test meets them.
 
 mod clean;
 pub mod fixtures;

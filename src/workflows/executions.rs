@@ -4,6 +4,11 @@
 //! (`WHERE id = $1 AND status = ANY($sources)`), where `$sources` comes from
 //! the one table of legal moves, `ExecutionStatus::TRANSITIONS`. Of two
 //! concurrent changes only one can match; the other is refused.
+//!
+//! One file, though long: one table (the crate's rule), whose state machine
+//! reads as one piece: the table of legal moves, the guarded UPDATE every
+//! move goes through, the claim of pending runs, and the function for each
+//! move.
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::AsSelect;

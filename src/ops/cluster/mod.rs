@@ -21,6 +21,10 @@
 //! (finding the installed server), `os_user` (running as `postgres` when
 //! root), `temp` (`TempCluster`, deleted on drop), `pgbouncer`
 //! (`TempPgBouncer`, a throwaway transaction-mode pooler in front of one).
+//!
+//! One file, though long: creating, securing, starting and stopping one
+//! cluster all read and write its record and hold its lock; the binaries, the
+//! OS user, PgBouncer and temporary folders are submodules.
 use std::fs;
 use std::io::Write as _;
 use std::ops::RangeInclusive;
