@@ -99,7 +99,19 @@ async fn a_primary_key_lookup_is_one_client_span() {
     assert_eq!(span.get("db.response.status_code"), None);
     assert_eq!(span.get("otel.status_code"), None);
     assert_eq!(span.get("database.route"), Some("primary"));
+    assert_eq!(span.get("database.route.reason"), Some("requested"));
     assert_eq!(span.get("database.pooler_mode"), Some("false"));
+
+    // A read asked of a Db without replicas runs on the primary, and says why.
+    let mut read = t.owner.read().await.unwrap();
+    users::find_by_email(&mut read, "lookup@example.com")
+        .await
+        .unwrap();
+    drop(read);
+    let reads = with_summary(&recorded, &t.name, "SELECT users");
+    assert_eq!(reads.len(), 2, "{reads:#?}");
+    assert_eq!(reads[1].get("database.route"), Some("primary"));
+    assert_eq!(reads[1].get("database.route.reason"), Some("no_replicas"));
 }
 
 #[tokio::test]
@@ -913,6 +925,19 @@ async fn a_replica_read_is_routed_and_the_monitor_makes_no_spans() {
         .await
         .unwrap();
     drop(conn);
+    // Ctx::system never reads from a replica: the primary, and why.
+    let (mut system, source) = db
+        .with(database::Ctx::system("telemetry test"))
+        .read_from()
+        .await
+        .unwrap();
+    assert_eq!(source, ReadSource::Primary);
+    diesel::sql_query("SELECT nspname FROM pg_namespace WHERE oid = $1")
+        .bind::<diesel::sql_types::Oid, _>(11_u32)
+        .execute(&mut system)
+        .await
+        .unwrap();
+    drop(system);
     // The monitor keeps polling both servers meanwhile.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -930,9 +955,20 @@ async fn a_replica_read_is_routed_and_the_monitor_makes_no_spans() {
     assert_eq!(reads.len(), 1, "{reads:#?}");
     let read = &reads[0];
     assert_eq!(read.get("database.route"), Some("replica"));
+    assert_eq!(read.get("database.route.reason"), Some("read"));
     assert_eq!(read.get("db.namespace"), Some("postgres.public"));
     assert_eq!(read.get("db.collection.name"), Some("pg_class"));
     assert_eq!(read.get("otel.kind"), Some("client"));
+    let system_reads: Vec<_> = on(&primary_port)
+        .into_iter()
+        .filter(|s| s.get("db.query.summary") == Some("SELECT pg_namespace"))
+        .collect();
+    assert_eq!(system_reads.len(), 1, "{system_reads:#?}");
+    assert_eq!(system_reads[0].get("database.route"), Some("primary"));
+    assert_eq!(
+        system_reads[0].get("database.route.reason"),
+        Some("system_context")
+    );
     for span in on(&replica_port).iter().chain(on(&primary_port).iter()) {
         let text = span.get("db.query.text").unwrap_or("");
         assert!(

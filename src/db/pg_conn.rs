@@ -111,6 +111,55 @@ pub(crate) struct Scope {
     /// The span the call's statements hang under (the context's), when one
     /// was given; else the span current when each statement starts.
     pub(crate) parent: Option<tracing::Span>,
+    /// Where routing sent this connection's calls, and why (the spans'
+    /// `database.route` and `database.route.reason`).
+    pub(crate) route: Route,
+}
+
+/// Where routing sent a connection's calls, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Route {
+    /// The primary, because the caller asked for it (`conn`, `run`,
+    /// `transaction`: writes, and reads that must see the latest).
+    #[default]
+    Requested,
+    /// A replica, for a read within `DB_REPLICA_MAX_LAG_MS`.
+    ReplicaRead,
+    /// A replica that has replayed the caller's WAL position (`read_after`).
+    ReplicaCaughtUp,
+    /// The primary for a read: no replica is configured.
+    NoReplicas,
+    /// The primary for a read: no replica was healthy, within the lag bound
+    /// or caught up in time.
+    NoReplicaReady,
+    /// The primary for a read under `Ctx::system`, which never reads from a
+    /// replica.
+    SystemContext,
+    /// The primary for a read the replica did not answer (`read_run`).
+    ReplicaFailed,
+}
+
+impl Route {
+    /// `database.route`: `primary` or `replica`.
+    pub(crate) fn target(self) -> &'static str {
+        match self {
+            Route::ReplicaRead | Route::ReplicaCaughtUp => "replica",
+            _ => "primary",
+        }
+    }
+
+    /// `database.route.reason`.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Route::Requested => "requested",
+            Route::ReplicaRead => "read",
+            Route::ReplicaCaughtUp => "caught_up",
+            Route::NoReplicas => "no_replicas",
+            Route::NoReplicaReady => "no_replica_ready",
+            Route::SystemContext => "system_context",
+            Route::ReplicaFailed => "replica_failed",
+        }
+    }
 }
 
 impl PgConn {
@@ -150,13 +199,15 @@ impl PgConn {
         Arc::clone(&self.endpoint.meter)
     }
 
-    /// `replica` or `primary`: where routing sent this connection's calls.
-    fn route(&self) -> &'static str {
-        if self.scope.read_only {
-            "replica"
-        } else {
-            "primary"
-        }
+    /// Where routing sent this connection's calls, and why.
+    fn route(&self) -> Route {
+        self.scope.route
+    }
+
+    /// Says why a read runs on the primary (the call's routing decided
+    /// after the checkout).
+    pub(crate) fn set_route(&mut self, route: Route) {
+        self.scope.route = route;
     }
 
     /// The watch of a statement starting now: its span when a subscriber

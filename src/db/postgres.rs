@@ -12,7 +12,7 @@ use diesel_async::RunQueryDsl;
 use super::config::{Config, Pooler};
 use super::connection::ConnectionSettings;
 use super::ctx::Ctx;
-use super::pg_conn::{PgConn, Scope};
+use super::pg_conn::{PgConn, Route, Scope};
 use super::pool::{self, Health, PgPool, PoolStatus, PooledConn};
 use super::replicas::{self, ReadSource, ReplicaStatus, Replicas, WalPosition};
 use super::roles::RoleCheck;
@@ -149,15 +149,17 @@ impl Db {
                 || config.pooler == Pooler::Transaction,
             read_only: false,
             parent: self.ctx.span().cloned(),
+            route: Route::Requested,
         }
     }
 
     /// The scope of a replica's connection: the same, read-only, and each
     /// statement bounded by `DB_REPLICA_READ_TIMEOUT_MS` too.
-    fn replica_scope(&self) -> Scope {
+    fn replica_scope(&self, route: Route) -> Scope {
         let config = &self.shared.config;
         Scope {
             read_only: true,
+            route,
             per_statement: Some(config.query_timeout.min(config.replica_read_timeout)),
             ..self.scope()
         }
@@ -258,8 +260,9 @@ impl Db {
         after: Option<WalPosition>,
         f: impl AsyncFn(&mut PgConn) -> Result<T>,
     ) -> Result<T> {
+        let mut why = self.primary_reason();
         if let Some(replicas) = &self.shared.replicas
-            && self.ctx.system_reason().is_none()
+            && why == Route::NoReplicaReady
         {
             let replica = match after {
                 None => replicas.read().await,
@@ -270,19 +273,44 @@ impl Db {
                 }
             };
             if let Some((conn, source)) = replica {
-                let mut conn = PooledConn::new(conn, self.replica_scope());
+                let route = match after {
+                    None => Route::ReplicaRead,
+                    Some(_) => Route::ReplicaCaughtUp,
+                };
+                let mut conn = PooledConn::new(conn, self.replica_scope(route));
                 match f(&mut conn).await {
                     Err(e) if replica_did_not_answer(&e) => {
                         // Nothing a replica runs commits: running the read
                         // again elsewhere is safe.
                         replicas.mark_down(&source, &e);
+                        why = Route::ReplicaFailed;
                     }
                     done => return done,
                 }
             }
         }
-        let mut conn = self.conn().await?;
+        let mut conn = self.primary_for_read(why).await?;
         f(&mut conn).await
+    }
+
+    /// Why a read would run on the primary if no replica serves it: none is
+    /// configured, the context is `Ctx::system`, or (when a replica may
+    /// serve it) none was ready.
+    fn primary_reason(&self) -> Route {
+        if self.shared.replicas.is_none() {
+            Route::NoReplicas
+        } else if self.ctx.system_reason().is_some() {
+            Route::SystemContext
+        } else {
+            Route::NoReplicaReady
+        }
+    }
+
+    /// A primary connection for a read, its spans saying why.
+    async fn primary_for_read(&self, why: Route) -> Result<PooledConn> {
+        let mut conn = self.conn().await?;
+        conn.set_route(why);
+        Ok(conn)
     }
 
     /// What the replica monitor knows of each replica now (empty without
@@ -309,13 +337,15 @@ impl Db {
 
     /// `read`, also saying where the connection came from.
     pub async fn read_from(&self) -> Result<(PooledConn, ReadSource)> {
+        let why = self.primary_reason();
         if let Some(replicas) = &self.shared.replicas
-            && self.ctx.system_reason().is_none()
+            && why == Route::NoReplicaReady
             && let Some((conn, source)) = replicas.read().await
         {
-            return Ok((PooledConn::new(conn, self.replica_scope()), source));
+            let conn = PooledConn::new(conn, self.replica_scope(Route::ReplicaRead));
+            return Ok((conn, source));
         }
-        Ok((self.conn().await?, ReadSource::Primary))
+        Ok((self.primary_for_read(why).await?, ReadSource::Primary))
     }
 
     /// The primary's WAL position now. Taken after a write has committed, it
@@ -329,15 +359,17 @@ impl Db {
     /// `position` (from `wal_position`): a replica that has replayed it, else
     /// the primary.
     pub async fn read_after(&self, position: WalPosition) -> Result<(PooledConn, ReadSource)> {
+        let why = self.primary_reason();
         if let Some(replicas) = &self.shared.replicas
-            && self.ctx.system_reason().is_none()
+            && why == Route::NoReplicaReady
             && let Some((conn, source)) = replicas
                 .read_after(position, self.shared.config.replica_read_timeout)
                 .await
         {
-            return Ok((PooledConn::new(conn, self.replica_scope()), source));
+            let conn = PooledConn::new(conn, self.replica_scope(Route::ReplicaCaughtUp));
+            return Ok((conn, source));
         }
-        Ok((self.conn().await?, ReadSource::Primary))
+        Ok((self.primary_for_read(why).await?, ReadSource::Primary))
     }
 
     /// Opens a connection outside the pool, set up like pooled ones, to `url`.

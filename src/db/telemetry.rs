@@ -242,7 +242,7 @@ pub(crate) fn shape_of_sql(sql: &str) -> Arc<Shape> {
 pub(crate) fn statement_span(
     endpoint: &Endpoint,
     shape: &Shape,
-    route: &'static str,
+    route: super::pg_conn::Route,
     parent: Option<&Span>,
 ) -> Span {
     macro_rules! make {
@@ -265,7 +265,8 @@ pub(crate) fn statement_span(
                 server.address = endpoint.address.as_deref(),
                 server.port = endpoint.port,
                 database.pooler_mode = endpoint.pooler,
-                database.route = route,
+                database.route = route.target(),
+                database.route.reason = route.reason(),
             )
         };
     }
@@ -455,7 +456,12 @@ impl diesel::connection::Instrumentation for SqliteSpans {
                 let shape = shape_of_sql(sql);
                 let span = tracing
                     .then(|| {
-                        statement_span(&self.endpoint, &shape, "primary", self.transaction.as_ref())
+                        statement_span(
+                            &self.endpoint,
+                            &shape,
+                            super::pg_conn::Route::Requested,
+                            self.transaction.as_ref(),
+                        )
                     })
                     .filter(|span| !span.is_disabled());
                 let timer = super::metrics::Timer::start(&self.endpoint, shape);
