@@ -74,6 +74,33 @@ fn assert_postgres_client_span(span: &SpanRecord, name: &str, operation: &str, t
     assert!(span.closed, "the statement's span ended: {span:?}");
 }
 
+/// `DB_TRACE_RETURNED_ROWS` (opt-in in the conventions) gives each
+/// statement's span the rows it returned; off, the attribute is absent.
+#[tokio::test]
+async fn returned_rows_are_counted_only_when_asked() {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[allow(dead_code)]
+        relname: String,
+    }
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let sql = "SELECT relname::text AS relname FROM pg_class ORDER BY oid LIMIT 3";
+    for trace_returned_rows in [false, true] {
+        let mut config = Config::new(&t.url);
+        config.trace_returned_rows = trace_returned_rows;
+        let db = Db::new(config).unwrap();
+        let mut conn = db.conn().await.unwrap();
+        let rows: Vec<Name> = diesel::sql_query(sql).load(&mut conn).await.unwrap();
+        assert_eq!(rows.len(), 3);
+    }
+    let spans = with_summary(&recorded, &t.name, "SELECT pg_class");
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert_eq!(spans[0].get("db.response.returned_rows"), None);
+    assert_eq!(spans[1].get("db.response.returned_rows"), Some("3"));
+}
+
 #[tokio::test]
 async fn a_primary_key_lookup_is_one_client_span() {
     let recorded = recorder::install();

@@ -57,6 +57,10 @@ pub struct Config {
     /// `DB_LOG_QUERIES`: log every statement and its duration through
     /// `tracing` (target `database::query`, level DEBUG).
     pub log_queries: bool,
+    /// `DB_TRACE_RETURNED_ROWS`: give each PostgreSQL statement's span the
+    /// number of rows it returned (`db.response.returned_rows`, opt-in in
+    /// OpenTelemetry's conventions; default false).
+    pub trace_returned_rows: bool,
     /// `DB_SLOW_QUERY_MS`: log statements slower than this at WARN, even when
     /// `log_queries` is off.
     pub slow_query: Option<Duration>,
@@ -117,6 +121,7 @@ impl fmt::Debug for Config {
             .field("statement_cache", &self.statement_cache)
             .field("pooler", &self.pooler)
             .field("log_queries", &self.log_queries)
+            .field("trace_returned_rows", &self.trace_returned_rows)
             .field("slow_query", &self.slow_query)
             .field("recycle", &self.recycle)
             .field("tcp_keepalive_idle", &self.tcp_keepalive_idle)
@@ -157,6 +162,7 @@ impl Config {
             statement_cache: true,
             pooler: Pooler::None,
             log_queries: false,
+            trace_returned_rows: false,
             slow_query: None,
             recycle: Recycle::Fast,
             tcp_keepalive_idle: Duration::from_secs(30),
@@ -316,6 +322,9 @@ impl Config {
         }
         if let Some(b) = flag("DB_LOG_QUERIES")? {
             config.log_queries = b;
+        }
+        if let Some(b) = flag("DB_TRACE_RETURNED_ROWS")? {
+            config.trace_returned_rows = b;
         }
         if let Some(raw) = get("DB_POOL_RECYCLE") {
             config.recycle = match raw.to_ascii_lowercase().as_str() {

@@ -23,6 +23,7 @@ pub(super) struct ConnectionSettings {
     /// Pooler mode: unnamed statements only (`DB_POOLER=transaction`).
     pooler: bool,
     log_queries: bool,
+    trace_returned_rows: bool,
     slow_query: Option<Duration>,
     /// Each statement's bound without a context deadline
     /// (`DB_QUERY_TIMEOUT_MS`); `None` for the migration session.
@@ -43,6 +44,7 @@ impl ConnectionSettings {
             statement_cache: config.statement_cache,
             pooler: config.pooler == Pooler::Transaction,
             log_queries: config.log_queries,
+            trace_returned_rows: config.trace_returned_rows,
             slow_query: config.slow_query,
             per_statement: Some(config.query_timeout),
             tcp_keepalive_idle: config.tcp_keepalive_idle,
@@ -126,6 +128,7 @@ impl ConnectionSettings {
         let endpoint = std::sync::Arc::new(super::telemetry::Endpoint::postgres(
             &pg,
             self.pooler,
+            self.trace_returned_rows,
             std::sync::Arc::clone(&self.meter),
         ));
         let opening = Instant::now();

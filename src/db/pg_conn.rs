@@ -212,9 +212,11 @@ impl PgConn {
 
     /// The watch of a statement starting now: its span when a subscriber
     /// wants one (else none is built), and its duration metric. `None` for
-    /// the crate's own background polling.
+    /// the crate's own background polling. `rows`: the statement returns
+    /// rows, which the span counts when `DB_TRACE_RETURNED_ROWS` is on.
     fn watch(
         &self,
+        rows: bool,
         shape: impl FnOnce() -> Option<Arc<telemetry::Shape>>,
     ) -> Option<Arc<telemetry::Watch>> {
         if self.untraced.load(Ordering::Relaxed) {
@@ -230,7 +232,12 @@ impl PgConn {
             None
         };
         let timer = super::metrics::Timer::start(&self.endpoint, shape);
-        Some(Arc::new(telemetry::Watch::new(span, timer)))
+        let watch = telemetry::Watch::new(span, timer);
+        Some(Arc::new(if rows && self.endpoint.returned_rows {
+            watch.counting_rows()
+        } else {
+            watch
+        }))
     }
 
     pub(super) fn direct(
@@ -377,7 +384,7 @@ impl PgConn {
         let watch = if control {
             None
         } else {
-            self.watch(|| Some(telemetry::shape_of_sql(sql)))
+            self.watch(false, || Some(telemetry::shape_of_sql(sql)))
         };
         let result = telemetry::traced(
             watch,
@@ -436,7 +443,7 @@ impl PgConn {
         };
         // Whatever the batch holds may write: its outcome is unknown when the
         // connection fails before the answer.
-        let watch = self.watch(|| Some(telemetry::shape_of_sql(sql)));
+        let watch = self.watch(false, || Some(telemetry::shape_of_sql(sql)));
         let result = telemetry::traced(
             watch,
             self.calls
@@ -537,7 +544,7 @@ impl PgConn {
         Q::Query: QueryFragment<Pg> + QueryId,
     {
         let query = query.as_query();
-        let watch = self.watch(|| telemetry::shape_of(&query));
+        let watch = self.watch(true, || telemetry::shape_of(&query));
         let Some(watch) = watch else {
             return self.load_untraced(query);
         };
@@ -546,7 +553,17 @@ impl PgConn {
         // (the stream holds it) and records an error met among them.
         let rows_watch = Arc::clone(&watch);
         telemetry::traced(Some(watch), self.load_untraced(query))
-            .map_ok(move |rows| rows.inspect_err(move |e| rows_watch.fail(e)).boxed())
+            .map_ok(move |rows| {
+                if rows_watch.counts_rows() {
+                    rows.inspect(move |row| match row {
+                        Ok(_) => rows_watch.row(),
+                        Err(e) => rows_watch.fail(e),
+                    })
+                    .boxed()
+                } else {
+                    rows.inspect_err(move |e| rows_watch.fail(e)).boxed()
+                }
+            })
             .boxed()
     }
 
@@ -589,7 +606,7 @@ impl PgConn {
     where
         T: QueryFragment<Pg> + QueryId,
     {
-        let watch = self.watch(|| telemetry::shape_of(&source));
+        let watch = self.watch(false, || telemetry::shape_of(&source));
         telemetry::traced(watch, self.execute_untraced(source))
     }
 

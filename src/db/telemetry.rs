@@ -48,6 +48,8 @@ pub(crate) struct Endpoint {
     pub(crate) address: Option<Box<str>>,
     pub(crate) port: Option<u16>,
     pub(crate) pooler: bool,
+    /// Count each statement's rows into its span (`DB_TRACE_RETURNED_ROWS`).
+    pub(crate) returned_rows: bool,
     /// The metrics of the pool the connection belongs to (`primary`,
     /// `replica-1`, ..., `system`, `sqlite`; `direct` outside any pool).
     pub(crate) meter: Arc<super::metrics::Meter>,
@@ -59,6 +61,7 @@ impl Endpoint {
     pub(crate) fn postgres(
         config: &tokio_postgres::Config,
         pooler: bool,
+        returned_rows: bool,
         meter: Arc<super::metrics::Meter>,
     ) -> Self {
         use tokio_postgres::config::Host;
@@ -87,6 +90,7 @@ impl Endpoint {
             address,
             port,
             pooler,
+            returned_rows,
             meter,
         }
     }
@@ -261,6 +265,7 @@ pub(crate) fn statement_span(
                 db.query.summary = &*shape.summary,
                 db.query.text = &*shape.text,
                 db.response.status_code = tracing::field::Empty,
+                db.response.returned_rows = tracing::field::Empty,
                 error.type = tracing::field::Empty,
                 server.address = endpoint.address.as_deref(),
                 server.port = endpoint.port,
@@ -488,11 +493,38 @@ impl diesel::connection::Instrumentation for SqliteSpans {
 pub(crate) struct Watch {
     pub(crate) span: Option<Span>,
     timer: super::metrics::Timer,
+    /// Rows read so far, when the span reports them (`returned_rows`).
+    rows: Option<std::sync::atomic::AtomicU64>,
 }
 
 impl Watch {
     pub(crate) fn new(span: Option<Span>, timer: super::metrics::Timer) -> Self {
-        Watch { span, timer }
+        Watch {
+            span,
+            timer,
+            rows: None,
+        }
+    }
+
+    /// Counts the statement's rows into its span when it ends
+    /// (`db.response.returned_rows`); without a span, nothing is counted.
+    pub(crate) fn counting_rows(mut self) -> Self {
+        if self.span.is_some() {
+            self.rows = Some(std::sync::atomic::AtomicU64::new(0));
+        }
+        self
+    }
+
+    /// Whether `row` has anything to count.
+    pub(crate) fn counts_rows(&self) -> bool {
+        self.rows.is_some()
+    }
+
+    /// One more row was read.
+    pub(crate) fn row(&self) {
+        if let Some(rows) = &self.rows {
+            rows.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The statement failed with `error`.
@@ -501,6 +533,17 @@ impl Watch {
             record_error(span, error);
         }
         self.timer.fail(error_class(error));
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let (Some(span), Some(rows)) = (&self.span, &self.rows) {
+            span.record(
+                "db.response.returned_rows",
+                rows.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
     }
 }
 
