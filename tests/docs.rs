@@ -147,24 +147,27 @@ fn the_capacity_table_is_what_its_inputs_give() {
     );
 }
 
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// The unit each file of `root` belongs to (its first module below `root`;
 /// `None` for the root's own `lib.rs`/`main.rs`/`mod.rs`) and the units its
 /// imports name (`crate::x`, `super::x`, `use super::{x, y}`), outside its
 /// `mod tests`.
 fn import_graph(root: &str) -> BTreeMap<String, BTreeSet<String>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(root);
-    let mut files = Vec::new();
-    walk(&root, &mut files);
+    let files = rust_files(&root);
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files {
         let rel = file.strip_prefix(&root).unwrap().with_extension("");
@@ -310,21 +313,11 @@ fn modules_form_layers_not_circles() {
 /// split by concern.
 #[test]
 fn long_files_say_why_they_are_one_file() {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    for dir in ["src", "cli/src", "macros/src", "examples"] {
-        walk(&root.join(dir), &mut files);
-    }
+    let files: Vec<PathBuf> = ["src", "cli/src", "macros/src", "examples"]
+        .iter()
+        .flat_map(|dir| rust_files(&root.join(dir)))
+        .collect();
     let mut unexplained = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
