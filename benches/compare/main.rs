@@ -280,13 +280,19 @@ async fn telemetry_main(mode: Mode) -> Result<()> {
         on_scratch_database(async |url| telemetry::run(mode, url.as_str()).await).await?;
     let rows = rows?;
     println!(
-        "\n{:<16} {:>4} {:>10} {:>10} {:>9}",
-        "workload", "conc", "ratio off", "ratio on", "overhead"
+        "\n{:<16} {:>4} {:>10} {:>12} {:>10} {:>12} {:>9}",
+        "workload", "conc", "ratio off", "spans built", "ratio on", "building", "overhead"
     );
     for r in &rows {
         println!(
-            "{:<16} {:>4} {:>10.3} {:>10.3} {:>8.1}%",
-            r.workload, r.concurrency, r.ratio_without, r.ratio_with, r.overhead_pct
+            "{:<16} {:>4} {:>10.3} {:>12.3} {:>10.3} {:>11.1}% {:>8.1}%",
+            r.workload,
+            r.concurrency,
+            r.ratio_without,
+            r.ratio_spans_built,
+            r.ratio_with,
+            r.spans_built_pct,
+            r.overhead_pct
         );
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

@@ -5,7 +5,14 @@
 //! way an exporter's batch processor receives them) and a recorder that
 //! keeps every metric. The overhead is the drop of the crate/raw ratio, so
 //! that machine noise, which hits both sides of a pass alike, cancels.
+//!
+//! A middle pass splits that cost: the subscriber is installed and
+//! interested (so the crate builds every span with its attributes, and the
+//! registry stores it) but its layer keeps nothing, and no metrics recorder
+//! is installed yet. What the middle pass loses is the crate's span
+//! building; what the last pass loses on top is the recording itself.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -26,8 +33,13 @@ pub struct TelemetryRow {
     pub concurrency: usize,
     /// crate/raw throughput with no subscriber and no recorder.
     pub ratio_without: f64,
+    /// crate/raw throughput with a subscriber that is interested in every
+    /// span but keeps none, and no metrics recorder.
+    pub ratio_spans_built: f64,
     /// crate/raw throughput with both recording in memory.
     pub ratio_with: f64,
+    /// 100 * (1 - ratio_spans_built / ratio_without): building the spans.
+    pub spans_built_pct: f64,
     /// 100 * (1 - ratio_with / ratio_without).
     pub overhead_pct: f64,
     ops_per_sec_without: f64,
@@ -37,9 +49,11 @@ pub struct TelemetryRow {
 /// One span's fields as text.
 type SpanFields = Vec<(&'static str, String)>;
 
-/// Every span's fields as text, kept in memory (bounded: cleared when full).
+/// Every span's fields as text, kept in memory (bounded: cleared when full)
+/// once `recording` is on; before, the layer is interested in every span
+/// but keeps nothing.
 #[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<SpanFields>>>);
+struct Spans(Arc<Mutex<Vec<SpanFields>>>, Arc<AtomicBool>);
 
 struct Fields<'a>(&'a mut Vec<(&'static str, String)>);
 
@@ -51,6 +65,9 @@ impl Visit for Fields<'_> {
 
 impl<S: tracing::Subscriber> Layer<S> for Spans {
     fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        if !self.1.load(Ordering::Relaxed) {
+            return;
+        }
         let mut fields = Vec::with_capacity(16);
         attrs.record(&mut Fields(&mut fields));
         let mut spans = self.0.lock().unwrap();
@@ -61,6 +78,9 @@ impl<S: tracing::Subscriber> Layer<S> for Spans {
     }
 
     fn on_record(&self, _id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+        if !self.1.load(Ordering::Relaxed) {
+            return;
+        }
         let mut fields = Vec::new();
         values.record(&mut Fields(&mut fields));
         std::hint::black_box(fields);
@@ -86,6 +106,10 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
 
     let spans = Spans::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))?;
+    eprintln!("telemetry pass: spans built, nothing kept, no recorder");
+    let built = measure_each(workloads::all(&ctx), Some(&only), mode, " (spans built)").await?;
+
+    spans.1.store(true, Ordering::Relaxed);
     metrics_util::debugging::DebuggingRecorder::new()
         .install()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -98,12 +122,15 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
 
     Ok(without
         .iter()
+        .zip(&built)
         .zip(&with)
-        .map(|(off, on)| TelemetryRow {
+        .map(|((off, built), on)| TelemetryRow {
             workload: off.workload,
             concurrency: off.concurrency,
             ratio_without: off.ratio,
+            ratio_spans_built: built.ratio,
             ratio_with: on.ratio,
+            spans_built_pct: 100.0 * (1.0 - built.ratio / off.ratio),
             overhead_pct: 100.0 * (1.0 - on.ratio / off.ratio),
             ops_per_sec_without: off.ops_per_sec,
             ops_per_sec_with: on.ops_per_sec,
