@@ -280,18 +280,28 @@ async fn telemetry_main(mode: Mode) -> Result<()> {
         on_scratch_database(async |url| telemetry::run(mode, url.as_str()).await).await?;
     let rows = rows?;
     println!(
-        "\n{:<16} {:>4} {:>10} {:>12} {:>10} {:>12} {:>9}",
-        "workload", "conc", "ratio off", "spans built", "ratio on", "building", "overhead"
+        "\n{:<14} {:>4} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "workload",
+        "conc",
+        "ratio off",
+        "spans",
+        "+metrics",
+        "ratio on",
+        "building",
+        "+metrics",
+        "overhead"
     );
     for r in &rows {
         println!(
-            "{:<16} {:>4} {:>10.3} {:>12.3} {:>10.3} {:>11.1}% {:>8.1}%",
+            "{:<14} {:>4} {:>9.3} {:>8.3} {:>9.3} {:>9.3} {:>8.1}% {:>9.1}% {:>8.1}%",
             r.workload,
             r.concurrency,
             r.ratio_without,
             r.ratio_spans_built,
+            r.ratio_metrics_recorded,
             r.ratio_with,
             r.spans_built_pct,
+            r.metrics_recorded_pct,
             r.overhead_pct
         );
     }

@@ -6,11 +6,13 @@
 //! keeps every metric. The overhead is the drop of the crate/raw ratio, so
 //! that machine noise, which hits both sides of a pass alike, cancels.
 //!
-//! A middle pass splits that cost: the subscriber is installed and
-//! interested (so the crate builds every span with its attributes, and the
-//! registry stores it) but its layer keeps nothing, and no metrics recorder
-//! is installed yet. What the middle pass loses is the crate's span
-//! building; what the last pass loses on top is the recording itself.
+//! Two middle passes split that cost. In the first the subscriber is
+//! installed and interested (so the crate builds every span with its
+//! attributes, and the registry stores it) but its layer keeps nothing, and
+//! no metrics recorder is installed: what it loses is the crate's span
+//! building. The second adds the metrics recorder: what it loses on top is
+//! recording the metrics. The last pass, spans kept too, adds formatting and
+//! keeping every span's fields.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,8 +40,14 @@ pub struct TelemetryRow {
     pub ratio_spans_built: f64,
     /// crate/raw throughput with both recording in memory.
     pub ratio_with: f64,
+    /// crate/raw throughput with spans built but not kept, and the metrics
+    /// recorded.
+    pub ratio_metrics_recorded: f64,
     /// 100 * (1 - ratio_spans_built / ratio_without): building the spans.
     pub spans_built_pct: f64,
+    /// 100 * (1 - ratio_metrics_recorded / ratio_without): building the
+    /// spans and recording the metrics.
+    pub metrics_recorded_pct: f64,
     /// 100 * (1 - ratio_with / ratio_without).
     pub overhead_pct: f64,
     ops_per_sec_without: f64,
@@ -109,10 +117,13 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
     eprintln!("telemetry pass: spans built, nothing kept, no recorder");
     let built = measure_each(workloads::all(&ctx), Some(&only), mode, " (spans built)").await?;
 
-    spans.1.store(true, Ordering::Relaxed);
     metrics_util::debugging::DebuggingRecorder::new()
         .install()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("telemetry pass: spans built, nothing kept, metrics recorded");
+    let metered = measure_each(workloads::all(&ctx), Some(&only), mode, " (metrics)").await?;
+
+    spans.1.store(true, Ordering::Relaxed);
     eprintln!("telemetry pass: spans and metrics recorded in memory");
     let with = measure_each(workloads::all(&ctx), Some(&only), mode, " (recorded)").await?;
     anyhow::ensure!(
@@ -123,14 +134,17 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
     Ok(without
         .iter()
         .zip(&built)
+        .zip(&metered)
         .zip(&with)
-        .map(|((off, built), on)| TelemetryRow {
+        .map(|(((off, built), metered), on)| TelemetryRow {
             workload: off.workload,
             concurrency: off.concurrency,
             ratio_without: off.ratio,
             ratio_spans_built: built.ratio,
+            ratio_metrics_recorded: metered.ratio,
             ratio_with: on.ratio,
             spans_built_pct: 100.0 * (1.0 - built.ratio / off.ratio),
+            metrics_recorded_pct: 100.0 * (1.0 - metered.ratio / off.ratio),
             overhead_pct: 100.0 * (1.0 - on.ratio / off.ratio),
             ops_per_sec_without: off.ops_per_sec,
             ops_per_sec_with: on.ops_per_sec,
