@@ -1,7 +1,9 @@
 //! Where the tests' PostgreSQL comes from, and the one process-wide
 //! connection that creates and drops their databases.
 //!
-//! In this order: `TEST_DATABASE_URL` (its database name is ignored); else
+//! In this order: `TEST_DATABASE_URL` (its database name is ignored; from
+//! the environment, else from the nearest `.env`, as `db test-db clean` and
+//! `Config::from_env` read it); else
 //! the project-local cluster of the crate under test (the nearest directory
 //! holding `diesel.toml`, from the working directory up: `cargo test` runs a
 //! crate's tests in its own directory), created and started when needed
@@ -80,7 +82,7 @@ pub fn try_server() -> Result<&'static Server, String> {
 /// or started for it. `Ok(None)`: there is none to clean (no
 /// `TEST_DATABASE_URL`, and the project's cluster does not exist or is down).
 pub fn existing_server() -> Result<Option<&'static Server>, String> {
-    if std::env::var("TEST_DATABASE_URL").is_ok_and(|v| !v.trim().is_empty()) {
+    if test_database_url().is_some() {
         return try_server().map(Some);
     }
     let cwd = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
@@ -93,11 +95,36 @@ pub fn existing_server() -> Result<Option<&'static Server>, String> {
     }
 }
 
+/// `TEST_DATABASE_URL` from the environment, else from the nearest `.env`
+/// from the working directory up (the file `db test-db clean` and
+/// `Config::from_env` read), without changing the process's environment.
+/// Set but blank: none.
+fn test_database_url() -> Option<String> {
+    let raw = match std::env::var("TEST_DATABASE_URL") {
+        Ok(value) => value,
+        Err(_) => {
+            let cwd = std::env::current_dir().ok()?;
+            from_dotenv(&cwd)?
+        }
+    };
+    (!raw.trim().is_empty()).then_some(raw)
+}
+
+/// `TEST_DATABASE_URL` of the nearest `.env` in `dir` or above it.
+fn from_dotenv(dir: &Path) -> Option<String> {
+    let file = dir
+        .ancestors()
+        .map(|d| d.join(".env"))
+        .find(|f| f.is_file())?;
+    dotenvy::from_path_iter(file)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|(key, _)| key == "TEST_DATABASE_URL")
+        .map(|(_, value)| value)
+}
+
 fn find() -> Result<Server, String> {
-    if let Some(raw) = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-    {
+    if let Some(raw) = test_database_url() {
         let mut url = url::Url::parse(&raw)
             .map_err(|e| format!("TEST_DATABASE_URL is not a URL ({e}): {raw}"))?;
         url.set_path("");
@@ -276,4 +303,26 @@ where
                 .expect("the test clerk's runtime")
         })
         .spawn(work)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_database_url_comes_from_the_nearest_dotenv_up_the_tree() {
+        let root = tempfile::tempdir().unwrap();
+        let nested = root.path().join("crates").join("svc");
+        std::fs::create_dir_all(&nested).unwrap();
+        assert_eq!(from_dotenv(&nested), None);
+        std::fs::write(
+            root.path().join(".env"),
+            "DATABASE_URL=postgres://app@db/app\nTEST_DATABASE_URL=postgres://postgres@127.0.0.1:5433/x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            from_dotenv(&nested).as_deref(),
+            Some("postgres://postgres@127.0.0.1:5433/x")
+        );
+    }
 }
