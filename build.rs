@@ -35,7 +35,7 @@ fn main() {
 /// `src/` holding a module named after a table of `src/schema.rs`.
 fn domains(src: &Path) {
     let schema = fs::read_to_string(src.join("schema.rs")).expect("src/schema.rs");
-    // In each `diesel::table! {`, after any `use` lines: `    name (key) {`.
+    // In each `diesel::table! {`, after any `use` and comment lines: `    name (key) {`.
     let tables: Vec<&str> = schema
         .split("diesel::table! {")
         .skip(1)
@@ -43,7 +43,7 @@ fn domains(src: &Path) {
             let line = block
                 .lines()
                 .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with("use "))?;
+                .find(|l| !l.is_empty() && !l.starts_with("use ") && !l.starts_with("//"))?;
             line.split([' ', '(']).next()
         })
         .collect();

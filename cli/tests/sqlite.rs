@@ -669,3 +669,62 @@ async fn push_and_diff_on_a_seeded_sqlite_file_keep_every_row() {
         "{out}"
     );
 }
+
+/// Rows another tool orphaned (the sqlite3 shell and the diesel CLI never
+/// turn foreign keys on) are not blamed on the next migration, and the
+/// bookkeeping rows a `diesel migration revert` leaves behind (nothing
+/// cascades with foreign keys off) do not break the next run.
+#[tokio::test(flavor = "multi_thread")]
+async fn orphans_made_by_other_tools_do_not_stop_the_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = file_url(dir.path(), "orphans.db");
+    let ok = |args: &[&str]| {
+        let out = run_db(&url, args, &[]);
+        assert!(
+            out.status.success(),
+            "db {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&["setup"]);
+    let newest = database::migrate::sqlite::embedded().iter().last().unwrap();
+    {
+        use diesel_async::SimpleAsyncConnection;
+        let sqlite = sqlite_db(&url);
+        let mut conn = sqlite.conn().await.unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = OFF")
+            .await
+            .unwrap();
+        // A session of a user that does not exist.
+        conn.batch_execute(
+            "INSERT INTO sessions (id, user_id, token_hash, expires_at) \
+             VALUES (randomblob(16), randomblob(16), randomblob(32), '2999-01-01 00:00:00+00:00')",
+        )
+        .await
+        .unwrap();
+        // `diesel migration revert` of the newest migration: its down.sql,
+        // then the version row, with foreign keys off (nothing cascades).
+        conn.batch_execute(newest.down_sql.as_deref().unwrap())
+            .await
+            .unwrap();
+        conn.batch_execute(&format!(
+            "DELETE FROM __diesel_schema_migrations WHERE version = '{}'",
+            newest.version
+        ))
+        .await
+        .unwrap();
+        // Back in the pool with foreign keys off: close the pool instead.
+        drop(conn);
+        sqlite.close();
+    }
+    assert!(ok(&["migrate"]).contains("Applied"));
+    assert!(ok(&["rollback"]).contains("Reverted"));
+    assert!(ok(&["migrate"]).contains("Applied"));
+    assert_eq!(
+        count(&url, "sessions").await,
+        1,
+        "the orphan stays, untouched"
+    );
+}

@@ -63,7 +63,7 @@ pub(super) fn classify(kind: &DatabaseErrorKind, message: &str) -> Option<Error>
         DatabaseErrorKind::Unknown => {
             let missing = message.starts_with("no such table: ")
                 || message.starts_with("no such column: ")
-                || message.contains(" has no column named ");
+                || (message.starts_with("table ") && message.contains(" has no column named "));
             missing.then(|| Error::SchemaMismatch(message.to_owned()))
         }
         _ => None,

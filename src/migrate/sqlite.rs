@@ -53,7 +53,13 @@ CREATE TABLE IF NOT EXISTS __database_migration_scripts (
         REFERENCES __diesel_schema_migrations (version) ON DELETE CASCADE,
     up_sql   TEXT NOT NULL,
     down_sql TEXT
-);";
+);
+-- What a revert by another tool left behind: `diesel migration revert`
+-- deletes the version row with foreign keys off, so nothing cascades.
+DELETE FROM __database_migration_checksums
+    WHERE version NOT IN (SELECT version FROM __diesel_schema_migrations);
+DELETE FROM __database_migration_scripts
+    WHERE version NOT IN (SELECT version FROM __diesel_schema_migrations);";
 
 const APPLIED_WITH_CHECKSUMS: &str = "\
 SELECT m.version, m.run_on, c.checksum, c.checksum_normalized, c.name
@@ -116,7 +122,11 @@ fn failed(m: &Migration, script: Script, e: diesel::result::Error) -> MigrationE
     }))
 }
 
-fn apply(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationError> {
+fn apply(
+    conn: &mut SqliteConnection,
+    m: &Migration,
+    known: &Orphans,
+) -> Result<(), MigrationError> {
     if !m.run_in_transaction {
         return Err(MigrationError::Source {
             path: format!("migrations_sqlite/{}/metadata.toml", m.name),
@@ -127,7 +137,7 @@ fn apply(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationErro
     }
     conn.batch_execute(&m.up_sql)
         .map_err(|e| failed(m, Script::Up, e))?;
-    broken_references(conn, m, Script::Up)?;
+    broken_references(conn, m, Script::Up, known)?;
     diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES (?)")
         .bind::<diesel::sql_types::Text, _>(&m.version)
         .execute(conn)?;
@@ -143,7 +153,11 @@ fn apply(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationErro
     Ok(())
 }
 
-fn revert(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationError> {
+fn revert(
+    conn: &mut SqliteConnection,
+    m: &Migration,
+    known: &Orphans,
+) -> Result<(), MigrationError> {
     let down = m
         .down_sql
         .as_deref()
@@ -153,7 +167,7 @@ fn revert(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationErr
         })?;
     conn.batch_execute(down)
         .map_err(|e| failed(m, Script::Down, e))?;
-    broken_references(conn, m, Script::Down)?;
+    broken_references(conn, m, Script::Down, known)?;
     // Explicitly: foreign keys are off while migrations run (`exclusive`),
     // so nothing cascades.
     for table in [
@@ -182,7 +196,7 @@ fn revert(conn: &mut SqliteConnection, m: &Migration) -> Result<(), MigrationErr
 /// table).
 async fn exclusive<T: Send + 'static>(
     conn: &mut SqliteConn,
-    f: impl FnOnce(&mut SqliteConnection) -> Result<T, MigrationError> + Send + 'static,
+    f: impl FnOnce(&mut SqliteConnection, &Orphans) -> Result<T, MigrationError> + Send + 'static,
 ) -> Result<T, MigrationError> {
     // Diesel's `spawn_blocking` wants a diesel error: carry ours through it.
     let outcome: Arc<std::sync::Mutex<Option<MigrationError>>> = Arc::default();
@@ -190,14 +204,29 @@ async fn exclusive<T: Send + 'static>(
     let result = conn
         .spawn_blocking(move |c| {
             c.batch_execute("PRAGMA foreign_keys = OFF")?;
-            let result = c.exclusive_transaction(|c| {
-                f(c).map_err(|e| {
-                    *slot.lock().unwrap() = Some(e);
-                    diesel::result::Error::RollbackTransaction
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.exclusive_transaction(|c| {
+                    // Rows already orphaned (by a tool that never turns
+                    // foreign keys on) are not this run's doing.
+                    orphans(c).and_then(|known| f(c, &known)).map_err(|e| {
+                        *slot.lock().unwrap() = Some(e);
+                        diesel::result::Error::RollbackTransaction
+                    })
                 })
-            });
+            }));
+            let run = match run {
+                Ok(result) => result,
+                Err(panic) => {
+                    // Release the file's lock and the setting before the
+                    // panic goes on; Diesel's own bookkeeping still says
+                    // "in a transaction", so the pool discards the connection.
+                    let _ = c.batch_execute("ROLLBACK");
+                    let _ = c.batch_execute("PRAGMA foreign_keys = ON");
+                    std::panic::resume_unwind(panic);
+                }
+            };
             let restored = c.batch_execute("PRAGMA foreign_keys = ON");
-            let value = result?;
+            let value = run?;
             restored?;
             Ok(value)
         })
@@ -208,31 +237,48 @@ async fn exclusive<T: Send + 'static>(
     }
 }
 
-/// `Err` naming the first rows that point at a missing parent
-/// (`PRAGMA foreign_key_check`) after `script` of `m` ran with foreign keys
-/// off.
+/// Rows pointing at a missing parent (`PRAGMA foreign_key_check`): child
+/// table, rowid, parent table.
+type Orphans = std::collections::HashSet<(String, Option<i64>, String)>;
+
+fn orphans(conn: &mut SqliteConnection) -> Result<Orphans, MigrationError> {
+    #[derive(QueryableByName)]
+    struct Orphan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        child: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        child_rowid: Option<i64>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        parent: String,
+    }
+    let found: Vec<Orphan> = diesel::sql_query(
+        "SELECT \"table\" AS child, rowid AS child_rowid, parent FROM pragma_foreign_key_check",
+    )
+    .load(conn)?;
+    Ok(found
+        .into_iter()
+        .map(|o| (o.child, o.child_rowid, o.parent))
+        .collect())
+}
+
+/// `Err` naming the first rows that point at a missing parent after
+/// `script` of `m` ran with foreign keys off, and did not before the run
+/// (`known`).
 fn broken_references(
     conn: &mut SqliteConnection,
     m: &Migration,
     script: Script,
+    known: &Orphans,
 ) -> Result<(), MigrationError> {
-    #[derive(QueryableByName)]
-    struct Broken {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        child: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        parent: String,
-    }
-    let broken: Vec<Broken> = diesel::sql_query(
-        "SELECT \"table\" AS child, parent FROM pragma_foreign_key_check LIMIT 5",
-    )
-    .load(conn)?;
+    let mut broken: Vec<_> = orphans(conn)?.difference(known).cloned().collect();
     if broken.is_empty() {
         return Ok(());
     }
+    broken.sort();
+    broken.truncate(5);
     let pairs: Vec<String> = broken
         .iter()
-        .map(|b| format!("{} -> {}", b.child, b.parent))
+        .map(|(child, _, parent)| format!("{child} -> {parent}"))
         .collect();
     Err(MigrationError::Failed(Box::new(Failure {
         version: m.version.clone(),
@@ -263,7 +309,7 @@ pub async fn run_to(
         None => None,
     };
     let set = set.clone();
-    exclusive(conn, move |c| {
+    exclusive(conn, move |c, known| {
         c.batch_execute(SETUP_SQL)?;
         let rows = read(c)?;
         let pending = plan_run(&set, &rows, &[], target.as_ref())?;
@@ -278,7 +324,7 @@ pub async fn run_to(
             }
         }
         for m in pending {
-            apply(c, m)?;
+            apply(c, m, known)?;
             tracing::info!(migration = %m.name, "applied SQLite migration");
             report.applied.push(m.name.clone());
         }
@@ -348,18 +394,18 @@ async fn revert_steps(
     reapply: bool,
 ) -> Result<Vec<String>, MigrationError> {
     let set = set.clone();
-    exclusive(conn, move |c| {
+    exclusive(conn, move |c, known| {
         c.batch_execute(SETUP_SQL)?;
         let rows = read(c)?;
         let plan = plan_revert(&set, &rows, steps)?;
         for m in &plan {
-            revert(c, m)?;
+            revert(c, m, known)?;
         }
         if !reapply {
             return Ok(plan.iter().map(|m| m.name.clone()).collect());
         }
         for m in plan.iter().rev() {
-            apply(c, m)?;
+            apply(c, m, known)?;
         }
         Ok(plan.iter().rev().map(|m| m.name.clone()).collect())
     })
@@ -397,14 +443,14 @@ pub async fn push(
     set: &MigrationSet,
 ) -> Result<Vec<super::PushStep>, MigrationError> {
     let set = set.clone();
-    exclusive(conn, move |c| {
+    exclusive(conn, move |c, known| {
         c.batch_execute(SETUP_SQL)?;
         let rows = read(c)?;
         let stored = load_scripts(c)?;
         let plan = super::push::plan_reverts(&set, &rows, &stored)?;
         let mut steps = Vec::new();
         for (m, reason) in &plan {
-            revert(c, m)?;
+            revert(c, m, known)?;
             steps.push(super::PushStep::Reverted {
                 name: m.name.clone(),
                 reason,
@@ -415,7 +461,7 @@ pub async fn push(
                 r.version == m.version && !plan.iter().any(|(p, _)| p.version == r.version)
             })
         }) {
-            apply(c, m)?;
+            apply(c, m, known)?;
             steps.push(super::PushStep::Applied {
                 name: m.name.clone(),
             });
