@@ -294,11 +294,7 @@ on_both_backends! {
         t.execute("DROP TABLE verifications").await.unwrap();
         let err = verifications::issue(
             &mut conn,
-            &NewVerification {
-                purpose: VerificationPurpose::EmailVerification,
-                identifier: "ann@example.com".into(),
-                ttl_seconds: 3600,
-            },
+            &verification(VerificationPurpose::EmailVerification),
         )
         .await
         .unwrap_err();
@@ -563,11 +559,7 @@ on_both_backends! {
         assert!(!printed.contains(session.token.expose()), "{printed}");
         let issued = verifications::issue(
             &mut conn,
-            &NewVerification {
-                purpose: VerificationPurpose::EmailVerification,
-                identifier: "ann@example.com".into(),
-                ttl_seconds: 3600,
-            },
+            &verification(VerificationPurpose::EmailVerification),
         )
         .await
         .unwrap();

@@ -267,20 +267,23 @@ async fn many_processes_and_pools_migrate_one_file_at_once() {
     );
 }
 
+/// `db <args>` on `url`, which must succeed; its standard output.
+fn db_ok(url: &str, args: &[&str]) -> String {
+    let out = run_db(url, args, &[]);
+    assert!(
+        out.status.success(),
+        "db {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn the_db_command_on_a_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
     let url = file_url(dir.path(), "cli.db");
-    let ok = |args: &[&str]| {
-        let out = run_db(&url, args, &[]);
-        assert!(
-            out.status.success(),
-            "db {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let ok = |args: &[&str]| db_ok(&url, args);
     // Counts and names from the embedded set: a new SQLite migration needs no edit here.
     let set = database::migrate::sqlite::embedded();
     let names: Vec<&str> = set.iter().map(|m| m.name.as_str()).collect();
@@ -678,16 +681,7 @@ async fn push_and_diff_on_a_seeded_sqlite_file_keep_every_row() {
 async fn orphans_made_by_other_tools_do_not_stop_the_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let url = file_url(dir.path(), "orphans.db");
-    let ok = |args: &[&str]| {
-        let out = run_db(&url, args, &[]);
-        assert!(
-            out.status.success(),
-            "db {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let ok = |args: &[&str]| db_ok(&url, args);
     ok(&["setup"]);
     let newest = database::migrate::sqlite::embedded().iter().last().unwrap();
     {

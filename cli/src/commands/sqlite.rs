@@ -162,25 +162,9 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
         Command::Diff => {
             let db = db()?;
             let mut conn = sqlite_conn(&db).await?;
-            let pending = migrate::sqlite::status(&mut conn, set).await?;
-            let pending = pending.pending();
-            if !pending.is_empty() {
-                eprintln!(
-                    "note: {} migration(s) are not applied to this database yet ({}): the \
-                     difference below includes them; `db migrate` applies them",
-                    pending.len(),
-                    pending.join(", ")
-                );
-            }
+            let status = migrate::sqlite::status(&mut conn, set).await?;
             let drift = crate::drift::diff_sqlite(&mut conn, set).await?;
-            if drift.has_drift() {
-                print!("{}", drift.diff);
-                eprintln!("diff: the live schema differs from what the migrations produce");
-                Ok(ExitCode::from(EXIT_NOT_UP_TO_DATE))
-            } else {
-                println!("No drift: the live schema is what the migrations produce.");
-                Ok(ExitCode::SUCCESS)
-            }
+            Ok(crate::commands::schema::report_drift(&status, &drift))
         }
         Command::Studio { port, write, open } => {
             if *write && let Some(code) = guard(config, "studio --write", false)? {
