@@ -31,6 +31,7 @@ pub mod ops;
 mod render_once;
 pub mod schema;
 pub mod schema_sqlite;
+mod split;
 mod sql_enum;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -74,6 +74,44 @@ fn assert_postgres_client_span(span: &SpanRecord, name: &str, operation: &str, t
     assert!(span.closed, "the statement's span ended: {span:?}");
 }
 
+/// A batch (several statements in one simple-protocol string) says how
+/// many it holds; a single statement does not carry the attribute.
+#[tokio::test]
+async fn a_batch_says_how_many_statements_it_holds() {
+    use diesel_async::SimpleAsyncConnection;
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let mut conn = t.owner.conn().await.unwrap();
+    conn.batch_execute("CREATE TEMP TABLE batch_probe (n int); INSERT INTO batch_probe VALUES (1); DROP TABLE batch_probe")
+        .await
+        .unwrap();
+    conn.batch_execute("CREATE TEMP TABLE single_probe (n int)")
+        .await
+        .unwrap();
+    drop(conn);
+    let spans = statements(&recorded, &t.name);
+    let batch = spans
+        .iter()
+        .find(|s| {
+            s.get("db.query.text")
+                .is_some_and(|q| q.contains("batch_probe"))
+        })
+        .expect("the batch's span");
+    assert_eq!(
+        batch.get("db.operation.batch.size"),
+        Some("3"),
+        "{batch:#?}"
+    );
+    let single = spans
+        .iter()
+        .find(|s| {
+            s.get("db.query.text")
+                .is_some_and(|q| q.contains("single_probe"))
+        })
+        .expect("the single statement's span");
+    assert_eq!(single.get("db.operation.batch.size"), None, "{single:#?}");
+}
+
 /// `DB_TRACE_RETURNED_ROWS` (opt-in in the conventions) gives each
 /// statement's span the rows it returned; off, the attribute is absent.
 #[tokio::test]

@@ -106,6 +106,9 @@ pub(crate) struct Shape {
     pub(crate) operation: Option<Box<str>>,
     pub(crate) collection: Option<Box<str>>,
     pub(crate) summary: Box<str>,
+    /// How many statements it holds when more than one (a batch sent as
+    /// one simple-protocol string): `db.operation.batch.size`.
+    pub(crate) batch_size: Option<u64>,
     /// Its labels on `db.client.operation.duration`.
     pub(crate) labels: Vec<::metrics::Label>,
 }
@@ -129,8 +132,11 @@ impl Shape {
             operation.as_deref(),
             collections.first().map(String::as_str),
         );
+        // Paid once per statement text: shapes are cached.
+        let statements = crate::split::split_statements(sql).len() as u64;
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Shape {
+            batch_size: (statements > 1).then_some(statements),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             labels,
             text: sql.into(),
@@ -264,6 +270,7 @@ pub(crate) fn statement_span(
                 db.operation.name = shape.operation.as_deref(),
                 db.query.summary = &*shape.summary,
                 db.query.text = &*shape.text,
+                db.operation.batch.size = shape.batch_size,
                 db.response.status_code = tracing::field::Empty,
                 db.response.returned_rows = tracing::field::Empty,
                 error.type = tracing::field::Empty,

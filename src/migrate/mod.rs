@@ -42,7 +42,6 @@ mod on_db;
 mod push;
 mod scripts;
 mod source;
-mod split;
 pub mod sqlite;
 
 use std::fmt;
@@ -51,12 +50,12 @@ use crate::db::Conn;
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, SimpleAsyncConnection};
 
+pub use crate::split::split_statements;
 pub use error::{Failure, MigrationError, Problem, Script};
 pub use lock::LockWait;
 pub use push::{PushStep, push};
 pub use scripts::AppliedScripts;
 pub use source::{EmbeddedFiles, Migration, MigrationSet, normalize_sql};
-pub use split::split_statements;
 
 use history::{AppliedRow, ProgressRow};
 

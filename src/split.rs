@@ -1,4 +1,6 @@
-//! Splits a SQL script into its statements.
+//! Splits a SQL script into its statements: for the migration engine, which
+//! runs and records them one by one, and for the spans of a batch
+//! (`db.operation.batch.size`). It imports nothing of the crate.
 //!
 //! PostgreSQL runs a multi-statement string as one implicit transaction, so a
 //! migration that must run outside a transaction (`CREATE INDEX
