@@ -175,37 +175,50 @@ pub async fn drop_database(config: &Config) -> Result<ExitCode> {
 /// `db push`: development only. Refused where the production guard refuses
 /// and on any server that is not local, without asking.
 pub async fn push(config: &Config, set: &MigrationSet) -> Result<ExitCode> {
-    match crate::guard::judge(config.migration_url(), |k| std::env::var(k).ok()) {
-        Verdict::Allowed => {}
+    if let Some(refused) = refuse_push(config.migration_url()) {
+        return Ok(refused);
+    }
+    let mut conn = connect(config).await?;
+    let steps = migrate::push(&mut conn, set, &mut print_push_step)
+        .await
+        .context(
+            "push stopped: the steps printed above are done; the failing one was rolled back \
+             where it ran in a transaction",
+        )?;
+    if steps.is_empty() {
+        println!("Nothing to push: the database matches the migrations folder.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `db push`'s guard, on either backend: the exit code of a refusal (said
+/// why) when `url` is production or not local.
+pub(crate) fn refuse_push(url: &str) -> Option<ExitCode> {
+    match crate::guard::judge(url, |k| std::env::var(k).ok()) {
+        Verdict::Allowed => None,
         Verdict::Refused(why) => {
             eprintln!(
                 "refused: `db push` never runs against production: {why}. Nothing was changed."
             );
-            return Ok(ExitCode::from(EXIT_REFUSED));
+            Some(ExitCode::from(EXIT_REFUSED))
         }
         Verdict::NeedsConfirmation { host } => {
             eprintln!(
                 "refused: `db push` is for a local development database, and {host} is not local. Nothing was changed."
             );
-            return Ok(ExitCode::from(EXIT_REFUSED));
+            Some(ExitCode::from(EXIT_REFUSED))
         }
     }
-    let mut conn = connect(config).await?;
-    let steps = migrate::push(&mut conn, set, &mut |step| match step {
+}
+
+/// One line per step of `db push`, on either backend.
+pub(crate) fn print_push_step(step: &PushStep) {
+    match step {
         PushStep::Reverted { name, reason } => {
             println!("Reverted {name} with its stored down.sql ({reason})")
         }
         PushStep::Applied { name } => println!("Applied {name}"),
-    })
-    .await
-    .context(
-        "push stopped: the steps printed above are done; the failing one was rolled back \
-         where it ran in a transaction",
-    )?;
-    if steps.is_empty() {
-        println!("Nothing to push: the database matches the migrations folder.");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `db test-db clean`: on the tests' server (`database::testing::existing_server`:

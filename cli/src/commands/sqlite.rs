@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use database::db::sqlite::{SqliteTarget, sqlite_target};
-use database::migrate::{self, MigrationSet, PushStep, State};
+use database::migrate::{self, MigrationSet, State};
 use database::ops;
 use database::{Config, SqliteDb};
 
@@ -174,36 +174,15 @@ pub async fn run(cli: &Cli, config: &Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Push => {
-            match crate::guard::judge(&config.database_url, |k| std::env::var(k).ok()) {
-                crate::guard::Verdict::Allowed => {}
-                crate::guard::Verdict::Refused(why) => {
-                    eprintln!(
-                        "refused: `db push` never runs against production: {why}. Nothing was \
-                         changed."
-                    );
-                    return Ok(ExitCode::from(EXIT_REFUSED));
-                }
-                crate::guard::Verdict::NeedsConfirmation { host } => {
-                    eprintln!(
-                        "refused: `db push` is for a local development database, and {host} is \
-                         not local. Nothing was changed."
-                    );
-                    return Ok(ExitCode::from(EXIT_REFUSED));
-                }
+            if let Some(refused) = crate::commands::dev::refuse_push(&config.database_url) {
+                return Ok(refused);
             }
             let db = db()?;
             let mut conn = sqlite_conn(&db).await?;
             let steps = migrate::sqlite::push(&mut conn, set).await.context(
                 "push stopped: nothing was changed (on SQLite the whole push is one transaction)",
             )?;
-            for step in &steps {
-                match step {
-                    PushStep::Reverted { name, reason } => {
-                        println!("Reverted {name} with its stored down.sql ({reason})")
-                    }
-                    PushStep::Applied { name } => println!("Applied {name}"),
-                }
-            }
+            steps.iter().for_each(crate::commands::dev::print_push_step);
             if steps.is_empty() {
                 println!("Nothing to push: the database matches the migrations folder.");
             }
