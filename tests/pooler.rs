@@ -679,6 +679,94 @@ async fn two_open_row_streams_on_one_pooler_connection_both_proceed() {
     assert_eq!(first.last(), Some(&1000));
 }
 
+/// A statement outside a transaction under a context runs in a transaction
+/// of its own that carries the settings: `BEGIN` with them, the statement
+/// and `COMMIT`. Once the statement is prepared on the connection, all three
+/// go out in one flight, one round trip like the statement alone; a
+/// statement prepared anew on every run (a boxed query, or with the
+/// statement cache off) needs the prepare's answer first, so its `COMMIT`
+/// waits for the statement. A current-thread runtime: the driver then
+/// writes what one poll queued in one write (see `common::wire`).
+#[tokio::test(flavor = "current_thread")]
+async fn a_statement_under_a_context_is_one_round_trip_once_prepared() {
+    use common::wire::MessageCounter;
+    use database::Ctx;
+
+    let t = TestDb::new().await;
+    let user = users::create(&mut t.conn().await, &new_user("trips@example.com"))
+        .await
+        .unwrap();
+    let tenant = database::tenancy::tenants::create_with_owner(
+        &mut *t.conn().await,
+        &database::tenancy::NewTenant {
+            name: "Trips".into(),
+            slug: "trips".into(),
+        },
+        user.id,
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    for statement_cache in [true, false] {
+        // As the service's role: a tenant context needs one that row-level
+        // security applies to.
+        let service = t.service_url();
+        let counter = MessageCounter::in_front_of(&service).await;
+        let mut config = Config::new(counter.url_through(&service));
+        config.pool_size = 1;
+        config.statement_cache = statement_cache;
+        let db = Db::new(config).unwrap();
+        let ctx = db.with(Ctx::tenant(tenant.id).user(user.id));
+        let input = CreateTodo {
+            title: "trip".into(),
+            description: None,
+            tenant_id: None,
+        };
+        macro_rules! trips {
+            ($name:literal, $call:expr) => {{
+                for _ in 0..2 {
+                    $call;
+                }
+                let before = counter.sent().trips;
+                for _ in 0..4 {
+                    $call;
+                }
+                let trips = counter.sent().trips - before;
+                seen.push((statement_cache, $name, trips as f64 / 4.0));
+            }};
+        }
+        trips!("lookup", {
+            let mut conn = ctx.conn().await.unwrap();
+            users::find(&mut conn, user.id).await.unwrap();
+        });
+        trips!("insert", {
+            let mut conn = ctx.conn().await.unwrap();
+            todos::create(&mut conn, user.id, &input).await.unwrap();
+        });
+        trips!("boxed page", {
+            let mut conn = ctx.conn().await.unwrap();
+            todos::list_for_tenant(&mut conn, tenant.id, None, 5)
+                .await
+                .unwrap();
+        });
+    }
+    let expected = vec![
+        (true, "lookup", 1.0),
+        (true, "insert", 1.0),
+        // Cached by its SQL text (boxed, with the limit in the text).
+        (true, "boxed page", 1.0),
+        // Prepared on every run: BEGIN with the prepare, the statement,
+        // COMMIT.
+        (false, "lookup", 3.0),
+        (false, "insert", 3.0),
+        (false, "boxed page", 3.0),
+    ];
+    assert_eq!(
+        seen, expected,
+        "(statement cache, call, round trips per call)"
+    );
+}
+
 /// Requests (simple queries and Syncs) and statements parsed per call, in
 /// direct and pooler mode: pinned, so that a change that adds a request to a
 /// call fails here (#29). Counted from the protocol messages, not timed, and
@@ -786,6 +874,7 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
                     Sent {
                         requests: requests / 5,
                         parses: parses / 5,
+                        trips: (after.trips - before.trips) / 5,
                     },
                 ));
             }};

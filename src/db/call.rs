@@ -245,6 +245,24 @@ fn outcome_unknown(sent: Sent, why: &str) -> DieselError {
     )
 }
 
+/// A statement wrapped in a transaction of its own was answered after that
+/// transaction's `COMMIT`: it ran outside it, without the context's settings
+/// (`PgConn`'s one-flight path; never expected). A read's rows are
+/// discarded; a write may have committed.
+pub(super) fn ran_outside_its_transaction(sent: Sent) -> DieselError {
+    let why = "the statement ran after the COMMIT of the transaction it was wrapped in, \
+               without the context's settings";
+    match sent {
+        Sent::Safe => DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new(format!(
+                "{why}; its rows were discarded and the connection closed: run it again"
+            )),
+        ),
+        sent => outcome_unknown(sent, why),
+    }
+}
+
 /// Whether `e` says the connection itself failed (closed, reset, the server
 /// going away) rather than the server refusing the statement.
 pub(super) fn is_connection_failure(e: &DieselError) -> bool {

@@ -78,6 +78,28 @@ pub struct PgConn {
     /// the server before the other's statement, which would then run outside
     /// any transaction, without the context's settings.
     own_transaction: tokio::sync::Mutex<()>,
+    /// The statements that diesel-async has prepared
+    /// and cached on this direct connection, as far as a wrapped statement
+    /// has seen: such a statement goes out on its first poll, so its
+    /// `COMMIT` can follow it in the same flight (`direct_in_transaction`).
+    /// Empty, and left empty, when the statement cache is off.
+    prepared: std::sync::Mutex<PreparedHere>,
+}
+
+/// See `PgConn::prepared`.
+struct PreparedHere {
+    /// The statement cache is on (diesel-async's default; `Disabled` by
+    /// `DB_STATEMENT_CACHE=false`). It never evicts: once cached, a
+    /// statement stays prepared for the connection's life.
+    caching: bool,
+    keys: std::collections::HashSet<CacheKey>,
+}
+
+/// A statement in diesel-async's cache (`PgConn::cache_key`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum CacheKey {
+    Type(std::any::TypeId),
+    Text(u64),
 }
 
 enum Inner {
@@ -179,6 +201,59 @@ impl PgConn {
             transaction: telemetry::TransactionSpan::default(),
             untraced: AtomicBool::new(false),
             own_transaction: tokio::sync::Mutex::new(()),
+            prepared: std::sync::Mutex::new(PreparedHere {
+                caching: true,
+                keys: Default::default(),
+            }),
+        }
+    }
+
+    /// The key under which diesel-async caches `query` on a direct
+    /// connection, when it caches it: its query type when it has a static
+    /// one, else its SQL text (with its Rust type, which decides its binds'
+    /// types, the rest of diesel's key). `None` for a query that is not safe
+    /// to cache (prepared anew on every run), or with the cache off.
+    fn cache_key<T: QueryFragment<Pg> + QueryId>(&self, query: &T) -> Option<CacheKey> {
+        if !matches!(query.is_safe_to_cache_prepared(&Pg), Ok(true)) {
+            return None;
+        }
+        if !self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .caching
+        {
+            return None;
+        }
+        if let Some(id) = T::query_id() {
+            return Some(CacheKey::Type(id));
+        }
+        use diesel::query_builder::QueryBuilder as _;
+        use std::hash::{Hash, Hasher};
+        let mut sql = diesel::pg::PgQueryBuilder::default();
+        query.to_sql(&mut sql, &Pg).ok()?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::any::type_name::<T>().hash(&mut hasher);
+        sql.finish().hash(&mut hasher);
+        Some(CacheKey::Text(hasher.finish()))
+    }
+
+    /// Whether the statement of `key` is prepared on this connection.
+    fn is_prepared(&self, key: Option<CacheKey>) -> bool {
+        key.is_some_and(|key| {
+            let prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+            prepared.caching && prepared.keys.contains(&key)
+        })
+    }
+
+    /// Records that the statement of `key` ran, so diesel-async holds it
+    /// prepared from now on.
+    fn ran_prepared(&self, key: Option<CacheKey>) {
+        if let Some(key) = key {
+            let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+            if prepared.caching {
+                prepared.keys.insert(key);
+            }
         }
     }
 
@@ -588,15 +663,26 @@ impl PgConn {
                 })
             }
             Inner::Direct(conn) => {
+                let key = self.cache_key(&query);
+                let prepared = self.is_prepared(key);
                 let mut shared: &'a AsyncPgConnection = conn;
                 let statement = shared.load(query).map_ok(direct_rows);
                 self.in_own_transaction(sent, move |begin: String| async move {
-                    direct_in_transaction(conn, &begin, async move {
-                        let rows = statement.await?;
-                        let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
-                        Ok(futures::stream::iter(rows).boxed())
-                    })
-                    .await
+                    let rows = direct_in_transaction(
+                        conn,
+                        &self.calls,
+                        &begin,
+                        prepared,
+                        sent,
+                        async move {
+                            let rows = statement.await?;
+                            let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
+                            Ok(futures::stream::iter(rows).boxed())
+                        },
+                    )
+                    .await?;
+                    self.ran_prepared(key);
+                    Ok(rows)
                 })
             }
         }
@@ -629,10 +715,16 @@ impl PgConn {
                 })
             }
             Inner::Direct(conn) => {
+                let key = self.cache_key(&source);
+                let prepared = self.is_prepared(key);
                 let mut shared: &'a AsyncPgConnection = conn;
                 let statement = shared.execute_returning_count(source);
                 self.in_own_transaction(sent, move |begin: String| async move {
-                    direct_in_transaction(conn, &begin, statement).await
+                    let count =
+                        direct_in_transaction(conn, &self.calls, &begin, prepared, sent, statement)
+                            .await?;
+                    self.ran_prepared(key);
+                    Ok(count)
                 })
             }
         }
@@ -669,19 +761,57 @@ impl PgConn {
 
 /// `statement` between `begin` and `COMMIT` on a direct connection: `BEGIN`
 /// goes out together with the statement (it was rendered but not sent: it
-/// goes out when first polled, after `BEGIN`), `COMMIT` once its result is
-/// read; `ROLLBACK` when it fails.
+/// goes out when first polled, after `BEGIN`).
+///
+/// When the statement is `prepared` on this connection, diesel-async sends
+/// it on its first poll, so `COMMIT` goes out in the same flight: one round
+/// trip, like the statement alone. (A failed statement aborts the
+/// transaction, and the server answers the `COMMIT` with a rollback.)
+/// Otherwise diesel-async first prepares it in a round trip of its own, and
+/// a `COMMIT` sent at once would reach the server before the statement,
+/// which would then run outside the transaction, without the context's
+/// settings: `COMMIT` then waits for the statement's answer, and `ROLLBACK`
+/// follows a failure. Answers come back in the order of the requests, so a
+/// `COMMIT` answered before the statement means it overtook it: never
+/// expected, it is checked all the same and reported as what it means.
 async fn direct_in_transaction<R>(
     conn: &AsyncPgConnection,
+    calls: &Calls,
     begin: &str,
+    prepared: bool,
+    sent: Sent,
     statement: impl Future<Output = QueryResult<R>>,
 ) -> QueryResult<R> {
     let mut for_begin = conn;
+    let mut for_end = conn;
+    if prepared {
+        let answered = AtomicBool::new(false);
+        let statement = async {
+            let result = statement.await;
+            answered.store(true, Ordering::Relaxed);
+            result
+        };
+        let commit = async {
+            let committed = SimpleAsyncConnection::batch_execute(&mut for_end, "COMMIT").await;
+            (committed, answered.load(Ordering::Relaxed))
+        };
+        let (begun, result, (committed, in_order)) = futures::join!(
+            SimpleAsyncConnection::batch_execute(&mut for_begin, begin),
+            statement,
+            commit
+        );
+        if !in_order {
+            calls.break_off();
+            return Err(call::ran_outside_its_transaction(sent));
+        }
+        return begun
+            .and(result)
+            .and_then(|value| committed.map(|()| value));
+    }
     let (begun, result) = futures::join!(
         SimpleAsyncConnection::batch_execute(&mut for_begin, begin),
         statement
     );
-    let mut for_end = conn;
     match begun.and(result) {
         Ok(value) => {
             SimpleAsyncConnection::batch_execute(&mut for_end, "COMMIT").await?;
@@ -821,6 +951,10 @@ impl AsyncConnection for PgConn {
     }
 
     fn set_prepared_statement_cache_size(&mut self, size: CacheSize) {
+        // A new cache starts empty.
+        let prepared = self.prepared.get_mut().unwrap_or_else(|p| p.into_inner());
+        prepared.caching = matches!(size, CacheSize::Unbounded);
+        prepared.keys.clear();
         match &mut *self.inner {
             Inner::Direct(conn) => conn.set_prepared_statement_cache_size(size),
             // Nothing is prepared by name: there is no cache.

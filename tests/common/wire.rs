@@ -3,8 +3,17 @@
 //! request, one answer from the server), `P` (Parse: a statement prepared
 //! or sent unnamed). Unlike round trips seen on the wire, the counts do not
 //! depend on how packets happen to be split, so a test can pin them.
+//!
+//! It also counts round trips: requests sent when every earlier one was
+//! answered (a ReadyForQuery, `Z`, ends each answer), that is, after the
+//! client waited. Requests pipelined in one write count once; a client that
+//! writes pipelined requests in several writes could be counted more than
+//! once if the server answers in between, so a test that pins round trips
+//! runs on a current-thread runtime, where the driver writes what a poll
+//! queued at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +38,13 @@ pub struct Sent {
     pub requests: u64,
     /// Statements parsed (prepared, or sent unnamed).
     pub parses: u64,
+    /// Round trips: requests sent with no earlier one left unanswered.
+    pub trips: u64,
 }
+
+/// The key of the round-trip count among the message counts (no message
+/// type is 0).
+const TRIPS: u8 = 0;
 
 impl MessageCounter {
     /// A proxy in front of the server `url` names; `url_through` gives the
@@ -53,6 +68,9 @@ impl MessageCounter {
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
                 let counts = Arc::clone(&shared);
+                // Requests of this connection not answered yet.
+                let unanswered = Arc::new(AtomicU64::new(0));
+                let answers = Arc::clone(&unanswered);
                 tokio::spawn(async move {
                     let mut parser = Parser::default();
                     let mut buf = vec![0u8; 16 * 1024];
@@ -61,7 +79,15 @@ impl MessageCounter {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        parser.feed(&buf[..n], &counts);
+                        parser.feed(&buf[..n], |kind| {
+                            let mut counts = counts.lock().unwrap();
+                            *counts.entry(kind).or_insert(0) += 1;
+                            if matches!(kind, b'Q' | b'S')
+                                && unanswered.fetch_add(1, Ordering::SeqCst) == 0
+                            {
+                                *counts.entry(TRIPS).or_insert(0) += 1;
+                            }
+                        });
                         if sw.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
@@ -69,7 +95,31 @@ impl MessageCounter {
                     let _ = sw.shutdown().await;
                 });
                 tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    // The server's messages are all typed (no SSL answer:
+                    // the URL says sslmode=disable). The first `Z` ends the
+                    // start-up, which no request asked for.
+                    let mut parser = Parser {
+                        started: true,
+                        ..Parser::default()
+                    };
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        parser.feed(&buf[..n], |kind| {
+                            if kind == b'Z' {
+                                let _ =
+                                    answers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                        Some(n.saturating_sub(1))
+                                    });
+                            }
+                        });
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
                     let _ = cw.shutdown().await;
                 });
             }
@@ -106,12 +156,14 @@ impl MessageCounter {
         Sent {
             requests: n(b'Q') + n(b'S'),
             parses: n(b'P'),
+            trips: n(TRIPS),
         }
     }
 }
 
-/// The client's side of one connection: untyped start-up messages first
-/// (an SSL or GSS request, then the StartupMessage), typed ones after.
+/// One direction of one connection, split into messages. The client's side
+/// sends untyped start-up messages first (an SSL or GSS request, then the
+/// StartupMessage), typed ones after.
 #[derive(Default)]
 struct Parser {
     pending: Vec<u8>,
@@ -119,7 +171,8 @@ struct Parser {
 }
 
 impl Parser {
-    fn feed(&mut self, bytes: &[u8], counts: &Mutex<HashMap<u8, u64>>) {
+    /// Takes the next bytes; `seen` gets the type of each whole typed message.
+    fn feed(&mut self, bytes: &[u8], mut seen: impl FnMut(u8)) {
         self.pending.extend_from_slice(bytes);
         loop {
             if !self.started {
@@ -146,7 +199,7 @@ impl Parser {
             if self.pending.len() < 1 + len {
                 return;
             }
-            *counts.lock().unwrap().entry(kind).or_insert(0) += 1;
+            seen(kind);
             self.pending.drain(..1 + len);
         }
     }
