@@ -180,6 +180,25 @@ async fn writes_whose_answer_is_lost_report_an_unknown_outcome(path: Path) {
     assert_outcome_unknown("Db::run", result);
     committed_if_direct(path, t, &email).await;
 
+    // An autocommit INSERT under a context runs in a transaction of its own
+    // that carries the settings; once the statement is prepared, BEGIN, the
+    // statement and COMMIT go out in one flight.
+    let as_user = db.with(database::Ctx::default().user(database::UserId::new()));
+    let warm = format!("warm-{tag}@example.com");
+    users::create(&mut as_user.conn().await.unwrap(), &user(&warm))
+        .await
+        .unwrap();
+    let email = format!("context-{tag}@example.com");
+    let mut conn = as_user.conn().await.unwrap();
+    // After the COMMIT: the flight may leave the client in several writes.
+    proxy.cut_after("COMMIT");
+    assert_outcome_unknown(
+        "autocommit insert under a context",
+        users::create(&mut conn, &user(&email)).await,
+    );
+    drop(conn);
+    committed_if_direct(path, t, &email).await;
+
     // A repository function that opens its own transaction.
     let owner = users::create(
         &mut db.conn().await.unwrap(),
@@ -213,7 +232,7 @@ async fn writes_whose_answer_is_lost_report_an_unknown_outcome(path: Path) {
         )
         .await;
     }
-    assert_eq!(proxy.cuts(), 5);
+    assert_eq!(proxy.cuts(), 6);
 
     // A read whose answer is lost is simply retryable: nothing committed.
     let mut conn = db.conn().await.unwrap();
@@ -568,6 +587,49 @@ async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind(path: Path) {
     // Every later call works, on every connection of the pool.
     for _ in 0..4 {
         drop(clean_checkout(db).await);
+    }
+
+    // A statement outside a transaction under a context runs in one of its
+    // own (BEGIN with the settings, the statement, COMMIT: one flight once
+    // prepared), cancelled at every poll in turn: no connection is left
+    // inside that transaction.
+    let as_user = db.with(database::Ctx::default().user(database::UserId::new()));
+    let mut polls = 0;
+    let mut cancelled = 0;
+    loop {
+        polls += 1;
+        let call = async {
+            let mut conn = as_user.conn().await?;
+            insert(&mut conn, 1000 + polls as i32, 1).await
+        };
+        match (CancelAfter {
+            fut: Box::pin(call),
+            polls,
+        })
+        .await
+        {
+            None => cancelled += 1,
+            Some(result) => {
+                result.unwrap();
+                break;
+            }
+        }
+        let settled_by = Instant::now() + Duration::from_secs(1);
+        while idle_in_transaction(t).await > 0 {
+            assert!(
+                Instant::now() < settled_by,
+                "cancelled after {polls} polls: a backend stays idle in transaction"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(clean_checkout(db).await);
+        assert!(polls < 500, "the statement never completes");
+    }
+    assert!(cancelled >= 2, "cancelled at {cancelled} points only");
+    for _ in 0..4 {
+        drop(clean_checkout(db).await);
+        let mut conn = as_user.conn().await.unwrap();
+        insert(&mut conn, 2000, 1).await.unwrap();
     }
 }
 

@@ -706,6 +706,7 @@ async fn a_statement_under_a_context_is_one_round_trip_once_prepared() {
     )
     .await
     .unwrap();
+    let workflow = common::workflows::workflow(&mut *t.conn().await, tenant.id).await;
     let mut seen = Vec::new();
     for statement_cache in [true, false] {
         // As the service's role: a tenant context needs one that row-level
@@ -749,12 +750,27 @@ async fn a_statement_under_a_context_is_one_round_trip_once_prepared() {
                 .await
                 .unwrap();
         });
+        if !statement_cache {
+            continue;
+        }
+        // Two reads pipelined (the workflow, its executions), then the steps.
+        trips!("workflow tree", {
+            let mut conn = ctx.conn().await.unwrap();
+            database::workflows::workflows::find_with_recent_executions(
+                &mut conn, tenant.id, workflow, 10,
+            )
+            .await
+            .unwrap();
+        });
     }
     let expected = vec![
         (true, "lookup", 1.0),
         (true, "insert", 1.0),
         // Cached by its SQL text (boxed, with the limit in the text).
         (true, "boxed page", 1.0),
+        // The two pipelined reads share a flight, each in a transaction of
+        // its own.
+        (true, "workflow tree", 2.0),
         // Prepared on every run: BEGIN with the prepare, the statement,
         // COMMIT.
         (false, "lookup", 3.0),

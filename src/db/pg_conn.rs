@@ -73,10 +73,10 @@ pub struct PgConn {
     /// No spans: the replica monitor's polling (until the next checkout).
     untraced: AtomicBool,
     /// Held by a statement wrapped in a transaction of its own from its
-    /// `BEGIN` to its `COMMIT`: two such statements pipelined on this
-    /// connection would otherwise interleave, and one's `COMMIT` could reach
-    /// the server before the other's statement, which would then run outside
-    /// any transaction, without the context's settings.
+    /// `BEGIN` until its `COMMIT` is queued: two such statements pipelined on
+    /// this connection would otherwise interleave, and one's `COMMIT` could
+    /// reach the server before the other's statement, which would then run
+    /// outside any transaction, without the context's settings.
     own_transaction: tokio::sync::Mutex<()>,
     /// The statements that diesel-async has prepared
     /// and cached on this direct connection, as far as a wrapped statement
@@ -656,7 +656,7 @@ impl PgConn {
                     Ok(r) => r,
                     Err(e) => return futures::future::ready(Err(e)).boxed(),
                 };
-                self.in_own_transaction(sent, move |begin: String| async move {
+                self.in_own_transaction(sent, move |begin: String, _turn: Turn<'a>| async move {
                     conn.load_in_transaction(&begin, rendered)
                         .await
                         .map(unnamed_rows)
@@ -667,19 +667,18 @@ impl PgConn {
                 let prepared = self.is_prepared(key);
                 let mut shared: &'a AsyncPgConnection = conn;
                 let statement = shared.load(query).map_ok(direct_rows);
-                self.in_own_transaction(sent, move |begin: String| async move {
-                    let rows = direct_in_transaction(
-                        conn,
-                        &self.calls,
-                        &begin,
+                self.in_own_transaction(sent, move |begin: String, turn: Turn<'a>| async move {
+                    let flight = Flight {
+                        begin: &begin,
                         prepared,
                         sent,
-                        async move {
-                            let rows = statement.await?;
-                            let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
-                            Ok(futures::stream::iter(rows).boxed())
-                        },
-                    )
+                        turn,
+                    };
+                    let rows = direct_in_transaction(conn, &self.calls, flight, async move {
+                        let rows = statement.await?;
+                        let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
+                        Ok(futures::stream::iter(rows).boxed())
+                    })
                     .await?;
                     self.ran_prepared(key);
                     Ok(rows)
@@ -710,7 +709,7 @@ impl PgConn {
                     Ok(r) => r,
                     Err(e) => return futures::future::ready(Err(e)).boxed(),
                 };
-                self.in_own_transaction(sent, move |begin: String| async move {
+                self.in_own_transaction(sent, move |begin: String, _turn: Turn<'a>| async move {
                     conn.execute_in_transaction(&begin, rendered).await
                 })
             }
@@ -719,10 +718,14 @@ impl PgConn {
                 let prepared = self.is_prepared(key);
                 let mut shared: &'a AsyncPgConnection = conn;
                 let statement = shared.execute_returning_count(source);
-                self.in_own_transaction(sent, move |begin: String| async move {
-                    let count =
-                        direct_in_transaction(conn, &self.calls, &begin, prepared, sent, statement)
-                            .await?;
+                self.in_own_transaction(sent, move |begin: String, turn: Turn<'a>| async move {
+                    let flight = Flight {
+                        begin: &begin,
+                        prepared,
+                        sent,
+                        turn,
+                    };
+                    let count = direct_in_transaction(conn, &self.calls, flight, statement).await?;
                     self.ran_prepared(key);
                     Ok(count)
                 })
@@ -731,13 +734,14 @@ impl PgConn {
     }
 
     /// A statement outside a transaction, run in one of its own (`work`
-    /// gets the `BEGIN` with the scope's settings): one flight under the
-    /// contract, whose failure means what the statement alone would mean
-    /// (a read's lost `COMMIT` committed nothing).
+    /// gets the `BEGIN` with the scope's settings, and the connection's turn
+    /// to send one, see `own_transaction`): one flight under the contract,
+    /// whose failure means what the statement alone would mean (a read's
+    /// lost `COMMIT` committed nothing).
     fn in_own_transaction<'a, R: Send + 'a, F>(
         &'a self,
         sent: Sent,
-        work: impl FnOnce(String) -> F,
+        work: impl FnOnce(String, Turn<'a>) -> F + Send + 'a,
     ) -> BoxFuture<'a, QueryResult<R>>
     where
         F: Future<Output = QueryResult<R>> + Send + 'a,
@@ -746,11 +750,10 @@ impl PgConn {
             Ok(sql) => sql.unwrap_or_else(|| "BEGIN".to_owned()),
             Err(e) => return futures::future::ready(Err(e)).boxed(),
         };
-        let work = work(begin);
         let turn = &self.own_transaction;
         let in_turn = async move {
-            let _turn = turn.lock().await;
-            work.await
+            let turn = turn.lock().await;
+            work(begin, turn).await
         };
         self.calls
             .start(sent, self.bound())
@@ -759,31 +762,56 @@ impl PgConn {
     }
 }
 
+/// A connection's turn to send a statement wrapped in a transaction of its
+/// own (`PgConn::own_transaction`).
+type Turn<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+/// What `direct_in_transaction` sends around its statement.
+struct Flight<'a, 'b> {
+    /// `BEGIN` with the scope's settings.
+    begin: &'b str,
+    /// The statement is prepared on the connection (`PgConn::prepared`).
+    prepared: bool,
+    /// What the statement is, for the meaning of a failure.
+    sent: Sent,
+    /// Held until the `COMMIT` is on its way.
+    turn: Turn<'a>,
+}
+
 /// `statement` between `begin` and `COMMIT` on a direct connection: `BEGIN`
 /// goes out together with the statement (it was rendered but not sent: it
 /// goes out when first polled, after `BEGIN`).
 ///
 /// When the statement is `prepared` on this connection, diesel-async sends
 /// it on its first poll, so `COMMIT` goes out in the same flight: one round
-/// trip, like the statement alone. (A failed statement aborts the
-/// transaction, and the server answers the `COMMIT` with a rollback.)
-/// Otherwise diesel-async first prepares it in a round trip of its own, and
-/// a `COMMIT` sent at once would reach the server before the statement,
-/// which would then run outside the transaction, without the context's
-/// settings: `COMMIT` then waits for the statement's answer, and `ROLLBACK`
-/// follows a failure. Answers come back in the order of the requests, so a
-/// `COMMIT` answered before the statement means it overtook it: never
-/// expected, it is checked all the same and reported as what it means.
+/// trip, like the statement alone (a failed statement aborts the
+/// transaction, and the server answers the `COMMIT` with a rollback). The
+/// first poll runs outside Tokio's cooperative budget, whose exhaustion
+/// could hold the statement back behind its `COMMIT`; once the three are
+/// queued the turn passes on, so statements pipelined on the connection
+/// share the flight. Otherwise diesel-async first prepares the statement in
+/// a round trip of its own, and a `COMMIT` sent at once would reach the
+/// server before the statement, which would then run outside the
+/// transaction, without the context's settings: `COMMIT` then waits for the
+/// statement's answer, and `ROLLBACK` follows a failure.
+///
+/// Answers come back in the order of the requests, so a `COMMIT` answered
+/// before the statement means it overtook it: never expected, it is checked
+/// all the same and reported as what it means.
 async fn direct_in_transaction<R>(
     conn: &AsyncPgConnection,
     calls: &Calls,
-    begin: &str,
-    prepared: bool,
-    sent: Sent,
+    flight: Flight<'_, '_>,
     statement: impl Future<Output = QueryResult<R>>,
 ) -> QueryResult<R> {
     let mut for_begin = conn;
     let mut for_end = conn;
+    let Flight {
+        begin,
+        prepared,
+        sent,
+        turn,
+    } = flight;
     if prepared {
         let answered = AtomicBool::new(false);
         let statement = async {
@@ -795,11 +823,19 @@ async fn direct_in_transaction<R>(
             let committed = SimpleAsyncConnection::batch_execute(&mut for_end, "COMMIT").await;
             (committed, answered.load(Ordering::Relaxed))
         };
-        let (begun, result, (committed, in_order)) = futures::join!(
-            SimpleAsyncConnection::batch_execute(&mut for_begin, begin),
-            statement,
-            commit
-        );
+        let mut all = std::pin::pin!(tokio::task::coop::unconstrained(async {
+            futures::join!(
+                SimpleAsyncConnection::batch_execute(&mut for_begin, begin),
+                statement,
+                commit
+            )
+        }));
+        let first = futures::poll!(all.as_mut());
+        drop(turn);
+        let (begun, result, (committed, in_order)) = match first {
+            std::task::Poll::Ready(answers) => answers,
+            std::task::Poll::Pending => all.await,
+        };
         if !in_order {
             calls.break_off();
             return Err(call::ran_outside_its_transaction(sent));
@@ -812,18 +848,19 @@ async fn direct_in_transaction<R>(
         SimpleAsyncConnection::batch_execute(&mut for_begin, begin),
         statement
     );
-    match begun.and(result) {
-        Ok(value) => {
-            SimpleAsyncConnection::batch_execute(&mut for_end, "COMMIT").await?;
-            Ok(value)
-        }
+    let outcome = match begun.and(result) {
+        Ok(value) => SimpleAsyncConnection::batch_execute(&mut for_end, "COMMIT")
+            .await
+            .map(|()| value),
         Err(e) => {
             // A failed ROLLBACK leaves the connection broken (the contract
             // closes it): the statement's error is the one the caller needs.
             let _ = SimpleAsyncConnection::batch_execute(&mut for_end, "ROLLBACK").await;
             Err(e)
         }
-    }
+    };
+    drop(turn);
+    outcome
 }
 
 impl From<AsyncPgConnection> for PgConn {
