@@ -294,6 +294,15 @@ impl PgConn {
         rows: bool,
         shape: impl FnOnce() -> Option<Arc<telemetry::Shape>>,
     ) -> Option<Arc<telemetry::Watch>> {
+        self.owned_watch(rows, shape).map(Arc::new)
+    }
+
+    /// `watch`, for a single owner.
+    fn owned_watch(
+        &self,
+        rows: bool,
+        shape: impl FnOnce() -> Option<Arc<telemetry::Shape>>,
+    ) -> Option<telemetry::Watch> {
         if self.untraced.load(Ordering::Relaxed) {
             return None;
         }
@@ -308,11 +317,11 @@ impl PgConn {
         };
         let timer = super::metrics::Timer::start(&self.endpoint, shape);
         let watch = telemetry::Watch::new(span, timer);
-        Some(Arc::new(if rows && self.endpoint.returned_rows {
+        Some(if rows && self.endpoint.returned_rows {
             watch.counting_rows()
         } else {
             watch
-        }))
+        })
     }
 
     pub(super) fn direct(
@@ -370,11 +379,12 @@ impl PgConn {
     /// The cancel request for the statement in flight, sent in the
     /// background (best effort: it travels the network path that may be
     /// what failed; the server-side timeouts are the guarantee).
-    fn canceller(&self) -> impl FnOnce() + use<> {
-        let cancel = self.cancel.clone();
+    /// Borrows the token, copied (with its host name) only when the
+    /// deadline passes, not for every statement.
+    fn canceller(&self) -> impl FnOnce() + '_ {
         move || {
-            if let Some(cancel) = cancel {
-                cancel.send();
+            if let Some(cancel) = &self.cancel {
+                cancel.clone().send();
             }
         }
     }
@@ -619,6 +629,11 @@ impl PgConn {
         Q::Query: QueryFragment<Pg> + QueryId,
     {
         let query = query.as_query();
+        if let Inner::Direct(conn) = &*self.inner
+            && !self.wraps()
+        {
+            return self.load_direct(conn, query);
+        }
         let watch = self.watch(true, || telemetry::shape_of(&query));
         let Some(watch) = watch else {
             return self.load_untraced(query);
@@ -640,6 +655,60 @@ impl PgConn {
                 }
             })
             .boxed()
+    }
+
+    /// The most common statement, a read on a direct connection outside
+    /// any wrapping, as one future: diesel-async's, under the contract and
+    /// the watch, with no boxed layer between them (each costs an
+    /// allocation and a copy of the future per statement).
+    fn load_direct<'a, Q>(
+        &'a self,
+        conn: &'a AsyncPgConnection,
+        query: Q,
+    ) -> BoxFuture<'a, QueryResult<Rows>>
+    where
+        Q: diesel::query_builder::Query + QueryFragment<Pg> + QueryId,
+    {
+        let watch = self.owned_watch(true, || telemetry::shape_of(&query));
+        let sent = self.sent(&query);
+        let mut shared = conn;
+        let statement = shared.load(query);
+        let run = self
+            .calls
+            .start(sent, self.bound())
+            .run(statement, self.canceller());
+        async move {
+            let Some(watch) = watch else {
+                return run.await.map(direct_rows);
+            };
+            let result = match &watch.span {
+                Some(span) => tracing::Instrument::instrument(run, span.clone()).await,
+                None => run.await,
+            };
+            match result {
+                // A server error can arrive with the first row rather than
+                // with the answer to the statement: the watch lasts until
+                // the rows are read (the stream holds it) and records an
+                // error met among them.
+                Ok(rows) => Ok(rows
+                    .map(move |row| match row {
+                        Ok(row) => {
+                            watch.row();
+                            Ok(PgConnRow::Direct(row))
+                        }
+                        Err(e) => {
+                            watch.fail(&e);
+                            Err(e)
+                        }
+                    })
+                    .boxed()),
+                Err(e) => {
+                    watch.fail(&e);
+                    Err(e)
+                }
+            }
+        }
+        .boxed()
     }
 
     fn load_untraced<'a, Q>(&'a self, query: Q) -> BoxFuture<'a, QueryResult<Rows>>
