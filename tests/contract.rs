@@ -509,6 +509,44 @@ async fn idle_in_transaction(t: &TestDb) -> i64 {
     .n
 }
 
+/// Runs `call(attempt)` for attempt 1, 2, ..., dropping attempt n after n
+/// polls, until one completes (it must succeed). After each dropped
+/// attempt, before anything else checks a connection out, no backend of the
+/// pool sits in the abandoned transaction holding its locks, and a normal
+/// call succeeds between (on a pool of two). Returns the dropped attempts.
+async fn cancel_after_every_poll<Fut>(t: &TestDb, db: &Db, call: impl Fn(i32) -> Fut) -> Vec<i32>
+where
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let mut cancelled = Vec::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match (CancelAfter {
+            fut: Box::pin(call(attempt)),
+            polls: attempt as usize,
+        })
+        .await
+        {
+            None => cancelled.push(attempt),
+            Some(result) => {
+                result.unwrap();
+                return cancelled;
+            }
+        }
+        let settled_by = Instant::now() + Duration::from_secs(1);
+        while idle_in_transaction(t).await > 0 {
+            assert!(
+                Instant::now() < settled_by,
+                "attempt {attempt}: a backend stays idle in transaction after the call was dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(clean_checkout(db).await);
+        assert!(attempt < 500, "the call never completes");
+    }
+}
+
 async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind(path: Path) {
     let Some(s) = setup(path, |_| {}).await else {
         return;
@@ -528,42 +566,19 @@ async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind(path: Path) {
             .map_err(Error::from)
     };
     drop(clean_checkout(db).await);
-    let mut cancelled = Vec::new();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let polls = attempt as usize;
-        let call = db.transaction(async |conn| {
-            insert(conn, attempt, 1).await?;
-            insert(conn, attempt, 2).await?;
-            insert(conn, attempt, 3).await
-        });
-        match (CancelAfter {
-            fut: Box::pin(call),
-            polls,
-        })
-        .await
-        {
-            None => cancelled.push(attempt),
-            Some(result) => {
-                result.unwrap();
-                break;
-            }
+    let cancelled = cancel_after_every_poll(t, db, |attempt| {
+        let insert = &insert;
+        async move {
+            db.transaction(async |conn| {
+                insert(conn, attempt, 1).await?;
+                insert(conn, attempt, 2).await?;
+                insert(conn, attempt, 3).await
+            })
+            .await
+            .map(|_| ())
         }
-        // Before anything else checks a connection out: no backend of the
-        // pool sits in the abandoned transaction, holding its locks.
-        let settled_by = Instant::now() + Duration::from_secs(1);
-        while idle_in_transaction(t).await > 0 {
-            assert!(
-                Instant::now() < settled_by,
-                "attempt {attempt}: a backend stays idle in transaction after the call was dropped"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        // A normal call between, on a pool of two.
-        drop(clean_checkout(db).await);
-        assert!(attempt < 500, "the transaction never completes");
-    }
+    })
+    .await;
     assert!(
         cancelled.len() >= 3,
         "cancelled at {} points only",
@@ -594,38 +609,17 @@ async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind(path: Path) {
     // prepared), cancelled at every poll in turn: no connection is left
     // inside that transaction.
     let as_user = db.with(database::Ctx::default().user(database::UserId::new()));
-    let mut polls = 0;
-    let mut cancelled = 0;
-    loop {
-        polls += 1;
-        let call = async {
+    let cancelled = cancel_after_every_poll(t, db, |attempt| {
+        let (insert, as_user) = (&insert, &as_user);
+        async move {
             let mut conn = as_user.conn().await?;
-            insert(&mut conn, 1000 + polls as i32, 1).await
-        };
-        match (CancelAfter {
-            fut: Box::pin(call),
-            polls,
-        })
-        .await
-        {
-            None => cancelled += 1,
-            Some(result) => {
-                result.unwrap();
-                break;
-            }
+            insert(&mut conn, 1000 + attempt, 1).await.map(|_| ())
         }
-        let settled_by = Instant::now() + Duration::from_secs(1);
-        while idle_in_transaction(t).await > 0 {
-            assert!(
-                Instant::now() < settled_by,
-                "cancelled after {polls} polls: a backend stays idle in transaction"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        drop(clean_checkout(db).await);
-        assert!(polls < 500, "the statement never completes");
-    }
-    assert!(cancelled >= 2, "cancelled at {cancelled} points only");
+    })
+    .await;
+    // How many polls the statement takes depends on how soon its answer
+    // comes; the first attempt is dropped with its flight sent.
+    assert!(!cancelled.is_empty(), "never cancelled");
     for _ in 0..4 {
         drop(clean_checkout(db).await);
         let mut conn = as_user.conn().await.unwrap();

@@ -733,24 +733,12 @@ impl PgConn {
             }
             Inner::Direct(conn) => {
                 let key = self.cache_key(&query);
-                let prepared = self.is_prepared(key);
                 let mut shared: &'a AsyncPgConnection = conn;
                 let statement = shared.load(query).map_ok(direct_rows);
-                self.in_own_transaction(sent, move |begin: String, turn: Turn<'a>| async move {
-                    let flight = Flight {
-                        begin: &begin,
-                        prepared,
-                        sent,
-                        turn,
-                    };
-                    let rows = direct_in_transaction(conn, &self.calls, flight, async move {
-                        let rows = statement.await?;
-                        let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
-                        Ok(futures::stream::iter(rows).boxed())
-                    })
-                    .await?;
-                    self.ran_prepared(key);
-                    Ok(rows)
+                self.direct_in_own_transaction(conn, sent, key, async move {
+                    let rows = statement.await?;
+                    let rows: Vec<QueryResult<PgConnRow>> = rows.collect().await;
+                    Ok(futures::stream::iter(rows).boxed())
                 })
             }
         }
@@ -784,22 +772,35 @@ impl PgConn {
             }
             Inner::Direct(conn) => {
                 let key = self.cache_key(&source);
-                let prepared = self.is_prepared(key);
                 let mut shared: &'a AsyncPgConnection = conn;
                 let statement = shared.execute_returning_count(source);
-                self.in_own_transaction(sent, move |begin: String, turn: Turn<'a>| async move {
-                    let flight = Flight {
-                        begin: &begin,
-                        prepared,
-                        sent,
-                        turn,
-                    };
-                    let count = direct_in_transaction(conn, &self.calls, flight, statement).await?;
-                    self.ran_prepared(key);
-                    Ok(count)
-                })
+                self.direct_in_own_transaction(conn, sent, key, statement)
             }
         }
+    }
+
+    /// `in_own_transaction` on a direct connection, for `statement` cached
+    /// under `key`: sent in one flight with its `BEGIN` and `COMMIT` once it
+    /// is prepared here (`direct_in_transaction`).
+    fn direct_in_own_transaction<'a, R: Send + 'a>(
+        &'a self,
+        conn: &'a AsyncPgConnection,
+        sent: Sent,
+        key: Option<CacheKey>,
+        statement: impl Future<Output = QueryResult<R>> + Send + 'a,
+    ) -> BoxFuture<'a, QueryResult<R>> {
+        let prepared = self.is_prepared(key);
+        self.in_own_transaction(sent, move |begin: String, turn: Turn<'a>| async move {
+            let flight = Flight {
+                begin: &begin,
+                prepared,
+                sent,
+                turn,
+            };
+            let value = direct_in_transaction(conn, &self.calls, flight, statement).await?;
+            self.ran_prepared(key);
+            Ok(value)
+        })
     }
 
     /// A statement outside a transaction, run in one of its own (`work`
