@@ -78,11 +78,11 @@ pub struct PgConn {
     /// reach the server before the other's statement, which would then run
     /// outside any transaction, without the context's settings.
     own_transaction: tokio::sync::Mutex<()>,
-    /// The statements that diesel-async has prepared
-    /// and cached on this direct connection, as far as a wrapped statement
-    /// has seen: such a statement goes out on its first poll, so its
-    /// `COMMIT` can follow it in the same flight (`direct_in_transaction`).
-    /// Empty, and left empty, when the statement cache is off.
+    /// The statements that diesel-async has prepared and cached on this
+    /// direct connection, as far as wrapped statements have seen: such a
+    /// statement goes out on its first poll, so its `COMMIT` can follow it
+    /// in the same flight (`direct_in_transaction`). Empty, and left empty,
+    /// when the statement cache is off.
     prepared: std::sync::Mutex<PreparedHere>,
 }
 
@@ -378,9 +378,9 @@ impl PgConn {
 
     /// The cancel request for the statement in flight, sent in the
     /// background (best effort: it travels the network path that may be
-    /// what failed; the server-side timeouts are the guarantee).
-    /// Borrows the token, copied (with its host name) only when the
-    /// deadline passes, not for every statement.
+    /// what failed; the server-side timeouts are the guarantee). It borrows
+    /// the token, copied (with its host name) only when the deadline
+    /// passes, not for every statement.
     fn canceller(&self) -> impl FnOnce() + '_ {
         move || {
             if let Some(cancel) = &self.cancel {
