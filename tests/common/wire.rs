@@ -65,63 +65,34 @@ impl MessageCounter {
                 let Ok(server) = tokio::net::TcpStream::connect(upstream.clone()).await else {
                     continue;
                 };
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
                 let counts = Arc::clone(&shared);
                 // Requests of this connection not answered yet.
                 let unanswered = Arc::new(AtomicU64::new(0));
                 let answers = Arc::clone(&unanswered);
-                tokio::spawn(async move {
-                    let mut parser = Parser::default();
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        let n = match cr.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        parser.feed(&buf[..n], |kind| {
-                            let mut counts = counts.lock().unwrap();
-                            *counts.entry(kind).or_insert(0) += 1;
-                            if matches!(kind, b'Q' | b'S')
-                                && unanswered.fetch_add(1, Ordering::SeqCst) == 0
-                            {
-                                *counts.entry(TRIPS).or_insert(0) += 1;
-                            }
-                        });
-                        if sw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
+                tokio::spawn(relay(cr, sw, Parser::default(), move |kind| {
+                    let mut counts = counts.lock().unwrap();
+                    *counts.entry(kind).or_insert(0) += 1;
+                    if matches!(kind, b'Q' | b'S') && unanswered.fetch_add(1, Ordering::SeqCst) == 0
+                    {
+                        *counts.entry(TRIPS).or_insert(0) += 1;
                     }
-                    let _ = sw.shutdown().await;
-                });
-                tokio::spawn(async move {
-                    // The server's messages are all typed (no SSL answer:
-                    // the URL says sslmode=disable). The first `Z` ends the
-                    // start-up, which no request asked for.
-                    let mut parser = Parser {
-                        started: true,
-                        ..Parser::default()
-                    };
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        let n = match sr.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        parser.feed(&buf[..n], |kind| {
-                            if kind == b'Z' {
-                                let _ =
-                                    answers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                        Some(n.saturating_sub(1))
-                                    });
-                            }
+                }));
+                // The server's messages are all typed (no SSL answer: the
+                // URL says sslmode=disable). The first `Z` ends the
+                // start-up, which no request asked for.
+                let server = Parser {
+                    started: true,
+                    ..Parser::default()
+                };
+                tokio::spawn(relay(sr, cw, server, move |kind| {
+                    if kind == b'Z' {
+                        let _ = answers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                            Some(n.saturating_sub(1))
                         });
-                        if cw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
                     }
-                    let _ = cw.shutdown().await;
-                });
+                }));
             }
         });
         MessageCounter {
@@ -159,6 +130,28 @@ impl MessageCounter {
             trips: n(TRIPS),
         }
     }
+}
+
+/// Copies one direction of a connection, handing `seen` the type of each
+/// message before it is forwarded; shuts the other side down at the end.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut parser: Parser,
+    mut seen: impl FnMut(u8),
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        parser.feed(&buf[..n], &mut seen);
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// One direction of one connection, split into messages. The client's side
