@@ -725,7 +725,10 @@ impl PgConn {
                     Ok(r) => r,
                     Err(e) => return futures::future::ready(Err(e)).boxed(),
                 };
-                self.in_own_transaction(sent, move |begin: String, _turn: Turn<'a>| async move {
+                self.in_own_transaction(sent, move |begin: String, turn: Turn<'a>| async move {
+                    // Held to the end: the flight is answered before the
+                    // next statement's goes out (see `own_transaction`).
+                    let _turn = turn;
                     conn.load_in_transaction(&begin, rendered)
                         .await
                         .map(unnamed_rows)
@@ -766,7 +769,8 @@ impl PgConn {
                     Ok(r) => r,
                     Err(e) => return futures::future::ready(Err(e)).boxed(),
                 };
-                self.in_own_transaction(sent, move |begin: String, _turn: Turn<'a>| async move {
+                self.in_own_transaction(sent, move |begin: String, turn: Turn<'a>| async move {
+                    let _turn = turn;
                     conn.execute_in_transaction(&begin, rendered).await
                 })
             }
