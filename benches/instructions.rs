@@ -8,11 +8,19 @@
 //! crate's `users::find` through a pooled `Db` with its defaults on
 //! (deadlines, commit tracking, metrics to the no-op recorder, no tracing
 //! subscriber), or tokio-postgres through deadpool with the same SQL,
-//! prepared and cached. The script runs it under
+//! prepared and cached. The `crate-recorded` side is the crate's with a
+//! `tracing` subscriber that keeps every span's fields (the layer of
+//! `scripts/bench --telemetry`) and `metrics-util`'s debugging recorder
+//! installed first: the client's cost of observability, in instructions.
+//! The script runs it under
 //! `valgrind --tool=callgrind --toggle-collect=*measured*`, so only the
 //! lookups are counted, not start-up or the warm-up. Its scratch database
 //! (`database_bench_instructions` on the server) is created by the first run
 //! and dropped by `instructions <server url> drop`.
+
+#[path = "compare/recording.rs"]
+#[allow(dead_code, reason = "shared with the side-by-side benchmark")]
+mod recording;
 
 use database::auth::users::{self, NewUser};
 use database::db::{Config, Db};
@@ -38,10 +46,22 @@ fn main() {
             return;
         }
         _ => {
-            eprintln!("usage: instructions <server url> crate|raw <lookups> | <server url> drop");
+            eprintln!(
+                "usage: instructions <server url> crate|crate-recorded|raw <lookups> | <server url> drop"
+            );
             std::process::exit(2);
         }
     };
+    if side == "crate-recorded" {
+        use tracing_subscriber::layer::SubscriberExt;
+        let spans = recording::Spans::default();
+        spans.1.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans))
+            .expect("the only subscriber");
+        metrics_util::debugging::DebuggingRecorder::new()
+            .install()
+            .expect("the only recorder");
+    }
     runtime.block_on(scratch(server, "CREATE DATABASE"));
     let mut url = database::db::with_dbname(server, SCRATCH);
     // Both sides in plain text, as in the side-by-side benchmark (the raw
@@ -67,7 +87,7 @@ fn main() {
         }
     });
     match side.as_str() {
-        "crate" => {
+        "crate" | "crate-recorded" => {
             runtime.block_on(crate_lookups(&db, id, 200));
             measured_crate(&runtime, &db, id, n);
         }

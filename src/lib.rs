@@ -71,7 +71,9 @@ pub struct ReadmeDoctests;
 /// `testing`; see `testing`).
 #[cfg(feature = "testing")]
 pub use database_macros::test;
-pub use db::{AnyConn, AnyDb, AnyPooledConn, AnyTx, Config, Conn, Ctx, Db, PooledConn, SqliteDb};
+pub use db::{
+    AnyConn, AnyDb, AnyPooledConn, AnyTx, Config, Conn, Ctx, Db, PooledConn, SqliteDb, TraceParent,
+};
 pub use error::{
     Error, FieldError, InvalidInput, Result, RetryReason, TimeoutKind, TokenRejection,
 };

@@ -1043,3 +1043,106 @@ async fn a_replica_read_is_routed_and_the_monitor_makes_no_spans() {
         );
     }
 }
+
+/// `DB_SQLCOMMENTER`: a statement run under a context with a trace parent
+/// shows the server the trace that sent it (the session's own
+/// `pg_stat_activity.query`), in direct and pooler mode, inside a
+/// transaction and outside one; never when the setting is off (the
+/// default) or the context has none; the span's query text stays the
+/// statement's own; and in direct mode the commented statements stay out
+/// of the statement cache (their text changes with every request).
+#[tokio::test]
+async fn a_traceparent_comment_reaches_the_server_only_when_asked() {
+    use database::{Ctx, TraceParent};
+    use diesel::sql_types::{BigInt, Text};
+
+    let recorded = recorder::install();
+    let t = TestDb::new().await;
+    let own_query = || {
+        diesel::select(diesel::dsl::sql::<Text>(
+            "(SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid())",
+        ))
+    };
+    let prepared = || {
+        diesel::select(diesel::dsl::sql::<BigInt>(
+            "(SELECT count(*) FROM pg_prepared_statements)",
+        ))
+    };
+    for pooler in [false, true] {
+        for commenter in [false, true] {
+            let mut config = Config::new(t.url.clone());
+            config.pool_size = 1;
+            config.sqlcommenter = commenter;
+            if pooler {
+                config.pooler = database::db::Pooler::Transaction;
+            }
+            let db = Db::new(config).unwrap();
+            let what = format!("pooler {pooler}, DB_SQLCOMMENTER {commenter}");
+            // Prepares the statements without a comment.
+            db.run(async |conn| Ok(own_query().get_result::<String>(conn).await?))
+                .await
+                .unwrap();
+            let email = format!("uncommented-{pooler}-{commenter}@example.com");
+            db.run(async |conn| users::create(conn, &new_user(&email)).await)
+                .await
+                .unwrap();
+            let before: i64 = db
+                .run(async |conn| Ok(prepared().get_result(conn).await?))
+                .await
+                .unwrap();
+            for (i, trace) in [
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "0af7651916cd43dd8448eb211c80319c",
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let header = format!("00-{trace}-00f067aa0ba902b7-01");
+                let comment = format!("/*traceparent='{header}'*/");
+                let traced = db.with(Ctx::new().correlate(TraceParent::parse(&header).unwrap()));
+                let untraced = db.with(Ctx::new());
+                let outside = traced
+                    .run(async |conn| Ok(own_query().get_result::<String>(conn).await?))
+                    .await
+                    .unwrap();
+                let inside = traced
+                    .transaction(async |tx| Ok(own_query().get_result::<String>(tx).await?))
+                    .await
+                    .unwrap();
+                let plain = untraced
+                    .run(async |conn| Ok(own_query().get_result::<String>(conn).await?))
+                    .await
+                    .unwrap();
+                assert_eq!(outside.contains(&comment), commenter, "{what}: {outside}");
+                assert_eq!(inside.contains(&comment), commenter, "{what}: {inside}");
+                assert!(!plain.contains("traceparent"), "{what}: {plain}");
+                // A write under the context: its own transaction, commented.
+                let email = format!("commented-{pooler}-{commenter}-{i}@example.com");
+                traced
+                    .run(async |conn| users::create(conn, &new_user(&email)).await)
+                    .await
+                    .unwrap();
+            }
+            let after: i64 = db
+                .run(async |conn| Ok(prepared().get_result(conn).await?))
+                .await
+                .unwrap();
+            assert_eq!(
+                after, before,
+                "{what}: no commented statement was kept prepared"
+            );
+        }
+    }
+    let texts: Vec<String> = statements(&recorded, &t.name)
+        .iter()
+        .filter_map(|s| s.get("db.query.text").map(str::to_owned))
+        .collect();
+    assert!(
+        texts.iter().any(|q| q.contains("pg_stat_activity")),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.iter().all(|q| !q.contains("traceparent")),
+        "the spans' query text is the statement's own: {texts:#?}"
+    );
+}

@@ -12,6 +12,7 @@
 //! `DATABASE_URL` (else the project's own cluster, when `db up` started it).
 
 mod baseline;
+mod recording;
 mod rls;
 mod sqlite;
 mod telemetry;
@@ -280,7 +281,7 @@ async fn telemetry_main(mode: Mode) -> Result<()> {
         on_scratch_database(async |url| telemetry::run(mode, url.as_str()).await).await?;
     let rows = rows?;
     println!(
-        "\n{:<14} {:>4} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "\n{:<14} {:>4} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9} {:>10} {:>9}",
         "workload",
         "conc",
         "ratio off",
@@ -289,11 +290,13 @@ async fn telemetry_main(mode: Mode) -> Result<()> {
         "ratio on",
         "building",
         "+metrics",
-        "overhead"
+        "overhead",
+        "commented",
+        "its cost"
     );
     for r in &rows {
         println!(
-            "{:<14} {:>4} {:>9.3} {:>8.3} {:>9.3} {:>9.3} {:>8.1}% {:>9.1}% {:>8.1}%",
+            "{:<14} {:>4} {:>9.3} {:>8.3} {:>9.3} {:>9.3} {:>8.1}% {:>9.1}% {:>8.1}% {:>10.3} {:>8.1}%",
             r.workload,
             r.concurrency,
             r.ratio_without,
@@ -302,7 +305,9 @@ async fn telemetry_main(mode: Mode) -> Result<()> {
             r.ratio_with,
             r.spans_built_pct,
             r.metrics_recorded_pct,
-            r.overhead_pct
+            r.overhead_pct,
+            r.ratio_sqlcommenter,
+            r.sqlcommenter_pct
         );
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

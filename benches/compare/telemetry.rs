@@ -14,18 +14,21 @@
 //! recording the metrics. The last pass, spans kept too, adds keeping every
 //! span's fields as typed values (text copied, not formatted), as an
 //! OpenTelemetry layer hands them to its exporter.
+//!
+//! One more pass, before any subscriber is installed, measures the price
+//! of the opt-in sqlcommenter comment (`DB_SQLCOMMENTER=true`, every call
+//! under a context with a trace parent): in direct mode each commented
+//! statement is prepared on every run, outside the statement cache.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use database::{Config, Db};
 use serde::Serialize;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::layer::SubscriberExt;
 
+use super::recording::{Spans, Value};
 use super::{Ctx, Mode, POOL_SIZE, measure_each, raw_pool, workloads};
 
 const MEASURED: [&str; 2] = ["user_by_id", "create_todo"];
@@ -51,88 +54,13 @@ pub struct TelemetryRow {
     pub metrics_recorded_pct: f64,
     /// 100 * (1 - ratio_with / ratio_without).
     pub overhead_pct: f64,
+    /// crate/raw throughput with no subscriber, `DB_SQLCOMMENTER=true`
+    /// and every call under a context with a trace parent.
+    pub ratio_sqlcommenter: f64,
+    /// 100 * (1 - ratio_sqlcommenter / ratio_without).
+    pub sqlcommenter_pct: f64,
     ops_per_sec_without: f64,
     ops_per_sec_with: f64,
-}
-
-/// One field's value as an exporter keeps it: typed, text copied as it is
-/// (an OpenTelemetry layer turns each field into a typed attribute, and its
-/// batch processor receives them so), `Debug` formatted only for fields
-/// recorded as such.
-#[derive(Debug)]
-#[allow(
-    dead_code,
-    reason = "kept as an exporter keeps them: the pass measures the keeping"
-)]
-enum Value {
-    Str(String),
-    I64(i64),
-    U64(u64),
-    F64(f64),
-    Bool(bool),
-    Debug(String),
-}
-
-/// One span's fields.
-type SpanFields = Vec<(&'static str, Value)>;
-
-/// Every span's fields, kept in memory (bounded: cleared when full) once
-/// `recording` is on; before, the layer is interested in every span but
-/// keeps nothing.
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<SpanFields>>>, Arc<AtomicBool>);
-
-struct Fields<'a>(&'a mut SpanFields);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push((field.name(), Value::Str(value.to_owned())));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.push((field.name(), Value::I64(value)));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.push((field.name(), Value::U64(value)));
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.push((field.name(), Value::F64(value)));
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.push((field.name(), Value::Bool(value)));
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .push((field.name(), Value::Debug(format!("{value:?}"))));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Spans {
-    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
-        if !self.1.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut fields = Vec::with_capacity(16);
-        attrs.record(&mut Fields(&mut fields));
-        let mut spans = self.0.lock().unwrap();
-        if spans.len() >= 100_000 {
-            spans.clear();
-        }
-        spans.push(fields);
-    }
-
-    fn on_record(&self, _id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
-        if !self.1.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut fields = Vec::new();
-        values.record(&mut Fields(&mut fields));
-        std::hint::black_box(fields);
-    }
 }
 
 pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
@@ -151,6 +79,28 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
     let only: Vec<String> = MEASURED.iter().map(|s| (*s).to_owned()).collect();
     eprintln!("telemetry pass: no subscriber, no recorder");
     let without = measure_each(workloads::all(&ctx), Some(&only), mode, " (none)").await?;
+
+    let mut config = Config::new(url);
+    config.pool_size = POOL_SIZE;
+    config.sqlcommenter = true;
+    let trace =
+        database::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")?;
+    let commented = Arc::new(Ctx {
+        db: Db::new(config)?.with(database::Ctx::new().correlate(trace)),
+        raw: raw_pool(url)?,
+        data: ctx.data.clone(),
+        unnamed: false,
+        in_context: false,
+    });
+    eprintln!("telemetry pass: sqlcommenter comments, no subscriber");
+    let sqlcommenter = measure_each(
+        workloads::all(&commented),
+        Some(&only),
+        mode,
+        " (sqlcommenter)",
+    )
+    .await?;
+    drop(commented);
 
     let spans = Spans::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))?;
@@ -182,7 +132,8 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
         .zip(&built)
         .zip(&metered)
         .zip(&with)
-        .map(|(((off, built), metered), on)| TelemetryRow {
+        .zip(&sqlcommenter)
+        .map(|((((off, built), metered), on), commented)| TelemetryRow {
             workload: off.workload,
             concurrency: off.concurrency,
             ratio_without: off.ratio,
@@ -192,6 +143,8 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
             spans_built_pct: 100.0 * (1.0 - built.ratio / off.ratio),
             metrics_recorded_pct: 100.0 * (1.0 - metered.ratio / off.ratio),
             overhead_pct: 100.0 * (1.0 - on.ratio / off.ratio),
+            ratio_sqlcommenter: commented.ratio,
+            sqlcommenter_pct: 100.0 * (1.0 - commented.ratio / off.ratio),
             ops_per_sec_without: off.ops_per_sec,
             ops_per_sec_with: on.ops_per_sec,
         })

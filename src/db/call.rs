@@ -111,6 +111,7 @@ impl Sent {
             "database::render_once::RenderOnce<",
             "database::inline_limit::InlineLimit<",
             "database::cached::Cached<",
+            "database::db::sqlcommenter::Commented<",
         ]
         .iter()
         .find_map(|w| name.strip_prefix(w))

@@ -61,6 +61,12 @@ pub struct Config {
     /// number of rows it returned (`db.response.returned_rows`, opt-in in
     /// OpenTelemetry's conventions; default false).
     pub trace_returned_rows: bool,
+    /// `DB_SQLCOMMENTER`: end each statement run under a context with a
+    /// trace parent (`Ctx::correlate`) with a sqlcommenter `traceparent`
+    /// comment, for `pg_stat_activity` and the server's logs (default
+    /// false: in direct mode a commented statement is prepared on every
+    /// run, outside the statement cache).
+    pub sqlcommenter: bool,
     /// `DB_SLOW_QUERY_MS`: log statements slower than this at WARN, even when
     /// `log_queries` is off.
     pub slow_query: Option<Duration>,
@@ -122,6 +128,7 @@ impl fmt::Debug for Config {
             .field("pooler", &self.pooler)
             .field("log_queries", &self.log_queries)
             .field("trace_returned_rows", &self.trace_returned_rows)
+            .field("sqlcommenter", &self.sqlcommenter)
             .field("slow_query", &self.slow_query)
             .field("recycle", &self.recycle)
             .field("tcp_keepalive_idle", &self.tcp_keepalive_idle)
@@ -163,6 +170,7 @@ impl Config {
             pooler: Pooler::None,
             log_queries: false,
             trace_returned_rows: false,
+            sqlcommenter: false,
             slow_query: None,
             recycle: Recycle::Fast,
             tcp_keepalive_idle: Duration::from_secs(30),
@@ -325,6 +333,9 @@ impl Config {
         }
         if let Some(b) = flag("DB_TRACE_RETURNED_ROWS")? {
             config.trace_returned_rows = b;
+        }
+        if let Some(b) = flag("DB_SQLCOMMENTER")? {
+            config.sqlcommenter = b;
         }
         if let Some(raw) = get("DB_POOL_RECYCLE") {
             config.recycle = match raw.to_ascii_lowercase().as_str() {

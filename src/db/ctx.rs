@@ -14,6 +14,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::sqlcommenter::TraceParent;
 use crate::{TenantId, UserId};
 
 /// The context of one request: the tenant and the acting user (row-level
@@ -30,6 +31,7 @@ pub struct Ctx {
     deadline: Option<Instant>,
     system: Option<&'static str>,
     span: Option<tracing::Span>,
+    trace_parent: Option<TraceParent>,
 }
 
 impl Ctx {
@@ -90,6 +92,16 @@ impl Ctx {
         self
     }
 
+    /// The same context whose statements carry `trace_parent` to the
+    /// server as a sqlcommenter comment, when `DB_SQLCOMMENTER=true` (off
+    /// by default: a commented statement is prepared on every run; see
+    /// `TraceParent`). A handler passes the request's `traceparent`
+    /// header, or its OpenTelemetry span's ids.
+    pub fn correlate(mut self, trace_parent: TraceParent) -> Ctx {
+        self.trace_parent = Some(trace_parent);
+        self
+    }
+
     /// The tenant, if any.
     pub fn tenant_id(&self) -> Option<TenantId> {
         self.tenant
@@ -110,6 +122,11 @@ impl Ctx {
         self.system
     }
 
+    /// The trace parent given to `correlate`, if any.
+    pub fn trace_parent(&self) -> Option<&TraceParent> {
+        self.trace_parent.as_ref()
+    }
+
     /// The span query spans hang under, when one was given.
     pub fn span(&self) -> Option<&tracing::Span> {
         self.span.as_ref()
@@ -127,6 +144,9 @@ impl fmt::Debug for Ctx {
         }
         if let Some(at) = self.deadline {
             d.field("remaining", &at.saturating_duration_since(Instant::now()));
+        }
+        if let Some(tp) = &self.trace_parent {
+            d.field("trace_parent", tp);
         }
         if let Some(reason) = self.system {
             d.field("system", &reason);

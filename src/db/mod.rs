@@ -10,6 +10,7 @@
 //! (its call contract) and `unnamed` (pooler mode's protocol), `pool` (pools
 //! and the connections they hand out), `postgres` (`Db`), `replicas` (the
 //! read path), `roles` (row-level security's roles and settings), `ctx`,
+//! `sqlcommenter` (the opt-in trace comment on statements),
 //! `sqlite` (`SqliteDb`, SQLite's URLs and errors), `any` (the portable seam:
 //! `AnyConn`, `AnyTx`, `AnyDb`, `any_run!`), `tls` (sslmode), `local` (the
 //! project-local cluster's URL when `DATABASE_URL` is unset).
@@ -26,6 +27,7 @@ mod pool;
 mod postgres;
 mod replicas;
 pub mod roles;
+mod sqlcommenter;
 pub mod sqlite;
 pub(crate) mod telemetry;
 mod tls;
@@ -41,6 +43,7 @@ pub use pg_conn::{PgConn, PgConnField, PgConnRow};
 pub use pool::{Health, PoolStatus, PooledConn};
 pub use postgres::Db;
 pub use replicas::{ReadSource, ReplicaStatus, WalPosition};
+pub use sqlcommenter::TraceParent;
 pub use sqlite::{SqliteConn, SqliteDb, SqlitePooledConn};
 pub use tls::SslMode;
 pub use unnamed::{UnnamedField, UnnamedRow};

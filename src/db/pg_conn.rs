@@ -50,6 +50,7 @@ use futures::future::{BoxFuture, FutureExt, TryFutureExt};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::call::{self, Calls, Sent};
+use super::sqlcommenter::Commented;
 use super::telemetry::{self, Endpoint};
 use super::unnamed::{UnnamedConnection, UnnamedField, UnnamedRow};
 
@@ -136,6 +137,9 @@ pub(crate) struct Scope {
     /// Where routing sent this connection's calls, and why (the spans'
     /// `database.route` and `database.route.reason`).
     pub(crate) route: Route,
+    /// The sqlcommenter comment each statement ends with
+    /// (`DB_SQLCOMMENTER`, a context with a trace parent).
+    pub(crate) comment: Option<Arc<str>>,
 }
 
 /// Where routing sent a connection's calls, and why.
@@ -631,18 +635,25 @@ impl PgConn {
         let query = query.as_query();
         if let Inner::Direct(conn) = &*self.inner
             && !self.wraps()
+            && self.scope.comment.is_none()
         {
             return self.load_direct(conn, query);
         }
+        // The span's query text and summary are the statement's, without
+        // its comment.
         let watch = self.watch(true, || telemetry::shape_of(&query));
+        let rows = match self.scope.comment.clone() {
+            Some(comment) => self.load_untraced(Commented { query, comment }),
+            None => self.load_untraced(query),
+        };
         let Some(watch) = watch else {
-            return self.load_untraced(query);
+            return rows;
         };
         // A server error can arrive with the first row rather than with the
         // answer to the statement: the watch lasts until the rows are read
         // (the stream holds it) and records an error met among them.
         let rows_watch = Arc::clone(&watch);
-        telemetry::traced(Some(watch), self.load_untraced(query))
+        telemetry::traced(Some(watch), rows)
             .map_ok(move |rows| {
                 if rows_watch.counts_rows() {
                     rows.inspect(move |row| match row {
@@ -752,7 +763,14 @@ impl PgConn {
         T: QueryFragment<Pg> + QueryId,
     {
         let watch = self.watch(false, || telemetry::shape_of(&source));
-        telemetry::traced(watch, self.execute_untraced(source))
+        let count = match self.scope.comment.clone() {
+            Some(comment) => self.execute_untraced(Commented {
+                query: source,
+                comment,
+            }),
+            None => self.execute_untraced(source),
+        };
+        telemetry::traced(watch, count)
     }
 
     fn execute_untraced<'a, T>(&'a self, source: T) -> BoxFuture<'a, QueryResult<usize>>

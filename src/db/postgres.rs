@@ -28,6 +28,9 @@ pub struct Db {
     /// The context's settings (`SET LOCAL ROLE`, `set_config` of the tenant
     /// and the user), rendered once per `with`.
     settings: Option<Arc<str>>,
+    /// The context's sqlcommenter comment, when `DB_SQLCOMMENTER` is on and
+    /// it has a trace parent.
+    comment: Option<Arc<str>>,
 }
 
 struct Shared {
@@ -95,6 +98,7 @@ impl Db {
             }),
             ctx: Ctx::default(),
             settings: settings.map(Arc::from),
+            comment: None,
         })
     }
 
@@ -115,10 +119,15 @@ impl Db {
             _ => ctx,
         };
         let settings = super::roles::settings_sql(&ctx, self.shared.config.app_role.as_deref());
+        let comment = ctx
+            .trace_parent()
+            .filter(|_| self.shared.config.sqlcommenter)
+            .map(|tp| tp.comment());
         Db {
             shared: self.shared.clone(),
             ctx,
             settings: settings.map(Arc::from),
+            comment,
         }
     }
 
@@ -150,6 +159,7 @@ impl Db {
             read_only: false,
             parent: self.ctx.span().cloned(),
             route: Route::Requested,
+            comment: self.comment.clone(),
         }
     }
 
