@@ -56,10 +56,31 @@ use super::unnamed::{UnnamedConnection, UnnamedField, UnnamedRow};
 
 /// A PostgreSQL connection: direct (named statements) or pooler mode
 /// (unnamed statements only). See the module docs.
-pub struct PgConn {
-    // Boxed: a pooled connection moves through several futures on every
-    // checkout, and the driver's connection is large.
-    inner: Box<Inner>,
+///
+/// One pointer: a pooled connection is moved by value through the pool's
+/// futures, its timeout and its guard on every checkout and return, so its
+/// state lives behind a box and each move copies eight bytes, not the
+/// state's few hundred.
+pub struct PgConn(Box<State>);
+
+impl std::ops::Deref for PgConn {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+/// What a `PgConn` holds (see `PgConn`).
+#[doc(hidden)]
+pub struct State {
+    inner: Inner,
     calls: Calls,
     /// A transaction is open on the server (a top-level `BEGIN` went
     /// through `batch_execute` and no `COMMIT`/`ROLLBACK` since).
@@ -192,8 +213,8 @@ impl PgConn {
     fn new(inner: Inner, scope: Scope, cancel: Option<super::connection::Canceller>) -> Self {
         let calls = Calls::default();
         calls.expect_read_only(scope.read_only);
-        Self {
-            inner: Box::new(inner),
+        PgConn(Box::new(State {
+            inner,
             calls,
             open: AtomicBool::new(false),
             scope,
@@ -209,7 +230,7 @@ impl PgConn {
                 caching: true,
                 keys: Default::default(),
             }),
-        }
+        }))
     }
 
     /// The key under which diesel-async caches `query` on a direct
@@ -347,13 +368,13 @@ impl PgConn {
     /// Whether this connection runs in pooler mode (`DB_POOLER=transaction`):
     /// only unnamed statements, nothing that outlives a transaction.
     pub fn is_pooler_mode(&self) -> bool {
-        matches!(*self.inner, Inner::Unnamed(_))
+        matches!(self.inner, Inner::Unnamed(_))
     }
 
     /// The diesel-async connection underneath, in direct mode (`None` in
     /// pooler mode): for code that needs what only it offers.
     pub fn as_direct(&mut self) -> Option<&mut AsyncPgConnection> {
-        match &mut *self.inner {
+        match &mut self.inner {
             Inner::Direct(conn) => Some(conn),
             Inner::Unnamed(_) => None,
         }
@@ -462,7 +483,7 @@ impl PgConn {
             Sent::of_batch(!self.open.load(Ordering::Relaxed), sql)
         };
         let work = async {
-            match &*self.inner {
+            match &self.inner {
                 Inner::Direct(conn) => {
                     let mut conn = conn;
                     SimpleAsyncConnection::batch_execute(&mut conn, sql).await
@@ -522,7 +543,7 @@ impl PgConn {
         // Held through the ROLLBACK below too (see `own_transaction`).
         let _turn = self.own_transaction.lock().await;
         let work = async {
-            match &*self.inner {
+            match &self.inner {
                 Inner::Direct(conn) => {
                     let mut conn = conn;
                     SimpleAsyncConnection::batch_execute(&mut conn, &whole).await
@@ -543,7 +564,7 @@ impl PgConn {
         .await;
         if result.is_err() && !self.calls.is_broken() {
             let rollback = async {
-                match &*self.inner {
+                match &self.inner {
                     Inner::Direct(conn) => {
                         let mut conn = conn;
                         SimpleAsyncConnection::batch_execute(&mut conn, "ROLLBACK").await
@@ -571,7 +592,7 @@ impl PgConn {
     fn wraps(&self) -> bool {
         !self.open.load(Ordering::Relaxed)
             && (self.scope.settings.is_some()
-                || (self.scope.local_timeouts && matches!(*self.inner, Inner::Unnamed(_))))
+                || (self.scope.local_timeouts && matches!(self.inner, Inner::Unnamed(_))))
     }
 
     /// The statement's future: rendered now, sent when first polled. `Err`
@@ -581,7 +602,7 @@ impl PgConn {
         T: AsQuery,
         T::Query: QueryFragment<Pg> + QueryId,
     {
-        Ok(match &*self.inner {
+        Ok(match &self.inner {
             Inner::Direct(conn) => {
                 let mut conn: &'a AsyncPgConnection = conn;
                 conn.load(source).map_ok(direct_rows).boxed()
@@ -598,7 +619,7 @@ impl PgConn {
     where
         T: QueryFragment<Pg> + QueryId,
     {
-        Ok(match &*self.inner {
+        Ok(match &self.inner {
             Inner::Direct(conn) => {
                 let mut conn: &'a AsyncPgConnection = conn;
                 conn.execute_returning_count(source)
@@ -633,7 +654,7 @@ impl PgConn {
         Q::Query: QueryFragment<Pg> + QueryId,
     {
         let query = query.as_query();
-        if let Inner::Direct(conn) = &*self.inner
+        if let Inner::Direct(conn) = &self.inner
             && !self.wraps()
             && self.scope.comment.is_none()
         {
@@ -730,7 +751,7 @@ impl PgConn {
         if !self.wraps() {
             return self.contract(sent, self.load_future(query));
         }
-        match &*self.inner {
+        match &self.inner {
             Inner::Unnamed(conn) => {
                 let rendered = match conn.render(&query) {
                     Ok(r) => r,
@@ -781,7 +802,7 @@ impl PgConn {
         if !self.wraps() {
             return self.contract(sent, self.execute_future(source));
         }
-        match &*self.inner {
+        match &self.inner {
             Inner::Unnamed(conn) => {
                 let rendered = match conn.render(&source) {
                     Ok(r) => r,
@@ -1059,21 +1080,21 @@ impl AsyncConnection for PgConn {
     }
 
     fn transaction_state(&mut self) -> &mut AnsiTransactionManager {
-        match &mut *self.inner {
+        match &mut self.inner {
             Inner::Direct(conn) => conn.transaction_state(),
             Inner::Unnamed(conn) => conn.transaction_state(),
         }
     }
 
     fn instrumentation(&mut self) -> &mut dyn Instrumentation {
-        match &mut *self.inner {
+        match &mut self.inner {
             Inner::Direct(conn) => conn.instrumentation(),
             Inner::Unnamed(conn) => conn.instrumentation(),
         }
     }
 
     fn set_instrumentation(&mut self, instrumentation: impl Instrumentation) {
-        match &mut *self.inner {
+        match &mut self.inner {
             Inner::Direct(conn) => conn.set_instrumentation(instrumentation),
             Inner::Unnamed(conn) => conn.set_instrumentation(instrumentation),
         }
@@ -1084,7 +1105,7 @@ impl AsyncConnection for PgConn {
         let prepared = self.prepared.get_mut().unwrap_or_else(|p| p.into_inner());
         prepared.caching = matches!(size, CacheSize::Unbounded);
         prepared.keys.clear();
-        match &mut *self.inner {
+        match &mut self.inner {
             Inner::Direct(conn) => conn.set_prepared_statement_cache_size(size),
             // Nothing is prepared by name: there is no cache.
             Inner::Unnamed(_) => {}
@@ -1097,7 +1118,7 @@ impl PoolableConnection for PgConn {
         if self.calls.is_broken() {
             return true;
         }
-        let unnamed_broken = match &mut *self.inner {
+        let unnamed_broken = match &mut self.inner {
             Inner::Direct(conn) => return PoolableConnection::is_broken(conn),
             Inner::Unnamed(conn) => conn.is_broken(),
         };
