@@ -24,13 +24,25 @@ async fn http(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, String, Value) {
+    http_with(port, method, path, token, body, "").await
+}
+
+/// `http` with more header lines (each ending in `\r\n`).
+async fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &str,
+) -> (u16, String, Value) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
+        .map(|t| format!("Authorization: Bearer {t}\r\n{headers}"))
+        .unwrap_or_else(|| headers.to_owned());
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -52,8 +64,18 @@ async fn http(
 /// The example's routes over `t`'s database, as the service's own role
 /// (row-level security applies to it), migrations as the owner.
 async fn start(t: &TestDb, pool_size: usize) -> u16 {
+    start_with(t, pool_size, |_| {}).await
+}
+
+/// `start`, with `configure` applied to the service's configuration.
+async fn start_with(
+    t: &TestDb,
+    pool_size: usize,
+    configure: impl FnOnce(&mut database::Config),
+) -> u16 {
     let mut config = t.service_db().config().clone();
     config.pool_size = pool_size;
+    configure(&mut config);
     config.wait_timeout = Duration::from_secs(1);
     let db = Db::new(config).unwrap();
     db.migrate().await.unwrap();
@@ -370,6 +392,73 @@ async fn an_exhausted_pool_is_a_503_with_retry_after() {
     );
     locker.batch_execute("COMMIT").await.unwrap();
     assert_eq!(blocked.await.unwrap().0, 201);
+}
+
+/// With `DB_SQLCOMMENTER=true`, a request's `traceparent` header reaches
+/// the server on the statements it runs (a trigger records the text of the
+/// statement that inserts each todo, `current_query()`); a malformed header
+/// is ignored, and the request still succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requests_traceparent_reaches_the_server_with_sqlcommenter_on() {
+    let t = TestDb::new().await;
+    let port = start_with(&t, 2, |c| c.sqlcommenter = true).await;
+    t.conn()
+        .await
+        .batch_execute(
+            "CREATE TABLE seen_statements (query text NOT NULL);
+             CREATE FUNCTION record_statement() RETURNS trigger LANGUAGE plpgsql
+               SECURITY DEFINER SET search_path = public AS
+               $$ BEGIN INSERT INTO seen_statements VALUES (current_query()); RETURN NEW; END $$;
+             CREATE TRIGGER record_statement AFTER INSERT ON todos
+               FOR EACH ROW EXECUTE FUNCTION record_statement();",
+        )
+        .await
+        .unwrap();
+    let token = signed_in(port, "tia@example.com").await;
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/tenants",
+        Some(&token),
+        Some(json!({"name": "acme", "slug": "acme"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for traceparent in [header, "00-not-a-trace-01", ""] {
+        let (status, _, body) = http_with(
+            port,
+            "POST",
+            "/tenants/acme/todos",
+            Some(&token),
+            Some(json!({ "title": format!("traced {traceparent}") })),
+            &format!("traceparent: {traceparent}\r\n"),
+        )
+        .await;
+        assert_eq!(status, 201, "{traceparent}: {body}");
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Seen {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        query: String,
+    }
+    let seen: Vec<Seen> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query("SELECT query FROM seen_statements"),
+        &mut *t.conn().await,
+    )
+    .await
+    .unwrap();
+    let traced: Vec<&str> = seen.iter().map(|s| s.query.as_str()).collect();
+    assert_eq!(traced.len(), 3, "{traced:#?}");
+    assert!(
+        traced[0].starts_with("INSERT INTO \"todos\"")
+            && traced[0].ends_with(&format!("/*traceparent='{header}'*/")),
+        "{traced:#?}"
+    );
+    assert!(
+        traced[1..].iter().all(|q| !q.contains("traceparent")),
+        "a malformed or empty header adds nothing: {traced:#?}"
+    );
 }
 
 fn urlencode(s: &str) -> String {

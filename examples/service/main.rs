@@ -11,7 +11,9 @@
 //! ```
 //!
 //! `OTEL_TRACES_EXPORTER=console` prints every span of the crate (one line
-//! each, with its attributes) as it closes; see the README's Observability.
+//! each, with its attributes) as it closes; with `DB_SQLCOMMENTER=true` a
+//! request's `traceparent` header reaches the server as a comment on each
+//! of its statements. See the README's Observability.
 //!
 //! Without `DATABASE_URL` it connects as the project cluster's service role
 //! (`app`) and migrates as its owner; elsewhere set `DATABASE_URL` to a role
@@ -40,7 +42,7 @@ use database::features::{CreateTodo, todos};
 use database::keyset::Cursor;
 use database::tenancy::{NewTenant, Tenant, tenant_members, tenants};
 use database::workflows::{NewWorkflow, StartExecution, WorkflowGraph, executions, workflows};
-use database::{Ctx, Db, Error, TodoId, WorkflowId};
+use database::{Ctx, Db, Error, TodoId, TraceParent, WorkflowId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -103,8 +105,11 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The signed-in user, from `Authorization: Bearer <session token>`.
-struct Auth(User);
+/// The signed-in user, from `Authorization: Bearer <session token>`, and
+/// the request's context: that user, and the caller's trace when it sent a
+/// valid W3C `traceparent` header (with `DB_SQLCOMMENTER=true` the server
+/// then sees it on every statement of the request).
+struct Auth(User, Ctx);
 
 impl FromRequestParts<Db> for Auth {
     type Rejection = Response;
@@ -124,7 +129,21 @@ impl FromRequestParts<Db> for Auth {
             })?;
         let mut conn = db.conn().await.map_err(|e| ApiError(e).into_response())?;
         match sessions::find_valid_with_user(&mut conn, token).await {
-            Ok((_, user)) => Ok(Auth(user)),
+            Ok((_, user)) => {
+                let ctx = Ctx::new().user(user.id);
+                let trace = parts
+                    .headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| TraceParent::parse(v).ok());
+                Ok(Auth(
+                    user,
+                    match trace {
+                        Some(trace) => ctx.correlate(trace),
+                        None => ctx,
+                    },
+                ))
+            }
             Err(Error::NotFound { .. } | Error::TokenRejected(_)) => Err((
                 StatusCode::UNAUTHORIZED,
                 Json(json!({ "error": "unauthorized" })),
@@ -173,18 +192,18 @@ async fn sign_in(
     ))
 }
 
-async fn me(Auth(user): Auth) -> Json<User> {
+async fn me(Auth(user, _): Auth) -> Json<User> {
     Json(user)
 }
 
 async fn create_tenant(
     State(db): State<Db>,
-    Auth(user): Auth,
+    Auth(user, ctx): Auth,
     Json(input): Json<NewTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
     // No tenant yet: the acting user only (the new tenant's first rows are
     // written inside it by `create_with_owner`).
-    let db = db.with(Ctx::new().user(user.id));
+    let db = db.with(ctx);
     let tenant = db
         .transaction(async |conn| tenants::create_with_owner(conn, &input, user.id).await)
         .await?;
@@ -195,10 +214,10 @@ async fn create_tenant(
 /// one of its members (else 404: a tenant one does not belong to is not
 /// visible). Every tenant route runs its queries through it, so row-level
 /// security holds even where a query forgets its tenant filter.
-async fn in_tenant(db: &Db, slug: &str, user: &User) -> Result<(Db, Tenant), Error> {
+async fn in_tenant(db: &Db, ctx: &Ctx, slug: &str, user: &User) -> Result<(Db, Tenant), Error> {
     // Before a tenant is chosen the user reads the directory and their own
     // memberships (the policies let them).
-    let as_user = db.with(Ctx::new().user(user.id));
+    let as_user = db.with(ctx.clone());
     let tenant = as_user
         .transaction(async |conn| {
             let tenant = tenants::find_by_slug(conn, slug).await?;
@@ -208,7 +227,7 @@ async fn in_tenant(db: &Db, slug: &str, user: &User) -> Result<(Db, Tenant), Err
             Ok(tenant)
         })
         .await?;
-    Ok((db.with(Ctx::tenant(tenant.id).user(user.id)), tenant))
+    Ok((db.with(ctx.clone().in_tenant(tenant.id)), tenant))
 }
 
 #[derive(Deserialize)]
@@ -219,11 +238,11 @@ struct NewTodoBody {
 
 async fn create_todo(
     State(db): State<Db>,
-    Auth(user): Auth,
+    Auth(user, ctx): Auth,
     Path(slug): Path<String>,
     Json(body): Json<NewTodoBody>,
 ) -> ApiResult<(StatusCode, Json<todos::Todo>)> {
-    let (db, tenant) = in_tenant(&db, &slug, &user).await?;
+    let (db, tenant) = in_tenant(&db, &ctx, &slug, &user).await?;
     let input = CreateTodo {
         title: body.title,
         description: body.description,
@@ -245,7 +264,7 @@ struct PageQuery {
 /// A page of the tenant's todos: full pages, in the tenant's index order.
 async fn list_todos(
     State(db): State<Db>,
-    Auth(user): Auth,
+    Auth(user, ctx): Auth,
     Path(slug): Path<String>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -256,7 +275,7 @@ async fn list_todos(
                 .map_err(|e| Error::invalid("after", "cursor", e.to_string()))?,
         ),
     };
-    let (db, tenant) = in_tenant(&db, &slug, &user).await?;
+    let (db, tenant) = in_tenant(&db, &ctx, &slug, &user).await?;
     let limit = page.limit.unwrap_or(20);
     let page = db
         .transaction(async |conn| todos::list_for_tenant(conn, tenant.id, after, limit).await)
@@ -267,10 +286,10 @@ async fn list_todos(
 /// One of the tenant's todos.
 async fn get_tenant_todo(
     State(db): State<Db>,
-    Auth(user): Auth,
+    Auth(user, ctx): Auth,
     Path((slug, id)): Path<(String, TodoId)>,
 ) -> ApiResult<Json<todos::Todo>> {
-    let (db, _) = in_tenant(&db, &slug, &user).await?;
+    let (db, _) = in_tenant(&db, &ctx, &slug, &user).await?;
     Ok(Json(
         db.transaction(async |conn| todos::find(conn, user.id, id).await)
             .await?,
@@ -280,10 +299,10 @@ async fn get_tenant_todo(
 /// One of the user's personal todos (no tenant).
 async fn get_todo(
     State(db): State<Db>,
-    Auth(user): Auth,
+    Auth(user, ctx): Auth,
     Path(id): Path<TodoId>,
 ) -> ApiResult<Json<todos::Todo>> {
-    let db = db.with(Ctx::new().user(user.id));
+    let db = db.with(ctx);
     Ok(Json(
         db.transaction(async |conn| todos::find(conn, user.id, id).await)
             .await?,
@@ -298,11 +317,11 @@ struct NewWorkflowBody {
 
 async fn create_workflow(
     State(db): State<Db>,
-    Auth(user): Auth,
+    Auth(user, ctx): Auth,
     Path(slug): Path<String>,
     Json(body): Json<NewWorkflowBody>,
 ) -> ApiResult<(StatusCode, Json<workflows::Workflow>)> {
-    let (db, tenant) = in_tenant(&db, &slug, &user).await?;
+    let (db, tenant) = in_tenant(&db, &ctx, &slug, &user).await?;
     let input = NewWorkflow {
         name: body.name,
         description: None,
@@ -323,11 +342,11 @@ struct RunBody {
 
 async fn run_workflow(
     State(db): State<Db>,
-    Auth(user): Auth,
+    Auth(user, ctx): Auth,
     Path(id): Path<WorkflowId>,
     Json(body): Json<RunBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (db, tenant) = in_tenant(&db, &body.tenant, &user).await?;
+    let (db, tenant) = in_tenant(&db, &ctx, &body.tenant, &user).await?;
     let input = StartExecution {
         user_id: Some(user.id),
         input: body.input.unwrap_or_else(|| json!({})),
@@ -441,13 +460,23 @@ mod tests {
         let rows = database::testing::fixtures::Fixtures::new(1);
         let (acme, other) = (rows.tenant().create(t).await, rows.tenant().create(t).await);
         let db = t.service_db();
-        let (_, tenant) = in_tenant(&db, &acme.tenant.slug, &acme.owner)
-            .await
-            .unwrap();
+        let (_, tenant) = in_tenant(
+            &db,
+            &Ctx::new().user(acme.owner.id),
+            &acme.tenant.slug,
+            &acme.owner,
+        )
+        .await
+        .unwrap();
         assert_eq!(tenant.id, acme.tenant.id);
-        let refused = in_tenant(&db, &other.tenant.slug, &acme.owner)
-            .await
-            .unwrap_err();
+        let refused = in_tenant(
+            &db,
+            &Ctx::new().user(acme.owner.id),
+            &other.tenant.slug,
+            &acme.owner,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(refused, Error::NotFound { .. }), "{refused:?}");
     }
 }
