@@ -302,7 +302,14 @@ async fn a_login_that_bypasses_row_level_security_is_refused_for_tenants() {
             "DO $$ BEGIN
                  CREATE ROLE rls_test_bypass LOGIN BYPASSRLS;
              EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
-             GRANT SELECT ON ALL TABLES IN SCHEMA public TO rls_test_bypass;",
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO rls_test_bypass;
+             DO $$ BEGIN
+                 CREATE ROLE rls_test_owner LOGIN;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+             CREATE TABLE owned_tenant_rows (tenant_id uuid);
+             ALTER TABLE owned_tenant_rows ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE owned_tenant_rows FORCE ROW LEVEL SECURITY;
+             ALTER TABLE owned_tenant_rows OWNER TO rls_test_owner;",
         )
         .await
         .unwrap();
@@ -312,15 +319,20 @@ async fn a_login_that_bypasses_row_level_security_is_refused_for_tenants() {
         url.set_username(user).unwrap();
         url.to_string()
     };
-    // The superuser (the test server's login), and a BYPASSRLS role.
+    // The superuser (the test server's login), a BYPASSRLS role, and the
+    // owner of a table with row-level security (FORCEd, so its policies
+    // apply to it, but an owner may switch them off).
     for (who, url) in [
         ("superuser", t.url.clone()),
         ("BYPASSRLS", url_as("rls_test_bypass")),
+        ("owner", url_as("rls_test_owner")),
     ] {
         let db = Db::new(Config::new(url)).unwrap().with(Ctx::tenant(a));
         match db.conn().await {
             Err(Error::Config(m)) => assert!(
-                m.contains("DB_APP_ROLE") && m.contains("row-level security"),
+                m.contains("DB_APP_ROLE")
+                    && m.contains("row-level security")
+                    && (who != "owner" || m.contains("owns table owned_tenant_rows")),
                 "{who}: {m}"
             ),
             other => panic!("{who}: expected Config, got {:?}", other.map(drop)),

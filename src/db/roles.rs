@@ -57,10 +57,11 @@ struct Login {
     superuser: bool,
     #[diesel(sql_type = Bool)]
     bypassrls: bool,
-    /// A tenant table the login owns whose policies do not apply to its
-    /// owner (`FORCE` missing).
+    /// A table with row-level security that the login owns: without
+    /// `FORCE` its policies do not apply to it, and with `FORCE` it can still
+    /// turn them off (`ALTER TABLE ... NO FORCE ROW LEVEL SECURITY`).
     #[diesel(sql_type = Nullable<Text>)]
-    owned_unforced: Option<String>,
+    owned: Option<String>,
 }
 
 impl RoleCheck {
@@ -70,7 +71,7 @@ impl RoleCheck {
             "SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolbypassrls AS bypassrls, \
                (SELECT c.relname::text FROM pg_class c \
                 WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p') AND c.relrowsecurity \
-                  AND NOT c.relforcerowsecurity LIMIT 1) AS owned_unforced \
+                ORDER BY c.relforcerowsecurity, c.relname LIMIT 1) AS owned \
              FROM pg_roles r WHERE r.rolname = current_user",
         )
         .get_result(conn)
@@ -80,9 +81,9 @@ impl RoleCheck {
         } else if login.bypassrls {
             Some(format!("role {} has BYPASSRLS", login.name))
         } else {
-            login.owned_unforced.map(|t| {
+            login.owned.map(|t| {
                 format!(
-                    "role {} owns table {t}, whose row-level security is not FORCEd",
+                    "role {} owns table {t} (an owner can switch its row-level security off)",
                     login.name
                 )
             })
@@ -335,8 +336,8 @@ pub async fn check(conn: &mut PgConn, service_role: &str) -> Result<Vec<RoleProb
         "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS exists, \
            (SELECT CASE WHEN r.rolsuper THEN 'a superuser' WHEN r.rolbypassrls THEN 'BYPASSRLS' \
               ELSE (SELECT 'owner of ' || c.relname FROM pg_class c \
-                    WHERE c.relowner = r.oid AND c.relrowsecurity AND NOT c.relforcerowsecurity \
-                    LIMIT 1) END \
+                    WHERE c.relowner = r.oid AND c.relrowsecurity \
+                    ORDER BY c.relforcerowsecurity, c.relname LIMIT 1) END \
             FROM pg_roles r WHERE r.rolname = $1) AS why",
     )
     .bind::<Text, _>(service_role)
