@@ -312,6 +312,9 @@ async fn a_result_type_newer_than_the_connection_is_never_reported_retryable() {
     let err = Error::from(err);
     assert!(matches!(err, Error::CommitOutcomeUnknown(_)), "{err:?}");
     assert!(!err.is_retryable(), "{err:?}");
+    // Printed with the failure, should the row below never appear (once in
+    // CI under load): which failure the client met says why.
+    eprintln!("the INSERT's error: {err}");
     // The client fails on the RowDescription, which the server sends
     // before it executes: the INSERT runs and commits (its Execute and Sync
     // were sent in the same message) moments after the error, not before.
