@@ -14,7 +14,7 @@ use common::wait_until;
 use database::Conn;
 use database::db::ReadSource;
 use database::ops::cluster::{Options, TempCluster};
-use database::{Config, Db, Error};
+use database::{Config, Ctx, Db, Error, TenantId};
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
@@ -518,4 +518,36 @@ async fn close_refuses_reads_on_replicas_too() {
     assert!(db.read_run(async |c| try_count(c, 1).await).await.is_err());
     let token = database::db::WalPosition(0);
     assert!(db.read_after(token).await.is_err(), "a read after close");
+}
+
+/// A tenant context on a login that bypasses row-level security (here the
+/// throwaway cluster's superuser) is refused on the read path as on the
+/// primary's: `read`, `read_after` and `read_run`, with a healthy replica
+/// ready to serve them. (The replica path used to skip the check.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_context_on_a_bypassing_login_is_refused_on_replicas_too() {
+    let Some((primary, replica)) = pair() else {
+        return;
+    };
+    setup(&primary).await;
+    let db = db_for(&primary, &replica, Duration::from_secs(5));
+    until_replica_serves(&db).await;
+    let tenant = db.with(Ctx::tenant(TenantId::new()));
+    let refused = |what: &str, result: Result<(), Error>| match result {
+        Err(Error::Config(m)) => assert!(m.contains("row-level security"), "{what}: {m}"),
+        other => panic!("{what}: expected Config, got {other:?}"),
+    };
+    refused("read_from", tenant.read_from().await.map(drop));
+    let now = db.wal_position().await.unwrap();
+    refused("read_after", tenant.read_after(now).await.map(drop));
+    refused(
+        "read_run",
+        tenant
+            .read_run(async |conn| Ok(count(conn, 1).await))
+            .await
+            .map(drop),
+    );
+    // Without a tenant the same Db still reads from the replica.
+    let (_, source) = db.read_from().await.unwrap();
+    assert!(matches!(source, ReadSource::Replica(_)), "{source:?}");
 }

@@ -193,9 +193,7 @@ impl Db {
             )
             .await;
         }
-        if self.ctx.tenant_id().is_some() {
-            self.check_roles().await?;
-        }
+        self.check_roles().await?;
         pool::checkout(
             &self.shared.pool,
             config,
@@ -270,6 +268,7 @@ impl Db {
         after: Option<WalPosition>,
         f: impl AsyncFn(&mut PgConn) -> Result<T>,
     ) -> Result<T> {
+        self.check_roles().await?;
         let mut why = self.primary_reason();
         if let Some(replicas) = &self.shared.replicas
             && why == Route::NoReplicaReady
@@ -347,6 +346,7 @@ impl Db {
 
     /// `read`, also saying where the connection came from.
     pub async fn read_from(&self) -> Result<(PooledConn, ReadSource)> {
+        self.check_roles().await?;
         let why = self.primary_reason();
         if let Some(replicas) = &self.shared.replicas
             && why == Route::NoReplicaReady
@@ -369,6 +369,7 @@ impl Db {
     /// `position` (from `wal_position`): a replica that has replayed it, else
     /// the primary.
     pub async fn read_after(&self, position: WalPosition) -> Result<(PooledConn, ReadSource)> {
+        self.check_roles().await?;
         let why = self.primary_reason();
         if let Some(replicas) = &self.shared.replicas
             && why == Route::NoReplicaReady
@@ -433,8 +434,14 @@ impl Db {
     }
 
     /// Refuses a tenant context when the service's login would bypass
-    /// row-level security and no role switch is configured.
+    /// row-level security and no role switch is configured: on every path
+    /// to a connection, the replicas' included (the primary's login is
+    /// asked once; roles are the cluster's, so a streaming replica has the
+    /// same). Nothing to check without a tenant.
     async fn check_roles(&self) -> Result<()> {
+        if self.ctx.tenant_id().is_none() {
+            return Ok(());
+        }
         let config = &self.shared.config;
         let check = self
             .shared
