@@ -1015,3 +1015,53 @@ async fn sqlite_keyset_pages_at_a_whole_second_visit_every_row_once() {
     got.sort();
     assert_eq!(got, expected, "pages visited {seen:?}");
 }
+
+/// The request context on SQLite (the README: it carries the deadline and
+/// the user; row-level security is PostgreSQL's): a call that outlives the
+/// context's deadline is cut off with `Timeout` and its transaction rolled
+/// back (nothing written), and a context with a user and no deadline works
+/// as none.
+#[database::test]
+async fn a_contexts_deadline_bounds_sqlite_calls(db: database::SqliteDb) {
+    use database::Ctx;
+    use std::time::{Duration, Instant};
+    let new_user = |email: &str| NewUser {
+        email: email.to_owned(),
+        ..Default::default()
+    };
+    let ctx = Ctx::new().user(UserId::new());
+    let created = db
+        .with(ctx.clone())
+        .transaction(async |conn| users::create(conn, &new_user("ctx@example.com")).await)
+        .await
+        .unwrap();
+    let short = db.with(ctx.timeout(Duration::from_millis(100)));
+    let started = Instant::now();
+    let err = short
+        .transaction(async |conn| {
+            users::create(conn, &new_user("late@example.com")).await?;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut conn = db.conn().await.unwrap();
+    assert!(matches!(
+        users::find_by_email(&mut *conn, "late@example.com").await,
+        Err(Error::NotFound { .. })
+    ));
+    drop(conn);
+    // The user without a deadline still reads.
+    let found = db
+        .with(Ctx::new().user(created.id))
+        .run(async |conn| users::find(conn, created.id).await)
+        .await
+        .unwrap();
+    assert_eq!(found.email, "ctx@example.com");
+}
