@@ -460,23 +460,14 @@ mod tests {
         let rows = database::testing::fixtures::Fixtures::new(1);
         let (acme, other) = (rows.tenant().create(t).await, rows.tenant().create(t).await);
         let db = t.service_db();
-        let (_, tenant) = in_tenant(
-            &db,
-            &Ctx::new().user(acme.owner.id),
-            &acme.tenant.slug,
-            &acme.owner,
-        )
-        .await
-        .unwrap();
+        let ctx = Ctx::new().user(acme.owner.id);
+        let (_, tenant) = in_tenant(&db, &ctx, &acme.tenant.slug, &acme.owner)
+            .await
+            .unwrap();
         assert_eq!(tenant.id, acme.tenant.id);
-        let refused = in_tenant(
-            &db,
-            &Ctx::new().user(acme.owner.id),
-            &other.tenant.slug,
-            &acme.owner,
-        )
-        .await
-        .unwrap_err();
+        let refused = in_tenant(&db, &ctx, &other.tenant.slug, &acme.owner)
+            .await
+            .unwrap_err();
         assert!(matches!(refused, Error::NotFound { .. }), "{refused:?}");
     }
 }

@@ -437,9 +437,10 @@ impl Db {
     /// row-level security and no role switch is configured: on every path
     /// to a connection, the replicas' included (the primary's login is
     /// asked once; roles are the cluster's, so a streaming replica has the
-    /// same). Nothing to check without a tenant.
+    /// same). Nothing to check without a tenant, nor for the escape hatch,
+    /// whose connections come from the system pool's own login.
     async fn check_roles(&self) -> Result<()> {
-        if self.ctx.tenant_id().is_none() {
+        if self.ctx.tenant_id().is_none() || self.ctx.system_reason().is_some() {
             return Ok(());
         }
         let config = &self.shared.config;
