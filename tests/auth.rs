@@ -1057,6 +1057,21 @@ async fn a_contexts_deadline_bounds_sqlite_calls(db: database::SqliteDb) {
         Err(Error::NotFound { .. })
     ));
     drop(conn);
+    // A call that starts after its deadline runs nothing, even when a
+    // connection is free at once (a timer polls its work first).
+    let late = db.with(Ctx::new().deadline(Instant::now() - Duration::from_millis(1)));
+    let err = late
+        .run(async |conn| users::create(conn, &new_user("past@example.com")).await)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut conn = db.conn().await.unwrap();
+    assert!(matches!(
+        users::find_by_email(&mut *conn, "past@example.com").await,
+        Err(Error::NotFound { .. })
+    ));
+    drop(conn);
     // The user without a deadline still reads.
     let found = db
         .with(Ctx::new().user(created.id))

@@ -448,6 +448,75 @@ async fn a_context_deadline_bounds_the_whole_request() {
     );
 }
 
+/// A call that starts after its context's deadline sends nothing: not a
+/// read, not a write, not a transaction. `nextval` is the witness: a
+/// sequence advances even when the statement that called it is cancelled
+/// or rolled back, so any statement that reached the server shows.
+async fn a_call_past_its_deadline_sends_nothing(path: Path) {
+    let Some(s) = setup(path, |_| {}).await else {
+        return;
+    };
+    diesel::sql_query("CREATE SEQUENCE contract_witness")
+        .execute(&mut *s.t.conn().await)
+        .await
+        .unwrap();
+    let late = database::Ctx::new().deadline(Instant::now() - Duration::from_millis(1));
+    let db = s.db.with(late);
+    let nextval = || diesel::sql_query("SELECT nextval('contract_witness')");
+    let e = db
+        .run(async |conn| Ok(nextval().execute(conn).await?))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "run: {e:?}");
+    let e = db
+        .transaction(async |conn| Ok(nextval().execute(conn).await?))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "transaction: {e:?}");
+    let e = db.conn().await.err().unwrap();
+    assert!(matches!(e, Error::Timeout { .. }), "conn: {e:?}");
+    // A connection checked out in time, its statements started after the
+    // deadline: the statement, and a transaction's BEGIN, are not sent.
+    let soon =
+        s.db.with(database::Ctx::new().timeout(Duration::from_millis(300)));
+    let mut conn = soon.conn().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let e = database::Error::from(nextval().execute(&mut *conn).await.unwrap_err());
+    assert!(matches!(e, Error::Timeout { .. }), "a statement: {e:?}");
+    let e = conn
+        .transaction(async |conn| nextval().execute(conn).await)
+        .await
+        .unwrap_err();
+    let e = database::Error::from(e);
+    assert!(matches!(e, Error::Timeout { .. }), "a transaction: {e:?}");
+    drop(conn);
+    #[derive(diesel::QueryableByName)]
+    struct Called {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        is_called: bool,
+    }
+    let witness: Called = diesel::sql_query("SELECT is_called FROM contract_witness")
+        .get_result(&mut *s.t.conn().await)
+        .await
+        .unwrap();
+    assert!(
+        !witness.is_called,
+        "a statement past its deadline reached the server"
+    );
+    // The connections are still good for a call with time left.
+    assert!(s.db.health().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_past_its_deadline_sends_nothing_direct() {
+    a_call_past_its_deadline_sends_nothing(Path::Direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_past_its_deadline_sends_nothing_through_a_pooler() {
+    a_call_past_its_deadline_sends_nothing(Path::Pooler).await;
+}
+
 // 3. Cancelled at any await point --------------------------------------------
 
 /// Polls `fut` at most `polls` times, then drops it (what a client

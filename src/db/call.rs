@@ -12,6 +12,7 @@
 //! were in flight is `CommitOutcomeUnknown`; otherwise the server rolled the
 //! work back (or it only read), and the error stays retryable.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,13 @@ pub(super) struct Calls {
     /// transaction it declared `READ ONLY`): a refused write is its own
     /// doing, not a sign that the connection reached the wrong server.
     read_only: AtomicBool,
+    /// The timer that bounds this connection's statements, kept between
+    /// them and moved to each statement's new bound: moving a registered
+    /// timer later is a few atomic operations, while a timer per statement
+    /// takes the timer wheel's lock twice (to register it on its first poll
+    /// and to remove it when dropped). Empty while a statement holds it, or
+    /// before the first; a statement pipelined beside another makes its own.
+    timer: std::sync::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl Calls {
@@ -61,12 +69,54 @@ impl Calls {
     /// A statement starts: until `InFlight::settle`, dropping it breaks the
     /// connection (its answer may still be on the way, or a transaction the
     /// caller will never finish may be open on the server).
-    pub(super) fn start(&self, sent: Sent, bound: Option<Instant>) -> InFlight<'_> {
+    pub(super) fn start(&self, sent: Sent, bound: Bound) -> InFlight<'_> {
         InFlight {
             calls: self,
             sent,
             bound,
             settled: false,
+        }
+    }
+
+    /// The connection's timer set to `at`, or a new one when a statement
+    /// pipelined beside this one holds it.
+    fn timer(&self, at: Instant) -> Pin<Box<tokio::time::Sleep>> {
+        let kept = self.timer.lock().ok().and_then(|mut slot| slot.take());
+        match kept {
+            Some(mut timer) => {
+                timer.as_mut().reset(at.into());
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(at.into())),
+        }
+    }
+
+    /// Keeps `timer` for the next statement.
+    fn keep(&self, timer: Pin<Box<tokio::time::Sleep>>) {
+        if let Ok(mut slot) = self.timer.lock() {
+            *slot = Some(timer);
+        }
+    }
+}
+
+/// When a statement starting now must have its answer (`bound`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Bound {
+    /// `None`: unbounded (only the migration session).
+    pub(super) at: Option<Instant>,
+    /// The context's deadline had already passed when the statement was to
+    /// start: it is refused without being sent.
+    pub(super) passed: bool,
+}
+
+impl Bound {
+    /// The same bound, never refused up front: a `ROLLBACK` must still be
+    /// tried after the deadline, or the connection is closed with its
+    /// transaction open.
+    pub(super) fn for_rollback(self) -> Bound {
+        Bound {
+            passed: false,
+            ..self
         }
     }
 }
@@ -152,7 +202,7 @@ impl Sent {
 pub(super) struct InFlight<'a> {
     calls: &'a Calls,
     sent: Sent,
-    bound: Option<Instant>,
+    bound: Bound,
     settled: bool,
 }
 
@@ -173,8 +223,28 @@ impl InFlight<'_> {
         work: impl Future<Output = QueryResult<T>>,
         cancel: impl FnOnce(),
     ) -> QueryResult<T> {
-        let outcome = match self.bound {
-            Some(at) => tokio::time::timeout_at(at.into(), work).await.ok(),
+        if self.bound.passed {
+            // Not sent: `work` is sent when first polled.
+            self.settled = true;
+            return Err(DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(format!(
+                    "{DEADLINE_PASSED}the call's deadline passed before the statement was sent; \
+                     nothing was sent"
+                )),
+            ));
+        }
+        let outcome = match self.bound.at {
+            Some(at) => {
+                let mut timer = self.calls.timer(at);
+                let outcome = Within {
+                    work: std::pin::pin!(work),
+                    timer: timer.as_mut(),
+                }
+                .await;
+                self.calls.keep(timer);
+                outcome
+            }
             None => Some(work.await),
         };
         self.settled = true;
@@ -304,14 +374,50 @@ fn error_message(e: &DieselError) -> String {
     }
 }
 
+/// `work`, or `None` once `timer` has fired first: the work is polled
+/// first, so a statement that answers at once never registers the timer.
+struct Within<'t, W> {
+    work: Pin<&'t mut W>,
+    timer: Pin<&'t mut tokio::time::Sleep>,
+}
+
+impl<W: Future> Future for Within<'_, W> {
+    type Output = Option<W::Output>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        if let Poll::Ready(done) = self.work.as_mut().poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// When a statement starting now must have its answer: the context's
-/// deadline, or `per_statement` from now, whichever comes first (`None`:
-/// unbounded, only the migration session).
-pub(super) fn bound(deadline: Option<Instant>, per_statement: Option<Duration>) -> Option<Instant> {
-    let own = per_statement.map(|d| Instant::now() + d);
-    match (deadline, own) {
+/// deadline, or `per_statement` from now, whichever comes first (`at:
+/// None`: unbounded, only the migration session). The clock is read once.
+pub(super) fn bound(deadline: Option<Instant>, per_statement: Option<Duration>) -> Bound {
+    if deadline.is_none() && per_statement.is_none() {
+        return Bound {
+            at: None,
+            passed: false,
+        };
+    }
+    let now = Instant::now();
+    let own = per_statement.map(|d| now + d);
+    let at = match (deadline, own) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    };
+    Bound {
+        at,
+        passed: deadline.is_some_and(|d| d <= now),
     }
 }
 
@@ -425,7 +531,7 @@ mod tests {
         for sent in [Sent::Safe, Sent::AutocommitWrite] {
             let calls = Calls::default();
             let e = calls
-                .start(sent, None)
+                .start(sent, bound(None, None))
                 .run(async { Err::<(), _>(refused()) }, || {})
                 .await
                 .unwrap_err();
@@ -442,7 +548,7 @@ mod tests {
         let calls = Calls::default();
         calls.expect_read_only(true);
         let e = calls
-            .start(Sent::Safe, None)
+            .start(Sent::Safe, bound(None, None))
             .run(async { Err::<(), _>(refused()) }, || {})
             .await
             .unwrap_err();
@@ -459,8 +565,15 @@ mod tests {
     #[test]
     fn the_earlier_bound_wins() {
         let soon = Instant::now() + Duration::from_millis(5);
-        assert_eq!(bound(Some(soon), Some(Duration::from_secs(30))), Some(soon));
-        assert_eq!(bound(None, None), None);
-        assert!(bound(None, Some(Duration::from_secs(1))).is_some());
+        assert_eq!(
+            bound(Some(soon), Some(Duration::from_secs(30))).at,
+            Some(soon)
+        );
+        assert!(!bound(Some(soon), Some(Duration::from_secs(30))).passed);
+        assert_eq!(bound(None, None).at, None);
+        assert!(bound(None, Some(Duration::from_secs(1))).at.is_some());
+        let gone = Instant::now() - Duration::from_millis(1);
+        assert!(bound(Some(gone), Some(Duration::from_secs(30))).passed);
+        assert!(!bound(Some(gone), None).for_rollback().passed);
     }
 }

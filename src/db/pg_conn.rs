@@ -397,7 +397,7 @@ impl PgConn {
     }
 
     /// When a statement starting now must have its answer.
-    fn bound(&self) -> Option<Instant> {
+    fn bound(&self) -> call::Bound {
         call::bound(self.scope.deadline, self.scope.per_statement)
     }
 
@@ -420,9 +420,11 @@ impl PgConn {
     fn begin_sql(&self, begin: &str) -> QueryResult<Option<String>> {
         let remaining_ms = if self.scope.local_timeouts {
             let bound = self.bound();
-            let remaining = bound.map(|b| b.saturating_duration_since(Instant::now()));
+            let remaining = bound
+                .at
+                .map(|b| b.saturating_duration_since(Instant::now()));
             match remaining {
-                Some(r) if r.is_zero() => {
+                _ if bound.passed => {
                     return Err(diesel::result::Error::DatabaseError(
                         diesel::result::DatabaseErrorKind::Unknown,
                         Box::new(format!(
@@ -482,6 +484,11 @@ impl PgConn {
         } else {
             Sent::of_batch(!self.open.load(Ordering::Relaxed), sql)
         };
+        let bound = if sql.starts_with("ROLLBACK") {
+            self.bound().for_rollback()
+        } else {
+            self.bound()
+        };
         let work = async {
             match &self.inner {
                 Inner::Direct(conn) => {
@@ -499,7 +506,7 @@ impl PgConn {
         let result = telemetry::traced(
             watch,
             self.calls
-                .start(sent, self.bound())
+                .start(sent, bound)
                 .run(work, self.canceller())
                 .boxed(),
         )
@@ -574,7 +581,7 @@ impl PgConn {
             };
             if self
                 .calls
-                .start(Sent::Safe, self.bound())
+                .start(Sent::Safe, self.bound().for_rollback())
                 .run(rollback, || {})
                 .await
                 .is_err()

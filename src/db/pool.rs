@@ -207,6 +207,14 @@ pub(super) async fn checkout(
 ) -> Result<PooledConn> {
     let meter = &pool.meter;
     let started = Instant::now();
+    // A timer polls its work first: a free connection would otherwise be
+    // handed to a call whose deadline has already passed.
+    if deadline <= started {
+        return Err(Error::Timeout {
+            kind: crate::TimeoutKind::Client,
+            message: "the call's deadline passed before it began; nothing was sent".into(),
+        });
+    }
     let waiting = tokio::time::timeout_at(deadline.into(), pool.get());
     let span = super::telemetry::enabled().then(|| {
         super::telemetry::pool_wait_span("postgresql", meter.pool(), scope.parent.as_ref())
