@@ -198,7 +198,11 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Warnings, and every use of the escape hatch with its
+                // reason (`db seed`, `db reset`, the studio).
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,database::system=info")
+                }),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal: a pipe or a log file

@@ -203,6 +203,23 @@ pub(crate) async fn connect(config: &Config) -> Result<database::Conn> {
     Ok(database::db::connect_for_migrations(config, config.migration_url()).await?)
 }
 
+/// `connect`, for a command whose work crosses tenants (`db seed`, `db
+/// reset`): the migration URL's login owns the tables and bypasses
+/// row-level security, so this is the `db` command's escape hatch. Each use
+/// is logged as `Ctx::system`'s checkouts are (target `database::system`,
+/// INFO, with the reason), which the `db` command shows by default.
+pub(crate) async fn connect_across_tenants(
+    config: &Config,
+    reason: &'static str,
+) -> Result<database::Conn> {
+    tracing::info!(
+        target: "database::system",
+        reason,
+        "cross-tenant access on the migration URL's login"
+    );
+    connect(config).await
+}
+
 /// The database name of the migration URL, and the URL of the server's
 /// `postgres` database (where `CREATE`/`DROP DATABASE` are sent from).
 pub(crate) fn database_of(config: &Config) -> Result<(String, String)> {

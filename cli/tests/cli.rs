@@ -75,6 +75,12 @@ async fn reset_empties_tables_but_keeps_schema_and_history() {
     add_user(&t, "ann@example.com").await;
     let out = db(&t.url, &["reset"], &[]);
     assert!(out.status.success(), "{}", text(&out));
+    // The escape hatch is logged with its reason, by default.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("database::system") && stderr.contains("db reset"),
+        "{stderr}"
+    );
     assert_eq!(t.count("users").await, 0);
     let status = migrate::status(&mut *t.conn().await, MigrationSet::embedded())
         .await

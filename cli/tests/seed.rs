@@ -44,6 +44,12 @@ fn seed_ok(t: &TestDb, args: &[&str]) -> String {
         stdout(&out),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Seeding crosses tenants: the escape hatch, logged with its reason.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("db seed: writes demo rows"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout(&out)
 }
 

@@ -10,14 +10,14 @@ use database::ops;
 
 use crate::EXIT_REFUSED;
 use crate::guard::Verdict;
-use crate::support::{connect, guard};
+use crate::support::{connect, connect_across_tenants, guard};
 
 /// `db reset`: delete all data in one `TRUNCATE`; keep the schema and the migration history.
 pub(crate) async fn reset(config: &Config, yes: bool) -> Result<ExitCode> {
     if let Some(code) = guard(config, "reset", yes)? {
         return Ok(code);
     }
-    let mut conn = connect(config).await?;
+    let mut conn = connect_across_tenants(config, "db reset: empties every tenant's rows").await?;
     let tables = ops::data::reset(&mut conn).await?;
     println!(
         "Emptied {} tables; schema and migration history kept.",
@@ -59,7 +59,8 @@ pub(crate) async fn seed(
         eprintln!("refused: `db seed` never runs against production: {why}. Nothing was changed.");
         return Ok(ExitCode::from(EXIT_REFUSED));
     }
-    let mut conn = connect(config).await?;
+    let mut conn =
+        connect_across_tenants(config, "db seed: writes demo rows for many tenants").await?;
     let status = migrate::status(&mut conn, set).await?;
     let pending = status.pending();
     if !pending.is_empty() {

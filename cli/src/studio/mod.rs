@@ -156,7 +156,11 @@ pub async fn run(
         config.pooler = Pooler::None;
     }
     let source = match sqlite_target(&config.database_url) {
-        None => Source::Postgres(Db::new(config)?),
+        // The studio browses every tenant: the escape hatch, logged once
+        // per checkout with its reason.
+        None => Source::Postgres(Db::new(config)?.with(database::Ctx::system(
+            "db studio: an operator browses every tenant's rows",
+        ))),
         Some(SqliteTarget::File(path)) => {
             if !path.exists() {
                 bail!(
