@@ -229,6 +229,105 @@ async fn personal_rows_belong_to_the_acting_user() {
     );
 }
 
+/// Before joining, an invitee reads the pending invitations sent to their
+/// verified address in every tenant, with no tenant in the context (the
+/// `invitee` policy): no other user's, none once accepted, none while the
+/// address is unverified, and no other row of those tenants.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invitee_reads_their_own_invitations_before_joining() {
+    use database::tenancy::{NewInvite, TenantRole, tenant_invites};
+    let t = TestDb::new().await;
+    let (a, a_owner) = tenant_with_rows(&t, "inv-a", 1, 1).await;
+    let (b, b_owner) = tenant_with_rows(&t, "inv-b", 1, 1).await;
+    let mut conn = t.conn().await;
+    let mut user = async |email: &str| {
+        users::create(
+            &mut conn,
+            &NewUser {
+                email: email.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
+    };
+    let cat = user("Cat@Example.com").await;
+    let dan = user("dan@example.com").await;
+    conn.batch_execute(&format!(
+        "UPDATE users SET email_verified = true WHERE id IN ('{cat}', '{dan}')"
+    ))
+    .await
+    .unwrap();
+    let mut tokens = Vec::new();
+    for (tenant, owner) in [(a, a_owner), (b, b_owner)] {
+        for email in ["cat@example.com", "dan@example.com"] {
+            let issued = tenant_invites::invite(
+                &mut conn,
+                tenant,
+                owner,
+                &NewInvite {
+                    email: email.into(),
+                    role: TenantRole::Member,
+                    ttl_seconds: 86_400,
+                },
+            )
+            .await
+            .unwrap();
+            tokens.push((tenant, email, issued.token));
+        }
+    }
+    drop(conn);
+    let service = t.service_db();
+    let as_cat = service.with(Ctx::new().user(cat));
+    let tenants_seen = async |db: &Db, whose: UserId| {
+        let mut conn = db.conn().await.unwrap();
+        let page = tenant_invites::pending_for_invitee(&mut conn, whose, None, 10)
+            .await
+            .unwrap();
+        page.items
+            .iter()
+            .map(|i| i.tenant_id)
+            .collect::<HashSet<_>>()
+    };
+    assert_eq!(tenants_seen(&as_cat, cat).await, HashSet::from([a, b]));
+    // Dan's invitations are not Cat's to read, even asked for by id.
+    assert!(tenants_seen(&as_cat, dan).await.is_empty());
+    let mut conn = as_cat.conn().await.unwrap();
+    // A statement with no filter: Cat's two, and no other row of the tenants.
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM tenant_invites").await,
+        2
+    );
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM projects").await,
+        0
+    );
+    assert_eq!(count(&mut conn, "SELECT count(*) AS n FROM todos").await, 0);
+    drop(conn);
+    // Accepting runs in the invitation's tenant; the accepted one is gone
+    // from the list.
+    let (_, _, token) = tokens
+        .iter()
+        .find(|(tenant, email, _)| *tenant == a && *email == "cat@example.com")
+        .unwrap();
+    service
+        .with(Ctx::tenant(a).user(cat))
+        .transaction(async |conn| tenant_invites::accept(conn, a, token.expose(), cat).await)
+        .await
+        .unwrap();
+    assert_eq!(tenants_seen(&as_cat, cat).await, HashSet::from([b]));
+    // An address not verified reads none: anyone can sign up with it.
+    t.conn()
+        .await
+        .batch_execute(&format!(
+            "UPDATE users SET email_verified = false WHERE id = '{cat}'"
+        ))
+        .await
+        .unwrap();
+    assert!(tenants_seen(&as_cat, cat).await.is_empty());
+}
+
 /// A row written for another tenant than the context's is refused by the
 /// policy's WITH CHECK, as a typed error, and nothing is written.
 #[tokio::test(flavor = "multi_thread")]

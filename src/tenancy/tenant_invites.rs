@@ -274,3 +274,47 @@ pub async fn list_pending(
         id: r.id,
     }))
 }
+
+/// A page of the pending invites (not accepted, revoked or expired) sent to
+/// `user`'s address, in every tenant, newest first, after `after`
+/// (exclusive): what an invitee who is not a member yet reads before
+/// choosing a tenant. Under a context with the user and no tenant, the
+/// `invitee` policy lets exactly these rows through. Empty until the
+/// address is verified (anyone can sign up with an address they do not
+/// hold).
+pub async fn pending_for_invitee(
+    conn: &mut Conn,
+    user: UserId,
+    after: Option<Cursor<TenantInviteId>>,
+    limit: i64,
+) -> Result<Page<TenantInvite, TenantInviteId>> {
+    use crate::functions::lower;
+    use crate::schema::users;
+    check_limit(limit)?;
+    let address = users::table
+        .filter(users::id.eq(user))
+        .filter(users::email_verified.eq(true))
+        .select(lower(users::email));
+    let mut query = tenant_invites::table
+        .filter(lower(tenant_invites::email).eq_any(address))
+        .filter(tenant_invites::accepted_at.is_null())
+        .filter(tenant_invites::revoked_at.is_null())
+        .filter(tenant_invites::expires_at.gt(Utc::now()))
+        .select(TenantInvite::as_select())
+        .order((tenant_invites::created_at.desc(), tenant_invites::id.desc()))
+        .into_boxed();
+    if let Some(c) = after {
+        query = query.filter(
+            tenant_invites::created_at
+                .lt(c.created_at)
+                .or(tenant_invites::created_at
+                    .eq(c.created_at)
+                    .and(tenant_invites::id.lt(c.id))),
+        );
+    }
+    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
+    Ok(page_of(rows, limit, |r: &TenantInvite| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    }))
+}

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS tenant_invites_pending_email_idx;
