@@ -125,6 +125,10 @@ const DELIVERY_COLUMNS: &str = "id, notification_id, channel, status, attempts, 
 /// receive the same delivery. Every claim counts an attempt; a due delivery
 /// that already had `MAX_DELIVERY_ATTEMPTS` claims is marked `failed`
 /// (dead-lettered) instead, in the same statement, and not returned.
+///
+/// It claims across tenants: under row-level security a delivery worker
+/// calls it on a `Db` given `Ctx::system("delivery worker")` (the policies
+/// would otherwise show it no tenant's deliveries).
 pub async fn claim_due(
     conn: &mut Conn,
     channel: NotificationChannel,
