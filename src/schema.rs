@@ -71,6 +71,7 @@ diesel::table! {
         after -> Nullable<Jsonb>,
         ip_address -> Nullable<Text>,
         created_at -> Timestamptz,
+        system_reason -> Nullable<Text>,
     }
 }
 

@@ -568,3 +568,37 @@ async fn the_database_refuses_to_update_delete_or_truncate_the_audit_log() {
     users::delete(&mut conn, a).await.unwrap();
     assert_eq!(t.count("admin_audit_log").await, 1);
 }
+
+/// An admin action taken through the escape hatch records its reason on the
+/// audit entry, which outlives the logs; one taken without it records none.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_entry_written_through_the_escape_hatch_says_why() {
+    let t = TestDb::new().await;
+    let a = user(&t, "a@example.com").await;
+    let db = t.service_db();
+    let entry = |action: &str| NewAuditEntry {
+        action: action.into(),
+        entity_type: "tenant".into(),
+        ..Default::default()
+    };
+    let hatch = db.with(database::Ctx::system(
+        "support ticket 42: merge two tenants",
+    ));
+    let through = hatch
+        .transaction(async |conn| {
+            admin_audit_log::record(conn, &AuditContext::new(a), &entry("tenant.merged")).await
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        through.system_reason.as_deref(),
+        Some("support ticket 42: merge two tenants")
+    );
+    let plain = db
+        .run(async |conn| {
+            admin_audit_log::record(conn, &AuditContext::new(a), &entry("tenant.renamed")).await
+        })
+        .await
+        .unwrap();
+    assert_eq!(plain.system_reason, None);
+}

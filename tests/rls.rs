@@ -328,6 +328,11 @@ async fn an_invitee_reads_their_own_invitations_before_joining() {
     assert!(tenants_seen(&as_cat, cat).await.is_empty());
 }
 
+/// The URL a `Db` was built with.
+fn url_as_is(db: &Db) -> String {
+    db.config().database_url.clone()
+}
+
 /// A row written for another tenant than the context's is refused by the
 /// policy's WITH CHECK, as a typed error, and nothing is written.
 #[tokio::test(flavor = "multi_thread")]
@@ -436,6 +441,12 @@ async fn a_login_that_bypasses_row_level_security_is_refused_for_tenants() {
             ),
             other => panic!("{who}: expected Config, got {:?}", other.map(drop)),
         }
+        // The same answer at start-up, before any request.
+        let at_start = Db::new(Config::new(url_as_is(&db))).unwrap();
+        assert!(
+            matches!(at_start.check_tenant_roles().await, Err(Error::Config(_))),
+            "{who}: check_tenant_roles"
+        );
         // Without a tenant it serves (maintenance, the admin domain).
         assert!(
             Db::new(Config::new(t.url.clone()))
@@ -469,7 +480,9 @@ async fn a_login_that_bypasses_row_level_security_is_refused_for_tenants() {
         .await,
         0
     );
-    // The service's own login.
+    switching.check_tenant_roles().await.unwrap();
+    // The service's own login (the README's configuration).
+    t.service_db().check_tenant_roles().await.unwrap();
     let mut conn = t.service_db().with(Ctx::tenant(a)).conn().await.unwrap();
     assert_eq!(
         count(&mut conn, "SELECT count(*) AS n FROM projects").await,

@@ -1068,3 +1068,65 @@ async fn on_sqlite_the_front_door_and_the_production_guard_hold() {
     };
     assert!(err.contains("give a file"), "{err}");
 }
+
+/// The studio browses every tenant through the escape hatch: started with
+/// `DATABASE_URL` a role the policies apply to (the service's), it still
+/// counts and lists every tenant's rows (it showed none before).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_studio_sees_every_tenant_with_a_service_database_url() {
+    use database::auth::{NewUser, users as user_repo};
+    use database::projects::{NewProject, projects};
+    use database::tenancy::{NewTenant, tenants};
+    let t = TestDb::new().await;
+    let mut conn = t.conn().await;
+    for slug in ["acme", "bolt"] {
+        let owner = user_repo::create(
+            &mut conn,
+            &NewUser {
+                email: format!("{slug}@example.com"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+        let tenant = tenants::create_with_owner(
+            &mut conn,
+            &NewTenant {
+                name: slug.into(),
+                slug: slug.into(),
+            },
+            owner,
+        )
+        .await
+        .unwrap()
+        .id;
+        projects::create(
+            &mut conn,
+            tenant,
+            Some(owner),
+            &NewProject {
+                name: format!("{slug} project"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    let s = Studio::start(
+        &t.service_url(),
+        &[],
+        &[("DATABASE_MIGRATION_URL", t.url.as_str())],
+    );
+    let home = s.get("/").body;
+    assert!(
+        home.contains(r#"<a href="t/projects">projects</a> <span class="count">2</span>"#),
+        "{home}"
+    );
+    let page = s.get("/t/projects").body;
+    assert!(
+        page.contains("acme project") && page.contains("bolt project"),
+        "{page}"
+    );
+}

@@ -415,6 +415,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     for name in &report.applied {
         tracing::info!("applied migration {name}");
     }
+    // Refuse to start on a login that would bypass row-level security (a
+    // superuser, BYPASSRLS, a table's owner), not on the first request.
+    db.check_tenant_roles().await?;
     let addr: SocketAddr = std::env::var("SERVICE_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".into())
         .parse()?;

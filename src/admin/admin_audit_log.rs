@@ -38,6 +38,9 @@ pub struct AuditEntry {
     pub ip_address: Option<String>,
     /// When it happened.
     pub created_at: DateTime<Utc>,
+    /// The escape hatch's reason when the action ran under
+    /// `Ctx::system("...")`; `None` otherwise.
+    pub system_reason: Option<String>,
 }
 
 /// Who performs an admin mutation and from where; every audited function takes it.
@@ -106,6 +109,7 @@ pub(crate) struct InsertEntry<'a> {
     pub(crate) before: Option<&'a serde_json::Value>,
     pub(crate) after: Option<&'a serde_json::Value>,
     pub(crate) ip_address: Option<&'a str>,
+    pub(crate) system_reason: Option<&'a str>,
 }
 
 /// Appends an entry. Admin mutations of the crate call this inside their own
@@ -127,6 +131,7 @@ pub async fn record(
             before: entry.before.as_ref(),
             after: entry.after.as_ref(),
             ip_address: ctx.ip_address.as_deref(),
+            system_reason: conn.system_reason(),
         })
         .returning(AuditEntry::as_returning())
         .get_result(conn)

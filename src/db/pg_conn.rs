@@ -161,6 +161,9 @@ pub(crate) struct Scope {
     /// The sqlcommenter comment each statement ends with
     /// (`DB_SQLCOMMENTER`, a context with a trace parent).
     pub(crate) comment: Option<Arc<str>>,
+    /// The escape hatch's reason, when the call runs under `Ctx::system`:
+    /// written to the audit log by what writes to it anyway.
+    pub(crate) system_reason: Option<&'static str>,
 }
 
 /// Where routing sent a connection's calls, and why.
@@ -302,6 +305,12 @@ impl PgConn {
     /// Where routing sent this connection's calls, and why.
     fn route(&self) -> Route {
         self.scope.route
+    }
+
+    /// The reason given to `Ctx::system` when this connection serves the
+    /// escape hatch (`admin_audit_log::record` writes it on the entry).
+    pub fn system_reason(&self) -> Option<&'static str> {
+        self.scope.system_reason
     }
 
     /// Says why a read runs on the primary (the call's routing decided

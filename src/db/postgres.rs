@@ -160,6 +160,7 @@ impl Db {
             parent: self.ctx.span().cloned(),
             route: Route::Requested,
             comment: self.comment.clone(),
+            system_reason: self.ctx.system_reason(),
         }
     }
 
@@ -443,6 +444,17 @@ impl Db {
         if self.ctx.tenant_id().is_none() || self.ctx.system_reason().is_some() {
             return Ok(());
         }
+        self.check_tenant_roles().await
+    }
+
+    /// Checks now what the first call with a tenant context checks: that
+    /// the service's login (`DATABASE_URL`) cannot bypass row-level security
+    /// (not a superuser, not `BYPASSRLS`, owner of no table with policies),
+    /// or that `DB_APP_ROLE` switches to a role that cannot. `Error::Config`
+    /// says what to change. Call it at start-up, after `migrate`, to fail
+    /// there rather than on the first request; the answer is kept (roles
+    /// are the cluster's), so later calls do not ask again.
+    pub async fn check_tenant_roles(&self) -> Result<()> {
         let config = &self.shared.config;
         let check = self
             .shared

@@ -124,6 +124,7 @@ pub(super) async fn grants_and_audit(s: &mut Seeder<'_>) -> Result<()> {
                     before: entry.before.as_ref(),
                     after: entry.after.as_ref(),
                     ip_address: Some(ip.as_str()),
+                    system_reason: None,
                 },
                 admin_audit_log::created_at
                     .eq(at(70 * super::generator::DAY + *i as i64 * 7 * HOUR)),

@@ -1,0 +1,2 @@
+SET lock_timeout = '5s';
+ALTER TABLE admin_audit_log DROP COLUMN system_reason;
