@@ -32,11 +32,16 @@ pub struct PooledConn {
 
 impl PooledConn {
     /// A checked-out connection entering the scope of the call it serves.
-    pub(super) fn new(mut conn: Object<PgConn>, scope: Scope) -> Self {
+    pub(super) fn new(conn: Object<PgConn>, scope: Scope) -> Self {
+        Self::since(conn, scope, Instant::now())
+    }
+
+    /// `new`, out of the pool at `since` (a clock read the caller made).
+    fn since(mut conn: Object<PgConn>, scope: Scope, since: Instant) -> Self {
         conn.enter(scope);
         Self {
             conn: Some(conn),
-            since: Instant::now(),
+            since,
         }
     }
 
@@ -195,18 +200,19 @@ fn spawn_idle_reaper(pool: &Pool<PgConn>, idle_timeout: Duration) {
     });
 }
 
-/// A connection of `pool` for a call bounded by `deadline`: waiting for a
-/// free one and opening one both end there. Nothing has been sent when this
-/// fails, so the error is `Unavailable` (retryable) or `Config`.
+/// A connection of `pool` for a call that started at `started` and is
+/// bounded by `deadline`: waiting for a free one and opening one both end
+/// there. Nothing has been sent when this fails, so the error is
+/// `Unavailable` (retryable), `Config`, or `Timeout` when the deadline had
+/// already passed.
 pub(super) async fn checkout(
     pool: &PgPool,
     config: &Config,
     url: &str,
-    deadline: Instant,
+    (started, deadline): (Instant, Instant),
     scope: Scope,
 ) -> Result<PooledConn> {
     let meter = &pool.meter;
-    let started = Instant::now();
     // A timer polls its work first: a free connection would otherwise be
     // handed to a call whose deadline has already passed.
     if deadline <= started {
@@ -224,7 +230,8 @@ pub(super) async fn checkout(
         None => waiting.await,
     };
     let timed_out = matches!(&got, Ok(Err(PoolError::Timeout(_))) | Err(_));
-    meter.waited(started.elapsed(), timed_out);
+    let got_at = Instant::now();
+    meter.waited(got_at.saturating_duration_since(started), timed_out);
     meter.pool_status(pool.status());
     if let Some(span) = &span {
         match &got {
@@ -236,7 +243,7 @@ pub(super) async fn checkout(
         }
     }
     match got {
-        Ok(Ok(conn)) => Ok(PooledConn::new(conn, scope)),
+        Ok(Ok(conn)) => Ok(PooledConn::since(conn, scope, got_at)),
         Ok(Err(e)) => Err(pool_error(e, config, url, pool.status())),
         Err(_) => Err(Error::Unavailable(format!(
             "no connection to {} before the call's deadline ({} of {} connections open, {} \

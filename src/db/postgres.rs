@@ -141,10 +141,11 @@ impl Db {
         &self.shared.config
     }
 
-    /// The deadline of a call starting now.
-    fn deadline(&self) -> Instant {
-        let own = Instant::now() + self.shared.config.query_timeout;
-        self.ctx.deadline_at().map_or(own, |d| d.min(own))
+    /// The moment a call starts, and its deadline: one clock read.
+    fn start(&self) -> (Instant, Instant) {
+        let now = Instant::now();
+        let own = now + self.shared.config.query_timeout;
+        (now, self.ctx.deadline_at().map_or(own, |d| d.min(own)))
     }
 
     /// The scope a connection serving this handle's calls enters.
@@ -189,7 +190,7 @@ impl Db {
                 pool,
                 config,
                 config.system_url(),
-                self.deadline(),
+                self.start(),
                 self.scope(),
             )
             .await;
@@ -199,7 +200,7 @@ impl Db {
             &self.shared.pool,
             config,
             &config.database_url,
-            self.deadline(),
+            self.start(),
             self.scope(),
         )
         .await
@@ -464,7 +465,7 @@ impl Db {
                     &self.shared.pool,
                     config,
                     &config.database_url,
-                    self.deadline(),
+                    self.start(),
                     Scope {
                         per_statement: Some(config.query_timeout),
                         ..Scope::default()
