@@ -1072,6 +1072,20 @@ async fn a_contexts_deadline_bounds_sqlite_calls(db: database::SqliteDb) {
         Err(Error::NotFound { .. })
     ));
     drop(conn);
+    // A deadline that fires while a statement runs on SQLite's blocking
+    // thread: `Timeout` once the statement is done, not a panic of the
+    // test's runtime (the wait is `block_in_place`).
+    let slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                WHERE x < 3000000) SELECT count(*) FROM c";
+    let err = db
+        .with(Ctx::new().timeout(Duration::from_millis(50)))
+        .run(async |conn| {
+            use diesel_async::RunQueryDsl;
+            Ok(diesel::sql_query(slow).execute(conn).await?)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     // The user without a deadline still reads.
     let found = db
         .with(Ctx::new().user(created.id))

@@ -211,8 +211,12 @@ async fn judge<T: Keep, R: Outcome>(t: T, options: Options, test: impl AsyncFnOn
     }
 }
 
+/// One worker, but the multi-threaded kind: a SQLite call cut off by its
+/// deadline waits for its running statement with `block_in_place`, which
+/// panics on a current-thread runtime.
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("a runtime for the test")
