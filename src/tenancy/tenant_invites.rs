@@ -250,29 +250,10 @@ pub async fn list_pending(
     after: Option<Cursor<TenantInviteId>>,
     limit: i64,
 ) -> Result<Page<TenantInvite, TenantInviteId>> {
-    check_limit(limit)?;
-    let mut query = tenant_invites::table
+    let invites = tenant_invites::table
         .filter(tenant_invites::tenant_id.eq(tenant))
-        .filter(tenant_invites::accepted_at.is_null())
-        .filter(tenant_invites::revoked_at.is_null())
-        .filter(tenant_invites::expires_at.gt(Utc::now()))
-        .select(TenantInvite::as_select())
-        .order((tenant_invites::created_at.desc(), tenant_invites::id.desc()))
         .into_boxed();
-    if let Some(c) = after {
-        query = query.filter(
-            tenant_invites::created_at
-                .lt(c.created_at)
-                .or(tenant_invites::created_at
-                    .eq(c.created_at)
-                    .and(tenant_invites::id.lt(c.id))),
-        );
-    }
-    let rows = query.inline_limit(limit as u32 + 1).load(conn).await?;
-    Ok(page_of(rows, limit, |r: &TenantInvite| Cursor {
-        created_at: r.created_at,
-        id: r.id,
-    }))
+    pending_page(conn, invites, after, limit).await
 }
 
 /// A page of the pending invites (not accepted, revoked or expired) sent to
@@ -290,19 +271,31 @@ pub async fn pending_for_invitee(
 ) -> Result<Page<TenantInvite, TenantInviteId>> {
     use crate::functions::lower;
     use crate::schema::users;
-    check_limit(limit)?;
     let address = users::table
         .filter(users::id.eq(user))
         .filter(users::email_verified.eq(true))
         .select(lower(users::email));
-    let mut query = tenant_invites::table
+    let invites = tenant_invites::table
         .filter(lower(tenant_invites::email).eq_any(address))
+        .into_boxed();
+    pending_page(conn, invites, after, limit).await
+}
+
+/// The pending ones among `invites`, newest first, after `after`
+/// (exclusive): the page both listings read.
+async fn pending_page(
+    conn: &mut Conn,
+    invites: tenant_invites::BoxedQuery<'static, diesel::pg::Pg>,
+    after: Option<Cursor<TenantInviteId>>,
+    limit: i64,
+) -> Result<Page<TenantInvite, TenantInviteId>> {
+    check_limit(limit)?;
+    let mut query = invites
         .filter(tenant_invites::accepted_at.is_null())
         .filter(tenant_invites::revoked_at.is_null())
         .filter(tenant_invites::expires_at.gt(Utc::now()))
         .select(TenantInvite::as_select())
-        .order((tenant_invites::created_at.desc(), tenant_invites::id.desc()))
-        .into_boxed();
+        .order((tenant_invites::created_at.desc(), tenant_invites::id.desc()));
     if let Some(c) = after {
         query = query.filter(
             tenant_invites::created_at
