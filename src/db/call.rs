@@ -226,13 +226,7 @@ impl InFlight<'_> {
         if self.bound.passed {
             // Not sent: `work` is sent when first polled.
             self.settled = true;
-            return Err(DieselError::DatabaseError(
-                DatabaseErrorKind::Unknown,
-                Box::new(format!(
-                    "{DEADLINE_PASSED}the call's deadline passed before the statement was sent; \
-                     nothing was sent"
-                )),
-            ));
+            return Err(deadline_passed("the statement was sent"));
         }
         let outcome = match self.bound.at {
             Some(at) => {
@@ -301,6 +295,17 @@ impl InFlight<'_> {
             }
         }
     }
+}
+
+/// The error of work refused because the call's deadline passed before
+/// `before` (nothing was sent): `crate::Error::Timeout { kind: Client }`.
+pub(super) fn deadline_passed(before: &str) -> DieselError {
+    DieselError::DatabaseError(
+        DatabaseErrorKind::Unknown,
+        Box::new(format!(
+            "{DEADLINE_PASSED}the call's deadline passed before {before}; nothing was sent"
+        )),
+    )
 }
 
 fn outcome_unknown(sent: Sent, why: &str) -> DieselError {

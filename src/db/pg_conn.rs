@@ -429,23 +429,12 @@ impl PgConn {
     fn begin_sql(&self, begin: &str) -> QueryResult<Option<String>> {
         let remaining_ms = if self.scope.local_timeouts {
             let bound = self.bound();
-            let remaining = bound
-                .at
-                .map(|b| b.saturating_duration_since(Instant::now()));
-            match remaining {
-                _ if bound.passed => {
-                    return Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::Unknown,
-                        Box::new(format!(
-                            "{}the call's deadline passed before the transaction began; nothing \
-                             was sent",
-                            call::DEADLINE_PASSED
-                        )),
-                    ));
-                }
-                Some(r) => Some((r + call::SERVER_BACKSTOP).as_millis()),
-                None => None,
+            if bound.passed {
+                return Err(call::deadline_passed("the transaction began"));
             }
+            bound.at.map(|b| {
+                (b.saturating_duration_since(Instant::now()) + call::SERVER_BACKSTOP).as_millis()
+            })
         } else {
             None
         };
