@@ -12,6 +12,11 @@
 //! `tracing` subscriber that keeps every span's fields (the layer of
 //! `scripts/bench --telemetry`) and `metrics-util`'s debugging recorder
 //! installed first: the client's cost of observability, in instructions.
+//! The `crate-tree` and `raw-tree` sides read a workflow with its 10 most
+//! recent executions and their 5 steps each (`workflow_tree` of the
+//! side-by-side benchmark: three statements, about 70 rows with JSON) instead
+//! of a lookup: `find_with_recent_executions` against the same three
+//! statements prepared and cached on tokio-postgres, decoding every column.
 //! The script runs it under
 //! `valgrind --tool=callgrind --toggle-collect=*measured*`, so only the
 //! lookups are counted, not start-up or the warm-up. Its scratch database
@@ -47,7 +52,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: instructions <server url> crate|crate-recorded|raw <lookups> | <server url> drop"
+                "usage: instructions <server url> crate|crate-recorded|raw|crate-tree|raw-tree <operations> | <server url> drop"
             );
             std::process::exit(2);
         }
@@ -71,11 +76,11 @@ fn main() {
         url.push_str("sslmode=disable");
     }
     let db = Db::new(Config::new(url.clone())).expect("a Db");
-    let id = runtime.block_on(async {
+    let (id, tree) = runtime.block_on(async {
         db.migrate().await.expect("migrated");
         let mut conn = db.conn().await.expect("a connection");
         let email = "instructions@example.com";
-        match users::find_by_email(&mut conn, email).await {
+        let id = match users::find_by_email(&mut conn, email).await {
             Ok(user) => user.id,
             Err(_) => {
                 let input = NewUser {
@@ -84,33 +89,49 @@ fn main() {
                 };
                 users::create(&mut conn, &input).await.expect("a user").id
             }
-        }
+        };
+        (id, tree::seed(&mut conn, id).await)
     });
     match side.as_str() {
+        "crate-tree" => {
+            runtime.block_on(tree::crate_reads(&db, tree, 50));
+            measured_crate_tree(&runtime, &db, tree, n);
+        }
+        "raw-tree" => {
+            let pool = raw_pool(&url);
+            let tree = (tree.0.into_uuid(), tree.1.into_uuid());
+            runtime.block_on(tree::raw_reads(&pool, tree, 50));
+            measured_raw_tree(&runtime, &pool, tree, n);
+        }
         "crate" | "crate-recorded" => {
             runtime.block_on(crate_lookups(&db, id, 200));
             measured_crate(&runtime, &db, id, n);
         }
         "raw" => {
-            let config: tokio_postgres::Config = url.parse().expect("a URL");
-            let manager = deadpool_postgres::Manager::from_config(
-                config,
-                tokio_postgres::NoTls,
-                deadpool_postgres::ManagerConfig {
-                    recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-                },
-            );
-            let pool = deadpool_postgres::Pool::builder(manager)
-                .max_size(10)
-                .runtime(deadpool_postgres::Runtime::Tokio1)
-                .build()
-                .expect("a pool");
+            let pool = raw_pool(&url);
             let id = id.into_uuid();
             runtime.block_on(raw_lookups(&pool, id, 200));
             measured_raw(&runtime, &pool, id, n);
         }
-        other => panic!("side {other}: crate or raw"),
+        other => panic!("side {other}: crate, crate-recorded, raw, crate-tree or raw-tree"),
     }
+}
+
+/// The raw side's pool: deadpool-postgres with its defaults, 10 connections.
+fn raw_pool(url: &str) -> deadpool_postgres::Pool {
+    let config: tokio_postgres::Config = url.parse().expect("a URL");
+    let manager = deadpool_postgres::Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    );
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(10)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .expect("a pool")
 }
 
 /// `verb` the scratch database on the server (an existing one is kept).
@@ -168,4 +189,193 @@ fn measured_raw(
     n: usize,
 ) {
     runtime.block_on(raw_lookups(pool, id, n));
+}
+
+#[inline(never)]
+fn measured_crate_tree(
+    runtime: &tokio::runtime::Runtime,
+    db: &Db,
+    tree: (database::TenantId, database::WorkflowId),
+    n: usize,
+) {
+    runtime.block_on(tree::crate_reads(db, tree, n));
+}
+
+#[inline(never)]
+fn measured_raw_tree(
+    runtime: &tokio::runtime::Runtime,
+    pool: &deadpool_postgres::Pool,
+    tree: (uuid::Uuid, uuid::Uuid),
+    n: usize,
+) {
+    runtime.block_on(tree::raw_reads(pool, tree, n));
+}
+
+/// The `workflow_tree` operation on both sides.
+mod tree {
+    use chrono::{DateTime, Utc};
+    use database::db::Db;
+    use database::tenancy::{NewTenant, tenants};
+    use database::workflows::{NewWorkflow, WorkflowGraph, executions, workflows};
+    use database::{TenantId, UserId, WorkflowId};
+    use serde_json::Value;
+    use uuid::Uuid;
+
+    const WORKFLOW: &str = "SELECT id, tenant_id, owner_id, name, description, nodes, edges, version, \
+         created_at, updated_at FROM workflows WHERE id = $1 AND tenant_id = $2";
+    const EXECUTIONS: &str = "SELECT id, tenant_id, workflow_id, user_id, workflow_version, status::text, \
+         input, output, error, worker_id, started_at, finished_at, created_at, updated_at \
+         FROM executions WHERE workflow_id = $1 AND tenant_id = $2 \
+         ORDER BY created_at DESC, id DESC LIMIT 10";
+    const STEPS: &str = "SELECT id, execution_id, node_id, position, status::text, input, output, \
+         validation, attempts, max_attempts, error, started_at, finished_at, created_at, updated_at \
+         FROM execution_steps WHERE execution_id = ANY($1) ORDER BY execution_id, position, id";
+
+    /// A tenant of `owner`'s with a 5-node workflow and 10 executions of it
+    /// (kept from an earlier run of the same scratch database).
+    pub async fn seed(conn: &mut database::Conn, owner: UserId) -> (TenantId, WorkflowId) {
+        let slug = "instructions";
+        let tenant = match tenants::find_by_slug(conn, slug).await {
+            Ok(t) => t.id,
+            Err(_) => {
+                let input = NewTenant {
+                    name: "Instructions".into(),
+                    slug: slug.into(),
+                };
+                tenants::create_with_owner(conn, &input, owner)
+                    .await
+                    .expect("a tenant")
+                    .id
+            }
+        };
+        if let Some(w) = workflows::list(conn, tenant, None, 1)
+            .await
+            .expect("workflows")
+            .items
+            .first()
+        {
+            return (tenant, w.id);
+        }
+        let nodes: Vec<_> = (0..5)
+            .map(|i| serde_json::json!({"id": format!("n{i}"), "type": "task", "data": {}}))
+            .collect();
+        let edges: Vec<_> = (1..5)
+            .map(
+                |i| serde_json::json!({"source": format!("n{}", i - 1), "target": format!("n{i}")}),
+            )
+            .collect();
+        let graph: WorkflowGraph =
+            serde_json::from_value(serde_json::json!({"nodes": nodes, "edges": edges}))
+                .expect("a graph");
+        let input = NewWorkflow {
+            name: "tree".into(),
+            description: None,
+            graph,
+        };
+        let workflow = workflows::create(conn, tenant, None, &input)
+            .await
+            .expect("a workflow")
+            .id;
+        for _ in 0..10 {
+            executions::start(conn, tenant, workflow, &Default::default())
+                .await
+                .expect("an execution");
+        }
+        (tenant, workflow)
+    }
+
+    pub async fn crate_reads(db: &Db, (tenant, workflow): (TenantId, WorkflowId), n: usize) {
+        for _ in 0..n {
+            let mut conn = db.conn().await.expect("a connection");
+            let tree = workflows::find_with_recent_executions(&mut conn, tenant, workflow, 10)
+                .await
+                .expect("the tree");
+            assert_eq!(tree.executions.len(), 10);
+            std::hint::black_box(tree);
+        }
+    }
+
+    type Ts = DateTime<Utc>;
+
+    pub async fn raw_reads(
+        pool: &deadpool_postgres::Pool,
+        (tenant, workflow): (Uuid, Uuid),
+        n: usize,
+    ) {
+        for _ in 0..n {
+            let client = pool.get().await.expect("a connection");
+            let statement = client.prepare_cached(WORKFLOW).await.expect("prepared");
+            let w = client
+                .query_one(&statement, &[&workflow, &tenant])
+                .await
+                .expect("the workflow");
+            let head = (
+                w.get::<_, Uuid>(0),
+                w.get::<_, Uuid>(1),
+                w.get::<_, Option<Uuid>>(2),
+                w.get::<_, String>(3),
+                w.get::<_, Option<String>>(4),
+                w.get::<_, Value>(5),
+                w.get::<_, Value>(6),
+                w.get::<_, i64>(7),
+                w.get::<_, Ts>(8),
+                w.get::<_, Ts>(9),
+            );
+            let statement = client.prepare_cached(EXECUTIONS).await.expect("prepared");
+            let rows = client
+                .query(&statement, &[&workflow, &tenant])
+                .await
+                .expect("executions");
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+            let statement = client.prepare_cached(STEPS).await.expect("prepared");
+            let steps = client.query(&statement, &[&ids]).await.expect("steps");
+            let mut by_execution: std::collections::HashMap<Uuid, Vec<_>> =
+                std::collections::HashMap::new();
+            for s in &steps {
+                let step = (
+                    s.get::<_, Uuid>(0),
+                    s.get::<_, Uuid>(1),
+                    s.get::<_, String>(2),
+                    s.get::<_, i32>(3),
+                    s.get::<_, String>(4),
+                    s.get::<_, Option<Value>>(5),
+                    s.get::<_, Option<Value>>(6),
+                    s.get::<_, Option<Value>>(7),
+                    s.get::<_, i32>(8),
+                    s.get::<_, i32>(9),
+                    s.get::<_, Option<String>>(10),
+                    s.get::<_, Option<Ts>>(11),
+                    s.get::<_, Option<Ts>>(12),
+                    s.get::<_, Ts>(13),
+                    s.get::<_, Ts>(14),
+                );
+                by_execution.entry(step.1).or_default().push(step);
+            }
+            let tree: Vec<_> = rows
+                .iter()
+                .map(|e| {
+                    let execution = (
+                        e.get::<_, Uuid>(0),
+                        e.get::<_, Uuid>(1),
+                        e.get::<_, Uuid>(2),
+                        e.get::<_, Option<Uuid>>(3),
+                        e.get::<_, i64>(4),
+                        e.get::<_, String>(5),
+                        e.get::<_, Value>(6),
+                        e.get::<_, Option<Value>>(7),
+                        e.get::<_, Option<String>>(8),
+                        e.get::<_, Option<String>>(9),
+                        e.get::<_, Option<Ts>>(10),
+                        e.get::<_, Option<Ts>>(11),
+                        e.get::<_, Ts>(12),
+                        e.get::<_, Ts>(13),
+                    );
+                    let steps = by_execution.remove(&execution.0).unwrap_or_default();
+                    (execution, steps)
+                })
+                .collect();
+            assert_eq!(tree.len(), 10);
+            std::hint::black_box((head, tree));
+        }
+    }
 }

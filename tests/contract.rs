@@ -35,6 +35,11 @@ use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 enum Path {
     Direct,
     Pooler,
+    /// Through PgBouncer, with the login role's statements bounded by the
+    /// server as `db setup` bounds the service role's: pooler mode then
+    /// sends a statement outside a transaction alone, not in a transaction
+    /// of its own that carries its timeouts.
+    PoolerRoleBounded,
 }
 
 struct Setup {
@@ -44,14 +49,14 @@ struct Setup {
     _bouncer: Option<TempPgBouncer>,
 }
 
-/// `t`'s database through the proxy (and PgBouncer for `Path::Pooler`),
+/// `t`'s database through the proxy (and PgBouncer for the pooler paths),
 /// with `configure` applied to the `Db`'s configuration. `None` (skipped)
 /// when PgBouncer is missing.
 async fn setup(path: Path, configure: impl FnOnce(&mut Config)) -> Option<Setup> {
     let t = TestDb::new().await;
     let (target, bouncer) = match path {
         Path::Direct => (t.url.clone(), None),
-        Path::Pooler => match start_bouncer() {
+        Path::Pooler | Path::PoolerRoleBounded => match start_bouncer() {
             Ok(b) => (common::through_bouncer(&b, &t.name), Some(b)),
             Err(e) => {
                 skip_without("pgbouncer", &e);
@@ -62,11 +67,25 @@ async fn setup(path: Path, configure: impl FnOnce(&mut Config)) -> Option<Setup>
     let proxy = FaultProxy::in_front_of(&target).await;
     let mut config = Config::new(proxy.url_through(&target));
     config.pool_size = 2;
-    if path == Path::Pooler {
+    if path != Path::Direct {
         config.pooler = Pooler::Transaction;
         config.migration_url = Some(t.url.clone());
     }
     configure(&mut config);
+    if path == Path::PoolerRoleBounded {
+        // Before the pooler opens a server connection to the database: a
+        // connection takes its role's defaults when it logs in.
+        let role = common::server_url().username().to_owned();
+        let role = if role.is_empty() { "postgres" } else { &role };
+        database::db::roles::bound_service_role(
+            &mut *t.conn().await,
+            role,
+            &t.name,
+            config.query_timeout,
+        )
+        .await
+        .unwrap();
+    }
     let db = Db::new(config).unwrap();
     Some(Setup {
         t,
@@ -256,6 +275,11 @@ async fn writes_whose_answer_is_lost_report_an_unknown_outcome_through_a_pooler(
     writes_whose_answer_is_lost_report_an_unknown_outcome(Path::Pooler).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_whose_answer_is_lost_report_an_unknown_outcome_through_a_pooler_role_bounded() {
+    writes_whose_answer_is_lost_report_an_unknown_outcome(Path::PoolerRoleBounded).await;
+}
+
 /// With replicas configured (none usable here: every read falls back to the
 /// primary), a write through what `read()` handed out keeps the contract.
 #[tokio::test(flavor = "multi_thread")]
@@ -418,6 +442,11 @@ async fn every_call_is_bounded_and_the_server_stops_too_through_a_pooler() {
     every_call_is_bounded_and_the_server_stops_too(Path::Pooler).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn every_call_is_bounded_and_the_server_stops_too_through_a_pooler_role_bounded() {
+    every_call_is_bounded_and_the_server_stops_too(Path::PoolerRoleBounded).await;
+}
+
 /// A context's deadline is shared by everything the request does.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_context_deadline_bounds_the_whole_request() {
@@ -515,6 +544,11 @@ async fn a_call_past_its_deadline_sends_nothing_direct() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_past_its_deadline_sends_nothing_through_a_pooler() {
     a_call_past_its_deadline_sends_nothing(Path::Pooler).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_past_its_deadline_sends_nothing_through_a_pooler_role_bounded() {
+    a_call_past_its_deadline_sends_nothing(Path::PoolerRoleBounded).await;
 }
 
 // 3. Cancelled at any await point --------------------------------------------
@@ -704,4 +738,9 @@ async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind_direct() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind_through_a_pooler() {
     a_call_cancelled_at_any_await_point_leaves_nothing_behind(Path::Pooler).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_cancelled_at_any_await_point_leaves_nothing_behind_through_a_pooler_role_bounded() {
+    a_call_cancelled_at_any_await_point_leaves_nothing_behind(Path::PoolerRoleBounded).await;
 }

@@ -805,16 +805,40 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
             None
         }
     };
-    let mut modes = vec![("direct", t.url.clone())];
+    // A database of its own for the pooler with the login role's
+    // statements bounded by the server (what `db setup` does for the
+    // service role): the pooler's server connections keep the defaults
+    // they logged in with, so the two pooler modes cannot share one.
+    let bounded = TestDb::new().await;
+    let query_timeout = Duration::from_secs(30);
+    {
+        let role = common::server_url().username().to_owned();
+        let role = if role.is_empty() { "postgres" } else { &role };
+        database::db::roles::bound_service_role(
+            &mut *bounded.conn().await,
+            role,
+            &bounded.name,
+            query_timeout,
+        )
+        .await
+        .unwrap();
+    }
+    let mut modes = vec![("direct", &t, t.url.clone())];
     if let Some(bouncer) = &bouncer {
-        modes.push(("pooler", common::through_bouncer(bouncer, &t.name)));
+        modes.push(("pooler", &t, common::through_bouncer(bouncer, &t.name)));
+        modes.push((
+            "pooler-bounded",
+            &bounded,
+            common::through_bouncer(bouncer, &bounded.name),
+        ));
     }
     let mut seen = Vec::new();
-    for (mode, upstream) in modes {
+    for (mode, t, upstream) in modes {
         let counter = MessageCounter::in_front_of(&upstream).await;
         let mut config = Config::new(counter.url_through(&upstream));
         config.pool_size = 1;
-        if mode == "pooler" {
+        config.query_timeout = query_timeout;
+        if mode != "direct" {
             config.pooler = Pooler::Transaction;
             config.migration_url = Some(t.url.clone());
         }
@@ -967,6 +991,17 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
         ("pooler", "claim", 3, 1),
         ("pooler", "start execution", 5, 3),
         ("pooler", "accept invite", 3, 1),
+        // With the role's statement_timeout on the server at the call's
+        // bound, a statement outside a transaction goes alone; a context's
+        // settings still need a transaction to apply in.
+        ("pooler-bounded", "lookup", 1, 1),
+        ("pooler-bounded", "insert", 1, 1),
+        ("pooler-bounded", "transaction of two", 4, 2),
+        ("pooler-bounded", "lookup under a context", 3, 1),
+        ("pooler-bounded", "workflow tree", 3, 3),
+        ("pooler-bounded", "claim", 1, 1),
+        ("pooler-bounded", "start execution", 5, 3),
+        ("pooler-bounded", "accept invite", 1, 1),
     ];
     for (mode, name, sent) in &seen {
         let (_, _, requests, parses) = expected

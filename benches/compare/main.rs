@@ -502,9 +502,18 @@ async fn through_pooler(
     } else {
         server.username()
     };
-    let mut via = url::Url::parse(&bouncer.url_of(user, server.path().trim_start_matches('/')))?;
+    let database = server.path().trim_start_matches('/');
+    let mut via = url::Url::parse(&bouncer.url_of(user, database))?;
     via.set_query(server.query());
     let mut config = Config::new(via.as_str());
+    // As `db setup` makes it for the service role: the server bounds the
+    // login role's statements in the scratch database as each call is
+    // bounded, so pooler mode sends a statement alone (the raw side logs in
+    // as the same role: its statements are bounded alike).
+    let mut admin = database::db::connect(&config, url).await?;
+    database::db::roles::bound_service_role(&mut admin, user, database, config.query_timeout)
+        .await?;
+    drop(admin);
     config.pool_size = POOL_SIZE;
     config.pooler = database::db::Pooler::Transaction;
     config.migration_url = Some(url.to_owned());

@@ -396,6 +396,40 @@ async fn setup_creates_the_database_and_status_and_check_agree() {
         "{}",
         text(&out)
     );
+    // The service role's statements are bounded by the server in this
+    // database as each call is by the client (DB_QUERY_TIMEOUT_MS and the
+    // backstop): what lets pooler mode send a statement alone.
+    let bounded = common::run_db(&url, &["setup"], &[("DB_QUERY_TIMEOUT_MS", "4000")]);
+    assert!(bounded.status.success(), "{}", text(&bounded));
+    assert!(
+        text(&bounded).contains(&format!(
+            "Service role app: statements bounded on the server at 4250 ms in {name}"
+        )),
+        "{}",
+        text(&bounded)
+    );
+    {
+        use diesel::sql_types::Text;
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Settings {
+            #[diesel(sql_type = Text)]
+            settings: String,
+        }
+        let row: Settings = diesel::sql_query(
+            "SELECT array_to_string(setconfig, ',') AS settings FROM pg_db_role_setting \
+             WHERE setrole = 'app'::regrole \
+               AND setdatabase = (SELECT oid FROM pg_database WHERE datname = $1)",
+        )
+        .bind::<Text, _>(&name)
+        .get_result(&mut common::admin_conn().await)
+        .await
+        .unwrap();
+        assert_eq!(
+            row.settings,
+            "statement_timeout=4250,idle_in_transaction_session_timeout=4250"
+        );
+    }
     // Idempotent.
     let again = db_cmd(&url, &["setup"]);
     assert!(again.status.success());

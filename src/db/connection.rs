@@ -34,6 +34,8 @@ pub(super) struct ConnectionSettings {
     session_settings: Vec<(&'static str, String)>,
     /// The metrics of the pool its connections belong to.
     meter: std::sync::Arc<super::metrics::Meter>,
+    /// Pooler mode: `warn_unbounded_once` has spoken for this pool.
+    warned_unbounded: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ConnectionSettings {
@@ -51,6 +53,7 @@ impl ConnectionSettings {
             tcp_user_timeout: config.tcp_user_timeout,
             session_settings: Vec::new(),
             meter: super::metrics::Meter::new("postgresql", "direct"),
+            warned_unbounded: Default::default(),
         }
     }
 
@@ -236,6 +239,32 @@ impl ConnectionSettings {
         }
     }
 
+    /// Pooler mode: says once per pool that each statement outside a
+    /// transaction carries its own timeouts (three requests instead of one)
+    /// because the role's server-side `statement_timeout` does not bound it,
+    /// and how to make it do so.
+    fn warn_unbounded_once(&self, limit: Option<Duration>) {
+        let Some(bound) = self.per_statement else {
+            return;
+        };
+        if self
+            .warned_unbounded
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let wanted = (bound + super::call::SERVER_BACKSTOP).as_millis();
+        tracing::warn!(
+            role_statement_timeout_ms = limit.map_or(0, |l| l.as_millis() as u64),
+            wanted_ms = wanted as u64,
+            "pooler mode: the role's statement_timeout on the server is not between \
+             DB_QUERY_TIMEOUT_MS and {wanted} ms, so each statement outside a transaction \
+             runs in a transaction of its own that carries its timeouts (BEGIN, the \
+             statement, COMMIT: three requests instead of one); `db setup` sets it, or run \
+             ALTER ROLE <role> IN DATABASE <database> SET statement_timeout = {wanted}"
+        );
+    }
+
     /// Wraps an open client in the connection type of this mode.
     async fn take_over<S>(
         &self,
@@ -257,8 +286,41 @@ impl ConnectionSettings {
         let conn = UnnamedConnection::new(client, connection)
             .await
             .map_err(|e| ConnectionError::CouldntSetupConfiguration(convert_error(e)))?;
-        Ok(PgConn::unnamed(conn, scope, Some(cancel)))
+        let mut conn = PgConn::unnamed(conn, scope, Some(cancel));
+        let limit = server_statement_limit(&mut conn)
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+        conn.set_server_limit(limit);
+        if !conn.server_bounds_statements() {
+            self.warn_unbounded_once(limit);
+        }
+        Ok(conn)
     }
+}
+
+/// The server's `statement_timeout` for this connection's role and
+/// database, read through the pooler (`None` when 0: unset). No session
+/// setting is ever made in pooler mode, so what a server connection shows is
+/// the role's and database's default (`ALTER ROLE ... SET`), the same on
+/// every server connection the pooler may hand this client.
+async fn server_statement_limit(conn: &mut PgConn) -> diesel::QueryResult<Option<Duration>> {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = BigInt)]
+        ms: i64,
+    }
+    // pg_settings gives milliseconds whatever unit the setting was written
+    // in; `reset_val` is the session's default, not the transaction-local
+    // value this very statement may run under (it is wrapped: the limit is
+    // not known yet).
+    let setting: Setting = diesel::sql_query(
+        "SELECT reset_val::int8 AS ms FROM pg_settings WHERE name = 'statement_timeout'",
+    )
+    .get_result(conn)
+    .await?;
+    Ok((setting.ms > 0).then(|| Duration::from_millis(setting.ms as u64)))
 }
 
 /// Refuses a direct-mode connection that turns out to go through a

@@ -106,6 +106,13 @@ pub struct State {
     /// in the same flight (`direct_in_transaction`). Empty, and left empty,
     /// when the statement cache is off.
     prepared: std::sync::Mutex<PreparedHere>,
+    /// Pooler mode: the server's own `statement_timeout` for this role and
+    /// database (`ALTER ROLE ... IN DATABASE ... SET`, as `db setup` makes
+    /// it), read when the connection opened; `None` when unset (0) or not
+    /// read. When it bounds a statement as the call's bound would, a
+    /// statement outside a transaction needs no transaction of its own to
+    /// carry its timeouts (`wraps`).
+    server_limit: Option<Duration>,
 }
 
 /// See `PgConn::prepared`.
@@ -233,6 +240,7 @@ impl PgConn {
                 caching: true,
                 keys: Default::default(),
             }),
+            server_limit: None,
         }))
     }
 
@@ -597,7 +605,27 @@ impl PgConn {
     fn wraps(&self) -> bool {
         !self.open.load(Ordering::Relaxed)
             && (self.scope.settings.is_some()
-                || (self.scope.local_timeouts && matches!(self.inner, Inner::Unnamed(_))))
+                || (self.scope.local_timeouts
+                    && matches!(self.inner, Inner::Unnamed(_))
+                    && !self.server_bounds_statements()))
+    }
+
+    /// Whether the server's own `statement_timeout` (`server_limit`) stops
+    /// a statement as the transaction-local one would: no earlier than the
+    /// call's bound (`DB_QUERY_TIMEOUT_MS`; a context's earlier deadline is
+    /// kept by the client's timer and its cancel request, as in direct
+    /// mode), and no later than that bound and the backstop.
+    pub(super) fn server_bounds_statements(&self) -> bool {
+        match (self.server_limit, self.scope.per_statement) {
+            (Some(limit), Some(bound)) => limit >= bound && limit <= bound + call::SERVER_BACKSTOP,
+            _ => false,
+        }
+    }
+
+    /// Records the server's own `statement_timeout` (pooler mode, read at
+    /// connect: see `server_limit`).
+    pub(super) fn set_server_limit(&mut self, limit: Option<Duration>) {
+        self.server_limit = limit;
     }
 
     /// The statement's future: rendered now, sent when first polled. `Err`

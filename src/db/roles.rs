@@ -200,6 +200,38 @@ pub async fn grant_service_role(
     Ok(())
 }
 
+/// Makes the server bound `role`'s statements in `database` as the crate
+/// bounds a call (`query_timeout`, `DB_QUERY_TIMEOUT_MS`, and the backstop
+/// after it): `statement_timeout` and `idle_in_transaction_session_timeout`
+/// as the role's defaults there (`ALTER ROLE ... IN DATABASE ... SET`),
+/// what a direct connection sets for its session. Behind a transaction-mode
+/// pooler no session setting may be made; with these defaults a statement
+/// outside a transaction goes alone instead of in a transaction of its own
+/// that carries them (`DB_POOLER`). Returns the limit set. Run by `db setup`;
+/// a later, higher `DB_QUERY_TIMEOUT_MS` needs it again (the pool warns).
+pub async fn bound_service_role(
+    conn: &mut PgConn,
+    role: &str,
+    database: &str,
+    query_timeout: std::time::Duration,
+) -> Result<std::time::Duration> {
+    use diesel_async::SimpleAsyncConnection;
+    if !valid_role_name(role) {
+        return Err(Error::Config(format!(
+            "{role:?} is not a role name this crate writes into SQL (letters, digits, underscores)"
+        )));
+    }
+    let limit = query_timeout + super::call::SERVER_BACKSTOP;
+    let ms = limit.as_millis();
+    let database = database.replace('"', "\"\"");
+    conn.batch_execute(&format!(
+        "ALTER ROLE \"{role}\" IN DATABASE \"{database}\" SET statement_timeout = {ms};
+         ALTER ROLE \"{role}\" IN DATABASE \"{database}\" SET idle_in_transaction_session_timeout = {ms};"
+    ))
+    .await?;
+    Ok(limit)
+}
+
 /// The role the service's statements run as, which the grants and `db
 /// check` are about: `DB_APP_ROLE` when set (the service switches to it), else
 /// the user `DATABASE_URL` logs in as when it is not the migration URL's, else

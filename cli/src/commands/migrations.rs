@@ -219,6 +219,16 @@ pub(crate) async fn setup(config: &Config, set: &MigrationSet) -> Result<ExitCod
             )
         })?;
     println!("Service role {role}: granted what it needs (row-level security applies to it).");
+    // Its statements bounded by the server as each call is by the client:
+    // what lets pooler mode send a statement alone (`DB_POOLER`).
+    let limit = roles::bound_service_role(&mut conn, &role, &name, config.query_timeout)
+        .await
+        .with_context(|| format!("setting the service role {role}'s timeouts in {name}"))?;
+    println!(
+        "Service role {role}: statements bounded on the server at {} ms in {name} \
+         (DB_QUERY_TIMEOUT_MS and the server backstop after it).",
+        limit.as_millis()
+    );
     let status = migrate::status(&mut conn, set).await?;
     print_status(&status);
     Ok(ExitCode::SUCCESS)
