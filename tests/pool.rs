@@ -184,23 +184,9 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     assert!(closed, "the idle connection was never closed");
 }
 
-/// A `tracing` writer that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn query_logging_shows_statements_and_durations_but_not_values() {
-    let captured = Captured::default();
+    let captured = common::Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter("database::query=debug")
@@ -218,7 +204,7 @@ async fn query_logging_shows_statements_and_durations_but_not_values() {
         .await
         .unwrap_err();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("lower(") && logs.contains("users"), "{logs}");
     assert!(logs.contains("elapsed_us"), "{logs}");
     assert!(

@@ -1015,3 +1015,51 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
         );
     }
 }
+
+/// Behind a pooler, a role whose statements the server does not bound as
+/// each call is bounded makes every statement outside a transaction run in
+/// a transaction of its own: the pool says so, once, naming what to set.
+/// With the role bounded (`db setup`), it says nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn a_role_the_server_does_not_bound_is_named_once() {
+    let Some(bouncer) = bouncer() else { return };
+    let captured = common::Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("database=warn")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let warning = "the role's statement_timeout on the server is not between";
+
+    let unbounded = TestDb::new().await;
+    let db = through(&bouncer, &unbounded, Pooler::Transaction, 3);
+    let conns = [
+        db.conn().await.unwrap(),
+        db.conn().await.unwrap(),
+        db.conn().await.unwrap(),
+    ];
+    drop(conns);
+    let logs = captured.text();
+    assert_eq!(logs.matches(warning).count(), 1, "{logs}");
+    assert!(
+        logs.contains("db setup") && logs.contains("ALTER ROLE"),
+        "{logs}"
+    );
+
+    let bounded = TestDb::new().await;
+    let role = common::server_url().username().to_owned();
+    let role = if role.is_empty() { "postgres" } else { &role };
+    database::db::roles::bound_service_role(
+        &mut *bounded.conn().await,
+        role,
+        &bounded.name,
+        Config::new(String::new()).query_timeout,
+    )
+    .await
+    .unwrap();
+    let db = through(&bouncer, &bounded, Pooler::Transaction, 2);
+    drop([db.conn().await.unwrap(), db.conn().await.unwrap()]);
+    assert_eq!(captured.text().matches(warning).count(), 1);
+}
