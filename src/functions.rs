@@ -17,3 +17,12 @@ diesel::define_sql_function! {
         b: diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
     ) -> diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>;
 }
+
+diesel::define_sql_function! {
+    /// PostgreSQL `= any(array)`: `column.eq(any(values))`, one array bind.
+    /// What `eq_any` sends on PostgreSQL, but with a static query id, so
+    /// the statement is cached by type and its text written once
+    /// (`render_once`); `eq_any`'s is rebuilt and hashed on every call.
+    #[sql_name = "any"]
+    fn any<ST: diesel::sql_types::SingleValue>(values: diesel::sql_types::Array<ST>) -> ST;
+}

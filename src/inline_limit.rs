@@ -26,8 +26,10 @@
 use diesel::QueryResult;
 use diesel::backend::Backend;
 use diesel::expression::{AppearsOnTable, Expression, ValidGrouping, is_aggregate};
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::sql_types::IntoNullable;
+use diesel::sqlite::Sqlite;
 
 /// `query LIMIT n`, with `n` in the SQL text.
 #[derive(Debug, Clone, Copy)]
@@ -36,16 +38,50 @@ pub struct InlineLimit<Q> {
     limit: u32,
 }
 
-impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for InlineLimit<Q> {
-    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+impl<Q> InlineLimit<Q> {
+    fn walk<'b, DB: Backend>(&'b self, mut pass: AstPass<'_, 'b, DB>) -> QueryResult<()>
+    where
+        Q: QueryFragment<DB>,
+    {
         self.query.walk_ast(pass.reborrow())?;
         // A u32 rendered by Rust: digits only, never caller text.
         pass.push_sql(" LIMIT ");
         pass.push_sql(&self.limit.to_string());
         Ok(())
     }
+}
 
-    fn is_safe_to_cache_prepared(&self, backend: &DB) -> QueryResult<bool> {
+impl<Q: QueryFragment<Pg> + QueryId> QueryFragment<Pg> for InlineLimit<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.walk(pass)
+    }
+
+    // What a connection calls for the outermost query's text: a wrapped
+    // query whose type renders one text (a static id, safe to cache) is
+    // written from the text kept per type (`render_once`), not walked.
+    fn to_sql(&self, out: &mut PgQueryBuilder, backend: &Pg) -> QueryResult<()> {
+        match Q::query_id() {
+            Some(id) if self.query.is_safe_to_cache_prepared(backend)? => {
+                out.push_sql(crate::render_once::text_of(&self.query, id, backend)?);
+            }
+            _ => self.query.to_sql(out, backend)?,
+        }
+        out.push_sql(" LIMIT ");
+        out.push_sql(&self.limit.to_string());
+        Ok(())
+    }
+
+    fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
+        self.query.is_safe_to_cache_prepared(backend)
+    }
+}
+
+impl<Q: QueryFragment<Sqlite>> QueryFragment<Sqlite> for InlineLimit<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.walk(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, backend: &Sqlite) -> QueryResult<bool> {
         self.query.is_safe_to_cache_prepared(backend)
     }
 }
@@ -120,4 +156,58 @@ impl<Q, QS> AppearsOnTable<QS> for ScalarSubquery<Q> where Self: Expression {}
 
 impl<Q, GroupBy> ValidGrouping<GroupBy> for ScalarSubquery<Q> {
     type IsAggregate = is_aggregate::Never;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::users;
+    use diesel::prelude::*;
+
+    /// The text diesel's walk of the query writes, without the `to_sql`
+    /// shortcut: what the shortcut must equal.
+    fn walked<T: QueryFragment<Pg>>(query: &T) -> String {
+        diesel::debug_query::<Pg, _>(&Walked(query))
+            .to_string()
+            .split(" -- binds")
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    struct Walked<'a, T>(&'a T);
+
+    impl<T: QueryFragment<Pg>> QueryFragment<Pg> for Walked<'_, T> {
+        fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+            self.0.walk_ast(pass)
+        }
+    }
+
+    fn to_sql<T: QueryFragment<Pg>>(query: &T) -> String {
+        let mut out = PgQueryBuilder::default();
+        query.to_sql(&mut out, &Pg).unwrap();
+        out.finish()
+    }
+
+    #[test]
+    fn the_text_kept_per_type_is_what_the_walk_writes() {
+        let email = "a@example.com".to_owned();
+        for limit in [1, 10, 1, 100] {
+            // A static id: written from the text kept for the type.
+            let query = users::table
+                .filter(users::email.eq(&email))
+                .filter(users::name.is_not_null())
+                .select(users::id)
+                .inline_limit(limit);
+            assert_eq!(to_sql(&query), walked(&query));
+            assert!(to_sql(&query).ends_with(&format!(" LIMIT {limit}")));
+            // A boxed query (no static id) is walked, binds numbered alike.
+            let boxed = users::table
+                .filter(users::email.eq(&email))
+                .select(users::id)
+                .into_boxed()
+                .inline_limit(limit);
+            assert_eq!(to_sql(&boxed), walked(&boxed));
+        }
+    }
 }

@@ -91,31 +91,38 @@ where
         self.safe.set(Some(safe));
         Ok(safe)
     }
+}
 
-    /// The text of this query's type, rendering it the first time.
-    fn text(&self, id: TypeId, backend: &Pg) -> QueryResult<&'static str> {
-        if let Some(text) = LOCAL.with(|local| local.borrow().get(&id).copied()) {
-            return Ok(text);
-        }
-        let known = shared()
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .copied();
-        let text = match known {
-            Some(text) => text,
-            None => {
-                let mut fresh = PgQueryBuilder::default();
-                self.query.to_sql(&mut fresh, backend)?;
-                let mut all = shared().write().unwrap_or_else(|e| e.into_inner());
-                // Another thread may have rendered it meanwhile: keep one copy.
-                *all.entry(id)
-                    .or_insert_with(|| Box::leak(fresh.finish().into_boxed_str()))
-            }
-        };
-        LOCAL.with(|local| local.borrow_mut().insert(id, text));
-        Ok(text)
+/// The SQL text of `query`, whose type has the static id `id` and which is
+/// safe to cache (so its type renders one text): rendered the first time
+/// in the process, then looked up. Also what `InlineLimit` writes before its
+/// `LIMIT n`.
+pub(crate) fn text_of<Q: QueryFragment<Pg>>(
+    query: &Q,
+    id: TypeId,
+    backend: &Pg,
+) -> QueryResult<&'static str> {
+    if let Some(text) = LOCAL.with(|local| local.borrow().get(&id).copied()) {
+        return Ok(text);
     }
+    let known = shared()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .copied();
+    let text = match known {
+        Some(text) => text,
+        None => {
+            let mut fresh = PgQueryBuilder::default();
+            query.to_sql(&mut fresh, backend)?;
+            let mut all = shared().write().unwrap_or_else(|e| e.into_inner());
+            // Another thread may have rendered it meanwhile: keep one copy.
+            *all.entry(id)
+                .or_insert_with(|| Box::leak(fresh.finish().into_boxed_str()))
+        }
+    };
+    LOCAL.with(|local| local.borrow_mut().insert(id, text));
+    Ok(text)
 }
 
 impl<Q> QueryFragment<Pg> for RenderOnce<Q>
@@ -130,7 +137,7 @@ where
     fn to_sql(&self, out: &mut PgQueryBuilder, backend: &Pg) -> QueryResult<()> {
         match Q::query_id() {
             Some(id) if self.is_safe(backend)? => {
-                out.push_sql(self.text(id, backend)?);
+                out.push_sql(text_of(&self.query, id, backend)?);
                 Ok(())
             }
             _ => self.query.to_sql(out, backend),

@@ -134,6 +134,18 @@ struct Row {
     /// client's own cost, which the server's time does not hide.
     cpu_us_per_op: f64,
     raw_cpu_us_per_op: f64,
+    /// CPU time of another process (PgBouncer in the pooler pass) per
+    /// operation of each side, when one was watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watched_cpu_us_per_op: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_watched_cpu_us_per_op: Option<f64>,
+    /// The share of the measured time during which some task on the machine
+    /// was waiting for a CPU (`/proc/pressure/cpu`, "some"), in percent:
+    /// client, server and PgBouncer share two cores, and a high figure
+    /// says a latency includes waiting for a turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_wait_pct: Option<f64>,
 }
 
 /// A workload through PgBouncer (transaction mode): the crate in pooler
@@ -154,6 +166,30 @@ struct PoolerRow {
     raw_vs_direct: f64,
     p50_us: u64,
     raw_p50_us: u64,
+    /// PgBouncer's own CPU time (user + system) per operation of each side.
+    bouncer_cpu_us_per_op: f64,
+    raw_bouncer_cpu_us_per_op: f64,
+    /// See `Row::cpu_wait_pct`.
+    cpu_wait_pct: Option<f64>,
+}
+
+/// pgbench (C, libpq, `-M extended`: unnamed statements, as pooler mode
+/// sends) running `user_by_id`'s lookup on the same users table, direct and
+/// through the same PgBouncer, in the same run: what the hop costs a client
+/// with almost no cost of its own.
+#[derive(Serialize)]
+struct PgbenchRow {
+    concurrency: usize,
+    direct_tps: f64,
+    pooled_tps: f64,
+    /// Through PgBouncer / direct.
+    pooled_vs_direct: f64,
+    direct_latency_ms: f64,
+    pooled_latency_ms: f64,
+    bouncer_cpu_us_per_tx: f64,
+    /// The crate's user_by_id in pooler mode through PgBouncer / pgbench
+    /// through PgBouncer (same run).
+    crate_vs_pgbench_pooled: f64,
 }
 
 #[derive(Serialize)]
@@ -166,6 +202,10 @@ struct Report {
     pooler: Vec<PoolerRow>,
     /// Why there is no pooler column (PgBouncer missing), if there is none.
     pooler_skipped: Option<String>,
+    /// pgbench's lookup direct and through the same PgBouncer.
+    pgbench: Vec<PgbenchRow>,
+    /// Why there are no pgbench rows (pgbench or PgBouncer missing).
+    pgbench_skipped: Option<String>,
     /// Peak resident memory of this whole process (both sides and the data).
     bench_peak_rss_mib: f64,
     /// Peak resident memory of a separate process that only runs the crate
@@ -408,13 +448,18 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
     } else {
         0.0
     };
-    let (pooler, pooler_skipped) = match through_pooler(mode, url, data, only, &results).await? {
-        Ok(rows) => (rows, None),
-        Err(why) => {
-            eprintln!("no pooler column: {why}");
-            (Vec::new(), Some(why))
-        }
-    };
+    let (pooler, pooler_skipped, pgbench, pgbench_skipped) =
+        match through_pooler(mode, url, data, only, &results).await? {
+            Ok((rows, Ok(pgbench))) => (rows, None, pgbench, None),
+            Ok((rows, Err(why))) => {
+                eprintln!("no pgbench rows: {why}");
+                (rows, None, Vec::new(), Some(why))
+            }
+            Err(why) => {
+                eprintln!("no pooler column: {why}");
+                (Vec::new(), Some(why.clone()), Vec::new(), Some(why))
+            }
+        };
     Ok(Report {
         mode: mode.name,
         machine: machine(),
@@ -422,6 +467,8 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
         results,
         pooler,
         pooler_skipped,
+        pgbench,
+        pgbench_skipped,
         bench_peak_rss_mib: peak_rss_mib(),
         service_peak_rss_mib,
         migrate_up_to_date_statements,
@@ -476,14 +523,20 @@ fn raw_pool(url: &str) -> Result<deadpool_postgres::Pool> {
 /// in transaction mode in front of the same server (pool of `POOL_SIZE`
 /// server connections), the crate in pooler mode (`DB_POOLER=transaction`)
 /// against the raw driver's unnamed statements. `Err(why)` when PgBouncer is
-/// not installed (an error instead under `DB_TEST_REQUIRE_ALL=1`).
+/// not installed (an error instead under `DB_TEST_REQUIRE_ALL=1`). With the
+/// rows, pgbench's lookup through the same PgBouncer (`pgbench_rows`), or
+/// why there is none.
+#[allow(clippy::type_complexity, reason = "two independent skips")]
 async fn through_pooler(
     mode: Mode,
     url: &str,
     data: workloads::Data,
     only: Option<&[String]>,
     direct: &[Row],
-) -> Result<std::result::Result<Vec<PoolerRow>, String>> {
+) -> Result<
+    std::result::Result<(Vec<PoolerRow>, std::result::Result<Vec<PgbenchRow>, String>), String>,
+> {
+    let users = data.user_ids.len();
     let server = url::Url::parse(url)?;
     let options = database::ops::cluster::BouncerOptions {
         pool_size: POOL_SIZE as u32,
@@ -526,8 +579,21 @@ async fn through_pooler(
         unnamed: true,
         in_context: false,
     });
+    let mut measured = Vec::new();
+    for workload in workloads::all(&ctx) {
+        if only.is_some_and(|names| !names.iter().any(|n| n == workload.name)) {
+            continue;
+        }
+        for concurrency in CONCURRENCY {
+            measured.push(
+                measure_watching(&workload, concurrency, mode, Some(bouncer.pid()))
+                    .await
+                    .with_context(|| format!("{} through PgBouncer", workload.name))?,
+            );
+        }
+    }
     let mut rows = Vec::new();
-    for row in measure_each(workloads::all(&ctx), only, mode, " through PgBouncer").await? {
+    for row in measured {
         let concurrency = row.concurrency;
         let same = direct
             .iter()
@@ -556,9 +622,107 @@ async fn through_pooler(
             raw_vs_direct,
             p50_us: row.p50_us,
             raw_p50_us: row.raw_p50_us,
+            bouncer_cpu_us_per_op: row.watched_cpu_us_per_op.unwrap_or(f64::NAN),
+            raw_bouncer_cpu_us_per_op: row.raw_watched_cpu_us_per_op.unwrap_or(f64::NAN),
+            cpu_wait_pct: row.cpu_wait_pct,
         });
     }
     ctx.db.close();
+    let pgbench = if only.is_none_or(|names| names.iter().any(|n| n == "user_by_id")) {
+        pgbench_rows(mode, url, via.as_str(), bouncer.pid(), users, &rows).await?
+    } else {
+        Err("user_by_id was not run".to_owned())
+    };
+    Ok(Ok((rows, pgbench)))
+}
+
+/// pgbench's primary-key lookup of the seeded users (ids `md5('user' || n)`,
+/// see `workloads::seed`), `-M extended`, direct and through PgBouncer at
+/// each concurrency, for half a side's measuring time each. `Err(why)` when
+/// pgbench is not installed (an error under `DB_TEST_REQUIRE_ALL=1`).
+async fn pgbench_rows(
+    mode: Mode,
+    direct_url: &str,
+    pooled_url: &str,
+    bouncer: u32,
+    users: usize,
+    pooler: &[PoolerRow],
+) -> Result<std::result::Result<Vec<PgbenchRow>, String>> {
+    let found = std::process::Command::new("pgbench")
+        .arg("--version")
+        .output();
+    if let Err(e) = found {
+        let why = format!("pgbench: {e} (Debian's postgresql package has it)");
+        anyhow::ensure!(std::env::var("DB_TEST_REQUIRE_ALL").is_err(), "{why}");
+        return Ok(Err(why));
+    }
+    let script = std::env::temp_dir().join(format!("bench-pgbench-{}.sql", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "\\set n random(1, {users})\n\
+             SELECT id, email, email_verified, name, image, created_at, updated_at \
+             FROM users WHERE id = md5('user' || :n)::uuid;\n"
+        ),
+    )?;
+    let seconds = ((mode.round * mode.rounds as u32).as_secs() / 2).max(1);
+    let run = |url: &str, clients: usize| {
+        let (url, script) = (url.to_owned(), script.clone());
+        tokio::task::spawn_blocking(move || -> Result<(f64, f64)> {
+            let out = std::process::Command::new("pgbench")
+                .args(["-n", "-M", "extended", "-f"])
+                .arg(&script)
+                .args([
+                    "-c",
+                    &clients.to_string(),
+                    "-j",
+                    &clients.min(2).to_string(),
+                ])
+                .args(["-T", &seconds.to_string()])
+                .arg(&url)
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            anyhow::ensure!(
+                out.status.success(),
+                "pgbench failed: {}{}",
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let number_after = |prefix: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+                    .with_context(|| format!("no {prefix:?} in pgbench's output: {text}"))
+            };
+            Ok((number_after("tps = ")?, number_after("latency average = ")?))
+        })
+    };
+    let mut rows = Vec::new();
+    for concurrency in CONCURRENCY {
+        let (direct_tps, direct_latency_ms) = run(direct_url, concurrency).await??;
+        let before = cpu_of(bouncer);
+        let (pooled_tps, pooled_latency_ms) = run(pooled_url, concurrency).await??;
+        let bouncer_cpu = cpu_of(bouncer) - before;
+        let crate_pooled = pooler
+            .iter()
+            .find(|r| r.workload == "user_by_id" && r.concurrency == concurrency)
+            .map_or(f64::NAN, |r| r.ops_per_sec);
+        let round3 = |x: f64| (x * 1000.0).round() / 1000.0;
+        rows.push(PgbenchRow {
+            concurrency,
+            direct_tps: direct_tps.round(),
+            pooled_tps: pooled_tps.round(),
+            pooled_vs_direct: round3(pooled_tps / direct_tps),
+            direct_latency_ms,
+            pooled_latency_ms,
+            bouncer_cpu_us_per_tx: (bouncer_cpu.as_secs_f64() * 1e7
+                / (pooled_tps * seconds as f64).max(1.0))
+            .round()
+                / 10.0,
+            crate_vs_pgbench_pooled: round3(crate_pooled / pooled_tps),
+        });
+    }
+    let _ = std::fs::remove_file(&script);
     Ok(Ok(rows))
 }
 
@@ -630,6 +794,17 @@ async fn round(
 }
 
 async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
+    measure_watching(w, concurrency, mode, None).await
+}
+
+/// `measure`, also counting the CPU time process `watched` (PgBouncer)
+/// spends during each side's rounds.
+async fn measure_watching(
+    w: &Workload,
+    concurrency: usize,
+    mode: Mode,
+    watched: Option<u32>,
+) -> Result<Row> {
     let seq = Arc::new(AtomicUsize::new(0));
     // Warm both sides: connections open, statements prepared.
     round(&w.krate, concurrency, mode.round / 4, &seq).await?;
@@ -637,6 +812,8 @@ async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut our_time, mut their_time) = (Duration::ZERO, Duration::ZERO);
     let (mut our_cpu, mut their_cpu) = (Duration::ZERO, Duration::ZERO);
+    let (mut our_watched, mut their_watched) = (Duration::ZERO, Duration::ZERO);
+    let waited_before = cpu_pressure();
     for r in 0..mode.rounds {
         // Alternate who goes first, so drift in machine load hits both.
         let order = if r % 2 == 0 {
@@ -647,19 +824,28 @@ async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
         for is_crate in order {
             let op = if is_crate { &w.krate } else { &w.raw };
             let cpu_before = process_cpu();
+            let watched_before = watched.map(cpu_of);
             let (lat, took) = round(op, concurrency, mode.round, &seq).await?;
             let cpu = process_cpu() - cpu_before;
+            let other =
+                watched.map_or(Duration::ZERO, cpu_of) - watched_before.unwrap_or(Duration::ZERO);
             if is_crate {
                 ours.extend(lat);
                 our_time += took;
                 our_cpu += cpu;
+                our_watched += other;
             } else {
                 theirs.extend(lat);
                 their_time += took;
                 their_cpu += cpu;
+                their_watched += other;
             }
         }
     }
+    let cpu_wait_pct = cpu_pressure().zip(waited_before).map(|(after, before)| {
+        let measured = (our_time + their_time).as_secs_f64();
+        ((after - before).as_secs_f64() / measured * 1000.0).round() / 10.0
+    });
     let ops = ours.len() as f64 / our_time.as_secs_f64();
     let raw_ops = theirs.len() as f64 / their_time.as_secs_f64();
     let per_op =
@@ -678,7 +864,43 @@ async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
         raw_p99_us: percentile(&mut theirs, 99.0),
         cpu_us_per_op,
         raw_cpu_us_per_op,
+        watched_cpu_us_per_op: watched.map(|_| per_op(our_watched, ours.len())),
+        raw_watched_cpu_us_per_op: watched.map(|_| per_op(their_watched, theirs.len())),
+        cpu_wait_pct,
     })
+}
+
+/// How long, in all, some task on this machine has waited for a CPU
+/// (`/proc/pressure/cpu`, the "some" line's total); `None` without PSI.
+fn cpu_pressure() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let some = text.lines().find(|l| l.starts_with("some "))?;
+    let total = some
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?;
+    Some(Duration::from_micros(total.parse().ok()?))
+}
+
+/// User + system CPU time of process `pid` so far, from `/proc` (in clock
+/// ticks, 10 ms each: summed over a whole side's rounds); zero when it
+/// cannot be read.
+fn cpu_of(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The fields after the command name, which may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // utime and stime: fields 14 and 15 of the whole line.
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // SAFETY: sysconf reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 /// User + system CPU time of this whole process so far.
@@ -805,7 +1027,7 @@ fn machine() -> String {
 
 fn print_table(r: &Report) {
     println!(
-        "\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}",
+        "\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}",
         "workload",
         "conc",
         "crate op/s",
@@ -816,11 +1038,12 @@ fn print_table(r: &Report) {
         "raw p50",
         "raw p99",
         "cpu µs",
-        "raw cpu"
+        "raw cpu",
+        "wait %"
     );
     for row in &r.results {
         println!(
-            "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>8} {:>8} {:>8} {:>8} {:>7.1} {:>7.1}",
+            "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>8} {:>8} {:>8} {:>8} {:>7.1} {:>7.1} {:>7}",
             row.workload,
             row.concurrency,
             row.ops_per_sec,
@@ -831,12 +1054,14 @@ fn print_table(r: &Report) {
             row.raw_p50_us,
             row.raw_p99_us,
             row.cpu_us_per_op,
-            row.raw_cpu_us_per_op
+            row.raw_cpu_us_per_op,
+            row.cpu_wait_pct
+                .map_or("-".to_owned(), |w| format!("{w:.1}"))
         );
     }
     if !r.pooler.is_empty() {
         println!(
-            "\nthrough PgBouncer (transaction mode): crate in pooler mode vs raw unnamed statements, and each vs its own direct figure\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>9} {:>9} {:>8} {:>8}",
+            "\nthrough PgBouncer (transaction mode): crate in pooler mode vs raw unnamed statements, and each vs its own direct figure; PgBouncer's CPU per operation of each side\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>7}",
             "workload",
             "conc",
             "crate op/s",
@@ -845,11 +1070,14 @@ fn print_table(r: &Report) {
             "vs direct",
             "raw vs d.",
             "p50 µs",
-            "raw p50"
+            "raw p50",
+            "pgb µs",
+            "raw pgb",
+            "wait %"
         );
         for row in &r.pooler {
             println!(
-                "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>9.2} {:>9.2} {:>8} {:>8}",
+                "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>9.1} {:>9.1} {:>7}",
                 row.workload,
                 row.concurrency,
                 row.ops_per_sec,
@@ -858,9 +1086,42 @@ fn print_table(r: &Report) {
                 row.vs_direct,
                 row.raw_vs_direct,
                 row.p50_us,
-                row.raw_p50_us
+                row.raw_p50_us,
+                row.bouncer_cpu_us_per_op,
+                row.raw_bouncer_cpu_us_per_op,
+                row.cpu_wait_pct
+                    .map_or("-".to_owned(), |w| format!("{w:.1}"))
             );
         }
+    }
+    if !r.pgbench.is_empty() {
+        println!(
+            "\npgbench -M extended, user_by_id's lookup, direct and through the same PgBouncer\n{:>4} {:>11} {:>11} {:>9} {:>10} {:>10} {:>12} {:>14}",
+            "conc",
+            "direct tps",
+            "pooled tps",
+            "pooled/d.",
+            "direct ms",
+            "pooled ms",
+            "bouncer µs/tx",
+            "crate/pgbench"
+        );
+        for row in &r.pgbench {
+            println!(
+                "{:>4} {:>11} {:>11} {:>9.2} {:>10.3} {:>10.3} {:>12.1} {:>14.2}",
+                row.concurrency,
+                row.direct_tps,
+                row.pooled_tps,
+                row.pooled_vs_direct,
+                row.direct_latency_ms,
+                row.pooled_latency_ms,
+                row.bouncer_cpu_us_per_tx,
+                row.crate_vs_pgbench_pooled
+            );
+        }
+    }
+    if let Some(why) = &r.pgbench_skipped {
+        println!("\nno pgbench rows: {why}");
     }
     if let Some(why) = &r.pooler_skipped {
         println!("\nno pooler column: {why}");

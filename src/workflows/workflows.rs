@@ -11,6 +11,7 @@ use serde_json::Value;
 use validator::Validate;
 
 use crate::error::{FieldError, InvalidInput, validate};
+use crate::functions::any;
 use crate::keyset::{Cursor, Page, check_limit, page_of};
 use crate::render_once::RenderOnceDsl;
 use crate::schema::{execution_steps, executions, workflows};
@@ -411,13 +412,14 @@ pub async fn find_with_recent_executions(
     let recent = recent?;
     let ids: Vec<ExecutionId> = recent.iter().map(|e| e.id).collect();
     let steps: Vec<ExecutionStep> = execution_steps::table
-        .filter(execution_steps::execution_id.eq_any(&ids))
+        .filter(execution_steps::execution_id.eq(any(&ids)))
         .order((
             execution_steps::execution_id,
             execution_steps::position,
             execution_steps::id,
         ))
         .select(ExecutionStep::as_select())
+        .render_once()
         .load(conn)
         .await?;
     let mut by_execution: HashMap<ExecutionId, Vec<ExecutionStep>> = HashMap::new();
