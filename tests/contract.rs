@@ -73,18 +73,7 @@ async fn setup(path: Path, configure: impl FnOnce(&mut Config)) -> Option<Setup>
     }
     configure(&mut config);
     if path == Path::PoolerRoleBounded {
-        // Before the pooler opens a server connection to the database: a
-        // connection takes its role's defaults when it logs in.
-        let role = common::server_url().username().to_owned();
-        let role = if role.is_empty() { "postgres" } else { &role };
-        database::db::roles::bound_service_role(
-            &mut *t.conn().await,
-            role,
-            &t.name,
-            config.query_timeout,
-        )
-        .await
-        .unwrap();
+        common::bound_login_role(&t, config.query_timeout).await;
     }
     let db = Db::new(config).unwrap();
     Some(Setup {

@@ -811,18 +811,7 @@ async fn each_call_sends_the_requests_it_is_known_to_send() {
     // they logged in with, so the two pooler modes cannot share one.
     let bounded = TestDb::new().await;
     let query_timeout = Duration::from_secs(30);
-    {
-        let role = common::server_url().username().to_owned();
-        let role = if role.is_empty() { "postgres" } else { &role };
-        database::db::roles::bound_service_role(
-            &mut *bounded.conn().await,
-            role,
-            &bounded.name,
-            query_timeout,
-        )
-        .await
-        .unwrap();
-    }
+    common::bound_login_role(&bounded, query_timeout).await;
     let mut modes = vec![("direct", &t, t.url.clone())];
     if let Some(bouncer) = &bouncer {
         modes.push(("pooler", &t, common::through_bouncer(bouncer, &t.name)));
@@ -1049,16 +1038,7 @@ async fn a_role_the_server_does_not_bound_is_named_once() {
     );
 
     let bounded = TestDb::new().await;
-    let role = common::server_url().username().to_owned();
-    let role = if role.is_empty() { "postgres" } else { &role };
-    database::db::roles::bound_service_role(
-        &mut *bounded.conn().await,
-        role,
-        &bounded.name,
-        Config::new(String::new()).query_timeout,
-    )
-    .await
-    .unwrap();
+    common::bound_login_role(&bounded, Config::new(String::new()).query_timeout).await;
     let db = through(&bouncer, &bounded, Pooler::Transaction, 2);
     drop([db.conn().await.unwrap(), db.conn().await.unwrap()]);
     assert_eq!(captured.text().matches(warning).count(), 1);

@@ -35,11 +35,36 @@ pub async fn admin_conn() -> Conn {
         .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {}: {e}", server_url()))
 }
 
+/// The role the tests log in to the test server as (the URL's user, else
+/// `postgres`).
+pub fn server_login() -> String {
+    let user = server_url().username().to_owned();
+    if user.is_empty() {
+        "postgres".to_owned()
+    } else {
+        user
+    }
+}
+
+/// Bounds the login role's statements in `t`'s database on the server, as
+/// `db setup` bounds the service role's (`bound_service_role`): pooler mode
+/// then sends a statement outside a transaction alone. Before the pooler
+/// opens a server connection to the database: a connection takes its
+/// role's defaults when it logs in.
+pub async fn bound_login_role(t: &TestDb, query_timeout: std::time::Duration) {
+    database::db::roles::bound_service_role(
+        &mut *t.conn().await,
+        &server_login(),
+        &t.name,
+        query_timeout,
+    )
+    .await
+    .unwrap();
+}
+
 /// The URL of database `name` through `bouncer`, as the test server's owner.
 pub fn through_bouncer(bouncer: &TempPgBouncer, name: &str) -> String {
-    let user = server_url().username().to_owned();
-    let user = if user.is_empty() { "postgres" } else { &user };
-    bouncer.url_of(user, name)
+    bouncer.url_of(&server_login(), name)
 }
 
 /// Server connections per database of the tests' PgBouncer.
