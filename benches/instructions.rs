@@ -23,6 +23,9 @@
 //! (`database_bench_instructions` on the server) is created by the first run
 //! and dropped by `instructions <server url> drop`.
 
+#[path = "compare/rows.rs"]
+mod rows;
+
 #[path = "compare/recording.rs"]
 #[allow(dead_code, reason = "shared with the side-by-side benchmark")]
 mod recording;
@@ -213,7 +216,9 @@ fn measured_raw_tree(
 
 /// The `workflow_tree` operation on both sides.
 mod tree {
-    use chrono::{DateTime, Utc};
+    use super::rows::{
+        EXECUTION_COLUMNS, STEP_COLUMNS, StepRow, Ts, decode_execution, decode_step,
+    };
     use database::db::Db;
     use database::tenancy::{NewTenant, tenants};
     use database::workflows::{NewWorkflow, WorkflowGraph, executions, workflows};
@@ -223,13 +228,6 @@ mod tree {
 
     const WORKFLOW: &str = "SELECT id, tenant_id, owner_id, name, description, nodes, edges, version, \
          created_at, updated_at FROM workflows WHERE id = $1 AND tenant_id = $2";
-    const EXECUTIONS: &str = "SELECT id, tenant_id, workflow_id, user_id, workflow_version, status::text, \
-         input, output, error, worker_id, started_at, finished_at, created_at, updated_at \
-         FROM executions WHERE workflow_id = $1 AND tenant_id = $2 \
-         ORDER BY created_at DESC, id DESC LIMIT 10";
-    const STEPS: &str = "SELECT id, execution_id, node_id, position, status::text, input, output, \
-         validation, attempts, max_attempts, error, started_at, finished_at, created_at, updated_at \
-         FROM execution_steps WHERE execution_id = ANY($1) ORDER BY execution_id, position, id";
 
     /// A tenant of `owner`'s with a 5-node workflow and 10 executions of it
     /// (kept from an earlier run of the same scratch database).
@@ -295,13 +293,19 @@ mod tree {
         }
     }
 
-    type Ts = DateTime<Utc>;
-
     pub async fn raw_reads(
         pool: &deadpool_postgres::Pool,
         (tenant, workflow): (Uuid, Uuid),
         n: usize,
     ) {
+        let executions = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE workflow_id = $1 AND tenant_id = $2 \
+             ORDER BY created_at DESC, id DESC LIMIT 10"
+        );
+        let steps = format!(
+            "SELECT {STEP_COLUMNS} FROM execution_steps WHERE execution_id = ANY($1) \
+             ORDER BY execution_id, position, id"
+        );
         for _ in 0..n {
             let client = pool.get().await.expect("a connection");
             let statement = client.prepare_cached(WORKFLOW).await.expect("prepared");
@@ -321,55 +325,24 @@ mod tree {
                 w.get::<_, Ts>(8),
                 w.get::<_, Ts>(9),
             );
-            let statement = client.prepare_cached(EXECUTIONS).await.expect("prepared");
+            let statement = client.prepare_cached(&executions).await.expect("prepared");
             let rows = client
                 .query(&statement, &[&workflow, &tenant])
                 .await
                 .expect("executions");
             let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-            let statement = client.prepare_cached(STEPS).await.expect("prepared");
+            let statement = client.prepare_cached(&steps).await.expect("prepared");
             let steps = client.query(&statement, &[&ids]).await.expect("steps");
-            let mut by_execution: std::collections::HashMap<Uuid, Vec<_>> =
+            let mut by_execution: std::collections::HashMap<Uuid, Vec<StepRow>> =
                 std::collections::HashMap::new();
             for s in &steps {
-                let step = (
-                    s.get::<_, Uuid>(0),
-                    s.get::<_, Uuid>(1),
-                    s.get::<_, String>(2),
-                    s.get::<_, i32>(3),
-                    s.get::<_, String>(4),
-                    s.get::<_, Option<Value>>(5),
-                    s.get::<_, Option<Value>>(6),
-                    s.get::<_, Option<Value>>(7),
-                    s.get::<_, i32>(8),
-                    s.get::<_, i32>(9),
-                    s.get::<_, Option<String>>(10),
-                    s.get::<_, Option<Ts>>(11),
-                    s.get::<_, Option<Ts>>(12),
-                    s.get::<_, Ts>(13),
-                    s.get::<_, Ts>(14),
-                );
+                let step = decode_step(s);
                 by_execution.entry(step.1).or_default().push(step);
             }
             let tree: Vec<_> = rows
                 .iter()
                 .map(|e| {
-                    let execution = (
-                        e.get::<_, Uuid>(0),
-                        e.get::<_, Uuid>(1),
-                        e.get::<_, Uuid>(2),
-                        e.get::<_, Option<Uuid>>(3),
-                        e.get::<_, i64>(4),
-                        e.get::<_, String>(5),
-                        e.get::<_, Value>(6),
-                        e.get::<_, Option<Value>>(7),
-                        e.get::<_, Option<String>>(8),
-                        e.get::<_, Option<String>>(9),
-                        e.get::<_, Option<Ts>>(10),
-                        e.get::<_, Option<Ts>>(11),
-                        e.get::<_, Ts>(12),
-                        e.get::<_, Ts>(13),
-                    );
+                    let execution = decode_execution(e);
                     let steps = by_execution.remove(&execution.0).unwrap_or_default();
                     (execution, steps)
                 })

@@ -161,6 +161,7 @@ impl<Q, GroupBy> ValidGrouping<GroupBy> for ScalarSubquery<Q> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render_once::tests::sql_of as to_sql;
     use crate::schema::users;
     use diesel::prelude::*;
 
@@ -181,12 +182,6 @@ mod tests {
         fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
             self.0.walk_ast(pass)
         }
-    }
-
-    fn to_sql<T: QueryFragment<Pg>>(query: &T) -> String {
-        let mut out = PgQueryBuilder::default();
-        query.to_sql(&mut out, &Pg).unwrap();
-        out.finish()
     }
 
     #[test]

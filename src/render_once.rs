@@ -184,12 +184,13 @@ pub trait RenderOnceDsl: Sized {
 impl<Q> RenderOnceDsl for Q {}
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::schema::users;
     use diesel::prelude::*;
 
-    fn sql_of<T: QueryFragment<Pg>>(query: &T) -> String {
+    /// The text a connection asks the query for (`to_sql`).
+    pub(crate) fn sql_of<T: QueryFragment<Pg>>(query: &T) -> String {
         let mut out = PgQueryBuilder::default();
         query.to_sql(&mut out, &Pg).unwrap();
         out.finish()

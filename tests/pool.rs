@@ -186,14 +186,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn query_logging_shows_statements_and_durations_but_not_values() {
-    let captured = common::Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("database::query=debug")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::Captured::install("database::query=debug");
 
     let t = TestDb::new().await;
     let mut config = config_for(&t);

@@ -1018,14 +1018,7 @@ async fn a_role_the_server_does_not_bound_is_named_once() {
     let unbounded = TestDb::new().await;
     let bounded = TestDb::new().await;
     common::bound_login_role(&bounded, Config::new(String::new()).query_timeout).await;
-    let captured = common::Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("database=warn")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = common::Captured::install("database=warn");
     let warning = "the role's statement_timeout on the server is not between";
 
     let db = through(&bouncer, &unbounded, Pooler::Transaction, 3);

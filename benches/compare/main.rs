@@ -14,6 +14,7 @@
 mod baseline;
 mod recording;
 mod rls;
+mod rows;
 mod sqlite;
 mod telemetry;
 mod workloads;
