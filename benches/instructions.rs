@@ -17,6 +17,12 @@
 //! side-by-side benchmark: three statements, about 70 rows with JSON) instead
 //! of a lookup: `find_with_recent_executions` against the same three
 //! statements prepared and cached on tokio-postgres, decoding every column.
+//! The `crate-todo` and `raw-todo` sides insert a todo (`create_todo`: the
+//! crate's `todos::create` with its input checks, against the same INSERT
+//! ... RETURNING with the same checks by hand), and `crate-claim` and
+//! `raw-claim` claim the oldest pending execution of a queue seeded for the
+//! run (`claim_execution`: `executions::claim_next` against the one-statement
+//! claim written by hand).
 //! The script runs it under
 //! `valgrind --tool=callgrind --toggle-collect=*measured*`, so only the
 //! lookups are counted, not start-up or the warm-up. Its scratch database
@@ -55,7 +61,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: instructions <server url> crate|crate-recorded|raw|crate-tree|raw-tree <operations> | <server url> drop"
+                "usage: instructions <server url> crate|crate-recorded|raw|crate-tree|raw-tree|crate-todo|raw-todo|crate-claim|raw-claim <operations> | <server url> drop"
             );
             std::process::exit(2);
         }
@@ -106,6 +112,26 @@ fn main() {
             runtime.block_on(tree::raw_reads(&pool, tree, 50));
             measured_raw_tree(&runtime, &pool, tree, n);
         }
+        "crate-todo" => {
+            runtime.block_on(writes::crate_todos(&db, id, 200));
+            measured_crate_todos(&runtime, &db, id, n);
+        }
+        "raw-todo" => {
+            let pool = raw_pool(&url);
+            runtime.block_on(writes::raw_todos(&pool, id.into_uuid(), 200));
+            measured_raw_todos(&runtime, &pool, id.into_uuid(), n);
+        }
+        "crate-claim" => {
+            runtime.block_on(writes::queue(&db, tree.0, n + 200));
+            runtime.block_on(writes::crate_claims(&db, tree.0, 200));
+            measured_crate_claims(&runtime, &db, tree.0, n);
+        }
+        "raw-claim" => {
+            runtime.block_on(writes::queue(&db, tree.0, n + 200));
+            let pool = raw_pool(&url);
+            runtime.block_on(writes::raw_claims(&pool, tree.0.into_uuid(), 200));
+            measured_raw_claims(&runtime, &pool, tree.0.into_uuid(), n);
+        }
         "crate" | "crate-recorded" => {
             runtime.block_on(crate_lookups(&db, id, 200));
             measured_crate(&runtime, &db, id, n);
@@ -116,7 +142,9 @@ fn main() {
             runtime.block_on(raw_lookups(&pool, id, 200));
             measured_raw(&runtime, &pool, id, n);
         }
-        other => panic!("side {other}: crate, crate-recorded, raw, crate-tree or raw-tree"),
+        other => panic!(
+            "side {other}: crate, crate-recorded, raw, crate-tree, raw-tree, crate-todo, raw-todo, crate-claim or raw-claim"
+        ),
     }
 }
 
@@ -212,6 +240,171 @@ fn measured_raw_tree(
     n: usize,
 ) {
     runtime.block_on(tree::raw_reads(pool, tree, n));
+}
+
+#[inline(never)]
+fn measured_crate_todos(
+    runtime: &tokio::runtime::Runtime,
+    db: &Db,
+    user: database::UserId,
+    n: usize,
+) {
+    runtime.block_on(writes::crate_todos(db, user, n));
+}
+
+#[inline(never)]
+fn measured_raw_todos(
+    runtime: &tokio::runtime::Runtime,
+    pool: &deadpool_postgres::Pool,
+    user: uuid::Uuid,
+    n: usize,
+) {
+    runtime.block_on(writes::raw_todos(pool, user, n));
+}
+
+#[inline(never)]
+fn measured_crate_claims(
+    runtime: &tokio::runtime::Runtime,
+    db: &Db,
+    tenant: database::TenantId,
+    n: usize,
+) {
+    runtime.block_on(writes::crate_claims(db, tenant, n));
+}
+
+#[inline(never)]
+fn measured_raw_claims(
+    runtime: &tokio::runtime::Runtime,
+    pool: &deadpool_postgres::Pool,
+    tenant: uuid::Uuid,
+    n: usize,
+) {
+    runtime.block_on(writes::raw_claims(pool, tenant, n));
+}
+
+/// The `create_todo` and `claim_execution` operations on both sides, as the
+/// side-by-side benchmark writes them.
+mod writes {
+    use super::rows::{EXECUTION_COLUMNS, decode_execution};
+    use database::db::Db;
+    use database::features::todos;
+    use database::workflows::{NewWorkflow, WorkflowGraph, executions, workflows};
+    use database::{TenantId, UserId};
+    use diesel_async::RunQueryDsl;
+    use uuid::Uuid;
+
+    const TODO: &str = "INSERT INTO todos (id, user_id, tenant_id, title, description) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id, user_id, tenant_id, title, description, completed, created_at, updated_at";
+
+    pub async fn crate_todos(db: &Db, user: UserId, n: usize) {
+        for i in 0..n {
+            let input = todos::CreateTodo {
+                title: format!("Todo {i}"),
+                description: (i % 2 == 0).then(|| "Write the benchmark report".to_owned()),
+                tenant_id: None,
+            };
+            let mut conn = db.conn().await.expect("a connection");
+            std::hint::black_box(
+                todos::create(&mut conn, user, &input)
+                    .await
+                    .expect("a todo"),
+            );
+        }
+    }
+
+    pub async fn raw_todos(pool: &deadpool_postgres::Pool, user: Uuid, n: usize) {
+        for i in 0..n {
+            let title = format!("Todo {i}");
+            let description = (i % 2 == 0).then(|| "Write the benchmark report".to_owned());
+            assert!((1..=255).contains(&title.chars().count()), "title");
+            assert!(
+                description
+                    .as_ref()
+                    .is_none_or(|d| d.chars().count() <= 1000),
+                "description"
+            );
+            let client = pool.get().await.expect("a connection");
+            let statement = client.prepare_cached(TODO).await.expect("prepared");
+            let row = client
+                .query_one(
+                    &statement,
+                    &[&Uuid::now_v7(), &user, &None::<Uuid>, &title, &description],
+                )
+                .await
+                .expect("a todo");
+            std::hint::black_box((
+                row.get::<_, Uuid>(0),
+                row.get::<_, Uuid>(1),
+                row.get::<_, Option<Uuid>>(2),
+                row.get::<_, String>(3),
+                row.get::<_, Option<String>>(4),
+                row.get::<_, bool>(5),
+                row.get::<_, super::rows::Ts>(6),
+                row.get::<_, super::rows::Ts>(7),
+            ));
+        }
+    }
+
+    /// `n` pending executions of a workflow of the tenant's made for this
+    /// run (the tree's workflow keeps its own ten).
+    pub async fn queue(db: &Db, tenant: TenantId, n: usize) {
+        let mut conn = db.conn().await.expect("a connection");
+        let graph: WorkflowGraph = serde_json::from_value(serde_json::json!({
+            "nodes": [{"id": "n0", "type": "task", "data": {}}],
+            "edges": [],
+        }))
+        .expect("a graph");
+        let input = NewWorkflow {
+            name: "claims".into(),
+            description: None,
+            graph,
+        };
+        let workflow = workflows::create(&mut conn, tenant, None, &input)
+            .await
+            .expect("a workflow");
+        diesel::sql_query(
+            "INSERT INTO executions (id, tenant_id, workflow_id, workflow_version, status, input) \
+             SELECT gen_random_uuid(), $1, $2, 1, 'pending', '{}'::jsonb FROM generate_series(1, $3)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(tenant)
+        .bind::<diesel::sql_types::Uuid, _>(workflow.id)
+        .bind::<diesel::sql_types::BigInt, _>(n as i64)
+        .execute(&mut conn)
+        .await
+        .expect("a queue");
+    }
+
+    pub async fn crate_claims(db: &Db, tenant: TenantId, n: usize) {
+        for i in 0..n {
+            let worker = format!("worker-{}", i % 16);
+            let mut conn = db.conn().await.expect("a connection");
+            let claimed = executions::claim_next(&mut conn, tenant, &worker)
+                .await
+                .expect("a claim");
+            std::hint::black_box(claimed.expect("the queue ran dry"));
+        }
+    }
+
+    pub async fn raw_claims(pool: &deadpool_postgres::Pool, tenant: Uuid, n: usize) {
+        let sql = format!(
+            "UPDATE executions SET status = 'running', worker_id = $2, \
+                    started_at = coalesce(started_at, now()), updated_at = now() \
+             WHERE id = (SELECT id FROM executions WHERE tenant_id = $1 AND status = 'pending' \
+                         ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING {EXECUTION_COLUMNS}"
+        );
+        for i in 0..n {
+            let worker = format!("worker-{}", i % 16);
+            let client = pool.get().await.expect("a connection");
+            let statement = client.prepare_cached(&sql).await.expect("prepared");
+            let row = client
+                .query_opt(&statement, &[&tenant, &worker])
+                .await
+                .expect("a claim")
+                .expect("the queue ran dry");
+            std::hint::black_box(decode_execution(&row));
+        }
+    }
 }
 
 /// The `workflow_tree` operation on both sides.
