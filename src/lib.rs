@@ -82,7 +82,7 @@ pub use ids::*;
 // The query helpers (`cached`, `inline_limit`, `jsonb`, `render_once`) are
 // for the crate's own repository functions: see each module's docs and the
 // README's "Performance" part. They are not API.
-pub(crate) use cached::CachedExt;
+pub(crate) use cached::{CachedExt, FixedSqlExt};
 pub(crate) use inline_limit::InlineLimitDsl;
 pub(crate) use jsonb::JsonbOf;
 pub(crate) use sql_enum::sql_enum;

@@ -64,10 +64,17 @@ impl Hasher for TypeIdHasher {
     }
 }
 
-type TextByType = HashMap<TypeId, &'static str, BuildHasherDefault<TypeIdHasher>>;
+/// What a kept text is kept under: the query's type (its static query id,
+/// or for `FixedSql` its own type with lifetimes erased) and, for
+/// `FixedSql`, the address of its call site's `Location` (0 otherwise; an
+/// address, because hashing the location would hash its file name).
+pub(crate) type TextKey = (TypeId, usize);
 
-/// Every rendered text, one per query type the program runs: a number fixed
-/// at compile time, so the texts live as long as the process.
+type TextByType = HashMap<TextKey, &'static str, BuildHasherDefault<TypeIdHasher>>;
+
+/// Every rendered text, one per query type (and call site) the program
+/// runs: a number fixed at compile time, so the texts live as long as the
+/// process.
 fn shared() -> &'static RwLock<TextByType> {
     static SHARED: OnceLock<RwLock<TextByType>> = OnceLock::new();
     SHARED.get_or_init(Default::default)
@@ -102,13 +109,22 @@ pub(crate) fn text_of<Q: QueryFragment<Pg>>(
     id: TypeId,
     backend: &Pg,
 ) -> QueryResult<&'static str> {
-    if let Some(text) = LOCAL.with(|local| local.borrow().get(&id).copied()) {
+    kept_text(query, (id, 0), backend)
+}
+
+/// The text kept under `key` for `query`, rendered the first time.
+pub(crate) fn kept_text<Q: QueryFragment<Pg>>(
+    query: &Q,
+    key: TextKey,
+    backend: &Pg,
+) -> QueryResult<&'static str> {
+    if let Some(text) = LOCAL.with(|local| local.borrow().get(&key).copied()) {
         return Ok(text);
     }
     let known = shared()
         .read()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
+        .get(&key)
         .copied();
     let text = match known {
         Some(text) => text,
@@ -117,11 +133,11 @@ pub(crate) fn text_of<Q: QueryFragment<Pg>>(
             query.to_sql(&mut fresh, backend)?;
             let mut all = shared().write().unwrap_or_else(|e| e.into_inner());
             // Another thread may have rendered it meanwhile: keep one copy.
-            *all.entry(id)
+            *all.entry(key)
                 .or_insert_with(|| Box::leak(fresh.finish().into_boxed_str()))
         }
     };
-    LOCAL.with(|local| local.borrow_mut().insert(id, text));
+    LOCAL.with(|local| local.borrow_mut().insert(key, text));
     Ok(text)
 }
 
