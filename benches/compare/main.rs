@@ -15,6 +15,7 @@ mod baseline;
 mod recording;
 mod rls;
 mod rows;
+mod server_watch;
 mod sqlite;
 mod telemetry;
 mod workloads;
@@ -147,6 +148,10 @@ struct Row {
     /// says a latency includes waiting for a turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     cpu_wait_pct: Option<f64>,
+    /// What the server's backends waited on, and the WAL flush time per
+    /// operation, during the row (`server_watch.rs`), when watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<server_watch::ServerRow>,
 }
 
 /// A workload through PgBouncer (transaction mode): the crate in pooler
@@ -172,6 +177,14 @@ struct PoolerRow {
     raw_bouncer_cpu_us_per_op: f64,
     /// See `Row::cpu_wait_pct`.
     cpu_wait_pct: Option<f64>,
+    /// See `Row::server`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<server_watch::ServerRow>,
+    /// At concurrency 1: crate in pooler mode through PgBouncer / crate
+    /// direct with its statement cache off (the same parse-and-plan work on
+    /// the server), measured side by side after the pooler rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vs_direct_uncached: Option<f64>,
 }
 
 /// pgbench (C, libpq, `-M extended`: unnamed statements, as pooler mode
@@ -392,6 +405,8 @@ async fn run(mode: Mode, only: Option<Vec<String>>) -> Result<()> {
 }
 
 async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report> {
+    // First: the WAL timing it turns on reaches only sessions opened after.
+    let server = server_watch::ServerWatch::start(url).await?;
     let mut config = Config::new(url);
     config.pool_size = POOL_SIZE;
     let db = Db::new(config)?;
@@ -421,7 +436,7 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
             );
         }
     }
-    let mut results = measure_each(workloads::all(&ctx), only, mode, "").await?;
+    let mut results = measure_each(workloads::all(&ctx), only, mode, "", Some(&server)).await?;
     // The SQLite rows (auth on a SQLite file): same rounds, same measure.
     if only.is_none_or(|names| {
         sqlite::WORKLOADS
@@ -429,7 +444,7 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
             .any(|w| names.iter().any(|n| n == w))
     }) {
         let sqlite = sqlite::Bench::new(ctx.data.user_ids.len().clamp(100, 10_000)).await?;
-        results.extend(measure_each(sqlite.workloads(), only, mode, "").await?);
+        results.extend(measure_each(sqlite.workloads(), only, mode, "", None).await?);
     }
     let defined: Vec<&str> = workloads::all(&ctx).iter().map(|w| w.name).collect();
     anyhow::ensure!(
@@ -450,7 +465,7 @@ async fn bench(mode: Mode, url: &str, only: Option<&[String]>) -> Result<Report>
         0.0
     };
     let (pooler, pooler_skipped, pgbench, pgbench_skipped) =
-        match through_pooler(mode, url, data, only, &results).await? {
+        match through_pooler(mode, url, data, only, &results, &server).await? {
             Ok((rows, Ok(pgbench))) => (rows, None, pgbench, None),
             Ok((rows, Err(why))) => {
                 eprintln!("no pgbench rows: {why}");
@@ -484,6 +499,7 @@ async fn measure_each(
     only: Option<&[String]>,
     mode: Mode,
     context: &str,
+    server: Option<&server_watch::ServerWatch>,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for workload in workloads {
@@ -491,7 +507,7 @@ async fn measure_each(
             continue;
         }
         for concurrency in CONCURRENCY {
-            let row = measure(&workload, concurrency, mode)
+            let row = measure_watching(&workload, concurrency, mode, None, server)
                 .await
                 .with_context(|| format!("{}{context}", workload.name))?;
             eprintln!(
@@ -534,6 +550,7 @@ async fn through_pooler(
     data: workloads::Data,
     only: Option<&[String]>,
     direct: &[Row],
+    watch: &server_watch::ServerWatch,
 ) -> Result<
     std::result::Result<(Vec<PoolerRow>, std::result::Result<Vec<PgbenchRow>, String>), String>,
 > {
@@ -593,7 +610,7 @@ async fn through_pooler(
         }
         for concurrency in CONCURRENCY {
             measured.push(
-                measure_watching(&workload, concurrency, mode, Some(bouncer.pid()))
+                measure_watching(&workload, concurrency, mode, Some(bouncer.pid()), Some(watch))
                     .await
                     .with_context(|| format!("{} through PgBouncer", workload.name))?,
             );
@@ -632,8 +649,51 @@ async fn through_pooler(
             bouncer_cpu_us_per_op: row.watched_cpu_us_per_op.unwrap_or(f64::NAN),
             raw_bouncer_cpu_us_per_op: row.raw_watched_cpu_us_per_op.unwrap_or(f64::NAN),
             cpu_wait_pct: row.cpu_wait_pct,
+            server: row.server,
+            vs_direct_uncached: None,
         });
     }
+    // Pooler mode against the crate's direct mode with its statement cache
+    // off, side by side at concurrency 1 (issue #29's goal): the same
+    // parse-and-plan work on the server, so the hop is what differs. From a
+    // vacuumed table again (the pooler rows claimed and accepted too).
+    let mut admin = database::db::connect(&Config::new(url), url).await?;
+    diesel_async::SimpleAsyncConnection::batch_execute(&mut admin, "VACUUM ANALYZE").await?;
+    drop(admin);
+    let mut uncached_config = Config::new(url);
+    uncached_config.pool_size = POOL_SIZE;
+    uncached_config.statement_cache = false;
+    let uncached = Arc::new(Ctx {
+        db: Db::new(uncached_config)?,
+        raw: raw_pool(url)?,
+        data: ctx.data.clone(),
+        unnamed: false,
+        in_context: false,
+    });
+    for (pooled, direct) in workloads::all(&ctx).into_iter().zip(workloads::all(&uncached)) {
+        if only.is_some_and(|names| !names.iter().any(|n| n == pooled.name)) {
+            continue;
+        }
+        let pair = Workload {
+            name: pooled.name,
+            krate: pooled.krate,
+            raw: direct.krate,
+        };
+        let row = measure(&pair, 1, mode)
+            .await
+            .with_context(|| format!("{} through PgBouncer against direct, uncached", pair.name))?;
+        eprintln!(
+            "  {:<16} c=1   pooler vs direct with the statement cache off {:.2}",
+            row.workload, row.ratio
+        );
+        if let Some(pooled) = rows
+            .iter_mut()
+            .find(|r| r.workload == row.workload && r.concurrency == 1)
+        {
+            pooled.vs_direct_uncached = Some(row.ratio);
+        }
+    }
+    uncached.db.close();
     ctx.db.close();
     let pgbench = if only.is_none_or(|names| names.iter().any(|n| n == "user_by_id")) {
         pgbench_rows(mode, url, via.as_str(), bouncer.pid(), users, &rows).await?
@@ -823,21 +883,27 @@ async fn round(
 }
 
 async fn measure(w: &Workload, concurrency: usize, mode: Mode) -> Result<Row> {
-    measure_watching(w, concurrency, mode, None).await
+    measure_watching(w, concurrency, mode, None, None).await
 }
 
 /// `measure`, also counting the CPU time process `watched` (PgBouncer)
-/// spends during each side's rounds.
+/// spends during each side's rounds, and what the server's backends did
+/// (`server`).
 async fn measure_watching(
     w: &Workload,
     concurrency: usize,
     mode: Mode,
     watched: Option<u32>,
+    server: Option<&server_watch::ServerWatch>,
 ) -> Result<Row> {
     let seq = Arc::new(AtomicUsize::new(0));
     // Warm both sides: connections open, statements prepared.
     round(&w.krate, concurrency, mode.round / 4, &seq).await?;
     round(&w.raw, concurrency, mode.round / 4, &seq).await?;
+    let mark = match server {
+        Some(watch) => Some(watch.begin().await),
+        None => None,
+    };
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let (mut our_time, mut their_time) = (Duration::ZERO, Duration::ZERO);
     let (mut our_cpu, mut their_cpu) = (Duration::ZERO, Duration::ZERO);
@@ -871,6 +937,10 @@ async fn measure_watching(
             }
         }
     }
+    let server = match server.zip(mark) {
+        Some((watch, mark)) => Some(watch.end(mark, ours.len() + theirs.len()).await),
+        None => None,
+    };
     let cpu_wait_pct = cpu_pressure().zip(waited_before).map(|(after, before)| {
         let measured = (our_time + their_time).as_secs_f64();
         ((after - before).as_secs_f64() / measured * 1000.0).round() / 10.0
@@ -896,6 +966,7 @@ async fn measure_watching(
         watched_cpu_us_per_op: watched.map(|_| per_op(our_watched, ours.len())),
         raw_watched_cpu_us_per_op: watched.map(|_| per_op(their_watched, theirs.len())),
         cpu_wait_pct,
+        server,
     })
 }
 
@@ -1054,9 +1125,14 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
+/// A figure with one decimal, or `-` when there is none.
+fn or_dash(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |v| format!("{v:.1}"))
+}
+
 fn print_table(r: &Report) {
     println!(
-        "\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}",
+        "\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>8}",
         "workload",
         "conc",
         "crate op/s",
@@ -1068,11 +1144,13 @@ fn print_table(r: &Report) {
         "raw p99",
         "cpu µs",
         "raw cpu",
-        "wait %"
+        "wait %",
+        "wal %",
+        "sync µs"
     );
     for row in &r.results {
         println!(
-            "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>8} {:>8} {:>8} {:>8} {:>7.1} {:>7.1} {:>7}",
+            "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>8} {:>8} {:>8} {:>8} {:>7.1} {:>7.1} {:>7} {:>6} {:>8}",
             row.workload,
             row.concurrency,
             row.ops_per_sec,
@@ -1084,13 +1162,14 @@ fn print_table(r: &Report) {
             row.raw_p99_us,
             row.cpu_us_per_op,
             row.raw_cpu_us_per_op,
-            row.cpu_wait_pct
-                .map_or("-".to_owned(), |w| format!("{w:.1}"))
+            or_dash(row.cpu_wait_pct),
+            or_dash(row.server.as_ref().map(|s| s.wal_wait_pct)),
+            or_dash(row.server.as_ref().and_then(|s| s.wal_sync_us_per_op))
         );
     }
     if !r.pooler.is_empty() {
         println!(
-            "\nthrough PgBouncer (transaction mode): crate in pooler mode vs raw unnamed statements, and each vs its own direct figure; PgBouncer's CPU per operation of each side\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>7}",
+            "\nthrough PgBouncer (transaction mode): crate in pooler mode vs raw unnamed statements, and each vs its own direct figure (and the crate vs its direct mode with the statement cache off, c=1); PgBouncer's CPU per operation of each side\n{:<16} {:>4} {:>11} {:>11} {:>6} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>7} {:>6} {:>8}",
             "workload",
             "conc",
             "crate op/s",
@@ -1098,15 +1177,18 @@ fn print_table(r: &Report) {
             "ratio",
             "vs direct",
             "raw vs d.",
+            "vs uncach",
             "p50 µs",
             "raw p50",
             "pgb µs",
             "raw pgb",
-            "wait %"
+            "wait %",
+            "wal %",
+            "sync µs"
         );
         for row in &r.pooler {
             println!(
-                "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>9.2} {:>9.2} {:>8} {:>8} {:>9.1} {:>9.1} {:>7}",
+                "{:<16} {:>4} {:>11} {:>11} {:>6.2} {:>9.2} {:>9.2} {:>9} {:>8} {:>8} {:>9.1} {:>9.1} {:>7} {:>6} {:>8}",
                 row.workload,
                 row.concurrency,
                 row.ops_per_sec,
@@ -1114,12 +1196,15 @@ fn print_table(r: &Report) {
                 row.ratio,
                 row.vs_direct,
                 row.raw_vs_direct,
+                row.vs_direct_uncached
+                    .map_or("-".to_owned(), |r| format!("{r:.2}")),
                 row.p50_us,
                 row.raw_p50_us,
                 row.bouncer_cpu_us_per_op,
                 row.raw_bouncer_cpu_us_per_op,
-                row.cpu_wait_pct
-                    .map_or("-".to_owned(), |w| format!("{w:.1}"))
+                or_dash(row.cpu_wait_pct),
+                or_dash(row.server.as_ref().map(|s| s.wal_wait_pct)),
+                or_dash(row.server.as_ref().and_then(|s| s.wal_sync_us_per_op))
             );
         }
     }

@@ -78,7 +78,7 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
     });
     let only: Vec<String> = MEASURED.iter().map(|s| (*s).to_owned()).collect();
     eprintln!("telemetry pass: no subscriber, no recorder");
-    let without = measure_each(workloads::all(&ctx), Some(&only), mode, " (none)").await?;
+    let without = measure_each(workloads::all(&ctx), Some(&only), mode, " (none)", None).await?;
 
     let mut config = Config::new(url);
     config.pool_size = POOL_SIZE;
@@ -98,6 +98,7 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
         Some(&only),
         mode,
         " (sqlcommenter)",
+        None,
     )
     .await?;
     drop(commented);
@@ -105,17 +106,17 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
     let spans = Spans::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))?;
     eprintln!("telemetry pass: spans built, nothing kept, no recorder");
-    let built = measure_each(workloads::all(&ctx), Some(&only), mode, " (spans built)").await?;
+    let built = measure_each(workloads::all(&ctx), Some(&only), mode, " (spans built)", None).await?;
 
     metrics_util::debugging::DebuggingRecorder::new()
         .install()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("telemetry pass: spans built, nothing kept, metrics recorded");
-    let metered = measure_each(workloads::all(&ctx), Some(&only), mode, " (metrics)").await?;
+    let metered = measure_each(workloads::all(&ctx), Some(&only), mode, " (metrics)", None).await?;
 
     spans.1.store(true, Ordering::Relaxed);
     eprintln!("telemetry pass: spans and metrics recorded in memory");
-    let with = measure_each(workloads::all(&ctx), Some(&only), mode, " (recorded)").await?;
+    let with = measure_each(workloads::all(&ctx), Some(&only), mode, " (recorded)", None).await?;
     anyhow::ensure!(
         spans
             .0
