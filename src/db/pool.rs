@@ -216,10 +216,7 @@ pub(super) async fn checkout(
     // A timer polls its work first: a free connection would otherwise be
     // handed to a call whose deadline has already passed.
     if deadline <= started {
-        return Err(Error::Timeout {
-            kind: crate::TimeoutKind::Client,
-            message: "the call's deadline passed before it began; nothing was sent".into(),
-        });
+        return Err(super::call::deadline_passed("it began").into());
     }
     let waiting = tokio::time::timeout_at(deadline.into(), pool.get());
     let span = super::telemetry::enabled().then(|| {

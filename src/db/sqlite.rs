@@ -240,10 +240,7 @@ impl SqliteDb {
         // A timer polls its work first: a call that starts after its
         // deadline would otherwise still run when a connection is free.
         if self.ctx.deadline_at().is_some_and(|d| d <= started) {
-            return Err(Error::Timeout {
-                kind: crate::TimeoutKind::Client,
-                message: "the call's deadline passed before it began; nothing was run".into(),
-            });
+            return Err(super::call::deadline_passed("it began").into());
         }
         let got = tokio::time::timeout_at(self.deadline().into(), pool.get()).await;
         let timed_out = matches!(&got, Ok(Err(P::Timeout(_))) | Err(_));
