@@ -443,7 +443,10 @@ async fn setup_creates_the_database_and_status_and_check_agree() {
     let status = db_cmd(&url, &["status"]);
     assert!(text(&status).contains("1 pending"), "{}", text(&status));
     assert!(db_cmd(&url, &["migrate"]).status.success());
-    assert!(db_cmd(&url, &["redo", "--steps", "2"]).status.success());
+    // One step: a redo of several refuses to cross a migration that runs
+    // outside a transaction, and the newest may be one.
+    let redo = db_cmd(&url, &["redo"]);
+    assert!(redo.status.success(), "{}", text(&redo));
     assert!(db_cmd(&url, &["check"]).status.success());
 
     let mut admin = common::admin_conn().await;
