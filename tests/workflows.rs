@@ -1005,13 +1005,14 @@ async fn a_json_value_a_million_levels_deep_is_refused_not_a_stack_overflow() {
     assert_eq!(t.count("workflows").await, 0);
 }
 
-/// The claim reads the index of pending executions, whatever the planner
-/// thinks of the others. Two other indexes can serve its predicate, and
-/// one of them, `executions_tenant_created_idx` walked backward with a
-/// filter on status, reads every execution claimed before the next pending
-/// one: the planner costs the two within a few hundredths, so the benchmark's
-/// claims ran at a quarter of their rate on some runs (BENCHMARKS.md, "The
-/// claim's plan"). The index scans are counted by the server
+/// The claim reads the index of pending executions. Other indexes can
+/// serve its predicate, and one of them, `executions_tenant_created_idx`
+/// walked backward with a filter on status, reads every execution claimed
+/// before the next pending one: the planner costs the two within a few
+/// hundredths, so the benchmark's claims ran at a quarter of their rate on
+/// some runs (BENCHMARKS.md, "The claim's plan", which also says when the
+/// planner still takes the walk: a queue of 400,000 analyzed while all
+/// pending). The index scans are counted by the server
 /// (`pg_stat_user_indexes`) for the crate's own statement.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_reads_the_index_of_pending_executions() {

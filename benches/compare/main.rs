@@ -610,9 +610,15 @@ async fn through_pooler(
         }
         for concurrency in CONCURRENCY {
             measured.push(
-                measure_watching(&workload, concurrency, mode, Some(bouncer.pid()), Some(watch))
-                    .await
-                    .with_context(|| format!("{} through PgBouncer", workload.name))?,
+                measure_watching(
+                    &workload,
+                    concurrency,
+                    mode,
+                    Some(bouncer.pid()),
+                    Some(watch),
+                )
+                .await
+                .with_context(|| format!("{} through PgBouncer", workload.name))?,
             );
         }
     }
@@ -670,7 +676,10 @@ async fn through_pooler(
         unnamed: false,
         in_context: false,
     });
-    for (pooled, direct) in workloads::all(&ctx).into_iter().zip(workloads::all(&uncached)) {
+    for (pooled, direct) in workloads::all(&ctx)
+        .into_iter()
+        .zip(workloads::all(&uncached))
+    {
         if only.is_some_and(|names| !names.iter().any(|n| n == pooled.name)) {
             continue;
         }

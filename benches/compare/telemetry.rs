@@ -106,7 +106,14 @@ pub async fn run(mode: Mode, url: &str) -> Result<Vec<TelemetryRow>> {
     let spans = Spans::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))?;
     eprintln!("telemetry pass: spans built, nothing kept, no recorder");
-    let built = measure_each(workloads::all(&ctx), Some(&only), mode, " (spans built)", None).await?;
+    let built = measure_each(
+        workloads::all(&ctx),
+        Some(&only),
+        mode,
+        " (spans built)",
+        None,
+    )
+    .await?;
 
     metrics_util::debugging::DebuggingRecorder::new()
         .install()
